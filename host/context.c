@@ -1,0 +1,50 @@
+/* Context lifecycle: device, OpenCL context and in-order queue, program, buffers. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+clxent_opts clxent_opts_default(void) {
+  clxent_opts o;
+  o.reduction = CLXENT_MEAN;
+  o.ignore_index = -100;
+  return o;
+}
+
+clxent_status clxent_create(clxent_ctx **out, const char *device) {
+  if (!out) return clxent_fail(NULL, CLXENT_ERR_INVALID_ARG, "ctx is NULL (pass the address of a clxent_ctx *)");
+  *out = NULL;
+  clxent_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return clxent_fail(NULL, CLXENT_ERR_OUT_OF_MEMORY, "calloc of the context (%zu bytes) failed", sizeof *ctx);
+
+  clxent_status st = clxent_select_device(ctx, device);
+  cl_int err = CL_SUCCESS;
+  if (st == CLXENT_OK) {
+    const cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform, 0};
+    ctx->context = clCreateContext(props, 1, &ctx->device, NULL, NULL, &err);
+    if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clCreateContext", err);
+  }
+  if (st == CLXENT_OK) {
+    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, 0, &err);
+    if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clCreateCommandQueue", err);
+  }
+  if (st == CLXENT_OK) st = clxent_build_program(ctx);
+  if (st != CLXENT_OK) {
+    clxent_fail(NULL, st, "%s", ctx->error); /* the context dies: keep its message per thread */
+    clxent_destroy(ctx);
+    return st;
+  }
+  *out = ctx;
+  return CLXENT_OK;
+}
+
+void clxent_destroy(clxent_ctx *ctx) {
+  if (!ctx) return;
+  if (ctx->queue) clFinish(ctx->queue);
+  clxent_release_buffers(ctx);
+  for (int k = 0; k < KERNEL_COUNT; ++k)
+    if (ctx->kernels[k]) clReleaseKernel(ctx->kernels[k]);
+  if (ctx->program) clReleaseProgram(ctx->program);
+  if (ctx->queue) clReleaseCommandQueue(ctx->queue);
+  if (ctx->context) clReleaseContext(ctx->context);
+  free(ctx);
+}

@@ -1,0 +1,92 @@
+/* Internal to clxent: the context and the helpers the host modules share. Not installed. */
+#ifndef CLXENT_INTERNAL_H
+#define CLXENT_INTERNAL_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+
+#include "clxent.h"
+
+#define CLXENT_ERROR_MAX 4096
+
+/* How a row is mapped onto the device (see kernels/common.cl). */
+typedef enum clxent_variant { CLXENT_VARIANT_ITEM_PER_ROW, CLXENT_VARIANT_GROUP_PER_ROW } clxent_variant;
+
+/* Reusable device buffers: each grows to the largest request seen and is reused for smaller ones. */
+enum clxent_slot {
+  SLOT_IN,      /* a block of logits / probabilities / p */
+  SLOT_AUX,     /* a block of targets / q */
+  SLOT_GRAD,    /* a block of the gradient */
+  SLOT_LABELS,  /* the batch's labels */
+  SLOT_ROW_OUT, /* the batch's per-row losses or results */
+  SLOT_PARTIAL_A, /* reduction partial sums, ping-pong */
+  SLOT_PARTIAL_B,
+  SLOT_COUNT
+};
+
+typedef enum clxent_kernel_id {
+  KERNEL_SOFTMAX_HARD,
+  KERNEL_SOFTMAX_SOFT,
+  KERNEL_SIGMOID_XENT,
+  KERNEL_BCE,
+  KERNEL_ROW_INFORMATION,
+  KERNEL_REDUCE_SUM,
+  KERNEL_COPY_FLOAT4,
+  KERNEL_COUNT
+} clxent_kernel_id;
+
+struct clxent_ctx {
+  cl_platform_id platform;
+  cl_device_id device;
+  cl_context context;
+  cl_command_queue queue;
+  cl_program program;
+  cl_kernel kernels[KERNEL_COUNT];
+  cl_mem buffers[SLOT_COUNT];
+  size_t buffer_sizes[SLOT_COUNT];
+
+  clxent_variant variant;
+  unsigned vector_width;   /* CLXENT_VEC */
+  size_t group_size;       /* CLXENT_GROUP_SIZE */
+  cl_ulong max_alloc;      /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
+  cl_ulong global_mem;     /* CL_DEVICE_GLOBAL_MEM_SIZE */
+  cl_ulong block_bytes;    /* largest block buffer the streaming loop uses */
+  cl_device_type device_type;
+  char device_name[256];
+  char error[CLXENT_ERROR_MAX];
+};
+
+/* errors.c */
+const char *clxent_cl_error_name(cl_int err);
+/* Records a printf-style message on ctx (or, with ctx NULL, in the thread's create error) and
+ * returns status, so that failures read `return clxent_fail(ctx, STATUS, "...", ...)`. */
+clxent_status clxent_fail(clxent_ctx *ctx, clxent_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Maps a failed OpenCL call to a status (OUT_OF_MEMORY for the allocation errors, OPENCL
+ * otherwise) with a message naming the call and the CL error. */
+clxent_status clxent_cl_status(cl_int err);
+clxent_status clxent_fail_cl(clxent_ctx *ctx, const char *call, cl_int err);
+void clxent_clear_error(clxent_ctx *ctx);
+
+/* device.c */
+clxent_status clxent_select_device(clxent_ctx *ctx, const char *request);
+/* program.c */
+clxent_status clxent_build_program(clxent_ctx *ctx);
+/* buffers.c: a buffer of at least `bytes` in slot, reusing the one held when it is big enough. */
+clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out);
+void clxent_release_buffers(clxent_ctx *ctx);
+
+/* losses.c: enqueues one loss kernel over a block of `rows` rows (argument layout of
+ * CLXENT_ROW_KERNEL_ARGS in kernels/common.cl) with the geometry of the context's variant. */
+clxent_status clxent_launch_rows(clxent_ctx *ctx, clxent_kernel_id kernel, size_t rows, size_t c, size_t first_row,
+                                 cl_mem in, cl_mem aux, cl_mem labels, cl_int iarg, float scale, cl_mem grad,
+                                 cl_mem out);
+
+/* Environment knobs, read at context creation (documented in README):
+ *   CLXENT_VARIANT=item|group   force the row mapping
+ *   CLXENT_BLOCK_BYTES=N        cap the streaming block (tests use it to force many blocks) */
+
+#endif

@@ -1,0 +1,109 @@
+/* Builds the embedded kernel sources for the selected device with the defines of its variant. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Generated at build time from the sources in kernels/ (cmake/embed_kernels.cmake). */
+extern const char *const clxent_kernel_sources[];
+extern const size_t clxent_kernel_source_lengths[];
+extern const size_t clxent_kernel_source_count;
+
+static const char *const kernel_names[KERNEL_COUNT] = {
+    "softmax_xent_hard", "softmax_xent_soft", "sigmoid_xent", "bce",
+    "row_information",   "reduce_sum",        "copy_float4"};
+
+/* Tuning table: the row mapping and widths per device class. PoCL turns a work-item's explicit
+ * float8 loop into AVX2 code, while its loops across work-items with barriers are slow, so CPUs
+ * get a row per work-item; GPUs get a work-group per row with coalesced loads. */
+static const struct {
+  cl_device_type type;
+  clxent_variant variant;
+  unsigned vector_width;
+  size_t group_size;
+} tuning[] = {
+    {CL_DEVICE_TYPE_CPU, CLXENT_VARIANT_ITEM_PER_ROW, 8, 64},
+    {CL_DEVICE_TYPE_ALL, CLXENT_VARIANT_GROUP_PER_ROW, 4, 256}, /* GPUs, accelerators, others */
+};
+
+static size_t env_size(const char *name, size_t fallback) {
+  const char *v = getenv(name);
+  if (!v || !*v) return fallback;
+  char *end;
+  const unsigned long long x = strtoull(v, &end, 10);
+  return (*end == '\0' && x > 0) ? (size_t)x : fallback;
+}
+
+static size_t floor_pow2(size_t x) {
+  size_t p = 1;
+  while (p * 2 <= x) p *= 2;
+  return p;
+}
+
+static clxent_status choose_parameters(clxent_ctx *ctx) {
+  size_t t = 0;
+  while (!(tuning[t].type & ctx->device_type) && tuning[t].type != CL_DEVICE_TYPE_ALL) ++t;
+  ctx->variant = tuning[t].variant;
+  ctx->vector_width = tuning[t].vector_width;
+  ctx->group_size = tuning[t].group_size;
+
+  const char *variant = getenv("CLXENT_VARIANT");
+  if (variant && !strcmp(variant, "item")) ctx->variant = CLXENT_VARIANT_ITEM_PER_ROW;
+  else if (variant && !strcmp(variant, "group")) ctx->variant = CLXENT_VARIANT_GROUP_PER_ROW;
+  else if (variant && *variant)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "CLXENT_VARIANT=\"%s\": expected item or group", variant);
+  ctx->vector_width = (unsigned)env_size("CLXENT_VEC", ctx->vector_width);
+  if (ctx->vector_width != 4 && ctx->vector_width != 8 && ctx->vector_width != 16)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "CLXENT_VEC=%u: expected 4, 8 or 16", ctx->vector_width);
+
+  size_t max_group = 1;
+  cl_int err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group, &max_group, NULL);
+  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_MAX_WORK_GROUP_SIZE)", err);
+  ctx->group_size = floor_pow2(env_size("CLXENT_GROUP_SIZE", ctx->group_size));
+  if (ctx->group_size > max_group) ctx->group_size = floor_pow2(max_group);
+
+  err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ctx->max_alloc, &ctx->max_alloc, NULL);
+  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_MAX_MEM_ALLOC_SIZE)", err);
+  err = clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof ctx->global_mem, &ctx->global_mem, NULL);
+  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_GLOBAL_MEM_SIZE)", err);
+  /* Three block buffers (input, targets, gradient) are in use at once: keep them in a quarter of
+   * the device's memory each, and within one allocation. */
+  cl_ulong block = ctx->global_mem / 4 < ctx->max_alloc ? ctx->global_mem / 4 : ctx->max_alloc;
+  ctx->block_bytes = env_size("CLXENT_BLOCK_BYTES", (size_t)block);
+  if (ctx->block_bytes > block) ctx->block_bytes = block;
+  return CLXENT_OK;
+}
+
+clxent_status clxent_build_program(clxent_ctx *ctx) {
+  clxent_status st = choose_parameters(ctx);
+  if (st != CLXENT_OK) return st;
+
+  cl_int err;
+  ctx->program = clCreateProgramWithSource(ctx->context, (cl_uint)clxent_kernel_source_count,
+                                           (const char **)clxent_kernel_sources,
+                                           clxent_kernel_source_lengths, &err);
+  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clCreateProgramWithSource", err);
+
+  char options[512];
+  const char *extra = getenv("CLXENT_BUILD_OPTIONS"); /* for experiments and fault injection */
+  snprintf(options, sizeof options, "-cl-std=CL1.2 -DCLXENT_ROW_PER_ITEM=%d -DCLXENT_VEC=%u -DCLXENT_GROUP_SIZE=%zu %s",
+           ctx->variant == CLXENT_VARIANT_ITEM_PER_ROW, ctx->vector_width, ctx->group_size,
+           extra ? extra : "");
+  err = clBuildProgram(ctx->program, 1, &ctx->device, options, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    char log[CLXENT_ERROR_MAX - 256] = "";
+    size_t len = 0;
+    clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, &len);
+    if (len == 0 || len > sizeof log - 1) log[sizeof log - 1] = '\0';
+    return clxent_fail(ctx, CLXENT_ERR_BUILD, "clBuildProgram for %s with \"%s\" failed: %s (%d); log:\n%s",
+                       ctx->device_name, options, clxent_cl_error_name(err), (int)err, log);
+  }
+  for (int k = 0; k < KERNEL_COUNT; ++k) {
+    ctx->kernels[k] = clCreateKernel(ctx->program, kernel_names[k], &err);
+    if (err != CL_SUCCESS)
+      return clxent_fail(ctx, clxent_cl_status(err), "clCreateKernel(%s) failed: %s (%d)", kernel_names[k],
+                         clxent_cl_error_name(err), (int)err);
+  }
+  return CLXENT_OK;
+}

@@ -1,0 +1,116 @@
+/*
+ * clxent — fused softmax / sigmoid cross-entropy, loss and gradient, on any OpenCL device.
+ *
+ * One call takes a batch of logits and labels and returns the batch loss and dL/dlogits. The work
+ * runs on an OpenCL device (a GPU through its vendor driver, or the CPU through PoCL).
+ *
+ * Conventions for every function below:
+ *   - Matrices are row-major [n][c] float arrays; sizes are size_t end to end.
+ *   - Natural logarithms. 0·ln 0 = 0.
+ *   - A call either succeeds (CLXENT_OK) or returns another status; a call rejected for its
+ *     arguments (CLXENT_ERR_INVALID_ARG, CLXENT_ERR_LABEL_RANGE) writes no output at all.
+ *   - clxent_last_error(ctx) then names the bad argument, row or OpenCL call.
+ *   - Threads: a context is used by one thread at a time. Use one context per thread, or guard a
+ *     shared one with your own lock. Different contexts are independent.
+ */
+#ifndef CLXENT_H
+#define CLXENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum clxent_status {
+  CLXENT_OK = 0,
+  CLXENT_ERR_INVALID_ARG,   /* NULL pointer, zero size, unknown enum value, bad option value */
+  CLXENT_ERR_LABEL_RANGE,   /* a label outside [0, classes) that is not opts.ignore_index */
+  CLXENT_ERR_NO_DEVICE,     /* no OpenCL platform/device matches the request */
+  CLXENT_ERR_BUILD,         /* kernels failed to compile for the device (log in clxent_last_error) */
+  CLXENT_ERR_OUT_OF_MEMORY, /* host or device allocation failed */
+  CLXENT_ERR_OPENCL         /* any other OpenCL failure (call and CL error name in clxent_last_error) */
+} clxent_status;            /* more values may be added later; never renumber these */
+
+/* Opaque context: one OpenCL device, its queue, the built kernels and reusable buffers. */
+typedef struct clxent_ctx clxent_ctx;
+
+/* Creates a context on a device. `device` selects it:
+ *   NULL      $CLXENT_DEVICE if set, else the first GPU, else the first OpenCL device of any type;
+ *   "gpu"     the first GPU;           "cpu"  the first CPU device (PoCL, for example);
+ *   "P:D"     platform index P, device index D within it (as `clxent devices` lists them);
+ *   other     the first device whose device or platform name contains the string (case-insensitive).
+ * On failure *ctx is NULL and clxent_last_error(NULL) describes why (per thread). */
+clxent_status clxent_create(clxent_ctx **ctx, const char *device);
+void clxent_destroy(clxent_ctx *ctx); /* NULL is a no-op */
+
+const char *clxent_status_str(clxent_status status); /* never NULL */
+/* Detail of the last failure on ctx, "" if none. With ctx == NULL: the last failed clxent_create
+ * of the calling thread. The string stays valid until the next call on ctx. */
+const char *clxent_last_error(const clxent_ctx *ctx);
+const char *clxent_device_name(const clxent_ctx *ctx);
+
+typedef enum clxent_reduction {
+  CLXENT_MEAN = 0, /* J = Σ_i loss_i / (number of rows counted) */
+  CLXENT_SUM = 1,  /* J = Σ_i loss_i */
+  CLXENT_NONE = 2  /* loss_i per row; the gradient is that of Σ_i loss_i */
+} clxent_reduction;
+
+typedef struct clxent_opts {
+  clxent_reduction reduction;
+  int32_t ignore_index; /* rows whose label equals this have loss 0, gradient 0 and do not count */
+  /* more fields later: always start from clxent_opts_default() */
+} clxent_opts;
+
+clxent_opts clxent_opts_default(void); /* CLXENT_MEAN, ignore_index = -100 (PyTorch's default) */
+
+/* Multiclass, class-index labels: a = softmax(z_i), loss_i = -ln a_{i,y_i} = lse(z_i) - z_{i,y_i},
+ * dL/dz_{i,j} = scale · (a_{i,j} - [j == y_i]).
+ *   logits  [n][c];  labels [n], each in [0, c) or opts->ignore_index.
+ *   loss    MEAN, SUM: 1 value; NONE: n values. May be NULL if grad is not.
+ *   grad    [n][c] or NULL (loss only) or == logits (written in place).
+ *   opts    NULL = clxent_opts_default().
+ * MEAN divides by the number of rows not ignored (all ignored: loss is NaN, gradient 0, as in
+ * PyTorch); the gradient carries the reduction's scale (1/count for MEAN, 1 otherwise).
+ * A label outside [0, c) that is not ignore_index: CLXENT_ERR_LABEL_RANGE, checked before anything
+ * is computed, clxent_last_error names the first bad row and its value, nothing is written. */
+clxent_status clxent_softmax_xent(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
+                                  const int32_t *labels, const clxent_opts *opts, float *loss,
+                                  float *grad);
+
+/* Multiclass, dense targets t [n][c] (probabilities, or any non-negative weights):
+ * loss_i = -Σ_j t_{i,j} ln a_{i,j}, dL/dz_{i,j} = scale · (a_{i,j} · Σ_k t_{i,k} - t_{i,j}).
+ * Terms with t = 0 contribute 0 even where z = -inf. ignore_index does not apply; MEAN divides by n. */
+clxent_status clxent_softmax_xent_soft(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
+                                       const float *targets, const clxent_opts *opts, float *loss,
+                                       float *grad);
+
+/* Binary, elementwise over n values, from logits with the sigmoid fused:
+ * a = sigmoid(z), loss = -[y ln a + (1-y) ln(1-a)] = max(z,0) - z·y + ln(1 + e^{-|z|}),
+ * dL/dz = scale · (a - y). MEAN divides by n. grad may be NULL or == logits. */
+clxent_status clxent_sigmoid_xent(clxent_ctx *ctx, size_t n, const float *logits,
+                                  const float *targets, const clxent_opts *opts, float *loss,
+                                  float *grad);
+
+/* Binary from probabilities a ∈ [0, 1] (PyTorch's BCELoss): loss = -[y ln a + (1-y) ln(1-a)] with
+ * each log clamped at -100, dL/da = scale · (a - y) / max(a(1-a), 1e-12). An a outside [0, 1]
+ * (NaN excepted: it propagates) is CLXENT_ERR_INVALID_ARG. grad may be NULL or == probs. */
+clxent_status clxent_bce(clxent_ctx *ctx, size_t n, const float *probs, const float *targets,
+                         const clxent_opts *opts, float *loss, float *grad);
+
+/* Per row of distributions p, q [n][c]; out [n]. Natural log, 0·ln 0 = 0, p·ln 0 = -inf for p > 0.
+ *   entropy        H(p)    = -Σ p ln p
+ *   cross_entropy  H(p,q)  = -Σ p ln q
+ *   kl_div         D(p‖q)  =  Σ p ln(p/q) = H(p,q) - H(p) */
+clxent_status clxent_entropy(clxent_ctx *ctx, size_t n, size_t c, const float *p, float *out);
+clxent_status clxent_cross_entropy(clxent_ctx *ctx, size_t n, size_t c, const float *p,
+                                   const float *q, float *out);
+clxent_status clxent_kl_div(clxent_ctx *ctx, size_t n, size_t c, const float *p, const float *q,
+                            float *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLXENT_H */

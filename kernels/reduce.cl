@@ -1,0 +1,30 @@
+/*
+ * Deterministic batch reduction: J = Σ_i loss_i / divisor.
+ * Group g sums the fixed span [g·SPAN, (g+1)·SPAN), SPAN = CLXENT_GROUP_SIZE · REDUCE_ITEMS: each
+ * item adds REDUCE_ITEMS strided values, then a fixed tree combines the items. The host repeats
+ * the launch on the partial sums until one value is left and passes divisor (the MEAN count)
+ * only to the last launch. No atomics: the order of every addition depends only on n, so the
+ * result is bit-identical run to run and whatever block size the host streamed the batch in.
+ */
+#define REDUCE_ITEMS 16
+
+__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
+void reduce_sum(const ulong n, __global const float *in, __global float *out,
+                const float divisor) {
+  __local float scratch[CLXENT_GROUP_SIZE];
+  const ulong base = (ulong)get_group_id(0) * CLXENT_GROUP_SIZE * REDUCE_ITEMS;
+  const uint lid = get_local_id(0);
+  float acc = 0.0f;
+  for (uint k = 0; k < REDUCE_ITEMS; ++k) {
+    const ulong idx = base + (ulong)k * CLXENT_GROUP_SIZE + lid;
+    if (idx < n) acc += in[idx];
+  }
+  acc = group_sum(acc, scratch);
+  if (lid == 0) out[get_group_id(0)] = acc / divisor;
+}
+
+/* The device's own copy bandwidth, for the benchmark: one work-item per float4. */
+__kernel void copy_float4(__global const float4 *in, __global float4 *out) {
+  const size_t i = get_global_id(0);
+  out[i] = in[i];
+}
