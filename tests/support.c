@@ -1,0 +1,161 @@
+#include "support.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int support_setup(void **state) {
+  clxent_ctx *ctx = NULL;
+  const clxent_status st = clxent_create(&ctx, NULL);
+  if (st != CLXENT_OK) {
+    fprintf(stderr, "clxent_create: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
+    return -1;
+  }
+  *state = ctx;
+  return 0;
+}
+
+int support_teardown(void **state) {
+  clxent_destroy(*state);
+  return 0;
+}
+
+clxent_ctx *test_ctx(void **state) { return *state; }
+
+static uint64_t rng_state = 1;
+void rng_seed(uint64_t seed) { rng_state = seed * 0x9E3779B97F4A7C15ull + 1; }
+static uint64_t rng_next(void) { /* splitmix64 */
+  uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+double rng_uniform(double lo, double hi) { return lo + (hi - lo) * (double)(rng_next() >> 11) / 9007199254740992.0; }
+uint32_t rng_below(uint32_t bound) { return (uint32_t)(rng_next() % bound); }
+void fill_uniform(float *x, size_t k, double lo, double hi) {
+  for (size_t i = 0; i < k; ++i) x[i] = (float)rng_uniform(lo, hi);
+}
+void fill_distribution_rows(float *p, size_t n, size_t c, double zero_fraction) {
+  for (size_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (size_t j = 0; j < c; ++j) {
+      const double v = rng_uniform(0, 1) < zero_fraction ? 0.0 : rng_uniform(0.01, 1);
+      p[i * c + j] = (float)v;
+      s += v;
+    }
+    if (s == 0) p[i * c] = 1.0f, s = 1;
+    for (size_t j = 0; j < c; ++j) p[i * c + j] = (float)(p[i * c + j] / s);
+  }
+}
+
+static const uint32_t poison_bits = 0x7FC0DEADu; /* a quiet NaN with a payload no computation makes */
+void poison(float *x, size_t k) {
+  for (size_t i = 0; i < k; ++i) memcpy(&x[i], &poison_bits, sizeof poison_bits);
+}
+int is_poison(const float *x, size_t k) {
+  for (size_t i = 0; i < k; ++i)
+    if (memcmp(&x[i], &poison_bits, sizeof poison_bits)) return 0;
+  return 1;
+}
+void *xmalloc(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  if (!p) fail_msg("malloc(%zu) failed", bytes);
+  return p;
+}
+
+static double reduce_ref(clxent_reduction r, const double *row_loss, size_t n, double count) {
+  double s = 0;
+  for (size_t i = 0; i < n; ++i) s += row_loss[i];
+  return r == CLXENT_MEAN ? s / count : s;
+}
+
+double ref_softmax_xent(size_t n, size_t c, const float *z, const int32_t *labels, clxent_opts o, double *row_loss,
+                        double *grad) {
+  size_t counted = 0;
+  for (size_t i = 0; i < n; ++i) counted += labels[i] != o.ignore_index;
+  const double scale = (o.reduction == CLXENT_MEAN && counted) ? 1.0 / (double)counted : 1.0;
+  for (size_t i = 0; i < n; ++i) {
+    const float *zi = z + i * c;
+    if (labels[i] == o.ignore_index) {
+      row_loss[i] = 0;
+      if (grad) for (size_t j = 0; j < c; ++j) grad[i * c + j] = 0;
+      continue;
+    }
+    double m = -INFINITY;
+    int has_nan = 0;
+    for (size_t j = 0; j < c; ++j) {
+      if (isnan(zi[j])) has_nan = 1;
+      if (zi[j] > m) m = zi[j];
+    }
+    double s = 0;
+    for (size_t j = 0; j < c; ++j) s += exp((double)zi[j] - m);
+    if (has_nan) s = NAN;
+    const double lse = m + log(s);
+    row_loss[i] = (m - zi[labels[i]]) + log(s);
+    if (grad)
+      for (size_t j = 0; j < c; ++j)
+        grad[i * c + j] = scale * (exp((double)zi[j] - lse) - ((int32_t)j == labels[i] ? 1.0 : 0.0));
+  }
+  return reduce_ref(o.reduction, row_loss, n, (double)counted);
+}
+
+double ref_softmax_xent_soft(size_t n, size_t c, const float *z, const float *t, clxent_opts o, double *row_loss,
+                             double *grad) {
+  const double scale = o.reduction == CLXENT_MEAN ? 1.0 / (double)n : 1.0;
+  for (size_t i = 0; i < n; ++i) {
+    const float *zi = z + i * c, *ti = t + i * c;
+    double m = -INFINITY, s = 0, tsum = 0, loss = 0;
+    for (size_t j = 0; j < c; ++j) if (zi[j] > m) m = zi[j];
+    for (size_t j = 0; j < c; ++j) s += exp((double)zi[j] - m), tsum += ti[j];
+    for (size_t j = 0; j < c; ++j) if (ti[j] != 0) loss += ti[j] * ((m - zi[j]) + log(s));
+    row_loss[i] = loss;
+    if (grad)
+      for (size_t j = 0; j < c; ++j) grad[i * c + j] = scale * (exp((double)zi[j] - m) / s * tsum - ti[j]);
+  }
+  return reduce_ref(o.reduction, row_loss, n, (double)n);
+}
+
+double ref_sigmoid_xent(size_t n, const float *z, const float *y, clxent_opts o, double *loss, double *grad) {
+  const double scale = o.reduction == CLXENT_MEAN ? 1.0 / (double)n : 1.0;
+  for (size_t i = 0; i < n; ++i) {
+    const double zi = z[i], yi = y[i];
+    loss[i] = (zi > 0 ? zi : 0) - zi * yi + log1p(exp(-fabs(zi)));
+    if (grad) grad[i] = scale * (1.0 / (1.0 + exp(-zi)) - yi);
+  }
+  return reduce_ref(o.reduction, loss, n, (double)n);
+}
+
+double ref_bce(size_t n, const float *a, const float *y, clxent_opts o, double *loss, double *grad) {
+  const double scale = o.reduction == CLXENT_MEAN ? 1.0 / (double)n : 1.0;
+  for (size_t i = 0; i < n; ++i) {
+    const double ai = a[i], yi = y[i];
+    const double la = fmax(log(ai), -100), l1a = fmax(log1p(-ai), -100);
+    loss[i] = isnan(ai) ? NAN : -(yi * la + (1 - yi) * l1a);
+    if (grad) grad[i] = scale * (ai - yi) / fmax(ai * (1 - ai), 1e-12);
+  }
+  return reduce_ref(o.reduction, loss, n, (double)n);
+}
+
+void ref_information(int mode, size_t n, size_t c, const float *p, const float *q, double *out) {
+  for (size_t i = 0; i < n; ++i) {
+    double acc = 0;
+    for (size_t j = 0; j < c; ++j) {
+      const double pj = p[i * c + j], qj = mode == 0 ? pj : q[i * c + j];
+      if (pj == 0 && !isnan(qj)) continue;
+      acc += mode == 0 ? -pj * log(pj) : mode == 1 ? -pj * log(qj) : pj * (log(pj) - log(qj));
+    }
+    out[i] = acc;
+  }
+}
+
+void assert_close(const float *got, const double *ref, size_t k, double atol, double rtol, const char *what) {
+  for (size_t i = 0; i < k; ++i) {
+    const double g = got[i], r = ref[i];
+    int ok;
+    if (isnan(r)) ok = isnan(g);
+    else if (isinf(r)) ok = g == r;
+    else ok = !isnan(g) && fabs(g - r) <= atol + rtol * fabs(r);
+    if (!ok) fail_msg("%s[%zu]: got %.9g, reference %.9g (atol %g, rtol %g)", what, i, g, r, atol, rtol);
+  }
+}

@@ -1,0 +1,52 @@
+/* Test support: a float64 CPU reference of every clxent function, random inputs, poisoned outputs
+ * and tolerance checks. The reference follows the spec's formulas directly (no shared code with
+ * the kernels), in double precision. */
+#ifndef CLXENT_TEST_SUPPORT_H
+#define CLXENT_TEST_SUPPORT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka needs these first */
+#include <cmocka.h>
+
+#include "clxent.h"
+
+/* A context on $CLXENT_DEVICE (CI: PoCL), shared by a test file; created in group setup. */
+int support_setup(void **state);
+int support_teardown(void **state);
+clxent_ctx *test_ctx(void **state);
+
+/* Deterministic random numbers. */
+void rng_seed(uint64_t seed);
+double rng_uniform(double lo, double hi);
+uint32_t rng_below(uint32_t bound);
+void fill_uniform(float *x, size_t k, double lo, double hi);
+void fill_distribution_rows(float *p, size_t n, size_t c, double zero_fraction); /* rows sum to 1 */
+
+/* Outputs are poisoned with this NaN before every call, so an element the call did not write fails. */
+void poison(float *x, size_t k);
+int is_poison(const float *x, size_t k); /* every element still the exact poison bits */
+void *xmalloc(size_t bytes);
+
+/* Reference implementations (double). grad may be NULL; row_loss gets n values; returns J. */
+double ref_softmax_xent(size_t n, size_t c, const float *z, const int32_t *labels, clxent_opts o, double *row_loss,
+                        double *grad);
+double ref_softmax_xent_soft(size_t n, size_t c, const float *z, const float *t, clxent_opts o, double *row_loss,
+                             double *grad);
+double ref_sigmoid_xent(size_t n, const float *z, const float *y, clxent_opts o, double *loss, double *grad);
+double ref_bce(size_t n, const float *a, const float *y, clxent_opts o, double *loss, double *grad);
+void ref_information(int mode, size_t n, size_t c, const float *p, const float *q, double *out); /* 0 H 1 Hpq 2 KL */
+
+/* got[k] ≈ ref[k] within atol + rtol·|ref| (NaN only where ref is NaN, same-signed inf where ref is
+ * inf); reports the first mismatch with its index and what. */
+void assert_close(const float *got, const double *ref, size_t k, double atol, double rtol, const char *what);
+
+#define ASSERT_OK(ctx, call)                                                                              \
+  do {                                                                                                    \
+    const clxent_status st_ = (call);                                                                     \
+    if (st_ != CLXENT_OK) fail_msg("%s -> %s: %s", #call, clxent_status_str(st_), clxent_last_error(ctx)); \
+  } while (0)
+
+#endif

@@ -1,0 +1,62 @@
+/* Batches larger than one device allocation (PoCL: 1 GiB) stream through in blocks and stay
+ * exact; with CLXENT_TEST_HUGE=1 also n × c above 2^31 elements (about 17 GB of host memory). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+static void check_large(clxent_ctx *ctx, size_t n, size_t c, int with_grad) {
+  const size_t nc = n * c;
+  float *logits = xmalloc(nc * sizeof(float)), *grad = with_grad ? xmalloc(nc * sizeof(float)) : NULL;
+  float *rows = xmalloc(n * sizeof(float)), mean;
+  int32_t *labels = xmalloc(n * sizeof(int32_t));
+  rng_seed(1234);
+  fill_uniform(logits, nc, -10, 10);
+  for (size_t i = 0; i < n; ++i) labels[i] = (int32_t)rng_below((uint32_t)c);
+  if (grad) poison(grad, nc);
+  poison(rows, n);
+  clxent_opts o = clxent_opts_default();
+  o.reduction = CLXENT_NONE;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, logits, labels, &o, rows, grad));
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, logits, labels, NULL, &mean, NULL));
+  /* reference row by row, to keep the memory at the batch's own size */
+  double total = 0, *ref_grad = grad ? xmalloc(c * sizeof(double)) : NULL, ref_row;
+  const clxent_opts sum = {CLXENT_SUM, -100};
+  for (size_t i = 0; i < n; ++i) {
+    ref_softmax_xent(1, c, logits + i * c, labels + i, sum, &ref_row, ref_grad);
+    char what[64];
+    snprintf(what, sizeof what, "row %zu loss", i);
+    assert_close(rows + i, &ref_row, 1, 1e-4, 1e-4, what);
+    if (grad && i % 97 == 0) { /* a sample of the gradient rows, all of their elements */
+      snprintf(what, sizeof what, "row %zu grad", i);
+      assert_close(grad + i * c, ref_grad, c, 1e-7, 1e-4, what);
+    }
+    total += ref_row;
+  }
+  if (grad) assert_false(isnan(grad[nc - 1])); /* the last element was written */
+  const double ref_mean = total / (double)n;
+  assert_close(&mean, &ref_mean, 1, 1e-5, 1e-5, "batch mean");
+  free(logits), free(grad), free(rows), free(labels), free(ref_grad);
+}
+
+/* 1.15 GB of logits and as much gradient: more than PoCL's 1 GiB max allocation. */
+static void test_batch_larger_than_one_allocation(void **state) { check_large(test_ctx(state), 1100, 262147, 1); }
+
+/* n × c = 2^31 + 2^21·... elements: indices must not wrap at 2^31 or 2^32. Loss only. */
+static void test_more_than_2_31_elements(void **state) {
+  if (!getenv("CLXENT_TEST_HUGE")) {
+    skip();
+    return;
+  }
+  check_large(test_ctx(state), 16411, 131101, 0); /* 2,151,498,511 elements */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_batch_larger_than_one_allocation),
+      cmocka_unit_test(test_more_than_2_31_elements),
+  };
+  return cmocka_run_group_tests(tests, support_setup, support_teardown);
+}
