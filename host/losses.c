@@ -106,9 +106,76 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, clxent_kernel_id kernel, size_
   return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueNDRangeKernel", err);
 }
 
+/* Wraps caller memory as a buffer the device uses in place (CL_MEM_USE_HOST_PTR): on devices that
+ * share host memory (PoCL) nothing is copied. */
+static clxent_status wrap_host(clxent_ctx *ctx, cl_mem_flags flags, const void *ptr, size_t bytes, const char *what,
+                               cl_mem *out) {
+  cl_int err;
+  *out = clCreateBuffer(ctx->context, flags | CL_MEM_USE_HOST_PTR, bytes, (void *)(uintptr_t)ptr, &err);
+  if (err == CL_SUCCESS) return CLXENT_OK;
+  *out = NULL;
+  return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(CL_MEM_USE_HOST_PTR, %zu bytes of %s) failed: %s (%d)",
+                     bytes, what, clxent_cl_error_name(err), (int)err);
+}
+
+static void release_mems(cl_mem *mems, int count) {
+  for (int i = 0; i < count; ++i)
+    if (mems[i]) clReleaseMemObject(mems[i]), mems[i] = NULL;
+}
+
+/* Makes the device's writes to a wrapped buffer visible in host memory (a no-op copy on devices
+ * that used the pointer in place). */
+static clxent_status sync_to_host(clxent_ctx *ctx, cl_mem mem, size_t bytes) {
+  cl_int err;
+  void *p = clEnqueueMapBuffer(ctx->queue, mem, CL_FALSE, CL_MAP_READ, 0, bytes, 0, NULL, NULL, &err);
+  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueMapBuffer(gradient)", err);
+  err = clEnqueueUnmapMemObject(ctx->queue, mem, p, 0, NULL, NULL);
+  return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueUnmapMemObject(gradient)", err);
+}
+
+/* One block of rows [first, first + rows): inputs to the device, the kernel, the gradient back.
+ * With zero-copy the block's buffers wrap the caller's arrays and are released when done
+ * (OpenCL keeps them alive until the queued commands finish). */
+static clxent_status run_block(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows, cl_mem labels,
+                               cl_mem out) {
+  const size_t offset = first * job->c, bytes = rows * job->c * sizeof(float);
+  const int in_place = job->grad && job->grad == job->in;
+  cl_mem own[3] = {NULL, NULL, NULL}; /* wrapped in, aux, grad */
+  cl_mem in, aux = NULL, grad = NULL;
+  clxent_status st = CLXENT_OK;
+  cl_int err;
+  if (ctx->zero_copy) {
+    st = wrap_host(ctx, in_place ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY, job->in + offset, bytes, "the input", &own[0]);
+    if (st == CLXENT_OK && job->aux)
+      st = wrap_host(ctx, CL_MEM_READ_ONLY, job->aux + offset, bytes, "the targets", &own[1]);
+    if (st == CLXENT_OK && job->grad && !in_place)
+      st = wrap_host(ctx, CL_MEM_WRITE_ONLY, job->grad + offset, bytes, "the gradient", &own[2]);
+    in = own[0], aux = own[1], grad = in_place ? own[0] : own[2];
+  } else {
+    in = ctx->buffers[SLOT_IN];
+    err = clEnqueueWriteBuffer(ctx->queue, in, CL_FALSE, 0, bytes, job->in + offset, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueWriteBuffer(input block)", err);
+    if (job->aux) {
+      aux = ctx->buffers[SLOT_AUX];
+      err = clEnqueueWriteBuffer(ctx->queue, aux, CL_FALSE, 0, bytes, job->aux + offset, 0, NULL, NULL);
+      if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueWriteBuffer(target block)", err);
+    }
+    if (job->grad) grad = in_place ? in : ctx->buffers[SLOT_GRAD];
+  }
+  if (st == CLXENT_OK)
+    st = clxent_launch_rows(ctx, job->kernel, rows, job->c, first, in, aux, labels, job->iarg, job->scale, grad, out);
+  if (st == CLXENT_OK && grad) {
+    if (ctx->zero_copy) st = sync_to_host(ctx, grad, bytes);
+    else if ((err = clEnqueueReadBuffer(ctx->queue, grad, CL_FALSE, 0, bytes, job->grad + offset, 0, NULL, NULL)))
+      st = clxent_fail_cl(ctx, "clEnqueueReadBuffer(gradient block)", err);
+  }
+  release_mems(own, 3);
+  return st;
+}
+
 /* Runs job over the batch in blocks of rows that fit the device's block buffers; the per-row
- * results stay on the device in *row_out ([n] floats); the gradient blocks are read back into
- * job->grad. Returns with the queue drained. */
+ * results stay on the device in *row_out ([n] floats); the gradient lands in job->grad. Returns
+ * with the queue drained, on every path (nothing queued may outlive the caller's arrays). */
 static clxent_status run_rows(clxent_ctx *ctx, const row_job *job, cl_mem *row_out) {
   const size_t row_bytes = job->c * sizeof(float);
   if ((cl_ulong)row_bytes > ctx->block_bytes)
@@ -118,40 +185,32 @@ static clxent_status run_rows(clxent_ctx *ctx, const row_job *job, cl_mem *row_o
   size_t block_rows = (size_t)(ctx->block_bytes / row_bytes);
   if (block_rows > job->n) block_rows = job->n;
 
-  cl_mem out, in, aux = NULL, labels = NULL, grad = NULL;
+  cl_mem out, scratch, labels = NULL, wrapped_labels = NULL;
   TRY(clxent_buffer(ctx, SLOT_ROW_OUT, job->n * sizeof(float), &out));
-  TRY(clxent_buffer(ctx, SLOT_IN, block_rows * row_bytes, &in));
-  if (job->aux) TRY(clxent_buffer(ctx, SLOT_AUX, block_rows * row_bytes, &aux));
-  const int in_place = job->grad && job->grad == job->in;
-  if (in_place) grad = in;
-  else if (job->grad) TRY(clxent_buffer(ctx, SLOT_GRAD, block_rows * row_bytes, &grad));
-
-  cl_int err;
+  if (!ctx->zero_copy) { /* device-side blocks, reused across calls */
+    TRY(clxent_buffer(ctx, SLOT_IN, block_rows * row_bytes, &scratch));
+    if (job->aux) TRY(clxent_buffer(ctx, SLOT_AUX, block_rows * row_bytes, &scratch));
+    if (job->grad && job->grad != job->in) TRY(clxent_buffer(ctx, SLOT_GRAD, block_rows * row_bytes, &scratch));
+  }
+  clxent_status st = CLXENT_OK;
   if (job->labels) {
-    TRY(clxent_buffer(ctx, SLOT_LABELS, job->n * sizeof(int32_t), &labels));
-    err = clEnqueueWriteBuffer(ctx->queue, labels, CL_FALSE, 0, job->n * sizeof(int32_t), job->labels, 0, NULL, NULL);
-    if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueWriteBuffer(labels)", err);
+    const size_t label_bytes = job->n * sizeof(int32_t);
+    if (ctx->zero_copy) {
+      st = wrap_host(ctx, CL_MEM_READ_ONLY, job->labels, label_bytes, "the labels", &wrapped_labels);
+      labels = wrapped_labels;
+    } else if ((st = clxent_buffer(ctx, SLOT_LABELS, label_bytes, &labels)) == CLXENT_OK) {
+      const cl_int err = clEnqueueWriteBuffer(ctx->queue, labels, CL_FALSE, 0, label_bytes, job->labels, 0, NULL, NULL);
+      if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clEnqueueWriteBuffer(labels)", err);
+    }
   }
   /* The queue is in order: the next block's upload waits for this block's kernel and download. */
-  for (size_t first = 0; first < job->n; first += block_rows) {
-    const size_t rows = job->n - first < block_rows ? job->n - first : block_rows;
-    const size_t offset = first * job->c, bytes = rows * row_bytes;
-    err = clEnqueueWriteBuffer(ctx->queue, in, CL_FALSE, 0, bytes, job->in + offset, 0, NULL, NULL);
-    if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueWriteBuffer(input block)", err);
-    if (aux) {
-      err = clEnqueueWriteBuffer(ctx->queue, aux, CL_FALSE, 0, bytes, job->aux + offset, 0, NULL, NULL);
-      if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueWriteBuffer(target block)", err);
-    }
-    TRY(clxent_launch_rows(ctx, job->kernel, rows, job->c, first, in, aux, labels, job->iarg, job->scale, grad, out));
-    if (job->grad) {
-      err = clEnqueueReadBuffer(ctx->queue, grad, CL_FALSE, 0, bytes, job->grad + offset, 0, NULL, NULL);
-      if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueReadBuffer(gradient block)", err);
-    }
-  }
-  err = clFinish(ctx->queue);
-  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clFinish", err);
+  for (size_t first = 0; st == CLXENT_OK && first < job->n; first += block_rows)
+    st = run_block(ctx, job, first, job->n - first < block_rows ? job->n - first : block_rows, labels, out);
+  const cl_int err = clFinish(ctx->queue);
+  if (wrapped_labels) clReleaseMemObject(wrapped_labels);
+  if (st == CLXENT_OK && err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clFinish", err);
   *row_out = out;
-  return CLXENT_OK;
+  return st;
 }
 
 /* result = Σ values[0..n) / divisor, in the fixed order of kernels/reduce.cl. */

@@ -71,6 +71,14 @@ static clxent_status choose_parameters(clxent_ctx *ctx) {
    * the device's memory each, and within one allocation. */
   cl_ulong block = ctx->global_mem / 4 < ctx->max_alloc ? ctx->global_mem / 4 : ctx->max_alloc;
   ctx->block_bytes = env_size("CLXENT_BLOCK_BYTES", (size_t)block);
+  /* Zero-copy where the device computes in host memory anyway: a CPU device (PoCL) sharing it. A
+   * GPU with unified memory (integrated) may also profit, but is left to measurement. */
+  cl_bool unified = CL_FALSE;
+  err = clGetDeviceInfo(ctx->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
+  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_HOST_UNIFIED_MEMORY)", err);
+  ctx->zero_copy = unified && (ctx->device_type & CL_DEVICE_TYPE_CPU);
+  const char *zc = getenv("CLXENT_ZERO_COPY");
+  if (zc && *zc) ctx->zero_copy = strcmp(zc, "0") != 0;
   if (ctx->block_bytes > block) ctx->block_bytes = block;
   return CLXENT_OK;
 }

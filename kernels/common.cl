@@ -103,7 +103,10 @@ inline float2 lse_push(float2 st, float z) {
 inline float row_max(__global const float *z, ulong c) {
   const ulong cv = c - c % CLXENT_VEC;
   floatv mv = (floatv)(-INFINITY);
-  for (ulong j = 0; j < cv; j += CLXENT_VEC) mv = fmax(mv, vloadv(0, z + j));
+  for (ulong j = 0; j < cv; j += CLXENT_VEC) { /* compare-select, not fmax: one maxps, no NaN dance */
+    const floatv v = vloadv(0, z + j);
+    mv = v > mv ? v : mv;
+  }
   float m = hmax(mv);
   for (ulong j = cv; j < c; ++j) m = fmax(m, z[j]);
   return m;
