@@ -52,6 +52,7 @@ struct clxent_ctx {
   cl_ulong global_mem;     /* CL_DEVICE_GLOBAL_MEM_SIZE */
   cl_ulong block_bytes;    /* largest block buffer the streaming loop uses */
   cl_device_type device_type;
+  int program_from_cache;  /* the program binary came from the on-disk cache */
   int zero_copy;           /* the device uses host memory in place: wrap the caller's arrays */
   char device_name[256];
   char error[CLXENT_ERROR_MAX];
@@ -89,6 +90,7 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, clxent_kernel_id kernel, size_
 /* Environment knobs, read at context creation (documented in README):
  *   CLXENT_VARIANT=item|group   force the row mapping
  *   CLXENT_BLOCK_BYTES=N        cap the streaming block (tests use it to force many blocks)
+ *   CLXENT_CACHE=0              do not read or write the program binary cache
  *   CLXENT_ZERO_COPY=0|1        override the use of caller memory in place (default: CPU devices
  *                               with CL_DEVICE_HOST_UNIFIED_MEMORY) */
 

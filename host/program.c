@@ -1,5 +1,11 @@
-/* Builds the embedded kernel sources for the selected device with the defines of its variant. */
+/* Builds the embedded kernel sources for the selected device with the defines of its variant,
+ * through an on-disk cache of program binaries. */
+#define _POSIX_C_SOURCE 200809L /* mkdir, getpid */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,31 +89,136 @@ static clxent_status choose_parameters(clxent_ctx *ctx) {
   return CLXENT_OK;
 }
 
+/* ---- program binary cache: $XDG_CACHE_HOME/clxent or ~/.cache/clxent, off with CLXENT_CACHE=0.
+ * A file is named by a hash of its key and starts with the key itself (device, driver, platform
+ * version, kernel source hash, build options), so a stale or colliding file is never used. Any
+ * cache trouble falls back to building from source: the cache can make a start faster, never fail. */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < len; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+static int cache_dir(char *dir, size_t size) {
+  const char *off = getenv("CLXENT_CACHE");
+  if (off && !strcmp(off, "0")) return 0;
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  int n;
+  if (xdg && *xdg) n = snprintf(dir, size, "%s/clxent", xdg);
+  else if (home && *home) n = snprintf(dir, size, "%s/.cache/clxent", home);
+  else return 0;
+  return n > 0 && (size_t)n < size;
+}
+
+static void cache_key(clxent_ctx *ctx, const char *options, char *key, size_t size, char *path, size_t path_size,
+                      const char *dir) {
+  char driver[128] = "", platform[256] = "";
+  clGetDeviceInfo(ctx->device, CL_DRIVER_VERSION, sizeof driver, driver, NULL);
+  clGetPlatformInfo(ctx->platform, CL_PLATFORM_VERSION, sizeof platform, platform, NULL);
+  uint64_t src = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < clxent_kernel_source_count; ++i)
+    src = fnv1a(src, clxent_kernel_sources[i], clxent_kernel_source_lengths[i]);
+  snprintf(key, size, "clxent-program-cache 1\ndevice=%s\ndriver=%s\nplatform=%s\nsource=%016llx\noptions=%s\n",
+           ctx->device_name, driver, platform, (unsigned long long)src, options);
+  snprintf(path, path_size, "%s/%016llx.bin", dir, (unsigned long long)fnv1a(0xcbf29ce484222325ull, key, strlen(key)));
+}
+
+/* Returns a built program from the cache, or NULL. */
+static cl_program cache_load(clxent_ctx *ctx, const char *key, const char *path, const char *options) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  const size_t key_len = strlen(key);
+  char stored[1024];
+  unsigned char *binary = NULL;
+  cl_program program = NULL;
+  long end;
+  if (key_len < sizeof stored && fread(stored, 1, key_len, f) == key_len && !memcmp(stored, key, key_len) &&
+      fseek(f, 0, SEEK_END) == 0 && (end = ftell(f)) > (long)key_len && fseek(f, (long)key_len, SEEK_SET) == 0) {
+    const size_t size = (size_t)end - key_len;
+    binary = malloc(size);
+    if (binary && fread(binary, 1, size, f) == size) {
+      cl_int err, status;
+      const unsigned char *bins[1] = {binary};
+      program = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &size, bins, &status, &err);
+      if (err != CL_SUCCESS || status != CL_SUCCESS) program = NULL;
+      else if (clBuildProgram(program, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
+        clReleaseProgram(program);
+        program = NULL;
+      }
+    }
+  }
+  free(binary);
+  fclose(f);
+  return program;
+}
+
+static void mkdir_parents(const char *dir) {
+  char tmp[1024];
+  snprintf(tmp, sizeof tmp, "%s", dir);
+  for (char *p = tmp + 1; *p; ++p)
+    if (*p == '/') *p = '\0', mkdir(tmp, 0755), *p = '/';
+  mkdir(tmp, 0755);
+}
+
+/* Writes the program's binary beside a temporary name, then renames it: readers never see half a
+ * file, and concurrent writers of the same key write the same bytes. */
+static void cache_store(clxent_ctx *ctx, const char *key, const char *path, const char *dir) {
+  size_t size = 0;
+  if (clGetProgramInfo(ctx->program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || size == 0)
+    return;
+  unsigned char *binary = malloc(size);
+  unsigned char *bins[1] = {binary};
+  if (!binary || clGetProgramInfo(ctx->program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) != CL_SUCCESS) {
+    free(binary);
+    return;
+  }
+  mkdir_parents(dir);
+  char tmp[1200];
+  snprintf(tmp, sizeof tmp, "%.1100s.%ld.tmp", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (f) {
+    const int ok = fwrite(key, 1, strlen(key), f) == strlen(key) && fwrite(binary, 1, size, f) == size;
+    if (fclose(f) == 0 && ok && rename(tmp, path) == 0) tmp[0] = '\0';
+    if (tmp[0]) remove(tmp);
+  }
+  free(binary);
+}
+
 clxent_status clxent_build_program(clxent_ctx *ctx) {
   clxent_status st = choose_parameters(ctx);
   if (st != CLXENT_OK) return st;
-
-  cl_int err;
-  ctx->program = clCreateProgramWithSource(ctx->context, (cl_uint)clxent_kernel_source_count,
-                                           (const char **)clxent_kernel_sources,
-                                           clxent_kernel_source_lengths, &err);
-  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clCreateProgramWithSource", err);
 
   char options[512];
   const char *extra = getenv("CLXENT_BUILD_OPTIONS"); /* for experiments and fault injection */
   snprintf(options, sizeof options, "-cl-std=CL1.2 -DCLXENT_ROW_PER_ITEM=%d -DCLXENT_VEC=%u -DCLXENT_GROUP_SIZE=%zu %s",
            ctx->variant == CLXENT_VARIANT_ITEM_PER_ROW, ctx->vector_width, ctx->group_size,
            extra ? extra : "");
-  err = clBuildProgram(ctx->program, 1, &ctx->device, options, NULL, NULL);
-  if (err != CL_SUCCESS) {
-    char log[CLXENT_ERROR_MAX - 256] = "";
-    size_t len = 0;
-    clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, &len);
-    if (len == 0 || len > sizeof log - 1) log[sizeof log - 1] = '\0';
-    return clxent_fail(ctx, CLXENT_ERR_BUILD, "clBuildProgram for %s with \"%s\" failed: %s (%d); log:\n%s",
-                       ctx->device_name, options, clxent_cl_error_name(err), (int)err, log);
+  char dir[1024], key[2048], path[1100];
+  const int cached = cache_dir(dir, sizeof dir);
+  if (cached) {
+    cache_key(ctx, options, key, sizeof key, path, sizeof path, dir);
+    ctx->program = cache_load(ctx, key, path, options);
+    ctx->program_from_cache = ctx->program != NULL;
+  }
+  if (!ctx->program) {
+    cl_int err;
+    ctx->program = clCreateProgramWithSource(ctx->context, (cl_uint)clxent_kernel_source_count,
+                                             (const char **)clxent_kernel_sources, clxent_kernel_source_lengths, &err);
+    if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clCreateProgramWithSource", err);
+    err = clBuildProgram(ctx->program, 1, &ctx->device, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+      char log[CLXENT_ERROR_MAX - 256] = "";
+      size_t len = 0;
+      clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, &len);
+      if (len == 0 || len > sizeof log - 1) log[sizeof log - 1] = '\0';
+      return clxent_fail(ctx, CLXENT_ERR_BUILD, "clBuildProgram for %s with \"%s\" failed: %s (%d); log:\n%s",
+                         ctx->device_name, options, clxent_cl_error_name(err), (int)err, log);
+    }
+    if (cached) cache_store(ctx, key, path, dir);
   }
   for (int k = 0; k < KERNEL_COUNT; ++k) {
+    cl_int err;
     ctx->kernels[k] = clCreateKernel(ctx->program, kernel_names[k], &err);
     if (err != CL_SUCCESS)
       return clxent_fail(ctx, clxent_cl_status(err), "clCreateKernel(%s) failed: %s (%d)", kernel_names[k],

@@ -1,10 +1,12 @@
 /* The API contract: status strings, device selection, every rejected input (with its outputs
  * poisoned and checked untouched, and the message naming the argument), streaming in blocks. */
-#define _POSIX_C_SOURCE 200809L /* setenv */
+#define _POSIX_C_SOURCE 200809L /* setenv, getpid */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <unistd.h>
 
 #include "support.h"
 
@@ -180,6 +182,65 @@ static void test_streaming_blocks_same_bits(void **state) {
   free(logits), free(g1), free(g2), free(r1), free(r2), free(t), free(labels);
 }
 
+/* Finds the first *.bin in dir; returns 1 and its path. */
+static int find_cache_file(const char *dir, char *path, size_t size) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  struct dirent *e;
+  int found = 0;
+  while (!found && (e = readdir(d)))
+    if (strstr(e->d_name, ".bin")) found = snprintf(path, size, "%s/%s", dir, e->d_name) > 0;
+  closedir(d);
+  return found;
+}
+
+static float demo_loss(clxent_ctx *ctx) {
+  const float logits[3] = {logf(0.1f), logf(0.6f), logf(0.3f)};
+  const int32_t label = 2;
+  float loss = NAN;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 1, 3, logits, &label, NULL, &loss, NULL));
+  return loss;
+}
+
+/* The program binary cache: written on the first start, used on the next, and a damaged file is
+ * ignored (rebuilt from source), never an error. */
+static void test_program_cache(void **state) {
+  (void)state;
+  char root[64], dir[96], path[512];
+  snprintf(root, sizeof root, "/tmp/clxent-test-cache-%ld", (long)getpid());
+  snprintf(dir, sizeof dir, "%s/clxent", root);
+  const char *old = getenv("XDG_CACHE_HOME");
+  char *saved = old ? strdup(old) : NULL;
+  setenv("XDG_CACHE_HOME", root, 1);
+  clxent_ctx *ctx = NULL;
+  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
+  assert_float_equal(demo_loss(ctx), 1.204, 5e-4);
+  clxent_destroy(ctx);
+  assert_true(find_cache_file(dir, path, sizeof path));
+  ASSERT_OK(NULL, clxent_create(&ctx, NULL)); /* from the cache */
+  assert_float_equal(demo_loss(ctx), 1.204, 5e-4);
+  clxent_destroy(ctx);
+  FILE *f = fopen(path, "r+b"); /* keep the key, damage the binary */
+  assert_non_null(f);
+  fseek(f, 200, SEEK_SET);
+  for (int i = 0; i < 4096; ++i) fputc(0x5A, f);
+  fclose(f);
+  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
+  assert_float_equal(demo_loss(ctx), 1.204, 5e-4);
+  clxent_destroy(ctx);
+  f = fopen(path, "wb"); /* a different key in the file: not used */
+  fputs("clxent-program-cache 1\ndevice=other\n", f);
+  fclose(f);
+  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
+  assert_float_equal(demo_loss(ctx), 1.204, 5e-4);
+  clxent_destroy(ctx);
+  remove(path);
+  rmdir(dir);
+  rmdir(root);
+  if (saved) setenv("XDG_CACHE_HOME", saved, 1), free(saved);
+  else unsetenv("XDG_CACHE_HOME");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_status_strings),
@@ -187,6 +248,7 @@ int main(void) {
       cmocka_unit_test(test_bad_environment),
       cmocka_unit_test(test_rejected_calls_write_nothing),
       cmocka_unit_test(test_streaming_blocks_same_bits),
+      cmocka_unit_test(test_program_cache),
   };
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }

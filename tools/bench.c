@@ -123,12 +123,15 @@ int clxent_bench_main(int argc, char **argv) {
   }
 
   clxent_ctx *ctx;
+  const double t_create = now();
   clxent_status st = clxent_create(&ctx, o.device);
   if (st != CLXENT_OK) {
     fprintf(stderr, "clxent bench: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
     return 1;
   }
   const int is_cpu = (ctx->device_type & CL_DEVICE_TYPE_CPU) != 0;
+  printf("# context creation %.0f ms (kernels %s); zero-copy %s\n", (now() - t_create) * 1e3,
+         ctx->program_from_cache ? "from the program cache" : "built from source", ctx->zero_copy ? "on" : "off");
   printf("# device: %s; variant %s, vector width %u, group size %zu; median of %d after %d warm-up\n",
          ctx->device_name, ctx->variant == CLXENT_VARIANT_ITEM_PER_ROW ? "item-per-row" : "group-per-row",
          ctx->vector_width, ctx->group_size, o.repeat, o.warmup);
