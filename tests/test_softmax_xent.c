@@ -10,9 +10,10 @@ enum grad_mode { GRAD_SEPARATE, GRAD_NONE, GRAD_IN_PLACE };
 static const char *const grad_mode_names[] = {"separate gradient", "loss only", "in-place gradient"};
 static const char *const reduction_names[] = {"MEAN", "SUM", "NONE"};
 
-/* One call of the hard-label loss, compared element by element with the reference. */
-static void check_hard(clxent_ctx *ctx, size_t n, size_t c, const float *logits, const int32_t *labels,
-                       clxent_opts o, enum grad_mode gm) {
+/* One call of the loss, hard labels or (with labels NULL) soft targets, compared element by element
+ * with the reference; the inputs must come back untouched unless the gradient is written in place. */
+static void check_call(clxent_ctx *ctx, size_t n, size_t c, const float *logits, const int32_t *labels,
+                       const float *targets, clxent_opts o, enum grad_mode gm) {
   const size_t nc = n * c, nloss = o.reduction == CLXENT_NONE ? n : 1;
   float *work = xmalloc(nc * sizeof(float)), *grad = NULL, *loss = xmalloc(nloss * sizeof(float));
   double *ref_rows = xmalloc(n * sizeof(double)), *ref_grad = gm == GRAD_NONE ? NULL : xmalloc(nc * sizeof(double));
@@ -20,26 +21,37 @@ static void check_hard(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
   if (gm == GRAD_SEPARATE) grad = xmalloc(nc * sizeof(float)), poison(grad, nc);
   if (gm == GRAD_IN_PLACE) grad = work;
   poison(loss, nloss);
-  const double J = ref_softmax_xent(n, c, logits, labels, o, ref_rows, ref_grad);
-  ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, work, labels, &o, loss, grad));
-
+  size_t counted = n;
+  double J;
+  if (labels) {
+    J = ref_softmax_xent(n, c, logits, labels, o, ref_rows, ref_grad);
+    ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, work, labels, &o, loss, grad));
+    counted = 0;
+    for (size_t i = 0; i < n; ++i) counted += labels[i] != o.ignore_index;
+  } else {
+    J = ref_softmax_xent_soft(n, c, logits, targets, o, ref_rows, ref_grad);
+    ASSERT_OK(ctx, clxent_softmax_xent_soft(ctx, n, c, work, targets, &o, loss, grad));
+  }
   char what[160];
-  snprintf(what, sizeof what, "%zux%zu %s %s loss", n, c, reduction_names[o.reduction], grad_mode_names[gm]);
+  const char *kind = labels ? "hard" : "soft";
+  snprintf(what, sizeof what, "%s %zux%zu %s %s loss", kind, n, c, reduction_names[o.reduction], grad_mode_names[gm]);
   const double tol = 2e-5 * (1.0 + log((double)c));
   if (o.reduction == CLXENT_NONE) assert_close(loss, ref_rows, n, tol, tol, what);
   else assert_close(loss, &J, 1, tol, tol, what);
   if (ref_grad) {
-    size_t counted = 0;
-    for (size_t i = 0; i < n; ++i) counted += labels[i] != o.ignore_index;
     const double scale = (o.reduction == CLXENT_MEAN && counted) ? 1.0 / (double)counted : 1.0;
-    snprintf(what, sizeof what, "%zux%zu %s %s grad", n, c, reduction_names[o.reduction], grad_mode_names[gm]);
+    snprintf(what, sizeof what, "%s %zux%zu %s %s grad", kind, n, c, reduction_names[o.reduction], grad_mode_names[gm]);
     assert_close(grad, ref_grad, nc, 2e-6 * scale, 1e-4, what);
   }
-  if (gm != GRAD_IN_PLACE) { /* the input is untouched */
-    if (memcmp(work, logits, nc * sizeof(float))) fail_msg("%zux%zu: logits were modified", n, c);
-  }
+  if (gm != GRAD_IN_PLACE && memcmp(work, logits, nc * sizeof(float)))
+    fail_msg("%s %zux%zu: logits were modified", kind, n, c);
   if (gm == GRAD_SEPARATE) free(grad);
   free(work), free(loss), free(ref_rows), free(ref_grad);
+}
+
+static void check_hard(clxent_ctx *ctx, size_t n, size_t c, const float *logits, const int32_t *labels,
+                       clxent_opts o, enum grad_mode gm) {
+  check_call(ctx, n, c, logits, labels, NULL, o, gm);
 }
 
 static void random_labels(int32_t *labels, size_t n, size_t c, int32_t ignore_index, double ignore_fraction) {
@@ -164,31 +176,6 @@ static void test_one_class(void **state) {
   for (int i = 0; i < 4; ++i) assert_true(grad[i] == 0.0f);
 }
 
-static void check_soft(clxent_ctx *ctx, size_t n, size_t c, const float *logits, const float *targets, clxent_opts o,
-                       enum grad_mode gm) {
-  const size_t nc = n * c, nloss = o.reduction == CLXENT_NONE ? n : 1;
-  float *work = xmalloc(nc * sizeof(float)), *grad = NULL, *loss = xmalloc(nloss * sizeof(float));
-  double *ref_rows = xmalloc(n * sizeof(double)), *ref_grad = gm == GRAD_NONE ? NULL : xmalloc(nc * sizeof(double));
-  memcpy(work, logits, nc * sizeof(float));
-  if (gm == GRAD_SEPARATE) grad = xmalloc(nc * sizeof(float)), poison(grad, nc);
-  if (gm == GRAD_IN_PLACE) grad = work;
-  poison(loss, nloss);
-  const double J = ref_softmax_xent_soft(n, c, logits, targets, o, ref_rows, ref_grad);
-  ASSERT_OK(ctx, clxent_softmax_xent_soft(ctx, n, c, work, targets, &o, loss, grad));
-  char what[160];
-  snprintf(what, sizeof what, "soft %zux%zu %s %s loss", n, c, reduction_names[o.reduction], grad_mode_names[gm]);
-  const double tol = 2e-5 * (1.0 + log((double)c));
-  if (o.reduction == CLXENT_NONE) assert_close(loss, ref_rows, n, tol, tol, what);
-  else assert_close(loss, &J, 1, tol, tol, what);
-  if (ref_grad) {
-    const double scale = o.reduction == CLXENT_MEAN ? 1.0 / (double)n : 1.0;
-    snprintf(what, sizeof what, "soft %zux%zu %s %s grad", n, c, reduction_names[o.reduction], grad_mode_names[gm]);
-    assert_close(grad, ref_grad, nc, 2e-6 * scale, 1e-4, what);
-  }
-  if (gm == GRAD_SEPARATE) free(grad);
-  free(work), free(loss), free(ref_rows), free(ref_grad);
-}
-
 static void test_soft_targets(void **state) {
   static const size_t shapes[][2] = {{1, 1}, {3, 2}, {11, 3}, {33, 100}, {4, 4099}, {2, 262147}, {70001, 5}};
   clxent_ctx *ctx = test_ctx(state);
@@ -208,7 +195,7 @@ static void test_soft_targets(void **state) {
     for (int r = CLXENT_MEAN; r <= CLXENT_NONE; ++r)
       for (int gm = GRAD_SEPARATE; gm <= GRAD_IN_PLACE; ++gm) {
         o.reduction = (clxent_reduction)r;
-        check_soft(ctx, n, c, logits, targets, o, (enum grad_mode)gm);
+        check_call(ctx, n, c, logits, NULL, targets, o, (enum grad_mode)gm);
       }
     free(logits), free(targets);
   }
