@@ -149,7 +149,8 @@ static clxent_status run_block(clxent_ctx *ctx, const row_job *job, size_t first
     if (st == CLXENT_OK && job->aux)
       st = wrap_host(ctx, CL_MEM_READ_ONLY, job->aux + offset, bytes, "the targets", &own[1]);
     if (st == CLXENT_OK && job->grad && !in_place)
-      st = wrap_host(ctx, CL_MEM_WRITE_ONLY, job->grad + offset, bytes, "the gradient", &own[2]);
+      /* read-write: the row-per-item kernel caches e^(z-m) in the gradient and reads it back */
+      st = wrap_host(ctx, CL_MEM_READ_WRITE, job->grad + offset, bytes, "the gradient", &own[2]);
     in = own[0], aux = own[1], grad = in_place ? own[0] : own[2];
   } else {
     in = ctx->buffers[SLOT_IN];
