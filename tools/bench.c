@@ -167,7 +167,7 @@ int clxent_bench_main(int argc, char **argv) {
     if (rows > n) rows = n;
     const size_t block_bytes = rows * c * sizeof(float);
     double t_copy = -1, t_kernel = -1, t_call = -1, t_c = -1;
-    cl_mem in, g, out, lab, src, dst;
+    cl_mem in, g, out, lab;
     if (rows > 0 && !clxent_buffer(ctx, SLOT_IN, block_bytes, &in) && !clxent_buffer(ctx, SLOT_GRAD, block_bytes, &g) &&
         !clxent_buffer(ctx, SLOT_ROW_OUT, rows * sizeof(float), &out) &&
         !clxent_buffer(ctx, SLOT_LABELS, rows * sizeof(int32_t), &lab) &&
@@ -175,10 +175,8 @@ int clxent_bench_main(int argc, char **argv) {
         !clEnqueueWriteBuffer(ctx->queue, lab, CL_TRUE, 0, rows * sizeof(int32_t), labels, 0, NULL, NULL)) {
       TIME_MEDIAN(t_kernel, &o, kernel_once(ctx, rows, c, in, lab, 1.0f / (float)rows, g, out));
       /* The copy reuses the input and gradient blocks: same sizes, same memory. */
-      src = in;
-      dst = g;
       const size_t float4s = block_bytes / 16;
-      if (float4s > 0) TIME_MEDIAN(t_copy, &o, copy_once(ctx, src, dst, float4s));
+      if (float4s > 0) TIME_MEDIAN(t_copy, &o, copy_once(ctx, in, g, float4s));
     }
     float loss;
     TIME_MEDIAN(t_call, &o, clxent_softmax_xent(ctx, n, c, logits, labels, NULL, &loss, grad));
