@@ -5,7 +5,8 @@
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out) {
   static const char *const slot_names[SLOT_COUNT] = {"input block", "target block", "gradient block",
                                                      "labels", "per-row results",
-                                                     "partial sums", "partial sums"};
+                                                     "partial sums", "partial sums", "weights",
+                                                     "log-sum-exp", "bias partial sums", "bias gradient"};
   if (bytes == 0) bytes = sizeof(float);
   if (ctx->buffers[slot] && ctx->buffer_sizes[slot] >= bytes) {
     *out = ctx->buffers[slot];

@@ -7,7 +7,20 @@ clxent_opts clxent_opts_default(void) {
   clxent_opts o;
   o.reduction = CLXENT_MEAN;
   o.ignore_index = -100;
+  o.class_weight = NULL;
+  o.label_smoothing = 0.0f;
+  o.z_loss = 0.0f;
+  o.softcap = 0.0f;
+  o.pos_weight = NULL;
   return o;
+}
+
+clxent_ex clxent_ex_default(void) {
+  clxent_ex ex;
+  ex.dtype = CLXENT_FLOAT32;
+  ex.lse = NULL;
+  ex.bias_grad = NULL;
+  return ex;
 }
 
 clxent_status clxent_create(clxent_ctx **out, const char *device) {
@@ -42,7 +55,8 @@ void clxent_destroy(clxent_ctx *ctx) {
   if (ctx->queue) clFinish(ctx->queue);
   clxent_release_buffers(ctx);
   for (int k = 0; k < KERNEL_COUNT; ++k)
-    if (ctx->kernels[k]) clReleaseKernel(ctx->kernels[k]);
+    for (int t = 0; t < CLXENT_DTYPE_COUNT; ++t)
+      if (ctx->kernels[k][t]) clReleaseKernel(ctx->kernels[k][t]);
   if (ctx->program) clReleaseProgram(ctx->program);
   if (ctx->queue) clReleaseCommandQueue(ctx->queue);
   if (ctx->context) clReleaseContext(ctx->context);

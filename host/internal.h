@@ -21,19 +21,31 @@ enum clxent_slot {
   SLOT_ROW_OUT, /* the batch's per-row losses or results */
   SLOT_PARTIAL_A, /* reduction partial sums, ping-pong */
   SLOT_PARTIAL_B,
+  SLOT_WEIGHT,    /* the call's class weights or pos_weight */
+  SLOT_LSE,       /* the batch's per-row log-sum-exp */
+  SLOT_BIAS_PARTIAL, /* bias gradient: per-chunk column sums */
+  SLOT_BIAS,      /* bias gradient */
   SLOT_COUNT
 };
 
+/* Kernels. The first KERNEL_TYPED_COUNT exist once per storage type (kernels/storage.cl), the
+ * others once, as kernels[id][CLXENT_FLOAT32]. */
 typedef enum clxent_kernel_id {
   KERNEL_SOFTMAX_HARD,
   KERNEL_SOFTMAX_SOFT,
   KERNEL_SIGMOID_XENT,
   KERNEL_BCE,
-  KERNEL_ROW_INFORMATION,
+  KERNEL_COLUMN_PARTIAL,
+  KERNEL_TYPED_COUNT,
+  KERNEL_ROW_INFORMATION = KERNEL_TYPED_COUNT,
   KERNEL_REDUCE_SUM,
+  KERNEL_COLUMN_SUM,
   KERNEL_COPY_FLOAT4,
   KERNEL_COUNT
 } clxent_kernel_id;
+
+#define CLXENT_DTYPE_COUNT 3
+#define CLXENT_BIAS_CHUNK 64 /* rows per partial sum of the bias gradient (kernels/bias.cl) */
 
 struct clxent_ctx {
   cl_platform_id platform;
@@ -41,7 +53,7 @@ struct clxent_ctx {
   cl_context context;
   cl_command_queue queue;
   cl_program program;
-  cl_kernel kernels[KERNEL_COUNT];
+  cl_kernel kernels[KERNEL_COUNT][CLXENT_DTYPE_COUNT];
   cl_mem buffers[SLOT_COUNT];
   size_t buffer_sizes[SLOT_COUNT];
 
@@ -81,11 +93,20 @@ clxent_status clxent_build_program(clxent_ctx *ctx);
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out);
 void clxent_release_buffers(clxent_ctx *ctx);
 
-/* losses.c: enqueues one loss kernel over a block of `rows` rows (argument layout of
- * CLXENT_ROW_KERNEL_ARGS in kernels/common.cl) with the geometry of the context's variant. */
-clxent_status clxent_launch_rows(clxent_ctx *ctx, clxent_kernel_id kernel, size_t rows, size_t c, size_t first_row,
-                                 cl_mem in, cl_mem aux, cl_mem labels, cl_int iarg, float scale, cl_mem grad,
-                                 cl_mem out);
+/* losses.c: enqueues one row kernel (argument layout of CLXENT_ROW_KERNEL_ARGS in
+ * kernels/common.cl) over a block of rows, with the geometry of the context's variant. */
+typedef struct clxent_row_launch {
+  clxent_kernel_id kernel;
+  clxent_dtype dtype;
+  size_t rows, c, first_row;
+  cl_mem in, aux, labels, weight; /* any but in may be NULL */
+  cl_int iarg;
+  cl_float8 params; /* CLXENT_P_* in kernels/common.cl */
+  cl_mem grad, out, lse;
+} clxent_row_launch;
+clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_row_launch *launch);
+/* Parameters of a plain call: no options, gradient scale `scale`. */
+cl_float8 clxent_plain_params(float scale, size_t c);
 
 /* Environment knobs, read at context creation (documented in README):
  *   CLXENT_VARIANT=item|group   force the row mapping

@@ -21,9 +21,9 @@ static clxent_status check_ctx(const clxent_ctx *ctx) {
   return ctx ? CLXENT_OK : clxent_fail(NULL, CLXENT_ERR_INVALID_ARG, "ctx is NULL");
 }
 
-static clxent_status check_shape(clxent_ctx *ctx, size_t n, size_t c) {
+static clxent_status check_shape(clxent_ctx *ctx, size_t n, size_t c, const char *c_name) {
   if (n == 0) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "n (rows) is 0");
-  if (c == 0) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (classes) is 0");
+  if (c == 0) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (%s) is 0", c_name);
   if (n > SIZE_MAX / sizeof(float) / c)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "n × c = %zu × %zu floats overflows size_t", n, c);
   return CLXENT_OK;
@@ -33,75 +33,172 @@ static clxent_status check_ptr(clxent_ctx *ctx, const void *p, const char *name)
   return p ? CLXENT_OK : clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "%s is NULL", name);
 }
 
-static int overlaps(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
-  if (!a || !b) return 0;
-  const uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
-  return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
-}
-
-/* An output may not overlap an input, except grad == the first input exactly (in place). */
-static clxent_status check_alias(clxent_ctx *ctx, const char *out_name, const void *out, size_t out_bytes,
-                                 const char *in_name, const void *in, size_t in_bytes, int same_allowed) {
-  if (!overlaps(out, out_bytes, in, in_bytes)) return CLXENT_OK;
-  if (same_allowed && out == in && out_bytes == in_bytes) return CLXENT_OK;
-  return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "%s overlaps %s%s", out_name, in_name,
-                     same_allowed ? " without being equal to it (only exact in-place is allowed)" : "");
-}
-
-static clxent_status resolve_opts(clxent_ctx *ctx, const clxent_opts *opts, clxent_opts *out) {
-  *out = opts ? *opts : clxent_opts_default();
-  if ((unsigned)out->reduction > (unsigned)CLXENT_NONE)
-    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
-                       "opts->reduction = %d is not a clxent_reduction (MEAN 0, SUM 1, NONE 2)",
-                       (int)out->reduction);
-  return CLXENT_OK;
-}
-
-static clxent_status check_outputs(clxent_ctx *ctx, const float *loss, const float *grad) {
+static clxent_status check_outputs(clxent_ctx *ctx, const void *loss, const void *grad) {
   return (loss || grad) ? CLXENT_OK
                         : clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "loss and grad are both NULL: nothing to compute");
 }
 
+/* The memory a call touches. Outputs may overlap nothing listed before them, with one exception:
+ * grad may be exactly the first input (in place). Inputs come first in the list. */
+typedef struct region {
+  const char *name;
+  const void *p;
+  size_t bytes;
+  int output;
+} region;
+
+static int overlaps(const region *a, const region *b) {
+  if (!a->p || !b->p) return 0;
+  const uintptr_t a0 = (uintptr_t)a->p, b0 = (uintptr_t)b->p;
+  return a0 < b0 + b->bytes && b0 < a0 + a->bytes;
+}
+
+static clxent_status check_regions(clxent_ctx *ctx, const region *r, int count, int in_place_allowed) {
+  for (int i = 0; i < count; ++i) {
+    if (!r[i].output) continue;
+    for (int j = 0; j < i; ++j) {
+      if (!overlaps(&r[i], &r[j])) continue;
+      const int exact_in_place = in_place_allowed && j == 0 && !strcmp(r[i].name, "grad");
+      if (exact_in_place && r[i].p == r[j].p && r[i].bytes == r[j].bytes) continue;
+      return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "%s overlaps %s%s", r[i].name, r[j].name,
+                         exact_in_place ? " without being equal to it (only exact in-place is allowed)" : "");
+    }
+  }
+  return CLXENT_OK;
+}
+
+/* The loss families, for the options that apply to each. */
+enum family { FAMILY_SOFTMAX, FAMILY_BINARY };
+
+static clxent_status check_scalar(clxent_ctx *ctx, const char *name, float v, float lo, float hi, int hi_open) {
+  if (isfinite(v) && v >= lo && (hi_open ? v < hi : v <= hi)) return CLXENT_OK;
+  return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "opts->%s = %g is outside [%g, %g%s", name, (double)v, (double)lo,
+                     (double)hi, hi_open ? ")" : "]");
+}
+
+/* Every weight finite and ≥ 0; *sum = Σ w. */
+static clxent_status check_weights(clxent_ctx *ctx, const char *name, const float *w, size_t c, float *sum) {
+  double total = 0.0;
+  for (size_t j = 0; j < c; ++j) {
+    if (!isfinite(w[j]) || w[j] < 0.0f)
+      return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "opts->%s[%zu] = %g must be finite and >= 0", name, j,
+                         (double)w[j]);
+    total += w[j];
+  }
+  *sum = (float)total;
+  return CLXENT_OK;
+}
+
+/* Checks the options' values (after the aliasing checks: a weight array that overlaps an output
+ * is reported as such, not by the values it holds). */
+static clxent_status check_opts(clxent_ctx *ctx, const clxent_opts *o, enum family family, size_t c,
+                                float *weight_sum) {
+  if ((unsigned)o->reduction > (unsigned)CLXENT_NONE)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "opts->reduction = %d is not a clxent_reduction (MEAN 0, SUM 1, NONE 2)", (int)o->reduction);
+  *weight_sum = (float)c;
+  if (family == FAMILY_SOFTMAX) {
+    if (o->pos_weight)
+      return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "opts->pos_weight applies to the binary losses only");
+    TRY(check_scalar(ctx, "label_smoothing", o->label_smoothing, 0.0f, 1.0f, 1));
+    TRY(check_scalar(ctx, "z_loss", o->z_loss, 0.0f, INFINITY, 1));
+    TRY(check_scalar(ctx, "softcap", o->softcap, 0.0f, INFINITY, 1));
+    if (o->class_weight) TRY(check_weights(ctx, "class_weight", o->class_weight, c, weight_sum));
+  } else {
+    const char *bad = o->class_weight              ? "class_weight"
+                      : o->label_smoothing != 0.0f ? "label_smoothing"
+                      : o->z_loss != 0.0f          ? "z_loss"
+                      : o->softcap != 0.0f         ? "softcap"
+                                                   : NULL;
+    if (bad)
+      return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                         "opts->%s applies to the softmax losses only (binary losses take pos_weight)", bad);
+    if (o->pos_weight) TRY(check_weights(ctx, "pos_weight", o->pos_weight, c, weight_sum));
+  }
+  return CLXENT_OK;
+}
+
+static clxent_status check_ex(clxent_ctx *ctx, const clxent_ex *out, enum family family, const void *grad) {
+  if ((unsigned)out->dtype > (unsigned)CLXENT_BFLOAT16)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "ex->dtype = %d is not a clxent_dtype (FLOAT32 0, FLOAT16 1, BFLOAT16 2)", (int)out->dtype);
+  if (out->lse && family != FAMILY_SOFTMAX)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->lse applies to the softmax losses only");
+  if (out->bias_grad && !grad)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->bias_grad needs grad (it is the sum of the gradient's rows)");
+  return CLXENT_OK;
+}
+
+static size_t dtype_size(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
+
+/* One stored value as float, for the checks that read inputs on the host. */
+static float load_value(const void *p, size_t k, clxent_dtype t) {
+  if (t == CLXENT_FLOAT32) return ((const float *)p)[k];
+  const uint16_t h = ((const uint16_t *)p)[k];
+  if (t == CLXENT_BFLOAT16) {
+    const uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+  }
+  const int exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  float f = exponent == 0    ? ldexpf((float)mantissa, -24)
+            : exponent == 31 ? (mantissa ? NAN : INFINITY)
+                             : ldexpf((float)(mantissa | 0x400), exponent - 25);
+  return (h & 0x8000) ? -f : f;
+}
+
 /* ---------------------------------------------------------------- device work */
 
+/* A loss over a batch of n rows of c values. Softmax kernels work a row at a time; the binary
+ * ones are elementwise and are launched over the n·c values with a row length of 1. */
 typedef struct row_job {
   clxent_kernel_id kernel;
-  size_t n, c;           /* batch rows and row length (1 for the elementwise losses) */
-  const float *in, *aux; /* [n][c] inputs; aux NULL when the kernel takes none */
+  clxent_dtype dtype;
+  size_t n, c;
+  int elementwise;       /* binary: launch n·c values, iarg = c (columns of pos_weight) */
+  const void *in, *aux;  /* [n][c] inputs; aux NULL when the kernel takes none */
   const int32_t *labels; /* [n] or NULL */
+  const float *weight;   /* [c] class weights / pos_weight, or NULL */
   cl_int iarg;           /* ignore_index or mode */
-  float scale;           /* gradient scale */
-  float *grad;           /* [n][c], NULL, or == in */
+  cl_float8 params;      /* CLXENT_P_* */
+  void *grad;            /* [n][c], NULL, or == in */
+  float *lse;            /* [n] or NULL */
+  float *bias_grad;      /* [c] or NULL */
 } row_job;
 
 static cl_int set_mem_arg(cl_kernel k, cl_uint index, cl_mem mem) {
   return clSetKernelArg(k, index, sizeof(cl_mem), mem ? &mem : NULL); /* NULL → a null pointer */
 }
 
-static cl_int set_row_args(cl_kernel k, cl_ulong rows, cl_ulong c, cl_ulong first_row, cl_mem in, cl_mem aux,
-                           cl_mem labels, cl_int iarg, cl_float scale, cl_mem grad, cl_mem out) {
-  cl_int e;
-  if ((e = clSetKernelArg(k, 0, sizeof rows, &rows)) != CL_SUCCESS) return e;
-  if ((e = clSetKernelArg(k, 1, sizeof c, &c)) != CL_SUCCESS) return e;
-  if ((e = clSetKernelArg(k, 2, sizeof first_row, &first_row)) != CL_SUCCESS) return e;
-  if ((e = set_mem_arg(k, 3, in)) != CL_SUCCESS) return e;
-  if ((e = set_mem_arg(k, 4, aux)) != CL_SUCCESS) return e;
-  if ((e = set_mem_arg(k, 5, labels)) != CL_SUCCESS) return e;
-  if ((e = clSetKernelArg(k, 6, sizeof iarg, &iarg)) != CL_SUCCESS) return e;
-  if ((e = clSetKernelArg(k, 7, sizeof scale, &scale)) != CL_SUCCESS) return e;
-  if ((e = set_mem_arg(k, 8, grad)) != CL_SUCCESS) return e;
-  return set_mem_arg(k, 9, out);
+cl_float8 clxent_plain_params(float scale, size_t c) {
+  cl_float8 p;
+  memset(&p, 0, sizeof p);
+  p.s[3] = scale; /* CLXENT_P_SCALE */
+  p.s[4] = scale; /* CLXENT_P_ZSCALE */
+  p.s[5] = 1.0f;  /* CLXENT_P_ZLOSS_ROW */
+  p.s[6] = (float)c;
+  return p;
 }
 
-clxent_status clxent_launch_rows(clxent_ctx *ctx, clxent_kernel_id kernel, size_t rows, size_t c, size_t first_row,
-                                 cl_mem in, cl_mem aux, cl_mem labels, cl_int iarg, float scale, cl_mem grad,
-                                 cl_mem out) {
-  const cl_kernel k = ctx->kernels[kernel];
-  const int group_per_row = ctx->variant == CLXENT_VARIANT_GROUP_PER_ROW && kernel != KERNEL_SIGMOID_XENT &&
-                            kernel != KERNEL_BCE; /* the binary losses are elementwise on every device */
-  cl_int err = set_row_args(k, rows, c, first_row, in, aux, labels, iarg, scale, grad, out);
-  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clSetKernelArg", err);
-  const size_t local = ctx->group_size, global = group_per_row ? rows * local : rows;
+clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_row_launch *l) {
+  const int typed = l->kernel < KERNEL_TYPED_COUNT;
+  const cl_kernel k = ctx->kernels[l->kernel][typed ? l->dtype : CLXENT_FLOAT32];
+  const int group_per_row = ctx->variant == CLXENT_VARIANT_GROUP_PER_ROW && l->kernel != KERNEL_SIGMOID_XENT &&
+                            l->kernel != KERNEL_BCE; /* the binary losses are elementwise on every device */
+  const cl_ulong rows = l->rows, c = l->c, first_row = l->first_row;
+  cl_int err;
+  if ((err = clSetKernelArg(k, 0, sizeof rows, &rows)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 1, sizeof c, &c)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 2, sizeof first_row, &first_row)) != CL_SUCCESS ||
+      (err = set_mem_arg(k, 3, l->in)) != CL_SUCCESS || (err = set_mem_arg(k, 4, l->aux)) != CL_SUCCESS ||
+      (err = set_mem_arg(k, 5, l->labels)) != CL_SUCCESS || (err = set_mem_arg(k, 6, l->weight)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 7, sizeof l->iarg, &l->iarg)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 8, sizeof l->params, &l->params)) != CL_SUCCESS ||
+      (err = set_mem_arg(k, 9, l->grad)) != CL_SUCCESS || (err = set_mem_arg(k, 10, l->out)) != CL_SUCCESS ||
+      (err = set_mem_arg(k, 11, l->lse)) != CL_SUCCESS)
+    return clxent_fail_cl(ctx, "clSetKernelArg", err);
+  const size_t local = ctx->group_size, global = group_per_row ? l->rows * local : l->rows;
   err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, group_per_row ? &local : NULL, 0, NULL, NULL);
   return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueNDRangeKernel", err);
 }
@@ -133,91 +230,134 @@ static clxent_status sync_to_host(clxent_ctx *ctx, cl_mem mem, size_t bytes) {
   return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueUnmapMemObject(gradient)", err);
 }
 
+/* The device buffers of a call that live across its blocks. */
+typedef struct call_buffers {
+  cl_mem labels, weight, out, lse, bias_partial;
+} call_buffers;
+
+/* Adds the block's gradient rows to the bias gradient's chunk sums (kernels/bias.cl). */
+static clxent_status bias_block(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows, cl_mem grad,
+                                cl_mem partial) {
+  const cl_kernel k = ctx->kernels[KERNEL_COLUMN_PARTIAL][job->dtype];
+  const cl_ulong rows_arg = rows, c_arg = job->c, first_arg = first;
+  cl_int err;
+  if ((err = clSetKernelArg(k, 0, sizeof rows_arg, &rows_arg)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 1, sizeof c_arg, &c_arg)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 2, sizeof first_arg, &first_arg)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 3, sizeof grad, &grad)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 4, sizeof partial, &partial)) != CL_SUCCESS)
+    return clxent_fail_cl(ctx, "clSetKernelArg(column_partial)", err);
+  const size_t chunks = (first + rows - 1) / CLXENT_BIAS_CHUNK - first / CLXENT_BIAS_CHUNK + 1;
+  const size_t global[2] = {job->c, chunks};
+  err = clEnqueueNDRangeKernel(ctx->queue, k, 2, NULL, global, NULL, 0, NULL, NULL);
+  return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueNDRangeKernel(column_partial)", err);
+}
+
 /* One block of rows [first, first + rows): inputs to the device, the kernel, the gradient back.
  * With zero-copy the block's buffers wrap the caller's arrays and are released when done
  * (OpenCL keeps them alive until the queued commands finish). */
-static clxent_status run_block(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows, cl_mem labels,
-                               cl_mem out) {
-  const size_t offset = first * job->c, bytes = rows * job->c * sizeof(float);
+static clxent_status run_block(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows,
+                               const call_buffers *cb) {
+  const size_t elem = dtype_size(job->dtype), offset = first * job->c * elem, bytes = rows * job->c * elem;
+  const unsigned char *in_host = job->in, *aux_host = job->aux;
+  unsigned char *grad_host = job->grad;
   const int in_place = job->grad && job->grad == job->in;
   cl_mem own[3] = {NULL, NULL, NULL}; /* wrapped in, aux, grad */
   cl_mem in, aux = NULL, grad = NULL;
   clxent_status st = CLXENT_OK;
   cl_int err;
   if (ctx->zero_copy) {
-    st = wrap_host(ctx, in_place ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY, job->in + offset, bytes, "the input", &own[0]);
-    if (st == CLXENT_OK && job->aux)
-      st = wrap_host(ctx, CL_MEM_READ_ONLY, job->aux + offset, bytes, "the targets", &own[1]);
-    if (st == CLXENT_OK && job->grad && !in_place)
+    st = wrap_host(ctx, in_place ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY, in_host + offset, bytes, "the input", &own[0]);
+    if (st == CLXENT_OK && aux_host)
+      st = wrap_host(ctx, CL_MEM_READ_ONLY, aux_host + offset, bytes, "the targets", &own[1]);
+    if (st == CLXENT_OK && grad_host && !in_place)
       /* read-write: the row-per-item kernel caches e^(z-m) in the gradient and reads it back */
-      st = wrap_host(ctx, CL_MEM_READ_WRITE, job->grad + offset, bytes, "the gradient", &own[2]);
+      st = wrap_host(ctx, CL_MEM_READ_WRITE, grad_host + offset, bytes, "the gradient", &own[2]);
     in = own[0], aux = own[1], grad = in_place ? own[0] : own[2];
   } else {
     in = ctx->buffers[SLOT_IN];
-    err = clEnqueueWriteBuffer(ctx->queue, in, CL_FALSE, 0, bytes, job->in + offset, 0, NULL, NULL);
+    err = clEnqueueWriteBuffer(ctx->queue, in, CL_FALSE, 0, bytes, in_host + offset, 0, NULL, NULL);
     if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueWriteBuffer(input block)", err);
-    if (job->aux) {
+    if (aux_host) {
       aux = ctx->buffers[SLOT_AUX];
-      err = clEnqueueWriteBuffer(ctx->queue, aux, CL_FALSE, 0, bytes, job->aux + offset, 0, NULL, NULL);
+      err = clEnqueueWriteBuffer(ctx->queue, aux, CL_FALSE, 0, bytes, aux_host + offset, 0, NULL, NULL);
       if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueWriteBuffer(target block)", err);
     }
-    if (job->grad) grad = in_place ? in : ctx->buffers[SLOT_GRAD];
+    if (grad_host) grad = in_place ? in : ctx->buffers[SLOT_GRAD];
   }
-  if (st == CLXENT_OK)
-    st = clxent_launch_rows(ctx, job->kernel, rows, job->c, first, in, aux, labels, job->iarg, job->scale, grad, out);
+  if (st == CLXENT_OK) {
+    clxent_row_launch l = {job->kernel, job->dtype, rows, job->c, first, in, aux, cb->labels, cb->weight,
+                           job->iarg, job->params, grad, cb->out, cb->lse};
+    if (job->elementwise) l.rows = rows * job->c, l.c = 1, l.first_row = first * job->c;
+    st = clxent_launch_rows(ctx, &l);
+  }
+  if (st == CLXENT_OK && cb->bias_partial) st = bias_block(ctx, job, first, rows, grad, cb->bias_partial);
   if (st == CLXENT_OK && grad) {
     if (ctx->zero_copy) st = sync_to_host(ctx, grad, bytes);
-    else if ((err = clEnqueueReadBuffer(ctx->queue, grad, CL_FALSE, 0, bytes, job->grad + offset, 0, NULL, NULL)))
+    else if ((err = clEnqueueReadBuffer(ctx->queue, grad, CL_FALSE, 0, bytes, grad_host + offset, 0, NULL, NULL)))
       st = clxent_fail_cl(ctx, "clEnqueueReadBuffer(gradient block)", err);
   }
   release_mems(own, 3);
   return st;
 }
 
+/* A device buffer for the call holding a copy of host data (or, zero-copy, the host data itself). */
+static clxent_status upload(clxent_ctx *ctx, enum clxent_slot slot, const void *host, size_t bytes, const char *what,
+                            cl_mem *wrapped, cl_mem *out) {
+  if (ctx->zero_copy) {
+    TRY(wrap_host(ctx, CL_MEM_READ_ONLY, host, bytes, what, wrapped));
+    *out = *wrapped;
+    return CLXENT_OK;
+  }
+  TRY(clxent_buffer(ctx, slot, bytes, out));
+  const cl_int err = clEnqueueWriteBuffer(ctx->queue, *out, CL_FALSE, 0, bytes, host, 0, NULL, NULL);
+  return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueWriteBuffer(labels or weights)", err);
+}
+
 /* Runs job over the batch in blocks of rows that fit the device's block buffers; the per-row
- * results stay on the device in *row_out ([n] floats); the gradient lands in job->grad. Returns
- * with the queue drained, on every path (nothing queued may outlive the caller's arrays). */
-static clxent_status run_rows(clxent_ctx *ctx, const row_job *job, cl_mem *row_out) {
-  const size_t row_bytes = job->c * sizeof(float);
+ * results stay on the device in cb->out ([n] floats, or n·c for elementwise jobs), the gradient
+ * lands in job->grad. Returns with the queue drained, on every path (nothing queued may outlive
+ * the caller's arrays). */
+static clxent_status run_rows(clxent_ctx *ctx, const row_job *job, call_buffers *cb) {
+  const size_t row_bytes = job->c * dtype_size(job->dtype);
   if ((cl_ulong)row_bytes > ctx->block_bytes)
     return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY,
-                       "one row of c = %zu floats (%zu bytes) exceeds the largest block buffer on %s (%llu bytes)",
+                       "one row of c = %zu values (%zu bytes) exceeds the largest block buffer on %s (%llu bytes)",
                        job->c, row_bytes, ctx->device_name, (unsigned long long)ctx->block_bytes);
   size_t block_rows = (size_t)(ctx->block_bytes / row_bytes);
   if (block_rows > job->n) block_rows = job->n;
 
-  cl_mem out, scratch, labels = NULL, wrapped_labels = NULL;
-  TRY(clxent_buffer(ctx, SLOT_ROW_OUT, job->n * sizeof(float), &out));
+  cl_mem scratch, wrapped[2] = {NULL, NULL};
+  memset(cb, 0, sizeof *cb);
+  TRY(clxent_buffer(ctx, SLOT_ROW_OUT, (job->elementwise ? job->n * job->c : job->n) * sizeof(float), &cb->out));
+  if (job->lse) TRY(clxent_buffer(ctx, SLOT_LSE, job->n * sizeof(float), &cb->lse));
+  if (job->bias_grad) {
+    const size_t chunks = (job->n + CLXENT_BIAS_CHUNK - 1) / CLXENT_BIAS_CHUNK;
+    TRY(clxent_buffer(ctx, SLOT_BIAS_PARTIAL, chunks * job->c * sizeof(float), &cb->bias_partial));
+  }
   if (!ctx->zero_copy) { /* device-side blocks, reused across calls */
     TRY(clxent_buffer(ctx, SLOT_IN, block_rows * row_bytes, &scratch));
     if (job->aux) TRY(clxent_buffer(ctx, SLOT_AUX, block_rows * row_bytes, &scratch));
     if (job->grad && job->grad != job->in) TRY(clxent_buffer(ctx, SLOT_GRAD, block_rows * row_bytes, &scratch));
   }
   clxent_status st = CLXENT_OK;
-  if (job->labels) {
-    const size_t label_bytes = job->n * sizeof(int32_t);
-    if (ctx->zero_copy) {
-      st = wrap_host(ctx, CL_MEM_READ_ONLY, job->labels, label_bytes, "the labels", &wrapped_labels);
-      labels = wrapped_labels;
-    } else if ((st = clxent_buffer(ctx, SLOT_LABELS, label_bytes, &labels)) == CLXENT_OK) {
-      const cl_int err = clEnqueueWriteBuffer(ctx->queue, labels, CL_FALSE, 0, label_bytes, job->labels, 0, NULL, NULL);
-      if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clEnqueueWriteBuffer(labels)", err);
-    }
-  }
+  if (job->labels)
+    st = upload(ctx, SLOT_LABELS, job->labels, job->n * sizeof(int32_t), "the labels", &wrapped[0], &cb->labels);
+  if (st == CLXENT_OK && job->weight)
+    st = upload(ctx, SLOT_WEIGHT, job->weight, job->c * sizeof(float), "the weights", &wrapped[1], &cb->weight);
   /* The queue is in order: the next block's upload waits for this block's kernel and download. */
   for (size_t first = 0; st == CLXENT_OK && first < job->n; first += block_rows)
-    st = run_block(ctx, job, first, job->n - first < block_rows ? job->n - first : block_rows, labels, out);
+    st = run_block(ctx, job, first, job->n - first < block_rows ? job->n - first : block_rows, cb);
   const cl_int err = clFinish(ctx->queue);
-  if (wrapped_labels) clReleaseMemObject(wrapped_labels);
+  release_mems(wrapped, 2);
   if (st == CLXENT_OK && err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clFinish", err);
-  *row_out = out;
   return st;
 }
 
 /* result = Σ values[0..n) / divisor, in the fixed order of kernels/reduce.cl. */
 static clxent_status reduce_rows(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, float *result) {
   const size_t local = ctx->group_size, span = local * 16 /* REDUCE_ITEMS */;
-  const cl_kernel k = ctx->kernels[KERNEL_REDUCE_SUM];
+  const cl_kernel k = ctx->kernels[KERNEL_REDUCE_SUM][0];
   cl_mem src = values;
   enum clxent_slot slot = SLOT_PARTIAL_A;
   size_t count = n;
@@ -245,46 +385,92 @@ static clxent_status reduce_rows(clxent_ctx *ctx, cl_mem values, size_t n, float
   return CLXENT_OK;
 }
 
-/* Per-row results to the caller: all n of them (NONE, distributions) or their reduction. */
-static clxent_status deliver(clxent_ctx *ctx, cl_mem row_out, size_t n, clxent_reduction reduction, float divisor,
-                             float *loss) {
-  if (!loss) return CLXENT_OK;
-  if (reduction != CLXENT_NONE) return reduce_rows(ctx, row_out, n, divisor, loss);
-  const cl_int err = clEnqueueReadBuffer(ctx->queue, row_out, CL_TRUE, 0, n * sizeof(float), loss, 0, NULL, NULL);
-  return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueReadBuffer(per-row results)", err);
+/* bias_grad[j] = Σ_k partial[k][j] (kernels/reduce.cl), then to the host. */
+static clxent_status deliver_bias(clxent_ctx *ctx, const row_job *job, cl_mem partial) {
+  cl_mem out;
+  TRY(clxent_buffer(ctx, SLOT_BIAS, job->c * sizeof(float), &out));
+  const cl_kernel k = ctx->kernels[KERNEL_COLUMN_SUM][0];
+  const cl_ulong chunks = (job->n + CLXENT_BIAS_CHUNK - 1) / CLXENT_BIAS_CHUNK, c = job->c;
+  cl_int err;
+  if ((err = clSetKernelArg(k, 0, sizeof chunks, &chunks)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 1, sizeof c, &c)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 2, sizeof partial, &partial)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 3, sizeof out, &out)) != CL_SUCCESS)
+    return clxent_fail_cl(ctx, "clSetKernelArg(column_sum)", err);
+  const size_t global = job->c;
+  err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, NULL, 0, NULL, NULL);
+  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueNDRangeKernel(column_sum)", err);
+  err = clEnqueueReadBuffer(ctx->queue, out, CL_TRUE, 0, job->c * sizeof(float), job->bias_grad, 0, NULL, NULL);
+  return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueReadBuffer(bias gradient)", err);
 }
 
-static clxent_status run_and_deliver(clxent_ctx *ctx, const row_job *job, clxent_reduction reduction,
-                                     float divisor, float *loss) {
-  cl_mem row_out;
-  TRY(run_rows(ctx, job, &row_out));
-  return deliver(ctx, row_out, job->n, reduction, divisor, loss);
+/* Runs the job, then hands the results over: the loss (all values for NONE and the distributions,
+ * else their reduction), the per-row lse and the bias gradient. */
+static clxent_status run_and_deliver(clxent_ctx *ctx, const row_job *job, clxent_reduction reduction, float divisor,
+                                     float *loss) {
+  call_buffers cb;
+  TRY(run_rows(ctx, job, &cb));
+  cl_int err;
+  if (loss && reduction != CLXENT_NONE) TRY(reduce_rows(ctx, cb.out, job->elementwise ? job->n * job->c : job->n,
+                                                        divisor, loss));
+  if (loss && reduction == CLXENT_NONE) {
+    const size_t count = job->elementwise ? job->n * job->c : job->n;
+    err = clEnqueueReadBuffer(ctx->queue, cb.out, CL_TRUE, 0, count * sizeof(float), loss, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueReadBuffer(per-row results)", err);
+  }
+  if (job->lse) {
+    err = clEnqueueReadBuffer(ctx->queue, cb.lse, CL_TRUE, 0, job->n * sizeof(float), job->lse, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueReadBuffer(lse)", err);
+  }
+  if (job->bias_grad) TRY(deliver_bias(ctx, job, cb.bias_partial));
+  return CLXENT_OK;
 }
 
-/* Gradient scale and MEAN divisor for `counted` rows. */
-static void reduction_scale(clxent_reduction r, size_t counted, float *scale, float *divisor) {
-  *divisor = r == CLXENT_MEAN ? (float)counted : 1.0f; /* counted = 0: 0/0 = NaN, as in PyTorch */
-  *scale = (r == CLXENT_MEAN && counted) ? 1.0f / (float)counted : 1.0f;
+/* The kernels' scalars for a reduction: the cross-entropy terms divide by `divisor` (the weighted
+ * or plain count of rows), the z-loss by `counted` rows (CLXENT_P_* in kernels/common.cl). A zero
+ * divisor (all rows ignored, or all their weights 0) gives a NaN loss (0/0, as in PyTorch) and a
+ * zero gradient. */
+static cl_float8 loss_params(const clxent_opts *o, double divisor, size_t counted, float weight_sum,
+                             float *reduce_divisor) {
+  cl_float8 p;
+  memset(&p, 0, sizeof p);
+  const int mean = o->reduction == CLXENT_MEAN;
+  *reduce_divisor = mean ? (float)divisor : 1.0f;
+  p.s[0] = o->label_smoothing;
+  p.s[1] = o->z_loss;
+  p.s[2] = o->softcap;
+  p.s[3] = !mean ? 1.0f : divisor > 0 ? 1.0f / (float)divisor : 0.0f;
+  p.s[4] = !mean ? 1.0f : counted > 0 ? 1.0f / (float)counted : 0.0f;
+  p.s[5] = !mean ? 1.0f : (divisor > 0 && counted > 0) ? (float)(divisor / (double)counted) : 0.0f;
+  p.s[6] = weight_sum;
+  return p;
 }
+
+static size_t loss_count(clxent_reduction r, size_t values) { return r == CLXENT_NONE ? values : 1; }
 
 /* ---------------------------------------------------------------- public entries */
 
-clxent_status clxent_softmax_xent(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
-                                  const int32_t *labels, const clxent_opts *opts, float *loss, float *grad) {
-  clxent_opts o;
+clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const int32_t *labels,
+                                     const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
+  const clxent_opts o = opts ? *opts : clxent_opts_default();
+  const clxent_ex x = ex ? *ex : clxent_ex_default();
+  float weight_sum = 0.0f;
   TRY(check_ctx(ctx));
-  TRY(check_shape(ctx, n, c));
+  TRY(check_shape(ctx, n, c, "classes"));
   TRY(check_ptr(ctx, logits, "logits"));
   TRY(check_ptr(ctx, labels, "labels"));
   TRY(check_outputs(ctx, loss, grad));
-  TRY(resolve_opts(ctx, opts, &o));
-  const size_t mat = n * c * sizeof(float), loss_bytes = (o.reduction == CLXENT_NONE ? n : 1) * sizeof(float);
-  TRY(check_alias(ctx, "grad", grad, mat, "logits", logits, mat, 1));
-  TRY(check_alias(ctx, "grad", grad, mat, "labels", labels, n * sizeof(int32_t), 0));
-  TRY(check_alias(ctx, "loss", loss, loss_bytes, "logits", logits, mat, 0));
-  TRY(check_alias(ctx, "loss", loss, loss_bytes, "labels", labels, n * sizeof(int32_t), 0));
-  TRY(check_alias(ctx, "loss", loss, loss_bytes, "grad", grad, mat, 0));
+  TRY(check_ex(ctx, &x, FAMILY_SOFTMAX, grad));
+  const size_t mat = n * c * dtype_size(x.dtype);
+  const region regions[] = {
+      {"logits", logits, mat, 0},         {"labels", labels, n * sizeof(int32_t), 0},
+      {"opts->class_weight", o.class_weight, c * sizeof(float), 0},
+      {"grad", grad, mat, 1},             {"loss", loss, loss_count(o.reduction, n) * sizeof(float), 1},
+      {"ex->lse", x.lse, n * sizeof(float), 1}, {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1}};
+  TRY(check_regions(ctx, regions, (int)(sizeof regions / sizeof regions[0]), 1));
+  TRY(check_opts(ctx, &o, FAMILY_SOFTMAX, c, &weight_sum));
   size_t counted = 0;
+  double weighted = 0.0;
   for (size_t i = 0; i < n; ++i) {
     const int32_t y = labels[i];
     if (y == o.ignore_index) continue;
@@ -293,72 +479,106 @@ clxent_status clxent_softmax_xent(clxent_ctx *ctx, size_t n, size_t c, const flo
                          "labels[%zu] = %d is outside [0, %zu) and is not ignore_index (%d)", i, (int)y, c,
                          (int)o.ignore_index);
     ++counted;
+    weighted += o.class_weight ? o.class_weight[y] : 1.0;
   }
-  row_job job = {KERNEL_SOFTMAX_HARD, n, c, logits, NULL, labels,
-                 o.ignore_index, 1.0f, grad};
   float divisor;
-  reduction_scale(o.reduction, counted, &job.scale, &divisor);
+  const row_job job = {KERNEL_SOFTMAX_HARD, x.dtype, n, c, 0, logits, NULL, labels, o.class_weight,
+                       o.ignore_index, loss_params(&o, weighted, counted, weight_sum, &divisor),
+                       grad, x.lse, x.bias_grad};
   return run_and_deliver(ctx, &job, o.reduction, divisor, loss);
 }
 
-clxent_status clxent_softmax_xent_soft(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
-                                       const float *targets, const clxent_opts *opts, float *loss, float *grad) {
-  clxent_opts o;
+clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
+                                          const void *targets, const clxent_opts *opts, const clxent_ex *ex,
+                                          float *loss, void *grad) {
+  const clxent_opts o = opts ? *opts : clxent_opts_default();
+  const clxent_ex x = ex ? *ex : clxent_ex_default();
+  float weight_sum = 0.0f;
   TRY(check_ctx(ctx));
-  TRY(check_shape(ctx, n, c));
+  TRY(check_shape(ctx, n, c, "classes"));
   TRY(check_ptr(ctx, logits, "logits"));
   TRY(check_ptr(ctx, targets, "targets"));
   TRY(check_outputs(ctx, loss, grad));
-  TRY(resolve_opts(ctx, opts, &o));
-  const size_t mat = n * c * sizeof(float), loss_bytes = (o.reduction == CLXENT_NONE ? n : 1) * sizeof(float);
-  TRY(check_alias(ctx, "grad", grad, mat, "logits", logits, mat, 1));
-  TRY(check_alias(ctx, "grad", grad, mat, "targets", targets, mat, 0));
-  TRY(check_alias(ctx, "loss", loss, loss_bytes, "logits", logits, mat, 0));
-  TRY(check_alias(ctx, "loss", loss, loss_bytes, "targets", targets, mat, 0));
-  TRY(check_alias(ctx, "loss", loss, loss_bytes, "grad", grad, mat, 0));
-  row_job job = {KERNEL_SOFTMAX_SOFT, n, c, logits, targets, NULL,
-                 0, 1.0f, grad};
-  float divisor;
-  reduction_scale(o.reduction, n, &job.scale, &divisor);
+  TRY(check_ex(ctx, &x, FAMILY_SOFTMAX, grad));
+  const size_t mat = n * c * dtype_size(x.dtype);
+  const region regions[] = {
+      {"logits", logits, mat, 0},         {"targets", targets, mat, 0},
+      {"opts->class_weight", o.class_weight, c * sizeof(float), 0},
+      {"grad", grad, mat, 1},             {"loss", loss, loss_count(o.reduction, n) * sizeof(float), 1},
+      {"ex->lse", x.lse, n * sizeof(float), 1}, {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1}};
+  TRY(check_regions(ctx, regions, (int)(sizeof regions / sizeof regions[0]), 1));
+  TRY(check_opts(ctx, &o, FAMILY_SOFTMAX, c, &weight_sum));
+  float divisor; /* soft targets: MEAN divides by n, weights or not (PyTorch) */
+  const row_job job = {KERNEL_SOFTMAX_SOFT, x.dtype, n, c, 0, logits, targets, NULL, o.class_weight,
+                       0, loss_params(&o, (double)n, n, weight_sum, &divisor), grad, x.lse, x.bias_grad};
   return run_and_deliver(ctx, &job, o.reduction, divisor, loss);
 }
 
 /* The two elementwise binary losses share everything but their kernel and input check. */
-static clxent_status binary_loss(clxent_ctx *ctx, clxent_kernel_id kernel, const char *in_name, size_t n,
-                                 const float *in, const float *targets, const clxent_opts *opts, float *loss,
-                                 float *grad) {
-  clxent_opts o;
+static clxent_status binary_loss(clxent_ctx *ctx, clxent_kernel_id kernel, const char *in_name, size_t n, size_t c,
+                                 const void *in, const void *targets, const clxent_opts *opts, const clxent_ex *ex,
+                                 float *loss, void *grad) {
+  const clxent_opts o = opts ? *opts : clxent_opts_default();
+  const clxent_ex x = ex ? *ex : clxent_ex_default();
+  float weight_sum = 0.0f;
   TRY(check_ctx(ctx));
-  TRY(check_shape(ctx, n, 1));
+  TRY(check_shape(ctx, n, c, "columns"));
   TRY(check_ptr(ctx, in, in_name));
   TRY(check_ptr(ctx, targets, "targets"));
   TRY(check_outputs(ctx, loss, grad));
-  TRY(resolve_opts(ctx, opts, &o));
-  const size_t vec = n * sizeof(float), loss_bytes = o.reduction == CLXENT_NONE ? vec : sizeof(float);
-  TRY(check_alias(ctx, "grad", grad, vec, in_name, in, vec, 1));
-  TRY(check_alias(ctx, "grad", grad, vec, "targets", targets, vec, 0));
-  TRY(check_alias(ctx, "loss", loss, loss_bytes, in_name, in, vec, 0));
-  TRY(check_alias(ctx, "loss", loss, loss_bytes, "targets", targets, vec, 0));
-  TRY(check_alias(ctx, "loss", loss, loss_bytes, "grad", grad, vec, 0));
+  TRY(check_ex(ctx, &x, FAMILY_BINARY, grad));
+  if (c > (size_t)INT32_MAX)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (columns) = %zu exceeds INT32_MAX", c);
+  const size_t values = n * c, mat = values * dtype_size(x.dtype);
+  const region regions[] = {
+      {in_name, in, mat, 0},          {"targets", targets, mat, 0},
+      {"opts->pos_weight", o.pos_weight, c * sizeof(float), 0},
+      {"grad", grad, mat, 1},         {"loss", loss, loss_count(o.reduction, values) * sizeof(float), 1},
+      {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1}};
+  TRY(check_regions(ctx, regions, (int)(sizeof regions / sizeof regions[0]), 1));
+  TRY(check_opts(ctx, &o, FAMILY_BINARY, c, &weight_sum));
   if (kernel == KERNEL_BCE)
-    for (size_t i = 0; i < n; ++i)
-      if (in[i] < 0.0f || in[i] > 1.0f) /* NaN passes: it must reach the result */
-        return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "%s[%zu] = %g is not a probability in [0, 1]", in_name, i,
-                           (double)in[i]);
-  row_job job = {kernel, n, 1, in, targets, NULL, 0, 1.0f, grad};
+    for (size_t k = 0; k < values; ++k) {
+      const float a = load_value(in, k, x.dtype);
+      if (a < 0.0f || a > 1.0f) /* NaN passes: it must reach the result */
+        return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "%s[%zu] = %g is not a probability in [0, 1]", in_name, k,
+                           (double)a);
+    }
   float divisor;
-  reduction_scale(o.reduction, n, &job.scale, &divisor);
+  const row_job job = {kernel, x.dtype, n, c, 1, in, targets, NULL, o.pos_weight, (cl_int)c,
+                       loss_params(&o, (double)values, values, weight_sum, &divisor), grad, NULL, x.bias_grad};
   return run_and_deliver(ctx, &job, o.reduction, divisor, loss);
+}
+
+clxent_status clxent_sigmoid_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const void *targets,
+                                     const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
+  return binary_loss(ctx, KERNEL_SIGMOID_XENT, "logits", n, c, logits, targets, opts, ex, loss, grad);
+}
+
+clxent_status clxent_bce_ex(clxent_ctx *ctx, size_t n, size_t c, const void *probs, const void *targets,
+                            const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
+  return binary_loss(ctx, KERNEL_BCE, "probs", n, c, probs, targets, opts, ex, loss, grad);
+}
+
+/* The float32 entries are the typed ones with default extras. */
+clxent_status clxent_softmax_xent(clxent_ctx *ctx, size_t n, size_t c, const float *logits, const int32_t *labels,
+                                  const clxent_opts *opts, float *loss, float *grad) {
+  return clxent_softmax_xent_ex(ctx, n, c, logits, labels, opts, NULL, loss, grad);
+}
+
+clxent_status clxent_softmax_xent_soft(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
+                                       const float *targets, const clxent_opts *opts, float *loss, float *grad) {
+  return clxent_softmax_xent_soft_ex(ctx, n, c, logits, targets, opts, NULL, loss, grad);
 }
 
 clxent_status clxent_sigmoid_xent(clxent_ctx *ctx, size_t n, const float *logits, const float *targets,
                                   const clxent_opts *opts, float *loss, float *grad) {
-  return binary_loss(ctx, KERNEL_SIGMOID_XENT, "logits", n, logits, targets, opts, loss, grad);
+  return clxent_sigmoid_xent_ex(ctx, n, 1, logits, targets, opts, NULL, loss, grad);
 }
 
 clxent_status clxent_bce(clxent_ctx *ctx, size_t n, const float *probs, const float *targets,
                          const clxent_opts *opts, float *loss, float *grad) {
-  return binary_loss(ctx, KERNEL_BCE, "probs", n, probs, targets, opts, loss, grad);
+  return clxent_bce_ex(ctx, n, 1, probs, targets, opts, NULL, loss, grad);
 }
 
 enum { MODE_ENTROPY = 0, MODE_CROSS_ENTROPY = 1, MODE_KL = 2 }; /* kernels/distributions.cl */
@@ -366,15 +586,16 @@ enum { MODE_ENTROPY = 0, MODE_CROSS_ENTROPY = 1, MODE_KL = 2 }; /* kernels/distr
 static clxent_status row_information(clxent_ctx *ctx, int mode, size_t n, size_t c, const float *p, const float *q,
                                      float *out) {
   TRY(check_ctx(ctx));
-  TRY(check_shape(ctx, n, c));
+  TRY(check_shape(ctx, n, c, "classes"));
   TRY(check_ptr(ctx, p, "p"));
   if (mode != MODE_ENTROPY) TRY(check_ptr(ctx, q, "q"));
   TRY(check_ptr(ctx, out, "out"));
   const size_t mat = n * c * sizeof(float);
-  TRY(check_alias(ctx, "out", out, n * sizeof(float), "p", p, mat, 0));
-  TRY(check_alias(ctx, "out", out, n * sizeof(float), "q", q, mat, 0));
-  const row_job job = {KERNEL_ROW_INFORMATION, n, c, p,
-                       mode == MODE_ENTROPY ? NULL : q, NULL, mode, 1.0f, NULL};
+  const region regions[] = {{"p", p, mat, 0}, {"q", mode == MODE_ENTROPY ? NULL : q, mat, 0},
+                            {"out", out, n * sizeof(float), 1}};
+  TRY(check_regions(ctx, regions, 3, 0));
+  const row_job job = {KERNEL_ROW_INFORMATION, CLXENT_FLOAT32, n, c, 0, p, mode == MODE_ENTROPY ? NULL : q,
+                       NULL, NULL, mode, clxent_plain_params(1.0f, c), NULL, NULL, NULL};
   return run_and_deliver(ctx, &job, CLXENT_NONE, 1.0f, out);
 }
 

@@ -15,10 +15,46 @@
 extern const char *const clxent_kernel_sources[];
 extern const size_t clxent_kernel_source_lengths[];
 extern const size_t clxent_kernel_source_count;
+extern const char *const clxent_kernel_source_names[];
 
 static const char *const kernel_names[KERNEL_COUNT] = {
-    "softmax_xent_hard", "softmax_xent_soft", "sigmoid_xent", "bce",
-    "row_information",   "reduce_sum",        "copy_float4"};
+    "softmax_xent_hard", "softmax_xent_soft", "sigmoid_xent", "bce",        "column_partial",
+    "row_information",   "reduce_sum",        "column_sum",   "copy_float4"};
+static const char *const dtype_suffixes[CLXENT_DTYPE_COUNT] = {"_f32", "_f16", "_bf16"};
+
+/* The program's source, in order: common.cl; then for each storage type a line selecting it and
+ * the typed files (storage.cl first); then the untyped files. */
+static const char *const typed_files[] = {"storage", "softmax_xent", "binary", "bias"};
+static const char *const untyped_files[] = {"distributions", "reduce"};
+static const char *const storage_lines[CLXENT_DTYPE_COUNT] = {
+    "#undef CLXENT_STORAGE\n#define CLXENT_STORAGE 0\n", "#undef CLXENT_STORAGE\n#define CLXENT_STORAGE 1\n",
+    "#undef CLXENT_STORAGE\n#define CLXENT_STORAGE 2\n"};
+#define TYPED_FILES (sizeof typed_files / sizeof typed_files[0])
+#define UNTYPED_FILES (sizeof untyped_files / sizeof untyped_files[0])
+#define PROGRAM_PARTS (1 + CLXENT_DTYPE_COUNT * (1 + TYPED_FILES) + UNTYPED_FILES)
+
+static size_t source_index(const char *stem) {
+  for (size_t i = 0; i < clxent_kernel_source_count; ++i)
+    if (!strcmp(clxent_kernel_source_names[i], stem)) return i;
+  return 0; /* not reached: the file list is fixed at build time */
+}
+
+static void program_parts(const char **parts, size_t *lengths) {
+  size_t k = 0, f;
+  f = source_index("common");
+  parts[k] = clxent_kernel_sources[f], lengths[k++] = clxent_kernel_source_lengths[f];
+  for (int t = 0; t < CLXENT_DTYPE_COUNT; ++t) {
+    parts[k] = storage_lines[t], lengths[k++] = strlen(storage_lines[t]);
+    for (size_t i = 0; i < TYPED_FILES; ++i) {
+      f = source_index(typed_files[i]);
+      parts[k] = clxent_kernel_sources[f], lengths[k++] = clxent_kernel_source_lengths[f];
+    }
+  }
+  for (size_t i = 0; i < UNTYPED_FILES; ++i) {
+    f = source_index(untyped_files[i]);
+    parts[k] = clxent_kernel_sources[f], lengths[k++] = clxent_kernel_source_lengths[f];
+  }
+}
 
 /* Tuning table: the row mapping and widths per device class. PoCL turns a work-item's explicit
  * float8 loop into AVX2 code, while its loops across work-items with barriers are slow, so CPUs
@@ -119,7 +155,7 @@ static void cache_key(clxent_ctx *ctx, const char *options, char *key, size_t si
   uint64_t src = 0xcbf29ce484222325ull;
   for (size_t i = 0; i < clxent_kernel_source_count; ++i)
     src = fnv1a(src, clxent_kernel_sources[i], clxent_kernel_source_lengths[i]);
-  snprintf(key, size, "clxent-program-cache 1\ndevice=%s\ndriver=%s\nplatform=%s\nsource=%016llx\noptions=%s\n",
+  snprintf(key, size, "clxent-program-cache 2\ndevice=%s\ndriver=%s\nplatform=%s\nsource=%016llx\noptions=%s\n",
            ctx->device_name, driver, platform, (unsigned long long)src, options);
   snprintf(path, path_size, "%s/%016llx.bin", dir, (unsigned long long)fnv1a(0xcbf29ce484222325ull, key, strlen(key)));
 }
@@ -203,8 +239,10 @@ clxent_status clxent_build_program(clxent_ctx *ctx) {
   }
   if (!ctx->program) {
     cl_int err;
-    ctx->program = clCreateProgramWithSource(ctx->context, (cl_uint)clxent_kernel_source_count,
-                                             (const char **)clxent_kernel_sources, clxent_kernel_source_lengths, &err);
+    const char *parts[PROGRAM_PARTS];
+    size_t lengths[PROGRAM_PARTS];
+    program_parts(parts, lengths);
+    ctx->program = clCreateProgramWithSource(ctx->context, (cl_uint)PROGRAM_PARTS, parts, lengths, &err);
     if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clCreateProgramWithSource", err);
     err = clBuildProgram(ctx->program, 1, &ctx->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
@@ -217,12 +255,15 @@ clxent_status clxent_build_program(clxent_ctx *ctx) {
     }
     if (cached) cache_store(ctx, key, path, dir);
   }
-  for (int k = 0; k < KERNEL_COUNT; ++k) {
-    cl_int err;
-    ctx->kernels[k] = clCreateKernel(ctx->program, kernel_names[k], &err);
-    if (err != CL_SUCCESS)
-      return clxent_fail(ctx, clxent_cl_status(err), "clCreateKernel(%s) failed: %s (%d)", kernel_names[k],
-                         clxent_cl_error_name(err), (int)err);
-  }
+  for (int k = 0; k < KERNEL_COUNT; ++k)
+    for (int t = 0; t < (k < KERNEL_TYPED_COUNT ? CLXENT_DTYPE_COUNT : 1); ++t) {
+      char name[64];
+      snprintf(name, sizeof name, "%s%s", kernel_names[k], k < KERNEL_TYPED_COUNT ? dtype_suffixes[t] : "");
+      cl_int err;
+      ctx->kernels[k][t] = clCreateKernel(ctx->program, name, &err);
+      if (err != CL_SUCCESS)
+        return clxent_fail(ctx, clxent_cl_status(err), "clCreateKernel(%s) failed: %s (%d)", name,
+                           clxent_cl_error_name(err), (int)err);
+    }
   return CLXENT_OK;
 }

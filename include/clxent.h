@@ -57,13 +57,52 @@ typedef enum clxent_reduction {
   CLXENT_NONE = 2  /* loss_i per row; the gradient is that of Σ_i loss_i */
 } clxent_reduction;
 
+/* Options of a loss call. Start from clxent_opts_default() and set what you need; every option is
+ * validated (NaN, infinity or a value out of range is CLXENT_ERR_INVALID_ARG, nothing written),
+ * and an option set on a loss it does not apply to is rejected rather than ignored. */
 typedef struct clxent_opts {
   clxent_reduction reduction;
-  int32_t ignore_index; /* rows whose label equals this have loss 0, gradient 0 and do not count */
-  /* more fields later: always start from clxent_opts_default() */
+  int32_t ignore_index; /* hard labels: rows whose label equals this have loss 0, gradient 0 and do
+                           not count (any value; -100 by default, as in PyTorch) */
+  /* Softmax losses (clxent_softmax_xent*): */
+  const float *class_weight; /* [c] w_j ≥ 0 and finite, or NULL (all 1). Hard labels: loss_i is
+                                scaled by w_{y_i}, MEAN divides by Σ w_{y_i} over the rows counted.
+                                Soft targets: each class's term is scaled by w_j, MEAN divides by n.
+                                (PyTorch's CrossEntropyLoss(weight=...)) */
+  float label_smoothing;     /* ε ∈ [0, 1): the target becomes (1-ε)·target + ε/c, as in PyTorch
+                                (hard labels: (1-ε)·onehot(y) + ε/c, weighted by w_j per class) */
+  float z_loss;              /* λ ≥ 0: adds λ·lse_i² to loss_i (PaLM; Liger's lse_square_scale),
+                                gradient 2λ·lse_i·a_ij. Not class-weighted; MEAN divides it by
+                                the number of rows counted */
+  float softcap;             /* s ≥ 0; s > 0 replaces each logit z by s·tanh(z/s) before the
+                                softmax (Gemma 2), with the chain rule in the gradient; z = -inf
+                                stays -inf (a mask). 0 = off */
+  /* Binary losses (clxent_sigmoid_xent*, clxent_bce*): */
+  const float *pos_weight;   /* [c] p_j ≥ 0 and finite per column, or NULL (all 1): loss =
+                                -[p·y ln a + (1-y) ln(1-a)] (BCEWithLogitsLoss's pos_weight) */
 } clxent_opts;
 
-clxent_opts clxent_opts_default(void); /* CLXENT_MEAN, ignore_index = -100 (PyTorch's default) */
+/* CLXENT_MEAN, ignore_index = -100 (PyTorch's default), no weights, ε = λ = s = 0. */
+clxent_opts clxent_opts_default(void);
+
+/* Storage type of the dense arrays of the _ex entries (logits or probabilities, dense targets and
+ * the gradient, all of the same type); math is float32 for all. Losses, lse, weights and the bias
+ * gradient stay float32. */
+typedef enum clxent_dtype {
+  CLXENT_FLOAT32 = 0,
+  CLXENT_FLOAT16 = 1, /* IEEE binary16; rounded to nearest even */
+  CLXENT_BFLOAT16 = 2 /* the high 16 bits of a float32 (uint16_t in C); rounded to nearest even */
+} clxent_dtype;
+
+/* The _ex entries' storage type and extra outputs. Start from clxent_ex_default(). */
+typedef struct clxent_ex {
+  clxent_dtype dtype; /* of logits / probabilities, dense targets and grad */
+  float *lse;         /* softmax losses: [n] receives lse_i = ln Σ_j e^{u_ij} (after softcap), or NULL */
+  float *bias_grad;   /* [c] receives Σ_i grad_ij, the gradient of a bias added to the logits, summed in
+                         a fixed order (bit-identical run to run); needs grad. Or NULL */
+} clxent_ex;
+
+clxent_ex clxent_ex_default(void); /* CLXENT_FLOAT32, no extra outputs */
 
 /* Multiclass, class-index labels: a = softmax(z_i), loss_i = -ln a_{i,y_i} = lse(z_i) - z_{i,y_i},
  * dL/dz_{i,j} = scale · (a_{i,j} - [j == y_i]).
@@ -98,6 +137,24 @@ clxent_status clxent_sigmoid_xent(clxent_ctx *ctx, size_t n, const float *logits
  * (NaN excepted: it propagates) is CLXENT_ERR_INVALID_ARG. grad may be NULL or == probs. */
 clxent_status clxent_bce(clxent_ctx *ctx, size_t n, const float *probs, const float *targets,
                          const clxent_opts *opts, float *loss, float *grad);
+
+/* Typed forms with extra outputs. The same losses as above on n×c arrays of ex->dtype, the
+ * options of opts, and ex->lse / ex->bias_grad filled in the same call (ex NULL = defaults).
+ * grad may be NULL or == the first input (in place), as above. The binary forms take n rows of c
+ * independent binary values (c = 1 is the untyped form); MEAN divides by n·c, pos_weight has c
+ * values. With ex->dtype 16-bit, each argument points at uint16_t values of that format. */
+clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
+                                     const int32_t *labels, const clxent_opts *opts,
+                                     const clxent_ex *ex, float *loss, void *grad);
+clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
+                                          const void *targets, const clxent_opts *opts,
+                                          const clxent_ex *ex, float *loss, void *grad);
+clxent_status clxent_sigmoid_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
+                                     const void *targets, const clxent_opts *opts,
+                                     const clxent_ex *ex, float *loss, void *grad);
+clxent_status clxent_bce_ex(clxent_ctx *ctx, size_t n, size_t c, const void *probs,
+                            const void *targets, const clxent_opts *opts, const clxent_ex *ex,
+                            float *loss, void *grad);
 
 /* Per row of distributions p, q [n][c]; out [n]. Natural log, 0·ln 0 = 0, p·ln 0 = -inf for p > 0.
  *   entropy        H(p)    = -Σ p ln p

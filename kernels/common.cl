@@ -29,16 +29,46 @@
 #define vloadv CLXENT_CAT(vload, CLXENT_VEC)
 #define vstorev CLXENT_CAT(vstore, CLXENT_VEC)
 
-/* Every loss kernel takes the same arguments, so that one host routine streams any of them:
+/* Every row kernel takes the same arguments, so that one host routine streams any of them:
  *   rows, c      the block's shape; first_row  its first row within the batch
  *   in, aux      [rows][c] inputs (logits / probabilities; targets / q), aux may be unused
  *   labels       [batch] class indices, read at first_row + i (hard-label kernels only)
- *   iarg         ignore_index or a mode;  scale  the gradient's reduction scale
- *   grad         [rows][c] gradient or 0;  out  [batch] per-row results, written at first_row + i */
-#define CLXENT_ROW_KERNEL_ARGS(in, aux, labels, iarg, grad, out)                                  \
-  const ulong rows, const ulong c, const ulong first_row, __global const float *in,              \
-      __global const float *aux, __global const int *labels, const int iarg, const float scale,   \
-      __global float *grad, __global float *out
+ *   weight       [c] class weights (softmax) or pos_weight (binary), or 0 for all ones
+ *   iarg         ignore_index, a mode, or the binary losses' column count
+ *   p            the call's scalars, named by the CLXENT_P_* macros below
+ *   grad         [rows][c] gradient or 0;  out  [batch] per-row results, written at first_row + i
+ *   lse          [batch] per-row log-sum-exp or 0 (softmax only)
+ * T is the storage type of in, aux and grad (see storage.cl). */
+#define CLXENT_ROW_KERNEL_ARGS(T, in, aux, labels, weight, iarg, p, grad, out, lse)                    \
+  const ulong rows, const ulong c, const ulong first_row, __global const T *in, __global const T *aux, \
+      __global const int *labels, __global const float *weight, const int iarg, const float8 p,      \
+      __global T *grad, __global float *out, __global float *lse
+
+/* The scalars of a call (host/losses.c fills them in this order). */
+#define CLXENT_P_SMOOTHING(p) ((p).s0) /* label smoothing ε */
+#define CLXENT_P_ZLOSS(p) ((p).s1)     /* z-loss coefficient λ */
+#define CLXENT_P_SOFTCAP(p) ((p).s2)   /* softcap s, 0 = off */
+#define CLXENT_P_SCALE(p) ((p).s3)     /* gradient scale of the cross-entropy terms (1/divisor for MEAN) */
+#define CLXENT_P_ZSCALE(p) ((p).s4)    /* gradient scale of the z-loss term (1/rows counted for MEAN) */
+#define CLXENT_P_ZLOSS_ROW(p) ((p).s5) /* weight of the z-loss term in the per-row loss (see losses.c) */
+#define CLXENT_P_WEIGHT_SUM(p) ((p).s6) /* Σ_j weight_j (c without weights) */
+
+#define uintv CLXENT_CAT(uint, CLXENT_VEC)
+#define ushortv CLXENT_CAT(ushort, CLXENT_VEC)
+
+/* bfloat16 is the high half of a float32: widening is a shift; narrowing rounds to nearest even,
+ * and keeps a NaN a (quiet) NaN instead of letting the rounding carry turn it into infinity. */
+inline float bf16_to_float(ushort b) { return as_float((uint)b << 16); }
+inline ushort float_to_bf16(float f) {
+  const uint u = as_uint(f);
+  if (isnan(f)) return (ushort)((u >> 16) | 0x40);
+  return (ushort)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+inline ushortv float_to_bf16v(floatv f) {
+  const uintv u = CLXENT_CAT(as_uint, CLXENT_VEC)(f);
+  const uintv rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16, quiet_nan = (u >> 16) | 0x40u;
+  return CLXENT_CAT(convert_ushort, CLXENT_VEC)(select(rounded, quiet_nan, isnan(f)));
+}
 
 /* Horizontal reductions of one vector. fmax ignores NaN; callers rely on a later sum to carry it. */
 #if CLXENT_VEC == 16
@@ -99,47 +129,63 @@ inline float2 lse_push(float2 st, float z) {
   return (float2)(st.x, st.y + (z == -INFINITY ? 0.0f : exp(z - st.x)));
 }
 
-/* Row helpers for the one-item-per-row variant: explicit vectors, then a scalar tail. */
-inline float row_max(__global const float *z, ulong c) {
-  const ulong cv = c - c % CLXENT_VEC;
-  floatv mv = (floatv)(-INFINITY);
-  for (ulong j = 0; j < cv; j += CLXENT_VEC) { /* compare-select, not fmax: one maxps, no NaN dance */
-    const floatv v = vloadv(0, z + j);
-    mv = v > mv ? v : mv;
-  }
-  float m = hmax(mv);
-  for (ulong j = cv; j < c; ++j) m = fmax(m, z[j]);
-  return m;
+/* float16 vectors by hand: PoCL 3.1 compiles vload_halfN/vstore_halfN to aligned vector moves
+ * and faults on rows that start at an odd multiple of 2 bytes, so the vector paths move ushorts
+ * (unaligned-safe) and convert with integer operations; the scalar paths use vload_half and
+ * vstore_half_rte. Both are exact and round to nearest even, with no denormal arithmetic (which
+ * a device may flush). */
+inline floatv half_bits_to_floatv(ushortv bits) {
+  const uintv h = CLXENT_CAT(convert_uint, CLXENT_VEC)(bits), e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  const floatv normal = CLXENT_CAT(as_float, CLXENT_VEC)(((h & 0x7fffu) << 13) + (112u << 23));
+  const floatv subnormal = CLXENT_CAT(convert_float, CLXENT_VEC)(m) * 0x1p-24f;
+  const floatv special = CLXENT_CAT(as_float, CLXENT_VEC)(0x7f800000u | (m << 13)); /* inf, NaN */
+  const floatv v = select(select(normal, special, e == 31u), subnormal, e == 0u);
+  return CLXENT_CAT(as_float, CLXENT_VEC)(CLXENT_CAT(as_uint, CLXENT_VEC)(v) | ((h & 0x8000u) << 16));
+}
+inline ushortv floatv_to_half_bits(floatv f) {
+  const uintv bits = CLXENT_CAT(as_uint, CLXENT_VEC)(f), sign = (bits >> 16) & 0x8000u, a = bits & 0x7fffffffu;
+  /* |f| ≥ 65536: infinity, or a quiet NaN */
+  const uintv big = select((uintv)(0x7c00u), (uintv)(0x7e00u), a > 0x7f800000u);
+  /* |f| < 2^-14: half subnormals; adding 0.5 puts the half's quantum 2^-24 at the float's last
+   * bit, so the float adder rounds to nearest even */
+  const uintv tiny = CLXENT_CAT(as_uint, CLXENT_VEC)(CLXENT_CAT(as_float, CLXENT_VEC)(a) + 0.5f) - 0x3f000000u;
+  /* normal: rebias the exponent, round the 13 dropped bits to nearest even */
+  const uintv normal = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13; /* 0xc8000000 = (15 - 127) << 23 */
+  const uintv h = select(select(normal, tiny, a < (113u << 23)), big, a >= 0x47800000u);
+  return CLXENT_CAT(convert_ushort, CLXENT_VEC)(h | sign);
 }
 
-/* Σ_j e^{z_j - m}; with out != 0 also stores each e^{z_j - m} in out (which may alias z: each
- * element is read before it is written). */
-inline float row_exp_sum(__global const float *z, __global float *out, ulong c, float m) {
-  const ulong cv = c - c % CLXENT_VEC;
-  floatv sv = (floatv)(0.0f);
-  float s = 0.0f;
-  if (out) {
-    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-      const floatv e = exp(vloadv(0, z + j) - m);
-      vstorev(e, 0, out + j);
-      sv += e;
-    }
-    for (ulong j = cv; j < c; ++j) { const float e = exp(z[j] - m); out[j] = e; s += e; }
-  } else {
-    for (ulong j = 0; j < cv; j += CLXENT_VEC) sv += exp(vloadv(0, z + j) - m);
-    for (ulong j = cv; j < c; ++j) s += exp(z[j] - m);
-  }
-  return hsum(sv) + s;
+/* Logit softcap with its slope, for s > 0:  u = s·tanh(z/s),  du/dz = 1 - tanh²(z/s) = sech²(z/s).
+ * Both come from q = expm1(-2|z|/s): tanh|x| = -q/(2+q) and sech² x = 4(1+q)/(2+q)², exact near
+ * 0 (no 1 - e cancellation) and near saturation (no 1 - t² cancellation). z = -inf stays -inf
+ * with slope 0: a masked class remains masked. s = 0 means no cap: u = z, slope 1. */
+inline float cap_logit(float z, float s) {
+  if (s == 0.0f || z == -INFINITY) return z;
+  const float q = expm1(-2.0f * fabs(z) / s);
+  return copysign(s * (-q / (2.0f + q)), z);
+}
+inline float cap_slope(float z, float s) {
+  if (s == 0.0f) return 1.0f;
+  if (z == -INFINITY) return 0.0f;
+  const float q = expm1(-2.0f * fabs(z) / s), d = 2.0f + q;
+  return 4.0f * (1.0f + q) / (d * d);
+}
+inline floatv cap_logitv(floatv z, float s) {
+  const floatv q = expm1(-2.0f * fabs(z) / s);
+  return select(copysign(s * (-q / (2.0f + q)), z), z, z == (floatv)(-INFINITY));
+}
+inline floatv cap_slopev(floatv z, float s) {
+  const floatv q = expm1(-2.0f * fabs(z) / s), d = 2.0f + q;
+  return select(4.0f * (1.0f + q) / (d * d), (floatv)(0.0f), z == (floatv)(-INFINITY));
 }
 
-inline void row_scale(__global float *g, ulong c, float k) {
-  const ulong cv = c - c % CLXENT_VEC;
-  for (ulong j = 0; j < cv; j += CLXENT_VEC) vstorev(vloadv(0, g + j) * k, 0, g + j);
-  for (ulong j = cv; j < c; ++j) g[j] *= k;
+/* τ_j for dense targets: keep = 1-ε, spread = ε/c. */
+inline float soft_target(float t, __global const float *w, ulong j, float keep, float spread) {
+  const float tau = keep * t + spread;
+  return w ? tau * w[j] : tau;
 }
 
-inline void row_fill(__global float *g, ulong c, float v) {
-  const ulong cv = c - c % CLXENT_VEC;
-  for (ulong j = 0; j < cv; j += CLXENT_VEC) vstorev((floatv)(v), 0, g + j);
-  for (ulong j = cv; j < c; ++j) g[j] = v;
+inline floatv soft_target_v(floatv t, __global const float *w, ulong j, float keep, float spread) {
+  const floatv tau = keep * t + spread;
+  return w ? tau * vloadv(0, w + j) : tau;
 }

@@ -16,7 +16,7 @@ inline float info_term(float p, float q, int mode) {
 }
 
 #if CLXENT_ROW_PER_ITEM
-__kernel void row_information(CLXENT_ROW_KERNEL_ARGS(p, q, unused_labels, mode, unused_grad, out)) {
+__kernel void row_information(CLXENT_ROW_KERNEL_ARGS(float, p, q, unused_labels, unused_weight, mode, unused_p, unused_grad, out, unused_lse)) {
   const ulong i = get_global_id(0);
   if (i >= rows) return;
   __global const float *pi = p + i * c;
@@ -33,7 +33,7 @@ __kernel void row_information(CLXENT_ROW_KERNEL_ARGS(p, q, unused_labels, mode, 
 }
 #else
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
-void row_information(CLXENT_ROW_KERNEL_ARGS(p, q, unused_labels, mode, unused_grad, out)) {
+void row_information(CLXENT_ROW_KERNEL_ARGS(float, p, q, unused_labels, unused_weight, mode, unused_p, unused_grad, out, unused_lse)) {
   __local float scratch[CLXENT_GROUP_SIZE];
   const ulong i = get_group_id(0);
   const uint lid = get_local_id(0);

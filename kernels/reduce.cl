@@ -28,3 +28,12 @@ __kernel void copy_float4(__global const float4 *in, __global float4 *out) {
   const size_t i = get_global_id(0);
   out[i] = in[i];
 }
+
+/* Second step of the bias gradient (bias.cl): out[j] = Σ_k partial[k][j], k in order. */
+__kernel void column_sum(const ulong chunks, const ulong c, __global const float *partial, __global float *out) {
+  const ulong j = get_global_id(0);
+  if (j >= c) return;
+  float acc = 0.0f;
+  for (ulong k = 0; k < chunks; ++k) acc += partial[k * c + j];
+  out[j] = acc;
+}

@@ -1,134 +1,307 @@
 /*
- * Fused softmax cross-entropy: loss and gradient for a block of `rows` rows of `c` logits.
+ * Fused softmax cross-entropy: loss and gradient for a block of `rows` rows of `c` logits, with
+ * every option of the loss toolbox folded into the same passes.
  *
- *   lse_i    = m_i + ln Σ_j e^{z_ij - m_i},   m_i = max_j z_ij        (log-sum-exp, overflow-free)
- *   a_ij     = e^{z_ij - lse_i}                                       (softmax)
- *   loss_i   = -Σ_j t_ij ln a_ij = Σ_j t_ij (lse_i - z_ij)            (hard label y: lse_i - z_iy)
- *   grad_ij  = scale · (a_ij · Σ_k t_ik - t_ij)                       (hard label: a_ij - [j == y])
+ *   u_ij     = cap(z_ij)  (softcap s·tanh(z/s), or z itself)           u' = du/dz  (common.cl)
+ *   lse_i    = m_i + ln s_i,  m_i = max_j u_ij,  s_i = Σ_j e^{u_ij - m_i}   (overflow-free)
+ *   a_ij     = e^{u_ij - lse_i}                                        (softmax)
+ *   τ_ij     = w_j · ((1-ε) t_ij + ε/c)    target mass: t one-hot at y_i (hard) or dense (soft),
+ *                                          w the class weights (1 without), ε the label smoothing
+ *   loss_i   = Σ_j τ_ij (lse_i - u_ij) + λ lse_i²                      (λ: z-loss)
+ *   dL/dz_ij = [S (a_ij Σ_k τ_ik - τ_ij) + 2 λ S_z lse_i a_ij] · u'_ij
  *
- * The block's rows are rows first_row.. of the batch: labels and row_loss are indexed by batch row,
- * logits, targets and grad by block row (the host may stream a batch through in blocks). row_loss
- * receives the unscaled per-row loss; the batch reduction is a separate fixed-order pass (reduce.cl).
- * grad may be 0 (loss only) or the logits buffer itself (in place): every element is read before
- * the same work-item overwrites it.
+ * S and S_z are the reduction's scales. For hard labels Σ_j τ_ij (lse - u_ij) is computed as
+ * (1-ε) w_y (lse - u_y) + (ε/c) [Σ_j w_j (m - u_j) + W ln s] with W = Σ_j w_j from the host:
+ * m - u is exact where lse - u would cancel. Terms with τ = 0 add 0 even where u = -inf (a mask).
+ * The per-row loss gets the z-loss term times CLXENT_P_ZLOSS_ROW, so that the host's one division
+ * of Σ_i loss_i gives every term its own PyTorch/Liger divisor.
+ *
+ * The block's rows are rows first_row.. of the batch: labels, row_loss and row_lse are indexed by
+ * batch row, logits, targets and grad by block row (the host may stream a batch in blocks). grad
+ * may be 0 (loss only) or the logits buffer itself (in place): every element is read before the
+ * same work-item overwrites it.
  */
 
 #if CLXENT_ROW_PER_ITEM
 
-/* One work-item per row. Three passes over the row, the last two over the gradient while it is
- * still in cache: max; e = exp(z - m) stored in grad and summed; grad *= scale / Σe. */
-__kernel void softmax_xent_hard(CLXENT_ROW_KERNEL_ARGS(logits, unused_targets, labels, ignore_index, grad, row_loss)) {
+/* Pass 2 of the one-item-per-row kernels: s = Σ_j e^{u_j - m}. Float32 storage without softcap
+ * caches each e in the gradient row (which may alias z: each element is read before it is
+ * written), so that pass 3 scales it instead of recomputing it. */
+inline float row_exp_sum_cached(__global const store_t *z, __global store_t *g, ulong c, float m) {
+  const ulong cv = c - c % CLXENT_VEC;
+  floatv sv = (floatv)(0.0f);
+  float s = 0.0f;
+#if CLXENT_STORAGE == 0
+  if (g) {
+    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
+      const floatv e = exp(LOADV(z, j) - m);
+      STOREV(e, g, j);
+      sv += e;
+    }
+    for (ulong j = cv; j < c; ++j) { const float e = exp(LOAD(z, j) - m); STORE(e, g, j); s += e; }
+    return hsum(sv) + s;
+  }
+#endif
+  for (ulong j = 0; j < cv; j += CLXENT_VEC) sv += exp(LOADV(z, j) - m);
+  for (ulong j = cv; j < c; ++j) s += exp(LOAD(z, j) - m);
+  return hsum(sv) + s;
+}
+
+inline void row_fill(__global store_t *g, ulong c, float v) {
+  const ulong cv = c - c % CLXENT_VEC;
+  for (ulong j = 0; j < cv; j += CLXENT_VEC) STOREV((floatv)(v), g, j);
+  for (ulong j = cv; j < c; ++j) STORE(v, g, j);
+}
+
+/* One work-item per row, three passes, the last two over data still in cache:
+ *   1. m = cap(max_j z_j)                  (the cap is increasing)
+ *   2. s = Σ e^{u_j - m}, and Σ_j w_j (m - u_j) under label smoothing
+ *   3. grad_j = (A e^{u_j - m}/s - B w_j) u'_j, then the label's own term at j = y. */
+__kernel void softmax_xent_hard(
+    CLXENT_ROW_KERNEL_ARGS(store_t, logits, unused_targets, labels, weight, ignore_index, p, grad, row_loss, row_lse)) {
   const ulong i = get_global_id(0);
   if (i >= rows) return;
-  __global const float *z = logits + i * c;
-  __global float *g = grad ? grad + i * c : 0;
+  __global const store_t *z = logits + i * c;
+  __global store_t *g = grad ? grad + i * c : 0;
   const int y = labels[first_row + i];
-  if (y == ignore_index) {
+  const int ignored = y == ignore_index;
+  if (ignored && !row_lse) {
     row_loss[first_row + i] = 0.0f;
     if (g) row_fill(g, c, 0.0f);
     return;
   }
-  const float m = row_max(z, c);
-  const float zy = z[y];
-  const float s = row_exp_sum(z, g, c, m);
-  row_loss[first_row + i] = (m - zy) + log(s); /* lse - z_y without cancelling large m */
-  if (g) {
-    row_scale(g, c, scale / s);
-    g[y] -= scale;
+  const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
+  const int smooth = eps > 0.0f && !ignored;
+  const int cached = CLXENT_STORAGE == 0 && cap == 0.0f && !ignored && g;
+  const float zy = ignored ? 0.0f : LOAD(z, y); /* before an in-place pass overwrites it */
+  const float m = cap_logit(row_max(z, c), cap);
+  const ulong cv = c - c % CLXENT_VEC;
+  float s, wdev = 0.0f; /* wdev = Σ_j w_j (m - u_j) */
+  if (cap == 0.0f && !smooth) {
+    s = row_exp_sum_cached(z, cached ? g : 0, c, m);
+  } else {
+    floatv sv = (floatv)(0.0f), wv = (floatv)(0.0f);
+    s = 0.0f;
+    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
+      floatv u = LOADV(z, j);
+      if (cap != 0.0f) u = cap_logitv(u, cap);
+      const floatv e = exp(u - m);
+#if CLXENT_STORAGE == 0
+      if (cached) STOREV(e, g, j);
+#endif
+      sv += e;
+      if (smooth) {
+        const floatv w = weight ? vloadv(0, weight + j) : (floatv)(1.0f);
+        wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));
+      }
+    }
+    for (ulong j = cv; j < c; ++j) {
+      const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = exp(u - m);
+#if CLXENT_STORAGE == 0
+      if (cached) STORE(e, g, j);
+#endif
+      s += e;
+      if (smooth && w != 0.0f) wdev += w * (m - u);
+    }
+    s += hsum(sv);
+    wdev += hsum(wv);
   }
+  const float log_s = log(s), lse = m + log_s;
+  if (row_lse) row_lse[first_row + i] = lse;
+  if (ignored) {
+    row_loss[first_row + i] = 0.0f;
+    if (g) row_fill(g, c, 0.0f);
+    return;
+  }
+  const float wy = weight ? weight[y] : 1.0f, uy = cap_logit(zy, cap), inv_c = 1.0f / (float)c;
+  const float W = CLXENT_P_WEIGHT_SUM(p);
+  float loss = (1.0f - eps) * wy * ((m - uy) + log_s); /* lse - u_y without cancelling large m */
+  if (smooth) loss += eps * inv_c * (wdev + W * log_s);
+  if (zl != 0.0f) loss += CLXENT_P_ZLOSS_ROW(p) * zl * lse * lse;
+  row_loss[first_row + i] = loss;
+  if (!g) return;
+
+  const float S = CLXENT_P_SCALE(p);
+  const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * CLXENT_P_ZSCALE(p)) / s;
+  const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy; /* smoothing's and the label's terms */
+  if (cached) { /* g holds e^{u - m}; no cap, so u' = 1 */
+    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
+      const floatv w = weight ? vloadv(0, weight + j) : (floatv)(1.0f);
+      STOREV(LOADV(g, j) * k - B * w, g, j);
+    }
+    for (ulong j = cv; j < c; ++j) STORE(LOAD(g, j) * k - B * (weight ? weight[j] : 1.0f), g, j);
+    STORE(LOAD(g, y) - K, g, y);
+    return;
+  }
+  for (ulong j = 0; j < cv; j += CLXENT_VEC) {
+    const floatv zj = LOADV(z, j);
+    floatv gv = k * exp((cap != 0.0f ? cap_logitv(zj, cap) : zj) - m);
+    if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
+    if (cap != 0.0f) gv *= cap_slopev(zj, cap);
+    STOREV(gv, g, j);
+  }
+  for (ulong j = cv; j < c; ++j) {
+    const float zj = LOAD(z, j);
+    STORE((k * exp(cap_logit(zj, cap) - m) - B * (weight ? weight[j] : 1.0f)) * cap_slope(zj, cap), g, j);
+  }
+  /* the label's element, from scratch so that a 16-bit gradient is rounded once */
+  STORE((k * exp(uy - m) - B * wy - K) * cap_slope(zy, cap), g, y);
 }
 
-__kernel void softmax_xent_soft(CLXENT_ROW_KERNEL_ARGS(logits, targets, unused_labels, unused_int, grad, row_loss)) {
+/* Dense targets, one work-item per row: the same three passes with τ_j from the targets. */
+__kernel void softmax_xent_soft(
+    CLXENT_ROW_KERNEL_ARGS(store_t, logits, targets, unused_labels, weight, unused_int, p, grad, row_loss, row_lse)) {
   const ulong i = get_global_id(0);
   if (i >= rows) return;
-  __global const float *z = logits + i * c;
-  __global const float *t = targets + i * c;
-  __global float *g = grad ? grad + i * c : 0;
-  const float m = row_max(z, c);
-  /* Σ t (m - z) and Σ t, skipping t = 0 so that a -inf mask with no target mass adds 0. These
-   * read z before row_exp_sum may overwrite it in place. */
+  __global const store_t *z = logits + i * c;
+  __global const store_t *t = targets + i * c;
+  __global store_t *g = grad ? grad + i * c : 0;
+  const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
+  const float keep = 1.0f - eps, spread = eps / (float)c;
+  const int cached = CLXENT_STORAGE == 0 && cap == 0.0f;
+  const float m = cap_logit(row_max(z, c), cap);
+  /* Σ τ (m - u) and Σ τ, skipping τ = 0 so that a -inf mask with no target mass adds 0. These
+   * read z before pass 2 may overwrite it in place. */
   const ulong cv = c - c % CLXENT_VEC;
   floatv tdv = (floatv)(0.0f), tv = (floatv)(0.0f);
   for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-    const floatv tj = vloadv(0, t + j);
-    tdv += select(tj * (m - vloadv(0, z + j)), (floatv)(0.0f), tj == (floatv)(0.0f));
-    tv += tj;
+    const floatv tau = soft_target_v(LOADV(t, j), weight, j, keep, spread);
+    floatv u = LOADV(z, j);
+    if (cap != 0.0f) u = cap_logitv(u, cap);
+    tdv += select(tau * (m - u), (floatv)(0.0f), tau == (floatv)(0.0f));
+    tv += tau;
   }
   float td = hsum(tdv), tsum = hsum(tv);
   for (ulong j = cv; j < c; ++j) {
-    if (t[j] != 0.0f) td += t[j] * (m - z[j]);
-    tsum += t[j];
+    const float tau = soft_target(LOAD(t, j), weight, j, keep, spread);
+    if (tau != 0.0f) td += tau * (m - cap_logit(LOAD(z, j), cap));
+    tsum += tau;
   }
-  const float s = row_exp_sum(z, g, c, m);
-  const float log_s = log(s);
-  row_loss[first_row + i] = td + tsum * log_s;
-  if (g) {
-    const float k = scale * tsum / s;
+  float s;
+  if (cap == 0.0f) {
+    s = row_exp_sum_cached(z, cached ? g : 0, c, m);
+  } else {
+    floatv sv = (floatv)(0.0f);
+    s = 0.0f;
+    for (ulong j = 0; j < cv; j += CLXENT_VEC) sv += exp(cap_logitv(LOADV(z, j), cap) - m);
+    for (ulong j = cv; j < c; ++j) s += exp(cap_logit(LOAD(z, j), cap) - m);
+    s += hsum(sv);
+  }
+  const float log_s = log(s), lse = m + log_s;
+  if (row_lse) row_lse[first_row + i] = lse;
+  float loss = td + tsum * log_s;
+  if (zl != 0.0f) loss += CLXENT_P_ZLOSS_ROW(p) * zl * lse * lse;
+  row_loss[first_row + i] = loss;
+  if (!g) return;
+
+  const float S = CLXENT_P_SCALE(p);
+  const float k = (S * tsum + 2.0f * zl * lse * CLXENT_P_ZSCALE(p)) / s;
+  if (cached) {
     for (ulong j = 0; j < cv; j += CLXENT_VEC)
-      vstorev(vloadv(0, g + j) * k - scale * vloadv(0, t + j), 0, g + j);
-    for (ulong j = cv; j < c; ++j) g[j] = g[j] * k - scale * t[j];
+      STOREV(LOADV(g, j) * k - S * soft_target_v(LOADV(t, j), weight, j, keep, spread), g, j);
+    for (ulong j = cv; j < c; ++j) STORE(LOAD(g, j) * k - S * soft_target(LOAD(t, j), weight, j, keep, spread), g, j);
+    return;
+  }
+  for (ulong j = 0; j < cv; j += CLXENT_VEC) {
+    const floatv zj = LOADV(z, j);
+    floatv gv = k * exp((cap != 0.0f ? cap_logitv(zj, cap) : zj) - m) -
+                S * soft_target_v(LOADV(t, j), weight, j, keep, spread);
+    if (cap != 0.0f) gv *= cap_slopev(zj, cap);
+    STOREV(gv, g, j);
+  }
+  for (ulong j = cv; j < c; ++j) {
+    const float zj = LOAD(z, j);
+    STORE((k * exp(cap_logit(zj, cap) - m) - S * soft_target(LOAD(t, j), weight, j, keep, spread)) *
+              cap_slope(zj, cap), g, j);
   }
 }
 
 #else /* one work-group per row */
 
 /* One work-group per row: each item keeps a running log-sum-exp over a strided slice (coalesced
- * loads), the group merges them in a fixed tree, then a second pass writes the gradient. */
-__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
-void softmax_xent_hard(CLXENT_ROW_KERNEL_ARGS(logits, unused_targets, labels, ignore_index, grad, row_loss)) {
+ * loads), the group merges them in a fixed tree, then a second pass writes the gradient and sums
+ * the smoothing term Σ_j w_j (m - u_j). */
+__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_hard(
+    CLXENT_ROW_KERNEL_ARGS(store_t, logits, unused_targets, labels, weight, ignore_index, p, grad, row_loss, row_lse)) {
   __local float2 scratch[CLXENT_GROUP_SIZE];
   const ulong i = get_group_id(0);
   const uint lid = get_local_id(0);
   if (i >= rows) return; /* uniform across the group */
-  __global const float *z = logits + i * c;
-  __global float *g = grad ? grad + i * c : 0;
+  __global const store_t *z = logits + i * c;
+  __global store_t *g = grad ? grad + i * c : 0;
   const int y = labels[first_row + i];
-  if (y == ignore_index) {
-    if (g) for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) g[j] = 0.0f;
+  const int ignored = y == ignore_index;
+  const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
+  float2 st = (float2)(-INFINITY, 0.0f);
+  if (!ignored || row_lse) {
+    for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) st = lse_push(st, cap_logit(LOAD(z, j), cap));
+    st = group_lse(st, scratch);
+    if (lid == 0 && row_lse) row_lse[first_row + i] = st.x + log(st.y);
+  }
+  if (ignored) {
+    if (g) for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) STORE(0.0f, g, j);
     if (lid == 0) row_loss[first_row + i] = 0.0f;
     return;
   }
-  float2 st = (float2)(-INFINITY, 0.0f);
-  for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) st = lse_push(st, z[j]);
-  st = group_lse(st, scratch);
-  const float zy = z[y];
-  if (lid == 0) row_loss[first_row + i] = (st.x - zy) + log(st.y);
-  if (g) {
-    const float m = st.x, log_s = log(st.y); /* a = e^{(z - m) - ln s}: z - m is exact near m */
-    barrier(CLK_GLOBAL_MEM_FENCE); /* z[y] is read by all before anyone overwrites it in place */
-    for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE)
-      g[j] = scale * (exp((z[j] - m) - log_s) - (j == (ulong)y ? 1.0f : 0.0f));
+  const float m = st.x, log_s = log(st.y), lse = m + log_s; /* a = e^{(u - m) - ln s}: u - m exact near m */
+  const float zy = LOAD(z, y), uy = cap_logit(zy, cap), wy = weight ? weight[y] : 1.0f;
+  const float inv_c = 1.0f / (float)c, W = CLXENT_P_WEIGHT_SUM(p), S = CLXENT_P_SCALE(p);
+  const int smooth = eps > 0.0f;
+  const float A = S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * CLXENT_P_ZSCALE(p);
+  const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy;
+  barrier(CLK_GLOBAL_MEM_FENCE); /* z[y] is read by all before anyone overwrites it in place */
+  float wdev = 0.0f;
+  if (g || smooth)
+    for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) {
+      const float zj = LOAD(z, j), u = cap_logit(zj, cap), w = weight ? weight[j] : 1.0f;
+      if (smooth && w != 0.0f) wdev += w * (m - u);
+      if (g) STORE((A * exp((u - m) - log_s) - B * w - (j == (ulong)y ? K : 0.0f)) * cap_slope(zj, cap), g, j);
+    }
+  if (smooth) wdev = group_sum(wdev, (__local float *)scratch);
+  if (lid == 0) {
+    float loss = (1.0f - eps) * wy * ((m - uy) + log_s);
+    if (smooth) loss += eps * inv_c * (wdev + W * log_s);
+    if (zl != 0.0f) loss += CLXENT_P_ZLOSS_ROW(p) * zl * lse * lse;
+    row_loss[first_row + i] = loss;
   }
 }
 
-__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
-void softmax_xent_soft(CLXENT_ROW_KERNEL_ARGS(logits, targets, unused_labels, unused_int, grad, row_loss)) {
+__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_soft(
+    CLXENT_ROW_KERNEL_ARGS(store_t, logits, targets, unused_labels, weight, unused_int, p, grad, row_loss, row_lse)) {
   __local float2 scratch[CLXENT_GROUP_SIZE];
   const ulong i = get_group_id(0);
   const uint lid = get_local_id(0);
   if (i >= rows) return;
-  __global const float *z = logits + i * c;
-  __global const float *t = targets + i * c;
-  __global float *g = grad ? grad + i * c : 0;
+  __global const store_t *z = logits + i * c;
+  __global const store_t *t = targets + i * c;
+  __global store_t *g = grad ? grad + i * c : 0;
+  const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
+  const float keep = 1.0f - eps, spread = eps / (float)c;
   float2 st = (float2)(-INFINITY, 0.0f);
   float tsum = 0.0f;
   for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) {
-    st = lse_push(st, z[j]);
-    tsum += t[j];
+    st = lse_push(st, cap_logit(LOAD(z, j), cap));
+    tsum += soft_target(LOAD(t, j), weight, j, keep, spread);
   }
   st = group_lse(st, scratch);
   tsum = group_sum(tsum, (__local float *)scratch);
-  const float m = st.x, log_s = log(st.y);
-  /* loss = Σ t (m - z) + Σt · ln s, accumulated in the gradient pass: one read of z and t serves
-   * both, and m - z keeps its precision where lse - z would cancel. */
+  const float m = st.x, log_s = log(st.y), lse = m + log_s, S = CLXENT_P_SCALE(p);
+  const float A = S * tsum + 2.0f * zl * lse * CLXENT_P_ZSCALE(p);
+  /* loss = Σ τ (m - u) + Στ · ln s, accumulated in the gradient pass: one read of z and t serves
+   * both, and m - u keeps its precision where lse - u would cancel. */
   float td = 0.0f;
   for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) {
-    const float zj = z[j], tj = t[j];
-    if (tj != 0.0f) td += tj * (m - zj);
-    if (g) g[j] = scale * (exp((zj - m) - log_s) * tsum - tj);
+    const float zj = LOAD(z, j), u = cap_logit(zj, cap), tau = soft_target(LOAD(t, j), weight, j, keep, spread);
+    if (tau != 0.0f) td += tau * (m - u);
+    if (g) STORE((A * exp((u - m) - log_s) - S * tau) * cap_slope(zj, cap), g, j);
   }
   td = group_sum(td, (__local float *)scratch);
-  if (lid == 0) row_loss[first_row + i] = td + tsum * log_s;
+  if (lid == 0) {
+    if (row_lse) row_lse[first_row + i] = lse;
+    float loss = td + tsum * log_s;
+    if (zl != 0.0f) loss += CLXENT_P_ZLOSS_ROW(p) * zl * lse * lse;
+    row_loss[first_row + i] = loss;
+  }
 }
 
 #endif

@@ -23,7 +23,8 @@ static void check_large(clxent_ctx *ctx, size_t n, size_t c, int with_grad) {
   ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, logits, labels, NULL, &mean, NULL));
   /* reference row by row, to keep the memory at the batch's own size */
   double total = 0, *ref_grad = grad ? xmalloc(c * sizeof(double)) : NULL, ref_row;
-  const clxent_opts sum = {CLXENT_SUM, -100};
+  clxent_opts sum = clxent_opts_default();
+  sum.reduction = CLXENT_SUM;
   for (size_t i = 0; i < n; ++i) {
     ref_softmax_xent(1, c, logits + i * c, labels + i, sum, &ref_row, ref_grad);
     char what[64];

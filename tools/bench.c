@@ -60,7 +60,7 @@ typedef struct bench_opts {
   } while (0)
 
 static int copy_once(clxent_ctx *ctx, cl_mem src, cl_mem dst, size_t float4s) {
-  cl_kernel k = ctx->kernels[KERNEL_COPY_FLOAT4];
+  cl_kernel k = ctx->kernels[KERNEL_COPY_FLOAT4][0];
   if (clSetKernelArg(k, 0, sizeof src, &src) || clSetKernelArg(k, 1, sizeof dst, &dst)) return 1;
   if (clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &float4s, NULL, 0, NULL, NULL)) return 1;
   return clFinish(ctx->queue) != CL_SUCCESS;
@@ -68,7 +68,9 @@ static int copy_once(clxent_ctx *ctx, cl_mem src, cl_mem dst, size_t float4s) {
 
 static int kernel_once(clxent_ctx *ctx, size_t rows, size_t c, cl_mem in, cl_mem labels, float scale, cl_mem grad,
                        cl_mem out) {
-  if (clxent_launch_rows(ctx, KERNEL_SOFTMAX_HARD, rows, c, 0, in, NULL, labels, -100, scale, grad, out)) return 1;
+  const clxent_row_launch l = {KERNEL_SOFTMAX_HARD, CLXENT_FLOAT32, rows, c, 0, in, NULL, labels, NULL,
+                               -100, clxent_plain_params(scale, c), grad, out, NULL};
+  if (clxent_launch_rows(ctx, &l)) return 1;
   return clFinish(ctx->queue) != CL_SUCCESS;
 }
 

@@ -1,0 +1,83 @@
+/*
+ * Storage of the dense arrays (logits or probabilities, dense targets, the gradient). The host
+ * includes this file and then every typed kernel file once per storage type, with CLXENT_STORAGE
+ *   0  float32        1  float16 (core OpenCL's vload_half/vstore_half_rte, and integer code for
+ *                        vectors: no cl_khr_fp16 needed)
+ *   2  bfloat16 (16-bit integers; widened by a shift, narrowed with round-to-nearest-even)
+ * and each pass names its kernels and helpers with the type's suffix (softmax_xent_hard_f16, ...).
+ * Math is float32 for every type; only loads and stores change.
+ *
+ *   store_t           the element type of the arrays in memory
+ *   LOAD(p, j)        float  p[j]           STORE(v, p, j)     p[j] = v
+ *   LOADV(p, j)       floatv p[j .. j+VEC)  STOREV(v, p, j)    (j a multiple of CLXENT_VEC)
+ */
+
+#undef store_t
+#undef CLXENT_SUFFIX
+#undef LOAD
+#undef STORE
+#undef LOADV
+#undef STOREV
+
+#define CLXENT_CVT(to, x) CLXENT_CAT(CLXENT_CAT(convert_, to), CLXENT_VEC)(x)
+#define CLXENT_AS(to, x) CLXENT_CAT(CLXENT_CAT(as_, to), CLXENT_VEC)(x)
+
+#if CLXENT_STORAGE == 0
+#define store_t float
+#define CLXENT_SUFFIX _f32
+#define LOAD(p, j) ((p)[j])
+#define STORE(v, p, j) ((p)[j] = (v))
+#define LOADV(p, j) vloadv(0, (p) + (j))
+#define STOREV(v, p, j) vstorev((v), 0, (p) + (j))
+#elif CLXENT_STORAGE == 1
+#define store_t ushort
+#define CLXENT_SUFFIX _f16
+#define LOAD(p, j) vload_half(0, (__global const half *)((p) + (j)))
+#define STORE(v, p, j) vstore_half_rte((v), 0, (__global half *)((p) + (j)))
+#define LOADV(p, j) half_bits_to_floatv(CLXENT_CAT(vload, CLXENT_VEC)(0, (p) + (j)))
+#define STOREV(v, p, j) CLXENT_CAT(vstore, CLXENT_VEC)(floatv_to_half_bits(v), 0, (p) + (j))
+#elif CLXENT_STORAGE == 2
+#define store_t ushort
+#define CLXENT_SUFFIX _bf16
+#define LOAD(p, j) bf16_to_float((p)[j])
+#define STORE(v, p, j) ((p)[j] = float_to_bf16(v))
+#define LOADV(p, j) CLXENT_AS(float, CLXENT_CVT(uint, CLXENT_CAT(vload, CLXENT_VEC)(0, (p) + (j))) << 16)
+#define STOREV(v, p, j) CLXENT_CAT(vstore, CLXENT_VEC)(float_to_bf16v(v), 0, (p) + (j))
+#else
+#error "CLXENT_STORAGE must be 0 (float32), 1 (float16) or 2 (bfloat16)"
+#endif
+
+/* Typed names: each is defined once per storage type. */
+#undef row_max
+#undef row_exp_sum_cached
+#undef row_fill
+#undef softmax_xent_hard
+#undef softmax_xent_soft
+#undef pos_weight_of
+#undef sigmoid_xent
+#undef bce
+#undef column_partial
+#define CLXENT_TYPED(name) CLXENT_CAT(name, CLXENT_SUFFIX)
+#define row_max CLXENT_TYPED(row_max)
+#define row_exp_sum_cached CLXENT_TYPED(row_exp_sum_cached)
+#define row_fill CLXENT_TYPED(row_fill)
+#define softmax_xent_hard CLXENT_TYPED(softmax_xent_hard)
+#define softmax_xent_soft CLXENT_TYPED(softmax_xent_soft)
+#define pos_weight_of CLXENT_TYPED(pos_weight_of)
+#define sigmoid_xent CLXENT_TYPED(sigmoid_xent)
+#define bce CLXENT_TYPED(bce)
+#define column_partial CLXENT_TYPED(column_partial)
+
+/* max_j z_j over a row (one-item-per-row variant): compare-select, one maxps per vector; a NaN is
+ * skipped here and reaches the loss through the sum of exponentials instead. */
+inline float row_max(__global const store_t *z, ulong c) {
+  const ulong cv = c - c % CLXENT_VEC;
+  floatv mv = (floatv)(-INFINITY);
+  for (ulong j = 0; j < cv; j += CLXENT_VEC) {
+    const floatv v = LOADV(z, j);
+    mv = v > mv ? v : mv;
+  }
+  float m = hmax(mv);
+  for (ulong j = cv; j < c; ++j) m = fmax(m, LOAD(z, j));
+  return m;
+}

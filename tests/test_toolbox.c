@@ -1,0 +1,547 @@
+/* The loss toolbox: class weights, label smoothing, z-loss, softcap, pos_weight, 16-bit storage,
+ * the lse and bias-gradient outputs, alone and combined, against a float64 reference that follows
+ * the header's formulas (PyTorch's and Liger's semantics) term by term. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+/* ---------------------------------------------------------------- 16-bit formats, independently */
+
+static uint16_t to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if (isnan(f)) return (uint16_t)((u >> 16) | 0x40);
+  return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+}
+static float from_bf16(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static float from_f16(uint16_t h) {
+  const int e = (h >> 10) & 31, m = h & 1023;
+  const double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m | 1024, e - 25);
+  return (float)((h & 0x8000) ? -v : v);
+}
+static uint16_t to_f16(float f) { /* round to nearest even, by search over the ordered encodings */
+  if (isnan(f)) return 0x7E00;
+  const uint16_t sign = signbit(f) ? 0x8000 : 0;
+  const double a = fabs((double)f);
+  if (a >= 65520.0) return (uint16_t)(sign | 0x7C00); /* rounds past the largest finite half */
+  uint16_t lo = 0, hi = 0x7C00; /* +0 .. +inf */
+  while (hi - lo > 1) {
+    const uint16_t mid = (uint16_t)((lo + hi) / 2);
+    if (from_f16(mid) <= a) lo = mid; else hi = mid;
+  }
+  const double dl = a - from_f16(lo), dh = from_f16(hi) - a;
+  const uint16_t r = (dl < dh || (dl == dh && !(lo & 1))) ? lo : hi;
+  return (uint16_t)(sign | r);
+}
+
+static size_t dtype_bytes(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
+static float decode(const void *p, size_t k, clxent_dtype t) {
+  if (t == CLXENT_FLOAT32) return ((const float *)p)[k];
+  const uint16_t h = ((const uint16_t *)p)[k];
+  return t == CLXENT_BFLOAT16 ? from_bf16(h) : from_f16(h);
+}
+/* Stores x in type t; returns the float the stored value means (the reference's exact input). */
+static void encode(void *p, size_t k, float x, clxent_dtype t) {
+  if (t == CLXENT_FLOAT32) ((float *)p)[k] = x;
+  else ((uint16_t *)p)[k] = t == CLXENT_BFLOAT16 ? to_bf16(x) : to_f16(x);
+}
+
+static void test_formats(void **state) {
+  (void)state;
+  assert_int_equal(to_bf16(1.0f), 0x3F80);
+  assert_int_equal(to_bf16(from_bf16(0x3F80) + ldexpf(1.0f, -8)), 0x3F80); /* tie to even */
+  assert_int_equal(to_bf16(from_bf16(0x3F81) + ldexpf(1.0f, -8)), 0x3F82);
+  assert_int_equal(to_f16(1.0f), 0x3C00);
+  assert_int_equal(to_f16(-2.0f), 0xC000);
+  assert_int_equal(to_f16(65504.0f), 0x7BFF);
+  assert_int_equal(to_f16(1e6f), 0x7C00);
+  assert_true(from_f16(0x0001) == ldexpf(1.0f, -24));
+}
+
+/* ---------------------------------------------------------------- the reference */
+
+typedef struct ref_out {
+  double J, *rows, *grad, *lse, *bias; /* rows/lse [n], grad [n][c], bias [c] */
+  double gscale; /* the largest term of any gradient element: float32 sums err relative to it */
+} ref_out;
+
+static double softcapped(double z, double s) { return (s == 0 || z == -INFINITY) ? z : s * tanh(z / s); }
+static double softcap_slope(double z, double s) {
+  if (s == 0) return 1;
+  if (z == -INFINITY) return 0;
+  const double t = tanh(z / s);
+  return 1 - t * t;
+}
+
+/* Softmax losses: labels (hard) or targets t (soft), float inputs already decoded. */
+static void ref_softmax(size_t n, size_t c, const float *z, const int32_t *labels, const float *t, clxent_opts o,
+                        ref_out *r) {
+  const double eps = o.label_smoothing, lam = o.z_loss, cap = o.softcap;
+  size_t counted = 0;
+  double divisor = 0, ce_sum = 0, z_sum = 0;
+  double *tau = xmalloc(c * sizeof(double)), *u = xmalloc(c * sizeof(double));
+  for (size_t i = 0; i < n; ++i) {
+    const int ignored = labels && labels[i] == o.ignore_index;
+    if (!ignored) {
+      ++counted;
+      divisor += labels ? (o.class_weight ? o.class_weight[labels[i]] : 1.0) : 1.0;
+    }
+  }
+  if (!labels) divisor = (double)n;
+  const int mean = o.reduction == CLXENT_MEAN;
+  const double S = !mean ? 1 : divisor > 0 ? 1 / divisor : 0, Sz = !mean ? 1 : counted ? 1.0 / (double)counted : 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float *zi = z + i * c;
+    double m = -INFINITY, s = 0;
+    int nan = 0;
+    for (size_t j = 0; j < c; ++j) {
+      u[j] = softcapped(zi[j], cap);
+      nan |= isnan(u[j]);
+      if (u[j] > m) m = u[j];
+    }
+    for (size_t j = 0; j < c; ++j) s += exp(u[j] - m);
+    const double lse = nan ? NAN : m + log(s);
+    if (r->lse) r->lse[i] = lse;
+    const int ignored = labels && labels[i] == o.ignore_index;
+    if (ignored) {
+      r->rows[i] = 0;
+      if (r->grad) for (size_t j = 0; j < c; ++j) r->grad[i * c + j] = 0;
+      continue;
+    }
+    double T = 0, ce = 0;
+    for (size_t j = 0; j < c; ++j) {
+      const double target = labels ? ((int32_t)j == labels[i] ? 1.0 : 0.0) : t[i * c + j];
+      tau[j] = (o.class_weight ? o.class_weight[j] : 1.0) * ((1 - eps) * target + eps / (double)c);
+      T += tau[j];
+      if (tau[j] != 0) ce += tau[j] * (lse - u[j]);
+    }
+    r->rows[i] = ce + lam * lse * lse;
+    ce_sum += ce, z_sum += lam * lse * lse;
+    if (r->grad)
+      for (size_t j = 0; j < c; ++j) {
+        const double a = exp(u[j] - lse);
+        r->grad[i * c + j] = (S * (a * T - tau[j]) + 2 * lam * Sz * lse * a) * softcap_slope(zi[j], cap);
+        r->gscale = fmax(r->gscale, S * (a * T + tau[j]) + fabs(2 * lam * Sz * lse * a));
+      }
+  }
+  if (o.reduction == CLXENT_MEAN) r->J = ce_sum / divisor + (lam != 0 ? z_sum / (double)counted : 0);
+  else r->J = ce_sum + z_sum;
+  free(tau), free(u);
+}
+
+/* Binary losses on n×c values (from logits, or from probabilities with bce set). */
+static void ref_binary(int bce, size_t n, size_t c, const float *x, const float *y, clxent_opts o, ref_out *r) {
+  const size_t k = n * c;
+  const double S = o.reduction == CLXENT_MEAN ? 1.0 / (double)k : 1.0;
+  double sum = 0;
+  for (size_t e = 0; e < k; ++e) {
+    const double pw = o.pos_weight ? o.pos_weight[e % c] : 1.0, yy = y[e];
+    double loss, g;
+    if (bce) {
+      const double a = x[e], la = fmax(log(a), -100), l1a = fmax(log1p(-a), -100);
+      loss = -(pw * yy * la + (1 - yy) * l1a);
+      g = (a * (1 - yy) - pw * yy * (1 - a)) / fmax(a * (1 - a), 1e-12);
+    } else {
+      const double z = x[e], sp_pos = fmax(z, 0) + log1p(exp(-fabs(z))), sp_neg = sp_pos - z;
+      const double a = 1 / (1 + exp(-z));
+      loss = pw * yy * sp_neg + (1 - yy) * sp_pos;
+      g = a * (pw * yy + 1 - yy) - pw * yy;
+    }
+    r->rows[e] = loss;
+    sum += loss;
+    if (r->grad) r->grad[e] = S * g;
+    r->gscale = fmax(r->gscale, S * (1 + pw));
+  }
+  r->J = o.reduction == CLXENT_MEAN ? sum / (double)k : sum;
+}
+
+/* ---------------------------------------------------------------- one checked call */
+
+enum loss_kind { HARD, SOFT, SIGMOID, BCE };
+enum grad_mode { GRAD_SEPARATE, GRAD_NONE, GRAD_IN_PLACE };
+
+typedef struct call_case {
+  enum loss_kind kind;
+  size_t n, c;
+  clxent_opts o;
+  clxent_dtype dtype;
+  enum grad_mode gm;
+  int want_lse, want_bias;
+} call_case;
+
+static const char *const kind_names[] = {"hard", "soft", "sigmoid", "bce"};
+static const char *const dtype_names[] = {"f32", "f16", "bf16"};
+
+/* Relative precision of a stored value of each type. */
+static double storage_rtol(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 1e-4 : t == CLXENT_FLOAT16 ? 1.5e-3 : 8e-3; }
+
+/* Runs the case on random inputs and checks every output against the reference. */
+static void check_case(clxent_ctx *ctx, const call_case *k, uint64_t seed) {
+  const size_t n = k->n, c = k->c, nc = n * c, eb = dtype_bytes(k->dtype);
+  const int softmax = k->kind == HARD || k->kind == SOFT;
+  rng_seed(seed);
+  /* inputs, stored in the call's type; the reference gets what the stored values mean */
+  unsigned char *in = xmalloc(nc * eb), *aux = k->kind == HARD ? NULL : xmalloc(nc * eb);
+  float *x = xmalloc(nc * sizeof(float)), *t = aux ? xmalloc(nc * sizeof(float)) : NULL;
+  int32_t *labels = k->kind == HARD ? xmalloc(n * sizeof(int32_t)) : NULL;
+  for (size_t e = 0; e < nc; ++e) {
+    const double v = k->kind == BCE ? rng_uniform(0, 1) : rng_uniform(-12, 12);
+    encode(in, e, (float)v, k->dtype), x[e] = decode(in, e, k->dtype);
+  }
+  if (k->kind == SOFT) {
+    float *p = xmalloc(nc * sizeof(float));
+    fill_distribution_rows(p, n, c, 0.3);
+    for (size_t e = 0; e < nc; ++e) encode(aux, e, p[e], k->dtype), t[e] = decode(aux, e, k->dtype);
+    free(p);
+  } else if (aux) {
+    for (size_t e = 0; e < nc; ++e) encode(aux, e, (float)rng_uniform(0, 1), k->dtype), t[e] = decode(aux, e, k->dtype);
+  }
+  if (labels)
+    for (size_t i = 0; i < n; ++i)
+      labels[i] = (n > 3 && rng_uniform(0, 1) < 0.15) ? k->o.ignore_index : (int32_t)rng_below((uint32_t)c);
+
+  /* outputs, poisoned */
+  const size_t loss_count = k->o.reduction == CLXENT_NONE ? (softmax ? n : nc) : 1;
+  float *loss = xmalloc(loss_count * sizeof(float)), *lse = k->want_lse ? xmalloc(n * sizeof(float)) : NULL;
+  float *bias = k->want_bias ? xmalloc(c * sizeof(float)) : NULL;
+  unsigned char *grad = k->gm == GRAD_SEPARATE ? xmalloc(nc * eb) : k->gm == GRAD_IN_PLACE ? in : NULL;
+  poison(loss, loss_count);
+  if (lse) poison(lse, n);
+  if (bias) poison(bias, c);
+  if (k->gm == GRAD_SEPARATE) memset(grad, 0xFF, nc * eb); /* NaN in every type */
+
+  clxent_ex ex = clxent_ex_default();
+  ex.dtype = k->dtype, ex.lse = lse, ex.bias_grad = bias;
+  clxent_status st;
+  switch (k->kind) {
+    case HARD: st = clxent_softmax_xent_ex(ctx, n, c, in, labels, &k->o, &ex, loss, grad); break;
+    case SOFT: st = clxent_softmax_xent_soft_ex(ctx, n, c, in, aux, &k->o, &ex, loss, grad); break;
+    case SIGMOID: st = clxent_sigmoid_xent_ex(ctx, n, c, in, aux, &k->o, &ex, loss, grad); break;
+    default: st = clxent_bce_ex(ctx, n, c, in, aux, &k->o, &ex, loss, grad); break;
+  }
+  char what[200];
+  snprintf(what, sizeof what, "%s %zux%zu %s red=%d eps=%g z=%g cap=%g w=%s pw=%s grad=%d", kind_names[k->kind], n,
+           c, dtype_names[k->dtype], (int)k->o.reduction, (double)k->o.label_smoothing, (double)k->o.z_loss,
+           (double)k->o.softcap, k->o.class_weight ? "yes" : "no", k->o.pos_weight ? "yes" : "no", (int)k->gm);
+  if (st != CLXENT_OK) fail_msg("%s: %s: %s", what, clxent_status_str(st), clxent_last_error(ctx));
+
+  ref_out r = {0, xmalloc((softmax ? n : nc) * sizeof(double)), k->gm == GRAD_NONE ? NULL : xmalloc(nc * sizeof(double)),
+               lse ? xmalloc(n * sizeof(double)) : NULL, NULL, 0};
+  if (softmax) ref_softmax(n, c, x, labels, t, k->o, &r);
+  else ref_binary(k->kind == BCE, n, c, x, t, k->o, &r);
+  if (r.grad && k->dtype == CLXENT_FLOAT16) /* beyond half's range the stored gradient is ±inf */
+    for (size_t e = 0; e < nc; ++e)
+      if (fabs(r.grad[e]) >= 65520.0) r.grad[e] = copysign(INFINITY, r.grad[e]);
+
+  char label[260];
+  const double tol = 3e-5 * (1.0 + log((double)c)) * (1.0 + 20.0 * k->o.z_loss);
+  snprintf(label, sizeof label, "%s: loss", what);
+  if (k->o.reduction == CLXENT_NONE) assert_close(loss, r.rows, loss_count, tol, tol, label);
+  else assert_close(loss, &r.J, 1, tol, tol, label);
+  if (lse) {
+    snprintf(label, sizeof label, "%s: lse", what);
+    assert_close(lse, r.lse, n, 1e-5, 1e-5, label);
+  }
+  if (r.grad) {
+    /* float32 sums over a row (Σ τ, Σ e^u) carry a relative error growing with c */
+    const double gmax = r.gscale * (1.0 + log((double)c));
+    float *g = xmalloc(nc * sizeof(float));
+    for (size_t e = 0; e < nc; ++e) g[e] = decode(grad, e, k->dtype);
+    snprintf(label, sizeof label, "%s: grad", what);
+    /* f16 flushes below 2^-24; weights and smoothing scale the terms by up to max w */
+    assert_close(g, r.grad, nc, 2e-6 * gmax + (k->dtype == CLXENT_FLOAT16 ? 6e-8 : 0), storage_rtol(k->dtype), label);
+    if (bias) { /* Σ_i of the stored gradient, which the library sums in float32 */
+      double *ref_bias = xmalloc(c * sizeof(double));
+      for (size_t j = 0; j < c; ++j) {
+        double s = 0;
+        for (size_t i = 0; i < n; ++i) s += g[i * c + j];
+        ref_bias[j] = s;
+      }
+      snprintf(label, sizeof label, "%s: bias_grad", what);
+      assert_close(bias, ref_bias, c, 1e-6 * (double)n * gmax, 1e-4, label);
+      free(ref_bias);
+    }
+    free(g);
+  }
+  if (k->gm != GRAD_IN_PLACE)
+    for (size_t e = 0; e < nc; ++e)
+      if (decode(in, e, k->dtype) != x[e] && !(isnan(x[e]))) fail_msg("%s: input %zu modified", what, e);
+  free(in), free(aux), free(x), free(t), free(labels), free(loss), free(lse), free(bias);
+  if (k->gm == GRAD_SEPARATE) free(grad);
+  free(r.rows), free(r.grad), free(r.lse);
+}
+
+static float *random_weights(size_t c, int with_zero) {
+  float *w = xmalloc(c * sizeof(float));
+  for (size_t j = 0; j < c; ++j) w[j] = (float)rng_uniform(0.2, 3.0);
+  if (with_zero && c > 2) w[1] = 0.0f;
+  return w;
+}
+
+static const size_t shapes[][2] = {{1, 1}, {1, 2}, {7, 3}, {13, 17}, {64, 1000}, {5, 4099}, {130, 129}, {2, 262147}};
+#define SHAPES (sizeof shapes / sizeof shapes[0])
+
+/* Each option alone, on every shape and reduction (float32). */
+static void test_options_alone(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  for (size_t s = 0; s < SHAPES; ++s) {
+    const size_t n = shapes[s][0], c = shapes[s][1];
+    rng_seed(s);
+    float *w = random_weights(c, 1);
+    for (int r = CLXENT_MEAN; r <= CLXENT_NONE; ++r)
+      for (int opt = 0; opt < 4; ++opt)
+        for (int kind = HARD; kind <= SOFT; ++kind) {
+          call_case k = {(enum loss_kind)kind, n, c, clxent_opts_default(), CLXENT_FLOAT32, GRAD_SEPARATE, 1, 1};
+          k.o.reduction = (clxent_reduction)r;
+          if (opt == 0) k.o.class_weight = w;
+          if (opt == 1) k.o.label_smoothing = 0.1f;
+          if (opt == 2) k.o.z_loss = 1e-3f;
+          if (opt == 3) k.o.softcap = 5.0f;
+          check_case(ctx, &k, 100 * s + 10 * (size_t)r + (size_t)opt);
+        }
+    free(w);
+  }
+}
+
+/* The combinations users run: weights + smoothing + ignore_index + MEAN; softcap + z-loss; and
+ * everything at once, with every gradient mode. */
+static void test_combinations(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  for (size_t s = 0; s < SHAPES; ++s) {
+    const size_t n = shapes[s][0], c = shapes[s][1];
+    rng_seed(1000 + s);
+    float *w = random_weights(c, 1);
+    for (int gm = GRAD_SEPARATE; gm <= GRAD_IN_PLACE; ++gm)
+      for (int kind = HARD; kind <= SOFT; ++kind) {
+        call_case k = {(enum loss_kind)kind, n, c, clxent_opts_default(), CLXENT_FLOAT32, (enum grad_mode)gm, 1,
+                       gm != GRAD_NONE};
+        k.o.class_weight = w, k.o.label_smoothing = 0.2f, k.o.ignore_index = 2;
+        check_case(ctx, &k, 2000 + s);
+        k.o = clxent_opts_default(), k.o.softcap = 3.0f, k.o.z_loss = 1e-2f, k.o.reduction = CLXENT_SUM;
+        check_case(ctx, &k, 3000 + s);
+        k.o.class_weight = w, k.o.label_smoothing = 0.05f, k.o.reduction = CLXENT_MEAN;
+        check_case(ctx, &k, 4000 + s);
+      }
+    free(w);
+  }
+}
+
+/* 16-bit storage for every loss, with options, in place and not. */
+static void test_storage_types(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  for (int dt = CLXENT_FLOAT16; dt <= CLXENT_BFLOAT16; ++dt)
+    for (size_t s = 0; s < SHAPES; ++s) {
+      const size_t n = shapes[s][0], c = shapes[s][1];
+      rng_seed(5000 + s);
+      float *w = random_weights(c, 0);
+      for (int kind = HARD; kind <= BCE; ++kind)
+        for (int gm = GRAD_SEPARATE; gm <= GRAD_IN_PLACE; ++gm) {
+          call_case k = {(enum loss_kind)kind, n, c, clxent_opts_default(), (clxent_dtype)dt, (enum grad_mode)gm,
+                         kind <= SOFT, gm != GRAD_NONE};
+          check_case(ctx, &k, 6000 + s);
+          if (kind <= SOFT) k.o.softcap = 4.0f, k.o.z_loss = 1e-3f, k.o.label_smoothing = 0.1f, k.o.class_weight = w;
+          else k.o.pos_weight = w, k.o.reduction = CLXENT_SUM;
+          check_case(ctx, &k, 7000 + s);
+        }
+      free(w);
+    }
+}
+
+/* pos_weight on both binary losses, multi-column, every reduction. */
+static void test_pos_weight(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  static const size_t bshapes[][2] = {{1, 1}, {9, 1}, {33, 5}, {1000, 7}, {3, 1031}};
+  for (size_t s = 0; s < sizeof bshapes / sizeof bshapes[0]; ++s) {
+    rng_seed(8000 + s);
+    float *pw = random_weights(bshapes[s][1], 1);
+    for (int kind = SIGMOID; kind <= BCE; ++kind)
+      for (int r = CLXENT_MEAN; r <= CLXENT_NONE; ++r) {
+        call_case k = {(enum loss_kind)kind, bshapes[s][0], bshapes[s][1], clxent_opts_default(), CLXENT_FLOAT32,
+                       GRAD_SEPARATE, 0, 1};
+        k.o.reduction = (clxent_reduction)r;
+        check_case(ctx, &k, 9000 + s);
+        k.o.pos_weight = pw;
+        check_case(ctx, &k, 9000 + s);
+        k.gm = GRAD_IN_PLACE;
+        check_case(ctx, &k, 9100 + s);
+      }
+    free(pw);
+  }
+}
+
+/* Worked values: smoothing and weights on the seed's example, by hand. Label [0,0,1], a =
+ * [0.1,0.6,0.3]: -ln 0.3 = 1.204; with ε = 0.3 the target is [0.1,0.1,0.8] and the loss
+ * -(0.1 ln 0.1 + 0.1 ln 0.6 + 0.8 ln 0.3) = 1.2445. */
+static void test_worked_values(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  const float z[3] = {logf(0.1f), logf(0.6f), logf(0.3f)};
+  const int32_t y[1] = {2};
+  float loss, lse;
+  clxent_opts o = clxent_opts_default();
+  o.label_smoothing = 0.3f;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 1, 3, z, y, &o, &loss, NULL));
+  assert_float_equal(loss, -(0.1 * log(0.1) + 0.1 * log(0.6) + 0.8 * log(0.3)), 1e-5);
+  assert_float_equal(loss, 1.2445, 1e-4);
+  /* a class weight scales a row's loss; MEAN divides by the weights: one row → the plain loss */
+  const float w[3] = {1.0f, 1.0f, 4.0f};
+  o = clxent_opts_default(), o.class_weight = w;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 1, 3, z, y, &o, &loss, NULL));
+  assert_float_equal(loss, 1.204, 5e-4);
+  o.reduction = CLXENT_SUM;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 1, 3, z, y, &o, &loss, NULL));
+  assert_float_equal(loss, 4 * 1.204, 2e-3);
+  /* z-loss: the row's lse is ln(0.1 + 0.6 + 0.3) = 0, so it adds nothing here; shifting the
+   * logits by 2 makes lse = 2 and adds λ·4 */
+  clxent_ex ex = clxent_ex_default();
+  ex.lse = &lse;
+  const float z2[3] = {z[0] + 2, z[1] + 2, z[2] + 2};
+  o = clxent_opts_default(), o.z_loss = 0.5f;
+  ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, 1, 3, z2, y, &o, &ex, &loss, NULL));
+  assert_float_equal(lse, 2.0, 1e-5);
+  assert_float_equal(loss, 1.204 + 0.5 * 4, 5e-4);
+  /* pos_weight 2 doubles the positive term: y = 1, a = 0.6 → 2 · 0.511 */
+  const float p06 = 0.6f, one = 1.0f, two = 2.0f;
+  o = clxent_opts_default(), o.pos_weight = &two;
+  ASSERT_OK(ctx, clxent_bce(ctx, 1, &p06, &one, &o, &loss, NULL));
+  assert_float_equal(loss, 2 * 0.511, 1e-3);
+  const float zlogit = logf(0.6f / 0.4f);
+  ASSERT_OK(ctx, clxent_sigmoid_xent(ctx, 1, &zlogit, &one, &o, &loss, NULL));
+  assert_float_equal(loss, 2 * 0.511, 1e-3);
+}
+
+/* Softcap keeps -inf a mask, handles ±1e4, and propagates NaN. */
+static void test_softcap_extremes(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  const float z[2][4] = {{-INFINITY, 1e4f, -1e4f, 0.0f}, {NAN, 1.0f, 2.0f, 3.0f}};
+  const int32_t y[2] = {1, 2};
+  float rows[2], grad[8];
+  clxent_opts o = clxent_opts_default();
+  o.softcap = 30.0f, o.reduction = CLXENT_NONE;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 2, 4, &z[0][0], y, &o, rows, grad));
+  /* row 0: u = [-inf, 30, -30, 0]; loss = lse - 30 ≈ e^-30 */
+  assert_true(isfinite(rows[0]) && rows[0] >= 0 && rows[0] < 1e-6);
+  assert_true(grad[0] == 0.0f);          /* the mask's gradient */
+  assert_true(fabsf(grad[1]) < 1e-6f);   /* saturated: slope ≈ 0 */
+  assert_true(isnan(rows[1]));           /* NaN reaches the loss */
+}
+
+/* Bias gradient: bit-identical run to run and whatever block size the batch streams in. */
+static void test_bias_deterministic(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  const size_t n = 1000, c = 37;
+  float *z = xmalloc(n * c * sizeof(float)), *g = xmalloc(n * c * sizeof(float));
+  float b1[37], b2[37], b3[37], l1, l2, l3;
+  int32_t *y = xmalloc(n * sizeof(int32_t));
+  rng_seed(77);
+  fill_uniform(z, n * c, -5, 5);
+  for (size_t i = 0; i < n; ++i) y[i] = (int32_t)rng_below((uint32_t)c);
+  clxent_ex ex = clxent_ex_default();
+  ex.bias_grad = b1;
+  ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, n, c, z, y, NULL, &ex, &l1, g));
+  for (int rep = 0; rep < 20; ++rep) {
+    ex.bias_grad = b2;
+    ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, n, c, z, y, NULL, &ex, &l2, g));
+    assert_memory_equal(b1, b2, sizeof b1);
+    assert_memory_equal(&l1, &l2, sizeof l1);
+  }
+  /* blocks of 7 rows: chunks of 64 rows are cut by block boundaries */
+  setenv("CLXENT_BLOCK_BYTES", "1036", 1); /* 7 rows × 37 floats */
+  clxent_ctx *blocky = NULL;
+  ASSERT_OK(NULL, clxent_create(&blocky, NULL));
+  unsetenv("CLXENT_BLOCK_BYTES");
+  ex.bias_grad = b3;
+  ASSERT_OK(blocky, clxent_softmax_xent_ex(blocky, n, c, z, y, NULL, &ex, &l3, g));
+  clxent_destroy(blocky);
+  assert_memory_equal(b1, b3, sizeof b1);
+  assert_memory_equal(&l1, &l3, sizeof l1);
+  free(z), free(g), free(y);
+}
+
+#define REJECT(status, needle, call)                                                                  \
+  do {                                                                                               \
+    poison(loss, 8), poison(grad, 64), poison(lse, 8), poison(bias, 8);                              \
+    const clxent_status st_ = (call);                                                                \
+    if (st_ != (status)) fail_msg("%s -> %s, expected %s", #call, clxent_status_str(st_), #status);  \
+    if (!strstr(clxent_last_error(ctx), needle))                                                     \
+      fail_msg("%s: message \"%s\" lacks \"%s\"", #call, clxent_last_error(ctx), needle);            \
+    if (!is_poison(loss, 8) || !is_poison(grad, 64) || !is_poison(lse, 8) || !is_poison(bias, 8))    \
+      fail_msg("%s: a rejected call wrote an output", #call);                                        \
+  } while (0)
+
+/* Every option validated: NaN, infinities, out of range, wrong loss family; nothing written. */
+static void test_rejected_options(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  enum { N = 8, C = 8 };
+  float z[N * C], t[N * C], loss[8], grad[64], lse[8], bias[8], w[C];
+  int32_t y[N];
+  rng_seed(5);
+  fill_uniform(z, N * C, -1, 1);
+  fill_distribution_rows(t, N, C, 0);
+  for (int i = 0; i < N; ++i) y[i] = i % C;
+  for (int j = 0; j < C; ++j) w[j] = 1.0f;
+  clxent_ex ex = clxent_ex_default();
+  ex.lse = lse, ex.bias_grad = bias;
+  clxent_opts o = clxent_opts_default();
+  const float bad_scalars[] = {NAN, INFINITY, -INFINITY, -0.5f};
+  for (size_t b = 0; b < 4; ++b) {
+    o = clxent_opts_default(), o.label_smoothing = bad_scalars[b];
+    REJECT(CLXENT_ERR_INVALID_ARG, "opts->label_smoothing", clxent_softmax_xent_ex(ctx, N, C, z, y, &o, &ex, loss, grad));
+    o = clxent_opts_default(), o.z_loss = bad_scalars[b];
+    REJECT(CLXENT_ERR_INVALID_ARG, "opts->z_loss", clxent_softmax_xent_soft_ex(ctx, N, C, z, t, &o, &ex, loss, grad));
+    o = clxent_opts_default(), o.softcap = bad_scalars[b];
+    REJECT(CLXENT_ERR_INVALID_ARG, "opts->softcap", clxent_softmax_xent_ex(ctx, N, C, z, y, &o, &ex, loss, grad));
+    o = clxent_opts_default(), o.class_weight = w, w[3] = bad_scalars[b];
+    REJECT(CLXENT_ERR_INVALID_ARG, "opts->class_weight[3]", clxent_softmax_xent_ex(ctx, N, C, z, y, &o, &ex, loss, grad));
+    o = clxent_opts_default(), o.pos_weight = w;
+    REJECT(CLXENT_ERR_INVALID_ARG, "opts->pos_weight[3]", clxent_sigmoid_xent_ex(ctx, N, C, z, t, &o, NULL, loss, grad));
+    w[3] = 1.0f;
+  }
+  o = clxent_opts_default(), o.label_smoothing = 1.0f;
+  REJECT(CLXENT_ERR_INVALID_ARG, "outside [0, 1)", clxent_softmax_xent(ctx, N, C, z, y, &o, loss, grad));
+  /* an option on a loss it does not apply to */
+  o = clxent_opts_default(), o.pos_weight = w;
+  REJECT(CLXENT_ERR_INVALID_ARG, "binary losses only", clxent_softmax_xent(ctx, N, C, z, y, &o, loss, grad));
+  o = clxent_opts_default(), o.softcap = 2.0f;
+  REJECT(CLXENT_ERR_INVALID_ARG, "opts->softcap applies to the softmax", clxent_sigmoid_xent(ctx, N, z, t, &o, loss, grad));
+  o = clxent_opts_default(), o.class_weight = w;
+  REJECT(CLXENT_ERR_INVALID_ARG, "opts->class_weight applies", clxent_bce(ctx, N, t, t, &o, loss, grad));
+  /* the extras */
+  ex.dtype = (clxent_dtype)3;
+  REJECT(CLXENT_ERR_INVALID_ARG, "ex->dtype = 3", clxent_softmax_xent_ex(ctx, N, C, z, y, NULL, &ex, loss, grad));
+  ex.dtype = CLXENT_FLOAT32;
+  REJECT(CLXENT_ERR_INVALID_ARG, "ex->bias_grad needs grad", clxent_softmax_xent_ex(ctx, N, C, z, y, NULL, &ex, loss, NULL));
+  REJECT(CLXENT_ERR_INVALID_ARG, "ex->lse applies to the softmax", clxent_bce_ex(ctx, N, C, t, t, NULL, &ex, loss, grad));
+  ex.lse = grad + 4;
+  REJECT(CLXENT_ERR_INVALID_ARG, "ex->lse overlaps grad", clxent_softmax_xent_ex(ctx, 1, C, z, y, NULL, &ex, loss, grad));
+  ex.lse = lse, ex.bias_grad = z;
+  REJECT(CLXENT_ERR_INVALID_ARG, "ex->bias_grad overlaps logits", clxent_softmax_xent_ex(ctx, N, C, z, y, NULL, &ex, loss, grad));
+  ex.bias_grad = bias;
+  o = clxent_opts_default(), o.class_weight = grad;
+  REJECT(CLXENT_ERR_INVALID_ARG, "grad overlaps opts->class_weight", clxent_softmax_xent(ctx, N, C, z, y, &o, loss, grad));
+  /* 16-bit probabilities are range-checked too: bf16 0x4000 is 2.0 */
+  uint16_t probs[N * C];
+  for (int e = 0; e < N * C; ++e) probs[e] = 0x3F00; /* 0.5 */
+  probs[9] = 0x4000;
+  ex = clxent_ex_default(), ex.dtype = CLXENT_BFLOAT16;
+  REJECT(CLXENT_ERR_INVALID_ARG, "probs[9] = 2", clxent_bce_ex(ctx, N, C, probs, probs, NULL, &ex, loss, NULL));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_formats),          cmocka_unit_test(test_worked_values),
+      cmocka_unit_test(test_options_alone),    cmocka_unit_test(test_combinations),
+      cmocka_unit_test(test_storage_types),    cmocka_unit_test(test_pos_weight),
+      cmocka_unit_test(test_softcap_extremes), cmocka_unit_test(test_bias_deterministic),
+      cmocka_unit_test(test_rejected_options),
+  };
+  return cmocka_run_group_tests(tests, support_setup, support_teardown);
+}
