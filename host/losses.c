@@ -248,7 +248,7 @@ static clxent_status bias_block(clxent_ctx *ctx, const row_job *job, size_t firs
       (err = clSetKernelArg(k, 4, sizeof partial, &partial)) != CL_SUCCESS)
     return clxent_fail_cl(ctx, "clSetKernelArg(column_partial)", err);
   const size_t chunks = (first + rows - 1) / CLXENT_BIAS_CHUNK - first / CLXENT_BIAS_CHUNK + 1;
-  const size_t global[2] = {job->c, chunks};
+  const size_t global[2] = {(job->c + ctx->vector_width - 1) / ctx->vector_width, chunks};
   err = clEnqueueNDRangeKernel(ctx->queue, k, 2, NULL, global, NULL, 0, NULL, NULL);
   return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueNDRangeKernel(column_partial)", err);
 }

@@ -5,8 +5,9 @@
  *     boundary is continued by the next block from the stored value, which is the same sequence of
  *     additions: the result does not depend on the block size.
  *   column_sum (reduce.cl): b_j = Σ_k partial[k][j] in k order.
- * One work-item per (column, chunk): neighbouring items read neighbouring columns, which
- * coalesces on GPUs and vectorises across work-items on PoCL.
+ * One work-item per (CLXENT_VEC columns, chunk): neighbouring items read neighbouring columns
+ * (coalesced on GPUs), and each item's loop over rows is explicit vector code (what PoCL runs
+ * fast; its loops inside a work-item are otherwise scalar).
  */
 #ifndef CLXENT_BIAS_CHUNK
 #define CLXENT_BIAS_CHUNK 64
@@ -14,14 +15,24 @@
 
 __kernel void column_partial(const ulong rows, const ulong c, const ulong first_row, __global const store_t *grad,
                              __global float *partial) {
-  const ulong j = get_global_id(0);
-  if (j >= c) return;
+  const ulong j0 = get_global_id(0) * CLXENT_VEC;
+  if (j0 >= c) return;
   const ulong k = first_row / CLXENT_BIAS_CHUNK + get_global_id(1);
   const ulong chunk_begin = k * CLXENT_BIAS_CHUNK;
   const ulong begin = chunk_begin > first_row ? chunk_begin : first_row;
   ulong end = chunk_begin + CLXENT_BIAS_CHUNK;
   if (end > first_row + rows) end = first_row + rows;
-  float acc = begin == chunk_begin ? 0.0f : partial[k * c + j];
-  for (ulong r = begin; r < end; ++r) acc += LOAD(grad, (r - first_row) * c + j);
-  partial[k * c + j] = acc;
+  __global float *acc_out = partial + k * c + j0;
+  __global const store_t *g = grad + (begin - first_row) * c + j0;
+  if (j0 + CLXENT_VEC <= c) {
+    floatv acc = begin == chunk_begin ? (floatv)(0.0f) : vloadv(0, acc_out);
+    for (ulong r = begin; r < end; ++r, g += c) acc += LOADV(g, 0);
+    vstorev(acc, 0, acc_out);
+  } else {
+    for (ulong j = 0; j < c - j0; ++j) {
+      float acc = begin == chunk_begin ? 0.0f : acc_out[j];
+      for (ulong r = begin; r < end; ++r) acc += LOAD(g, (r - begin) * c + j);
+      acc_out[j] = acc;
+    }
+  }
 }

@@ -156,27 +156,29 @@ inline ushortv floatv_to_half_bits(floatv f) {
 }
 
 /* Logit softcap with its slope, for s > 0:  u = s·tanh(z/s),  du/dz = 1 - tanh²(z/s) = sech²(z/s).
- * Both come from q = expm1(-2|z|/s): tanh|x| = -q/(2+q) and sech² x = 4(1+q)/(2+q)², exact near
- * 0 (no 1 - e cancellation) and near saturation (no 1 - t² cancellation). z = -inf stays -inf
- * with slope 0: a masked class remains masked. s = 0 means no cap: u = z, slope 1. */
+ * Both come from one e = exp(-2|z|/s) (exp is vectorised on every device, expm1 and tanh are not
+ * on PoCL): tanh|x| = (1-e)/(1+e) and sech² x = 4e/(1+e)², the latter without 1 - t² cancelling
+ * near saturation. Near z = 0, 1 - e costs an absolute error of about s·2^-24 in u: the rounding
+ * of a float logit of size s, which is all the softmax sees. z = -inf stays -inf with slope 0: a
+ * masked class remains masked. s = 0 means no cap: u = z, slope 1. */
 inline float cap_logit(float z, float s) {
   if (s == 0.0f || z == -INFINITY) return z;
-  const float q = expm1(-2.0f * fabs(z) / s);
-  return copysign(s * (-q / (2.0f + q)), z);
+  const float e = exp(-2.0f * fabs(z) / s);
+  return copysign(s * ((1.0f - e) / (1.0f + e)), z);
 }
 inline float cap_slope(float z, float s) {
   if (s == 0.0f) return 1.0f;
   if (z == -INFINITY) return 0.0f;
-  const float q = expm1(-2.0f * fabs(z) / s), d = 2.0f + q;
-  return 4.0f * (1.0f + q) / (d * d);
+  const float e = exp(-2.0f * fabs(z) / s), d = 1.0f + e;
+  return 4.0f * e / (d * d);
 }
 inline floatv cap_logitv(floatv z, float s) {
-  const floatv q = expm1(-2.0f * fabs(z) / s);
-  return select(copysign(s * (-q / (2.0f + q)), z), z, z == (floatv)(-INFINITY));
+  const floatv e = exp(-2.0f * fabs(z) / s);
+  return select(copysign(s * ((1.0f - e) / (1.0f + e)), z), z, z == (floatv)(-INFINITY));
 }
 inline floatv cap_slopev(floatv z, float s) {
-  const floatv q = expm1(-2.0f * fabs(z) / s), d = 2.0f + q;
-  return select(4.0f * (1.0f + q) / (d * d), (floatv)(0.0f), z == (floatv)(-INFINITY));
+  const floatv e = exp(-2.0f * fabs(z) / s), d = 1.0f + e;
+  return select(4.0f * e / (d * d), (floatv)(0.0f), z == (floatv)(-INFINITY));
 }
 
 /* τ_j for dense targets: keep = 1-ε, spread = ε/c. */

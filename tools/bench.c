@@ -41,7 +41,46 @@ typedef struct bench_opts {
   const char *device;
   shape shapes[MAX_SHAPES];
   int shape_count, repeat, warmup, csv;
+  clxent_dtype dtype;
+  int weights, smoothing, zloss, softcap, lse, bias; /* --options */
 } bench_opts;
+
+/* float → 16-bit storage, round to nearest even (the benchmark's logits are normal numbers). */
+static uint16_t to_storage(float f, clxent_dtype t) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  if (t == CLXENT_BFLOAT16) return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  const uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
+  if (a < (113u << 23)) return (uint16_t)sign; /* |f| < 2^-14: 0 is close enough for timing */
+  return (uint16_t)(sign | ((a + 0xC8000FFFu + ((a >> 13) & 1u)) >> 13));
+}
+
+static const char *const dtype_names[] = {"f32", "f16", "bf16"};
+
+/* The options of --options, as the library takes them. */
+static void bench_call_opts(const bench_opts *o, const float *weights, clxent_opts *opts) {
+  *opts = clxent_opts_default();
+  if (o->weights) opts->class_weight = weights;
+  if (o->smoothing) opts->label_smoothing = 0.1f;
+  if (o->zloss) opts->z_loss = 1e-4f;
+  if (o->softcap) opts->softcap = 30.0f;
+}
+
+static int parse_options(const char *list, bench_opts *o) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+    if (!strcmp(tok, "weights")) o->weights = 1;
+    else if (!strcmp(tok, "smoothing")) o->smoothing = 1;
+    else if (!strcmp(tok, "zloss")) o->zloss = 1;
+    else if (!strcmp(tok, "softcap")) o->softcap = 1;
+    else if (!strcmp(tok, "lse")) o->lse = 1;
+    else if (!strcmp(tok, "bias")) o->bias = 1;
+    else if (!strcmp(tok, "all")) o->weights = o->smoothing = o->zloss = o->softcap = o->lse = o->bias = 1;
+    else return 0;
+  }
+  return 1;
+}
 
 /* Times `what` (which returns nonzero on failure) `warmup` + `repeat` times; the median in seconds,
  * or -1 on failure. */
@@ -66,10 +105,14 @@ static int copy_once(clxent_ctx *ctx, cl_mem src, cl_mem dst, size_t float4s) {
   return clFinish(ctx->queue) != CL_SUCCESS;
 }
 
-static int kernel_once(clxent_ctx *ctx, size_t rows, size_t c, cl_mem in, cl_mem labels, float scale, cl_mem grad,
-                       cl_mem out) {
-  const clxent_row_launch l = {KERNEL_SOFTMAX_HARD, CLXENT_FLOAT32, rows, c, 0, in, NULL, labels, NULL,
-                               -100, clxent_plain_params(scale, c), grad, out, NULL};
+/* The fused kernel alone on one device-resident block, with the options' scalars. */
+static int kernel_once(clxent_ctx *ctx, const bench_opts *o, size_t rows, size_t c, cl_mem in, cl_mem labels,
+                       cl_mem weight, cl_mem grad, cl_mem out, cl_mem lse) {
+  clxent_row_launch l = {KERNEL_SOFTMAX_HARD, o->dtype, rows, c, 0, in, NULL, labels, o->weights ? weight : NULL,
+                         -100, clxent_plain_params(1.0f / (float)rows, c), grad, out, o->lse ? lse : NULL};
+  if (o->smoothing) l.params.s[0] = 0.1f;
+  if (o->zloss) l.params.s[1] = 1e-4f;
+  if (o->softcap) l.params.s[2] = 30.0f;
   if (clxent_launch_rows(ctx, &l)) return 1;
   return clFinish(ctx->queue) != CL_SUCCESS;
 }
@@ -87,12 +130,15 @@ static int parse_shape(const char *s, shape *out) {
 
 static int bench_usage(FILE *to) {
   fprintf(to, "usage: clxent bench [--device D] [--shape NxC]... [--repeat R] [--warmup W] [--csv] [--quick]\n"
-              "  default shapes: 8192x32000 2048x128256 65536x1000 1048576x10 1x10; --quick: small shapes\n");
+              "                    [--dtype f32|f16|bf16] [--options LIST]\n"
+              "  default shapes: 8192x32000 2048x128256 65536x1000 1048576x10 1x10; --quick: small shapes\n"
+              "  --dtype    storage of logits and gradient (the C loop stays float32)\n"
+              "  --options  comma-separated: weights,smoothing,zloss,softcap,lse,bias or all\n");
   return to == stderr ? 2 : 0;
 }
 
 int clxent_bench_main(int argc, char **argv) {
-  bench_opts o = {NULL, {{0, 0}}, 0, 10, 2, 0};
+  bench_opts o = {NULL, {{0, 0}}, 0, 10, 2, 0, CLXENT_FLOAT32, 0, 0, 0, 0, 0, 0};
   int quick = 0;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--device") && i + 1 < argc) o.device = argv[++i];
@@ -104,6 +150,21 @@ int clxent_bench_main(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) o.repeat = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) o.warmup = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--csv")) o.csv = 1;
+    else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+      const char *d = argv[++i];
+      if (!strcmp(d, "f32")) o.dtype = CLXENT_FLOAT32;
+      else if (!strcmp(d, "f16")) o.dtype = CLXENT_FLOAT16;
+      else if (!strcmp(d, "bf16")) o.dtype = CLXENT_BFLOAT16;
+      else {
+        fprintf(stderr, "clxent bench: --dtype wants f32, f16 or bf16, got %s\n", d);
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--options") && i + 1 < argc) {
+      if (!parse_options(argv[++i], &o)) {
+        fprintf(stderr, "clxent bench: --options wants a list of weights,smoothing,zloss,softcap,lse,bias,all\n");
+        return 2;
+      }
+    }
     else if (!strcmp(argv[i], "--quick")) quick = 1;
     else if (!strcmp(argv[i], "--help")) return bench_usage(stdout);
     else {
@@ -137,6 +198,10 @@ int clxent_bench_main(int argc, char **argv) {
   printf("# device: %s; variant %s, vector width %u, group size %zu; median of %d after %d warm-up\n",
          ctx->device_name, ctx->variant == CLXENT_VARIANT_ITEM_PER_ROW ? "item-per-row" : "group-per-row",
          ctx->vector_width, ctx->group_size, o.repeat, o.warmup);
+  printf("# storage %s; options:%s%s%s%s%s%s%s\n", dtype_names[o.dtype], o.weights ? " class_weight" : "",
+         o.smoothing ? " label_smoothing=0.1" : "", o.zloss ? " z_loss=1e-4" : "", o.softcap ? " softcap=30" : "",
+         o.lse ? " lse" : "", o.bias ? " bias_grad" : "",
+         (o.weights | o.smoothing | o.zloss | o.softcap | o.lse | o.bias) ? "" : " none");
   printf("# bytes = logits read once + gradient written once; copy = the device's copy kernel on the block\n");
   if (o.csv)
     printf("n,c,copy_GBps,kernel_ms,kernel_GBps,kernel_pct_copy,call_ms,call_GBps,call_pct_copy,c_loop_ms,"
@@ -148,47 +213,61 @@ int clxent_bench_main(int argc, char **argv) {
   int status = 0;
   for (int s = 0; s < o.shape_count && !status; ++s) {
     const size_t n = o.shapes[s].n, c = o.shapes[s].c, elems = n * c;
+    const size_t esize = o.dtype == CLXENT_FLOAT32 ? sizeof(float) : sizeof(uint16_t);
     fprintf(stderr, "bench: shape %d/%d: %zux%zu\n", s + 1, o.shape_count, n, c);
     float *logits = malloc(elems * sizeof(float)), *grad = malloc(elems * sizeof(float));
+    float *weights = malloc(c * sizeof(float)), *lse = malloc(n * sizeof(float)), *bias = malloc(c * sizeof(float));
+    uint16_t *stored = o.dtype == CLXENT_FLOAT32 ? NULL : malloc(elems * sizeof(uint16_t));
     int32_t *labels = malloc(n * sizeof(int32_t));
-    if (!logits || !grad || !labels) {
+    if (!logits || !grad || !labels || !weights || !lse || !bias || (o.dtype != CLXENT_FLOAT32 && !stored)) {
       fprintf(stderr, "clxent bench: out of host memory for %zux%zu\n", n, c);
-      free(logits), free(grad), free(labels);
+      free(logits), free(grad), free(labels), free(weights), free(lse), free(bias), free(stored);
       status = 1;
       break;
     }
+    for (size_t j = 0; j < c; ++j) weights[j] = 0.5f + (float)(j % 7) / 4.0f;
     uint64_t x = 0x9E3779B97F4A7C15ull;
     for (size_t k = 0; k < elems; ++k) {
       x = x * 6364136223846793005ull + 1442695040888963407ull;
       logits[k] = (float)((double)(x >> 40) / (double)(1u << 24) * 8.0 - 4.0);
     }
     for (size_t i = 0; i < n; ++i) labels[i] = (int32_t)((i * 2654435761u) % c);
+    if (stored)
+      for (size_t k = 0; k < elems; ++k) stored[k] = to_storage(logits[k], o.dtype);
+    const void *call_logits = stored ? (const void *)stored : (const void *)logits;
 
     /* Device-resident part: one block of rows, as the streaming path would launch it. */
-    size_t rows = (size_t)(ctx->block_bytes / (c * sizeof(float)));
+    size_t rows = (size_t)(ctx->block_bytes / (c * esize));
     if (rows > n) rows = n;
-    const size_t block_bytes = rows * c * sizeof(float);
+    const size_t block_bytes = rows * c * esize;
     double t_copy = -1, t_kernel = -1, t_call = -1, t_c = -1;
-    cl_mem in, g, out, lab;
+    cl_mem in, g, out, lab, wbuf, lbuf;
     if (rows > 0 && !clxent_buffer(ctx, SLOT_IN, block_bytes, &in) && !clxent_buffer(ctx, SLOT_GRAD, block_bytes, &g) &&
         !clxent_buffer(ctx, SLOT_ROW_OUT, rows * sizeof(float), &out) &&
         !clxent_buffer(ctx, SLOT_LABELS, rows * sizeof(int32_t), &lab) &&
-        !clEnqueueWriteBuffer(ctx->queue, in, CL_TRUE, 0, block_bytes, logits, 0, NULL, NULL) &&
+        !clxent_buffer(ctx, SLOT_WEIGHT, c * sizeof(float), &wbuf) &&
+        !clxent_buffer(ctx, SLOT_LSE, rows * sizeof(float), &lbuf) &&
+        !clEnqueueWriteBuffer(ctx->queue, in, CL_TRUE, 0, block_bytes, call_logits, 0, NULL, NULL) &&
+        !clEnqueueWriteBuffer(ctx->queue, wbuf, CL_TRUE, 0, c * sizeof(float), weights, 0, NULL, NULL) &&
         !clEnqueueWriteBuffer(ctx->queue, lab, CL_TRUE, 0, rows * sizeof(int32_t), labels, 0, NULL, NULL)) {
-      TIME_MEDIAN(t_kernel, &o, kernel_once(ctx, rows, c, in, lab, 1.0f / (float)rows, g, out));
+      TIME_MEDIAN(t_kernel, &o, kernel_once(ctx, &o, rows, c, in, lab, wbuf, g, out, lbuf));
       /* The copy reuses the input and gradient blocks: same sizes, same memory. */
       const size_t float4s = block_bytes / 16;
       if (float4s > 0) TIME_MEDIAN(t_copy, &o, copy_once(ctx, in, g, float4s));
     }
     float loss;
-    TIME_MEDIAN(t_call, &o, clxent_softmax_xent(ctx, n, c, logits, labels, NULL, &loss, grad));
+    clxent_opts call_opts;
+    bench_call_opts(&o, weights, &call_opts);
+    clxent_ex ex = clxent_ex_default();
+    ex.dtype = o.dtype, ex.lse = o.lse ? lse : NULL, ex.bias_grad = o.bias ? bias : NULL;
+    TIME_MEDIAN(t_call, &o, clxent_softmax_xent_ex(ctx, n, c, call_logits, labels, &call_opts, &ex, &loss, grad));
     if (t_call < 0) {
       fprintf(stderr, "clxent bench: %zux%zu: %s\n", n, c, clxent_last_error(ctx));
       status = 1;
     }
     if (is_cpu) TIME_MEDIAN(t_c, &o, (clxent_c_loop_softmax_xent(n, c, logits, labels, grad), 0));
 
-    const double bytes = 2.0 * (double)elems * sizeof(float), kbytes = 2.0 * (double)block_bytes;
+    const double bytes = 2.0 * (double)elems * (double)esize, kbytes = 2.0 * (double)block_bytes;
     const double copy_bw = t_copy > 0 ? 2.0 * (double)(block_bytes / 16 * 16) / t_copy / 1e9 : NAN;
     const double k_bw = t_kernel > 0 ? kbytes / t_kernel / 1e9 : NAN;
     const double call_bw = t_call > 0 ? bytes / t_call / 1e9 : NAN;
@@ -202,7 +281,7 @@ int clxent_bench_main(int argc, char **argv) {
              t_c * 1e3, c_bw, t_c / t_call);
     if (n * c <= 1024 && t_call > 0) printf("# %zux%zu: one call's host overhead %.1f us\n", n, c, t_call * 1e6);
     fflush(stdout);
-    free(logits), free(grad), free(labels);
+    free(logits), free(grad), free(labels), free(weights), free(lse), free(bias), free(stored);
   }
   clxent_destroy(ctx);
   return status;
