@@ -109,7 +109,8 @@ clxent_ex clxent_ex_default(void); /* CLXENT_FLOAT32, no extra outputs */
  *   logits  [n][c];  labels [n], each in [0, c) or opts->ignore_index.
  *   loss    MEAN, SUM: 1 value; NONE: n values. May be NULL if grad is not.
  *   grad    [n][c] or NULL (loss only) or == logits (written in place).
- *   opts    NULL = clxent_opts_default().
+ *   opts    NULL = clxent_opts_default(); class_weight, label_smoothing, z_loss and softcap apply
+ *           (see clxent_opts) and change the formulas to those of the README's toolbox table.
  * MEAN divides by the number of rows not ignored (all ignored: loss is NaN, gradient 0, as in
  * PyTorch); the gradient carries the reduction's scale (1/count for MEAN, 1 otherwise).
  * A label outside [0, c) that is not ignore_index: CLXENT_ERR_LABEL_RANGE, checked before anything

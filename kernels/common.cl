@@ -54,6 +54,7 @@
 #define CLXENT_P_WEIGHT_SUM(p) ((p).s6) /* Σ_j weight_j (c without weights) */
 
 #define uintv CLXENT_CAT(uint, CLXENT_VEC)
+#define intv CLXENT_CAT(int, CLXENT_VEC)
 #define ushortv CLXENT_CAT(ushort, CLXENT_VEC)
 
 /* bfloat16 is the high half of a float32: widening is a shift; narrowing rounds to nearest even,
@@ -176,9 +177,12 @@ inline floatv cap_logitv(floatv z, float s) {
   const floatv e = exp(-2.0f * fabs(z) / s);
   return select(copysign(s * ((1.0f - e) / (1.0f + e)), z), z, z == (floatv)(-INFINITY));
 }
-inline floatv cap_slopev(floatv z, float s) {
+/* u and du/dz from one exp, for the gradient pass. */
+inline floatv cap_logit_slopev(floatv z, float s, floatv *slope) {
   const floatv e = exp(-2.0f * fabs(z) / s), d = 1.0f + e;
-  return select(4.0f * e / (d * d), (floatv)(0.0f), z == (floatv)(-INFINITY));
+  const intv masked = z == (floatv)(-INFINITY);
+  *slope = select(4.0f * e / (d * d), (floatv)(0.0f), masked);
+  return select(copysign(s * ((1.0f - e) / d), z), z, masked);
 }
 
 /* τ_j for dense targets: keep = 1-ε, spread = ε/c. */

@@ -73,6 +73,9 @@ __kernel void softmax_xent_hard(
   const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
   const int smooth = eps > 0.0f && !ignored;
   const int cached = CLXENT_STORAGE == 0 && cap == 0.0f && !ignored && g;
+  /* with softcap, float32 storage caches u itself, so that pass 3 needs no second tanh:
+   * u' = 1 - (u/s)² from the cached u */
+  const int cached_u = CLXENT_STORAGE == 0 && cap != 0.0f && !ignored && g;
   const float zy = ignored ? 0.0f : LOAD(z, y); /* before an in-place pass overwrites it */
   const float m = cap_logit(row_max(z, c), cap);
   const ulong cv = c - c % CLXENT_VEC;
@@ -88,6 +91,7 @@ __kernel void softmax_xent_hard(
       const floatv e = exp(u - m);
 #if CLXENT_STORAGE == 0
       if (cached) STOREV(e, g, j);
+      if (cached_u) STOREV(u, g, j);
 #endif
       sv += e;
       if (smooth) {
@@ -99,6 +103,7 @@ __kernel void softmax_xent_hard(
       const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = exp(u - m);
 #if CLXENT_STORAGE == 0
       if (cached) STORE(e, g, j);
+      if (cached_u) STORE(u, g, j);
 #endif
       s += e;
       if (smooth && w != 0.0f) wdev += w * (m - u);
@@ -133,16 +138,30 @@ __kernel void softmax_xent_hard(
     STORE(LOAD(g, y) - K, g, y);
     return;
   }
-  for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-    const floatv zj = LOADV(z, j);
-    floatv gv = k * exp((cap != 0.0f ? cap_logitv(zj, cap) : zj) - m);
-    if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
-    if (cap != 0.0f) gv *= cap_slopev(zj, cap);
-    STOREV(gv, g, j);
-  }
-  for (ulong j = cv; j < c; ++j) {
-    const float zj = LOAD(z, j);
-    STORE((k * exp(cap_logit(zj, cap) - m) - B * (weight ? weight[j] : 1.0f)) * cap_slope(zj, cap), g, j);
+  if (cached_u) { /* g holds u */
+    const float inv_cap = 1.0f / cap;
+    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
+      const floatv u = LOADV(g, j), t = u * inv_cap;
+      floatv gv = k * exp(u - m);
+      if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
+      STOREV(gv * select(1.0f - t * t, (floatv)(0.0f), u == (floatv)(-INFINITY)), g, j);
+    }
+    for (ulong j = cv; j < c; ++j) {
+      const float u = LOAD(g, j), t = u * inv_cap;
+      STORE((k * exp(u - m) - B * (weight ? weight[j] : 1.0f)) * (u == -INFINITY ? 0.0f : 1.0f - t * t), g, j);
+    }
+  } else {
+    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
+      const floatv zj = LOADV(z, j);
+      floatv slope = (floatv)(1.0f), u = cap != 0.0f ? cap_logit_slopev(zj, cap, &slope) : zj;
+      floatv gv = k * exp(u - m);
+      if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
+      STOREV(gv * slope, g, j);
+    }
+    for (ulong j = cv; j < c; ++j) {
+      const float zj = LOAD(z, j);
+      STORE((k * exp(cap_logit(zj, cap) - m) - B * (weight ? weight[j] : 1.0f)) * cap_slope(zj, cap), g, j);
+    }
   }
   /* the label's element, from scratch so that a 16-bit gradient is rounded once */
   STORE((k * exp(uy - m) - B * wy - K) * cap_slope(zy, cap), g, y);
@@ -204,10 +223,8 @@ __kernel void softmax_xent_soft(
   }
   for (ulong j = 0; j < cv; j += CLXENT_VEC) {
     const floatv zj = LOADV(z, j);
-    floatv gv = k * exp((cap != 0.0f ? cap_logitv(zj, cap) : zj) - m) -
-                S * soft_target_v(LOADV(t, j), weight, j, keep, spread);
-    if (cap != 0.0f) gv *= cap_slopev(zj, cap);
-    STOREV(gv, g, j);
+    floatv slope = (floatv)(1.0f), u = cap != 0.0f ? cap_logit_slopev(zj, cap, &slope) : zj;
+    STOREV((k * exp(u - m) - S * soft_target_v(LOADV(t, j), weight, j, keep, spread)) * slope, g, j);
   }
   for (ulong j = cv; j < c; ++j) {
     const float zj = LOAD(z, j);
