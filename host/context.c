@@ -62,3 +62,11 @@ void clxent_destroy(clxent_ctx *ctx) {
   if (ctx->context) clReleaseContext(ctx->context);
   free(ctx);
 }
+
+unsigned clxent_version(void) { return CLXENT_VERSION_NUMBER; }
+
+#define CLXENT_STR_(x) #x
+#define CLXENT_STR(x) CLXENT_STR_(x)
+const char *clxent_version_string(void) {
+  return CLXENT_STR(CLXENT_VERSION_MAJOR) "." CLXENT_STR(CLXENT_VERSION_MINOR) "." CLXENT_STR(CLXENT_VERSION_PATCH);
+}

@@ -23,6 +23,25 @@
 extern "C" {
 #endif
 
+/* Version of this header; clxent_version() gives the library's. The major version is the SONAME's:
+ * within it, a program built against an older header keeps working. */
+#define CLXENT_VERSION_MAJOR 0
+#define CLXENT_VERSION_MINOR 2
+#define CLXENT_VERSION_PATCH 0
+#define CLXENT_VERSION_NUMBER (CLXENT_VERSION_MAJOR * 10000 + CLXENT_VERSION_MINOR * 100 + CLXENT_VERSION_PATCH)
+
+/* The library exports only the functions below (CLXENT_API); everything else is hidden. */
+#if defined(_WIN32) && defined(CLXENT_BUILDING_SHARED)
+#define CLXENT_API __declspec(dllexport)
+#elif defined(__GNUC__) && defined(CLXENT_BUILDING_SHARED)
+#define CLXENT_API __attribute__((visibility("default")))
+#else
+#define CLXENT_API
+#endif
+
+CLXENT_API unsigned clxent_version(void);             /* CLXENT_VERSION_NUMBER of the library linked */
+CLXENT_API const char *clxent_version_string(void);   /* "MAJOR.MINOR.PATCH" of the library linked */
+
 typedef enum clxent_status {
   CLXENT_OK = 0,
   CLXENT_ERR_INVALID_ARG,   /* NULL pointer, zero size, unknown enum value, bad option value */
@@ -42,14 +61,14 @@ typedef struct clxent_ctx clxent_ctx;
  *   "P:D"     platform index P, device index D within it (as `clxent devices` lists them);
  *   other     the first device whose device or platform name contains the string (case-insensitive).
  * On failure *ctx is NULL and clxent_last_error(NULL) describes why (per thread). */
-clxent_status clxent_create(clxent_ctx **ctx, const char *device);
-void clxent_destroy(clxent_ctx *ctx); /* NULL is a no-op */
+CLXENT_API clxent_status clxent_create(clxent_ctx **ctx, const char *device);
+CLXENT_API void clxent_destroy(clxent_ctx *ctx); /* NULL is a no-op */
 
-const char *clxent_status_str(clxent_status status); /* never NULL */
+CLXENT_API const char *clxent_status_str(clxent_status status); /* never NULL */
 /* Detail of the last failure on ctx, "" if none. With ctx == NULL: the last failed clxent_create
  * of the calling thread. The string stays valid until the next call on ctx. */
-const char *clxent_last_error(const clxent_ctx *ctx);
-const char *clxent_device_name(const clxent_ctx *ctx);
+CLXENT_API const char *clxent_last_error(const clxent_ctx *ctx);
+CLXENT_API const char *clxent_device_name(const clxent_ctx *ctx);
 
 typedef enum clxent_reduction {
   CLXENT_MEAN = 0, /* J = Σ_i loss_i / (number of rows counted) */
@@ -83,7 +102,7 @@ typedef struct clxent_opts {
 } clxent_opts;
 
 /* CLXENT_MEAN, ignore_index = -100 (PyTorch's default), no weights, ε = λ = s = 0. */
-clxent_opts clxent_opts_default(void);
+CLXENT_API clxent_opts clxent_opts_default(void);
 
 /* Storage type of the dense arrays of the _ex entries (logits or probabilities, dense targets and
  * the gradient, all of the same type); math is float32 for all. Losses, lse, weights and the bias
@@ -102,7 +121,7 @@ typedef struct clxent_ex {
                          a fixed order (bit-identical run to run); needs grad. Or NULL */
 } clxent_ex;
 
-clxent_ex clxent_ex_default(void); /* CLXENT_FLOAT32, no extra outputs */
+CLXENT_API clxent_ex clxent_ex_default(void); /* CLXENT_FLOAT32, no extra outputs */
 
 /* Multiclass, class-index labels: a = softmax(z_i), loss_i = -ln a_{i,y_i} = lse(z_i) - z_{i,y_i},
  * dL/dz_{i,j} = scale · (a_{i,j} - [j == y_i]).
@@ -115,28 +134,28 @@ clxent_ex clxent_ex_default(void); /* CLXENT_FLOAT32, no extra outputs */
  * PyTorch); the gradient carries the reduction's scale (1/count for MEAN, 1 otherwise).
  * A label outside [0, c) that is not ignore_index: CLXENT_ERR_LABEL_RANGE, checked before anything
  * is computed, clxent_last_error names the first bad row and its value, nothing is written. */
-clxent_status clxent_softmax_xent(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
+CLXENT_API clxent_status clxent_softmax_xent(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
                                   const int32_t *labels, const clxent_opts *opts, float *loss,
                                   float *grad);
 
 /* Multiclass, dense targets t [n][c] (probabilities, or any non-negative weights):
  * loss_i = -Σ_j t_{i,j} ln a_{i,j}, dL/dz_{i,j} = scale · (a_{i,j} · Σ_k t_{i,k} - t_{i,j}).
  * Terms with t = 0 contribute 0 even where z = -inf. ignore_index does not apply; MEAN divides by n. */
-clxent_status clxent_softmax_xent_soft(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
+CLXENT_API clxent_status clxent_softmax_xent_soft(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
                                        const float *targets, const clxent_opts *opts, float *loss,
                                        float *grad);
 
 /* Binary, elementwise over n values, from logits with the sigmoid fused:
  * a = sigmoid(z), loss = -[y ln a + (1-y) ln(1-a)] = max(z,0) - z·y + ln(1 + e^{-|z|}),
  * dL/dz = scale · (a - y). MEAN divides by n. grad may be NULL or == logits. */
-clxent_status clxent_sigmoid_xent(clxent_ctx *ctx, size_t n, const float *logits,
+CLXENT_API clxent_status clxent_sigmoid_xent(clxent_ctx *ctx, size_t n, const float *logits,
                                   const float *targets, const clxent_opts *opts, float *loss,
                                   float *grad);
 
 /* Binary from probabilities a ∈ [0, 1] (PyTorch's BCELoss): loss = -[y ln a + (1-y) ln(1-a)] with
  * each log clamped at -100, dL/da = scale · (a - y) / max(a(1-a), 1e-12). An a outside [0, 1]
  * (NaN excepted: it propagates) is CLXENT_ERR_INVALID_ARG. grad may be NULL or == probs. */
-clxent_status clxent_bce(clxent_ctx *ctx, size_t n, const float *probs, const float *targets,
+CLXENT_API clxent_status clxent_bce(clxent_ctx *ctx, size_t n, const float *probs, const float *targets,
                          const clxent_opts *opts, float *loss, float *grad);
 
 /* Typed forms with extra outputs. The same losses as above on n×c arrays of ex->dtype, the
@@ -144,16 +163,16 @@ clxent_status clxent_bce(clxent_ctx *ctx, size_t n, const float *probs, const fl
  * grad may be NULL or == the first input (in place), as above. The binary forms take n rows of c
  * independent binary values (c = 1 is the untyped form); MEAN divides by n·c, pos_weight has c
  * values. With ex->dtype 16-bit, each argument points at uint16_t values of that format. */
-clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
+CLXENT_API clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
                                      const int32_t *labels, const clxent_opts *opts,
                                      const clxent_ex *ex, float *loss, void *grad);
-clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
+CLXENT_API clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
                                           const void *targets, const clxent_opts *opts,
                                           const clxent_ex *ex, float *loss, void *grad);
-clxent_status clxent_sigmoid_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
+CLXENT_API clxent_status clxent_sigmoid_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
                                      const void *targets, const clxent_opts *opts,
                                      const clxent_ex *ex, float *loss, void *grad);
-clxent_status clxent_bce_ex(clxent_ctx *ctx, size_t n, size_t c, const void *probs,
+CLXENT_API clxent_status clxent_bce_ex(clxent_ctx *ctx, size_t n, size_t c, const void *probs,
                             const void *targets, const clxent_opts *opts, const clxent_ex *ex,
                             float *loss, void *grad);
 
@@ -161,10 +180,10 @@ clxent_status clxent_bce_ex(clxent_ctx *ctx, size_t n, size_t c, const void *pro
  *   entropy        H(p)    = -Σ p ln p
  *   cross_entropy  H(p,q)  = -Σ p ln q
  *   kl_div         D(p‖q)  =  Σ p ln(p/q) = H(p,q) - H(p) */
-clxent_status clxent_entropy(clxent_ctx *ctx, size_t n, size_t c, const float *p, float *out);
-clxent_status clxent_cross_entropy(clxent_ctx *ctx, size_t n, size_t c, const float *p,
+CLXENT_API clxent_status clxent_entropy(clxent_ctx *ctx, size_t n, size_t c, const float *p, float *out);
+CLXENT_API clxent_status clxent_cross_entropy(clxent_ctx *ctx, size_t n, size_t c, const float *p,
                                    const float *q, float *out);
-clxent_status clxent_kl_div(clxent_ctx *ctx, size_t n, size_t c, const float *p, const float *q,
+CLXENT_API clxent_status clxent_kl_div(clxent_ctx *ctx, size_t n, size_t c, const float *p, const float *q,
                             float *out);
 
 #ifdef __cplusplus

@@ -27,6 +27,14 @@ static void test_status_strings(void **state) {
   assert_non_null(clxent_status_str((clxent_status)1234));
 }
 
+static void test_version(void **state) {
+  (void)state;
+  assert_int_equal(clxent_version(), CLXENT_VERSION_NUMBER);
+  char expected[32];
+  snprintf(expected, sizeof expected, "%d.%d.%d", CLXENT_VERSION_MAJOR, CLXENT_VERSION_MINOR, CLXENT_VERSION_PATCH);
+  assert_string_equal(clxent_version_string(), expected);
+}
+
 static void test_device_selection(void **state) {
   clxent_ctx *ctx = test_ctx(state), *other = NULL;
   assert_string_equal(clxent_last_error(ctx), "");
@@ -243,7 +251,7 @@ static void test_program_cache(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_status_strings),
+      cmocka_unit_test(test_status_strings), cmocka_unit_test(test_version),
       cmocka_unit_test(test_device_selection),
       cmocka_unit_test(test_bad_environment),
       cmocka_unit_test(test_rejected_calls_write_nothing),
