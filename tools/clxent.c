@@ -1,10 +1,13 @@
-/* clxent command-line tool: list devices, show the seed's worked examples, benchmark. */
+/* clxent command-line tool: list devices, show the seed's worked examples, self-check, benchmark.
+ * Exit status: 0 success, 1 wrong results (demo, check) or failure, 2 bad usage, 3 (check) the
+ * device or the library failed. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
+#include "check.h"
 #include "internal.h" /* for the OpenCL headers; `devices` lists what clxent_create can select */
 
 static int usage(FILE *to) {
@@ -12,10 +15,13 @@ static int usage(FILE *to) {
           "usage: clxent <command> [options]\n"
           "  devices                 list OpenCL platforms and devices with their key limits\n"
           "  demo   [--device D]     compute the seed's worked examples on the device and check them\n"
-          "  bench  [--device D] [--shape NxC]... [--repeat R] [--csv] [--quick]\n"
+          "  check  [--device D] [--quiet]\n"
+          "                          self-test: every storage type and option against a float64 reference\n"
+          "  bench  [--device D] [--shape NxC]... [--repeat R] [--csv] [--quick] [--dtype T] [--options L]\n"
           "                          time the fused loss+gradient against the device's copy bandwidth\n"
           "D: gpu, cpu, P:D (platform:device index from `clxent devices`) or part of a device name;\n"
-          "default: $CLXENT_DEVICE, else the first GPU, else any device.\n");
+          "default: $CLXENT_DEVICE, else the first GPU, else any device. `clxent <command> --help` for more.\n"
+          "Exit status: 0 success, 1 wrong results or failure, 2 bad usage, 3 (check) device failure.\n");
   return to == stderr ? 2 : 0;
 }
 
@@ -161,14 +167,28 @@ int main(int argc, char **argv) {
   if (argc < 2) return usage(stderr);
   const char *cmd = argv[1];
   if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) return usage(stdout);
-  if (!strcmp(cmd, "devices")) return cmd_devices();
+  if (!strcmp(cmd, "devices")) {
+    if (argc > 2 && !strcmp(argv[2], "--help")) {
+      printf("usage: clxent devices\n  lists OpenCL platforms and devices, numbered as --device P:D selects them\n");
+      return 0;
+    }
+    if (argc > 2) {
+      fprintf(stderr, "clxent devices: unknown argument %s\n", argv[2]);
+      return 2;
+    }
+    return cmd_devices();
+  }
   if (!strcmp(cmd, "bench")) return clxent_bench_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "check")) return clxent_check_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "demo")) {
     const char *device = NULL;
     for (int i = 2; i < argc; ++i) {
       if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
-      else if (!strcmp(argv[i], "--help")) return usage(stdout);
-      else {
+      else if (!strcmp(argv[i], "--help")) {
+        printf("usage: clxent demo [--device D]\n  computes the seed's worked examples on the device and checks "
+               "them (exit 1 on a mismatch)\n");
+        return 0;
+      } else {
         fprintf(stderr, "clxent demo: unknown argument %s\n", argv[i]);
         return usage(stderr);
       }
