@@ -1,0 +1,287 @@
+"""clxent: fused softmax / sigmoid cross-entropy, loss and gradient, on any OpenCL device.
+
+A ctypes binding of libclxent on NumPy arrays. Natural logarithms throughout; for logits z of a
+row, a = softmax(z), lse = ln sum_j exp(z_j):
+
+    softmax_xent       loss_i = lse_i - z_{i,y_i},            grad = scale * (a - onehot(y))
+    softmax_xent_soft  loss_i = -sum_j t_ij ln a_ij,           grad = scale * (a * sum(t) - t)
+    sigmoid_xent       loss = -[y ln s + (1-y) ln(1-s)], s = sigmoid(z), grad = scale * (s - y)
+    bce                the same from probabilities (logs clamped at -100)
+    entropy, cross_entropy, kl_div   H(p), H(p,q), D(p||q) per row
+
+scale is 1/(rows counted) for reduction="mean" and 1 otherwise. The options (class_weight,
+label_smoothing, z_loss, softcap, pos_weight) follow PyTorch's and Liger-Kernel's semantics; see
+the repository's README for their formulas.
+"""
+import ctypes
+import ctypes.util
+import os
+from collections import namedtuple
+
+import numpy as np
+
+__all__ = ["Context", "Error", "Result", "version", "STATUS_NAMES"]
+
+STATUS_NAMES = ["OK", "INVALID_ARG", "LABEL_RANGE", "NO_DEVICE", "BUILD", "OUT_OF_MEMORY", "OPENCL"]
+_REDUCTIONS = {"mean": 0, "sum": 1, "none": 2}
+_DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
+
+
+def _find_library():
+    """$CLXENT_LIBRARY, an installed libclxent.so.0, or the build/ tree beside this package."""
+    candidates = []
+    if os.environ.get("CLXENT_LIBRARY"):
+        candidates.append(os.environ["CLXENT_LIBRARY"])
+    candidates += ["libclxent.so.0", ctypes.util.find_library("clxent")]
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates.append(os.path.join(here, "..", "..", "build", "libclxent.so"))
+    errors = []
+    for path in candidates:
+        if not path:
+            continue
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:
+            errors.append(f"{path}: {e}")
+    raise ImportError("clxent: the C library libclxent was not found; build it (cmake) and set "
+                      "CLXENT_LIBRARY to its path. Tried:\n  " + "\n  ".join(errors))
+
+
+_lib = _find_library()
+
+
+class _Opts(ctypes.Structure):
+    _fields_ = [("reduction", ctypes.c_int), ("ignore_index", ctypes.c_int32),
+                ("class_weight", ctypes.c_void_p), ("label_smoothing", ctypes.c_float),
+                ("z_loss", ctypes.c_float), ("softcap", ctypes.c_float), ("pos_weight", ctypes.c_void_p)]
+
+
+class _Ex(ctypes.Structure):
+    _fields_ = [("dtype", ctypes.c_int), ("lse", ctypes.c_void_p), ("bias_grad", ctypes.c_void_p)]
+
+
+_P, _S = ctypes.c_void_p, ctypes.c_size_t
+_SIGNATURES = {
+    "clxent_create": ([ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p], ctypes.c_int),
+    "clxent_destroy": ([_P], None),
+    "clxent_status_str": ([ctypes.c_int], ctypes.c_char_p),
+    "clxent_last_error": ([_P], ctypes.c_char_p),
+    "clxent_device_name": ([_P], ctypes.c_char_p),
+    "clxent_version_string": ([], ctypes.c_char_p),
+    "clxent_softmax_xent_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P], ctypes.c_int),
+    "clxent_softmax_xent_soft_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P],
+                                    ctypes.c_int),
+    "clxent_sigmoid_xent_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P], ctypes.c_int),
+    "clxent_bce_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P], ctypes.c_int),
+    "clxent_entropy": ([_P, _S, _S, _P, _P], ctypes.c_int),
+    "clxent_cross_entropy": ([_P, _S, _S, _P, _P, _P], ctypes.c_int),
+    "clxent_kl_div": ([_P, _S, _S, _P, _P, _P], ctypes.c_int),
+}
+for _name, (_args, _ret) in _SIGNATURES.items():
+    _fn = getattr(_lib, _name)
+    _fn.argtypes, _fn.restype = _args, _ret
+
+
+def version():
+    """The version of the C library loaded, "MAJOR.MINOR.PATCH"."""
+    return _lib.clxent_version_string().decode()
+
+
+class Error(RuntimeError):
+    """A clxent call failed. .status is the clxent_status name ("INVALID_ARG", ...), .message the
+    library's clxent_last_error text naming the bad argument, row or OpenCL call."""
+
+    def __init__(self, status, message):
+        self.status = STATUS_NAMES[status] if 0 <= status < len(STATUS_NAMES) else str(status)
+        self.code = status
+        self.message = message
+        super().__init__(f"CLXENT_ERR_{self.status}: {message}")
+
+
+Result = namedtuple("Result", ["loss", "grad", "lse", "bias_grad"])
+Result.__doc__ = """loss: a float (mean, sum) or an array (none); grad, lse, bias_grad: arrays or None."""
+
+
+def _ptr(a):
+    return None if a is None else a.ctypes.data
+
+
+class Context:
+    """One OpenCL device with built kernels. device: None ($CLXENT_DEVICE, else the first GPU, else
+    any device), "gpu", "cpu", "P:D", or part of a device name. Use one Context per thread."""
+
+    def __init__(self, device=None):
+        handle = ctypes.c_void_p()
+        st = _lib.clxent_create(ctypes.byref(handle), None if device is None else device.encode())
+        if st != 0:
+            raise Error(st, _lib.clxent_last_error(None).decode())
+        self._ctx = handle
+
+    def close(self):
+        """Releases the device resources (also done by the garbage collector and `with`)."""
+        if getattr(self, "_ctx", None):
+            _lib.clxent_destroy(self._ctx)
+            self._ctx = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def device_name(self):
+        return _lib.clxent_device_name(self._ctx).decode()
+
+    # ---------------------------------------------------------------- helpers
+
+    def _check(self, st):
+        if st != 0:
+            raise Error(st, _lib.clxent_last_error(self._ctx).decode())
+
+    @staticmethod
+    def _storage(x, dtype):
+        """The storage type name: given, else float16 for float16 arrays, else float32."""
+        if dtype is not None:
+            if dtype not in _DTYPES:
+                raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+            return dtype
+        return "float16" if np.asarray(x).dtype == np.float16 else "float32"
+
+    @staticmethod
+    def _matrix(x, name, dtype, vector_is_column=False):
+        """A C-contiguous 2-D array of the storage type (no copy when it already is one)."""
+        x = np.asarray(x)
+        if dtype == "bfloat16":
+            if x.dtype != np.uint16:
+                raise TypeError(f"{name}: bfloat16 storage takes a uint16 array of bfloat16 bits, got {x.dtype}")
+        else:
+            x = x.astype(dtype, copy=False)
+        if x.ndim == 1:
+            x = x.reshape(-1, 1) if vector_is_column else x.reshape(1, -1)
+        if x.ndim != 2:
+            raise ValueError(f"{name}: expected a 2-D array [n, c], got shape {x.shape}")
+        return np.ascontiguousarray(x)
+
+    @staticmethod
+    def _weights(w, c, name):
+        if w is None:
+            return None
+        w = np.ascontiguousarray(np.asarray(w, dtype=np.float32))
+        if w.shape != (c,):
+            raise ValueError(f"{name}: expected {c} values, got shape {w.shape}")
+        return w
+
+    def _run(self, fn, n, c, x, aux, opts, reduction, grad, in_place, lse, bias_grad, dtype, values):
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {sorted(_REDUCTIONS)}, got {reduction!r}")
+        storage = x.dtype
+        g = x if in_place else (np.empty_like(x) if grad else None)
+        loss = np.empty(values if reduction == "none" else 1, dtype=np.float32)
+        lse_out = np.empty(n, dtype=np.float32) if lse else None
+        bias_out = np.empty(c, dtype=np.float32) if bias_grad else None
+        ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out))
+        self._check(fn(self._ctx, n, c, _ptr(x), _ptr(aux), ctypes.byref(opts), ctypes.byref(ex), _ptr(loss), _ptr(g)))
+        assert g is None or g.dtype == storage
+        return Result(loss if reduction == "none" else float(loss[0]), g, lse_out, bias_out)
+
+    # ---------------------------------------------------------------- losses
+
+    def softmax_xent(self, logits, labels, *, reduction="mean", ignore_index=-100, class_weight=None,
+                     label_smoothing=0.0, z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False,
+                     bias_grad=False, dtype=None):
+        """Softmax cross-entropy with class-index labels, fused with its gradient.
+
+        logits [n, c] float32/float16 (or uint16 bfloat16 bits with dtype="bfloat16"); labels [n]
+        ints in [0, c) or ignore_index. loss_i = sum_j tau_j (lse_i - u_j) + z_loss * lse_i^2 with
+        u = softcap*tanh(z/softcap) (or z), tau_j = w_j ((1-eps) [j == y_i] + eps/c);
+        grad = scale * (a * sum(tau) - tau) (+ 2 z_loss lse a) times du/dz. mean divides by the
+        sum of w_{y_i} over the rows counted (PyTorch). in_place writes the gradient into logits.
+        Returns Result(loss, grad, lse, bias_grad)."""
+        dtype = self._storage(logits, dtype)
+        x = self._matrix(logits, "logits", dtype)
+        n, c = x.shape
+        y = np.ascontiguousarray(np.asarray(labels, dtype=np.int32).reshape(-1))
+        if y.shape != (n,):
+            raise ValueError(f"labels: expected {n} values, got shape {y.shape}")
+        w = self._weights(class_weight, c, "class_weight")
+        opts = _Opts(_REDUCTIONS.get(reduction, 0), ignore_index, _ptr(w), label_smoothing, z_loss, softcap, None)
+        return self._run(_lib.clxent_softmax_xent_ex, n, c, x, y, opts, reduction, grad, in_place, lse, bias_grad,
+                         dtype, n)
+
+    def softmax_xent_soft(self, logits, targets, *, reduction="mean", class_weight=None, label_smoothing=0.0,
+                          z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False, bias_grad=False,
+                          dtype=None):
+        """Softmax cross-entropy with dense targets t [n, c] of the logits' storage type:
+        loss_i = -sum_j tau_j ln a_ij, tau_j = w_j ((1-eps) t_ij + eps/c); mean divides by n."""
+        dtype = self._storage(logits, dtype)
+        x = self._matrix(logits, "logits", dtype)
+        t = self._matrix(targets, "targets", dtype)
+        if t.shape != x.shape:
+            raise ValueError(f"targets: expected shape {x.shape}, got {t.shape}")
+        n, c = x.shape
+        w = self._weights(class_weight, c, "class_weight")
+        opts = _Opts(_REDUCTIONS.get(reduction, 0), -100, _ptr(w), label_smoothing, z_loss, softcap, None)
+        return self._run(_lib.clxent_softmax_xent_soft_ex, n, c, x, t, opts, reduction, grad, in_place, lse,
+                         bias_grad, dtype, n)
+
+    def _binary(self, fn, x, targets, reduction, pos_weight, grad, in_place, bias_grad, dtype):
+        shape = np.shape(x)
+        dtype = self._storage(x, dtype)
+        x = self._matrix(x, "input", dtype, vector_is_column=True)
+        t = self._matrix(targets, "targets", dtype, vector_is_column=True)
+        if t.shape != x.shape:
+            raise ValueError(f"targets: expected shape {x.shape}, got {t.shape}")
+        n, c = x.shape
+        pw = self._weights(pos_weight, c, "pos_weight")
+        opts = _Opts(_REDUCTIONS.get(reduction, 0), -100, None, 0.0, 0.0, 0.0, _ptr(pw))
+        r = self._run(fn, n, c, x, t, opts, reduction, grad, in_place, False, bias_grad, dtype, n * c)
+        if reduction == "none":
+            r = r._replace(loss=r.loss.reshape(shape))
+        return r if r.grad is None else r._replace(grad=r.grad.reshape(shape))
+
+    def sigmoid_xent(self, logits, targets, *, reduction="mean", pos_weight=None, grad=True, in_place=False,
+                     bias_grad=False, dtype=None):
+        """Binary cross-entropy with the sigmoid fused, elementwise over [n] or [n, c]:
+        loss = p y softplus(-z) + (1-y) softplus(z) (p = pos_weight per column, 1 by default),
+        grad = scale (a (1-y) - p y (1-a)); mean divides by the number of values."""
+        return self._binary(_lib.clxent_sigmoid_xent_ex, logits, targets, reduction, pos_weight, grad, in_place,
+                            bias_grad, dtype)
+
+    def bce(self, probs, targets, *, reduction="mean", pos_weight=None, grad=True, in_place=False,
+            bias_grad=False, dtype=None):
+        """Binary cross-entropy from probabilities a in [0, 1] (PyTorch's BCELoss, logs clamped at -100):
+        loss = -[p y ln a + (1-y) ln(1-a)], grad = scale (a (1-y) - p y (1-a)) / max(a(1-a), 1e-12)."""
+        return self._binary(_lib.clxent_bce_ex, probs, targets, reduction, pos_weight, grad, in_place, bias_grad,
+                            dtype)
+
+    def _information(self, fn, p, q):
+        p = self._matrix(p, "p", "float32")
+        n, c = p.shape
+        args = [self._ctx, n, c, _ptr(p)]
+        if q is not None:
+            q = self._matrix(q, "q", "float32")
+            if q.shape != p.shape:
+                raise ValueError(f"q: expected shape {p.shape}, got {q.shape}")
+            args.append(_ptr(q))
+        out = np.empty(n, dtype=np.float32)
+        self._check(fn(*args, _ptr(out)))
+        return out
+
+    def entropy(self, p):
+        """H(p) = -sum p ln p per row of p [n, c] (0 ln 0 = 0)."""
+        return self._information(_lib.clxent_entropy, p, None)
+
+    def cross_entropy(self, p, q):
+        """H(p, q) = -sum p ln q per row."""
+        return self._information(_lib.clxent_cross_entropy, p, q)
+
+    def kl_div(self, p, q):
+        """D(p || q) = sum p ln(p/q) = H(p, q) - H(p) per row."""
+        return self._information(_lib.clxent_kl_div, p, q)

@@ -1,0 +1,142 @@
+"""The Python binding against a float64 NumPy reference (and PyTorch, when it is installed)."""
+import numpy as np
+import pytest
+
+import clxent
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    with clxent.Context() as c:
+        yield c
+
+
+def ref_softmax(z, y, w=None, eps=0.0, zl=0.0, cap=0.0, ignore=-100, reduction="mean"):
+    z = z.astype(np.float64)
+    n, c = z.shape
+    u = cap * np.tanh(z / cap) if cap else z
+    lse = np.log(np.exp(u - u.max(1, keepdims=True)).sum(1)) + u.max(1)
+    a = np.exp(u - lse[:, None])
+    w = np.ones(c) if w is None else w.astype(np.float64)
+    keep = y != ignore
+    onehot = np.zeros((n, c))
+    onehot[np.arange(n)[keep], y[keep]] = 1
+    tau = w[None, :] * ((1 - eps) * onehot + eps / c) * keep[:, None]
+    ce = (tau * (lse[:, None] - u)).sum(1)
+    rows = ce + zl * lse ** 2 * keep
+    div = (w[y[keep]]).sum() if reduction == "mean" else 1.0
+    cnt = keep.sum() if reduction == "mean" else 1.0
+    S, Sz = 1 / div, 1 / cnt
+    grad = (S * (a * tau.sum(1, keepdims=True) - tau) + 2 * zl * Sz * lse[:, None] * a * keep[:, None])
+    if cap:
+        grad *= 1 - np.tanh(z / cap) ** 2
+    J = ce.sum() / div + (zl * (lse ** 2 * keep).sum() / cnt) if reduction == "mean" else rows.sum()
+    return (rows if reduction == "none" else J), grad, lse
+
+
+def test_version_and_device(ctx):
+    assert clxent.version().count(".") == 2
+    assert ctx.device_name
+
+
+def test_worked_values(ctx):
+    z = np.log(np.array([[0.1, 0.6, 0.3], [0.1, 0.3, 0.6]], dtype=np.float32))
+    r = ctx.softmax_xent(z, [2, 2], reduction="none")
+    np.testing.assert_allclose(r.loss, [1.204, 0.511], atol=1e-3)
+    np.testing.assert_allclose(r.grad[0], [0.1, 0.6, -0.7], atol=1e-6)
+    np.testing.assert_allclose(ctx.entropy([[0.7, 0.2, 0.1]]), [0.802], atol=1e-3)
+    np.testing.assert_allclose(ctx.bce([0.6, 0.7], [1.0, 1.0], reduction="none").loss, [0.511, 0.357], atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (33, 1000), (4, 4099)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_softmax_options(ctx, shape, reduction):
+    rng = np.random.default_rng(sum(shape))
+    n, c = shape
+    z = rng.uniform(-8, 8, shape).astype(np.float32)
+    y = rng.integers(0, c, n).astype(np.int32)
+    if n > 3:
+        y[1] = -100
+    w = rng.uniform(0.5, 2, c).astype(np.float32)
+    for kw in [{}, dict(class_weight=w, label_smoothing=0.1), dict(z_loss=1e-2, softcap=5.0)]:
+        r = ctx.softmax_xent(z, y, reduction=reduction, lse=True, bias_grad=True, **kw)
+        J, g, lse = ref_softmax(z, y, w=kw.get("class_weight"), eps=kw.get("label_smoothing", 0),
+                                zl=kw.get("z_loss", 0), cap=kw.get("softcap", 0), reduction=reduction)
+        np.testing.assert_allclose(r.loss, J, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(r.grad, g, rtol=1e-3, atol=1e-6 * max(1.0, np.abs(g).max()))
+        np.testing.assert_allclose(r.lse, lse, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(r.bias_grad, r.grad.astype(np.float64).sum(0), rtol=1e-4, atol=1e-5)
+
+
+def test_zero_copy_in_place_and_storage_types(ctx):
+    rng = np.random.default_rng(3)
+    z = rng.uniform(-4, 4, (16, 37)).astype(np.float32)
+    y = rng.integers(0, 37, 16).astype(np.int32)
+    _, g, _ = ref_softmax(z, y)
+    work = z.copy()
+    r = ctx.softmax_xent(work, y, in_place=True)
+    assert r.grad is work or np.shares_memory(r.grad, work)
+    np.testing.assert_allclose(work, g, rtol=1e-4, atol=1e-7)
+    h = z.astype(np.float16)
+    r = ctx.softmax_xent(h, y)
+    assert r.grad.dtype == np.float16
+    _, gh, _ = ref_softmax(h.astype(np.float32), y)
+    np.testing.assert_allclose(r.grad.astype(np.float64), gh, rtol=2e-3, atol=1e-6)
+    bf = (z.view(np.uint32) >> 16).astype(np.uint16)  # truncated: exact bfloat16 inputs
+    r = ctx.softmax_xent(bf, y, dtype="bfloat16")
+    assert r.grad.dtype == np.uint16
+    zb = (bf.astype(np.uint32) << 16).view(np.float32)
+    _, gb, _ = ref_softmax(zb, y)
+    got = (r.grad.astype(np.uint32) << 16).view(np.float32)
+    np.testing.assert_allclose(got, gb, rtol=8e-3, atol=1e-6)
+
+
+def test_soft_and_binary(ctx):
+    rng = np.random.default_rng(4)
+    z = rng.uniform(-5, 5, (9, 11)).astype(np.float32)
+    t = rng.uniform(0, 1, (9, 11)).astype(np.float32)
+    t /= t.sum(1, keepdims=True)
+    r = ctx.softmax_xent_soft(z, t, reduction="sum")
+    lse = np.log(np.exp(z.astype(np.float64)).sum(1))
+    np.testing.assert_allclose(r.loss, (t * (lse[:, None] - z)).sum(), rtol=1e-5)
+    x = rng.uniform(-6, 6, (50, 3)).astype(np.float32)
+    yb = (rng.uniform(0, 1, (50, 3)) > 0.5).astype(np.float32)
+    pw = np.array([1.0, 2.0, 0.5], dtype=np.float32)
+    r = ctx.sigmoid_xent(x, yb, pos_weight=pw, reduction="none")
+    xd = x.astype(np.float64)
+    sp = np.logaddexp(0, xd)
+    np.testing.assert_allclose(r.loss, pw * yb * (sp - xd) + (1 - yb) * sp, rtol=1e-5, atol=1e-6)
+    s = 1 / (1 + np.exp(-xd))
+    np.testing.assert_allclose(r.grad, s * (1 - yb) - pw * yb * (1 - s), rtol=1e-5, atol=1e-6)
+    r1 = ctx.sigmoid_xent(x[:, 0], yb[:, 0])
+    assert r1.grad.shape == (50,)
+
+
+def test_errors_carry_status_and_message(ctx):
+    z = np.zeros((4, 3), dtype=np.float32)
+    with pytest.raises(clxent.Error) as e:
+        ctx.softmax_xent(z, [0, 1, 5, 0])
+    assert e.value.status == "LABEL_RANGE" and "labels[2] = 5" in e.value.message
+    with pytest.raises(clxent.Error) as e:
+        ctx.softmax_xent(z, [0, 1, 2, 0], label_smoothing=float("nan"))
+    assert e.value.status == "INVALID_ARG" and "label_smoothing" in e.value.message
+    with pytest.raises(clxent.Error) as e:
+        clxent.Context("no-such-device")
+    assert e.value.status == "NO_DEVICE"
+    with pytest.raises(ValueError):
+        ctx.softmax_xent(z, [0, 1, 2, 0], reduction="avg")
+
+
+def test_matches_pytorch_when_installed(ctx):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    z = rng.uniform(-4, 4, (32, 100)).astype(np.float32)
+    y = rng.integers(0, 100, 32)
+    y[3] = -100
+    w = rng.uniform(0.5, 2, 100).astype(np.float32)
+    zt = torch.tensor(z, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(zt, torch.tensor(y), weight=torch.tensor(w), label_smoothing=0.1)
+    loss.backward()
+    r = ctx.softmax_xent(z, y, class_weight=w, label_smoothing=0.1)
+    np.testing.assert_allclose(r.loss, loss.item(), rtol=1e-5)
+    np.testing.assert_allclose(r.grad, zt.grad.numpy(), rtol=1e-4, atol=1e-7)
