@@ -1,5 +1,6 @@
-/*
- * clxent — fused softmax / sigmoid cross-entropy, loss and gradient, on any OpenCL device.
+/**
+ * @file clxent.h
+ * @brief clxent — fused softmax / sigmoid cross-entropy, loss and gradient, on any OpenCL device.
  *
  * One call takes a batch of logits and labels and returns the batch loss and dL/dlogits. The work
  * runs on an OpenCL device (a GPU through its vendor driver, or the CPU through PoCL).
@@ -39,9 +40,12 @@ extern "C" {
 #define CLXENT_API
 #endif
 
-CLXENT_API unsigned clxent_version(void);             /* CLXENT_VERSION_NUMBER of the library linked */
-CLXENT_API const char *clxent_version_string(void);   /* "MAJOR.MINOR.PATCH" of the library linked */
+/** @return CLXENT_VERSION_NUMBER of the library linked (compare with the header's to detect a mismatch). */
+CLXENT_API unsigned clxent_version(void);
+/** @return "MAJOR.MINOR.PATCH" of the library linked; static storage, never NULL. */
+CLXENT_API const char *clxent_version_string(void);
 
+/** Result of every call; clxent_status_str() names each value, clxent_last_error() explains it. */
 typedef enum clxent_status {
   CLXENT_OK = 0,
   CLXENT_ERR_INVALID_ARG,   /* NULL pointer, zero size, unknown enum value, bad option value */
@@ -52,31 +56,45 @@ typedef enum clxent_status {
   CLXENT_ERR_OPENCL         /* any other OpenCL failure (call and CL error name in clxent_last_error) */
 } clxent_status;            /* more values may be added later; never renumber these */
 
-/* Opaque context: one OpenCL device, its queue, the built kernels and reusable buffers. */
+/** Opaque context: one OpenCL device, its queue, the built kernels and reusable buffers. */
 typedef struct clxent_ctx clxent_ctx;
 
-/* Creates a context on a device. `device` selects it:
- *   NULL      $CLXENT_DEVICE if set, else the first GPU, else the first OpenCL device of any type;
- *   "gpu"     the first GPU;           "cpu"  the first CPU device (PoCL, for example);
- *   "P:D"     platform index P, device index D within it (as `clxent devices` lists them);
- *   other     the first device whose device or platform name contains the string (case-insensitive).
- * On failure *ctx is NULL and clxent_last_error(NULL) describes why (per thread). */
+/**
+ * @brief Creates a context on a device and builds (or loads from the program cache) its kernels.
+ * @param ctx     receives the context; set to NULL on failure.
+ * @param device  which device:
+ *   - NULL: $CLXENT_DEVICE if set, else the first GPU, else the first OpenCL device of any type;
+ *   - "gpu": the first GPU; "cpu": the first CPU device (PoCL, for example);
+ *   - "P:D": platform index P, device index D within it (as `clxent devices` lists them);
+ *   - other: the first device whose device or platform name contains it (case-insensitive).
+ * @return CLXENT_OK; CLXENT_ERR_INVALID_ARG (ctx NULL, a bad CLXENT_* environment variable);
+ *   CLXENT_ERR_NO_DEVICE (no platform, or nothing matches); CLXENT_ERR_BUILD (the kernels do not
+ *   compile; the build log is in the message); CLXENT_ERR_OUT_OF_MEMORY; CLXENT_ERR_OPENCL.
+ *   On failure clxent_last_error(NULL) describes why (kept per thread).
+ */
 CLXENT_API clxent_status clxent_create(clxent_ctx **ctx, const char *device);
-CLXENT_API void clxent_destroy(clxent_ctx *ctx); /* NULL is a no-op */
+/** @brief Waits for the context's work, then releases everything it holds. NULL is a no-op. */
+CLXENT_API void clxent_destroy(clxent_ctx *ctx);
 
-CLXENT_API const char *clxent_status_str(clxent_status status); /* never NULL */
-/* Detail of the last failure on ctx, "" if none. With ctx == NULL: the last failed clxent_create
- * of the calling thread. The string stays valid until the next call on ctx. */
+/** @return the name of status ("CLXENT_ERR_LABEL_RANGE: ..."); never NULL, also for unknown values. */
+CLXENT_API const char *clxent_status_str(clxent_status status);
+/**
+ * @return the detail of the last failure on ctx ("" if none), naming the bad argument, row or
+ *   OpenCL call. With ctx == NULL: the last failed clxent_create of the calling thread. Valid until
+ *   the next call on ctx.
+ */
 CLXENT_API const char *clxent_last_error(const clxent_ctx *ctx);
+/** @return the OpenCL name of the context's device ("" for NULL). */
 CLXENT_API const char *clxent_device_name(const clxent_ctx *ctx);
 
+/** How per-row losses become the result. */
 typedef enum clxent_reduction {
   CLXENT_MEAN = 0, /* J = Σ_i loss_i / (number of rows counted) */
   CLXENT_SUM = 1,  /* J = Σ_i loss_i */
   CLXENT_NONE = 2  /* loss_i per row; the gradient is that of Σ_i loss_i */
 } clxent_reduction;
 
-/* Options of a loss call. Start from clxent_opts_default() and set what you need; every option is
+/** Options of a loss call. Start from clxent_opts_default() and set what you need; every option is
  * validated (NaN, infinity or a value out of range is CLXENT_ERR_INVALID_ARG, nothing written),
  * and an option set on a loss it does not apply to is rejected rather than ignored. */
 typedef struct clxent_opts {
@@ -101,10 +119,10 @@ typedef struct clxent_opts {
                                 -[p·y ln a + (1-y) ln(1-a)] (BCEWithLogitsLoss's pos_weight) */
 } clxent_opts;
 
-/* CLXENT_MEAN, ignore_index = -100 (PyTorch's default), no weights, ε = λ = s = 0. */
+/** @return CLXENT_MEAN, ignore_index = -100 (PyTorch's default), no weights, ε = λ = s = 0. */
 CLXENT_API clxent_opts clxent_opts_default(void);
 
-/* Storage type of the dense arrays of the _ex entries (logits or probabilities, dense targets and
+/** Storage type of the dense arrays of the _ex entries (logits or probabilities, dense targets and
  * the gradient, all of the same type); math is float32 for all. Losses, lse, weights and the bias
  * gradient stay float32. */
 typedef enum clxent_dtype {
@@ -113,7 +131,7 @@ typedef enum clxent_dtype {
   CLXENT_BFLOAT16 = 2 /* the high 16 bits of a float32 (uint16_t in C); rounded to nearest even */
 } clxent_dtype;
 
-/* The _ex entries' storage type and extra outputs. Start from clxent_ex_default(). */
+/** The _ex entries' storage type and extra outputs. Start from clxent_ex_default(). */
 typedef struct clxent_ex {
   clxent_dtype dtype; /* of logits / probabilities, dense targets and grad */
   float *lse;         /* softmax losses: [n] receives lse_i = ln Σ_j e^{u_ij} (after softcap), or NULL */
@@ -121,48 +139,92 @@ typedef struct clxent_ex {
                          a fixed order (bit-identical run to run); needs grad. Or NULL */
 } clxent_ex;
 
-CLXENT_API clxent_ex clxent_ex_default(void); /* CLXENT_FLOAT32, no extra outputs */
+/** @return CLXENT_FLOAT32, no extra outputs. */
+CLXENT_API clxent_ex clxent_ex_default(void);
 
-/* Multiclass, class-index labels: a = softmax(z_i), loss_i = -ln a_{i,y_i} = lse(z_i) - z_{i,y_i},
- * dL/dz_{i,j} = scale · (a_{i,j} - [j == y_i]).
- *   logits  [n][c];  labels [n], each in [0, c) or opts->ignore_index.
- *   loss    MEAN, SUM: 1 value; NONE: n values. May be NULL if grad is not.
- *   grad    [n][c] or NULL (loss only) or == logits (written in place).
- *   opts    NULL = clxent_opts_default(); class_weight, label_smoothing, z_loss and softcap apply
- *           (see clxent_opts) and change the formulas to those of the README's toolbox table.
- * MEAN divides by the number of rows not ignored (all ignored: loss is NaN, gradient 0, as in
+/*
+ * Every loss function below:
+ * @return CLXENT_OK;
+ *   CLXENT_ERR_INVALID_ARG: ctx or an input NULL, n or c 0, n·c overflowing size_t, loss and grad
+ *     both NULL, an output overlapping an input (grad == the first input exactly is allowed), an
+ *     option out of range or NaN/inf, or set on a loss it does not apply to — nothing written;
+ *   CLXENT_ERR_LABEL_RANGE (hard labels): a label outside [0, c) that is not ignore_index — checked
+ *     before anything runs, the message names the first bad row, nothing written;
+ *   CLXENT_ERR_OUT_OF_MEMORY: a device buffer could not be had (or one row exceeds a block);
+ *   CLXENT_ERR_OPENCL: an OpenCL call failed (named in clxent_last_error). After these two the
+ *     outputs are unspecified; the context stays usable.
+ */
+
+/**
+ * @brief Multiclass cross-entropy with class-index labels, fused with softmax and the gradient.
+ *
+ * a = softmax(z_i), loss_i = -ln a_{i,y_i} = lse(z_i) - z_{i,y_i}, dL/dz_{i,j} = scale · (a_{i,j} - [j == y_i]).
+ * MEAN divides by the number of rows not ignored (all ignored: loss NaN, gradient 0, as in
  * PyTorch); the gradient carries the reduction's scale (1/count for MEAN, 1 otherwise).
- * A label outside [0, c) that is not ignore_index: CLXENT_ERR_LABEL_RANGE, checked before anything
- * is computed, clxent_last_error names the first bad row and its value, nothing is written. */
+ * @param ctx     the context.
+ * @param n, c    rows and classes.
+ * @param logits  [n][c] float.
+ * @param labels  [n], each in [0, c) or opts->ignore_index.
+ * @param opts    NULL = clxent_opts_default(); class_weight, label_smoothing, z_loss and softcap
+ *                apply (see clxent_opts and the README's toolbox table).
+ * @param loss    MEAN, SUM: 1 value; NONE: n values. May be NULL if grad is not.
+ * @param grad    [n][c], NULL (loss only) or == logits (written in place).
+ * @return as listed above.
+ */
 CLXENT_API clxent_status clxent_softmax_xent(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
                                   const int32_t *labels, const clxent_opts *opts, float *loss,
                                   float *grad);
 
-/* Multiclass, dense targets t [n][c] (probabilities, or any non-negative weights):
+/**
+ * @brief Multiclass cross-entropy with dense targets (probabilities, or any non-negative weights).
+ *
  * loss_i = -Σ_j t_{i,j} ln a_{i,j}, dL/dz_{i,j} = scale · (a_{i,j} · Σ_k t_{i,k} - t_{i,j}).
- * Terms with t = 0 contribute 0 even where z = -inf. ignore_index does not apply; MEAN divides by n. */
+ * Terms with t = 0 contribute 0 even where z = -inf. ignore_index does not apply; MEAN divides by n.
+ * @param logits, targets  [n][c] float.  @param opts, loss, grad  as for clxent_softmax_xent.
+ * @return as listed above (never CLXENT_ERR_LABEL_RANGE).
+ */
 CLXENT_API clxent_status clxent_softmax_xent_soft(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
                                        const float *targets, const clxent_opts *opts, float *loss,
                                        float *grad);
 
-/* Binary, elementwise over n values, from logits with the sigmoid fused:
+/**
+ * @brief Binary cross-entropy from logits with the sigmoid fused, elementwise over n values.
+ *
  * a = sigmoid(z), loss = -[y ln a + (1-y) ln(1-a)] = max(z,0) - z·y + ln(1 + e^{-|z|}),
- * dL/dz = scale · (a - y). MEAN divides by n. grad may be NULL or == logits. */
+ * dL/dz = scale · (a - y). MEAN divides by n.
+ * @param logits, targets  [n] float (targets in [0, 1]).
+ * @param opts  pos_weight (1 value) applies.  @param loss  1 or n values.  @param grad  [n], NULL or == logits.
+ * @return as listed above (never CLXENT_ERR_LABEL_RANGE).
+ */
 CLXENT_API clxent_status clxent_sigmoid_xent(clxent_ctx *ctx, size_t n, const float *logits,
                                   const float *targets, const clxent_opts *opts, float *loss,
                                   float *grad);
 
-/* Binary from probabilities a ∈ [0, 1] (PyTorch's BCELoss): loss = -[y ln a + (1-y) ln(1-a)] with
- * each log clamped at -100, dL/da = scale · (a - y) / max(a(1-a), 1e-12). An a outside [0, 1]
- * (NaN excepted: it propagates) is CLXENT_ERR_INVALID_ARG. grad may be NULL or == probs. */
+/**
+ * @brief Binary cross-entropy from probabilities a ∈ [0, 1] (PyTorch's BCELoss).
+ *
+ * loss = -[y ln a + (1-y) ln(1-a)] with each log clamped at -100,
+ * dL/da = scale · (a - y) / max(a(1-a), 1e-12).
+ * @param probs, targets  [n] float.  @param opts  pos_weight (1 value) applies.
+ * @param loss  1 or n values.  @param grad  [n], NULL or == probs.
+ * @return as listed above; an a outside [0, 1] is CLXENT_ERR_INVALID_ARG (NaN passes: it propagates).
+ */
 CLXENT_API clxent_status clxent_bce(clxent_ctx *ctx, size_t n, const float *probs, const float *targets,
                          const clxent_opts *opts, float *loss, float *grad);
 
-/* Typed forms with extra outputs. The same losses as above on n×c arrays of ex->dtype, the
- * options of opts, and ex->lse / ex->bias_grad filled in the same call (ex NULL = defaults).
- * grad may be NULL or == the first input (in place), as above. The binary forms take n rows of c
- * independent binary values (c = 1 is the untyped form); MEAN divides by n·c, pos_weight has c
- * values. With ex->dtype 16-bit, each argument points at uint16_t values of that format. */
+/**
+ * @brief Typed forms with extra outputs: the same losses on arrays of ex->dtype.
+ *
+ * The options of opts apply as above; ex->lse and ex->bias_grad are filled in the same call.
+ * The binary forms take n rows of c independent binary values (c = 1 is the untyped form); MEAN
+ * divides by n·c and pos_weight has c values.
+ * @param logits, probs, targets, grad  n×c values of ex->dtype (uint16_t for the 16-bit types);
+ *   grad may be NULL or == the first input (in place).
+ * @param ex  NULL = clxent_ex_default(). ex->lse applies to the softmax forms only; ex->bias_grad
+ *   needs grad.
+ * @param loss  float32, as in the untyped forms (n·c values for NONE in the binary forms).
+ * @return as listed above; also CLXENT_ERR_INVALID_ARG for an unknown ex->dtype.
+ */
 CLXENT_API clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
                                      const int32_t *labels, const clxent_opts *opts,
                                      const clxent_ex *ex, float *loss, void *grad);
@@ -176,10 +238,16 @@ CLXENT_API clxent_status clxent_bce_ex(clxent_ctx *ctx, size_t n, size_t c, cons
                             const void *targets, const clxent_opts *opts, const clxent_ex *ex,
                             float *loss, void *grad);
 
-/* Per row of distributions p, q [n][c]; out [n]. Natural log, 0·ln 0 = 0, p·ln 0 = -inf for p > 0.
- *   entropy        H(p)    = -Σ p ln p
- *   cross_entropy  H(p,q)  = -Σ p ln q
- *   kl_div         D(p‖q)  =  Σ p ln(p/q) = H(p,q) - H(p) */
+/**
+ * @brief Information measures per row of distributions p, q [n][c] (float32) into out [n].
+ *
+ * Natural log, 0·ln 0 = 0, p·ln 0 = -inf for p > 0.
+ *   - entropy:        H(p)    = -Σ p ln p
+ *   - cross_entropy:  H(p,q)  = -Σ p ln q
+ *   - kl_div:         D(p‖q)  =  Σ p ln(p/q) = H(p,q) - H(p)
+ * @return CLXENT_OK; CLXENT_ERR_INVALID_ARG (NULL, zero size, overflow, out overlapping p or q);
+ *   CLXENT_ERR_OUT_OF_MEMORY; CLXENT_ERR_OPENCL.
+ */
 CLXENT_API clxent_status clxent_entropy(clxent_ctx *ctx, size_t n, size_t c, const float *p, float *out);
 CLXENT_API clxent_status clxent_cross_entropy(clxent_ctx *ctx, size_t n, size_t c, const float *p,
                                    const float *q, float *out);
