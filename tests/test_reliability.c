@@ -1,0 +1,178 @@
+/* Reliability: bit-identical results over 100 repeats and across block sizes, the threading
+ * contract with 8 threads (a context each, and one shared context behind a lock), and faults that
+ * must leave a context usable. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+enum { N = 4099, C = 37, THREADS = 8, CALLS_PER_THREAD = 25 };
+
+typedef struct batch {
+  float *logits, *weights;
+  int32_t *labels;
+} batch;
+
+static batch make_batch(void) {
+  batch b = {xmalloc(N * C * sizeof(float)), xmalloc(C * sizeof(float)), xmalloc(N * sizeof(int32_t))};
+  rng_seed(2024);
+  fill_uniform(b.logits, N * C, -9, 9);
+  for (int j = 0; j < C; ++j) b.weights[j] = (float)rng_uniform(0.5, 2);
+  for (int i = 0; i < N; ++i) b.labels[i] = i % 17 == 0 ? -100 : (int32_t)rng_below(C);
+  return b;
+}
+
+static void free_batch(batch *b) { free(b->logits), free(b->weights), free(b->labels); }
+
+typedef struct outputs {
+  float loss, lse[N], bias[C], grad[N * C];
+} outputs;
+
+/* One call with every output and option that has a reduction order to get wrong. */
+static clxent_status run(clxent_ctx *ctx, const batch *b, outputs *out) {
+  clxent_opts o = clxent_opts_default();
+  o.class_weight = b->weights, o.label_smoothing = 0.1f, o.z_loss = 1e-3f;
+  clxent_ex ex = clxent_ex_default();
+  ex.lse = out->lse, ex.bias_grad = out->bias;
+  return clxent_softmax_xent_ex(ctx, N, C, b->logits, b->labels, &o, &ex, &out->loss, out->grad);
+}
+
+static int same_bits(const outputs *a, const outputs *b) { return !memcmp(a, b, sizeof *a); }
+
+static void test_repeats_bit_identical(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  batch b = make_batch();
+  outputs *first = xmalloc(sizeof *first), *again = xmalloc(sizeof *again);
+  ASSERT_OK(ctx, run(ctx, &b, first));
+  for (int k = 0; k < 100; ++k) {
+    ASSERT_OK(ctx, run(ctx, &b, again));
+    if (!same_bits(first, again)) fail_msg("repeat %d differs from the first call", k);
+  }
+  /* the same bits when the batch streams through in blocks of 3, 64 and 1000 rows */
+  static const char *const block_bytes[] = {"444", "9472", "148000"}; /* rows × 37 floats */
+  for (int s = 0; s < 3; ++s) {
+    setenv("CLXENT_BLOCK_BYTES", block_bytes[s], 1);
+    clxent_ctx *blocky = NULL;
+    ASSERT_OK(NULL, clxent_create(&blocky, NULL));
+    unsetenv("CLXENT_BLOCK_BYTES");
+    ASSERT_OK(blocky, run(blocky, &b, again));
+    clxent_destroy(blocky);
+    if (!same_bits(first, again)) fail_msg("block of %s bytes gives other bits", block_bytes[s]);
+  }
+  free(first), free(again);
+  free_batch(&b);
+}
+
+/* ---------------------------------------------------------------- threads */
+
+typedef struct worker {
+  const batch *b;
+  const outputs *expected;
+  clxent_ctx *shared; /* NULL: the worker makes its own context */
+  pthread_mutex_t *lock;
+  int failures;
+  char why[256];
+} worker;
+
+static void *work(void *arg) {
+  worker *w = arg;
+  outputs *out = malloc(sizeof *out);
+  clxent_ctx *ctx = w->shared;
+  if (!out || (!ctx && clxent_create(&ctx, NULL) != CLXENT_OK)) {
+    snprintf(w->why, sizeof w->why, "setup: %s", out ? clxent_last_error(NULL) : "malloc");
+    w->failures = 1;
+    free(out);
+    return NULL;
+  }
+  for (int k = 0; k < CALLS_PER_THREAD && !w->failures; ++k) {
+    if (w->lock) pthread_mutex_lock(w->lock);
+    const clxent_status st = run(ctx, w->b, out);
+    if (st != CLXENT_OK) snprintf(w->why, sizeof w->why, "call %d: %s", k, clxent_last_error(ctx)), w->failures = 1;
+    if (w->lock) pthread_mutex_unlock(w->lock);
+    if (!w->failures && !same_bits(out, w->expected))
+      snprintf(w->why, sizeof w->why, "call %d: results differ from the single-threaded ones", k), w->failures = 1;
+  }
+  if (!w->shared) clxent_destroy(ctx);
+  free(out);
+  return NULL;
+}
+
+static void run_threads(const batch *b, const outputs *expected, clxent_ctx *shared, pthread_mutex_t *lock) {
+  pthread_t threads[THREADS];
+  worker workers[THREADS];
+  for (int t = 0; t < THREADS; ++t) {
+    workers[t] = (worker){b, expected, shared, lock, 0, ""};
+    if (pthread_create(&threads[t], NULL, work, &workers[t])) fail_msg("pthread_create failed");
+  }
+  for (int t = 0; t < THREADS; ++t) pthread_join(threads[t], NULL);
+  for (int t = 0; t < THREADS; ++t)
+    if (workers[t].failures) fail_msg("thread %d (%s context): %s", t, shared ? "shared" : "own", workers[t].why);
+}
+
+/* The contract in clxent.h: a context per thread, or a shared one used under a lock. Both give
+ * exactly the single-threaded bits. */
+static void test_threads(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  batch b = make_batch();
+  outputs *expected = xmalloc(sizeof *expected);
+  ASSERT_OK(ctx, run(ctx, &b, expected));
+  run_threads(&b, expected, NULL, NULL);
+  pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  run_threads(&b, expected, ctx, &lock);
+  free(expected);
+  free_batch(&b);
+}
+
+/* ---------------------------------------------------------------- faults */
+
+/* A call the device cannot hold fails with OUT_OF_MEMORY and a message, and the context goes on. */
+static void test_out_of_memory_leaves_context_usable(void **state) {
+  (void)state;
+  setenv("CLXENT_BLOCK_BYTES", "64", 1); /* blocks of 16 floats: a row of 37 does not fit */
+  clxent_ctx *ctx = NULL;
+  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
+  unsetenv("CLXENT_BLOCK_BYTES");
+  batch b = make_batch();
+  float loss = 0;
+  assert_int_equal(clxent_softmax_xent(ctx, N, C, b.logits, b.labels, NULL, &loss, NULL), CLXENT_ERR_OUT_OF_MEMORY);
+  if (!strstr(clxent_last_error(ctx), "exceeds the largest block buffer"))
+    fail_msg("message: %s", clxent_last_error(ctx));
+  /* small rows still stream through the tiny blocks, and give the usual answer */
+  const float z[4] = {logf(0.1f), logf(0.6f), logf(0.3f), 0.0f};
+  const int32_t y = 2;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 1, 3, z, &y, NULL, &loss, NULL));
+  assert_float_equal(loss, 1.204, 1e-3);
+  clxent_destroy(ctx);
+  free_batch(&b);
+}
+
+/* A build failure (a bad option injected through CLXENT_BUILD_OPTIONS) reports the build log and
+ * leaves nothing behind; the next create without it works. */
+static void test_build_failure_then_recovery(void **state) {
+  (void)state;
+  setenv("CLXENT_BUILD_OPTIONS", "-DCLXENT_VEC=5", 1);
+  setenv("CLXENT_CACHE", "0", 1);
+  clxent_ctx *ctx = (clxent_ctx *)&ctx;
+  assert_int_equal(clxent_create(&ctx, NULL), CLXENT_ERR_BUILD);
+  assert_null(ctx);
+  if (!strstr(clxent_last_error(NULL), "CLXENT_VEC must be 4, 8 or 16"))
+    fail_msg("build log not in the message: %.300s", clxent_last_error(NULL));
+  unsetenv("CLXENT_BUILD_OPTIONS");
+  unsetenv("CLXENT_CACHE");
+  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
+  clxent_destroy(ctx);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_repeats_bit_identical),
+      cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_out_of_memory_leaves_context_usable),
+      cmocka_unit_test(test_build_failure_then_recovery),
+  };
+  return cmocka_run_group_tests(tests, support_setup, support_teardown);
+}
