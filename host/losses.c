@@ -45,6 +45,7 @@ typedef struct region {
   const void *p;
   size_t bytes;
   int output;
+  size_t element; /* alignment required; 0 = 4 bytes */
 } region;
 
 static int overlaps(const region *a, const region *b) {
@@ -54,6 +55,14 @@ static int overlaps(const region *a, const region *b) {
 }
 
 static clxent_status check_regions(clxent_ctx *ctx, const region *r, int count, int in_place_allowed) {
+  /* every array aligned to its element (float, int32_t and float32 storage: 4 bytes; 16-bit
+   * storage: 2): the kernels' loads assume it, and C requires it anyway */
+  for (int i = 0; i < count; ++i) {
+    const size_t align = r[i].element ? r[i].element : sizeof(float);
+    if ((uintptr_t)r[i].p % align)
+      return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "%s (%p) is not aligned to its %zu-byte elements", r[i].name,
+                         r[i].p, align);
+  }
   for (int i = 0; i < count; ++i) {
     if (!r[i].output) continue;
     for (int j = 0; j < i; ++j) {
@@ -463,10 +472,10 @@ clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const 
   TRY(check_ex(ctx, &x, FAMILY_SOFTMAX, grad));
   const size_t mat = n * c * dtype_size(x.dtype);
   const region regions[] = {
-      {"logits", logits, mat, 0},         {"labels", labels, n * sizeof(int32_t), 0},
-      {"opts->class_weight", o.class_weight, c * sizeof(float), 0},
-      {"grad", grad, mat, 1},             {"loss", loss, loss_count(o.reduction, n) * sizeof(float), 1},
-      {"ex->lse", x.lse, n * sizeof(float), 1}, {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1}};
+      {"logits", logits, mat, 0, dtype_size(x.dtype)},         {"labels", labels, n * sizeof(int32_t), 0, 0},
+      {"opts->class_weight", o.class_weight, c * sizeof(float), 0, 0},
+      {"grad", grad, mat, 1, dtype_size(x.dtype)},             {"loss", loss, loss_count(o.reduction, n) * sizeof(float), 1, 0},
+      {"ex->lse", x.lse, n * sizeof(float), 1, 0}, {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1, 0}};
   TRY(check_regions(ctx, regions, (int)(sizeof regions / sizeof regions[0]), 1));
   TRY(check_opts(ctx, &o, FAMILY_SOFTMAX, c, &weight_sum));
   size_t counted = 0;
@@ -502,10 +511,10 @@ clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, c
   TRY(check_ex(ctx, &x, FAMILY_SOFTMAX, grad));
   const size_t mat = n * c * dtype_size(x.dtype);
   const region regions[] = {
-      {"logits", logits, mat, 0},         {"targets", targets, mat, 0},
-      {"opts->class_weight", o.class_weight, c * sizeof(float), 0},
-      {"grad", grad, mat, 1},             {"loss", loss, loss_count(o.reduction, n) * sizeof(float), 1},
-      {"ex->lse", x.lse, n * sizeof(float), 1}, {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1}};
+      {"logits", logits, mat, 0, dtype_size(x.dtype)},         {"targets", targets, mat, 0, dtype_size(x.dtype)},
+      {"opts->class_weight", o.class_weight, c * sizeof(float), 0, 0},
+      {"grad", grad, mat, 1, dtype_size(x.dtype)},             {"loss", loss, loss_count(o.reduction, n) * sizeof(float), 1, 0},
+      {"ex->lse", x.lse, n * sizeof(float), 1, 0}, {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1, 0}};
   TRY(check_regions(ctx, regions, (int)(sizeof regions / sizeof regions[0]), 1));
   TRY(check_opts(ctx, &o, FAMILY_SOFTMAX, c, &weight_sum));
   float divisor; /* soft targets: MEAN divides by n, weights or not (PyTorch) */
@@ -531,10 +540,10 @@ static clxent_status binary_loss(clxent_ctx *ctx, clxent_kernel_id kernel, const
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (columns) = %zu exceeds INT32_MAX", c);
   const size_t values = n * c, mat = values * dtype_size(x.dtype);
   const region regions[] = {
-      {in_name, in, mat, 0},          {"targets", targets, mat, 0},
-      {"opts->pos_weight", o.pos_weight, c * sizeof(float), 0},
-      {"grad", grad, mat, 1},         {"loss", loss, loss_count(o.reduction, values) * sizeof(float), 1},
-      {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1}};
+      {in_name, in, mat, 0, dtype_size(x.dtype)},          {"targets", targets, mat, 0, dtype_size(x.dtype)},
+      {"opts->pos_weight", o.pos_weight, c * sizeof(float), 0, 0},
+      {"grad", grad, mat, 1, dtype_size(x.dtype)},         {"loss", loss, loss_count(o.reduction, values) * sizeof(float), 1, 0},
+      {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1, 0}};
   TRY(check_regions(ctx, regions, (int)(sizeof regions / sizeof regions[0]), 1));
   TRY(check_opts(ctx, &o, FAMILY_BINARY, c, &weight_sum));
   if (kernel == KERNEL_BCE)
@@ -591,8 +600,8 @@ static clxent_status row_information(clxent_ctx *ctx, int mode, size_t n, size_t
   if (mode != MODE_ENTROPY) TRY(check_ptr(ctx, q, "q"));
   TRY(check_ptr(ctx, out, "out"));
   const size_t mat = n * c * sizeof(float);
-  const region regions[] = {{"p", p, mat, 0}, {"q", mode == MODE_ENTROPY ? NULL : q, mat, 0},
-                            {"out", out, n * sizeof(float), 1}};
+  const region regions[] = {{"p", p, mat, 0, 0}, {"q", mode == MODE_ENTROPY ? NULL : q, mat, 0, 0},
+                            {"out", out, n * sizeof(float), 1, 0}};
   TRY(check_regions(ctx, regions, 3, 0));
   const row_job job = {KERNEL_ROW_INFORMATION, CLXENT_FLOAT32, n, c, 0, p, mode == MODE_ENTROPY ? NULL : q,
                        NULL, NULL, mode, clxent_plain_params(1.0f, c), NULL, NULL, NULL};

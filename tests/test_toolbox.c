@@ -527,6 +527,13 @@ static void test_rejected_options(void **state) {
   ex.bias_grad = bias;
   o = clxent_opts_default(), o.class_weight = grad;
   REJECT(CLXENT_ERR_INVALID_ARG, "grad overlaps opts->class_weight", clxent_softmax_xent(ctx, N, C, z, y, &o, loss, grad));
+  /* arrays misaligned for their elements */
+  REJECT(CLXENT_ERR_INVALID_ARG, "logits (", clxent_softmax_xent(ctx, 2, 3, (const float *)((const char *)z + 2), y, NULL, loss, grad));
+  REJECT(CLXENT_ERR_INVALID_ARG, "is not aligned to its 4-byte elements",
+         clxent_softmax_xent(ctx, 2, 3, z, (const int32_t *)((const char *)y + 1), NULL, loss, grad));
+  ex = clxent_ex_default(), ex.dtype = CLXENT_FLOAT16;
+  REJECT(CLXENT_ERR_INVALID_ARG, "is not aligned to its 2-byte elements",
+         clxent_softmax_xent_ex(ctx, 2, 3, (const char *)z + 1, y, NULL, &ex, loss, grad));
   /* 16-bit probabilities are range-checked too: bf16 0x4000 is 2.0 */
   uint16_t probs[N * C];
   for (int e = 0; e < N * C; ++e) probs[e] = 0x3F00; /* 0.5 */

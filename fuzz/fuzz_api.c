@@ -1,0 +1,166 @@
+/*
+ * libFuzzer harness for the public API. The input chooses a function, sizes, labels, options
+ * (as raw float bit patterns: NaN, inf, negative and huge values included), the storage type,
+ * the extra outputs and the gradient mode, and the logits' bits. Every call must
+ *   - return a documented status;
+ *   - leave every output untouched when it rejects the call (INVALID_ARG, LABEL_RANGE);
+ *   - when it accepts a float32 hard-label call whose logits are finite, agree with a float64
+ *     reference of the loss (all options) within tolerance.
+ * Build: cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCLXENT_FUZZ=ON && cmake --build build-fuzz
+ * Run:   ./build-fuzz/fuzz_api -max_total_time=60 fuzz/corpus
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clxent.h"
+
+enum { MAX_N = 48, MAX_C = 300, MAX_VALUES = MAX_N * MAX_C };
+
+typedef struct reader {
+  const uint8_t *p;
+  size_t left;
+} reader;
+
+static uint32_t take(reader *r, int bytes) {
+  uint32_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = v << 8 | (r->left ? (--r->left, *r->p++) : 0);
+  return v;
+}
+static float take_float(reader *r) {
+  const uint32_t bits = take(r, 4);
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+/* An option value: mostly sensible, sometimes any bit pattern. */
+static float take_option(reader *r, float sensible) {
+  const uint32_t mode = take(r, 1);
+  if (mode < 128) return 0.0f;
+  if (mode < 230) return sensible * (float)(mode - 127) / 100.0f;
+  return take_float(r);
+}
+
+static clxent_ctx *ctx;
+static const uint32_t poison_bits = 0x7FC0DEADu;
+
+static void poison(void *p, size_t bytes) {
+  for (size_t k = 0; k + 4 <= bytes; k += 4) memcpy((char *)p + k, &poison_bits, 4);
+}
+static int poisoned(const void *p, size_t bytes) {
+  for (size_t k = 0; k + 4 <= bytes; k += 4)
+    if (memcmp((const char *)p + k, &poison_bits, 4)) return 0;
+  return 1;
+}
+
+/* float64 reference of the hard-label loss with every option (the header's formulas). */
+static double reference(size_t n, size_t c, const float *z, const int32_t *y, const clxent_opts *o) {
+  double divisor = 0, ce = 0, zl = 0;
+  size_t counted = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (y[i] == o->ignore_index) continue;
+    ++counted, divisor += o->class_weight ? o->class_weight[y[i]] : 1.0;
+    double m = -INFINITY, s = 0, W = 0, wu = 0;
+    for (size_t j = 0; j < c; ++j) {
+      const double u = o->softcap > 0 ? o->softcap * tanh(z[i * c + j] / o->softcap) : z[i * c + j];
+      m = fmax(m, u);
+    }
+    for (size_t j = 0; j < c; ++j) {
+      const double u = o->softcap > 0 ? o->softcap * tanh(z[i * c + j] / o->softcap) : z[i * c + j];
+      const double w = o->class_weight ? o->class_weight[j] : 1.0;
+      s += exp(u - m), W += w;
+      if (w != 0) wu += w * (m - u);
+    }
+    const double lse = m + log(s), uy = o->softcap > 0 ? o->softcap * tanh(z[i * c + y[i]] / o->softcap) : z[i * c + y[i]];
+    const double wy = o->class_weight ? o->class_weight[y[i]] : 1.0, eps = o->label_smoothing;
+    ce += (1 - eps) * wy * (lse - uy) + (eps / (double)c) * (wu + W * log(s));
+    zl += o->z_loss * lse * lse;
+  }
+  if (o->reduction == CLXENT_SUM) return ce + zl;
+  return ce / divisor + (o->z_loss != 0 ? zl / (double)counted : 0);
+}
+
+static void destroy_ctx(void) { clxent_destroy(ctx); }
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!ctx) {
+    if (clxent_create(&ctx, NULL) != CLXENT_OK) {
+      fprintf(stderr, "fuzz: clxent_create: %s\n", clxent_last_error(NULL));
+      abort();
+    }
+    atexit(destroy_ctx); /* before the leak check at exit: what PoCL holds for the context goes */
+  }
+  reader r = {data, size};
+  const int function = (int)(take(&r, 1) % 4);
+  const size_t n = 1 + take(&r, 1) % MAX_N, c = 1 + take(&r, 2) % MAX_C;
+  clxent_opts o = clxent_opts_default();
+  o.reduction = (clxent_reduction)(take(&r, 1) % 4); /* 3 is invalid */
+  o.ignore_index = (int32_t)(take(&r, 1) % 4) - 2;   /* -2 .. 1: sometimes a real class */
+  const uint32_t flags = take(&r, 1);
+  static float weights[MAX_C];
+  for (size_t j = 0; j < c; ++j) weights[j] = (flags & 64) ? take_option(&r, 3.0f) : 1.0f;
+  if (function <= 1) {
+    o.label_smoothing = take_option(&r, 0.99f);
+    o.z_loss = take_option(&r, 0.1f);
+    o.softcap = take_option(&r, 50.0f);
+    if (flags & 1) o.class_weight = weights;
+  } else if (flags & 1) {
+    o.pos_weight = weights;
+  }
+  clxent_ex ex = clxent_ex_default();
+  ex.dtype = (clxent_dtype)(take(&r, 1) % 4); /* 3 is invalid */
+  const size_t esize = ex.dtype == CLXENT_FLOAT32 ? 4 : 2, values = n * c;
+  static float in[MAX_VALUES], aux[MAX_VALUES], grad[MAX_VALUES], loss[MAX_VALUES], lse[MAX_N], bias[MAX_C];
+  static int32_t labels[MAX_N];
+  for (size_t k = 0; k < values; ++k) in[k] = take_float(&r);
+  for (size_t k = 0; k < values; ++k) aux[k] = (float)(take(&r, 1) % 5) / 4.0f; /* targets / probabilities */
+  if (function == 3 && ex.dtype == CLXENT_FLOAT32)
+    for (size_t k = 0; k < values; ++k) in[k] = isnan(in[k]) ? in[k] : fabsf(fmodf(in[k], 1.0f));
+  for (size_t i = 0; i < n; ++i) labels[i] = (int32_t)(take(&r, 2) % (c + 4)) - 2;
+  const int grad_mode = (int)(flags >> 1 & 3); /* 0 none, 1 separate, 2 in place, 3 separate */
+  void *g = grad_mode == 0 ? NULL : grad_mode == 2 ? (void *)in : (void *)grad;
+  ex.lse = (flags & 8) && function <= 1 ? lse : NULL;
+  ex.bias_grad = (flags & 16) ? bias : NULL;
+  float *loss_out = (flags & 32) && g ? NULL : loss;
+  static float saved[MAX_VALUES];
+  memcpy(saved, in, values * esize);
+  poison(grad, sizeof grad), poison(loss, sizeof loss), poison(lse, sizeof lse), poison(bias, sizeof bias);
+
+  clxent_status st;
+  switch (function) {
+    case 0: st = clxent_softmax_xent_ex(ctx, n, c, in, labels, &o, &ex, loss_out, g); break;
+    case 1: st = clxent_softmax_xent_soft_ex(ctx, n, c, in, aux, &o, &ex, loss_out, g); break;
+    case 2: st = clxent_sigmoid_xent_ex(ctx, n, c, in, aux, &o, &ex, loss_out, g); break;
+    default: st = clxent_bce_ex(ctx, n, c, in, aux, &o, &ex, loss_out, g); break;
+  }
+  if (st != CLXENT_OK && st != CLXENT_ERR_INVALID_ARG && st != CLXENT_ERR_LABEL_RANGE) {
+    fprintf(stderr, "fuzz: unexpected status %s: %s\n", clxent_status_str(st), clxent_last_error(ctx));
+    abort();
+  }
+  if (st != CLXENT_OK) {
+    if (!*clxent_last_error(ctx)) abort(); /* a rejection always says why */
+    if (!poisoned(grad, sizeof grad) || !poisoned(loss, sizeof loss) || !poisoned(lse, sizeof lse) ||
+        !poisoned(bias, sizeof bias) || memcmp(saved, in, values * esize)) {
+      fprintf(stderr, "fuzz: a rejected call (%s) wrote an output\n", clxent_last_error(ctx));
+      abort();
+    }
+    return 0;
+  }
+  /* accepted: a float32 hard-label call on finite logits agrees with the reference */
+  if (function == 0 && ex.dtype == CLXENT_FLOAT32 && loss_out && o.reduction != CLXENT_NONE) {
+    int finite = 1;
+    for (size_t k = 0; k < values; ++k) finite &= fabsf(saved[k]) < 1e4f;
+    if (finite) {
+      const double J = reference(n, c, saved, labels, &o);
+      const double tol = 1e-4 * (1 + fabs(J)) * (1 + log((double)c)) * (1 + 100 * o.z_loss);
+      if (!(isnan(J) ? isnan(loss[0]) : fabs(loss[0] - J) <= tol)) {
+        fprintf(stderr, "fuzz: loss %.9g, reference %.9g (n %zu, c %zu, eps %g, z %g, cap %g)\n", loss[0], J, n, c,
+                (double)o.label_smoothing, (double)o.z_loss, (double)o.softcap);
+        abort();
+      }
+    }
+  }
+  return 0;
+}
