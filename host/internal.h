@@ -60,6 +60,7 @@ struct clxent_ctx {
   clxent_variant variant;
   unsigned vector_width;   /* CLXENT_VEC */
   size_t group_size;       /* CLXENT_GROUP_SIZE */
+  size_t row_threads;      /* group variant: work-items per softmax row; 0 = chosen from c */
   cl_ulong max_alloc;      /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
   cl_ulong global_mem;     /* CL_DEVICE_GLOBAL_MEM_SIZE */
   cl_ulong block_bytes;    /* largest block buffer the streaming loop uses */
@@ -111,6 +112,7 @@ cl_float8 clxent_plain_params(float scale, size_t c);
 /* Environment knobs, read at context creation (documented in README):
  *   CLXENT_VARIANT=item|group   force the row mapping
  *   CLXENT_BLOCK_BYTES=N        cap the streaming block (tests use it to force many blocks)
+ *   CLXENT_ROW_THREADS=T        group variant: work-items per softmax row (power of two)
  *   CLXENT_CACHE=0              do not read or write the program binary cache
  *   CLXENT_ZERO_COPY=0|1        override the use of caller memory in place (default: CPU devices
  *                               with CL_DEVICE_HOST_UNIFIED_MEMORY) */

@@ -190,11 +190,25 @@ cl_float8 clxent_plain_params(float scale, size_t c) {
   return p;
 }
 
+/* Work-items per row of the group variant's softmax kernels: enough rows per group that short
+ * rows still fill the device (about 16 values per item), the whole group for long rows. */
+static size_t row_threads(const clxent_ctx *ctx, size_t c) {
+  if (ctx->row_threads) return ctx->row_threads;
+  size_t t = 1;
+  while (t < ctx->group_size && t * 16 < c) t *= 2;
+  return t;
+}
+
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_row_launch *l) {
   const int typed = l->kernel < KERNEL_TYPED_COUNT;
   const cl_kernel k = ctx->kernels[l->kernel][typed ? l->dtype : CLXENT_FLOAT32];
-  const int group_per_row = ctx->variant == CLXENT_VARIANT_GROUP_PER_ROW && l->kernel != KERNEL_SIGMOID_XENT &&
-                            l->kernel != KERNEL_BCE; /* the binary losses are elementwise on every device */
+  const int grouped = ctx->variant == CLXENT_VARIANT_GROUP_PER_ROW && l->kernel != KERNEL_SIGMOID_XENT &&
+                      l->kernel != KERNEL_BCE; /* the binary losses are elementwise on every device */
+  const int softmax = l->kernel == KERNEL_SOFTMAX_HARD || l->kernel == KERNEL_SOFTMAX_SOFT;
+  const size_t local = ctx->group_size, threads = grouped && softmax ? row_threads(ctx, l->c) : local;
+  const size_t rows_per_group = local / threads;
+  cl_float8 params = l->params;
+  params.s[7] = (float)threads; /* CLXENT_P_ROW_THREADS */
   const cl_ulong rows = l->rows, c = l->c, first_row = l->first_row;
   cl_int err;
   if ((err = clSetKernelArg(k, 0, sizeof rows, &rows)) != CL_SUCCESS ||
@@ -203,12 +217,12 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_row_launch *l) {
       (err = set_mem_arg(k, 3, l->in)) != CL_SUCCESS || (err = set_mem_arg(k, 4, l->aux)) != CL_SUCCESS ||
       (err = set_mem_arg(k, 5, l->labels)) != CL_SUCCESS || (err = set_mem_arg(k, 6, l->weight)) != CL_SUCCESS ||
       (err = clSetKernelArg(k, 7, sizeof l->iarg, &l->iarg)) != CL_SUCCESS ||
-      (err = clSetKernelArg(k, 8, sizeof l->params, &l->params)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 8, sizeof params, &params)) != CL_SUCCESS ||
       (err = set_mem_arg(k, 9, l->grad)) != CL_SUCCESS || (err = set_mem_arg(k, 10, l->out)) != CL_SUCCESS ||
       (err = set_mem_arg(k, 11, l->lse)) != CL_SUCCESS)
     return clxent_fail_cl(ctx, "clSetKernelArg", err);
-  const size_t local = ctx->group_size, global = group_per_row ? l->rows * local : l->rows;
-  err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, group_per_row ? &local : NULL, 0, NULL, NULL);
+  const size_t global = grouped ? (l->rows + rows_per_group - 1) / rows_per_group * local : l->rows;
+  err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, grouped ? &local : NULL, 0, NULL, NULL);
   return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueNDRangeKernel", err);
 }
 

@@ -104,6 +104,9 @@ static clxent_status choose_parameters(clxent_ctx *ctx) {
   if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_MAX_WORK_GROUP_SIZE)", err);
   ctx->group_size = floor_pow2(env_size("CLXENT_GROUP_SIZE", ctx->group_size));
   if (ctx->group_size > max_group) ctx->group_size = floor_pow2(max_group);
+  ctx->row_threads = env_size("CLXENT_ROW_THREADS", 0);
+  if (ctx->row_threads) ctx->row_threads = floor_pow2(ctx->row_threads);
+  if (ctx->row_threads > ctx->group_size) ctx->row_threads = ctx->group_size;
 
   err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ctx->max_alloc, &ctx->max_alloc, NULL);
   if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_MAX_MEM_ALLOC_SIZE)", err);

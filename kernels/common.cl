@@ -52,6 +52,7 @@
 #define CLXENT_P_ZSCALE(p) ((p).s4)    /* gradient scale of the z-loss term (1/rows counted for MEAN) */
 #define CLXENT_P_ZLOSS_ROW(p) ((p).s5) /* weight of the z-loss term in the per-row loss (see losses.c) */
 #define CLXENT_P_WEIGHT_SUM(p) ((p).s6) /* Σ_j weight_j (c without weights) */
+#define CLXENT_P_ROW_THREADS(p) ((uint)(p).s7) /* group variant: work-items per row, a power of two */
 
 #define uintv CLXENT_CAT(uint, CLXENT_VEC)
 #define intv CLXENT_CAT(int, CLXENT_VEC)
@@ -120,6 +121,35 @@ inline float2 group_lse(float2 state, __local float2 *scratch) {
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   const float2 total = scratch[0];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return total;
+}
+
+/* Segmented forms for several rows per work-group: the group's items form segments of T
+ * consecutive items (T a power of two dividing CLXENT_GROUP_SIZE), one segment per row; each item
+ * gets its own segment's total. Every item of the group must call them, whatever its row. */
+inline float segment_sum(float v, __local float *scratch, uint T) {
+  const uint lid = get_local_id(0);
+  scratch[lid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint step = T / 2; step > 0; step >>= 1) {
+    if ((lid & (T - 1)) < step) scratch[lid] += scratch[lid + step];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const float total = scratch[lid & ~(T - 1)];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return total;
+}
+
+inline float2 segment_lse(float2 state, __local float2 *scratch, uint T) {
+  const uint lid = get_local_id(0);
+  scratch[lid] = state;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint step = T / 2; step > 0; step >>= 1) {
+    if ((lid & (T - 1)) < step) scratch[lid] = lse_merge(scratch[lid], scratch[lid + step]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const float2 total = scratch[lid & ~(T - 1)];
   barrier(CLK_LOCAL_MEM_FENCE);
   return total;
 }

@@ -233,49 +233,50 @@ __kernel void softmax_xent_soft(
   }
 }
 
-#else /* one work-group per row */
+#else /* work-groups: T = CLXENT_P_ROW_THREADS items per row, CLXENT_GROUP_SIZE / T rows per group */
 
-/* One work-group per row: each item keeps a running log-sum-exp over a strided slice (coalesced
- * loads), the group merges them in a fixed tree, then a second pass writes the gradient and sums
- * the smoothing term Σ_j w_j (m - u_j). */
+/* T items share a row: each keeps a running log-sum-exp over a strided slice (coalesced loads),
+ * the row's segment merges them in a fixed tree, then a second pass writes the gradient and sums
+ * the smoothing term Σ_j w_j (m - u_j). The host picks T from c (T = 256 for a vocabulary, a few
+ * items for c = 10, so that short rows still fill the device). Items of a row past the block, or
+ * of an ignored row, keep taking part in the group's barriers. */
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_hard(
     CLXENT_ROW_KERNEL_ARGS(store_t, logits, unused_targets, labels, weight, ignore_index, p, grad, row_loss, row_lse)) {
   __local float2 scratch[CLXENT_GROUP_SIZE];
-  const ulong i = get_group_id(0);
-  const uint lid = get_local_id(0);
-  if (i >= rows) return; /* uniform across the group */
-  __global const store_t *z = logits + i * c;
-  __global store_t *g = grad ? grad + i * c : 0;
-  const int y = labels[first_row + i];
-  const int ignored = y == ignore_index;
+  const uint T = CLXENT_P_ROW_THREADS(p), lid = get_local_id(0), lane = lid & (T - 1);
+  const ulong i = (ulong)get_group_id(0) * (CLXENT_GROUP_SIZE / T) + lid / T;
+  const int active = i < rows;
+  __global const store_t *z = logits + (active ? i : 0) * c;
+  __global store_t *g = grad && active ? grad + i * c : 0;
+  const int y = active ? labels[first_row + i] : 0;
+  const int ignored = !active || y == ignore_index;
   const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
   float2 st = (float2)(-INFINITY, 0.0f);
-  if (!ignored || row_lse) {
-    for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) st = lse_push(st, cap_logit(LOAD(z, j), cap));
-    st = group_lse(st, scratch);
-    if (lid == 0 && row_lse) row_lse[first_row + i] = st.x + log(st.y);
-  }
-  if (ignored) {
-    if (g) for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) STORE(0.0f, g, j);
-    if (lid == 0) row_loss[first_row + i] = 0.0f;
-    return;
+  if (!ignored || (active && row_lse))
+    for (ulong j = lane; j < c; j += T) st = lse_push(st, cap_logit(LOAD(z, j), cap));
+  st = segment_lse(st, scratch, T);
+  if (active && lane == 0 && row_lse) row_lse[first_row + i] = st.x + log(st.y);
+  if (active && ignored) {
+    if (g) for (ulong j = lane; j < c; j += T) STORE(0.0f, g, j);
+    if (lane == 0) row_loss[first_row + i] = 0.0f;
   }
   const float m = st.x, log_s = log(st.y), lse = m + log_s; /* a = e^{(u - m) - ln s}: u - m exact near m */
-  const float zy = LOAD(z, y), uy = cap_logit(zy, cap), wy = weight ? weight[y] : 1.0f;
+  const float zy = ignored ? 0.0f : LOAD(z, y), uy = cap_logit(zy, cap);
+  const float wy = ignored ? 0.0f : weight ? weight[y] : 1.0f;
   const float inv_c = 1.0f / (float)c, W = CLXENT_P_WEIGHT_SUM(p), S = CLXENT_P_SCALE(p);
-  const int smooth = eps > 0.0f;
+  const int smooth = eps > 0.0f; /* uniform: the segment_sum below is called by all or none */
   const float A = S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * CLXENT_P_ZSCALE(p);
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy;
   barrier(CLK_GLOBAL_MEM_FENCE); /* z[y] is read by all before anyone overwrites it in place */
   float wdev = 0.0f;
-  if (g || smooth)
-    for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) {
+  if (!ignored && (g || smooth))
+    for (ulong j = lane; j < c; j += T) {
       const float zj = LOAD(z, j), u = cap_logit(zj, cap), w = weight ? weight[j] : 1.0f;
       if (smooth && w != 0.0f) wdev += w * (m - u);
       if (g) STORE((A * exp((u - m) - log_s) - B * w - (j == (ulong)y ? K : 0.0f)) * cap_slope(zj, cap), g, j);
     }
-  if (smooth) wdev = group_sum(wdev, (__local float *)scratch);
-  if (lid == 0) {
+  if (smooth) wdev = segment_sum(wdev, (__local float *)scratch, T);
+  if (!ignored && lane == 0) {
     float loss = (1.0f - eps) * wy * ((m - uy) + log_s);
     if (smooth) loss += eps * inv_c * (wdev + W * log_s);
     if (zl != 0.0f) loss += CLXENT_P_ZLOSS_ROW(p) * zl * lse * lse;
@@ -286,34 +287,35 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_soft(
     CLXENT_ROW_KERNEL_ARGS(store_t, logits, targets, unused_labels, weight, unused_int, p, grad, row_loss, row_lse)) {
   __local float2 scratch[CLXENT_GROUP_SIZE];
-  const ulong i = get_group_id(0);
-  const uint lid = get_local_id(0);
-  if (i >= rows) return;
-  __global const store_t *z = logits + i * c;
-  __global const store_t *t = targets + i * c;
-  __global store_t *g = grad ? grad + i * c : 0;
+  const uint T = CLXENT_P_ROW_THREADS(p), lid = get_local_id(0), lane = lid & (T - 1);
+  const ulong i = (ulong)get_group_id(0) * (CLXENT_GROUP_SIZE / T) + lid / T;
+  const int active = i < rows;
+  const ulong cols = active ? c : 0; /* an inactive item walks no row */
+  __global const store_t *z = logits + (active ? i : 0) * c;
+  __global const store_t *t = targets + (active ? i : 0) * c;
+  __global store_t *g = grad && active ? grad + i * c : 0;
   const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
   const float keep = 1.0f - eps, spread = eps / (float)c;
   float2 st = (float2)(-INFINITY, 0.0f);
   float tsum = 0.0f;
-  for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) {
+  for (ulong j = lane; j < cols; j += T) {
     st = lse_push(st, cap_logit(LOAD(z, j), cap));
     tsum += soft_target(LOAD(t, j), weight, j, keep, spread);
   }
-  st = group_lse(st, scratch);
-  tsum = group_sum(tsum, (__local float *)scratch);
+  st = segment_lse(st, scratch, T);
+  tsum = segment_sum(tsum, (__local float *)scratch, T);
   const float m = st.x, log_s = log(st.y), lse = m + log_s, S = CLXENT_P_SCALE(p);
   const float A = S * tsum + 2.0f * zl * lse * CLXENT_P_ZSCALE(p);
   /* loss = Σ τ (m - u) + Στ · ln s, accumulated in the gradient pass: one read of z and t serves
    * both, and m - u keeps its precision where lse - u would cancel. */
   float td = 0.0f;
-  for (ulong j = lid; j < c; j += CLXENT_GROUP_SIZE) {
+  for (ulong j = lane; j < cols; j += T) {
     const float zj = LOAD(z, j), u = cap_logit(zj, cap), tau = soft_target(LOAD(t, j), weight, j, keep, spread);
     if (tau != 0.0f) td += tau * (m - u);
     if (g) STORE((A * exp((u - m) - log_s) - S * tau) * cap_slope(zj, cap), g, j);
   }
-  td = group_sum(td, (__local float *)scratch);
-  if (lid == 0) {
+  td = segment_sum(td, (__local float *)scratch, T);
+  if (active && lane == 0) {
     if (row_lse) row_lse[first_row + i] = lse;
     float loss = td + tsum * log_s;
     if (zl != 0.0f) loss += CLXENT_P_ZLOSS_ROW(p) * zl * lse * lse;
