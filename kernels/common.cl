@@ -86,22 +86,6 @@ inline float hsum(float4 v) { float2 b = v.lo + v.hi; return b.x + b.y; }
 #error "CLXENT_VEC must be 4, 8 or 16"
 #endif
 
-/* Tree reductions over a work-group of CLXENT_GROUP_SIZE items. Every item must call them (they
- * hold barriers); every item gets the result. The order of additions is fixed by the tree, so the
- * result is the same bits on every run. */
-inline float group_sum(float v, __local float *scratch) {
-  const uint lid = get_local_id(0);
-  scratch[lid] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint step = CLXENT_GROUP_SIZE / 2; step > 0; step >>= 1) {
-    if (lid < step) scratch[lid] += scratch[lid + step];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  const float total = scratch[0];
-  barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next reduction */
-  return total;
-}
-
 /* Merges running log-sum-exp states (m, s), meaning s·e^m = Σ e^z: a state with s = 0 is empty
  * and contributes 0 (the guard keeps -inf - -inf from becoming NaN). A NaN logit leaves s = NaN,
  * possibly with m = -inf, so the guard tests s, not m: the NaN must reach the result. */
@@ -112,18 +96,6 @@ inline float2 lse_merge(float2 a, float2 b) {
   return (float2)(m, sa + sb);
 }
 
-inline float2 group_lse(float2 state, __local float2 *scratch) {
-  const uint lid = get_local_id(0);
-  scratch[lid] = state;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint step = CLXENT_GROUP_SIZE / 2; step > 0; step >>= 1) {
-    if (lid < step) scratch[lid] = lse_merge(scratch[lid], scratch[lid + step]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  const float2 total = scratch[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  return total;
-}
 
 /* Segmented forms for several rows per work-group: the group's items form segments of T
  * consecutive items (T a power of two dividing CLXENT_GROUP_SIZE), one segment per row; each item
@@ -153,6 +125,10 @@ inline float2 segment_lse(float2 state, __local float2 *scratch, uint T) {
   barrier(CLK_LOCAL_MEM_FENCE);
   return total;
 }
+
+/* The whole work-group as one segment. The order of additions is fixed by the tree, so the
+ * result is the same bits on every run. */
+inline float group_sum(float v, __local float *scratch) { return segment_sum(v, scratch, CLXENT_GROUP_SIZE); }
 
 /* Adds one logit to a running (m, s): s·e^m = Σ e^z. A -inf logit (a mask) adds nothing. */
 inline float2 lse_push(float2 st, float z) {

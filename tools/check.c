@@ -18,7 +18,8 @@ static double uniform(double lo, double hi) {
   return lo + (hi - lo) * (double)(rng >> 11) / 9007199254740992.0;
 }
 
-/* Storage types, to round the inputs and read the gradient. */
+/* Storage types, to round the inputs and read the gradient: written here again on purpose, so that
+ * the check does not trust the library's own conversions. */
 static float bits_to_float(uint16_t h, clxent_dtype t) {
   if (t == CLXENT_BFLOAT16) {
     const uint32_t u = (uint32_t)h << 16;
