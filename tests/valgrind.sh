@@ -6,7 +6,7 @@ set -euo pipefail
 build="${1:-build}"
 here="$(cd "$(dirname "$0")" && pwd)"
 run() {
-  echo "== valgrind $*"
+  echo "== valgrind $*" >&2
   valgrind --quiet --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
     --suppressions="$here/valgrind.supp" "$@"
 }
