@@ -6,7 +6,8 @@ clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes
   static const char *const slot_names[SLOT_COUNT] = {"input block", "target block", "gradient block",
                                                      "labels", "per-row results",
                                                      "partial sums", "partial sums", "weights",
-                                                     "log-sum-exp", "bias partial sums", "bias gradient"};
+                                                     "log-sum-exp", "bias partial sums", "bias gradient",
+                                                     "label statistics"};
   if (bytes == 0) bytes = sizeof(float);
   if (ctx->buffers[slot] && ctx->buffer_sizes[slot] >= bytes) {
     *out = ctx->buffers[slot];

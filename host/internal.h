@@ -25,6 +25,7 @@ enum clxent_slot {
   SLOT_LSE,       /* the batch's per-row log-sum-exp */
   SLOT_BIAS_PARTIAL, /* bias gradient: per-chunk column sums */
   SLOT_BIAS,      /* bias gradient */
+  SLOT_SCALES,    /* device-resident calls: label statistics and reduction scales */
   SLOT_COUNT
 };
 
@@ -40,6 +41,7 @@ typedef enum clxent_kernel_id {
   KERNEL_ROW_INFORMATION = KERNEL_TYPED_COUNT,
   KERNEL_REDUCE_SUM,
   KERNEL_COLUMN_SUM,
+  KERNEL_LABEL_STATS,
   KERNEL_COPY_FLOAT4,
   KERNEL_COUNT
 } clxent_kernel_id;
@@ -104,6 +106,7 @@ typedef struct clxent_row_launch {
   cl_int iarg;
   cl_float8 params; /* CLXENT_P_* in kernels/common.cl */
   cl_mem grad, out, lse;
+  cl_mem scales; /* device-computed reduction scales (label_stats), or NULL */
 } clxent_row_launch;
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_row_launch *launch);
 /* Parameters of a plain call: no options, gradient scale `scale`. */

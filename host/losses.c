@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "clxent_cl.h"
 #include "internal.h"
 
 #define TRY(expr)                          \
@@ -219,7 +220,7 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_row_launch *l) {
       (err = clSetKernelArg(k, 7, sizeof l->iarg, &l->iarg)) != CL_SUCCESS ||
       (err = clSetKernelArg(k, 8, sizeof params, &params)) != CL_SUCCESS ||
       (err = set_mem_arg(k, 9, l->grad)) != CL_SUCCESS || (err = set_mem_arg(k, 10, l->out)) != CL_SUCCESS ||
-      (err = set_mem_arg(k, 11, l->lse)) != CL_SUCCESS)
+      (err = set_mem_arg(k, 11, l->lse)) != CL_SUCCESS || (err = set_mem_arg(k, 12, l->scales)) != CL_SUCCESS)
     return clxent_fail_cl(ctx, "clSetKernelArg", err);
   const size_t global = grouped ? (l->rows + rows_per_group - 1) / rows_per_group * local : l->rows;
   err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, grouped ? &local : NULL, 0, NULL, NULL);
@@ -310,7 +311,7 @@ static clxent_status run_block(clxent_ctx *ctx, const row_job *job, size_t first
   }
   if (st == CLXENT_OK) {
     clxent_row_launch l = {job->kernel, job->dtype, rows, job->c, first, in, aux, cb->labels, cb->weight,
-                           job->iarg, job->params, grad, cb->out, cb->lse};
+                           job->iarg, job->params, grad, cb->out, cb->lse, NULL};
     if (job->elementwise) l.rows = rows * job->c, l.c = 1, l.first_row = first * job->c;
     st = clxent_launch_rows(ctx, &l);
   }
@@ -377,8 +378,11 @@ static clxent_status run_rows(clxent_ctx *ctx, const row_job *job, call_buffers 
   return st;
 }
 
-/* result = Σ values[0..n) / divisor, in the fixed order of kernels/reduce.cl. */
-static clxent_status reduce_rows(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, float *result) {
+/* Enqueues Σ values[0..n) / divisor in the fixed order of kernels/reduce.cl; the divisor is
+ * divisor_dev[3] when given (device-resident calls). The last stage writes final (one float);
+ * with final NULL, a context buffer, returned in *result. */
+static clxent_status enqueue_reduce(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, cl_mem divisor_dev,
+                                    cl_mem final, cl_mem *result) {
   const size_t local = ctx->group_size, span = local * 16 /* REDUCE_ITEMS */;
   const cl_kernel k = ctx->kernels[KERNEL_REDUCE_SUM][0];
   cl_mem src = values;
@@ -387,14 +391,16 @@ static clxent_status reduce_rows(clxent_ctx *ctx, cl_mem values, size_t n, float
   cl_int err;
   do {
     const size_t groups = (count + span - 1) / span;
-    cl_mem dst;
-    TRY(clxent_buffer(ctx, slot, groups * sizeof(float), &dst));
+    const int last = groups == 1;
+    cl_mem dst = final;
+    if (!last || !final) TRY(clxent_buffer(ctx, slot, groups * sizeof(float), &dst));
     const cl_ulong count_arg = count;
-    const cl_float d = groups == 1 ? divisor : 1.0f;
+    const cl_float d = last ? divisor : 1.0f;
     if ((err = clSetKernelArg(k, 0, sizeof count_arg, &count_arg)) != CL_SUCCESS ||
         (err = clSetKernelArg(k, 1, sizeof src, &src)) != CL_SUCCESS ||
         (err = clSetKernelArg(k, 2, sizeof dst, &dst)) != CL_SUCCESS ||
-        (err = clSetKernelArg(k, 3, sizeof d, &d)) != CL_SUCCESS)
+        (err = clSetKernelArg(k, 3, sizeof d, &d)) != CL_SUCCESS ||
+        (err = set_mem_arg(k, 4, last ? divisor_dev : NULL)) != CL_SUCCESS)
       return clxent_fail_cl(ctx, "clSetKernelArg(reduce_sum)", err);
     const size_t global = groups * local;
     err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
@@ -403,27 +409,41 @@ static clxent_status reduce_rows(clxent_ctx *ctx, cl_mem values, size_t n, float
     count = groups;
     slot = slot == SLOT_PARTIAL_A ? SLOT_PARTIAL_B : SLOT_PARTIAL_A;
   } while (count > 1);
-  err = clEnqueueReadBuffer(ctx->queue, src, CL_TRUE, 0, sizeof(float), result, 0, NULL, NULL);
+  *result = src;
+  return CLXENT_OK;
+}
+
+/* result = Σ values[0..n) / divisor, to the host. */
+static clxent_status reduce_rows(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, float *result) {
+  cl_mem src = NULL;
+  TRY(enqueue_reduce(ctx, values, n, divisor, NULL, NULL, &src));
+  const cl_int err = clEnqueueReadBuffer(ctx->queue, src, CL_TRUE, 0, sizeof(float), result, 0, NULL, NULL);
   if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueReadBuffer(batch loss)", err);
   return CLXENT_OK;
 }
 
-/* bias_grad[j] = Σ_k partial[k][j] (kernels/reduce.cl), then to the host. */
-static clxent_status deliver_bias(clxent_ctx *ctx, const row_job *job, cl_mem partial) {
-  cl_mem out;
-  TRY(clxent_buffer(ctx, SLOT_BIAS, job->c * sizeof(float), &out));
+/* Enqueues out[j] = Σ_k partial[k][j] for the n rows' chunks (kernels/reduce.cl). */
+static clxent_status enqueue_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_mem partial, cl_mem out) {
   const cl_kernel k = ctx->kernels[KERNEL_COLUMN_SUM][0];
-  const cl_ulong chunks = (job->n + CLXENT_BIAS_CHUNK - 1) / CLXENT_BIAS_CHUNK, c = job->c;
+  const cl_ulong chunks = (n + CLXENT_BIAS_CHUNK - 1) / CLXENT_BIAS_CHUNK, c_arg = c;
   cl_int err;
   if ((err = clSetKernelArg(k, 0, sizeof chunks, &chunks)) != CL_SUCCESS ||
-      (err = clSetKernelArg(k, 1, sizeof c, &c)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 1, sizeof c_arg, &c_arg)) != CL_SUCCESS ||
       (err = clSetKernelArg(k, 2, sizeof partial, &partial)) != CL_SUCCESS ||
       (err = clSetKernelArg(k, 3, sizeof out, &out)) != CL_SUCCESS)
     return clxent_fail_cl(ctx, "clSetKernelArg(column_sum)", err);
-  const size_t global = job->c;
+  const size_t global = c;
   err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, NULL, 0, NULL, NULL);
-  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueNDRangeKernel(column_sum)", err);
-  err = clEnqueueReadBuffer(ctx->queue, out, CL_TRUE, 0, job->c * sizeof(float), job->bias_grad, 0, NULL, NULL);
+  return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueNDRangeKernel(column_sum)", err);
+}
+
+/* bias_grad[j] = Σ_k partial[k][j], then to the host. */
+static clxent_status deliver_bias(clxent_ctx *ctx, const row_job *job, cl_mem partial) {
+  cl_mem out;
+  TRY(clxent_buffer(ctx, SLOT_BIAS, job->c * sizeof(float), &out));
+  TRY(enqueue_column_sum(ctx, job->n, job->c, partial, out));
+  const cl_int err =
+      clEnqueueReadBuffer(ctx->queue, out, CL_TRUE, 0, job->c * sizeof(float), job->bias_grad, 0, NULL, NULL);
   return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueReadBuffer(bias gradient)", err);
 }
 
@@ -632,4 +652,208 @@ clxent_status clxent_cross_entropy(clxent_ctx *ctx, size_t n, size_t c, const fl
 
 clxent_status clxent_kl_div(clxent_ctx *ctx, size_t n, size_t c, const float *p, const float *q, float *out) {
   return row_information(ctx, MODE_KL, n, c, p, q, out);
+}
+
+/* ---------------------------------------------------------------- device-resident calls (clxent_cl.h) */
+
+/* A cl_mem argument as the byte range it covers of its root buffer, for the size and overlap checks. */
+typedef struct mem_region {
+  const char *name;
+  cl_mem mem, root;
+  size_t offset, size, need;
+  int output;
+} mem_region;
+
+static clxent_status describe_mem(clxent_ctx *ctx, mem_region *r) {
+  if (!r->mem) return CLXENT_OK;
+  cl_context owner = NULL;
+  cl_mem parent = NULL;
+  cl_int err = clGetMemObjectInfo(r->mem, CL_MEM_SIZE, sizeof r->size, &r->size, NULL);
+  if (err == CL_SUCCESS) err = clGetMemObjectInfo(r->mem, CL_MEM_CONTEXT, sizeof owner, &owner, NULL);
+  if (err == CL_SUCCESS) err = clGetMemObjectInfo(r->mem, CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent, &parent, NULL);
+  if (err == CL_SUCCESS) err = clGetMemObjectInfo(r->mem, CL_MEM_OFFSET, sizeof r->offset, &r->offset, NULL);
+  if (err != CL_SUCCESS)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "%s is not a valid cl_mem (clGetMemObjectInfo: %s)", r->name,
+                       clxent_cl_error_name(err));
+  if (owner != ctx->context)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "%s belongs to another OpenCL context than the clxent context's",
+                       r->name);
+  if (r->size < r->need)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "%s holds %zu bytes; the call needs %zu", r->name, r->size, r->need);
+  r->root = parent ? parent : r->mem;
+  return CLXENT_OK;
+}
+
+/* Sizes, contexts, and outputs overlapping nothing before them except grad == the first input. */
+static clxent_status check_mems(clxent_ctx *ctx, mem_region *r, int count) {
+  for (int i = 0; i < count; ++i) TRY(describe_mem(ctx, &r[i]));
+  for (int i = 0; i < count; ++i) {
+    if (!r[i].mem || !r[i].output) continue;
+    for (int j = 0; j < i; ++j) {
+      if (!r[j].mem || r[i].root != r[j].root) continue;
+      const size_t a0 = r[i].offset, a1 = a0 + r[i].need, b0 = r[j].offset, b1 = b0 + r[j].need;
+      if (a0 >= b1 || b0 >= a1) continue;
+      const int in_place = j == 0 && !strcmp(r[i].name, "grad");
+      if (in_place && r[i].mem == r[j].mem) continue;
+      return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "%s overlaps %s%s", r[i].name, r[j].name,
+                         in_place ? " without being the same buffer (only exact in-place is allowed)" : "");
+    }
+  }
+  return CLXENT_OK;
+}
+
+/* The call's weights, copied into a buffer at once (the caller may reuse its array on return);
+ * released by the caller of this once its commands are enqueued. */
+static clxent_status weights_buffer(clxent_ctx *ctx, const float *w, size_t c, cl_mem *out) {
+  *out = NULL;
+  if (!w) return CLXENT_OK;
+  cl_int err;
+  *out = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, c * sizeof(float), (void *)(uintptr_t)w,
+                        &err);
+  if (err == CL_SUCCESS) return CLXENT_OK;
+  *out = NULL;
+  return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(weights, %zu bytes) failed: %s (%d)",
+                     c * sizeof(float), clxent_cl_error_name(err), (int)err);
+}
+
+typedef struct mem_call {
+  clxent_kernel_id kernel;
+  enum family family;
+  size_t n, c;
+  cl_mem in, aux, labels, loss, grad;
+  const clxent_opts *opts;
+  const clxent_mem_ex *ex;
+  cl_uint num_wait;
+  const cl_event *wait;
+  cl_event *done;
+} mem_call;
+
+static clxent_status run_mem(clxent_ctx *ctx, const mem_call *m) {
+  const clxent_opts o = m->opts ? *m->opts : clxent_opts_default();
+  const clxent_mem_ex x = m->ex ? *m->ex : clxent_mem_ex_default();
+  const int elementwise = m->family == FAMILY_BINARY, hard = m->kernel == KERNEL_SOFTMAX_HARD;
+  float weight_sum = 0.0f;
+  TRY(check_shape(ctx, m->n, m->c, elementwise ? "columns" : "classes"));
+  TRY(check_ptr(ctx, m->in, elementwise && m->kernel == KERNEL_BCE ? "probs" : "logits"));
+  TRY(check_ptr(ctx, hard ? m->labels : m->aux, hard ? "labels" : "targets"));
+  TRY(check_outputs(ctx, m->loss, m->grad));
+  if ((unsigned)x.dtype > (unsigned)CLXENT_BFLOAT16)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->dtype = %d is not a clxent_dtype", (int)x.dtype);
+  if (x.lse && m->family != FAMILY_SOFTMAX)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->lse applies to the softmax losses only");
+  if (x.bias_grad && !m->grad) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->bias_grad needs grad");
+  if (x.bad_labels && !hard)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->bad_labels applies to class-index labels only");
+  if (m->num_wait && !m->wait) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "wait is NULL but num_wait = %u", m->num_wait);
+  if (elementwise && m->c > (size_t)INT32_MAX)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (columns) = %zu exceeds INT32_MAX", m->c);
+  const size_t values = m->n * m->c, mat = values * dtype_size(x.dtype);
+  const size_t losses = o.reduction == CLXENT_NONE ? (elementwise ? values : m->n) : 1;
+  mem_region r[] = {
+      {elementwise && m->kernel == KERNEL_BCE ? "probs" : "logits", m->in, NULL, 0, 0, mat, 0},
+      {"labels", m->labels, NULL, 0, 0, m->n * sizeof(cl_int), 0},
+      {"targets", m->aux, NULL, 0, 0, mat, 0},
+      {"grad", m->grad, NULL, 0, 0, mat, 1},
+      {"loss", m->loss, NULL, 0, 0, losses * sizeof(float), 1},
+      {"ex->lse", x.lse, NULL, 0, 0, m->n * sizeof(float), 1},
+      {"ex->bias_grad", x.bias_grad, NULL, 0, 0, m->c * sizeof(float), 1},
+      {"ex->bad_labels", x.bad_labels, NULL, 0, 0, sizeof(cl_uint), 1}};
+  TRY(check_mems(ctx, r, (int)(sizeof r / sizeof r[0])));
+  TRY(check_opts(ctx, &o, m->family, m->c, &weight_sum));
+
+  /* Host-known scales: soft targets and binary losses divide by n or n·c; hard labels get
+   * theirs from label_stats on the device. */
+  float divisor;
+  cl_float8 params = loss_params(&o, (double)(elementwise ? values : m->n), elementwise ? values : m->n, weight_sum,
+                                 &divisor);
+  cl_mem weight = NULL, scales = NULL, row_out = NULL, partial = NULL, result;
+  clxent_status st = weights_buffer(ctx, elementwise ? o.pos_weight : o.class_weight, m->c, &weight);
+  cl_int err = CL_SUCCESS;
+  if (st == CLXENT_OK && m->num_wait &&
+      (err = clEnqueueBarrierWithWaitList(ctx->queue, m->num_wait, m->wait, NULL)) != CL_SUCCESS)
+    st = clxent_fail_cl(ctx, "clEnqueueBarrierWithWaitList(wait)", err);
+  if (st == CLXENT_OK && hard) {
+    st = clxent_buffer(ctx, SLOT_SCALES, 4 * sizeof(float), &scales);
+    const cl_kernel k = ctx->kernels[KERNEL_LABEL_STATS][0];
+    const cl_ulong n_arg = m->n, c_arg = m->c;
+    const cl_int mean = o.reduction == CLXENT_MEAN;
+    if (st == CLXENT_OK &&
+        ((err = clSetKernelArg(k, 0, sizeof n_arg, &n_arg)) != CL_SUCCESS ||
+         (err = clSetKernelArg(k, 1, sizeof c_arg, &c_arg)) != CL_SUCCESS ||
+         (err = clSetKernelArg(k, 2, sizeof m->labels, &m->labels)) != CL_SUCCESS ||
+         (err = set_mem_arg(k, 3, weight)) != CL_SUCCESS ||
+         (err = clSetKernelArg(k, 4, sizeof o.ignore_index, &o.ignore_index)) != CL_SUCCESS ||
+         (err = clSetKernelArg(k, 5, sizeof mean, &mean)) != CL_SUCCESS ||
+         (err = clSetKernelArg(k, 6, sizeof scales, &scales)) != CL_SUCCESS ||
+         (err = set_mem_arg(k, 7, x.bad_labels)) != CL_SUCCESS))
+      st = clxent_fail_cl(ctx, "clSetKernelArg(label_stats)", err);
+    const size_t local = ctx->group_size;
+    if (st == CLXENT_OK && (err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &local, &local, 0, NULL, NULL)))
+      st = clxent_fail_cl(ctx, "clEnqueueNDRangeKernel(label_stats)", err);
+  }
+  if (st == CLXENT_OK && o.reduction != CLXENT_NONE)
+    st = clxent_buffer(ctx, SLOT_ROW_OUT, (elementwise ? values : m->n) * sizeof(float), &row_out);
+  if (st == CLXENT_OK && x.bias_grad)
+    st = clxent_buffer(ctx, SLOT_BIAS_PARTIAL,
+                       (m->n + CLXENT_BIAS_CHUNK - 1) / CLXENT_BIAS_CHUNK * m->c * sizeof(float), &partial);
+  if (st == CLXENT_OK) {
+    const cl_mem out = o.reduction == CLXENT_NONE ? m->loss : row_out;
+    clxent_row_launch l = {m->kernel, x.dtype, m->n, m->c, 0, m->in, m->aux, m->labels, weight,
+                           hard ? o.ignore_index : elementwise ? (cl_int)m->c : 0, params, m->grad, out, x.lse,
+                           scales};
+    if (elementwise) l.rows = values, l.c = 1;
+    if (!out) { /* loss NULL with NONE: the per-row results still need a home */
+      st = clxent_buffer(ctx, SLOT_ROW_OUT, (elementwise ? values : m->n) * sizeof(float), &l.out);
+    }
+    if (st == CLXENT_OK) st = clxent_launch_rows(ctx, &l);
+  }
+  if (st == CLXENT_OK && x.bias_grad) {
+    const row_job job = {m->kernel, x.dtype, m->n, m->c, elementwise, NULL, NULL, NULL, NULL, 0, params, NULL, NULL,
+                         NULL};
+    st = bias_block(ctx, &job, 0, m->n, m->grad, partial);
+    if (st == CLXENT_OK) st = enqueue_column_sum(ctx, m->n, m->c, partial, x.bias_grad);
+  }
+  if (st == CLXENT_OK && m->loss && o.reduction != CLXENT_NONE)
+    st = enqueue_reduce(ctx, row_out, elementwise ? values : m->n, divisor, scales, m->loss, &result);
+  if (st == CLXENT_OK && m->done && (err = clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, m->done)) != CL_SUCCESS)
+    st = clxent_fail_cl(ctx, "clEnqueueMarkerWithWaitList(done)", err);
+  if (weight) clReleaseMemObject(weight); /* OpenCL keeps it until the queued commands are done */
+  if (st == CLXENT_OK) clFlush(ctx->queue); /* start the work; the host does not wait for it */
+  return st;
+}
+
+clxent_status clxent_softmax_xent_mem(clxent_ctx *ctx, size_t n, size_t c, cl_mem logits, cl_mem labels,
+                                      const clxent_opts *opts, const clxent_mem_ex *ex, cl_mem loss, cl_mem grad,
+                                      cl_uint num_wait, const cl_event *wait, cl_event *done) {
+  TRY(check_ctx(ctx));
+  const mem_call m = {KERNEL_SOFTMAX_HARD, FAMILY_SOFTMAX, n, c, logits, NULL, labels, loss, grad, opts, ex,
+                      num_wait, wait, done};
+  return run_mem(ctx, &m);
+}
+
+clxent_status clxent_softmax_xent_soft_mem(clxent_ctx *ctx, size_t n, size_t c, cl_mem logits, cl_mem targets,
+                                           const clxent_opts *opts, const clxent_mem_ex *ex, cl_mem loss, cl_mem grad,
+                                           cl_uint num_wait, const cl_event *wait, cl_event *done) {
+  TRY(check_ctx(ctx));
+  const mem_call m = {KERNEL_SOFTMAX_SOFT, FAMILY_SOFTMAX, n, c, logits, targets, NULL, loss, grad, opts, ex,
+                      num_wait, wait, done};
+  return run_mem(ctx, &m);
+}
+
+clxent_status clxent_sigmoid_xent_mem(clxent_ctx *ctx, size_t n, size_t c, cl_mem logits, cl_mem targets,
+                                      const clxent_opts *opts, const clxent_mem_ex *ex, cl_mem loss, cl_mem grad,
+                                      cl_uint num_wait, const cl_event *wait, cl_event *done) {
+  TRY(check_ctx(ctx));
+  const mem_call m = {KERNEL_SIGMOID_XENT, FAMILY_BINARY, n, c, logits, targets, NULL, loss, grad, opts, ex,
+                      num_wait, wait, done};
+  return run_mem(ctx, &m);
+}
+
+clxent_status clxent_bce_mem(clxent_ctx *ctx, size_t n, size_t c, cl_mem probs, cl_mem targets,
+                             const clxent_opts *opts, const clxent_mem_ex *ex, cl_mem loss, cl_mem grad,
+                             cl_uint num_wait, const cl_event *wait, cl_event *done) {
+  TRY(check_ctx(ctx));
+  const mem_call m = {KERNEL_BCE, FAMILY_BINARY, n, c, probs, targets, NULL, loss, grad, opts, ex,
+                      num_wait, wait, done};
+  return run_mem(ctx, &m);
 }

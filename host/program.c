@@ -19,7 +19,7 @@ extern const char *const clxent_kernel_source_names[];
 
 static const char *const kernel_names[KERNEL_COUNT] = {
     "softmax_xent_hard", "softmax_xent_soft", "sigmoid_xent", "bce",        "column_partial",
-    "row_information",   "reduce_sum",        "column_sum",   "copy_float4"};
+    "row_information",   "reduce_sum",        "column_sum",   "label_stats", "copy_float4"};
 static const char *const dtype_suffixes[CLXENT_DTYPE_COUNT] = {"_f32", "_f16", "_bf16"};
 
 /* The program's source, in order: common.cl; then for each storage type a line selecting it and

@@ -21,6 +21,7 @@ __kernel void sigmoid_xent(
     CLXENT_ROW_KERNEL_ARGS(store_t, logits, targets, unused_labels, pos_weight, cols, p, grad, loss, unused_lse)) {
   const ulong i = get_global_id(0);
   if (i >= rows) return;
+  const float8 p = call_params(p_host, dev_scales);
   const float z = LOAD(logits, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first_row + i, cols);
   const float e = exp(-fabs(z)), log1p_e = log1p(e); /* e in (0, 1]; NaN stays NaN */
   const float softplus_neg = (z < 0.0f ? -z : 0.0f) + log1p_e, softplus_pos = (z > 0.0f ? z : 0.0f) + log1p_e;
@@ -40,6 +41,7 @@ __kernel void bce(CLXENT_ROW_KERNEL_ARGS(store_t, probs, targets, unused_labels,
                                          unused_lse)) {
   const ulong i = get_global_id(0);
   if (i >= rows) return;
+  const float8 p = call_params(p_host, dev_scales);
   const float a = LOAD(probs, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first_row + i, cols);
   float log_a = log(a), log_1ma = log1p(-a);
   if (log_a < -100.0f) log_a = -100.0f;

@@ -35,14 +35,16 @@
  *   labels       [batch] class indices, read at first_row + i (hard-label kernels only)
  *   weight       [c] class weights (softmax) or pos_weight (binary), or 0 for all ones
  *   iarg         ignore_index, a mode, or the binary losses' column count
- *   p            the call's scalars, named by the CLXENT_P_* macros below
+ *   p_host       the call's scalars, named by the CLXENT_P_* macros below
  *   grad         [rows][c] gradient or 0;  out  [batch] per-row results, written at first_row + i
  *   lse          [batch] per-row log-sum-exp or 0 (softmax only)
+ *   dev_scales   0, or 3 floats computed on the device that replace p's scale, z-scale and
+ *                z-loss row weight (device-resident calls, whose label counts the host never sees)
  * T is the storage type of in, aux and grad (see storage.cl). */
 #define CLXENT_ROW_KERNEL_ARGS(T, in, aux, labels, weight, iarg, p, grad, out, lse)                    \
   const ulong rows, const ulong c, const ulong first_row, __global const T *in, __global const T *aux, \
-      __global const int *labels, __global const float *weight, const int iarg, const float8 p,      \
-      __global T *grad, __global float *out, __global float *lse
+      __global const int *labels, __global const float *weight, const int iarg, const float8 p##_host, \
+      __global T *grad, __global float *out, __global float *lse, __global const float *dev_scales
 
 /* The scalars of a call (host/losses.c fills them in this order). */
 #define CLXENT_P_SMOOTHING(p) ((p).s0) /* label smoothing ε */
@@ -53,6 +55,12 @@
 #define CLXENT_P_ZLOSS_ROW(p) ((p).s5) /* weight of the z-loss term in the per-row loss (see losses.c) */
 #define CLXENT_P_WEIGHT_SUM(p) ((p).s6) /* Σ_j weight_j (c without weights) */
 #define CLXENT_P_ROW_THREADS(p) ((uint)(p).s7) /* group variant: work-items per row, a power of two */
+
+/* The scalars in force: the host's, with the three reduction scales from the device if given. */
+inline float8 call_params(float8 p, __global const float *dev_scales) {
+  if (dev_scales) p.s345 = (float3)(dev_scales[0], dev_scales[1], dev_scales[2]);
+  return p;
+}
 
 #define uintv CLXENT_CAT(uint, CLXENT_VEC)
 #define intv CLXENT_CAT(int, CLXENT_VEC)

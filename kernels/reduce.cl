@@ -10,7 +10,8 @@
 
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
 void reduce_sum(const ulong n, __global const float *in, __global float *out,
-                const float divisor) {
+                const float divisor_host, __global const float *divisor_dev) {
+  const float divisor = divisor_dev ? divisor_dev[3] : divisor_host; /* device-resident calls: label_stats */
   __local float scratch[CLXENT_GROUP_SIZE];
   const ulong base = (ulong)get_group_id(0) * CLXENT_GROUP_SIZE * REDUCE_ITEMS;
   const uint lid = get_local_id(0);
@@ -36,4 +37,35 @@ __kernel void column_sum(const ulong chunks, const ulong c, __global const float
   float acc = 0.0f;
   for (ulong k = 0; k < chunks; ++k) acc += partial[k * c + j];
   out[j] = acc;
+}
+
+/* Device-resident hard-label calls (host/interop.c): the label statistics the host path computes
+ * on the host. One work-group, a fixed-order reduction over the n labels:
+ *   counted  rows whose label is not ignore_index;  bad  those outside [0, c);
+ *   divisor  Σ weight[y] over the valid counted rows (their number without weights);
+ * and from them scales[0..2] = CLXENT_P_SCALE, _ZSCALE, _ZLOSS_ROW for `mean` (else 1, 1, 1),
+ * scales[3] = the final divisor of reduce_sum, and bad_out[0] = bad (if bad_out). */
+__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
+void label_stats(const ulong n, const ulong c, __global const int *labels, __global const float *weight,
+                 const int ignore_index, const int mean, __global float *scales, __global uint *bad_out) {
+  __local float scratch[CLXENT_GROUP_SIZE];
+  const uint lid = get_local_id(0);
+  float counted = 0.0f, bad = 0.0f, divisor = 0.0f; /* per item ≤ n / GROUP_SIZE: exact in float below 2^24 */
+  for (ulong i = lid; i < n; i += CLXENT_GROUP_SIZE) {
+    const int y = labels[i];
+    if (y == ignore_index) continue;
+    if (y < 0 || (ulong)y >= c) { bad += 1.0f; continue; }
+    counted += 1.0f;
+    divisor += weight ? weight[y] : 1.0f;
+  }
+  counted = group_sum(counted, scratch);
+  bad = group_sum(bad, scratch);
+  divisor = group_sum(divisor, scratch);
+  if (lid == 0) {
+    scales[0] = !mean ? 1.0f : divisor > 0.0f ? 1.0f / divisor : 0.0f;
+    scales[1] = !mean ? 1.0f : counted > 0.0f ? 1.0f / counted : 0.0f;
+    scales[2] = !mean ? 1.0f : (divisor > 0.0f && counted > 0.0f) ? divisor / counted : 0.0f;
+    scales[3] = mean ? divisor : 1.0f;
+    if (bad_out) bad_out[0] = (uint)bad;
+  }
 }

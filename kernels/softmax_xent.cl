@@ -59,12 +59,19 @@ inline void row_fill(__global store_t *g, ulong c, float v) {
  *   3. grad_j = (A e^{u_j - m}/s - B w_j) u'_j, then the label's own term at j = y. */
 __kernel void softmax_xent_hard(
     CLXENT_ROW_KERNEL_ARGS(store_t, logits, unused_targets, labels, weight, ignore_index, p, grad, row_loss, row_lse)) {
+  const float8 p = call_params(p_host, dev_scales);
   const ulong i = get_global_id(0);
   if (i >= rows) return;
   __global const store_t *z = logits + i * c;
   __global store_t *g = grad ? grad + i * c : 0;
   const int y = labels[first_row + i];
   const int ignored = y == ignore_index;
+  if (!ignored && (y < 0 || (ulong)y >= c)) { /* only device-resident calls get here unchecked */
+    row_loss[first_row + i] = NAN;
+    if (row_lse) row_lse[first_row + i] = NAN;
+    if (g) row_fill(g, c, NAN);
+    return;
+  }
   if (ignored && !row_lse) {
     row_loss[first_row + i] = 0.0f;
     if (g) row_fill(g, c, 0.0f);
@@ -170,6 +177,7 @@ __kernel void softmax_xent_hard(
 /* Dense targets, one work-item per row: the same three passes with τ_j from the targets. */
 __kernel void softmax_xent_soft(
     CLXENT_ROW_KERNEL_ARGS(store_t, logits, targets, unused_labels, weight, unused_int, p, grad, row_loss, row_lse)) {
+  const float8 p = call_params(p_host, dev_scales);
   const ulong i = get_global_id(0);
   if (i >= rows) return;
   __global const store_t *z = logits + i * c;
@@ -242,6 +250,7 @@ __kernel void softmax_xent_soft(
  * of an ignored row, keep taking part in the group's barriers. */
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_hard(
     CLXENT_ROW_KERNEL_ARGS(store_t, logits, unused_targets, labels, weight, ignore_index, p, grad, row_loss, row_lse)) {
+  const float8 p = call_params(p_host, dev_scales);
   __local float2 scratch[CLXENT_GROUP_SIZE];
   const uint T = CLXENT_P_ROW_THREADS(p), lid = get_local_id(0), lane = lid & (T - 1);
   const ulong i = (ulong)get_group_id(0) * (CLXENT_GROUP_SIZE / T) + lid / T;
@@ -249,16 +258,19 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   __global const store_t *z = logits + (active ? i : 0) * c;
   __global store_t *g = grad && active ? grad + i * c : 0;
   const int y = active ? labels[first_row + i] : 0;
-  const int ignored = !active || y == ignore_index;
+  /* a label out of range (only device-resident calls get here unchecked): NaN loss and gradient */
+  const int bad = active && y != ignore_index && (y < 0 || (ulong)y >= c);
+  const int ignored = !active || bad || y == ignore_index;
   const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
   float2 st = (float2)(-INFINITY, 0.0f);
-  if (!ignored || (active && row_lse))
+  if (!ignored || (active && !bad && row_lse))
     for (ulong j = lane; j < c; j += T) st = lse_push(st, cap_logit(LOAD(z, j), cap));
   st = segment_lse(st, scratch, T);
-  if (active && lane == 0 && row_lse) row_lse[first_row + i] = st.x + log(st.y);
+  if (active && lane == 0 && row_lse) row_lse[first_row + i] = bad ? NAN : st.x + log(st.y);
   if (active && ignored) {
-    if (g) for (ulong j = lane; j < c; j += T) STORE(0.0f, g, j);
-    if (lane == 0) row_loss[first_row + i] = 0.0f;
+    const float fill = bad ? NAN : 0.0f;
+    if (g) for (ulong j = lane; j < c; j += T) STORE(fill, g, j);
+    if (lane == 0) row_loss[first_row + i] = fill;
   }
   const float m = st.x, log_s = log(st.y), lse = m + log_s; /* a = e^{(u - m) - ln s}: u - m exact near m */
   const float zy = ignored ? 0.0f : LOAD(z, y), uy = cap_logit(zy, cap);
@@ -286,6 +298,7 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
 
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_soft(
     CLXENT_ROW_KERNEL_ARGS(store_t, logits, targets, unused_labels, weight, unused_int, p, grad, row_loss, row_lse)) {
+  const float8 p = call_params(p_host, dev_scales);
   __local float2 scratch[CLXENT_GROUP_SIZE];
   const uint T = CLXENT_P_ROW_THREADS(p), lid = get_local_id(0), lane = lid & (T - 1);
   const ulong i = (ulong)get_group_id(0) * (CLXENT_GROUP_SIZE / T) + lid / T;

@@ -109,7 +109,7 @@ static int copy_once(clxent_ctx *ctx, cl_mem src, cl_mem dst, size_t float4s) {
 static int kernel_once(clxent_ctx *ctx, const bench_opts *o, size_t rows, size_t c, cl_mem in, cl_mem labels,
                        cl_mem weight, cl_mem grad, cl_mem out, cl_mem lse) {
   clxent_row_launch l = {KERNEL_SOFTMAX_HARD, o->dtype, rows, c, 0, in, NULL, labels, o->weights ? weight : NULL,
-                         -100, clxent_plain_params(1.0f / (float)rows, c), grad, out, o->lse ? lse : NULL};
+                         -100, clxent_plain_params(1.0f / (float)rows, c), grad, out, o->lse ? lse : NULL, NULL};
   if (o->smoothing) l.params.s[0] = 0.1f;
   if (o->zloss) l.params.s[1] = 1e-4f;
   if (o->softcap) l.params.s[2] = 30.0f;

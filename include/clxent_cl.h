@@ -1,0 +1,88 @@
+/**
+ * @file clxent_cl.h
+ * @brief OpenCL interop: clxent on the caller's queue, over data already in device buffers.
+ *
+ * For programs that keep their logits on the device: the loss runs on the caller's in-order
+ * command queue, reads and writes the caller's cl_mem buffers, and returns at once. Every command
+ * waits for `wait`, and `done` (if not NULL) receives an event that completes when every output
+ * is written; the caller releases it. Nothing blocks the host, except the small copy of
+ * opts->class_weight / opts->pos_weight, which the call takes at once (the caller may reuse that
+ * array when the call returns).
+ *
+ * Labels are not read on the host: a label outside [0, c) that is not ignore_index is found on
+ * the device. That row's loss, lse and gradient are NaN (so a MEAN or SUM loss is NaN too), it is
+ * left out of the MEAN divisor, and ex->bad_labels (if given) receives the number of such rows.
+ * Read it after `done`. Probabilities of clxent_bce_mem are not range-checked either: a value
+ * outside [0, 1] gives NaN.
+ *
+ * Arguments are checked before anything is enqueued, as in clxent.h: a buffer smaller than the
+ * shape needs (CL_MEM_SIZE), a buffer of another context, grad that is neither NULL nor logits
+ * but overlaps it — CLXENT_ERR_INVALID_ARG, nothing enqueued, clxent_last_error names it.
+ */
+#ifndef CLXENT_CL_H
+#define CLXENT_CL_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#include "clxent.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * @brief Creates a context on the caller's command queue (its context and device).
+ * @param ctx    receives the context; NULL on failure.
+ * @param queue  an in-order queue; retained by the context and released by clxent_destroy(), as
+ *               is its OpenCL context.
+ * @return CLXENT_OK; CLXENT_ERR_INVALID_ARG (NULL, or an out-of-order queue); CLXENT_ERR_BUILD;
+ *   CLXENT_ERR_OUT_OF_MEMORY; CLXENT_ERR_OPENCL. On failure clxent_last_error(NULL) says why.
+ */
+CLXENT_API clxent_status clxent_create_from_queue(clxent_ctx **ctx, cl_command_queue queue);
+
+/** The device-resident calls' storage type and extra outputs. Start from clxent_mem_ex_default(). */
+typedef struct clxent_mem_ex {
+  clxent_dtype dtype; /**< of logits / probabilities, dense targets and grad */
+  cl_mem lse;         /**< softmax: n floats receive each row's log-sum-exp, or NULL */
+  cl_mem bias_grad;   /**< c floats receive Σ_i grad[i][j] (fixed order); needs grad. Or NULL */
+  cl_mem bad_labels;  /**< hard labels: one cl_uint receives the number of bad labels. Or NULL */
+} clxent_mem_ex;
+
+/** @return CLXENT_FLOAT32, no extra outputs. */
+CLXENT_API clxent_mem_ex clxent_mem_ex_default(void);
+
+/**
+ * @brief The losses of clxent.h on device buffers, enqueued on the context's queue.
+ *
+ * Shapes, formulas and options as in clxent_softmax_xent_ex() and friends; labels is a buffer of
+ * n cl_int. loss receives 1 float (MEAN, SUM) or n floats (NONE; n·c for the binary forms).
+ * grad may be NULL or the logits / probs buffer itself (in place).
+ * @param num_wait, wait  events every command waits for (may be 0, NULL).
+ * @param done            receives an event for the call's completion, or NULL.
+ * @return CLXENT_OK once everything is enqueued; the statuses of clxent.h for bad arguments
+ *   (nothing enqueued) and for enqueue failures.
+ */
+CLXENT_API clxent_status clxent_softmax_xent_mem(clxent_ctx *ctx, size_t n, size_t c, cl_mem logits, cl_mem labels,
+                                                 const clxent_opts *opts, const clxent_mem_ex *ex, cl_mem loss,
+                                                 cl_mem grad, cl_uint num_wait, const cl_event *wait,
+                                                 cl_event *done);
+CLXENT_API clxent_status clxent_softmax_xent_soft_mem(clxent_ctx *ctx, size_t n, size_t c, cl_mem logits,
+                                                      cl_mem targets, const clxent_opts *opts,
+                                                      const clxent_mem_ex *ex, cl_mem loss, cl_mem grad,
+                                                      cl_uint num_wait, const cl_event *wait, cl_event *done);
+CLXENT_API clxent_status clxent_sigmoid_xent_mem(clxent_ctx *ctx, size_t n, size_t c, cl_mem logits, cl_mem targets,
+                                                 const clxent_opts *opts, const clxent_mem_ex *ex, cl_mem loss,
+                                                 cl_mem grad, cl_uint num_wait, const cl_event *wait,
+                                                 cl_event *done);
+CLXENT_API clxent_status clxent_bce_mem(clxent_ctx *ctx, size_t n, size_t c, cl_mem probs, cl_mem targets,
+                                        const clxent_opts *opts, const clxent_mem_ex *ex, cl_mem loss, cl_mem grad,
+                                        cl_uint num_wait, const cl_event *wait, cl_event *done);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLXENT_CL_H */
