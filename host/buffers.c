@@ -7,7 +7,7 @@ clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes
                                                      "labels", "per-row results",
                                                      "partial sums", "partial sums", "weights",
                                                      "log-sum-exp", "bias partial sums", "bias gradient",
-                                                     "label statistics"};
+                                                     "label statistics", "chunk sums"};
   if (bytes == 0) bytes = sizeof(float);
   if (ctx->buffers[slot] && ctx->buffer_sizes[slot] >= bytes) {
     *out = ctx->buffers[slot];
@@ -21,8 +21,9 @@ clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes
   if ((cl_ulong)bytes > ctx->max_alloc)
     return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY,
                        "the %s need %zu bytes, more than one buffer can hold on %s "
-                       "(CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu)",
-                       slot_names[slot], bytes, ctx->device_name, (unsigned long long)ctx->max_alloc);
+                       "(CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu%s)",
+                       slot_names[slot], bytes, ctx->device_name, (unsigned long long)ctx->max_alloc,
+                       ctx->max_alloc_capped ? ", capped by CLXENT_MAX_ALLOC" : "");
   cl_int err;
   cl_mem mem = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
   if (err != CL_SUCCESS)

@@ -26,6 +26,7 @@ enum clxent_slot {
   SLOT_BIAS_PARTIAL, /* bias gradient: per-chunk column sums */
   SLOT_BIAS,      /* bias gradient */
   SLOT_SCALES,    /* device-resident calls: label statistics and reduction scales */
+  SLOT_SUM_PARTIAL, /* elementwise losses: chunk sums of the per-value losses */
   SLOT_COUNT
 };
 
@@ -42,6 +43,7 @@ typedef enum clxent_kernel_id {
   KERNEL_REDUCE_SUM,
   KERNEL_COLUMN_SUM,
   KERNEL_LABEL_STATS,
+  KERNEL_CHUNK_SUM,
   KERNEL_COPY_FLOAT4,
   KERNEL_COUNT
 } clxent_kernel_id;
@@ -63,7 +65,8 @@ struct clxent_ctx {
   unsigned vector_width;   /* CLXENT_VEC */
   size_t group_size;       /* CLXENT_GROUP_SIZE */
   size_t row_threads;      /* group variant: work-items per softmax row; 0 = chosen from c */
-  cl_ulong max_alloc;      /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
+  cl_ulong max_alloc;      /* CL_DEVICE_MAX_MEM_ALLOC_SIZE, or less with CLXENT_MAX_ALLOC */
+  int max_alloc_capped;    /* CLXENT_MAX_ALLOC lowered it */
   cl_ulong global_mem;     /* CL_DEVICE_GLOBAL_MEM_SIZE */
   cl_ulong block_bytes;    /* largest block buffer the streaming loop uses */
   cl_device_type device_type;
@@ -116,6 +119,7 @@ cl_float8 clxent_plain_params(float scale, size_t c);
  *   CLXENT_VARIANT=item|group   force the row mapping
  *   CLXENT_BLOCK_BYTES=N        cap the streaming block (tests use it to force many blocks)
  *   CLXENT_ROW_THREADS=T        group variant: work-items per softmax row (power of two)
+ *   CLXENT_MAX_ALLOC=N          cap the largest device buffer (tests of the large-batch paths)
  *   CLXENT_CACHE=0              do not read or write the program binary cache
  *   CLXENT_ZERO_COPY=0|1        override the use of caller memory in place (default: CPU devices
  *                               with CL_DEVICE_HOST_UNIFIED_MEMORY) */

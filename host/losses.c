@@ -175,6 +175,10 @@ typedef struct row_job {
   void *grad;            /* [n][c], NULL, or == in */
   float *lse;            /* [n] or NULL */
   float *bias_grad;      /* [c] or NULL */
+  /* elementwise jobs stream their per-value results: NONE copies each block's into loss_out,
+   * MEAN/SUM fold them into chunk sums (kernels/reduce.cl chunk_sum) */
+  float *loss_out;
+  clxent_reduction reduction;
 } row_job;
 
 static cl_int set_mem_arg(cl_kernel k, cl_uint index, cl_mem mem) {
@@ -256,8 +260,25 @@ static clxent_status sync_to_host(clxent_ctx *ctx, cl_mem mem, size_t bytes) {
 
 /* The device buffers of a call that live across its blocks. */
 typedef struct call_buffers {
-  cl_mem labels, weight, out, lse, bias_partial;
+  cl_mem labels, weight, out, lse, bias_partial, sum_partial;
 } call_buffers;
+
+#define CLXENT_SUM_CHUNK 64 /* values per chunk sum of the elementwise losses (kernels/reduce.cl) */
+
+/* Folds a block of `count` per-value results, at batch position `first`, into the chunk sums. */
+static clxent_status chunk_block(clxent_ctx *ctx, size_t first, size_t count, cl_mem values, cl_mem partial) {
+  const cl_kernel k = ctx->kernels[KERNEL_CHUNK_SUM][0];
+  const cl_ulong count_arg = count, first_arg = first;
+  cl_int err;
+  if ((err = clSetKernelArg(k, 0, sizeof count_arg, &count_arg)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 1, sizeof first_arg, &first_arg)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 2, sizeof values, &values)) != CL_SUCCESS ||
+      (err = clSetKernelArg(k, 3, sizeof partial, &partial)) != CL_SUCCESS)
+    return clxent_fail_cl(ctx, "clSetKernelArg(chunk_sum)", err);
+  const size_t chunks = (first + count - 1) / CLXENT_SUM_CHUNK - first / CLXENT_SUM_CHUNK + 1;
+  err = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &chunks, NULL, 0, NULL, NULL);
+  return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueNDRangeKernel(chunk_sum)", err);
+}
 
 /* Adds the block's gradient rows to the bias gradient's chunk sums (kernels/bias.cl). */
 static clxent_status bias_block(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows, cl_mem grad,
@@ -312,8 +333,18 @@ static clxent_status run_block(clxent_ctx *ctx, const row_job *job, size_t first
   if (st == CLXENT_OK) {
     clxent_row_launch l = {job->kernel, job->dtype, rows, job->c, first, in, aux, cb->labels, cb->weight,
                            job->iarg, job->params, grad, cb->out, cb->lse, NULL};
-    if (job->elementwise) l.rows = rows * job->c, l.c = 1, l.first_row = first * job->c;
+    /* elementwise: the block's results land at the start of cb->out; blocks hold whole rows,
+     * so a value's column is its index in the block modulo c */
+    if (job->elementwise) l.rows = rows * job->c, l.c = 1, l.first_row = 0;
     st = clxent_launch_rows(ctx, &l);
+  }
+  if (st == CLXENT_OK && job->elementwise && job->loss_out) {
+    if (job->reduction != CLXENT_NONE) {
+      st = chunk_block(ctx, first * job->c, rows * job->c, cb->out, cb->sum_partial);
+    } else if ((err = clEnqueueReadBuffer(ctx->queue, cb->out, CL_FALSE, 0, rows * job->c * sizeof(float),
+                                          job->loss_out + first * job->c, 0, NULL, NULL)) != CL_SUCCESS) {
+      st = clxent_fail_cl(ctx, "clEnqueueReadBuffer(per-value losses)", err);
+    }
   }
   if (st == CLXENT_OK && cb->bias_partial) st = bias_block(ctx, job, first, rows, grad, cb->bias_partial);
   if (st == CLXENT_OK && grad) {
@@ -353,7 +384,12 @@ static clxent_status run_rows(clxent_ctx *ctx, const row_job *job, call_buffers 
 
   cl_mem scratch, wrapped[2] = {NULL, NULL};
   memset(cb, 0, sizeof *cb);
-  TRY(clxent_buffer(ctx, SLOT_ROW_OUT, (job->elementwise ? job->n * job->c : job->n) * sizeof(float), &cb->out));
+  /* per-row results: the whole batch's for the row kernels; a block's for the elementwise ones,
+   * which stream them out (any n·c then works, even past one allocation) */
+  TRY(clxent_buffer(ctx, SLOT_ROW_OUT, (job->elementwise ? block_rows * job->c : job->n) * sizeof(float), &cb->out));
+  if (job->elementwise && job->loss_out && job->reduction != CLXENT_NONE)
+    TRY(clxent_buffer(ctx, SLOT_SUM_PARTIAL,
+                      (job->n * job->c + CLXENT_SUM_CHUNK - 1) / CLXENT_SUM_CHUNK * sizeof(float), &cb->sum_partial));
   if (job->lse) TRY(clxent_buffer(ctx, SLOT_LSE, job->n * sizeof(float), &cb->lse));
   if (job->bias_grad) {
     const size_t chunks = (job->n + CLXENT_BIAS_CHUNK - 1) / CLXENT_BIAS_CHUNK;
@@ -454,11 +490,14 @@ static clxent_status run_and_deliver(clxent_ctx *ctx, const row_job *job, clxent
   call_buffers cb;
   TRY(run_rows(ctx, job, &cb));
   cl_int err;
-  if (loss && reduction != CLXENT_NONE) TRY(reduce_rows(ctx, cb.out, job->elementwise ? job->n * job->c : job->n,
-                                                        divisor, loss));
-  if (loss && reduction == CLXENT_NONE) {
-    const size_t count = job->elementwise ? job->n * job->c : job->n;
-    err = clEnqueueReadBuffer(ctx->queue, cb.out, CL_TRUE, 0, count * sizeof(float), loss, 0, NULL, NULL);
+  if (job->elementwise) { /* NONE: already streamed into loss; MEAN/SUM: from the chunk sums */
+    if (loss && reduction != CLXENT_NONE)
+      TRY(reduce_rows(ctx, cb.sum_partial, (job->n * job->c + CLXENT_SUM_CHUNK - 1) / CLXENT_SUM_CHUNK, divisor,
+                      loss));
+  } else if (loss && reduction != CLXENT_NONE) {
+    TRY(reduce_rows(ctx, cb.out, job->n, divisor, loss));
+  } else if (loss) {
+    err = clEnqueueReadBuffer(ctx->queue, cb.out, CL_TRUE, 0, job->n * sizeof(float), loss, 0, NULL, NULL);
     if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueReadBuffer(per-row results)", err);
   }
   if (job->lse) {
@@ -527,7 +566,7 @@ clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const 
   float divisor;
   const row_job job = {KERNEL_SOFTMAX_HARD, x.dtype, n, c, 0, logits, NULL, labels, o.class_weight,
                        o.ignore_index, loss_params(&o, weighted, counted, weight_sum, &divisor),
-                       grad, x.lse, x.bias_grad};
+                       grad, x.lse, x.bias_grad, NULL, o.reduction};
   return run_and_deliver(ctx, &job, o.reduction, divisor, loss);
 }
 
@@ -553,7 +592,8 @@ clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, c
   TRY(check_opts(ctx, &o, FAMILY_SOFTMAX, c, &weight_sum));
   float divisor; /* soft targets: MEAN divides by n, weights or not (PyTorch) */
   const row_job job = {KERNEL_SOFTMAX_SOFT, x.dtype, n, c, 0, logits, targets, NULL, o.class_weight,
-                       0, loss_params(&o, (double)n, n, weight_sum, &divisor), grad, x.lse, x.bias_grad};
+                       0, loss_params(&o, (double)n, n, weight_sum, &divisor), grad, x.lse, x.bias_grad,
+                       NULL, o.reduction};
   return run_and_deliver(ctx, &job, o.reduction, divisor, loss);
 }
 
@@ -588,8 +628,9 @@ static clxent_status binary_loss(clxent_ctx *ctx, clxent_kernel_id kernel, const
                            (double)a);
     }
   float divisor;
-  const row_job job = {kernel, x.dtype, n, c, 1, in, targets, NULL, o.pos_weight, (cl_int)c,
-                       loss_params(&o, (double)values, values, weight_sum, &divisor), grad, NULL, x.bias_grad};
+  const row_job job = {kernel,    x.dtype, n, c, 1, in, targets, NULL, o.pos_weight, (cl_int)c,
+                       loss_params(&o, (double)values, values, weight_sum, &divisor), grad, NULL, x.bias_grad,
+                       loss, o.reduction};
   return run_and_deliver(ctx, &job, o.reduction, divisor, loss);
 }
 
@@ -638,7 +679,7 @@ static clxent_status row_information(clxent_ctx *ctx, int mode, size_t n, size_t
                             {"out", out, n * sizeof(float), 1, 0}};
   TRY(check_regions(ctx, regions, 3, 0));
   const row_job job = {KERNEL_ROW_INFORMATION, CLXENT_FLOAT32, n, c, 0, p, mode == MODE_ENTROPY ? NULL : q,
-                       NULL, NULL, mode, clxent_plain_params(1.0f, c), NULL, NULL, NULL};
+                       NULL, NULL, mode, clxent_plain_params(1.0f, c), NULL, NULL, NULL, NULL, CLXENT_NONE};
   return run_and_deliver(ctx, &job, CLXENT_NONE, 1.0f, out);
 }
 
@@ -809,7 +850,7 @@ static clxent_status run_mem(clxent_ctx *ctx, const mem_call *m) {
   }
   if (st == CLXENT_OK && x.bias_grad) {
     const row_job job = {m->kernel, x.dtype, m->n, m->c, elementwise, NULL, NULL, NULL, NULL, 0, params, NULL, NULL,
-                         NULL};
+                         NULL, NULL, o.reduction};
     st = bias_block(ctx, &job, 0, m->n, m->grad, partial);
     if (st == CLXENT_OK) st = enqueue_column_sum(ctx, m->n, m->c, partial, x.bias_grad);
   }

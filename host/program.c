@@ -19,7 +19,7 @@ extern const char *const clxent_kernel_source_names[];
 
 static const char *const kernel_names[KERNEL_COUNT] = {
     "softmax_xent_hard", "softmax_xent_soft", "sigmoid_xent", "bce",        "column_partial",
-    "row_information",   "reduce_sum",        "column_sum",   "label_stats", "copy_float4"};
+    "row_information",   "reduce_sum",        "column_sum",   "label_stats", "chunk_sum", "copy_float4"};
 static const char *const dtype_suffixes[CLXENT_DTYPE_COUNT] = {"_f32", "_f16", "_bf16"};
 
 /* The program's source, in order: common.cl; then for each storage type a line selecting it and
@@ -110,6 +110,10 @@ static clxent_status choose_parameters(clxent_ctx *ctx) {
 
   err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ctx->max_alloc, &ctx->max_alloc, NULL);
   if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_MAX_MEM_ALLOC_SIZE)", err);
+  /* CLXENT_MAX_ALLOC caps the largest buffer, to run the large-batch and allocation-failure paths
+   * on a device whose limit (PoCL: a share of free host memory) is too large to reach in a test */
+  const size_t cap = env_size("CLXENT_MAX_ALLOC", 0);
+  if (cap && cap < ctx->max_alloc) ctx->max_alloc = cap, ctx->max_alloc_capped = 1;
   err = clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof ctx->global_mem, &ctx->global_mem, NULL);
   if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_GLOBAL_MEM_SIZE)", err);
   /* Three block buffers (input, targets, gradient) are in use at once: keep them in a quarter of

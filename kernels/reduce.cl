@@ -69,3 +69,18 @@ void label_stats(const ulong n, const ulong c, __global const int *labels, __glo
     if (bad_out) bad_out[0] = (uint)bad;
   }
 }
+
+/* The elementwise losses stream their per-value results block by block. Chunk k holds values
+ * [k·64, (k+1)·64) of the batch; partial[k] is their left-to-right sum, continued from the stored
+ * value when an earlier block began the chunk: the same additions in the same order for any block
+ * size. reduce_sum then adds the chunk sums in its fixed tree. */
+#define CLXENT_SUM_CHUNK 64
+__kernel void chunk_sum(const ulong count, const ulong first, __global const float *values, __global float *partial) {
+  const ulong k = first / CLXENT_SUM_CHUNK + get_global_id(0), chunk_begin = k * CLXENT_SUM_CHUNK;
+  const ulong begin = chunk_begin > first ? chunk_begin : first;
+  ulong end = chunk_begin + CLXENT_SUM_CHUNK;
+  if (end > first + count) end = first + count;
+  float acc = begin == chunk_begin ? 0.0f : partial[k];
+  for (ulong r = begin; r < end; ++r) acc += values[r - first];
+  partial[k] = acc;
+}

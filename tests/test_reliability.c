@@ -150,6 +150,56 @@ static void test_out_of_memory_leaves_context_usable(void **state) {
   free_batch(&b);
 }
 
+/* A context whose largest buffer is capped at 1 MiB (CLXENT_MAX_ALLOC, fault injection). */
+static clxent_ctx *capped_context(void) {
+  setenv("CLXENT_MAX_ALLOC", "1048576", 1);
+  clxent_ctx *ctx = NULL;
+  const clxent_status st = clxent_create(&ctx, NULL);
+  unsetenv("CLXENT_MAX_ALLOC");
+  if (st != CLXENT_OK) fail_msg("clxent_create: %s", clxent_last_error(NULL));
+  return ctx;
+}
+
+/* An allocation beyond the device: the per-row losses of 300 000 rows need 1.2 MB in one buffer.
+ * OUT_OF_MEMORY, a message naming the buffer and the limit, and the context goes on working. */
+static void test_allocation_beyond_the_device(void **state) {
+  (void)state;
+  clxent_ctx *ctx = capped_context();
+  const size_t n = 300000;
+  float *z = calloc(n * 2, sizeof(float)), mean = 0;
+  int32_t *y = calloc(n, sizeof(int32_t));
+  if (!z || !y) fail_msg("calloc failed");
+  assert_int_equal(clxent_softmax_xent(ctx, n, 2, z, y, NULL, &mean, NULL), CLXENT_ERR_OUT_OF_MEMORY);
+  const char *msg = clxent_last_error(ctx);
+  if (!strstr(msg, "per-row results need 1200000 bytes") || !strstr(msg, "CL_DEVICE_MAX_MEM_ALLOC_SIZE = 1048576"))
+    fail_msg("message: %s", msg);
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 1000, 2, z, y, NULL, &mean, NULL));
+  assert_float_equal(mean, log(2.0), 1e-6);
+  free(z), free(y);
+  clxent_destroy(ctx);
+}
+
+/* The elementwise losses stream their per-value results: 1.5 M binary values, whose losses alone
+ * (6 MB) are past the capped 1 MiB buffer, give the exact mean (ln 2 for z = y = 0) and the same
+ * bits as an uncapped context. */
+static void test_binary_values_beyond_one_allocation(void **state) {
+  clxent_ctx *ctx = capped_context(), *whole = test_ctx(state);
+  const size_t n = 1500000;
+  float *z = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float)), mean, mean_whole;
+  if (!z || !y) fail_msg("malloc failed");
+  rng_seed(3);
+  fill_uniform(z, n, -5, 5);
+  fill_uniform(y, n, 0, 1);
+  ASSERT_OK(ctx, clxent_sigmoid_xent(ctx, n, z, y, NULL, &mean, NULL));
+  ASSERT_OK(whole, clxent_sigmoid_xent(whole, n, z, y, NULL, &mean_whole, NULL));
+  assert_memory_equal(&mean, &mean_whole, sizeof mean);
+  memset(z, 0, n * sizeof(float)), memset(y, 0, n * sizeof(float));
+  ASSERT_OK(ctx, clxent_sigmoid_xent(ctx, n, z, y, NULL, &mean, NULL));
+  assert_float_equal(mean, log(2.0), 1e-6);
+  free(z), free(y);
+  clxent_destroy(ctx);
+}
+
 /* A build failure (a bad option injected through CLXENT_BUILD_OPTIONS) reports the build log and
  * leaves nothing behind; the next create without it works. */
 static void test_build_failure_then_recovery(void **state) {
@@ -172,6 +222,8 @@ int main(void) {
       cmocka_unit_test(test_repeats_bit_identical),
       cmocka_unit_test(test_threads),
       cmocka_unit_test(test_out_of_memory_leaves_context_usable),
+      cmocka_unit_test(test_allocation_beyond_the_device),
+      cmocka_unit_test(test_binary_values_beyond_one_allocation),
       cmocka_unit_test(test_build_failure_then_recovery),
   };
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
