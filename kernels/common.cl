@@ -202,6 +202,12 @@ inline float cap_slope(float z, float s) {
   tanh_nonneg(fabs(z) / s, &sech2);
   return sech2;
 }
+/* u and du/dz from one tanh, for the gradient passes. */
+inline float cap_logit_slope(float z, float s, float *slope) {
+  if (s == 0.0f) return *slope = 1.0f, z;
+  if (z == -INFINITY) return *slope = 0.0f, z;
+  return copysign(s * tanh_nonneg(fabs(z) / s, slope), z);
+}
 /* u and du/dz, vectors. */
 inline floatv cap_logit_slopev(floatv z, float s, floatv *slope) {
   const floatv x = fabs(z) / s, e = exp(-2.0f * x), d = 1.0f + e, series = CLXENT_TANH_SERIES(x, x * x);

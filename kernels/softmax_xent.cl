@@ -166,8 +166,9 @@ __kernel void softmax_xent_hard(
       STOREV(gv * slope, g, j);
     }
     for (ulong j = cv; j < c; ++j) {
-      const float zj = LOAD(z, j);
-      STORE((k * exp(cap_logit(zj, cap) - m) - B * (weight ? weight[j] : 1.0f)) * cap_slope(zj, cap), g, j);
+      float slope;
+      const float u = cap_logit_slope(LOAD(z, j), cap, &slope);
+      STORE((k * exp(u - m) - B * (weight ? weight[j] : 1.0f)) * slope, g, j);
     }
   }
   /* the label's element, from scratch so that a 16-bit gradient is rounded once */
@@ -235,9 +236,9 @@ __kernel void softmax_xent_soft(
     STOREV((k * exp(u - m) - S * soft_target_v(LOADV(t, j), weight, j, keep, spread)) * slope, g, j);
   }
   for (ulong j = cv; j < c; ++j) {
-    const float zj = LOAD(z, j);
-    STORE((k * exp(cap_logit(zj, cap) - m) - S * soft_target(LOAD(t, j), weight, j, keep, spread)) *
-              cap_slope(zj, cap), g, j);
+    float slope;
+    const float u = cap_logit_slope(LOAD(z, j), cap, &slope);
+    STORE((k * exp(u - m) - S * soft_target(LOAD(t, j), weight, j, keep, spread)) * slope, g, j);
   }
 }
 
@@ -283,9 +284,10 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   float wdev = 0.0f;
   if (!ignored && (g || smooth))
     for (ulong j = lane; j < c; j += T) {
-      const float zj = LOAD(z, j), u = cap_logit(zj, cap), w = weight ? weight[j] : 1.0f;
+      float slope;
+      const float u = cap_logit_slope(LOAD(z, j), cap, &slope), w = weight ? weight[j] : 1.0f;
       if (smooth && w != 0.0f) wdev += w * (m - u);
-      if (g) STORE((A * exp((u - m) - log_s) - B * w - (j == (ulong)y ? K : 0.0f)) * cap_slope(zj, cap), g, j);
+      if (g) STORE((A * exp((u - m) - log_s) - B * w - (j == (ulong)y ? K : 0.0f)) * slope, g, j);
     }
   if (smooth) wdev = segment_sum(wdev, (__local float *)scratch, T);
   if (!ignored && lane == 0) {
@@ -323,9 +325,10 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
    * both, and m - u keeps its precision where lse - u would cancel. */
   float td = 0.0f;
   for (ulong j = lane; j < cols; j += T) {
-    const float zj = LOAD(z, j), u = cap_logit(zj, cap), tau = soft_target(LOAD(t, j), weight, j, keep, spread);
+    float slope;
+    const float u = cap_logit_slope(LOAD(z, j), cap, &slope), tau = soft_target(LOAD(t, j), weight, j, keep, spread);
     if (tau != 0.0f) td += tau * (m - u);
-    if (g) STORE((A * exp((u - m) - log_s) - S * tau) * cap_slope(zj, cap), g, j);
+    if (g) STORE((A * exp((u - m) - log_s) - S * tau) * slope, g, j);
   }
   td = segment_sum(td, (__local float *)scratch, T);
   if (active && lane == 0) {
