@@ -7,7 +7,8 @@ clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes
                                                      "labels", "per-row results",
                                                      "partial sums", "partial sums", "weights",
                                                      "log-sum-exp", "bias partial sums", "bias gradient",
-                                                     "label statistics", "chunk sums"};
+                                                     "label statistics", "chunk sums", "input block",
+                                                     "target block", "gradient block"};
   if (bytes == 0) bytes = sizeof(float);
   if (ctx->buffers[slot] && ctx->buffer_sizes[slot] >= bytes) {
     *out = ctx->buffers[slot];
@@ -41,4 +42,12 @@ void clxent_release_buffers(clxent_ctx *ctx) {
     ctx->buffers[s] = NULL;
     ctx->buffer_sizes[s] = 0;
   }
+}
+
+void clxent_release_staging(clxent_ctx *ctx, clxent_staging *staging) {
+  if (!staging->mem) return;
+  if (staging->ptr && clEnqueueUnmapMemObject(ctx->queue, staging->mem, staging->ptr, 0, NULL, NULL) == CL_SUCCESS)
+    clFinish(ctx->queue);
+  clReleaseMemObject(staging->mem);
+  staging->mem = NULL, staging->ptr = NULL, staging->bytes = 0;
 }

@@ -27,6 +27,9 @@ enum clxent_slot {
   SLOT_BIAS,      /* bias gradient */
   SLOT_SCALES,    /* device-resident calls: label statistics and reduction scales */
   SLOT_SUM_PARTIAL, /* elementwise losses: chunk sums of the per-value losses */
+  SLOT_IN_1,        /* the host path's second set of blocks (double buffering) */
+  SLOT_AUX_1,
+  SLOT_GRAD_1,
   SLOT_COUNT
 };
 
@@ -51,6 +54,13 @@ typedef enum clxent_kernel_id {
 #define CLXENT_DTYPE_COUNT 3
 #define CLXENT_BIAS_CHUNK 64 /* rows per partial sum of the bias gradient (kernels/bias.cl) */
 
+/* Pinned host memory (CL_MEM_ALLOC_HOST_PTR), mapped for the host for as long as it lives. */
+typedef struct clxent_staging {
+  cl_mem mem;
+  void *ptr;
+  size_t bytes;
+} clxent_staging;
+
 struct clxent_ctx {
   cl_platform_id platform;
   cl_device_id device;
@@ -74,6 +84,19 @@ struct clxent_ctx {
   int zero_copy;           /* the device uses host memory in place: wrap the caller's arrays */
   char device_name[256];
   char error[CLXENT_ERROR_MAX];
+
+  /* the pipelined host path (losses.c): transfer queues beside `queue`, pinned staging for two
+   * blocks in flight (input, targets, gradient), and the caller's clxent_host_alloc memory */
+  cl_command_queue upload_queue, download_queue;
+  clxent_staging staging[2][3];
+  clxent_staging *pinned;
+  size_t pinned_count, pinned_capacity;
+
+  /* a context over several devices: one context per device, and the share of rows each takes;
+   * such a context has no device, context or queue of its own */
+  clxent_ctx **members;
+  double *shares;
+  size_t member_count;
 };
 
 /* errors.c */
@@ -98,6 +121,8 @@ clxent_status clxent_build_program(clxent_ctx *ctx);
 /* buffers.c: a buffer of at least `bytes` in slot, reusing the one held when it is big enough. */
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out);
 void clxent_release_buffers(clxent_ctx *ctx);
+/* Unmaps and releases pinned memory (waits for the context's queues first). */
+void clxent_release_staging(clxent_ctx *ctx, clxent_staging *staging);
 
 /* losses.c: enqueues one row kernel (argument layout of CLXENT_ROW_KERNEL_ARGS in
  * kernels/common.cl) over a block of rows, with the geometry of the context's variant. */
@@ -114,6 +139,51 @@ typedef struct clxent_row_launch {
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_row_launch *launch);
 /* Parameters of a plain call: no options, gradient scale `scale`. */
 cl_float8 clxent_plain_params(float scale, size_t c);
+
+size_t clxent_dtype_size(clxent_dtype t);
+
+/* A loss over a batch of n rows of c values. Softmax kernels work a row at a time; the binary
+ * ones are elementwise and are launched over the n·c values with a row length of 1. */
+typedef struct row_job {
+  clxent_kernel_id kernel;
+  clxent_dtype dtype;
+  size_t n, c;
+  int elementwise;       /* binary: launch n·c values, iarg = c (columns of pos_weight) */
+  const void *in, *aux;  /* [n][c] inputs; aux NULL when the kernel takes none */
+  const int32_t *labels; /* [n] or NULL */
+  const float *weight;   /* [c] class weights / pos_weight, or NULL */
+  cl_int iarg;           /* ignore_index or mode */
+  cl_float8 params;      /* CLXENT_P_* */
+  void *grad;            /* [n][c], NULL, or == in */
+  float *lse;            /* [n] or NULL */
+  float *bias_grad;      /* [c] or NULL */
+  /* elementwise jobs stream their per-value results: NONE copies each block's into loss_out,
+   * MEAN/SUM fold them into chunk sums (kernels/reduce.cl chunk_sum) */
+  float *loss_out;
+  clxent_reduction reduction;
+} row_job;
+
+/* The device buffers of a call that live across its blocks. */
+typedef struct call_buffers {
+  cl_mem labels, weight, out, lse, bias_partial, sum_partial;
+} call_buffers;
+
+#define CLXENT_SUM_CHUNK 64 /* values per chunk sum of the elementwise losses (kernels/reduce.cl) */
+
+/* Runs job over the batch in blocks; the per-row results (n floats; elementwise: the chunk sums),
+ * lse and bias partial sums stay on the device in *cb. Returns with the queues drained. */
+clxent_status clxent_run_rows(clxent_ctx *ctx, const row_job *job, call_buffers *cb);
+/* result = Σ values[0..n) / divisor in the fixed order of kernels/reduce.cl, to the host. */
+clxent_status clxent_reduce_values(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, float *result);
+/* job->bias_grad = the column sums of the bias partials of job->n rows, to the host. */
+clxent_status clxent_deliver_bias(clxent_ctx *ctx, const row_job *job, cl_mem partial);
+
+/* split.c: contexts over several devices (clxent_create with "all" or a list). */
+int clxent_is_group_request(const char *request);
+clxent_status clxent_create_group(clxent_ctx *group, const char *request);
+/* A host-path job split by rows over the members, then reduced on the first member. */
+clxent_status clxent_run_split(clxent_ctx *group, const row_job *job, clxent_reduction reduction, float divisor,
+                               float *loss);
 
 /* Environment knobs, read at context creation (documented in README):
  *   CLXENT_VARIANT=item|group   force the row mapping

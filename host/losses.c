@@ -1,6 +1,6 @@
 /*
  * The public loss entries: validate everything first (a rejected call writes nothing), then stream
- * the batch through the device in row blocks (run_rows), then reduce the per-row losses on the
+ * the batch through the device in row blocks (clxent_run_rows), then reduce the per-row losses on the
  * device in a fixed order (reduce_rows).
  */
 #include <math.h>
@@ -139,7 +139,8 @@ static clxent_status check_ex(clxent_ctx *ctx, const clxent_ex *out, enum family
   return CLXENT_OK;
 }
 
-static size_t dtype_size(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
+size_t clxent_dtype_size(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
+#define dtype_size clxent_dtype_size
 
 /* One stored value as float, for the checks that read inputs on the host. */
 static float load_value(const void *p, size_t k, clxent_dtype t) {
@@ -159,27 +160,6 @@ static float load_value(const void *p, size_t k, clxent_dtype t) {
 }
 
 /* ---------------------------------------------------------------- device work */
-
-/* A loss over a batch of n rows of c values. Softmax kernels work a row at a time; the binary
- * ones are elementwise and are launched over the n·c values with a row length of 1. */
-typedef struct row_job {
-  clxent_kernel_id kernel;
-  clxent_dtype dtype;
-  size_t n, c;
-  int elementwise;       /* binary: launch n·c values, iarg = c (columns of pos_weight) */
-  const void *in, *aux;  /* [n][c] inputs; aux NULL when the kernel takes none */
-  const int32_t *labels; /* [n] or NULL */
-  const float *weight;   /* [c] class weights / pos_weight, or NULL */
-  cl_int iarg;           /* ignore_index or mode */
-  cl_float8 params;      /* CLXENT_P_* */
-  void *grad;            /* [n][c], NULL, or == in */
-  float *lse;            /* [n] or NULL */
-  float *bias_grad;      /* [c] or NULL */
-  /* elementwise jobs stream their per-value results: NONE copies each block's into loss_out,
-   * MEAN/SUM fold them into chunk sums (kernels/reduce.cl chunk_sum) */
-  float *loss_out;
-  clxent_reduction reduction;
-} row_job;
 
 static cl_int set_mem_arg(cl_kernel k, cl_uint index, cl_mem mem) {
   return clSetKernelArg(k, index, sizeof(cl_mem), mem ? &mem : NULL); /* NULL → a null pointer */
@@ -258,11 +238,7 @@ static clxent_status sync_to_host(clxent_ctx *ctx, cl_mem mem, size_t bytes) {
   return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueUnmapMemObject(gradient)", err);
 }
 
-/* The device buffers of a call that live across its blocks. */
-typedef struct call_buffers {
-  cl_mem labels, weight, out, lse, bias_partial, sum_partial;
-} call_buffers;
-
+#define PIPE_BLOCK_MAX ((cl_ulong)64 << 20) /* bytes per array and pipeline block */
 #define CLXENT_SUM_CHUNK 64 /* values per chunk sum of the elementwise losses (kernels/reduce.cl) */
 
 /* Folds a block of `count` per-value results, at batch position `first`, into the chunk sums. */
@@ -298,61 +274,213 @@ static clxent_status bias_block(clxent_ctx *ctx, const row_job *job, size_t firs
   return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clEnqueueNDRangeKernel(column_partial)", err);
 }
 
-/* One block of rows [first, first + rows): inputs to the device, the kernel, the gradient back.
- * With zero-copy the block's buffers wrap the caller's arrays and are released when done
- * (OpenCL keeps them alive until the queued commands finish). */
-static clxent_status run_block(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows,
-                               const call_buffers *cb) {
+/* The device work of one block of rows [first, first + rows) whose inputs are in `in`/`aux`: the
+ * loss kernel, then what folds or streams its results. Enqueued on ctx->queue. */
+static clxent_status block_kernels(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows, cl_mem in,
+                                   cl_mem aux, cl_mem grad, const call_buffers *cb) {
+  clxent_row_launch l = {job->kernel, job->dtype, rows, job->c, first, in, aux, cb->labels, cb->weight,
+                         job->iarg, job->params, grad, cb->out, cb->lse, NULL};
+  /* elementwise: the block's results land at the start of cb->out; blocks hold whole rows,
+   * so a value's column is its index in the block modulo c */
+  if (job->elementwise) l.rows = rows * job->c, l.c = 1, l.first_row = 0;
+  TRY(clxent_launch_rows(ctx, &l));
+  if (job->elementwise && job->loss_out) {
+    if (job->reduction != CLXENT_NONE) {
+      TRY(chunk_block(ctx, first * job->c, rows * job->c, cb->out, cb->sum_partial));
+    } else {
+      const cl_int err = clEnqueueReadBuffer(ctx->queue, cb->out, CL_FALSE, 0, rows * job->c * sizeof(float),
+                                             job->loss_out + first * job->c, 0, NULL, NULL);
+      if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueReadBuffer(per-value losses)", err);
+    }
+  }
+  if (cb->bias_partial) TRY(bias_block(ctx, job, first, rows, grad, cb->bias_partial));
+  return CLXENT_OK;
+}
+
+/* One block on a device that shares host memory: its buffers wrap the caller's arrays and are
+ * released when enqueued (OpenCL keeps them alive until the queued commands finish). */
+static clxent_status zero_copy_block(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows,
+                                     const call_buffers *cb) {
   const size_t elem = dtype_size(job->dtype), offset = first * job->c * elem, bytes = rows * job->c * elem;
   const unsigned char *in_host = job->in, *aux_host = job->aux;
   unsigned char *grad_host = job->grad;
   const int in_place = job->grad && job->grad == job->in;
   cl_mem own[3] = {NULL, NULL, NULL}; /* wrapped in, aux, grad */
-  cl_mem in, aux = NULL, grad = NULL;
-  clxent_status st = CLXENT_OK;
-  cl_int err;
-  if (ctx->zero_copy) {
-    st = wrap_host(ctx, in_place ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY, in_host + offset, bytes, "the input", &own[0]);
-    if (st == CLXENT_OK && aux_host)
-      st = wrap_host(ctx, CL_MEM_READ_ONLY, aux_host + offset, bytes, "the targets", &own[1]);
-    if (st == CLXENT_OK && grad_host && !in_place)
-      /* read-write: the row-per-item kernel caches e^(z-m) in the gradient and reads it back */
-      st = wrap_host(ctx, CL_MEM_READ_WRITE, grad_host + offset, bytes, "the gradient", &own[2]);
-    in = own[0], aux = own[1], grad = in_place ? own[0] : own[2];
-  } else {
-    in = ctx->buffers[SLOT_IN];
-    err = clEnqueueWriteBuffer(ctx->queue, in, CL_FALSE, 0, bytes, in_host + offset, 0, NULL, NULL);
-    if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueWriteBuffer(input block)", err);
-    if (aux_host) {
-      aux = ctx->buffers[SLOT_AUX];
-      err = clEnqueueWriteBuffer(ctx->queue, aux, CL_FALSE, 0, bytes, aux_host + offset, 0, NULL, NULL);
-      if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueWriteBuffer(target block)", err);
-    }
-    if (grad_host) grad = in_place ? in : ctx->buffers[SLOT_GRAD];
-  }
-  if (st == CLXENT_OK) {
-    clxent_row_launch l = {job->kernel, job->dtype, rows, job->c, first, in, aux, cb->labels, cb->weight,
-                           job->iarg, job->params, grad, cb->out, cb->lse, NULL};
-    /* elementwise: the block's results land at the start of cb->out; blocks hold whole rows,
-     * so a value's column is its index in the block modulo c */
-    if (job->elementwise) l.rows = rows * job->c, l.c = 1, l.first_row = 0;
-    st = clxent_launch_rows(ctx, &l);
-  }
-  if (st == CLXENT_OK && job->elementwise && job->loss_out) {
-    if (job->reduction != CLXENT_NONE) {
-      st = chunk_block(ctx, first * job->c, rows * job->c, cb->out, cb->sum_partial);
-    } else if ((err = clEnqueueReadBuffer(ctx->queue, cb->out, CL_FALSE, 0, rows * job->c * sizeof(float),
-                                          job->loss_out + first * job->c, 0, NULL, NULL)) != CL_SUCCESS) {
-      st = clxent_fail_cl(ctx, "clEnqueueReadBuffer(per-value losses)", err);
-    }
-  }
-  if (st == CLXENT_OK && cb->bias_partial) st = bias_block(ctx, job, first, rows, grad, cb->bias_partial);
-  if (st == CLXENT_OK && grad) {
-    if (ctx->zero_copy) st = sync_to_host(ctx, grad, bytes);
-    else if ((err = clEnqueueReadBuffer(ctx->queue, grad, CL_FALSE, 0, bytes, grad_host + offset, 0, NULL, NULL)))
-      st = clxent_fail_cl(ctx, "clEnqueueReadBuffer(gradient block)", err);
-  }
+  clxent_status st =
+      wrap_host(ctx, in_place ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY, in_host + offset, bytes, "the input", &own[0]);
+  if (st == CLXENT_OK && aux_host)
+    st = wrap_host(ctx, CL_MEM_READ_ONLY, aux_host + offset, bytes, "the targets", &own[1]);
+  if (st == CLXENT_OK && grad_host && !in_place)
+    /* read-write: the row-per-item kernel caches e^(z-m) in the gradient and reads it back */
+    st = wrap_host(ctx, CL_MEM_READ_WRITE, grad_host + offset, bytes, "the gradient", &own[2]);
+  const cl_mem grad = in_place ? own[0] : own[2];
+  if (st == CLXENT_OK) st = block_kernels(ctx, job, first, rows, own[0], own[1], grad, cb);
+  if (st == CLXENT_OK && grad) st = sync_to_host(ctx, grad, bytes);
   release_mems(own, 3);
+  return st;
+}
+
+/* ---- the pipelined host path, for devices with memory of their own (GPUs)
+ *
+ * Three in-order queues work at once: uploads, kernels (ctx->queue), downloads. Blocks of rows
+ * alternate between two sets of device buffers, so that while the kernels work on block b the
+ * next block is uploading and block b-1's gradient is downloading. Transfers go through pinned
+ * host memory (CL_MEM_ALLOC_HOST_PTR, mapped once): from the caller's arrays directly when they
+ * lie in clxent_host_alloc memory, else through pinned staging that the host thread fills and
+ * drains while the device works. Events order the reuse of every buffer:
+ *   upload b    waits for block b-2's last use of the same device buffers (`done`);
+ *   kernels b   wait for upload b;  download b waits for kernels b;
+ *   staging in  is refilled once upload b-2 has read it; staging out is drained after download. */
+
+enum { PIPE_IN, PIPE_AUX, PIPE_GRAD, PIPE_ARRAYS };
+
+typedef struct pipe_slot {
+  cl_mem dev[PIPE_ARRAYS];
+  cl_event up, done;  /* upload finished; last use of the block's buffers (download or kernels) */
+  size_t first, rows; /* the block in flight here; rows 0 = none */
+} pipe_slot;
+
+/* Caller memory from clxent_host_alloc that covers [p, p + bytes): transfers use it directly. */
+static int host_pinned(const clxent_ctx *ctx, const void *p, size_t bytes) {
+  const uintptr_t a = (uintptr_t)p;
+  for (size_t i = 0; i < ctx->pinned_count; ++i) {
+    const uintptr_t b = (uintptr_t)ctx->pinned[i].ptr;
+    if (a >= b && a - b <= ctx->pinned[i].bytes && bytes <= ctx->pinned[i].bytes - (a - b)) return 1;
+  }
+  return 0;
+}
+
+/* Pinned staging buffer `array` of pipeline slot `s`, at least `bytes`, mapped for the host. */
+static clxent_status staging(clxent_ctx *ctx, int s, int array, size_t bytes, unsigned char **out) {
+  clxent_staging *st = &ctx->staging[s][array];
+  if (st->mem && st->bytes >= bytes) {
+    *out = st->ptr;
+    return CLXENT_OK;
+  }
+  clxent_release_staging(ctx, st);
+  cl_int err;
+  st->mem = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL, &err);
+  if (err != CL_SUCCESS) {
+    st->mem = NULL;
+    return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(CL_MEM_ALLOC_HOST_PTR, %zu bytes of staging) failed: %s (%d)",
+                       bytes, clxent_cl_error_name(err), (int)err);
+  }
+  st->ptr = clEnqueueMapBuffer(ctx->upload_queue, st->mem, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, bytes, 0, NULL,
+                               NULL, &err);
+  if (err != CL_SUCCESS) {
+    clReleaseMemObject(st->mem), st->mem = NULL, st->ptr = NULL;
+    return clxent_fail_cl(ctx, "clEnqueueMapBuffer(staging)", err);
+  }
+  st->bytes = bytes;
+  *out = st->ptr;
+  return CLXENT_OK;
+}
+
+static clxent_status wait_event(clxent_ctx *ctx, cl_event ev, const char *what) {
+  if (!ev) return CLXENT_OK;
+  const cl_int err = clWaitForEvents(1, &ev);
+  return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, what, err);
+}
+
+static void replace_event(cl_event *slot, cl_event ev) {
+  if (*slot) clReleaseEvent(*slot);
+  *slot = ev;
+}
+
+/* Copies a finished block's gradient from staging to the caller (a no-op when it went directly). */
+static clxent_status drain_block(clxent_ctx *ctx, const row_job *job, pipe_slot *slot, int s) {
+  if (!slot->rows || !job->grad) return CLXENT_OK;
+  const size_t elem = dtype_size(job->dtype), bytes = slot->rows * job->c * elem;
+  unsigned char *dst = (unsigned char *)job->grad + slot->first * job->c * elem;
+  TRY(wait_event(ctx, slot->done, "clWaitForEvents(gradient download)"));
+  if (!host_pinned(ctx, dst, bytes)) memcpy(dst, ctx->staging[s][PIPE_GRAD].ptr, bytes);
+  slot->rows = 0;
+  return CLXENT_OK;
+}
+
+/* Enqueues block [first, first + rows) in pipeline slot s (see above). */
+static clxent_status pipe_block(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows, pipe_slot *slot,
+                                int s, const call_buffers *cb) {
+  const size_t elem = dtype_size(job->dtype), offset = first * job->c * elem, bytes = rows * job->c * elem;
+  const void *src[2] = {(const unsigned char *)job->in + offset, job->aux ? (const unsigned char *)job->aux + offset : NULL};
+  const int in_place = job->grad && job->grad == job->in;
+  cl_int err;
+  /* block b-2's uploads have read this slot's staging before the host refills it */
+  if ((src[PIPE_IN] && !host_pinned(ctx, src[PIPE_IN], bytes)) || (src[PIPE_AUX] && !host_pinned(ctx, src[PIPE_AUX], bytes)))
+    TRY(wait_event(ctx, slot->up, "clWaitForEvents(upload)"));
+  /* inputs up, after block b-2 is done with the device buffers */
+  for (int a = PIPE_IN; a <= PIPE_AUX; ++a) {
+    if (!src[a]) continue;
+    const void *from = src[a];
+    if (!host_pinned(ctx, from, bytes)) {
+      unsigned char *stage;
+      TRY(staging(ctx, s, a, bytes, &stage));
+      memcpy(stage, from, bytes);
+      from = stage;
+    }
+    cl_event up = NULL;
+    err = clEnqueueWriteBuffer(ctx->upload_queue, slot->dev[a], CL_FALSE, 0, bytes, from, slot->done ? 1 : 0,
+                               slot->done ? &slot->done : NULL, &up);
+    if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueWriteBuffer(input block)", err);
+    replace_event(&slot->up, up);
+  }
+  /* the kernels, after the upload */
+  if ((err = clEnqueueBarrierWithWaitList(ctx->queue, 1, &slot->up, NULL)) != CL_SUCCESS)
+    return clxent_fail_cl(ctx, "clEnqueueBarrierWithWaitList(upload)", err);
+  const cl_mem grad = !job->grad ? NULL : in_place ? slot->dev[PIPE_IN] : slot->dev[PIPE_GRAD];
+  TRY(block_kernels(ctx, job, first, rows, slot->dev[PIPE_IN], job->aux ? slot->dev[PIPE_AUX] : NULL, grad, cb));
+  cl_event computed = NULL;
+  if ((err = clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, &computed)) != CL_SUCCESS)
+    return clxent_fail_cl(ctx, "clEnqueueMarkerWithWaitList(kernels)", err);
+  replace_event(&slot->done, computed);
+  /* the gradient down, after the kernels */
+  if (grad) {
+    unsigned char *to = (unsigned char *)job->grad + offset;
+    if (!host_pinned(ctx, to, bytes)) TRY(staging(ctx, s, PIPE_GRAD, bytes, &to));
+    cl_event down = NULL;
+    err = clEnqueueReadBuffer(ctx->download_queue, grad, CL_FALSE, 0, bytes, to, 1, &slot->done, &down);
+    if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueReadBuffer(gradient block)", err);
+    replace_event(&slot->done, down);
+  }
+  slot->first = first, slot->rows = rows;
+  clFlush(ctx->upload_queue), clFlush(ctx->queue), clFlush(ctx->download_queue);
+  return CLXENT_OK;
+}
+
+static clxent_status transfer_queues(clxent_ctx *ctx) {
+  cl_int err = CL_SUCCESS;
+  if (!ctx->upload_queue) ctx->upload_queue = clCreateCommandQueue(ctx->context, ctx->device, 0, &err);
+  if (err == CL_SUCCESS && !ctx->download_queue)
+    ctx->download_queue = clCreateCommandQueue(ctx->context, ctx->device, 0, &err);
+  return err == CL_SUCCESS ? CLXENT_OK : clxent_fail_cl(ctx, "clCreateCommandQueue(transfers)", err);
+}
+
+/* The whole batch through the pipeline; returns with all three queues drained, on every path. */
+static clxent_status run_pipeline(clxent_ctx *ctx, const row_job *job, size_t block_rows, const call_buffers *cb) {
+  static const enum clxent_slot device_slots[2][PIPE_ARRAYS] = {{SLOT_IN, SLOT_AUX, SLOT_GRAD},
+                                                                 {SLOT_IN_1, SLOT_AUX_1, SLOT_GRAD_1}};
+  const size_t block_bytes = block_rows * job->c * dtype_size(job->dtype);
+  const int blocks = job->n > block_rows ? 2 : 1;
+  pipe_slot slots[2];
+  memset(slots, 0, sizeof slots);
+  clxent_status st = CLXENT_OK;
+  for (int s = 0; s < blocks && st == CLXENT_OK; ++s) {
+    const int used[PIPE_ARRAYS] = {1, job->aux != NULL, job->grad && job->grad != job->in};
+    for (int a = 0; a < PIPE_ARRAYS && st == CLXENT_OK; ++a)
+      if (used[a]) st = clxent_buffer(ctx, device_slots[s][a], block_bytes, &slots[s].dev[a]);
+  }
+  size_t b = 0;
+  for (size_t first = 0; st == CLXENT_OK && first < job->n; first += block_rows, ++b) {
+    const int s = (int)(b & 1);
+    const size_t rows = job->n - first < block_rows ? job->n - first : block_rows;
+    st = pipe_block(ctx, job, first, rows, &slots[s], s, cb);
+    if (st == CLXENT_OK) st = drain_block(ctx, job, &slots[s ^ 1], s ^ 1); /* block b-1, while b runs */
+  }
+  if (st == CLXENT_OK) st = drain_block(ctx, job, &slots[(b - 1) & 1], (int)((b - 1) & 1));
+  /* drained on every path: nothing queued may outlive the caller's arrays */
+  const cl_int e1 = clFinish(ctx->upload_queue), e2 = clFinish(ctx->queue), e3 = clFinish(ctx->download_queue);
+  for (int s = 0; s < 2; ++s) replace_event(&slots[s].up, NULL), replace_event(&slots[s].done, NULL);
+  if (st == CLXENT_OK && (e1 || e2 || e3)) st = clxent_fail_cl(ctx, "clFinish", e1 ? e1 : e2 ? e2 : e3);
   return st;
 }
 
@@ -373,7 +501,7 @@ static clxent_status upload(clxent_ctx *ctx, enum clxent_slot slot, const void *
  * results stay on the device in cb->out ([n] floats, or n·c for elementwise jobs), the gradient
  * lands in job->grad. Returns with the queue drained, on every path (nothing queued may outlive
  * the caller's arrays). */
-static clxent_status run_rows(clxent_ctx *ctx, const row_job *job, call_buffers *cb) {
+clxent_status clxent_run_rows(clxent_ctx *ctx, const row_job *job, call_buffers *cb) {
   const size_t row_bytes = job->c * dtype_size(job->dtype);
   if ((cl_ulong)row_bytes > ctx->block_bytes)
     return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY,
@@ -382,7 +510,7 @@ static clxent_status run_rows(clxent_ctx *ctx, const row_job *job, call_buffers 
   size_t block_rows = (size_t)(ctx->block_bytes / row_bytes);
   if (block_rows > job->n) block_rows = job->n;
 
-  cl_mem scratch, wrapped[2] = {NULL, NULL};
+  cl_mem wrapped[2] = {NULL, NULL};
   memset(cb, 0, sizeof *cb);
   /* per-row results: the whole batch's for the row kernels; a block's for the elementwise ones,
    * which stream them out (any n·c then works, even past one allocation) */
@@ -395,19 +523,30 @@ static clxent_status run_rows(clxent_ctx *ctx, const row_job *job, call_buffers 
     const size_t chunks = (job->n + CLXENT_BIAS_CHUNK - 1) / CLXENT_BIAS_CHUNK;
     TRY(clxent_buffer(ctx, SLOT_BIAS_PARTIAL, chunks * job->c * sizeof(float), &cb->bias_partial));
   }
-  if (!ctx->zero_copy) { /* device-side blocks, reused across calls */
-    TRY(clxent_buffer(ctx, SLOT_IN, block_rows * row_bytes, &scratch));
-    if (job->aux) TRY(clxent_buffer(ctx, SLOT_AUX, block_rows * row_bytes, &scratch));
-    if (job->grad && job->grad != job->in) TRY(clxent_buffer(ctx, SLOT_GRAD, block_rows * row_bytes, &scratch));
+  if (!ctx->zero_copy) {
+    TRY(transfer_queues(ctx));
+    /* pipeline blocks: several in a batch so that transfers overlap the kernels, each big
+     * enough (>= 4 MiB) to move at full transfer speed, and at most PIPE_BLOCK_MAX */
+    const size_t target = (job->n + 7) / 8, floor_rows = ((size_t)4 << 20) / row_bytes + 1;
+    const size_t cap = (size_t)(ctx->block_bytes < PIPE_BLOCK_MAX ? ctx->block_bytes : PIPE_BLOCK_MAX) / row_bytes;
+    block_rows = target > floor_rows ? target : floor_rows;
+    if (block_rows > cap) block_rows = cap ? cap : 1;
+    if (block_rows > job->n) block_rows = job->n;
   }
   clxent_status st = CLXENT_OK;
   if (job->labels)
     st = upload(ctx, SLOT_LABELS, job->labels, job->n * sizeof(int32_t), "the labels", &wrapped[0], &cb->labels);
   if (st == CLXENT_OK && job->weight)
     st = upload(ctx, SLOT_WEIGHT, job->weight, job->c * sizeof(float), "the weights", &wrapped[1], &cb->weight);
-  /* The queue is in order: the next block's upload waits for this block's kernel and download. */
+  if (!ctx->zero_copy) {
+    if (st == CLXENT_OK) st = run_pipeline(ctx, job, block_rows, cb);
+    else clFinish(ctx->queue);
+    release_mems(wrapped, 2);
+    return st;
+  }
+  /* zero-copy: the queue is in order, the device works in the caller's memory block after block */
   for (size_t first = 0; st == CLXENT_OK && first < job->n; first += block_rows)
-    st = run_block(ctx, job, first, job->n - first < block_rows ? job->n - first : block_rows, cb);
+    st = zero_copy_block(ctx, job, first, job->n - first < block_rows ? job->n - first : block_rows, cb);
   const cl_int err = clFinish(ctx->queue);
   release_mems(wrapped, 2);
   if (st == CLXENT_OK && err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clFinish", err);
@@ -450,7 +589,7 @@ static clxent_status enqueue_reduce(clxent_ctx *ctx, cl_mem values, size_t n, fl
 }
 
 /* result = Σ values[0..n) / divisor, to the host. */
-static clxent_status reduce_rows(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, float *result) {
+clxent_status clxent_reduce_values(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, float *result) {
   cl_mem src = NULL;
   TRY(enqueue_reduce(ctx, values, n, divisor, NULL, NULL, &src));
   const cl_int err = clEnqueueReadBuffer(ctx->queue, src, CL_TRUE, 0, sizeof(float), result, 0, NULL, NULL);
@@ -474,7 +613,7 @@ static clxent_status enqueue_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_
 }
 
 /* bias_grad[j] = Σ_k partial[k][j], then to the host. */
-static clxent_status deliver_bias(clxent_ctx *ctx, const row_job *job, cl_mem partial) {
+clxent_status clxent_deliver_bias(clxent_ctx *ctx, const row_job *job, cl_mem partial) {
   cl_mem out;
   TRY(clxent_buffer(ctx, SLOT_BIAS, job->c * sizeof(float), &out));
   TRY(enqueue_column_sum(ctx, job->n, job->c, partial, out));
@@ -487,15 +626,16 @@ static clxent_status deliver_bias(clxent_ctx *ctx, const row_job *job, cl_mem pa
  * else their reduction), the per-row lse and the bias gradient. */
 static clxent_status run_and_deliver(clxent_ctx *ctx, const row_job *job, clxent_reduction reduction, float divisor,
                                      float *loss) {
+  if (ctx->member_count) return clxent_run_split(ctx, job, reduction, divisor, loss);
   call_buffers cb;
-  TRY(run_rows(ctx, job, &cb));
+  TRY(clxent_run_rows(ctx, job, &cb));
   cl_int err;
   if (job->elementwise) { /* NONE: already streamed into loss; MEAN/SUM: from the chunk sums */
     if (loss && reduction != CLXENT_NONE)
-      TRY(reduce_rows(ctx, cb.sum_partial, (job->n * job->c + CLXENT_SUM_CHUNK - 1) / CLXENT_SUM_CHUNK, divisor,
+      TRY(clxent_reduce_values(ctx, cb.sum_partial, (job->n * job->c + CLXENT_SUM_CHUNK - 1) / CLXENT_SUM_CHUNK, divisor,
                       loss));
   } else if (loss && reduction != CLXENT_NONE) {
-    TRY(reduce_rows(ctx, cb.out, job->n, divisor, loss));
+    TRY(clxent_reduce_values(ctx, cb.out, job->n, divisor, loss));
   } else if (loss) {
     err = clEnqueueReadBuffer(ctx->queue, cb.out, CL_TRUE, 0, job->n * sizeof(float), loss, 0, NULL, NULL);
     if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueReadBuffer(per-row results)", err);
@@ -504,7 +644,7 @@ static clxent_status run_and_deliver(clxent_ctx *ctx, const row_job *job, clxent
     err = clEnqueueReadBuffer(ctx->queue, cb.lse, CL_TRUE, 0, job->n * sizeof(float), job->lse, 0, NULL, NULL);
     if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clEnqueueReadBuffer(lse)", err);
   }
-  if (job->bias_grad) TRY(deliver_bias(ctx, job, cb.bias_partial));
+  if (job->bias_grad) TRY(clxent_deliver_bias(ctx, job, cb.bias_partial));
   return CLXENT_OK;
 }
 
@@ -770,6 +910,11 @@ typedef struct mem_call {
 } mem_call;
 
 static clxent_status run_mem(clxent_ctx *ctx, const mem_call *m) {
+  if (ctx->member_count)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "ctx spans %zu devices (%s); the _mem entries need a context on one device "
+                       "(clxent_create_from_queue, or clxent_create with one device)",
+                       ctx->member_count, ctx->device_name);
   const clxent_opts o = m->opts ? *m->opts : clxent_opts_default();
   const clxent_mem_ex x = m->ex ? *m->ex : clxent_mem_ex_default();
   const int elementwise = m->family == FAMILY_BINARY, hard = m->kernel == KERNEL_SOFTMAX_HARD;

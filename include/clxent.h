@@ -66,7 +66,14 @@ typedef struct clxent_ctx clxent_ctx;
  *   - NULL: $CLXENT_DEVICE if set, else the first GPU, else the first OpenCL device of any type;
  *   - "gpu": the first GPU; "cpu": the first CPU device (PoCL, for example);
  *   - "P:D": platform index P, device index D within it (as `clxent devices` lists them);
- *   - other: the first device whose device or platform name contains it (case-insensitive).
+ *   - other: the first device whose device or platform name contains it (case-insensitive);
+ *   - "all", or a comma-separated list of the above ("gpu,cpu", "0:0,1:0"): several devices. A
+ *     call is split by rows among them in proportion to their speed, measured once here on a
+ *     256 × 16384 batch (or fixed by CLXENT_SPLIT="w0,w1,..."), each device working on its own
+ *     thread. Split points are multiples of 64 rows and depend only on n and the shares, and the
+ *     partial sums are reduced in batch order on the first device, so results are reproducible;
+ *     devices of one kind give the bits of a one-device context. "all" with one device present
+ *     gives an ordinary context. Listing a device twice is CLXENT_ERR_INVALID_ARG.
  * @return CLXENT_OK; CLXENT_ERR_INVALID_ARG (ctx NULL, a bad CLXENT_* environment variable);
  *   CLXENT_ERR_NO_DEVICE (no platform, or nothing matches); CLXENT_ERR_BUILD (the kernels do not
  *   compile; the build log is in the message); CLXENT_ERR_OUT_OF_MEMORY; CLXENT_ERR_OPENCL.
@@ -84,8 +91,29 @@ CLXENT_API const char *clxent_status_str(clxent_status status);
  *   the next call on ctx.
  */
 CLXENT_API const char *clxent_last_error(const clxent_ctx *ctx);
-/** @return the OpenCL name of the context's device ("" for NULL). */
+/** @return the OpenCL name of the context's device ("" for NULL); with several devices, their
+ *   names joined by " + ". */
 CLXENT_API const char *clxent_device_name(const clxent_ctx *ctx);
+/** @return how many devices ctx computes on (1, or more for "all" or a list); 0 for NULL. */
+CLXENT_API size_t clxent_device_count(const clxent_ctx *ctx);
+/** @return the fraction of each batch's rows device k takes (they sum to 1); 0 when k is out of range. */
+CLXENT_API double clxent_device_share(const clxent_ctx *ctx, size_t k);
+
+/**
+ * @brief Page-locked ("pinned") host memory for arrays passed to ctx's loss calls.
+ *
+ * A GPU copies pinned memory by DMA at several times the speed of ordinary (pageable) memory.
+ * Arrays passed in ordinary memory go through the context's own pinned staging, which costs a
+ * host memcpy each way; arrays that lie in memory from this function are transferred directly.
+ * On devices that share host memory (PoCL) it is ordinary memory and costs nothing extra.
+ * @return at least `bytes` bytes, aligned to 128 bytes, or NULL (clxent_last_error(ctx) says why:
+ *   ctx NULL, bytes 0, or the allocation failed). Free it with clxent_host_free on the same
+ *   context; clxent_destroy frees what is left.
+ */
+CLXENT_API void *clxent_host_alloc(clxent_ctx *ctx, size_t bytes);
+/** @brief Frees memory from clxent_host_alloc(ctx, ...). NULL is a no-op.
+ * @return CLXENT_OK; CLXENT_ERR_INVALID_ARG if ptr did not come from clxent_host_alloc on ctx. */
+CLXENT_API clxent_status clxent_host_free(clxent_ctx *ctx, void *ptr);
 
 /** How per-row losses become the result. */
 typedef enum clxent_reduction {

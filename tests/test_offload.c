@@ -1,0 +1,365 @@
+/* Offload of host arrays: the pipelined transfers (double-buffered blocks, pinned staging) and the
+ * caller's pinned memory give the bits of the in-place path; a context over two devices gives the
+ * bits of one device, whatever the split; and every misuse of either is a clear error.
+ *
+ * The two devices are PoCL's: main() asks for two (POCL_DEVICES="pthread pthread") unless the
+ * environment already says otherwise. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clxent_cl.h"
+#include "support.h"
+
+/* ---------------------------------------------------------------- one batch through every loss */
+
+typedef struct inputs {
+  size_t n, c;
+  float *logits, *targets, *probs, *binary, *weights, *pos_weight, *p, *q;
+  int32_t *labels;
+} inputs;
+
+typedef void *(*alloc_fn)(clxent_ctx *, size_t);
+static void *plain_alloc(clxent_ctx *ctx, size_t bytes) { return (void)ctx, xmalloc(bytes); }
+static void *pinned_alloc(clxent_ctx *ctx, size_t bytes) {
+  void *p = clxent_host_alloc(ctx, bytes);
+  if (!p) fail_msg("clxent_host_alloc(%zu): %s", bytes, clxent_last_error(ctx));
+  if ((uintptr_t)p % 128) fail_msg("clxent_host_alloc returned %p, not 128-byte aligned", p);
+  return p;
+}
+static void plain_free(clxent_ctx *ctx, void *p) { (void)ctx, free(p); }
+static void pinned_free(clxent_ctx *ctx, void *p) { ASSERT_OK(ctx, clxent_host_free(ctx, p)); }
+
+static float *copy_of(clxent_ctx *ctx, alloc_fn alloc, const void *src, size_t bytes) {
+  float *p = alloc(ctx, bytes);
+  memcpy(p, src, bytes);
+  return p;
+}
+
+static inputs make_inputs(size_t n, size_t c, uint64_t seed) {
+  inputs in = {n, c, xmalloc(n * c * 4), xmalloc(n * c * 4), xmalloc(n * c * 4), xmalloc(n * c * 4),
+               xmalloc(c * 4), xmalloc(c * 4), xmalloc(n * c * 4), xmalloc(n * c * 4), xmalloc(n * 4)};
+  rng_seed(seed);
+  fill_uniform(in.logits, n * c, -12, 12);
+  fill_distribution_rows(in.targets, n, c, 0.3);
+  fill_uniform(in.probs, n * c, 0, 1);
+  for (size_t k = 0; k < n * c; ++k) in.binary[k] = rng_uniform(0, 1) < 0.4 ? 1.0f : 0.0f;
+  fill_uniform(in.weights, c, 0.25, 3);
+  fill_uniform(in.pos_weight, c, 0.5, 2);
+  fill_distribution_rows(in.p, n, c, 0.2);
+  fill_distribution_rows(in.q, n, c, 0.0);
+  for (size_t i = 0; i < n; ++i) in.labels[i] = i % 11 == 5 ? -100 : (int32_t)rng_below((uint32_t)c);
+  return in;
+}
+
+static void free_inputs(inputs *in) {
+  free(in->logits), free(in->targets), free(in->probs), free(in->binary), free(in->weights), free(in->pos_weight);
+  free(in->p), free(in->q), free(in->labels);
+}
+
+/* Everything the calls write, end to end: the size of one result set. */
+static size_t result_floats(size_t n, size_t c) { return 5 + 4 * n + 2 * c + 6 * n * c; }
+
+/* Every loss with every output, into out[result_floats]; the host arrays come from `alloc`
+ * (ordinary or pinned memory of ctx). Outputs start poisoned so an unwritten one differs. */
+static void run_all(clxent_ctx *ctx, const inputs *in, alloc_fn alloc, void (*release)(clxent_ctx *, void *),
+                    float *result) {
+  const size_t n = in->n, c = in->c, nc = n * c, total = result_floats(n, c);
+  float *out = alloc(ctx, total * sizeof(float)), *at = out;
+  float *logits = copy_of(ctx, alloc, in->logits, nc * 4), *targets = copy_of(ctx, alloc, in->targets, nc * 4);
+  float *probs = copy_of(ctx, alloc, in->probs, nc * 4), *binary = copy_of(ctx, alloc, in->binary, nc * 4);
+  float *p = copy_of(ctx, alloc, in->p, nc * 4), *q = copy_of(ctx, alloc, in->q, nc * 4);
+  int32_t *labels = (int32_t *)copy_of(ctx, alloc, in->labels, n * 4);
+  poison(out, total);
+
+  /* hard labels, every option and output: loss, grad, lse, bias gradient */
+  clxent_opts o = clxent_opts_default();
+  o.class_weight = in->weights, o.label_smoothing = 0.05f, o.z_loss = 1e-4f;
+  clxent_ex ex = clxent_ex_default();
+  float *loss = at++, *grad = at;
+  ex.lse = at += nc, ex.bias_grad = at += n;
+  at += c;
+  ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, n, c, logits, labels, &o, &ex, loss, grad));
+  /* per-row losses only */
+  o = clxent_opts_default();
+  o.reduction = CLXENT_NONE;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, logits, labels, &o, at, NULL));
+  at += n;
+  /* in place: the gradient overwrites a copy of the logits */
+  float *in_place = at + 1;
+  memcpy(in_place, logits, nc * 4);
+  o.reduction = CLXENT_SUM;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, in_place, labels, &o, at, in_place));
+  at += 1 + nc;
+  /* soft targets */
+  ASSERT_OK(ctx, clxent_softmax_xent_soft(ctx, n, c, logits, targets, NULL, at, at + 1));
+  at += 1 + nc;
+  /* sigmoid: MEAN with pos_weight and the bias gradient, then NONE */
+  o = clxent_opts_default();
+  o.pos_weight = in->pos_weight;
+  ex = clxent_ex_default();
+  ex.bias_grad = at + 1 + nc;
+  ASSERT_OK(ctx, clxent_sigmoid_xent_ex(ctx, n, c, logits, binary, &o, &ex, at, at + 1));
+  at += 1 + nc + c;
+  o.reduction = CLXENT_NONE;
+  ASSERT_OK(ctx, clxent_sigmoid_xent_ex(ctx, n, c, logits, binary, &o, NULL, at, NULL));
+  at += nc;
+  /* bce, summed */
+  o = clxent_opts_default();
+  o.reduction = CLXENT_SUM;
+  ASSERT_OK(ctx, clxent_bce_ex(ctx, n, c, probs, binary, &o, NULL, at, at + 1));
+  at += 1 + nc;
+  /* information */
+  ASSERT_OK(ctx, clxent_kl_div(ctx, n, c, p, q, at));
+  at += n;
+  ASSERT_OK(ctx, clxent_entropy(ctx, n, c, p, at));
+  at += n;
+  if ((size_t)(at - out) != total) fail_msg("result layout: %zu floats written of %zu", (size_t)(at - out), total);
+  memcpy(result, out, total * sizeof(float));
+  release(ctx, out), release(ctx, logits), release(ctx, targets), release(ctx, probs), release(ctx, binary);
+  release(ctx, p), release(ctx, q), release(ctx, labels);
+}
+
+/* Bit-for-bit equality, naming the first difference. */
+static void assert_same_bits(const float *expected, const float *got, size_t k, const char *what) {
+  for (size_t i = 0; i < k; ++i)
+    if (memcmp(&expected[i], &got[i], sizeof(float)))
+      fail_msg("%s: element %zu of %zu is %.9g, expected %.9g (bit for bit)", what, i, k, (double)got[i],
+               (double)expected[i]);
+}
+
+static const size_t shapes[][2] = {{1, 1}, {2, 2}, {63, 7}, {64, 5}, {65, 1}, {200, 33}, {1000, 129}, {131, 2053}};
+enum { SHAPES = sizeof shapes / sizeof shapes[0] };
+
+/* The reference results: the suite's own context (in CTest: zero-copy or pipelined by variant),
+ * checked for unwritten outputs and its per-row losses against the float64 reference. */
+static float *reference(clxent_ctx *ctx, const inputs *in) {
+  const size_t total = result_floats(in->n, in->c);
+  float *r = xmalloc(total * sizeof(float));
+  run_all(ctx, in, plain_alloc, plain_free, r);
+  for (size_t k = 0; k < total; ++k)
+    if (isnan(r[k])) fail_msg("n = %zu, c = %zu: result %zu is NaN (unwritten?)", in->n, in->c, k);
+  /* the per-row losses (after loss, grad, lse and bias) against the float64 reference */
+  double *rows = xmalloc(in->n * sizeof(double));
+  clxent_opts o = clxent_opts_default();
+  o.reduction = CLXENT_NONE;
+  ref_softmax_xent(in->n, in->c, in->logits, in->labels, o, rows, NULL);
+  assert_close(r + 1 + in->n * in->c + in->n + in->c, rows, in->n, 1e-5, 1e-5, "per-row losses vs float64");
+  free(rows);
+  return r;
+}
+
+static clxent_ctx *create_with(const char *device, const char *name, const char *value) {
+  if (name) setenv(name, value, 1);
+  clxent_ctx *ctx = NULL;
+  const clxent_status st = clxent_create(&ctx, device);
+  if (name) unsetenv(name);
+  if (st != CLXENT_OK)
+    fail_msg("clxent_create(%s) with %s=%s: %s: %s", device ? device : "NULL", name ? name : "-", value ? value : "-",
+             clxent_status_str(st), clxent_last_error(NULL));
+  return ctx;
+}
+
+/* ---------------------------------------------------------------- the pipelined host path */
+
+/* Blocks of 1, 3 and 64 rows (one to hundreds of blocks, odd counts, a short last block) through
+ * both sets of device buffers give the bits of the suite's context. */
+static void test_pipeline_bits_match_any_block_size(void **state) {
+  setenv("CLXENT_ZERO_COPY", "0", 1);
+  for (int s = 0; s < SHAPES; ++s) {
+    inputs in = make_inputs(shapes[s][0], shapes[s][1], 100 + (uint64_t)s);
+    float *expected = reference(test_ctx(state), &in), *got = xmalloc(result_floats(in.n, in.c) * sizeof(float));
+    static const size_t block_rows[] = {1, 3, 64};
+    for (int b = 0; b < 3; ++b) {
+      char bytes[32], what[96];
+      snprintf(bytes, sizeof bytes, "%zu", block_rows[b] * in.c * sizeof(float));
+      clxent_ctx *piped = create_with(NULL, "CLXENT_BLOCK_BYTES", bytes);
+      run_all(piped, &in, plain_alloc, plain_free, got);
+      snprintf(what, sizeof what, "n = %zu, c = %zu, pipelined in blocks of %zu rows", in.n, in.c, block_rows[b]);
+      assert_same_bits(expected, got, result_floats(in.n, in.c), what);
+      clxent_destroy(piped);
+    }
+    free(expected), free(got), free_inputs(&in);
+  }
+  unsetenv("CLXENT_ZERO_COPY");
+}
+
+/* Arrays in clxent_host_alloc memory are transferred directly (no staging copy): same bits, with
+ * every array pinned and with the outputs alone in ordinary memory. */
+static void test_pinned_caller_memory(void **state) {
+  setenv("CLXENT_ZERO_COPY", "0", 1);
+  inputs in = make_inputs(1000, 129, 7);
+  const size_t total = result_floats(in.n, in.c);
+  float *expected = reference(test_ctx(state), &in), *got = xmalloc(total * sizeof(float));
+  clxent_ctx *piped = create_with(NULL, "CLXENT_BLOCK_BYTES", "51600"); /* 100 rows: 10 blocks */
+  run_all(piped, &in, pinned_alloc, pinned_free, got);
+  assert_same_bits(expected, got, total, "every array pinned");
+  /* pinned inputs, ordinary outputs */
+  float *logits = pinned_alloc(piped, in.n * in.c * 4), *grad = xmalloc(in.n * in.c * 4), loss;
+  memcpy(logits, in.logits, in.n * in.c * 4);
+  poison(grad, in.n * in.c);
+  clxent_opts o = clxent_opts_default();
+  o.class_weight = in.weights, o.label_smoothing = 0.05f, o.z_loss = 1e-4f;
+  ASSERT_OK(piped, clxent_softmax_xent(piped, in.n, in.c, logits, in.labels, &o, &loss, grad));
+  assert_same_bits(expected, &loss, 1, "pinned logits: loss");
+  assert_same_bits(expected + 1, grad, in.n * in.c, "pinned logits: gradient");
+  /* a view inside a pinned allocation is pinned too */
+  ASSERT_OK(piped, clxent_softmax_xent(piped, in.n - 500, in.c, logits + 500 * in.c, in.labels + 500, &o, &loss, grad));
+  ASSERT_OK(piped, clxent_host_free(piped, logits));
+  /* misuse */
+  assert_int_equal(clxent_host_free(piped, grad), CLXENT_ERR_INVALID_ARG);
+  assert_non_null(strstr(clxent_last_error(piped), "did not come from clxent_host_alloc"));
+  assert_int_equal(clxent_host_free(piped, logits), CLXENT_ERR_INVALID_ARG); /* freed twice */
+  assert_int_equal(clxent_host_free(piped, NULL), CLXENT_OK);
+  assert_null(clxent_host_alloc(piped, 0));
+  assert_non_null(strstr(clxent_last_error(piped), "bytes is 0"));
+  assert_null(clxent_host_alloc(NULL, 16));
+  assert_int_equal(clxent_host_free(NULL, grad), CLXENT_ERR_INVALID_ARG);
+  /* left for clxent_destroy to free */
+  assert_non_null(pinned_alloc(piped, 1 << 20));
+  clxent_destroy(piped);
+  free(expected), free(got), free(grad), free_inputs(&in);
+  unsetenv("CLXENT_ZERO_COPY");
+}
+
+/* ---------------------------------------------------------------- several devices */
+
+/* "P:D,P:E": two devices of the same name on one platform (PoCL with POCL_DEVICES). */
+static void device_pair(char *out, size_t size) {
+  cl_platform_id platforms[16];
+  cl_uint np = 0;
+  if (clGetPlatformIDs(16, platforms, &np) != CL_SUCCESS) np = 0;
+  for (cl_uint p = 0; p < np && p < 16; ++p) {
+    cl_device_id devices[8];
+    cl_uint nd = 0;
+    if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 8, devices, &nd) != CL_SUCCESS) continue;
+    for (cl_uint a = 0; a < nd && a < 8; ++a)
+      for (cl_uint b = a + 1; b < nd && b < 8; ++b) {
+        char na[256] = "", nb[256] = "";
+        clGetDeviceInfo(devices[a], CL_DEVICE_NAME, sizeof na, na, NULL);
+        clGetDeviceInfo(devices[b], CL_DEVICE_NAME, sizeof nb, nb, NULL);
+        if (!strcmp(na, nb)) {
+          snprintf(out, size, "%u:%u,%u:%u", p, a, p, b);
+          return;
+        }
+      }
+  }
+  fail_msg("no platform has two devices of one kind (POCL_DEVICES=\"%s\")",
+           getenv("POCL_DEVICES") ? getenv("POCL_DEVICES") : "");
+}
+
+/* Split by measured speed, the two devices give the bits of one, for every loss and shape. */
+static void test_two_devices_give_the_bits_of_one(void **state) {
+  char pair[64];
+  device_pair(pair, sizeof pair);
+  clxent_ctx *group = create_with(pair, NULL, NULL);
+  assert_int_equal(clxent_device_count(group), 2);
+  const double s0 = clxent_device_share(group, 0), s1 = clxent_device_share(group, 1);
+  if (!(s0 > 0 && s1 > 0 && fabs(s0 + s1 - 1) < 1e-12)) fail_msg("shares %g + %g", s0, s1);
+  assert_true(clxent_device_share(group, 2) == 0.0);
+  assert_non_null(strstr(clxent_device_name(group), " + "));
+  for (int s = 0; s < SHAPES; ++s) {
+    inputs in = make_inputs(shapes[s][0], shapes[s][1], 200 + (uint64_t)s);
+    float *expected = reference(test_ctx(state), &in), *got = xmalloc(result_floats(in.n, in.c) * sizeof(float));
+    char what[96];
+    run_all(group, &in, plain_alloc, plain_free, got);
+    snprintf(what, sizeof what, "n = %zu, c = %zu on %s", in.n, in.c, pair);
+    assert_same_bits(expected, got, result_floats(in.n, in.c), what);
+    free(expected), free(got), free_inputs(&in);
+  }
+  clxent_destroy(group);
+}
+
+/* Fixed shares, lopsided ones included (a device with no rows for a small batch), and pinned
+ * memory from the group: still the same bits. */
+static void test_any_split_gives_the_same_bits(void **state) {
+  char pair[64];
+  device_pair(pair, sizeof pair);
+  static const char *const splits[] = {"1,3", "5,1", "1,100000", "100000,1"};
+  inputs in = make_inputs(1000, 129, 9), small = make_inputs(63, 40, 10);
+  float *expected = reference(test_ctx(state), &in), *expected_small = reference(test_ctx(state), &small);
+  float *got = xmalloc(result_floats(in.n, in.c) * sizeof(float));
+  for (int s = 0; s < 4; ++s) {
+    clxent_ctx *group = create_with(pair, "CLXENT_SPLIT", splits[s]);
+    char what[96];
+    run_all(group, &in, plain_alloc, plain_free, got);
+    snprintf(what, sizeof what, "CLXENT_SPLIT=%s", splits[s]);
+    assert_same_bits(expected, got, result_floats(in.n, in.c), what);
+    run_all(group, &small, s == 0 ? pinned_alloc : plain_alloc, s == 0 ? pinned_free : plain_free, got);
+    snprintf(what, sizeof what, "CLXENT_SPLIT=%s, 63 rows%s", splits[s], s == 0 ? ", pinned" : "");
+    assert_same_bits(expected_small, got, result_floats(small.n, small.c), what);
+    clxent_destroy(group);
+  }
+  free(expected), free(expected_small), free(got), free_inputs(&in), free_inputs(&small);
+}
+
+static void expect_create_failure(const char *device, const char *env, const char *value, clxent_status want,
+                                  const char *message) {
+  if (env) setenv(env, value, 1);
+  clxent_ctx *ctx = (clxent_ctx *)&ctx; /* must be reset to NULL */
+  const clxent_status st = clxent_create(&ctx, device);
+  if (env) unsetenv(env);
+  if (st != want || ctx != NULL || !strstr(clxent_last_error(NULL), message))
+    fail_msg("clxent_create(\"%s\")%s%s: %s: \"%s\"; expected %s and \"%s\"", device, env ? " with " : "",
+             env ? env : "", clxent_status_str(st), clxent_last_error(NULL), clxent_status_str(want), message);
+}
+
+static void test_device_list_errors(void **state) {
+  (void)state;
+  char pair[64], twice[64];
+  device_pair(pair, sizeof pair);
+  snprintf(twice, sizeof twice, "%.*s,%.*s", (int)(strchr(pair, ',') - pair), pair, (int)(strchr(pair, ',') - pair), pair);
+  expect_create_failure(twice, NULL, NULL, CLXENT_ERR_INVALID_ARG, "twice");
+  expect_create_failure("cpu,no-such-device", NULL, NULL, CLXENT_ERR_NO_DEVICE, "device 1 (\"no-such-device\")");
+  expect_create_failure("cpu,,cpu", NULL, NULL, CLXENT_ERR_INVALID_ARG, "entry 1 of the list is empty");
+  static const char *const bad_splits[] = {"1", "1,x", "0,1", "1,2,3", "-1,1", "nan,1", "1,"};
+  for (int s = 0; s < 7; ++s) expect_create_failure(pair, "CLXENT_SPLIT", bad_splits[s], CLXENT_ERR_INVALID_ARG, "CLXENT_SPLIT");
+  assert_int_equal(clxent_device_count(NULL), 0);
+}
+
+/* A failure on a member names the device and its rows; the _mem entries need one device. */
+static void test_group_call_errors(void **state) {
+  (void)state;
+  char pair[64];
+  device_pair(pair, sizeof pair);
+  setenv("CLXENT_SPLIT", "1,1", 1);
+  clxent_ctx *group = create_with(pair, "CLXENT_BLOCK_BYTES", "256"); /* 64 floats a block */
+  unsetenv("CLXENT_SPLIT");
+  inputs in = make_inputs(200, 100, 11);
+  float loss = NAN;
+  assert_int_equal(clxent_softmax_xent(group, 200, 100, in.logits, in.labels, NULL, &loss, NULL), CLXENT_ERR_OUT_OF_MEMORY);
+  assert_non_null(strstr(clxent_last_error(group), "device 0 ("));
+  assert_non_null(strstr(clxent_last_error(group), "rows [0, 128)"));
+  assert_true(isnan(loss));
+  /* rows that fit: the context still works */
+  for (size_t i = 0; i < 200; ++i)
+    if (in.labels[i] >= 0) in.labels[i] %= 50;
+  ASSERT_OK(group, clxent_softmax_xent(group, 200, 50, in.logits, in.labels, NULL, &loss, NULL));
+  assert_false(isnan(loss));
+  /* validation happens once, on the group: a bad label names its row */
+  in.labels[150] = 50;
+  assert_int_equal(clxent_softmax_xent(group, 200, 50, in.logits, in.labels, NULL, &loss, NULL), CLXENT_ERR_LABEL_RANGE);
+  assert_non_null(strstr(clxent_last_error(group), "labels[150]"));
+  assert_int_equal(clxent_softmax_xent_mem(group, 1, 1, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL),
+                   CLXENT_ERR_INVALID_ARG);
+  assert_non_null(strstr(clxent_last_error(group), "spans 2 devices"));
+  clxent_destroy(group);
+  free_inputs(&in);
+}
+
+int main(void) {
+  setenv("POCL_DEVICES", "pthread pthread", 0); /* before the first OpenCL call; kept if set */
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_pipeline_bits_match_any_block_size),
+      cmocka_unit_test(test_pinned_caller_memory),
+      cmocka_unit_test(test_two_devices_give_the_bits_of_one),
+      cmocka_unit_test(test_any_split_gives_the_same_bits),
+      cmocka_unit_test(test_device_list_errors),
+      cmocka_unit_test(test_group_call_errors),
+  };
+  return cmocka_run_group_tests(tests, support_setup, support_teardown);
+}
