@@ -5,6 +5,11 @@
  *   call    the public host-pointer call clxent_softmax_xent (MEAN, loss + gradient),
  *   C loop  on CPU devices, the plain C loop (bench/c_loop.c) doing the same work,
  * and the effective bandwidth: bytes that must move (logits read once + gradient written once).
+ *
+ * With --host-path (and by default on devices that do not share host memory) a second table
+ * measures the offload of host arrays: the transfer bandwidth from and to pinned host memory (and
+ * pageable, for comparison), the ideal time (bytes up / pinned up + bytes down / pinned down), and
+ * the call with ordinary arrays and with arrays in clxent_host_alloc memory, each over the ideal.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <math.h>
@@ -117,6 +122,73 @@ static int kernel_once(clxent_ctx *ctx, const bench_opts *o, size_t rows, size_t
   return clFinish(ctx->queue) != CL_SUCCESS;
 }
 
+/* Transfer bandwidths between host memory and a device buffer of `bytes`: pinned (mapped
+ * CL_MEM_ALLOC_HOST_PTR memory, as the pipeline's staging) and pageable (malloc), both ways. */
+typedef struct transfer_rates { double up_pinned, down_pinned, up_pageable, down_pageable; } transfer_rates;
+
+static int transfer_once(clxent_ctx *ctx, cl_mem dev, void *host, size_t bytes, int up) {
+  const cl_int err = up ? clEnqueueWriteBuffer(ctx->queue, dev, CL_TRUE, 0, bytes, host, 0, NULL, NULL)
+                        : clEnqueueReadBuffer(ctx->queue, dev, CL_TRUE, 0, bytes, host, 0, NULL, NULL);
+  return err != CL_SUCCESS;
+}
+
+static int measure_transfers(clxent_ctx *ctx, const bench_opts *o, size_t bytes, transfer_rates *r) {
+  cl_mem dev;
+  void *pinned = clxent_host_alloc(ctx, bytes), *pageable = malloc(bytes);
+  int ok = pinned && pageable && !clxent_buffer(ctx, SLOT_IN, bytes, &dev);
+  double t[4] = {-1, -1, -1, -1};
+  if (ok) {
+    memset(pinned, 1, bytes), memset(pageable, 1, bytes); /* touched: no first-use page faults timed */
+    TIME_MEDIAN(t[0], o, transfer_once(ctx, dev, pinned, bytes, 1));
+    TIME_MEDIAN(t[1], o, transfer_once(ctx, dev, pinned, bytes, 0));
+    TIME_MEDIAN(t[2], o, transfer_once(ctx, dev, pageable, bytes, 1));
+    TIME_MEDIAN(t[3], o, transfer_once(ctx, dev, pageable, bytes, 0));
+  }
+  clxent_host_free(ctx, pinned), free(pageable);
+  for (int k = 0; k < 4; ++k) ok = ok && t[k] > 0;
+  if (!ok) return 0;
+  r->up_pinned = (double)bytes / t[0] / 1e9, r->down_pinned = (double)bytes / t[1] / 1e9;
+  r->up_pageable = (double)bytes / t[2] / 1e9, r->down_pageable = (double)bytes / t[3] / 1e9;
+  return 1;
+}
+
+/* The host-path table's row for one shape (f32 logits and gradient). */
+static int host_path_row(clxent_ctx *ctx, const bench_opts *o, size_t n, size_t c, const float *logits,
+                         const int32_t *labels, double t_call, char *row, size_t row_size) {
+  const size_t elems = n * c;
+  size_t probe = elems * sizeof(float);
+  if (probe > ((size_t)256 << 20)) probe = (size_t)256 << 20;
+  if (probe > ctx->max_alloc) probe = (size_t)ctx->max_alloc;
+  transfer_rates r;
+  if (!measure_transfers(ctx, o, probe, &r)) {
+    fprintf(stderr, "clxent bench: transfer measurement failed: %s\n", clxent_last_error(ctx));
+    return 1;
+  }
+  /* the same call with every array in pinned memory */
+  float *pl = clxent_host_alloc(ctx, elems * sizeof(float)), *pg = clxent_host_alloc(ctx, elems * sizeof(float));
+  int32_t *py = clxent_host_alloc(ctx, n * sizeof(int32_t));
+  float loss;
+  double t_pinned = -1;
+  if (pl && pg && py) {
+    memcpy(pl, logits, elems * sizeof(float)), memcpy(py, labels, n * sizeof(int32_t));
+    memset(pg, 0, elems * sizeof(float));
+    TIME_MEDIAN(t_pinned, o, clxent_softmax_xent(ctx, n, c, pl, py, NULL, &loss, pg));
+  }
+  clxent_host_free(ctx, pl), clxent_host_free(ctx, pg), clxent_host_free(ctx, py);
+  if (t_pinned < 0) {
+    fprintf(stderr, "clxent bench: %zux%zu with pinned arrays: %s\n", n, c, clxent_last_error(ctx));
+    return 1;
+  }
+  const double up = (double)elems * 4 + (double)n * 4, down = (double)elems * 4 + 4;
+  const double ideal = up / (r.up_pinned * 1e9) + down / (r.down_pinned * 1e9);
+  snprintf(row, row_size,
+           o->csv ? "host_path,%zu,%zu,%.2f,%.2f,%.2f,%.2f,%.4f,%.4f,%.3f,%.4f,%.3f\n"
+                  : "%9zu %7zu | %7.2f %7.2f | %7.2f %7.2f | %9.3f | %9.3f %6.2fx | %9.3f %6.2fx\n",
+           n, c, r.up_pinned, r.down_pinned, r.up_pageable, r.down_pageable, ideal * 1e3, t_call * 1e3, t_call / ideal,
+           t_pinned * 1e3, t_pinned / ideal);
+  return 0;
+}
+
 static int parse_shape(const char *s, shape *out) {
   char *end;
   const unsigned long long n = strtoull(s, &end, 10);
@@ -130,16 +202,20 @@ static int parse_shape(const char *s, shape *out) {
 
 static int bench_usage(FILE *to) {
   fprintf(to, "usage: clxent bench [--device D] [--shape NxC]... [--repeat R] [--warmup W] [--csv] [--quick]\n"
-              "                    [--dtype f32|f16|bf16] [--options LIST]\n"
+              "                    [--dtype f32|f16|bf16] [--options LIST] [--host-path]\n"
+              "  --device   as clxent_create: gpu, cpu, P:D, a name, all, or a list (gpu,cpu)\n"
               "  default shapes: 8192x32000 2048x128256 65536x1000 1048576x10 1x10; --quick: small shapes\n"
               "  --dtype    storage of logits and gradient (the C loop stays float32)\n"
-              "  --options  comma-separated: weights,smoothing,zloss,softcap,lse,bias or all\n");
+              "  --options  comma-separated: weights,smoothing,zloss,softcap,lse,bias or all\n"
+              "  --host-path  also the offload table: transfer bandwidth (pinned, pageable) and the call\n"
+              "             with ordinary and with pinned arrays over the ideal transfer time; on by\n"
+              "             default where the device has memory of its own (not zero-copy)\n");
   return to == stderr ? 2 : 0;
 }
 
 int clxent_bench_main(int argc, char **argv) {
   bench_opts o = {NULL, {{0, 0}}, 0, 10, 2, 0, CLXENT_FLOAT32, 0, 0, 0, 0, 0, 0};
-  int quick = 0;
+  int quick = 0, host_path = 0;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--device") && i + 1 < argc) o.device = argv[++i];
     else if (!strcmp(argv[i], "--shape") && i + 1 < argc && o.shape_count < MAX_SHAPES) {
@@ -166,6 +242,7 @@ int clxent_bench_main(int argc, char **argv) {
       }
     }
     else if (!strcmp(argv[i], "--quick")) quick = 1;
+    else if (!strcmp(argv[i], "--host-path")) host_path = 1;
     else if (!strcmp(argv[i], "--help")) return bench_usage(stdout);
     else {
       fprintf(stderr, "clxent bench: unknown argument %s\n", argv[i]);
@@ -192,11 +269,22 @@ int clxent_bench_main(int argc, char **argv) {
     fprintf(stderr, "clxent bench: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
     return 1;
   }
+  /* several devices: the call is split among them; the device-resident columns are the first's */
+  clxent_ctx *const group = ctx;
+  if (group->member_count) {
+    printf("# %zu devices; rows split", group->member_count);
+    for (size_t k = 0; k < group->member_count; ++k)
+      printf("%s %s %.1f%%", k ? "," : "", group->members[k]->device_name, 100 * group->shares[k]);
+    printf("\n# copy and kernel columns: the first device; call: all of them; no host-path table\n");
+    ctx = group->members[0];
+    host_path = -1;
+  }
   const int is_cpu = (ctx->device_type & CL_DEVICE_TYPE_CPU) != 0;
+  if (!host_path && !ctx->zero_copy) host_path = 1;
   printf("# context creation %.0f ms (kernels %s); zero-copy %s\n", (now() - t_create) * 1e3,
          ctx->program_from_cache ? "from the program cache" : "built from source", ctx->zero_copy ? "on" : "off");
   printf("# device: %s; variant %s, vector width %u, group size %zu; median of %d after %d warm-up\n",
-         ctx->device_name, ctx->variant == CLXENT_VARIANT_ITEM_PER_ROW ? "item-per-row" : "group-per-row",
+         group->device_name, ctx->variant == CLXENT_VARIANT_ITEM_PER_ROW ? "item-per-row" : "group-per-row",
          ctx->vector_width, ctx->group_size, o.repeat, o.warmup);
   printf("# storage %s; options:%s%s%s%s%s%s%s\n", dtype_names[o.dtype], o.weights ? " class_weight" : "",
          o.smoothing ? " label_smoothing=0.1" : "", o.zloss ? " z_loss=1e-4" : "", o.softcap ? " softcap=30" : "",
@@ -210,7 +298,8 @@ int clxent_bench_main(int argc, char **argv) {
     printf("%9s %7s | %9s | %9s %9s %6s | %9s %9s %6s | %9s %9s %7s\n", "n", "c", "copy GB/s", "kernel ms",
            "GB/s", "%copy", "call ms", "GB/s", "%copy", "C loop ms", "GB/s", "call/C");
 
-  int status = 0;
+  int status = 0, host_path_rows = 0;
+  char host_rows[MAX_SHAPES][192];
   for (int s = 0; s < o.shape_count && !status; ++s) {
     const size_t n = o.shapes[s].n, c = o.shapes[s].c, elems = n * c;
     const size_t esize = o.dtype == CLXENT_FLOAT32 ? sizeof(float) : sizeof(uint16_t);
@@ -260,9 +349,9 @@ int clxent_bench_main(int argc, char **argv) {
     bench_call_opts(&o, weights, &call_opts);
     clxent_ex ex = clxent_ex_default();
     ex.dtype = o.dtype, ex.lse = o.lse ? lse : NULL, ex.bias_grad = o.bias ? bias : NULL;
-    TIME_MEDIAN(t_call, &o, clxent_softmax_xent_ex(ctx, n, c, call_logits, labels, &call_opts, &ex, &loss, grad));
+    TIME_MEDIAN(t_call, &o, clxent_softmax_xent_ex(group, n, c, call_logits, labels, &call_opts, &ex, &loss, grad));
     if (t_call < 0) {
-      fprintf(stderr, "clxent bench: %zux%zu: %s\n", n, c, clxent_last_error(ctx));
+      fprintf(stderr, "clxent bench: %zux%zu: %s\n", n, c, clxent_last_error(group));
       status = 1;
     }
     if (is_cpu) TIME_MEDIAN(t_c, &o, (clxent_c_loop_softmax_xent(n, c, logits, labels, grad), 0));
@@ -281,8 +370,29 @@ int clxent_bench_main(int argc, char **argv) {
              t_c * 1e3, c_bw, t_c / t_call);
     if (n * c <= 1024 && t_call > 0) printf("# %zux%zu: one call's host overhead %.1f us\n", n, c, t_call * 1e6);
     fflush(stdout);
+    if (host_path > 0 && !status && n * c > 1024) { /* the offload table, printed after this one */
+      double t_plain = t_call;
+      if (o.dtype != CLXENT_FLOAT32 || o.weights || o.smoothing || o.zloss || o.softcap || o.lse || o.bias)
+        TIME_MEDIAN(t_plain, &o, clxent_softmax_xent(ctx, n, c, logits, labels, NULL, &loss, grad));
+      status = t_plain > 0 ? host_path_row(ctx, &o, n, c, logits, labels, t_plain, host_rows[host_path_rows++],
+                                           sizeof host_rows[0])
+                           : 1;
+    }
     free(logits), free(grad), free(labels), free(weights), free(lse), free(bias), free(stored);
   }
-  clxent_destroy(ctx);
+  if (host_path_rows) {
+    printf("# host path (%s): GB/s of transfers between host and device, pinned then pageable; ideal = bytes up\n"
+           "# / pinned up + bytes down / pinned down; the call (f32, MEAN, gradient) with ordinary arrays and with\n"
+           "# clxent_host_alloc arrays, each over the ideal (target: at most 1.25x)\n",
+           ctx->zero_copy ? "zero-copy: the call itself transfers nothing" : "pipelined transfers");
+    if (o.csv)
+      printf("table,n,c,up_pinned_GBps,down_pinned_GBps,up_pageable_GBps,down_pageable_GBps,ideal_ms,call_ms,"
+             "call_over_ideal,pinned_call_ms,pinned_call_over_ideal\n");
+    else
+      printf("%9s %7s | %7s %7s | %7s %7s | %9s | %9s %7s | %9s %7s\n", "n", "c", "up pin", "down pin", "up page",
+             "down pg", "ideal ms", "call ms", "/ideal", "pinned ms", "/ideal");
+    for (int r = 0; r < host_path_rows; ++r) fputs(host_rows[r], stdout);
+  }
+  clxent_destroy(group);
   return status;
 }
