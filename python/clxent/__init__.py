@@ -67,6 +67,8 @@ _SIGNATURES = {
     "clxent_status_str": ([ctypes.c_int], ctypes.c_char_p),
     "clxent_last_error": ([_P], ctypes.c_char_p),
     "clxent_device_name": ([_P], ctypes.c_char_p),
+    "clxent_device_count": ([_P], _S),
+    "clxent_device_share": ([_P, _S], ctypes.c_double),
     "clxent_version_string": ([], ctypes.c_char_p),
     "clxent_softmax_xent_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P], ctypes.c_int),
     "clxent_softmax_xent_soft_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P],
@@ -107,8 +109,9 @@ def _ptr(a):
 
 
 class Context:
-    """One OpenCL device with built kernels. device: None ($CLXENT_DEVICE, else the first GPU, else
-    any device), "gpu", "cpu", "P:D", or part of a device name. Use one Context per thread."""
+    """OpenCL device(s) with built kernels. device: None ($CLXENT_DEVICE, else the first GPU, else
+    any device), "gpu", "cpu", "P:D", or part of a device name; "all" or a comma-separated list of
+    those for several devices, which split every call by rows. Use one Context per thread."""
 
     def __init__(self, device=None):
         handle = ctypes.c_void_p()
@@ -137,7 +140,13 @@ class Context:
 
     @property
     def device_name(self):
+        """The device's name; several devices' names joined by " + "."""
         return _lib.clxent_device_name(self._ctx).decode()
+
+    @property
+    def device_shares(self):
+        """The fraction of each batch's rows every device takes: [1.0] for one device."""
+        return [_lib.clxent_device_share(self._ctx, k) for k in range(_lib.clxent_device_count(self._ctx))]
 
     # ---------------------------------------------------------------- helpers
 

@@ -1,8 +1,11 @@
 """The Python binding against a float64 NumPy reference (and PyTorch, when it is installed)."""
+import os
+
 import numpy as np
 import pytest
 
-import clxent
+os.environ.setdefault("POCL_DEVICES", "pthread pthread")  # two CPU devices for the "all" test
+import clxent  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +40,22 @@ def ref_softmax(z, y, w=None, eps=0.0, zl=0.0, cap=0.0, ignore=-100, reduction="
 def test_version_and_device(ctx):
     assert clxent.version().count(".") == 2
     assert ctx.device_name
+
+
+def test_all_devices_split_the_batch(ctx):
+    rng = np.random.default_rng(5)
+    z = rng.uniform(-8, 8, (300, 77)).astype(np.float32)
+    y = rng.integers(0, 77, 300).astype(np.int32)
+    with clxent.Context("all") as multi:
+        shares = multi.device_shares
+        assert len(shares) >= 2 and abs(sum(shares) - 1) < 1e-12, shares
+        assert " + " in multi.device_name
+        r = multi.softmax_xent(z, y)
+        loss, grad = r.loss, r.grad
+    ref_loss, ref_grad, _ = ref_softmax(z, y)
+    assert abs(loss - ref_loss) < 1e-5 * abs(ref_loss)
+    np.testing.assert_allclose(grad, ref_grad, atol=1e-7, rtol=1e-4)
+    assert ctx.device_shares == [1.0]
 
 
 def test_worked_values(ctx):
