@@ -114,6 +114,7 @@ void clxent_destroy(clxent_ctx *ctx) {
   for (size_t k = 0; k < ctx->member_count; ++k) clxent_destroy(ctx->members[k]);
   free(ctx->members);
   free(ctx->shares);
+  free(ctx->estimate);
   if (ctx->upload_queue) clFinish(ctx->upload_queue);
   if (ctx->download_queue) clFinish(ctx->download_queue);
   if (ctx->queue) clFinish(ctx->queue);

@@ -95,8 +95,10 @@ struct clxent_ctx {
   /* a context over several devices: one context per device, and the share of rows each takes;
    * such a context has no device, context or queue of its own */
   clxent_ctx **members;
-  double *shares;
+  double *shares;          /* the split in use; sum to 1 */
+  double *estimate;        /* the shares measured over the calls (split.c), unless shares_fixed */
   size_t member_count;
+  int shares_fixed;        /* CLXENT_SPLIT gave them */
 };
 
 /* errors.c */

@@ -3,14 +3,19 @@
  * "0:0,1:0" makes one ordinary context per device (the members); a host-pointer call is split by
  * rows among them in proportion to their speed, each member running its share on its own thread.
  *
- * Determinism: the split is a pure function of n and the shares, which are fixed when the context
- * is created (measured then, or given by CLXENT_SPLIT). Every boundary is a multiple of 64 rows,
+ * Shares: measured at creation on a small batch, then refined after every call from the time each
+ * device took for its rows (a device's speed depends on the batch: PoCL's CPU device needs
+ * large batches to use all its threads). CLXENT_SPLIT fixes them instead.
+ *
+ * Determinism: the split is a pure function of n and the shares. Every boundary is a multiple of 64 rows,
  * the chunk of the bias and elementwise partial sums, so each member computes exactly the partial
  * sums the whole batch would have on one device; they are gathered in batch order and reduced on
  * the first member by the same fixed tree. Members of the same kind of device therefore give the
- * bits of a single-device context; different kinds differ only by their per-row values.
+ * bits of a single-device context at any split; different kinds differ only by their per-row
+ * values, so for the same bits run after run they need fixed shares (CLXENT_SPLIT).
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,9 +68,10 @@ static int compare_doubles(const void *a, const void *b) {
 }
 
 /* Speed of a member on the host path: 1 / the median time of 3 calls (after a warm-up) on a
- * 256 × 16384 batch with its gradient, the shape of a language-model loss. */
+ * 4096 × 2048 batch with its gradient: rows enough to fill every device (256 rows ran on one
+ * thread of a PoCL CPU device and measured it as slow as a one-core device). */
 static clxent_status measure_speed(clxent_ctx *group, clxent_ctx *member, size_t k, double *speed) {
-  enum { ROWS = 256, CLASSES = 16384, REPEATS = 3 };
+  enum { ROWS = 4096, CLASSES = 2048, REPEATS = 3 };
   float *logits = malloc((size_t)ROWS * CLASSES * sizeof(float)), *grad = malloc((size_t)ROWS * CLASSES * sizeof(float));
   int32_t *labels = malloc(ROWS * sizeof(int32_t));
   clxent_status st = logits && grad && labels
@@ -125,7 +131,8 @@ clxent_status clxent_create_group(clxent_ctx *group, const char *request) {
   }
   group->members = st == CLXENT_OK ? calloc(count, sizeof *group->members) : NULL;
   group->shares = st == CLXENT_OK ? calloc(count, sizeof *group->shares) : NULL;
-  if (st == CLXENT_OK && (!group->members || !group->shares))
+  group->estimate = st == CLXENT_OK ? calloc(count, sizeof *group->estimate) : NULL;
+  if (st == CLXENT_OK && (!group->members || !group->shares || !group->estimate))
     st = clxent_fail(group, CLXENT_ERR_OUT_OF_MEMORY, "calloc of the member table failed");
   char *item = list; /* entries of the list, cut at each comma in turn (empty ones included) */
   for (size_t k = 0; k < count && st == CLXENT_OK; ++k) {
@@ -154,14 +161,15 @@ clxent_status clxent_create_group(clxent_ctx *group, const char *request) {
 
   /* the shares: CLXENT_SPLIT, else measured now, once */
   const char *fixed = getenv("CLXENT_SPLIT");
-  if (fixed && *fixed) TRY(parse_split(group, fixed, group->shares, count));
+  group->shares_fixed = fixed && *fixed;
+  if (group->shares_fixed) TRY(parse_split(group, fixed, group->shares, count));
   else
     for (size_t k = 0; k < count; ++k) TRY(measure_speed(group, group->members[k], k, &group->shares[k]));
   double total = 0;
   for (size_t k = 0; k < count; ++k) total += group->shares[k];
   size_t used = 0;
   for (size_t k = 0; k < count; ++k) {
-    group->shares[k] /= total;
+    group->estimate[k] = group->shares[k] /= total;
     used += (size_t)snprintf(group->device_name + used, used < sizeof group->device_name ? sizeof group->device_name - used : 0,
                              "%s%s", k ? " + " : "", group->members[k]->device_name);
     if (used >= sizeof group->device_name) used = sizeof group->device_name - 1;
@@ -178,6 +186,7 @@ typedef struct part {
   float *chunks_out;    /* elementwise chunk sums, or NULL */
   float *bias_out;      /* bias partial sums, or NULL */
   clxent_status status;
+  double seconds;       /* how long the member took */
 } part;
 
 static clxent_status read_back(clxent_ctx *m, cl_mem from, size_t count, float *to, const char *what) {
@@ -203,8 +212,31 @@ static clxent_status run_part(part *p) {
 
 static void *part_thread(void *arg) {
   part *p = arg;
+  const double t0 = now_seconds();
   p->status = run_part(p);
+  p->seconds = now_seconds() - t0;
   return NULL;
+}
+
+/* The call's timings refine the estimate of each member's share: rows per second, blended half
+ * and half with the estimate so that one noisy call moves it only part of the way. Only calls in
+ * which every member had rows, enough to time (64 at least), count. The split itself follows the
+ * estimate only once it is 5 points off: a new split means new launch sizes, which some drivers
+ * (PoCL) compile kernels anew for, so it must settle rather than follow every call's noise. */
+static void refine_shares(clxent_ctx *group, const part *parts) {
+  double speed[MAX_MEMBERS], total = 0, drift = 0;
+  for (size_t k = 0; k < group->member_count; ++k) {
+    if (parts[k].job.n < SPLIT_ALIGN || !(parts[k].seconds > 0)) return;
+    speed[k] = (double)parts[k].job.n / parts[k].seconds;
+    total += speed[k];
+  }
+  for (size_t k = 0; k < group->member_count; ++k) {
+    group->estimate[k] = 0.5 * group->estimate[k] + 0.5 * speed[k] / total;
+    const double d = fabs(group->estimate[k] - group->shares[k]);
+    if (d > drift) drift = d;
+  }
+  if (drift > 0.05)
+    for (size_t k = 0; k < group->member_count; ++k) group->shares[k] = group->estimate[k];
 }
 
 /* Row boundaries: member k takes rows [first[k], first[k+1]), multiples of SPLIT_ALIGN but the last. */
@@ -282,7 +314,7 @@ clxent_status clxent_run_split(clxent_ctx *group, const row_job *job, clxent_red
     if (chunks) p->chunks_out = chunks + f * c / CLXENT_SUM_CHUNK; /* f·c is a multiple of the chunk */
     if (bias) p->bias_out = p->job.bias_grad = bias + f / CLXENT_BIAS_CHUNK * c;
     if (k > 0 && pthread_create(&threads[k], NULL, part_thread, p) == 0) started[k] = 1;
-    else p->status = run_part(p); /* the first member (or one whose thread did not start) here */
+    else part_thread(p); /* the first member (or one whose thread did not start) here */
   }
   for (size_t k = 1; k < count; ++k)
     if (started[k]) pthread_join(threads[k], NULL);
@@ -290,6 +322,7 @@ clxent_status clxent_run_split(clxent_ctx *group, const row_job *job, clxent_red
     if (parts[k].status != CLXENT_OK)
       st = clxent_fail(group, parts[k].status, "device %zu (%s), rows [%zu, %zu): %s", k,
                        group->members[k]->device_name, first[k], first[k + 1], group->members[k]->error);
+  if (st == CLXENT_OK && !group->shares_fixed) refine_shares(group, parts);
   if (st == CLXENT_OK) {
     clxent_ctx *m = group->members[0];
     st = finish_split(m, job, reduction, divisor, loss, rows, chunks, bias);

@@ -68,12 +68,14 @@ typedef struct clxent_ctx clxent_ctx;
  *   - "P:D": platform index P, device index D within it (as `clxent devices` lists them);
  *   - other: the first device whose device or platform name contains it (case-insensitive);
  *   - "all", or a comma-separated list of the above ("gpu,cpu", "0:0,1:0"): several devices. A
- *     call is split by rows among them in proportion to their speed, measured once here on a
- *     256 × 16384 batch (or fixed by CLXENT_SPLIT="w0,w1,..."), each device working on its own
- *     thread. Split points are multiples of 64 rows and depend only on n and the shares, and the
- *     partial sums are reduced in batch order on the first device, so results are reproducible;
- *     devices of one kind give the bits of a one-device context. "all" with one device present
- *     gives an ordinary context. Listing a device twice is CLXENT_ERR_INVALID_ARG.
+ *     call is split by rows among them in proportion to their speed (measured here on a small
+ *     batch, then refined after every call from each device's time; CLXENT_SPLIT="w0,w1,..."
+ *     fixes the shares instead), each device working on its own thread. Split points are
+ *     multiples of 64 rows, and the partial sums are reduced in batch order on the first device:
+ *     devices of one kind give exactly the bits of a one-device context, at any split. Devices of
+ *     different kinds differ in the last bits of per-row values, so for the same bits run after
+ *     run fix the shares. "all" with one device present gives an ordinary context. Listing a
+ *     device twice is CLXENT_ERR_INVALID_ARG.
  * @return CLXENT_OK; CLXENT_ERR_INVALID_ARG (ctx NULL, a bad CLXENT_* environment variable);
  *   CLXENT_ERR_NO_DEVICE (no platform, or nothing matches); CLXENT_ERR_BUILD (the kernels do not
  *   compile; the build log is in the message); CLXENT_ERR_OUT_OF_MEMORY; CLXENT_ERR_OPENCL.
@@ -96,7 +98,9 @@ CLXENT_API const char *clxent_last_error(const clxent_ctx *ctx);
 CLXENT_API const char *clxent_device_name(const clxent_ctx *ctx);
 /** @return how many devices ctx computes on (1, or more for "all" or a list); 0 for NULL. */
 CLXENT_API size_t clxent_device_count(const clxent_ctx *ctx);
-/** @return the fraction of each batch's rows device k takes (they sum to 1); 0 when k is out of range. */
+/** @return the fraction of the next batch's rows device k takes (they sum to 1; they follow the
+ *   speeds measured in the calls, once those differ by 5 points, unless CLXENT_SPLIT fixed them);
+ *   0 when k is out of range. */
 CLXENT_API double clxent_device_share(const clxent_ctx *ctx, size_t k);
 
 /**

@@ -271,6 +271,9 @@ static void test_two_devices_give_the_bits_of_one(void **state) {
     assert_same_bits(expected, got, result_floats(in.n, in.c), what);
     free(expected), free(got), free_inputs(&in);
   }
+  /* the calls refined the shares from their timings: still a split of the whole batch */
+  const double r0 = clxent_device_share(group, 0), r1 = clxent_device_share(group, 1);
+  if (!(r0 > 0 && r1 > 0 && fabs(r0 + r1 - 1) < 1e-12)) fail_msg("shares after the calls %g + %g", r0, r1);
   clxent_destroy(group);
 }
 
@@ -292,6 +295,8 @@ static void test_any_split_gives_the_same_bits(void **state) {
     run_all(group, &small, s == 0 ? pinned_alloc : plain_alloc, s == 0 ? pinned_free : plain_free, got);
     snprintf(what, sizeof what, "CLXENT_SPLIT=%s, 63 rows%s", splits[s], s == 0 ? ", pinned" : "");
     assert_same_bits(expected_small, got, result_floats(small.n, small.c), what);
+    if (s == 0 && clxent_device_share(group, 0) != 0.25) /* fixed shares do not follow the timings */
+      fail_msg("CLXENT_SPLIT=1,3: share 0 is %.17g after the calls, not 0.25", clxent_device_share(group, 0));
     clxent_destroy(group);
   }
   free(expected), free(expected_small), free(got), free_inputs(&in), free_inputs(&small);
