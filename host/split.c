@@ -218,10 +218,11 @@ static void *part_thread(void *arg) {
   return NULL;
 }
 
-/* The call's timings refine the estimate of each member's share: rows per second, blended half
- * and half with the estimate so that one noisy call moves it only part of the way. Only calls in
+/* The call's timings refine the estimate of each member's share: rows per second, given a weight
+ * of 1/4 against the estimate so that one noisy call (devices sharing the host's cores time
+ * unevenly) moves it only part of the way. Only calls in
  * which every member had rows, enough to time (64 at least), count. The split itself follows the
- * estimate only once it is 5 points off: a new split means new launch sizes, which some drivers
+ * estimate only once it is 8 points off: a new split means new launch sizes, which some drivers
  * (PoCL) compile kernels anew for, so it must settle rather than follow every call's noise. */
 static void refine_shares(clxent_ctx *group, const part *parts) {
   double speed[MAX_MEMBERS], total = 0, drift = 0;
@@ -231,11 +232,11 @@ static void refine_shares(clxent_ctx *group, const part *parts) {
     total += speed[k];
   }
   for (size_t k = 0; k < group->member_count; ++k) {
-    group->estimate[k] = 0.5 * group->estimate[k] + 0.5 * speed[k] / total;
+    group->estimate[k] = 0.75 * group->estimate[k] + 0.25 * speed[k] / total;
     const double d = fabs(group->estimate[k] - group->shares[k]);
     if (d > drift) drift = d;
   }
-  if (drift > 0.05)
+  if (drift > 0.08)
     for (size_t k = 0; k < group->member_count; ++k) group->shares[k] = group->estimate[k];
 }
 

@@ -99,7 +99,7 @@ CLXENT_API const char *clxent_device_name(const clxent_ctx *ctx);
 /** @return how many devices ctx computes on (1, or more for "all" or a list); 0 for NULL. */
 CLXENT_API size_t clxent_device_count(const clxent_ctx *ctx);
 /** @return the fraction of the next batch's rows device k takes (they sum to 1; they follow the
- *   speeds measured in the calls, once those differ by 5 points, unless CLXENT_SPLIT fixed them);
+ *   speeds measured in the calls, once those differ by 8 points, unless CLXENT_SPLIT fixed them);
  *   0 when k is out of range. */
 CLXENT_API double clxent_device_share(const clxent_ctx *ctx, size_t k);
 
