@@ -56,7 +56,8 @@ typedef enum clxent_status {
   CLXENT_ERR_OPENCL         /* any other OpenCL failure (call and CL error name in clxent_last_error) */
 } clxent_status;            /* more values may be added later; never renumber these */
 
-/** Opaque context: one OpenCL device, its queue, the built kernels and reusable buffers. */
+/** Opaque context: one OpenCL device (or several, see clxent_create), its queues, the built kernels
+ * and reusable buffers. */
 typedef struct clxent_ctx clxent_ctx;
 
 /**
