@@ -9,10 +9,10 @@ here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 os.makedirs(here, exist_ok=True)
 
 
-def seed(function, n, c, reduction=0, flags=0b0010, dtype=0, options=(0, 0, 0)):
+def seed(function, n, c, reduction=0, flags=0b0010, dtype=0, options=(0, 0, 0), weights=None, labels=None):
     b = bytearray([function, n - 1]) + struct.pack(">H", c - 1) + bytes([reduction, 0, flags])
     if flags & 64:
-        b += bytes([200]) * c  # weights 3 * 73/100
+        b += bytes(weights or [200] * c)  # option bytes: 200 is 3 * 73/100, below 128 is 0
     if function <= 1:
         for mode in options:  # label_smoothing, z_loss, softcap as "sensible" fractions
             b += bytes([mode])
@@ -20,8 +20,8 @@ def seed(function, n, c, reduction=0, flags=0b0010, dtype=0, options=(0, 0, 0)):
     for _ in range(n * c):
         b += struct.pack(">f", random.uniform(-6, 6) if function != 3 else random.uniform(0, 1))
     b += bytes(random.randrange(5) for _ in range(n * c))
-    for _ in range(n):
-        b += struct.pack(">H", 2 + random.randrange(c))
+    for i in range(n):
+        b += struct.pack(">H", 2 + (labels[i] if labels else random.randrange(c)))
     return bytes(b)
 
 
@@ -34,6 +34,9 @@ seeds = {
     "sigmoid_pos_weight": seed(2, 8, 3, flags=0b1010011),
     "bce_none": seed(3, 5, 2, reduction=2),
     "hard_one_class": seed(0, 9, 1, flags=0b11010),
+    # every labelled class weighs 0 but smoothing spreads loss over the others: MEAN = x / 0 = inf
+    "hard_zero_weight_divisor": seed(0, 4, 3, flags=0b1000011, options=(150, 0, 0), weights=[0, 200, 200],
+                                     labels=[0, 0, 0, 0]),
 }
 for name, data in seeds.items():
     with open(os.path.join(here, name), "wb") as f:

@@ -650,8 +650,9 @@ static clxent_status run_and_deliver(clxent_ctx *ctx, const row_job *job, clxent
 
 /* The kernels' scalars for a reduction: the cross-entropy terms divide by `divisor` (the weighted
  * or plain count of rows), the z-loss by `counted` rows (CLXENT_P_* in kernels/common.cl). A zero
- * divisor (all rows ignored, or all their weights 0) gives a NaN loss (0/0, as in PyTorch) and a
- * zero gradient. */
+ * divisor (all rows ignored, or all their weights 0) gives the loss x/0 as in PyTorch: NaN (0/0),
+ * or +inf when label smoothing leaves a positive x from the other classes' weights; the gradient
+ * is 0. */
 static cl_float8 loss_params(const clxent_opts *o, double divisor, size_t counted, float weight_sum,
                              float *reduce_divisor) {
   cl_float8 p;

@@ -479,6 +479,27 @@ static void test_bias_deterministic(void **state) {
   } while (0)
 
 /* Every option validated: NaN, infinities, out of range, wrong loss family; nothing written. */
+/* MEAN over a zero divisor (every counted row's class weighs 0) is x/0, as in PyTorch: NaN when
+ * nothing is left (0/0), +inf when label smoothing puts loss on classes of positive weight. The
+ * gradient is 0 either way. (Found by the fuzzer, whose comparison had read inf == inf as a miss.) */
+static void test_zero_divisor(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  const float z[12] = {1, 2, 3, -1, 0, 1, 4, 4, 4, 0.5f, -2, 3}, w[3] = {0, 1, 2};
+  const int32_t y[4] = {0, 0, -100, 0};
+  float loss, grad[12];
+  clxent_opts o = clxent_opts_default();
+  o.class_weight = w;
+  poison(grad, 12);
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 4, 3, z, y, &o, &loss, grad));
+  if (!isnan(loss)) fail_msg("without smoothing: loss %g, expected NaN (0/0)", (double)loss);
+  for (int k = 0; k < 12; ++k) assert_true(grad[k] == 0.0f);
+  o.label_smoothing = 0.2f;
+  poison(grad, 12);
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 4, 3, z, y, &o, &loss, grad));
+  if (!(isinf(loss) && loss > 0)) fail_msg("with smoothing: loss %g, expected +inf (x/0)", (double)loss);
+  for (int k = 0; k < 12; ++k) assert_true(grad[k] == 0.0f);
+}
+
 static void test_rejected_options(void **state) {
   clxent_ctx *ctx = test_ctx(state);
   enum { N = 8, C = 8 };
@@ -549,7 +570,7 @@ int main(void) {
       cmocka_unit_test(test_options_alone),    cmocka_unit_test(test_combinations),
       cmocka_unit_test(test_storage_types),    cmocka_unit_test(test_pos_weight),
       cmocka_unit_test(test_softcap_extremes), cmocka_unit_test(test_bias_deterministic),
-      cmocka_unit_test(test_rejected_options),
+      cmocka_unit_test(test_rejected_options), cmocka_unit_test(test_zero_divisor),
   };
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }
