@@ -186,16 +186,15 @@ void *clxent_host_alloc(clxent_ctx *ctx, size_t bytes) {
     return NULL;
   }
   p.ptr = clEnqueueMapBuffer(ctx->queue, p.mem, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, bytes, 0, NULL, NULL, &err);
-  if (err == CL_SUCCESS && ((uintptr_t)p.ptr & 127) != 0) { /* not seen; the contract promises 128 */
-    clEnqueueUnmapMemObject(ctx->queue, p.mem, p.ptr, 0, NULL, NULL);
-    clFinish(ctx->queue);
-    clReleaseMemObject(p.mem);
-    clxent_fail(ctx, CLXENT_ERR_OPENCL, "the driver mapped pinned memory at %p, not 128-byte aligned", p.ptr);
-    return NULL;
-  }
   if (err != CL_SUCCESS) {
     clReleaseMemObject(p.mem);
     clxent_fail_cl(ctx, "clEnqueueMapBuffer(pinned memory)", err);
+    return NULL;
+  }
+  if (((uintptr_t)p.ptr & 127) != 0) { /* not seen; the contract promises 128 */
+    const void *at = p.ptr;
+    clxent_release_staging(ctx, &p);
+    clxent_fail(ctx, CLXENT_ERR_OPENCL, "the driver mapped pinned memory at %p, not 128-byte aligned", at);
     return NULL;
   }
   ctx->pinned[ctx->pinned_count++] = p;

@@ -180,6 +180,11 @@ clxent_status clxent_reduce_values(clxent_ctx *ctx, cl_mem values, size_t n, flo
 /* job->bias_grad = the column sums of the bias partials of job->n rows, to the host. */
 clxent_status clxent_deliver_bias(clxent_ctx *ctx, const row_job *job, cl_mem partial);
 
+/* split.c, also used by the benchmark: a monotonic clock in seconds, and the median of t[0..k)
+ * (sorts t). */
+double clxent_seconds(void);
+double clxent_median(double *t, int k);
+
 /* split.c: contexts over several devices (clxent_create with "all" or a list). */
 int clxent_is_group_request(const char *request);
 clxent_status clxent_create_group(clxent_ctx *group, const char *request);

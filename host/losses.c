@@ -1,7 +1,7 @@
 /*
  * The public loss entries: validate everything first (a rejected call writes nothing), then stream
  * the batch through the device in row blocks (clxent_run_rows), then reduce the per-row losses on the
- * device in a fixed order (reduce_rows).
+ * device in a fixed order (clxent_reduce_values).
  */
 #include <math.h>
 #include <stdint.h>
@@ -140,7 +140,6 @@ static clxent_status check_ex(clxent_ctx *ctx, const clxent_ex *out, enum family
 }
 
 size_t clxent_dtype_size(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
-#define dtype_size clxent_dtype_size
 
 /* One stored value as float, for the checks that read inputs on the host. */
 static float load_value(const void *p, size_t k, clxent_dtype t) {
@@ -301,7 +300,7 @@ static clxent_status block_kernels(clxent_ctx *ctx, const row_job *job, size_t f
  * released when enqueued (OpenCL keeps them alive until the queued commands finish). */
 static clxent_status zero_copy_block(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows,
                                      const call_buffers *cb) {
-  const size_t elem = dtype_size(job->dtype), offset = first * job->c * elem, bytes = rows * job->c * elem;
+  const size_t elem = clxent_dtype_size(job->dtype), offset = first * job->c * elem, bytes = rows * job->c * elem;
   const unsigned char *in_host = job->in, *aux_host = job->aux;
   unsigned char *grad_host = job->grad;
   const int in_place = job->grad && job->grad == job->in;
@@ -390,7 +389,7 @@ static void replace_event(cl_event *slot, cl_event ev) {
 /* Copies a finished block's gradient from staging to the caller (a no-op when it went directly). */
 static clxent_status drain_block(clxent_ctx *ctx, const row_job *job, pipe_slot *slot, int s) {
   if (!slot->rows || !job->grad) return CLXENT_OK;
-  const size_t elem = dtype_size(job->dtype), bytes = slot->rows * job->c * elem;
+  const size_t elem = clxent_dtype_size(job->dtype), bytes = slot->rows * job->c * elem;
   unsigned char *dst = (unsigned char *)job->grad + slot->first * job->c * elem;
   TRY(wait_event(ctx, slot->done, "clWaitForEvents(gradient download)"));
   if (!host_pinned(ctx, dst, bytes)) memcpy(dst, ctx->staging[s][PIPE_GRAD].ptr, bytes);
@@ -401,18 +400,18 @@ static clxent_status drain_block(clxent_ctx *ctx, const row_job *job, pipe_slot 
 /* Enqueues block [first, first + rows) in pipeline slot s (see above). */
 static clxent_status pipe_block(clxent_ctx *ctx, const row_job *job, size_t first, size_t rows, pipe_slot *slot,
                                 int s, const call_buffers *cb) {
-  const size_t elem = dtype_size(job->dtype), offset = first * job->c * elem, bytes = rows * job->c * elem;
+  const size_t elem = clxent_dtype_size(job->dtype), offset = first * job->c * elem, bytes = rows * job->c * elem;
   const void *src[2] = {(const unsigned char *)job->in + offset, job->aux ? (const unsigned char *)job->aux + offset : NULL};
+  const int staged[2] = {!host_pinned(ctx, src[PIPE_IN], bytes), src[PIPE_AUX] && !host_pinned(ctx, src[PIPE_AUX], bytes)};
   const int in_place = job->grad && job->grad == job->in;
   cl_int err;
   /* block b-2's uploads have read this slot's staging before the host refills it */
-  if ((src[PIPE_IN] && !host_pinned(ctx, src[PIPE_IN], bytes)) || (src[PIPE_AUX] && !host_pinned(ctx, src[PIPE_AUX], bytes)))
-    TRY(wait_event(ctx, slot->up, "clWaitForEvents(upload)"));
+  if (staged[PIPE_IN] || staged[PIPE_AUX]) TRY(wait_event(ctx, slot->up, "clWaitForEvents(upload)"));
   /* inputs up, after block b-2 is done with the device buffers */
   for (int a = PIPE_IN; a <= PIPE_AUX; ++a) {
     if (!src[a]) continue;
     const void *from = src[a];
-    if (!host_pinned(ctx, from, bytes)) {
+    if (staged[a]) {
       unsigned char *stage;
       TRY(staging(ctx, s, a, bytes, &stage));
       memcpy(stage, from, bytes);
@@ -459,7 +458,7 @@ static clxent_status transfer_queues(clxent_ctx *ctx) {
 static clxent_status run_pipeline(clxent_ctx *ctx, const row_job *job, size_t block_rows, const call_buffers *cb) {
   static const enum clxent_slot device_slots[2][PIPE_ARRAYS] = {{SLOT_IN, SLOT_AUX, SLOT_GRAD},
                                                                  {SLOT_IN_1, SLOT_AUX_1, SLOT_GRAD_1}};
-  const size_t block_bytes = block_rows * job->c * dtype_size(job->dtype);
+  const size_t block_bytes = block_rows * job->c * clxent_dtype_size(job->dtype);
   const int blocks = job->n > block_rows ? 2 : 1;
   pipe_slot slots[2];
   memset(slots, 0, sizeof slots);
@@ -502,7 +501,7 @@ static clxent_status upload(clxent_ctx *ctx, enum clxent_slot slot, const void *
  * lands in job->grad. Returns with the queue drained, on every path (nothing queued may outlive
  * the caller's arrays). */
 clxent_status clxent_run_rows(clxent_ctx *ctx, const row_job *job, call_buffers *cb) {
-  const size_t row_bytes = job->c * dtype_size(job->dtype);
+  const size_t row_bytes = job->c * clxent_dtype_size(job->dtype);
   if ((cl_ulong)row_bytes > ctx->block_bytes)
     return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY,
                        "one row of c = %zu values (%zu bytes) exceeds the largest block buffer on %s (%llu bytes)",
@@ -684,11 +683,11 @@ clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const 
   TRY(check_ptr(ctx, labels, "labels"));
   TRY(check_outputs(ctx, loss, grad));
   TRY(check_ex(ctx, &x, FAMILY_SOFTMAX, grad));
-  const size_t mat = n * c * dtype_size(x.dtype);
+  const size_t mat = n * c * clxent_dtype_size(x.dtype);
   const region regions[] = {
-      {"logits", logits, mat, 0, dtype_size(x.dtype)},         {"labels", labels, n * sizeof(int32_t), 0, 0},
+      {"logits", logits, mat, 0, clxent_dtype_size(x.dtype)},         {"labels", labels, n * sizeof(int32_t), 0, 0},
       {"opts->class_weight", o.class_weight, c * sizeof(float), 0, 0},
-      {"grad", grad, mat, 1, dtype_size(x.dtype)},             {"loss", loss, loss_count(o.reduction, n) * sizeof(float), 1, 0},
+      {"grad", grad, mat, 1, clxent_dtype_size(x.dtype)},             {"loss", loss, loss_count(o.reduction, n) * sizeof(float), 1, 0},
       {"ex->lse", x.lse, n * sizeof(float), 1, 0}, {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1, 0}};
   TRY(check_regions(ctx, regions, (int)(sizeof regions / sizeof regions[0]), 1));
   TRY(check_opts(ctx, &o, FAMILY_SOFTMAX, c, &weight_sum));
@@ -723,11 +722,11 @@ clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, c
   TRY(check_ptr(ctx, targets, "targets"));
   TRY(check_outputs(ctx, loss, grad));
   TRY(check_ex(ctx, &x, FAMILY_SOFTMAX, grad));
-  const size_t mat = n * c * dtype_size(x.dtype);
+  const size_t mat = n * c * clxent_dtype_size(x.dtype);
   const region regions[] = {
-      {"logits", logits, mat, 0, dtype_size(x.dtype)},         {"targets", targets, mat, 0, dtype_size(x.dtype)},
+      {"logits", logits, mat, 0, clxent_dtype_size(x.dtype)},         {"targets", targets, mat, 0, clxent_dtype_size(x.dtype)},
       {"opts->class_weight", o.class_weight, c * sizeof(float), 0, 0},
-      {"grad", grad, mat, 1, dtype_size(x.dtype)},             {"loss", loss, loss_count(o.reduction, n) * sizeof(float), 1, 0},
+      {"grad", grad, mat, 1, clxent_dtype_size(x.dtype)},             {"loss", loss, loss_count(o.reduction, n) * sizeof(float), 1, 0},
       {"ex->lse", x.lse, n * sizeof(float), 1, 0}, {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1, 0}};
   TRY(check_regions(ctx, regions, (int)(sizeof regions / sizeof regions[0]), 1));
   TRY(check_opts(ctx, &o, FAMILY_SOFTMAX, c, &weight_sum));
@@ -753,11 +752,11 @@ static clxent_status binary_loss(clxent_ctx *ctx, clxent_kernel_id kernel, const
   TRY(check_ex(ctx, &x, FAMILY_BINARY, grad));
   if (c > (size_t)INT32_MAX)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (columns) = %zu exceeds INT32_MAX", c);
-  const size_t values = n * c, mat = values * dtype_size(x.dtype);
+  const size_t values = n * c, mat = values * clxent_dtype_size(x.dtype);
   const region regions[] = {
-      {in_name, in, mat, 0, dtype_size(x.dtype)},          {"targets", targets, mat, 0, dtype_size(x.dtype)},
+      {in_name, in, mat, 0, clxent_dtype_size(x.dtype)},          {"targets", targets, mat, 0, clxent_dtype_size(x.dtype)},
       {"opts->pos_weight", o.pos_weight, c * sizeof(float), 0, 0},
-      {"grad", grad, mat, 1, dtype_size(x.dtype)},         {"loss", loss, loss_count(o.reduction, values) * sizeof(float), 1, 0},
+      {"grad", grad, mat, 1, clxent_dtype_size(x.dtype)},         {"loss", loss, loss_count(o.reduction, values) * sizeof(float), 1, 0},
       {"ex->bias_grad", x.bias_grad, c * sizeof(float), 1, 0}};
   TRY(check_regions(ctx, regions, (int)(sizeof regions / sizeof regions[0]), 1));
   TRY(check_opts(ctx, &o, FAMILY_BINARY, c, &weight_sum));
@@ -934,7 +933,7 @@ static clxent_status run_mem(clxent_ctx *ctx, const mem_call *m) {
   if (m->num_wait && !m->wait) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "wait is NULL but num_wait = %u", m->num_wait);
   if (elementwise && m->c > (size_t)INT32_MAX)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (columns) = %zu exceeds INT32_MAX", m->c);
-  const size_t values = m->n * m->c, mat = values * dtype_size(x.dtype);
+  const size_t values = m->n * m->c, mat = values * clxent_dtype_size(x.dtype);
   const size_t losses = o.reduction == CLXENT_NONE ? (elementwise ? values : m->n) : 1;
   mem_region r[] = {
       {elementwise && m->kernel == KERNEL_BCE ? "probs" : "logits", m->in, NULL, 0, 0, mat, 0},

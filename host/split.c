@@ -56,7 +56,7 @@ static clxent_status all_devices(clxent_ctx *group, char (*requests)[16], size_t
   return CLXENT_OK;
 }
 
-static double now_seconds(void) {
+double clxent_seconds(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
@@ -65,6 +65,11 @@ static double now_seconds(void) {
 static int compare_doubles(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
+}
+
+double clxent_median(double *t, int k) {
+  qsort(t, (size_t)k, sizeof *t, compare_doubles);
+  return k % 2 ? t[k / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
 }
 
 /* Speed of a member on the host path: 1 / the median time of 3 calls (after a warm-up) on a
@@ -84,15 +89,15 @@ static clxent_status measure_speed(clxent_ctx *group, clxent_ctx *member, size_t
   double times[REPEATS];
   float loss;
   for (int r = -1; r < REPEATS && st == CLXENT_OK; ++r) {
-    const double t0 = now_seconds();
+    const double t0 = clxent_seconds();
     st = clxent_softmax_xent(member, ROWS, CLASSES, logits, labels, NULL, &loss, grad);
-    if (r >= 0) times[r] = now_seconds() - t0;
+    if (r >= 0) times[r] = clxent_seconds() - t0;
   }
   if (st != CLXENT_OK) clxent_fail(group, st, "measuring device %zu (%s): %s", k, member->device_name, member->error);
   free(logits), free(grad), free(labels);
   if (st != CLXENT_OK) return st;
-  qsort(times, REPEATS, sizeof times[0], compare_doubles);
-  *speed = 1.0 / (times[REPEATS / 2] > 1e-9 ? times[REPEATS / 2] : 1e-9);
+  const double t = clxent_median(times, REPEATS);
+  *speed = 1.0 / (t > 1e-9 ? t : 1e-9);
   return CLXENT_OK;
 }
 
@@ -212,9 +217,9 @@ static clxent_status run_part(part *p) {
 
 static void *part_thread(void *arg) {
   part *p = arg;
-  const double t0 = now_seconds();
+  const double t0 = clxent_seconds();
   p->status = run_part(p);
-  p->seconds = now_seconds() - t0;
+  p->seconds = clxent_seconds() - t0;
   return NULL;
 }
 

@@ -11,34 +11,17 @@
  * pageable, for comparison), the ideal time (bytes up / pinned up + bytes down / pinned down), and
  * the call with ordinary arrays and with arrays in clxent_host_alloc memory, each over the ideal.
  */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../bench/c_loop.h"
 #include "bench.h"
+#include "check.h"
 #include "internal.h"
 
 #define MAX_SHAPES 16
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *t, int k) {
-  qsort(t, (size_t)k, sizeof *t, cmp_double);
-  return k % 2 ? t[k / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
-}
 
 typedef struct shape { size_t n, c; } shape;
 
@@ -49,16 +32,6 @@ typedef struct bench_opts {
   clxent_dtype dtype;
   int weights, smoothing, zloss, softcap, lse, bias; /* --options */
 } bench_opts;
-
-/* float → 16-bit storage, round to nearest even (the benchmark's logits are normal numbers). */
-static uint16_t to_storage(float f, clxent_dtype t) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  if (t == CLXENT_BFLOAT16) return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-  const uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
-  if (a < (113u << 23)) return (uint16_t)sign; /* |f| < 2^-14: 0 is close enough for timing */
-  return (uint16_t)(sign | ((a + 0xC8000FFFu + ((a >> 13) & 1u)) >> 13));
-}
 
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 
@@ -96,11 +69,11 @@ static int parse_options(const char *list, bench_opts *o) {
     int ok_ = 1;                                            \
     for (int w_ = 0; w_ < (o)->warmup && ok_; ++w_) ok_ = !(what); \
     for (int r_ = 0; r_ < (o)->repeat && ok_; ++r_) {       \
-      const double t0_ = now();                             \
+      const double t0_ = clxent_seconds();                             \
       ok_ = !(what);                                        \
-      t_[r_] = now() - t0_;                                 \
+      t_[r_] = clxent_seconds() - t0_;                                 \
     }                                                       \
-    if (ok_) (result) = median(t_, (o)->repeat);            \
+    if (ok_) (result) = clxent_median(t_, (o)->repeat);            \
   } while (0)
 
 static int copy_once(clxent_ctx *ctx, cl_mem src, cl_mem dst, size_t float4s) {
@@ -263,7 +236,7 @@ int clxent_bench_main(int argc, char **argv) {
   }
 
   clxent_ctx *ctx;
-  const double t_create = now();
+  const double t_create = clxent_seconds();
   clxent_status st = clxent_create(&ctx, o.device);
   if (st != CLXENT_OK) {
     fprintf(stderr, "clxent bench: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
@@ -281,7 +254,7 @@ int clxent_bench_main(int argc, char **argv) {
   }
   const int is_cpu = (ctx->device_type & CL_DEVICE_TYPE_CPU) != 0;
   if (!host_path && !ctx->zero_copy) host_path = 1;
-  printf("# context creation %.0f ms (kernels %s); zero-copy %s\n", (now() - t_create) * 1e3,
+  printf("# context creation %.0f ms (kernels %s); zero-copy %s\n", (clxent_seconds() - t_create) * 1e3,
          ctx->program_from_cache ? "from the program cache" : "built from source", ctx->zero_copy ? "on" : "off");
   printf("# device: %s; variant %s, vector width %u, group size %zu; median of %d after %d warm-up\n",
          group->device_name, ctx->variant == CLXENT_VARIANT_ITEM_PER_ROW ? "item-per-row" : "group-per-row",
@@ -322,7 +295,7 @@ int clxent_bench_main(int argc, char **argv) {
     }
     for (size_t i = 0; i < n; ++i) labels[i] = (int32_t)((i * 2654435761u) % c);
     if (stored)
-      for (size_t k = 0; k < elems; ++k) stored[k] = to_storage(logits[k], o.dtype);
+      for (size_t k = 0; k < elems; ++k) stored[k] = clxent_tool_to_storage(logits[k], o.dtype);
     const void *call_logits = stored ? (const void *)stored : (const void *)logits;
 
     /* Device-resident part: one block of rows, as the streaming path would launch it. */

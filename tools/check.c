@@ -31,7 +31,7 @@ static float bits_to_float(uint16_t h, clxent_dtype t) {
   const double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m | 1024, e - 25);
   return (float)((h & 0x8000) ? -v : v);
 }
-static uint16_t float_to_bits(float f, clxent_dtype t) { /* inputs here are normal numbers in ±16 */
+uint16_t clxent_tool_to_storage(float f, clxent_dtype t) { /* for normal numbers, as the tools' inputs */
   uint32_t u;
   memcpy(&u, &f, sizeof u);
   if (t == CLXENT_BFLOAT16) return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
@@ -60,7 +60,7 @@ static int check_softmax(clxent_ctx *ctx, const check_case *k, int verbose) {
   for (size_t e = 0; e < nc; ++e) {
     const float v = (float)uniform(-8, 8);
     if (k->dtype == CLXENT_FLOAT32) ((float *)in)[e] = z[e] = v;
-    else ((uint16_t *)in)[e] = float_to_bits(v, k->dtype), z[e] = bits_to_float(((uint16_t *)in)[e], k->dtype);
+    else ((uint16_t *)in)[e] = clxent_tool_to_storage(v, k->dtype), z[e] = bits_to_float(((uint16_t *)in)[e], k->dtype);
   }
   for (size_t j = 0; j < c; ++j) w[j] = (float)uniform(0.5, 2);
   for (size_t i = 0; i < n; ++i) y[i] = i % 5 == 4 ? -100 : (int32_t)(uniform(0, 1) * (double)c) % (int32_t)c;
