@@ -245,7 +245,7 @@ int clxent_bench_main(int argc, char **argv) {
   /* several devices: the call is split among them; the device-resident columns are the first's */
   clxent_ctx *const group = ctx;
   if (group->member_count) {
-    printf("# %zu devices; rows split", group->member_count);
+    printf("# %zu devices; rows split at creation", group->member_count);
     for (size_t k = 0; k < group->member_count; ++k)
       printf("%s %s %.1f%%", k ? "," : "", group->members[k]->device_name, 100 * group->shares[k]);
     printf("\n# copy and kernel columns: the first device; call: all of them; no host-path table\n");
@@ -352,6 +352,12 @@ int clxent_bench_main(int argc, char **argv) {
                            : 1;
     }
     free(logits), free(grad), free(labels), free(weights), free(lse), free(bias), free(stored);
+  }
+  if (group->member_count) { /* the split the calls settled on (refined from their timings) */
+    printf("# rows split after the calls");
+    for (size_t k = 0; k < group->member_count; ++k)
+      printf("%s %s %.1f%%", k ? "," : "", group->members[k]->device_name, 100 * clxent_device_share(group, k));
+    printf("\n");
   }
   if (host_path_rows) {
     printf("# host path (%s): GB/s of transfers between host and device, pinned then pageable; ideal = bytes up\n"
