@@ -43,16 +43,35 @@ extern "C" {
  */
 CLXENT_API clxent_status clxent_create_from_queue(clxent_ctx **ctx, cl_command_queue queue);
 
-/** The device-resident calls' storage type and extra outputs. Start from clxent_mem_ex_default(). */
+/**
+ * @brief The command queue ctx enqueues on, for making buffers in its OpenCL context.
+ *
+ * A context from clxent_create() owns its queue; this lends it (not retained: it lives as long as
+ * ctx), so that a program can create the cl_mem buffers of the _mem calls in the same OpenCL
+ * context (clGetCommandQueueInfo(CL_QUEUE_CONTEXT)) and order its own commands with clxent's.
+ * @param ctx  the context.
+ * @return the queue; NULL for NULL or for a context over several devices (which has no one queue).
+ */
+CLXENT_API cl_command_queue clxent_queue(const clxent_ctx *ctx);
+
+/** The device-resident calls' storage type and extra outputs. Start from CLXENT_MEM_EX_INIT or
+ * clxent_mem_ex_default(). */
 typedef struct clxent_mem_ex {
+  size_t size;        /**< sizeof(clxent_mem_ex) as the caller compiled it */
   clxent_dtype dtype; /**< of logits / probabilities, dense targets and grad */
   cl_mem lse;         /**< softmax: n floats receive each row's log-sum-exp, or NULL */
   cl_mem bias_grad;   /**< c floats receive Σ_i grad[i][j] (fixed order); needs grad. Or NULL */
   cl_mem bad_labels;  /**< hard labels: one cl_uint receives the number of bad labels. Or NULL */
 } clxent_mem_ex;
 
-/** @return CLXENT_FLOAT32, no extra outputs. */
-CLXENT_API clxent_mem_ex clxent_mem_ex_default(void);
+/** Initializer of a clxent_mem_ex: CLXENT_FLOAT32, no extra outputs. */
+#define CLXENT_MEM_EX_INIT {sizeof(clxent_mem_ex), CLXENT_FLOAT32, NULL, NULL, NULL}
+
+/** @brief The default extras (CLXENT_MEM_EX_INIT). Inline, so that `size` is the caller's sizeof. */
+static inline clxent_mem_ex clxent_mem_ex_default(void) {
+  const clxent_mem_ex x = CLXENT_MEM_EX_INIT;
+  return x;
+}
 
 /**
  * @brief The losses of clxent.h on device buffers, enqueued on the context's queue.

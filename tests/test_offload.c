@@ -6,6 +6,7 @@
  * environment already says otherwise. */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #define CL_TARGET_OPENCL_VERSION 120
+#define CLXENT_EXPERIMENTAL_API /* clxent_device_count, clxent_device_share */
 #include <CL/cl.h>
 #include <math.h>
 #include <stdio.h>
