@@ -1,6 +1,6 @@
-/* Test support: a float64 CPU reference of every clxent function, random inputs, poisoned outputs
- * and tolerance checks. The reference follows the spec's formulas directly (no shared code with
- * the kernels), in double precision. */
+/* Test support: the shared context, random inputs, poisoned outputs and tolerance checks. The
+ * float64 reference of every clxent function is in reference.h (no cmocka there: the fuzz harness
+ * links it too). */
 #ifndef CLXENT_TEST_SUPPORT_H
 #define CLXENT_TEST_SUPPORT_H
 
@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "clxent.h"
+#include "reference.h"
 
 /* A context on $CLXENT_DEVICE (CI: PoCL), shared by a test file; created in group setup. */
 int support_setup(void **state);
@@ -29,15 +30,6 @@ void fill_distribution_rows(float *p, size_t n, size_t c, double zero_fraction);
 void poison(float *x, size_t k);
 int is_poison(const float *x, size_t k); /* every element still the exact poison bits */
 void *xmalloc(size_t bytes);
-
-/* Reference implementations (double). grad may be NULL; row_loss gets n values; returns J. */
-double ref_softmax_xent(size_t n, size_t c, const float *z, const int32_t *labels, clxent_opts o, double *row_loss,
-                        double *grad);
-double ref_softmax_xent_soft(size_t n, size_t c, const float *z, const float *t, clxent_opts o, double *row_loss,
-                             double *grad);
-double ref_sigmoid_xent(size_t n, const float *z, const float *y, clxent_opts o, double *loss, double *grad);
-double ref_bce(size_t n, const float *a, const float *y, clxent_opts o, double *loss, double *grad);
-void ref_information(int mode, size_t n, size_t c, const float *p, const float *q, double *out); /* 0 H 1 Hpq 2 KL */
 
 /* got[k] ≈ ref[k] within atol + rtol·|ref| (NaN only where ref is NaN, same-signed inf where ref is
  * inf); reports the first mismatch with its index and what. */
