@@ -5,9 +5,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-int support_setup(void **state) {
+/* ---------------------------------------------------------------- the device, or a skip */
+
+static clxent_ctx *probe_ctx; /* made by support_device_present, taken by support_setup */
+static void drop_probe(void) {
+  clxent_destroy(probe_ctx);
+  probe_ctx = NULL;
+}
+
+int support_device_present(void) {
   clxent_ctx *ctx = NULL;
   const clxent_status st = clxent_create(&ctx, NULL);
+  if (st == CLXENT_ERR_NO_DEVICE) {
+    fprintf(stderr, "SKIP: no OpenCL device here: %s\n", clxent_last_error(NULL));
+    return 0;
+  }
+  if (st == CLXENT_OK) {
+    static int registered;
+    if (!registered) registered = !atexit(drop_probe); /* a program that never takes it */
+    drop_probe();
+    probe_ctx = ctx;
+  }
+  return 1;
+}
+
+int support_setup(void **state) {
+  clxent_ctx *ctx = probe_ctx;
+  probe_ctx = NULL;
+  const clxent_status st = ctx ? CLXENT_OK : clxent_create(&ctx, NULL);
   if (st != CLXENT_OK) {
     fprintf(stderr, "clxent_create: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
     return -1;

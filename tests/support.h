@@ -1,6 +1,6 @@
-/* Test support: the shared context, random inputs, poisoned outputs and tolerance checks. The
- * float64 reference of every clxent function is in reference.h (no cmocka there: the fuzz harness
- * links it too). */
+/* Test support: the shared context, skipping without a device, random inputs, poisoned outputs
+ * and tolerance checks. The float64 reference of every clxent function is in reference.h (no
+ * cmocka there: the fuzz harness links it too). */
 #ifndef CLXENT_TEST_SUPPORT_H
 #define CLXENT_TEST_SUPPORT_H
 
@@ -13,6 +13,17 @@
 
 #include "clxent.h"
 #include "reference.h"
+
+/* Exit status of a test program that cannot run here (no OpenCL platform or device): CTest's
+ * SKIP_RETURN_CODE, as in Automake. */
+#define SUPPORT_SKIP 77
+
+/* Whether clxent_create(NULL) finds a device. On CLXENT_ERR_NO_DEVICE it says why on stderr and
+ * returns 0: main() then returns SUPPORT_SKIP before running anything. Any other result returns 1
+ * (a failure to create is then the tests' to report). The context it made is kept for
+ * support_setup, so that the check costs no second context. Call it after any setenv that must
+ * precede the first OpenCL call. */
+int support_device_present(void);
 
 /* A context on $CLXENT_DEVICE (CI: PoCL), shared by a test file; created in group setup. */
 int support_setup(void **state);

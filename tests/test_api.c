@@ -258,5 +258,6 @@ int main(void) {
       cmocka_unit_test(test_streaming_blocks_same_bits),
       cmocka_unit_test(test_program_cache),
   };
+  if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }

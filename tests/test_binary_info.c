@@ -174,5 +174,6 @@ int main(void) {
       cmocka_unit_test(test_information_worked_values), cmocka_unit_test(test_information_random),
       cmocka_unit_test(test_information_edges),
   };
+  if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }

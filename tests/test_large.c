@@ -61,5 +61,6 @@ int main(void) {
 
       cmocka_unit_test(test_more_than_2_31_elements),
   };
+  if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }

@@ -229,7 +229,8 @@ static void test_pinned_caller_memory(void **state) {
 
 /* ---------------------------------------------------------------- several devices */
 
-/* "P:D,P:E": two devices of the same name on one platform (PoCL with POCL_DEVICES). */
+/* "P:D,P:E": two devices of the same name on one platform (PoCL with POCL_DEVICES); skips the
+ * test where there are none. */
 static void device_pair(char *out, size_t size) {
   cl_platform_id platforms[16];
   cl_uint np = 0;
@@ -249,8 +250,9 @@ static void device_pair(char *out, size_t size) {
         }
       }
   }
-  fail_msg("no platform has two devices of one kind (POCL_DEVICES=\"%s\")",
-           getenv("POCL_DEVICES") ? getenv("POCL_DEVICES") : "");
+  print_message("no platform has two devices of one kind (POCL_DEVICES=\"%s\"): skipped\n",
+                getenv("POCL_DEVICES") ? getenv("POCL_DEVICES") : "");
+  skip();
 }
 
 /* Split by measured speed, the two devices give the bits of one, for every loss and shape. */
@@ -367,5 +369,6 @@ int main(void) {
       cmocka_unit_test(test_device_list_errors),
       cmocka_unit_test(test_group_call_errors),
   };
+  if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }

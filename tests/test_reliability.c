@@ -226,5 +226,6 @@ int main(void) {
       cmocka_unit_test(test_binary_values_beyond_one_allocation),
       cmocka_unit_test(test_build_failure_then_recovery),
   };
+  if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }

@@ -245,5 +245,6 @@ int main(void) {
       cmocka_unit_test(test_one_class),         cmocka_unit_test(test_soft_targets),
       cmocka_unit_test(test_soft_one_hot_equals_hard), cmocka_unit_test(test_deterministic),
   };
+  if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }

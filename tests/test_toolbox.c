@@ -488,5 +488,6 @@ int main(void) {
       cmocka_unit_test(test_softcap_extremes), cmocka_unit_test(test_bias_deterministic),
       cmocka_unit_test(test_rejected_options), cmocka_unit_test(test_zero_divisor),
   };
+  if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }
