@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* setenv, strdup */
 #include "support.h"
 
 #include <math.h>
@@ -47,6 +48,67 @@ int support_teardown(void **state) {
 }
 
 clxent_ctx *test_ctx(void **state) { return *state; }
+
+/* ---------------------------------------------------------------- environment overrides */
+
+enum { ENV_SLOTS = 16 };
+static struct {
+  char *name, *value; /* value NULL: was unset */
+} env_saved[ENV_SLOTS];
+static size_t env_saved_count;
+
+static int env_find(const char *name) {
+  for (size_t k = 0; k < env_saved_count; ++k)
+    if (!strcmp(env_saved[k].name, name)) return (int)k;
+  return -1;
+}
+static int env_put(const char *name, const char *value) { return value ? setenv(name, value, 1) : unsetenv(name); }
+
+int env_restore(void **state) {
+  (void)state;
+  while (env_saved_count) { /* each variable was saved once, before its first change */
+    --env_saved_count;
+    if (env_put(env_saved[env_saved_count].name, env_saved[env_saved_count].value))
+      fprintf(stderr, "env_restore: cannot restore %s\n", env_saved[env_saved_count].name);
+    free(env_saved[env_saved_count].name), free(env_saved[env_saved_count].value);
+  }
+  return 0;
+}
+
+int env_override(const env_setting *list) {
+  for (; list->name; ++list) {
+    const int first = env_find(list->name) < 0;
+    if (first) {
+      const char *old = getenv(list->name);
+      if (env_saved_count == ENV_SLOTS) {
+        fprintf(stderr, "env_override: more than %d variables\n", (int)ENV_SLOTS);
+        return env_restore(NULL), -1;
+      }
+      env_saved[env_saved_count].name = strdup(list->name);
+      env_saved[env_saved_count].value = old ? strdup(old) : NULL;
+      const int ok = env_saved[env_saved_count].name && (!old || env_saved[env_saved_count].value);
+      ++env_saved_count;
+      if (!ok) return fprintf(stderr, "env_override: out of memory\n"), env_restore(NULL), -1;
+    }
+    if (env_put(list->name, list->value)) {
+      fprintf(stderr, "env_override: cannot set %s\n", list->name);
+      if (first) { /* unchanged: nothing to restore */
+        --env_saved_count;
+        free(env_saved[env_saved_count].name), free(env_saved[env_saved_count].value);
+      }
+      return env_restore(NULL), -1;
+    }
+  }
+  return 0;
+}
+
+void env_set(const char *name, const char *value) {
+  if (env_find(name) < 0) fail_msg("env_set(%s): not saved by the test's env_override fixture", name);
+  if (env_put(name, value)) fail_msg("env_set(%s): cannot set it", name);
+}
+
+
+/* ---------------------------------------------------------------- inputs and checks */
 
 static uint64_t rng_state = 1;
 void rng_seed(uint64_t seed) { rng_state = seed * 0x9E3779B97F4A7C15ull + 1; }

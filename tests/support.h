@@ -1,6 +1,6 @@
-/* Test support: the shared context, skipping without a device, random inputs, poisoned outputs
- * and tolerance checks. The float64 reference of every clxent function is in reference.h (no
- * cmocka there: the fuzz harness links it too). */
+/* Test support: the shared context, skipping without a device, environment overrides a failing
+ * test cannot leak, random inputs, poisoned outputs and tolerance checks. The float64 reference of
+ * every clxent function is in reference.h (no cmocka there: the fuzz harness links it too). */
 #ifndef CLXENT_TEST_SUPPORT_H
 #define CLXENT_TEST_SUPPORT_H
 
@@ -41,6 +41,20 @@ void fill_distribution_rows(float *p, size_t n, size_t c, double zero_fraction);
 void poison(float *x, size_t k);
 int is_poison(const float *x, size_t k); /* every element still the exact poison bits */
 void *xmalloc(size_t bytes);
+
+/* Environment overrides that a failing test cannot leak. A test that changes CLXENT_* (or any)
+ * variables runs as cmocka_unit_test_setup_teardown(test, setup, env_restore) where setup calls
+ * env_override(list): every variable of the list is saved, then set to its value (NULL: unset).
+ * Inside the test, env_set() changes only variables so saved (any other fails the test). env_restore puts back every saved value; cmocka runs it after a failed assertion too,
+ * and env_override restores by itself when it fails, since cmocka then skips the teardown. */
+typedef struct env_setting {
+  const char *name, *value; /* value NULL: unset */
+} env_setting;
+/* list ends with {NULL, NULL}. Returns 0, or -1 (everything restored) if a variable cannot be set. */
+int env_override(const env_setting *list);
+void env_set(const char *name, const char *value); /* value NULL: unset */
+int env_restore(void **state);                     /* a cmocka teardown */
+
 
 /* got[k] ≈ ref[k] within atol + rtol·|ref| (NaN only where ref is NaN, same-signed inf where ref is
  * inf); reports the first mismatch with its index and what. */
