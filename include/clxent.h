@@ -34,16 +34,16 @@
 extern "C" {
 #endif
 
-/** @name Version of this header; clxent_version() gives the library's.
- * The major version is the SONAME's: within it, a program built against an older header keeps
- * working. @{ */
-#define CLXENT_VERSION_MAJOR 1
-#define CLXENT_VERSION_MINOR 0
-#define CLXENT_VERSION_PATCH 0
+/* Version of this header; clxent_version() gives the library's. The major version is the
+ * SONAME's: within it, a program built against an older header keeps working. */
+#define CLXENT_VERSION_MAJOR 1 /**< incompatible changes; the SONAME */
+#define CLXENT_VERSION_MINOR 0 /**< additions that keep older callers working */
+#define CLXENT_VERSION_PATCH 0 /**< fixes */
+/** MAJOR·10000 + MINOR·100 + PATCH, as clxent_version() returns it. */
 #define CLXENT_VERSION_NUMBER (CLXENT_VERSION_MAJOR * 10000 + CLXENT_VERSION_MINOR * 100 + CLXENT_VERSION_PATCH)
-/** @} */
 
-/* The library exports only the functions below (CLXENT_API); everything else is hidden. */
+/** @def CLXENT_API
+ * Marks the functions the library exports; everything else is hidden. */
 #if defined(_WIN32) && defined(CLXENT_BUILDING_SHARED)
 #define CLXENT_API __declspec(dllexport)
 #elif defined(__GNUC__) && defined(CLXENT_BUILDING_SHARED)
@@ -108,7 +108,8 @@ typedef struct clxent_config {
 #define CLXENT_CONFIG_INIT {sizeof(clxent_config), CLXENT_AUTO, NULL, 0, NULL}
 
 /** @brief A clxent_config with every choice left to the environment or the default.
- * Inline, so that `size` is the caller's own sizeof. */
+ * Inline, so that `size` is the caller's own sizeof.
+ * @return CLXENT_CONFIG_INIT. */
 static inline clxent_config clxent_config_default(void) {
   const clxent_config c = CLXENT_CONFIG_INIT;
   return c;
@@ -158,6 +159,7 @@ CLXENT_API clxent_status clxent_create_ex(clxent_ctx **ctx, const char *device, 
 CLXENT_API void clxent_destroy(clxent_ctx *ctx);
 
 /** @brief The name of a status.
+ * @param status  any value, known or not.
  * @return "CLXENT_ERR_LABEL_RANGE: ..." for each value; never NULL, also for unknown values. */
 CLXENT_API const char *clxent_status_str(clxent_status status);
 /**
@@ -168,6 +170,7 @@ CLXENT_API const char *clxent_status_str(clxent_status status);
  */
 CLXENT_API const char *clxent_last_error(const clxent_ctx *ctx);
 /** @brief The device's name.
+ * @param ctx  the context.
  * @return the OpenCL name of the context's device ("" for NULL); with several devices, their
  *   names joined by " + ". */
 CLXENT_API const char *clxent_device_name(const clxent_ctx *ctx);
@@ -227,7 +230,8 @@ typedef struct clxent_opts {
  * ε = λ = s = 0. */
 #define CLXENT_OPTS_INIT {sizeof(clxent_opts), CLXENT_MEAN, -100, NULL, 0.0f, 0.0f, 0.0f, NULL}
 
-/** @brief The default options (CLXENT_OPTS_INIT). Inline, so that `size` is the caller's sizeof. */
+/** @brief The default options. Inline, so that `size` is the caller's sizeof.
+ * @return CLXENT_OPTS_INIT. */
 static inline clxent_opts clxent_opts_default(void) {
   const clxent_opts o = CLXENT_OPTS_INIT;
   return o;
@@ -255,7 +259,8 @@ typedef struct clxent_ex {
 /** Initializer of a clxent_ex: CLXENT_FLOAT32, no extra outputs. */
 #define CLXENT_EX_INIT {sizeof(clxent_ex), CLXENT_FLOAT32, NULL, NULL}
 
-/** @brief The default extras (CLXENT_EX_INIT). Inline, so that `size` is the caller's sizeof. */
+/** @brief The default extras. Inline, so that `size` is the caller's sizeof.
+ * @return CLXENT_EX_INIT. */
 static inline clxent_ex clxent_ex_default(void) {
   const clxent_ex x = CLXENT_EX_INIT;
   return x;
@@ -501,9 +506,11 @@ typedef struct clxent_info {
 CLXENT_API clxent_status clxent_get_info(const clxent_ctx *ctx, size_t k, clxent_info *info);
 
 /** @brief How many devices ctx computes on (experimental).
+ * @param ctx  the context.
  * @return 1, or more for "all" or a list; 0 for NULL. */
 CLXENT_API size_t clxent_device_count(const clxent_ctx *ctx);
 /** @brief The share of the next batch's rows device k takes (experimental).
+ * @param ctx  the context.  @param k  which device.
  * @return the fraction (they sum to 1; they follow the speeds measured in the calls, once those
  *   differ by 8 points, unless fixed shares were given); 0 when k is out of range. */
 CLXENT_API double clxent_device_share(const clxent_ctx *ctx, size_t k);
