@@ -30,48 +30,92 @@ _DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
 _INT32_MIN, _INT32_MAX = -2 ** 31, 2 ** 31 - 1
 
 
+_ABI_MAJOR = 1  # the library's major version (its SONAME) whose struct layout this binding writes
+
+
+def _incompatible(lib):
+    """Why lib cannot be used with this binding, or None. Libraries before 1.0 lack
+    clxent_create_ex and read clxent_opts / clxent_ex without the leading `size` field, so handing
+    them this binding's structs would misread every option."""
+    if not hasattr(lib, "clxent_version_string"):
+        return "not libclxent (no clxent_version_string)"
+    version = lib.clxent_version_string
+    version.restype = ctypes.c_char_p
+    text = version().decode()
+    if not hasattr(lib, "clxent_create_ex"):
+        return (f"libclxent {text} is too old: it lacks clxent_create_ex and reads clxent_opts and clxent_ex "
+                f"without their leading size field; this binding needs libclxent {_ABI_MAJOR}.x")
+    lib.clxent_version.restype = ctypes.c_uint
+    if lib.clxent_version() // 10000 != _ABI_MAJOR:
+        return f"libclxent {text} has another major version; this binding needs libclxent {_ABI_MAJOR}.x"
+    return None
+
+
 def _find_library():
-    """$CLXENT_LIBRARY, an installed libclxent.so.0, or the build/ tree beside this package."""
-    candidates = []
-    if os.environ.get("CLXENT_LIBRARY"):
-        candidates.append(os.environ["CLXENT_LIBRARY"])
-    candidates += ["libclxent.so.0", ctypes.util.find_library("clxent")]
+    """$CLXENT_LIBRARY if set (and only it), else an installed libclxent.so.1, else the build/ tree
+    beside this package; a library of another major version is refused."""
     here = os.path.dirname(os.path.abspath(__file__))
-    candidates.append(os.path.join(here, "..", "..", "build", "libclxent.so"))
+    explicit = os.environ.get("CLXENT_LIBRARY")
+    if explicit:
+        candidates = [explicit]
+    else:
+        candidates = [f"libclxent.so.{_ABI_MAJOR}", ctypes.util.find_library("clxent"),
+                      os.path.join(here, "..", "..", "build", "libclxent.so")]
     errors = []
     for path in candidates:
         if not path:
             continue
         try:
-            return ctypes.CDLL(path)
+            lib = ctypes.CDLL(path)
         except OSError as e:
             errors.append(f"{path}: {e}")
-    raise ImportError("clxent: the C library libclxent was not found; build it (cmake) and set "
-                      "CLXENT_LIBRARY to its path. Tried:\n  " + "\n  ".join(errors))
+            continue
+        why = _incompatible(lib)
+        if why is None:
+            return lib
+        errors.append(f"{path}: {why}")
+    raise ImportError(f"clxent: no usable C library libclxent (version {_ABI_MAJOR}.x) was found; build it "
+                      f"(cmake) and set CLXENT_LIBRARY to its path. Tried:\n  " + "\n  ".join(errors))
 
 
 _lib = _find_library()
 
 
-class _Opts(ctypes.Structure):
-    _fields_ = [("reduction", ctypes.c_int), ("ignore_index", ctypes.c_int32),
+class _Sized(ctypes.Structure):
+    """A struct of the growable kind: its leading `size` holds sizeof(the struct) as this binding
+    lays it out, so the library reads only the fields it has and defaults the rest."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(ctypes.sizeof(self), *args, **kwargs)
+
+
+class _Opts(_Sized):
+    _fields_ = [("size", ctypes.c_size_t), ("reduction", ctypes.c_int), ("ignore_index", ctypes.c_int32),
                 ("class_weight", ctypes.c_void_p), ("label_smoothing", ctypes.c_float),
                 ("z_loss", ctypes.c_float), ("softcap", ctypes.c_float), ("pos_weight", ctypes.c_void_p)]
 
 
-class _Ex(ctypes.Structure):
-    _fields_ = [("dtype", ctypes.c_int), ("lse", ctypes.c_void_p), ("bias_grad", ctypes.c_void_p)]
+class _Ex(_Sized):
+    _fields_ = [("size", ctypes.c_size_t), ("dtype", ctypes.c_int), ("lse", ctypes.c_void_p),
+                ("bias_grad", ctypes.c_void_p)]
+
+
+class _Config(_Sized):
+    _fields_ = [("size", ctypes.c_size_t), ("cache", ctypes.c_int), ("cache_dir", ctypes.c_char_p),
+                ("max_alloc", ctypes.c_uint64), ("tuning", ctypes.c_void_p)]
 
 
 _P, _S = ctypes.c_void_p, ctypes.c_size_t
 _SIGNATURES = {
     "clxent_create": ([ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p], ctypes.c_int),
+    "clxent_create_ex": ([ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.POINTER(_Config)], ctypes.c_int),
     "clxent_destroy": ([_P], None),
     "clxent_status_str": ([ctypes.c_int], ctypes.c_char_p),
     "clxent_last_error": ([_P], ctypes.c_char_p),
     "clxent_device_name": ([_P], ctypes.c_char_p),
     "clxent_device_count": ([_P], _S),
     "clxent_device_share": ([_P, _S], ctypes.c_double),
+    "clxent_version": ([], ctypes.c_uint),
     "clxent_version_string": ([], ctypes.c_char_p),
     "clxent_softmax_xent_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P], ctypes.c_int),
     "clxent_softmax_xent_soft_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P],
@@ -200,11 +244,29 @@ def _ptr(a):
 class Context:
     """OpenCL device(s) with built kernels. device: None ($CLXENT_DEVICE, else the first GPU, else
     any device), "gpu", "cpu", "P:D", or part of a device name; "all" or a comma-separated list of
-    those for several devices, which split every call by rows. Use one Context per thread."""
+    those for several devices, which split every call by rows. Use one Context per thread.
 
-    def __init__(self, device=None):
+    The settings below default (None) to their CLXENT_* environment variable, else the library's
+    default: cache (True/False) the on-disk program binary cache ($CLXENT_CACHE; on by default),
+    cache_dir its folder ($CLXENT_CACHE_DIR, else $XDG_CACHE_HOME/clxent or ~/.cache/clxent),
+    max_alloc a cap in bytes on any one device buffer ($CLXENT_MAX_ALLOC, else the device's)."""
+
+    def __init__(self, device=None, *, cache=None, cache_dir=None, max_alloc=None):
+        self._ctx = None
+        if cache is not None and not isinstance(cache, bool):
+            raise _bad_type(f"cache: expected None, True or False, got {cache!r}")
+        if max_alloc is not None:
+            try:
+                max_alloc = operator.index(max_alloc)
+            except TypeError:
+                raise _bad_type(f"max_alloc: expected an integer number of bytes, got {max_alloc!r}") from None
+            if not 1 <= max_alloc < 2 ** 64:
+                raise _invalid(f"max_alloc = {max_alloc} is not a number of bytes in [1, 2**64)")
+        config = _Config({None: 0, True: 1, False: 2}[cache], None if cache_dir is None else os.fsencode(cache_dir),
+                         max_alloc or 0, None)
         handle = ctypes.c_void_p()
-        st = _lib.clxent_create(ctypes.byref(handle), None if device is None else device.encode())
+        st = _lib.clxent_create_ex(ctypes.byref(handle), None if device is None else device.encode(),
+                                   ctypes.byref(config))
         if st != 0:
             raise _error(st, _lib.clxent_last_error(None).decode())
         self._ctx = handle

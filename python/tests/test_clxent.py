@@ -1,4 +1,5 @@
 """The Python binding against a float64 NumPy reference (and PyTorch, when it is installed)."""
+import ctypes
 import os
 
 import numpy as np
@@ -281,3 +282,76 @@ def test_errors_are_the_python_exceptions_users_catch(ctx, monkeypatch):
         err = clxent._error(code, "m")
         assert isinstance(err, clxent.Error) and err.status == name and err.message == "m" and err.code == code
     assert type(clxent._error(99, "future status")) is clxent.Error
+
+
+# ---------------------------------------------------------------- the 1.x ABI (issue 12)
+
+_INCLUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "include")
+
+
+def _compile(tmp_path, name, source, *flags):
+    import shutil
+    import subprocess
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler")
+    src = tmp_path / (name + ".c")
+    src.write_text(source)
+    out = tmp_path / name
+    subprocess.run([cc, "-std=c11", *flags, str(src), "-o", str(out)], check=True)
+    return str(out)
+
+
+def test_struct_layouts_match_the_header(tmp_path):
+    """The ctypes structs against the C compiler's sizeof and offsetof from include/clxent.h."""
+    import subprocess
+    structs = {"clxent_opts": clxent._Opts, "clxent_ex": clxent._Ex, "clxent_config": clxent._Config}
+    lines = []
+    for cname, cls in structs.items():
+        lines.append(f'printf("{cname} %zu\\n", sizeof({cname}));')
+        for field, _ in cls._fields_:
+            lines.append(f'printf("{cname}.{field} %zu %zu\\n", offsetof({cname}, {field}), '
+                         f'sizeof((({cname} *)0)->{field}));')
+    source = ("#include <stdio.h>\n#include <stddef.h>\n#include \"clxent.h\"\nint main(void) {\n"
+              + "\n".join(lines) + "\nreturn 0;\n}\n")
+    exe = _compile(tmp_path, "layout", source, "-I" + _INCLUDE)
+    expected = []
+    for cname, cls in structs.items():
+        expected.append(f"{cname} {ctypes.sizeof(cls)}")
+        for field, _ in cls._fields_:
+            d = getattr(cls, field)
+            expected.append(f"{cname}.{field} {d.offset} {d.size}")
+    got = subprocess.run([exe], check=True, capture_output=True, text=True).stdout.split("\n")[:-1]
+    assert got == expected
+    assert clxent._Opts().size == ctypes.sizeof(clxent._Opts) and clxent._Ex().size == ctypes.sizeof(clxent._Ex)
+
+
+@pytest.mark.parametrize("version,has_create_ex,why", [
+    (200, False, "lacks clxent_create_ex"), (20000, True, "another major version")])
+def test_a_library_of_another_abi_is_refused_at_import(tmp_path, version, has_create_ex, why):
+    import subprocess
+    import sys
+    text = f"{version // 10000}.{version // 100 % 100}.{version % 100}"
+    source = (f'unsigned clxent_version(void) {{ return {version}; }}\n'
+              f'const char *clxent_version_string(void) {{ return "{text}"; }}\n'
+              + ("int clxent_create_ex(void) { return 1; }\n" if has_create_ex else ""))
+    lib = _compile(tmp_path, "libclxent.so", source, "-shared", "-fPIC")
+    env = dict(os.environ, CLXENT_LIBRARY=lib)
+    p = subprocess.run([sys.executable, "-c", "import clxent"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "ImportError" in p.stderr and why in p.stderr and text in p.stderr, p.stderr
+
+
+def test_context_settings(tmp_path):
+    assert clxent.version().startswith("1.")
+    with clxent.Context(cache=False) as c:
+        assert c.softmax_xent(np.zeros((2, 3), dtype=np.float32), [0, 1], reduction="sum").loss > 0
+    with clxent.Context(cache=True, cache_dir=tmp_path / "cache") as c:
+        assert c.device_name
+    assert os.listdir(tmp_path / "cache")
+    with clxent.Context(max_alloc=4096) as small:  # one row of 2048 floats needs 8192 bytes
+        with pytest.raises(clxent.OutOfMemory):
+            small.softmax_xent(np.zeros((2, 2048), dtype=np.float32), [0, 1])
+    with pytest.raises(TypeError):
+        clxent.Context(cache="yes")
+    with pytest.raises(clxent.InvalidArgument):
+        clxent.Context(max_alloc=-1)
