@@ -42,3 +42,37 @@ for name, data in seeds.items():
     with open(os.path.join(here, name), "wb") as f:
         f.write(data)
 print(f"{len(seeds)} seeds in {here}")
+
+# fuzz_cache.c: cache files for the key it uses, one valid and the damage the loader must refuse.
+import hashlib
+
+cache_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus_cache")
+os.makedirs(cache_dir, exist_ok=True)
+key = b"clxent-program-cache 4\ndevice=fuzz\n"
+binary = bytes(random.randrange(256) for _ in range(300))
+valid = key + b"binary=%d\nsha256=%s\n" % (len(binary), hashlib.sha256(binary).hexdigest().encode()) + binary
+cache_seeds = {
+    "valid": valid,
+    "cut_short": valid[: len(valid) - 17],
+    "bit_flipped": valid[:-5] + bytes([valid[-5] ^ 1]) + valid[-4:],
+    "long_length": valid.replace(b"binary=300", b"binary=99999999999999999999"),
+    "other_key": valid.replace(b"device=fuzz", b"device=fuzy"),
+}
+for name, data in cache_seeds.items():
+    with open(os.path.join(cache_dir, name), "wb") as f:
+        f.write(data)
+print(f"{len(cache_seeds)} seeds in {cache_dir}")
+
+# fuzz_env.c: byte 0 the variable, byte 1 the config, 31 bytes of tuning, then the value.
+env_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus_env")
+os.makedirs(env_dir, exist_ok=True)
+names = ["VARIANT", "VEC", "GROUP_SIZE", "ROW_THREADS", "MAX_ALLOC", "BLOCK_BYTES", "ZERO_COPY", "SPLIT",
+         "CACHE", "CACHE_DIR", "BUILD_OPTIONS"]
+values = {"VARIANT": b"group", "VEC": b"8", "GROUP_SIZE": b"9223372036854775808", "ROW_THREADS": b"8abc",
+          "MAX_ALLOC": b"18446744073709551616", "BLOCK_BYTES": b"4096", "ZERO_COPY": b"1", "SPLIT": b"1,2.5,1e-3",
+          "CACHE": b"0", "CACHE_DIR": b"/tmp/x", "BUILD_OPTIONS": b"-DX=1"}
+for i, name in enumerate(names):
+    tuning = bytes([1, 8]) + (64).to_bytes(8, "big") + (4).to_bytes(8, "big") + (4096).to_bytes(8, "big") + bytes([2, 2]) + bytes(8)
+    with open(os.path.join(env_dir, name.lower()), "wb") as f:
+        f.write(bytes([i, i % 8]) + tuning + values[name])
+print(f"{len(names)} seeds in {env_dir}")

@@ -219,7 +219,10 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
 clxent_status clxent_build_program(clxent_ctx *ctx, const clxent_settings *s);
 /* The cache's file for a key, if the cache is on: returns 0 (no cache) or 1 with path filled. */
 int clxent_cache_path(const clxent_settings *s, const char *key, char *path, size_t size, char *dir, size_t dir_size);
-cl_program clxent_cache_load(clxent_ctx *ctx, const char *key, const char *path, const char *options);
+cl_program clxent_cache_load(clxent_ctx *ctx, const char *key, const char *path, const char *dir, const char *options);
+/* A cache file's binary, if the file is exactly key + length + SHA-256 + a binary that verifies. */
+int clxent_cache_parse(const unsigned char *file, size_t size, const char *key, const unsigned char **binary,
+                       size_t *binary_size);
 void clxent_cache_store(clxent_ctx *ctx, const char *key, const char *path, const char *dir);
 
 /* context.c: opens one device (the context's own OpenCL context and queue, kernels), for

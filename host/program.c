@@ -49,7 +49,7 @@ static void program_key(clxent_ctx *ctx, const char *options, char *key, size_t 
   uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over the sources: a key, not a checksum */
   for (size_t i = 0; i < count; ++i)
     for (size_t j = 0; j < lengths[i]; ++j) h = (h ^ (unsigned char)parts[i][j]) * 0x100000001b3ull;
-  snprintf(key, size, "clxent-program-cache 3\ndevice=%s\ndriver=%s\nplatform=%s\nsource=%016llx\noptions=%s\n",
+  snprintf(key, size, "clxent-program-cache 4\ndevice=%s\ndriver=%s\nplatform=%s\nsource=%016llx\noptions=%s\n",
            ctx->device_name, driver, platform, (unsigned long long)h, options);
 }
 
@@ -77,7 +77,7 @@ clxent_status clxent_build_program(clxent_ctx *ctx, const clxent_settings *s) {
   char key[2048], path[1200], dir[1100];
   program_key(ctx, options, key, sizeof key);
   const int cached = clxent_cache_path(s, key, path, sizeof path, dir, sizeof dir);
-  if (cached) ctx->program = clxent_cache_load(ctx, key, path, options);
+  if (cached) ctx->program = clxent_cache_load(ctx, key, path, dir, options);
   ctx->program_from_cache = ctx->program != NULL;
   if (!ctx->program) {
     CHECK(build_from_source(ctx, options));

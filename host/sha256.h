@@ -1,0 +1,10 @@
+/* SHA-256 of `size` bytes into `digest` (host/sha256.c). */
+#ifndef CLXENT_SHA256_H
+#define CLXENT_SHA256_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void clxent_sha256(const void *data, size_t size, unsigned char digest[32]);
+
+#endif
