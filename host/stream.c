@@ -122,7 +122,10 @@ static size_t block_rows(const clxent_ctx *ctx, const clxent_plan *plan, size_t 
 }
 
 clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_results *res) {
-  const size_t row_bytes = plan->c * clxent_dtype_size(plan->dtype), n = plan->n, c = plan->c;
+  /* a block's largest buffer per row: its values, or for the elementwise losses their float
+   * results, which are twice the size of 16-bit values */
+  const size_t elem = clxent_dtype_size(plan->dtype), n = plan->n, c = plan->c;
+  const size_t row_bytes = c * (plan->elementwise && elem < sizeof(float) ? sizeof(float) : elem);
   memset(res, 0, sizeof *res);
   if ((cl_ulong)row_bytes > ctx->block_bytes)
     return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY,
