@@ -1,6 +1,7 @@
 # Turns the OpenCL sources into a C file of byte arrays, so that the library carries its kernels
 # and reads no file at run time. Run as: cmake -DOUTPUT=out.c -DSOURCES="a.cl;b.cl" -P this-file.
 # Byte arrays rather than string literals: no escaping, and no limit on literal length.
+cmake_minimum_required(VERSION 3.21) # file(COPY_FILE ... ONLY_IF_DIFFERENT)
 set(body "")
 set(names "")
 set(stems "")
