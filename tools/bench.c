@@ -3,8 +3,9 @@
  *   copy    the device's copy kernel over a buffer of the block's size (its own bandwidth),
  *   kernel  the fused loss+gradient kernel on device-resident data (one block),
  *   call    the public host-pointer call clxent_softmax_xent (MEAN, loss + gradient),
- *   C loop  on CPU devices, the plain C loop (bench/c_loop.c) doing the same work,
  * and the effective bandwidth: bytes that must move (logits read once + gradient written once).
+ * The plain C loop is timed against the call by a separate, uninstalled program:
+ * bench/c_loop_bench.c (clxent_bench_c_loop).
  *
  * With --host-path (and by default on devices that do not share host memory) a second table
  * measures the offload of host arrays: the transfer bandwidth from and to pinned host memory (and
@@ -16,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../bench/c_loop.h"
 #include "bench.h"
 #include "check.h"
 #include "internal.h"
@@ -178,7 +178,7 @@ static int bench_usage(FILE *to) {
               "                    [--dtype f32|f16|bf16] [--options LIST] [--host-path]\n"
               "  --device   as clxent_create: gpu, cpu, P:D, a name, all, or a list (gpu,cpu)\n"
               "  default shapes: 8192x32000 2048x128256 65536x1000 1048576x10 1x10; --quick: small shapes\n"
-              "  --dtype    storage of logits and gradient (the C loop stays float32)\n"
+              "  --dtype    storage of logits and gradient\n"
               "  --options  comma-separated: weights,smoothing,zloss,softcap,lse,bias or all\n"
               "  --host-path  also the offload table: transfer bandwidth (pinned, pageable) and the call\n"
               "             with ordinary and with pinned arrays over the ideal transfer time; on by\n"
@@ -252,7 +252,6 @@ int clxent_bench_main(int argc, char **argv) {
     ctx = group->members[0];
     host_path = -1;
   }
-  const int is_cpu = (ctx->device_type & CL_DEVICE_TYPE_CPU) != 0;
   if (!host_path && !ctx->zero_copy) host_path = 1;
   printf("# context creation %.0f ms (kernels %s); zero-copy %s\n", (clxent_seconds() - t_create) * 1e3,
          ctx->program_from_cache ? "from the program cache" : "built from source", ctx->zero_copy ? "on" : "off");
@@ -265,11 +264,10 @@ int clxent_bench_main(int argc, char **argv) {
          (o.weights | o.smoothing | o.zloss | o.softcap | o.lse | o.bias) ? "" : " none");
   printf("# bytes = logits read once + gradient written once; copy = the device's copy kernel on the block\n");
   if (o.csv)
-    printf("n,c,copy_GBps,kernel_ms,kernel_GBps,kernel_pct_copy,call_ms,call_GBps,call_pct_copy,c_loop_ms,"
-           "c_loop_GBps,call_over_c_loop\n");
+    printf("n,c,copy_GBps,kernel_ms,kernel_GBps,kernel_pct_copy,call_ms,call_GBps,call_pct_copy\n");
   else
-    printf("%9s %7s | %9s | %9s %9s %6s | %9s %9s %6s | %9s %9s %7s\n", "n", "c", "copy GB/s", "kernel ms",
-           "GB/s", "%copy", "call ms", "GB/s", "%copy", "C loop ms", "GB/s", "call/C");
+    printf("%9s %7s | %9s | %9s %9s %6s | %9s %9s %6s\n", "n", "c", "copy GB/s", "kernel ms", "GB/s", "%copy",
+           "call ms", "GB/s", "%copy");
 
   int status = 0, host_path_rows = 0;
   char host_rows[MAX_SHAPES][192];
@@ -302,7 +300,7 @@ int clxent_bench_main(int argc, char **argv) {
     size_t rows = (size_t)(ctx->block_bytes / (c * esize));
     if (rows > n) rows = n;
     const size_t block_bytes = rows * c * esize;
-    double t_copy = -1, t_kernel = -1, t_call = -1, t_c = -1;
+    double t_copy = -1, t_kernel = -1, t_call = -1;
     cl_mem in, g, out, lab, wbuf, lbuf;
     if (rows > 0 && !clxent_buffer(ctx, SLOT_IN, block_bytes, &in) && !clxent_buffer(ctx, SLOT_GRAD, block_bytes, &g) &&
         !clxent_buffer(ctx, SLOT_ROW_OUT, rows * sizeof(float), &out) &&
@@ -327,20 +325,17 @@ int clxent_bench_main(int argc, char **argv) {
       fprintf(stderr, "clxent bench: %zux%zu: %s\n", n, c, clxent_last_error(group));
       status = 1;
     }
-    if (is_cpu) TIME_MEDIAN(t_c, &o, (clxent_c_loop_softmax_xent(n, c, logits, labels, grad), 0));
 
     const double bytes = 2.0 * (double)elems * (double)esize, kbytes = 2.0 * (double)block_bytes;
     const double copy_bw = t_copy > 0 ? 2.0 * (double)(block_bytes / 16 * 16) / t_copy / 1e9 : NAN;
     const double k_bw = t_kernel > 0 ? kbytes / t_kernel / 1e9 : NAN;
     const double call_bw = t_call > 0 ? bytes / t_call / 1e9 : NAN;
-    const double c_bw = t_c > 0 ? bytes / t_c / 1e9 : NAN;
     if (o.csv)
-      printf("%zu,%zu,%.2f,%.4f,%.2f,%.1f,%.4f,%.2f,%.1f,%.4f,%.2f,%.3f\n", n, c, copy_bw, t_kernel * 1e3, k_bw,
-             100 * k_bw / copy_bw, t_call * 1e3, call_bw, 100 * call_bw / copy_bw, t_c * 1e3, c_bw, t_c / t_call);
+      printf("%zu,%zu,%.2f,%.4f,%.2f,%.1f,%.4f,%.2f,%.1f\n", n, c, copy_bw, t_kernel * 1e3, k_bw,
+             100 * k_bw / copy_bw, t_call * 1e3, call_bw, 100 * call_bw / copy_bw);
     else
-      printf("%9zu %7zu | %9.2f | %9.3f %9.2f %5.1f%% | %9.3f %9.2f %5.1f%% | %9.3f %9.2f %6.2fx\n", n, c,
-             copy_bw, t_kernel * 1e3, k_bw, 100 * k_bw / copy_bw, t_call * 1e3, call_bw, 100 * call_bw / copy_bw,
-             t_c * 1e3, c_bw, t_c / t_call);
+      printf("%9zu %7zu | %9.2f | %9.3f %9.2f %5.1f%% | %9.3f %9.2f %5.1f%%\n", n, c, copy_bw, t_kernel * 1e3, k_bw,
+             100 * k_bw / copy_bw, t_call * 1e3, call_bw, 100 * call_bw / copy_bw);
     if (n * c <= 1024 && t_call > 0) printf("# %zux%zu: one call's host overhead %.1f us\n", n, c, t_call * 1e6);
     fflush(stdout);
     if (host_path > 0 && !status && n * c > 1024) { /* the offload table, printed after this one */
