@@ -4,10 +4,12 @@
  * the extra outputs and the gradient mode, and the logits' bits. Every call must
  *   - return a documented status;
  *   - leave every output untouched when it rejects the call (INVALID_ARG, LABEL_RANGE);
- *   - when it accepts a float32 hard-label call whose logits are finite, agree with a float64
- *     reference of the loss (all options) within tolerance.
+ *   - when it accepts a float32 hard-label call whose logits are finite, agree with the float64
+ *     reference of the tests (tests/reference.c, all options) within tolerance.
  * Build: cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCLXENT_FUZZ=ON && cmake --build build-fuzz
  * Run:   ./build-fuzz/fuzz_api -max_total_time=60 fuzz/corpus
+ * Every build also replays fuzz/corpus through this file without libFuzzer (fuzz/replay.c, the
+ * CTest test fuzz_corpus_replay).
  */
 #include <math.h>
 #include <stdint.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "clxent.h"
+#include "reference.h" /* tests/reference.c: the float64 reference the cmocka tests use */
 
 enum { MAX_N = 48, MAX_C = 300, MAX_VALUES = MAX_N * MAX_C };
 
@@ -53,33 +56,6 @@ static int poisoned(const void *p, size_t bytes) {
   for (size_t k = 0; k + 4 <= bytes; k += 4)
     if (memcmp((const char *)p + k, &poison_bits, 4)) return 0;
   return 1;
-}
-
-/* float64 reference of the hard-label loss with every option (the header's formulas). */
-static double reference(size_t n, size_t c, const float *z, const int32_t *y, const clxent_opts *o) {
-  double divisor = 0, ce = 0, zl = 0;
-  size_t counted = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (y[i] == o->ignore_index) continue;
-    ++counted, divisor += o->class_weight ? o->class_weight[y[i]] : 1.0;
-    double m = -INFINITY, s = 0, W = 0, wu = 0;
-    for (size_t j = 0; j < c; ++j) {
-      const double u = o->softcap > 0 ? o->softcap * tanh(z[i * c + j] / o->softcap) : z[i * c + j];
-      m = fmax(m, u);
-    }
-    for (size_t j = 0; j < c; ++j) {
-      const double u = o->softcap > 0 ? o->softcap * tanh(z[i * c + j] / o->softcap) : z[i * c + j];
-      const double w = o->class_weight ? o->class_weight[j] : 1.0;
-      s += exp(u - m), W += w;
-      if (w != 0) wu += w * (m - u);
-    }
-    const double lse = m + log(s), uy = o->softcap > 0 ? o->softcap * tanh(z[i * c + y[i]] / o->softcap) : z[i * c + y[i]];
-    const double wy = o->class_weight ? o->class_weight[y[i]] : 1.0, eps = o->label_smoothing;
-    ce += (1 - eps) * wy * (lse - uy) + (eps / (double)c) * (wu + W * log(s));
-    zl += o->z_loss * lse * lse;
-  }
-  if (o->reduction == CLXENT_SUM) return ce + zl;
-  return ce / divisor + (o->z_loss != 0 ? zl / (double)counted : 0);
 }
 
 static void destroy_ctx(void) { clxent_destroy(ctx); }
@@ -153,7 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int finite = 1;
     for (size_t k = 0; k < values; ++k) finite &= fabsf(saved[k]) < 1e4f;
     if (finite) {
-      const double J = reference(n, c, saved, labels, &o);
+      ref_out ref = {.rows = NULL};
+      const double J = ref_softmax_xent(n, c, saved, labels, &o, &ref);
       const double tol = 1e-4 * (1 + fabs(J)) * (1 + log((double)c)) * (1 + 100 * o.z_loss);
       /* NaN and ±inf (a zero MEAN divisor: every counted row's class weighs 0) must match exactly */
       const int match = isnan(J) ? isnan(loss[0]) : isinf(J) ? (double)loss[0] == J : fabs(loss[0] - J) <= tol;

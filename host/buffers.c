@@ -2,13 +2,15 @@
  * already held reuses it; a bigger one replaces it. */
 #include "internal.h"
 
+static const char *const slot_names[SLOT_COUNT] = {
+    [SLOT_IN] = "input block",           [SLOT_AUX] = "target block",       [SLOT_GRAD] = "gradient block",
+    [SLOT_IN_1] = "input block",         [SLOT_AUX_1] = "target block",     [SLOT_GRAD_1] = "gradient block",
+    [SLOT_LABELS] = "labels",            [SLOT_ROW_OUT] = "per-row results", [SLOT_PARTIAL_A] = "partial sums",
+    [SLOT_PARTIAL_B] = "partial sums",   [SLOT_WEIGHT] = "weights",          [SLOT_LSE] = "log-sum-exp",
+    [SLOT_BIAS_PARTIAL] = "bias partial sums", [SLOT_BIAS] = "bias gradient", [SLOT_SCALES] = "label statistics",
+    [SLOT_SUM_PARTIAL] = "chunk sums"};
+
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out) {
-  static const char *const slot_names[SLOT_COUNT] = {"input block", "target block", "gradient block",
-                                                     "labels", "per-row results",
-                                                     "partial sums", "partial sums", "weights",
-                                                     "log-sum-exp", "bias partial sums", "bias gradient",
-                                                     "label statistics", "chunk sums", "input block",
-                                                     "target block", "gradient block"};
   if (bytes == 0) bytes = sizeof(float);
   if (ctx->buffers[slot] && ctx->buffer_sizes[slot] >= bytes) {
     *out = ctx->buffers[slot];
@@ -24,12 +26,12 @@ clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes
                        "the %s need %zu bytes, more than one buffer can hold on %s "
                        "(CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu%s)",
                        slot_names[slot], bytes, ctx->device_name, (unsigned long long)ctx->max_alloc,
-                       ctx->max_alloc_capped ? ", capped by CLXENT_MAX_ALLOC" : "");
+                       ctx->max_alloc_capped ? ", capped by the configured max_alloc" : "");
   cl_int err;
   cl_mem mem = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
   if (err != CL_SUCCESS)
-    return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(%zu bytes for the %s) failed: %s (%d)",
-                       bytes, slot_names[slot], clxent_cl_error_name(err), (int)err);
+    return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(%zu bytes for the %s) failed: %s (%d)", bytes,
+                       slot_names[slot], clxent_cl_error_name(err), (int)err);
   ctx->buffers[slot] = mem;
   ctx->buffer_sizes[slot] = bytes;
   *out = mem;
@@ -42,12 +44,4 @@ void clxent_release_buffers(clxent_ctx *ctx) {
     ctx->buffers[s] = NULL;
     ctx->buffer_sizes[s] = 0;
   }
-}
-
-void clxent_release_staging(clxent_ctx *ctx, clxent_staging *staging) {
-  if (!staging->mem) return;
-  if (staging->ptr && clEnqueueUnmapMemObject(ctx->queue, staging->mem, staging->ptr, 0, NULL, NULL) == CL_SUCCESS)
-    clFinish(ctx->queue);
-  clReleaseMemObject(staging->mem);
-  staging->mem = NULL, staging->ptr = NULL, staging->bytes = 0;
 }

@@ -1,6 +1,7 @@
-/* Device selection: NULL → $CLXENT_DEVICE → first GPU → first device; "gpu", "cpu", "P:D", or a
- * case-insensitive substring of the device or platform name. Indices follow clGetPlatformIDs and
- * clGetDeviceIDs(CL_DEVICE_TYPE_ALL) order, as `clxent devices` prints them. */
+/* Device selection: "gpu", "cpu", "P:D", or a case-insensitive substring of the device or platform
+ * name; NULL takes the first GPU, else the first device (clxent_create reads $CLXENT_DEVICE before).
+ * Indices follow clGetPlatformIDs and clGetDeviceIDs(CL_DEVICE_TYPE_ALL) order, as `clxent devices`
+ * prints them. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,19 +35,34 @@ static int parse_index_pair(const char *s, unsigned *p, unsigned *d) {
   return 1;
 }
 
-clxent_status clxent_select_device(clxent_ctx *ctx, const char *request) {
-  if (!request) {
-    const char *env = getenv("CLXENT_DEVICE");
-    if (env && *env) request = env;
-  }
-  cl_platform_id platforms[MAX_PLATFORMS];
-  cl_uint np = 0;
-  cl_int err = clGetPlatformIDs(MAX_PLATFORMS, platforms, &np);
-  if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (err == CL_SUCCESS && np == 0))
+static clxent_status platforms_of(clxent_ctx *ctx, cl_platform_id *platforms, cl_uint *np) {
+  const cl_int err = clGetPlatformIDs(MAX_PLATFORMS, platforms, np);
+  if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (err == CL_SUCCESS && *np == 0))
     return clxent_fail(ctx, CLXENT_ERR_NO_DEVICE,
                        "no OpenCL platform is installed (for the CPU: apt-get install pocl-opencl-icd)");
   if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clGetPlatformIDs", err);
-  if (np > MAX_PLATFORMS) np = MAX_PLATFORMS;
+  if (*np > MAX_PLATFORMS) *np = MAX_PLATFORMS;
+  return CLXENT_OK;
+}
+
+clxent_status clxent_all_devices(clxent_ctx *ctx, char (*requests)[16], size_t *count) {
+  cl_platform_id platforms[MAX_PLATFORMS];
+  cl_uint np = 0;
+  CHECK(platforms_of(ctx, platforms, &np));
+  *count = 0;
+  for (cl_uint p = 0; p < np; ++p) {
+    cl_uint nd = 0;
+    if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) != CL_SUCCESS) continue;
+    for (cl_uint d = 0; d < nd && *count < CLXENT_MAX_MEMBERS; ++d) snprintf(requests[(*count)++], 16, "%u:%u", p, d);
+  }
+  if (!*count) return clxent_fail(ctx, CLXENT_ERR_NO_DEVICE, "device \"all\": no OpenCL device is available");
+  return CLXENT_OK;
+}
+
+clxent_status clxent_select_device(clxent_ctx *ctx, const char *request) {
+  cl_platform_id platforms[MAX_PLATFORMS];
+  cl_uint np = 0;
+  CHECK(platforms_of(ctx, platforms, &np));
 
   unsigned want_p = 0, want_d = 0;
   const int by_index = request && parse_index_pair(request, &want_p, &want_d);

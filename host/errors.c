@@ -21,8 +21,6 @@ const char *clxent_status_str(clxent_status status) {
 
 const char *clxent_last_error(const clxent_ctx *ctx) { return ctx ? ctx->error : create_error; }
 
-const char *clxent_device_name(const clxent_ctx *ctx) { return ctx ? ctx->device_name : ""; }
-
 void clxent_clear_error(clxent_ctx *ctx) {
   if (ctx) ctx->error[0] = '\0';
 }

@@ -1,4 +1,19 @@
-/* Internal to clxent: the context and the helpers the host modules share. Not installed. */
+/*
+ * Internal to clxent: the context, the plan of a call, and the interfaces between the host
+ * modules. Not installed. A call flows one way through them:
+ *
+ *   api.c / api_cl.c   public entries: read the caller's structs, validate, make the plan
+ *   validate.c         every check of arguments, options and overlaps
+ *   plan.c             the kernels' scalars and the reduction's divisor (clxent_plan)
+ *   group.c            several devices: the plan split by rows, members run concurrently
+ *   stream.c           one device: the batch in row blocks, zero-copy or through pipeline.c
+ *   launch.c           every kernel enqueue, through one argument-setting helper
+ *   reduce.c           the fixed-order batch reduction and delivery of results to the host
+ *
+ * beside the context's own rooms: context.c (lifecycle), config.c (settings from the caller's
+ * config and the environment), device.c (selection), tuning.c (kernel shape per device),
+ * program.c and cache.c (kernels), buffers.c and pinned.c (memory), errors.c.
+ */
 #ifndef CLXENT_INTERNAL_H
 #define CLXENT_INTERNAL_H
 
@@ -6,35 +21,34 @@
 #include <CL/cl.h>
 
 #include "clxent.h"
+#include "clxent_defs.h"
 
 #define CLXENT_ERROR_MAX 4096
 
-/* How a row is mapped onto the device (see kernels/common.cl). */
-typedef enum clxent_variant { CLXENT_VARIANT_ITEM_PER_ROW, CLXENT_VARIANT_GROUP_PER_ROW } clxent_variant;
+/* ---------------------------------------------------------------- error idiom
+ * Every function that can fail returns a clxent_status and records the message on its context
+ * (clxent_fail). CHECK returns a failure at once; CHECK_GOTO stores it in `st` and jumps to the
+ * function's one cleanup label. */
+#define CHECK(expr)                              \
+  do {                                           \
+    const clxent_status check_st_ = (expr);      \
+    if (check_st_ != CLXENT_OK) return check_st_; \
+  } while (0)
+#define CHECK_GOTO(expr, st, label) \
+  do {                              \
+    (st) = (expr);                  \
+    if ((st) != CLXENT_OK) goto label; \
+  } while (0)
+/* An OpenCL call: a failure becomes the status of clxent_fail_cl, naming `what`. */
+#define CHECK_CL(ctx, call, what)                                      \
+  do {                                                                 \
+    const cl_int check_err_ = (call);                                  \
+    if (check_err_ != CL_SUCCESS) return clxent_fail_cl((ctx), (what), check_err_); \
+  } while (0)
 
-/* Reusable device buffers: each grows to the largest request seen and is reused for smaller ones. */
-enum clxent_slot {
-  SLOT_IN,      /* a block of logits / probabilities / p */
-  SLOT_AUX,     /* a block of targets / q */
-  SLOT_GRAD,    /* a block of the gradient */
-  SLOT_LABELS,  /* the batch's labels */
-  SLOT_ROW_OUT, /* the batch's per-row losses or results */
-  SLOT_PARTIAL_A, /* reduction partial sums, ping-pong */
-  SLOT_PARTIAL_B,
-  SLOT_WEIGHT,    /* the call's class weights or pos_weight */
-  SLOT_LSE,       /* the batch's per-row log-sum-exp */
-  SLOT_BIAS_PARTIAL, /* bias gradient: per-chunk column sums */
-  SLOT_BIAS,      /* bias gradient */
-  SLOT_SCALES,    /* device-resident calls: label statistics and reduction scales */
-  SLOT_SUM_PARTIAL, /* elementwise losses: chunk sums of the per-value losses */
-  SLOT_IN_1,        /* the host path's second set of blocks (double buffering) */
-  SLOT_AUX_1,
-  SLOT_GRAD_1,
-  SLOT_COUNT
-};
-
-/* Kernels. The first KERNEL_TYPED_COUNT exist once per storage type (kernels/storage.cl), the
- * others once, as kernels[id][CLXENT_FLOAT32]. */
+/* ---------------------------------------------------------------- kernels
+ * The first KERNEL_TYPED_COUNT exist once per storage type (kernels/storage.cl), the others once,
+ * as kernels[id][CLXENT_FLOAT32]. Names in program.c's table, in this order. */
 typedef enum clxent_kernel_id {
   KERNEL_SOFTMAX_HARD,
   KERNEL_SOFTMAX_SOFT,
@@ -47,12 +61,52 @@ typedef enum clxent_kernel_id {
   KERNEL_COLUMN_SUM,
   KERNEL_LABEL_STATS,
   KERNEL_CHUNK_SUM,
-  KERNEL_COPY_FLOAT4,
   KERNEL_COUNT
 } clxent_kernel_id;
 
-#define CLXENT_DTYPE_COUNT 3
-#define CLXENT_BIAS_CHUNK 64 /* rows per partial sum of the bias gradient (kernels/bias.cl) */
+/* Reusable device buffers: each grows to the largest request seen and is reused for smaller ones. */
+enum clxent_slot {
+  SLOT_IN,           /* a block of logits / probabilities / p */
+  SLOT_AUX,          /* a block of targets / q */
+  SLOT_GRAD,         /* a block of the gradient */
+  SLOT_IN_1,         /* the pipeline's second set of blocks (double buffering) */
+  SLOT_AUX_1,
+  SLOT_GRAD_1,
+  SLOT_LABELS,       /* the batch's labels */
+  SLOT_ROW_OUT,      /* per-row losses or results; a block's per-value results (elementwise) */
+  SLOT_PARTIAL_A,    /* reduction partial sums, ping-pong */
+  SLOT_PARTIAL_B,
+  SLOT_WEIGHT,       /* the call's class weights or pos_weight */
+  SLOT_LSE,          /* the batch's per-row log-sum-exp */
+  SLOT_BIAS_PARTIAL, /* bias gradient: per-chunk column sums */
+  SLOT_BIAS,         /* bias gradient */
+  SLOT_SCALES,       /* device-resident calls: label statistics and reduction scales */
+  SLOT_SUM_PARTIAL,  /* elementwise losses: chunk sums of the per-value losses */
+  SLOT_COUNT
+};
+
+/* ---------------------------------------------------------------- settings (config.c)
+ * What a context is made with: the caller's clxent_config and clxent_tuning, each field not set
+ * there taken from its CLXENT_* environment variable (parsed strictly), else left at 0 / AUTO for
+ * the device's defaults (tuning.c). Strings are copied: the environment may change later. */
+#define CLXENT_MAX_MEMBERS 64
+typedef struct clxent_settings {
+  clxent_switch cache;
+  char cache_dir[1024];    /* "" = the default place */
+  uint64_t max_alloc;      /* 0 = the device's */
+  clxent_variant variant;
+  unsigned vector_width;   /* 0 = the tuning table's */
+  size_t group_size;       /* 0 = the tuning table's */
+  size_t row_threads;      /* 0 = chosen from c per call */
+  uint64_t block_bytes;    /* 0 = from the device's memory */
+  clxent_switch zero_copy;
+  double split[CLXENT_MAX_MEMBERS];
+  size_t split_count;      /* 0 = measured shares */
+  const char *split_from;  /* where the split came from, for messages */
+  char build_options[512];
+} clxent_settings;
+
+/* ---------------------------------------------------------------- the context */
 
 /* Pinned host memory (CL_MEM_ALLOC_HOST_PTR), mapped for the host for as long as it lives. */
 typedef struct clxent_staging {
@@ -61,45 +115,75 @@ typedef struct clxent_staging {
   size_t bytes;
 } clxent_staging;
 
+enum { PIPE_IN, PIPE_AUX, PIPE_GRAD, PIPE_ARRAYS }; /* the arrays a pipeline block moves */
+
+typedef struct clxent_group clxent_group; /* group.c */
+
 struct clxent_ctx {
+  /* one device (all zero in a context over several devices, which has `group` instead) */
   cl_platform_id platform;
   cl_device_id device;
+  cl_device_type device_type;
   cl_context context;
   cl_command_queue queue;
   cl_program program;
-  cl_kernel kernels[KERNEL_COUNT][CLXENT_DTYPE_COUNT];
+  cl_kernel kernels[KERNEL_COUNT][CLXENT_STORAGE_COUNT];
   cl_mem buffers[SLOT_COUNT];
   size_t buffer_sizes[SLOT_COUNT];
 
-  clxent_variant variant;
-  unsigned vector_width;   /* CLXENT_VEC */
-  size_t group_size;       /* CLXENT_GROUP_SIZE */
+  /* the kernel shape and memory plan (tuning.c) */
+  clxent_variant variant;  /* ITEM or GROUP */
+  unsigned vector_width;
+  size_t group_size;
   size_t row_threads;      /* group variant: work-items per softmax row; 0 = chosen from c */
-  cl_ulong max_alloc;      /* CL_DEVICE_MAX_MEM_ALLOC_SIZE, or less with CLXENT_MAX_ALLOC */
-  int max_alloc_capped;    /* CLXENT_MAX_ALLOC lowered it */
+  cl_ulong max_alloc;      /* CL_DEVICE_MAX_MEM_ALLOC_SIZE, or less when capped */
+  int max_alloc_capped;
   cl_ulong global_mem;     /* CL_DEVICE_GLOBAL_MEM_SIZE */
   cl_ulong block_bytes;    /* largest block buffer the streaming loop uses */
-  cl_device_type device_type;
-  int program_from_cache;  /* the program binary came from the on-disk cache */
   int zero_copy;           /* the device uses host memory in place: wrap the caller's arrays */
-  char device_name[256];
-  char error[CLXENT_ERROR_MAX];
+  int program_from_cache;  /* the program binary came from the on-disk cache */
 
-  /* the pipelined host path (losses.c): transfer queues beside `queue`, pinned staging for two
-   * blocks in flight (input, targets, gradient), and the caller's clxent_host_alloc memory */
+  /* the pipelined host path (pipeline.c): transfer queues beside `queue`, pinned staging for two
+   * blocks in flight, and the caller's clxent_host_alloc memory (pinned.c) */
   cl_command_queue upload_queue, download_queue;
-  clxent_staging staging[2][3];
+  clxent_staging staging[2][PIPE_ARRAYS];
   clxent_staging *pinned;
   size_t pinned_count, pinned_capacity;
 
-  /* a context over several devices: one context per device, and the share of rows each takes;
-   * such a context has no device, context or queue of its own */
-  clxent_ctx **members;
-  double *shares;          /* the split in use; sum to 1 */
-  double *estimate;        /* the shares measured over the calls (split.c), unless shares_fixed */
-  size_t member_count;
-  int shares_fixed;        /* CLXENT_SPLIT gave them */
+  clxent_group *group; /* several devices, or NULL */
+
+  char device_name[256];
+  char error[CLXENT_ERROR_MAX];
 };
+
+/* ---------------------------------------------------------------- the plan of a host-pointer call
+ * What api.c decided, in named fields; the engines (stream.c, group.c) carry it out. */
+typedef struct clxent_plan {
+  clxent_kernel_id kernel;
+  clxent_dtype dtype;
+  size_t n, c;
+  int elementwise;          /* binary losses: n·c independent values, c columns of pos_weight */
+  const void *in, *aux;     /* [n][c] inputs; aux NULL when the kernel takes none */
+  const int32_t *labels;    /* [n] or NULL */
+  const float *weight;      /* [c] class weights / pos_weight, or NULL */
+  cl_int ignore_index;      /* hard labels */
+  cl_int mode;              /* row_information: CLXENT_MODE_* */
+  clxent_params params;     /* the kernels' scalars (plan.c) */
+  void *grad;               /* [n][c], NULL, or == in */
+  float *lse;               /* [n] or NULL */
+  float *bias_grad;         /* [c] or NULL */
+  float *loss;              /* 1 value (MEAN, SUM) or n / n·c (NONE, information), or NULL */
+  clxent_reduction reduction;
+  float divisor;            /* of the batch sum (MEAN), else 1 */
+} clxent_plan;
+
+/* The partial results of running a plan on one device, left on it for the reduction: per-row
+ * results (row kernels), chunk sums (elementwise, reduced), lse, bias partial sums. */
+typedef struct clxent_results {
+  cl_mem rows, chunks, lse, bias_partial;
+} clxent_results;
+
+/* ---------------------------------------------------------------- the rooms' interfaces */
 
 /* errors.c */
 const char *clxent_cl_error_name(cl_int err);
@@ -110,95 +194,141 @@ clxent_status clxent_fail(clxent_ctx *ctx, clxent_status status, const char *fmt
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-/* Maps a failed OpenCL call to a status (OUT_OF_MEMORY for the allocation errors, OPENCL
- * otherwise) with a message naming the call and the CL error. */
+/* The status of a failed OpenCL call: OUT_OF_MEMORY for the allocation errors, else OPENCL. */
 clxent_status clxent_cl_status(cl_int err);
 clxent_status clxent_fail_cl(clxent_ctx *ctx, const char *call, cl_int err);
 void clxent_clear_error(clxent_ctx *ctx);
 
-/* device.c */
+/* config.c */
+clxent_status clxent_resolve_settings(const clxent_config *config, clxent_settings *out);
+/* Copies the fields of a caller's sized struct (leading size_t size) that lie wholly within its
+ * size over `known` (which holds the defaults); bytes past the known fields must be 0. field_ends
+ * lists each field's end offset in order. Errors name `what` ("opts", "ex", ...). */
+clxent_status clxent_read_sized(clxent_ctx *ctx, const char *what, const void *caller, void *known,
+                                size_t known_size, const size_t *field_ends, size_t fields);
+
+/* device.c: one device for `request` ("gpu", "cpu", "P:D", a name; NULL = the first GPU, else any). */
 clxent_status clxent_select_device(clxent_ctx *ctx, const char *request);
-/* program.c */
-clxent_status clxent_build_program(clxent_ctx *ctx);
+/* The requests of "all": every device of every platform, as "P:D", at most CLXENT_MAX_MEMBERS. */
+clxent_status clxent_all_devices(clxent_ctx *ctx, char (*requests)[16], size_t *count);
+
+/* tuning.c: the kernel shape and memory plan of ctx's device under the settings. */
+clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s);
+
+/* program.c / cache.c */
+clxent_status clxent_build_program(clxent_ctx *ctx, const clxent_settings *s);
+/* The cache's file for a key, if the cache is on: returns 0 (no cache) or 1 with path filled. */
+int clxent_cache_path(const clxent_settings *s, const char *key, char *path, size_t size, char *dir, size_t dir_size);
+cl_program clxent_cache_load(clxent_ctx *ctx, const char *key, const char *path, const char *options);
+void clxent_cache_store(clxent_ctx *ctx, const char *key, const char *path, const char *dir);
+
+/* context.c: opens one device (the context's own OpenCL context and queue, kernels), for
+ * clxent_create and for each member of a group. */
+clxent_status clxent_open_device(clxent_ctx **out, const char *request, const clxent_settings *s);
+clxent_status clxent_alloc_context(clxent_ctx **out);
+
 /* buffers.c: a buffer of at least `bytes` in slot, reusing the one held when it is big enough. */
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out);
 void clxent_release_buffers(clxent_ctx *ctx);
-/* Unmaps and releases pinned memory (waits for the context's queues first). */
-void clxent_release_staging(clxent_ctx *ctx, clxent_staging *staging);
 
-/* losses.c: enqueues one row kernel (argument layout of CLXENT_ROW_KERNEL_ARGS in
- * kernels/common.cl) over a block of rows, with the geometry of the context's variant. */
-typedef struct clxent_row_launch {
-  clxent_kernel_id kernel;
-  clxent_dtype dtype;
-  size_t rows, c, first_row;
-  cl_mem in, aux, labels, weight; /* any but in may be NULL */
-  cl_int iarg;
-  cl_float8 params; /* CLXENT_P_* in kernels/common.cl */
-  cl_mem grad, out, lse;
-  cl_mem scales; /* device-computed reduction scales (label_stats), or NULL */
-} clxent_row_launch;
-clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_row_launch *launch);
-/* Parameters of a plain call: no options, gradient scale `scale`. */
-cl_float8 clxent_plain_params(float scale, size_t c);
+/* pinned.c */
+clxent_status clxent_staging_buffer(clxent_ctx *ctx, int set, int array, size_t bytes, unsigned char **out);
+int clxent_host_pinned(const clxent_ctx *ctx, const void *p, size_t bytes);
+void clxent_release_pinned(clxent_ctx *ctx);
 
+/* validate.c: the checks of the public entries. */
+typedef struct clxent_region { /* memory a call touches: a host range, or a range of a buffer */
+  const char *name;
+  const void *host;  /* host pointer, or NULL */
+  cl_mem mem;        /* buffer, or NULL */
+  size_t bytes;      /* what the call needs */
+  int output;
+  size_t element;    /* alignment required (host); 0 = 4 bytes */
+} clxent_region;
+enum clxent_family { FAMILY_SOFTMAX, FAMILY_BINARY };
+clxent_status clxent_check_ctx(const clxent_ctx *ctx);
+clxent_status clxent_check_shape(clxent_ctx *ctx, size_t n, size_t c, const char *c_name);
+clxent_status clxent_check_ptr(clxent_ctx *ctx, const void *p, const char *name);
+clxent_status clxent_check_outputs(clxent_ctx *ctx, const void *loss, const void *grad);
+/* Alignment (host), sizes and contexts (buffers), and outputs overlapping nothing before them but
+ * grad == the first region exactly (in place). Inputs come first in the list. */
+clxent_status clxent_check_regions(clxent_ctx *ctx, clxent_region *r, int count);
+clxent_status clxent_check_opts(clxent_ctx *ctx, const clxent_opts *o, enum clxent_family family, size_t c,
+                                float *weight_sum);
+clxent_status clxent_check_dtype(clxent_ctx *ctx, clxent_dtype dtype);
+clxent_status clxent_read_opts(clxent_ctx *ctx, const clxent_opts *caller, clxent_opts *out);
+clxent_status clxent_read_ex(clxent_ctx *ctx, const clxent_ex *caller, clxent_ex *out);
+/* Hard labels: each in [0, c) or ignore_index; *counted and *weighted (Σ w_y) of the counted. */
+clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, int32_t ignore_index,
+                                  const float *weight, size_t *counted, double *weighted);
+/* BCE: every probability in [0, 1] (NaN passes: it must reach the result). */
+clxent_status clxent_check_probs(clxent_ctx *ctx, const void *probs, size_t values, clxent_dtype dtype,
+                                 const char *name);
 size_t clxent_dtype_size(clxent_dtype t);
 
-/* A loss over a batch of n rows of c values. Softmax kernels work a row at a time; the binary
- * ones are elementwise and are launched over the n·c values with a row length of 1. */
-typedef struct row_job {
+/* plan.c: the kernels' scalars for a reduction (see the file). */
+clxent_params clxent_loss_params(const clxent_opts *o, double divisor, size_t counted, float weight_sum,
+                                 float *reduce_divisor);
+
+/* launch.c: every kernel enqueue. */
+typedef struct clxent_rows_launch { /* a row or elementwise loss kernel over a block */
   clxent_kernel_id kernel;
   clxent_dtype dtype;
-  size_t n, c;
-  int elementwise;       /* binary: launch n·c values, iarg = c (columns of pos_weight) */
-  const void *in, *aux;  /* [n][c] inputs; aux NULL when the kernel takes none */
-  const int32_t *labels; /* [n] or NULL */
-  const float *weight;   /* [c] class weights / pos_weight, or NULL */
-  cl_int iarg;           /* ignore_index or mode */
-  cl_float8 params;      /* CLXENT_P_* */
-  void *grad;            /* [n][c], NULL, or == in */
-  float *lse;            /* [n] or NULL */
-  float *bias_grad;      /* [c] or NULL */
-  /* elementwise jobs stream their per-value results: NONE copies each block's into loss_out,
-   * MEAN/SUM fold them into chunk sums (kernels/reduce.cl chunk_sum) */
-  float *loss_out;
-  clxent_reduction reduction;
-} row_job;
+  size_t rows, c, first_row; /* elementwise: rows = the block's values, first_row its first */
+  int cols;                  /* elementwise: columns of pos_weight */
+  cl_mem in, aux, labels, weight;
+  cl_int ignore_index, mode;
+  clxent_params params;
+  cl_mem grad, out, lse;
+  cl_mem scales; /* device-computed reduction scales (label_stats), or NULL */
+} clxent_rows_launch;
+clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l);
+clxent_status clxent_launch_chunk_sum(clxent_ctx *ctx, size_t first, size_t count, cl_mem values, cl_mem partial);
+clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, size_t first, size_t rows, size_t c,
+                                           cl_mem grad, cl_mem partial);
+clxent_status clxent_launch_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_mem partial, cl_mem out);
+clxent_status clxent_launch_reduce_stage(clxent_ctx *ctx, size_t count, cl_mem in, cl_mem out, float divisor,
+                                         cl_mem divisor_dev, size_t groups);
+clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_mem labels, cl_mem weight,
+                                        cl_int ignore_index, int mean, cl_mem scales, cl_mem bad_labels);
 
-/* The device buffers of a call that live across its blocks. */
-typedef struct call_buffers {
-  cl_mem labels, weight, out, lse, bias_partial, sum_partial;
-} call_buffers;
+/* stream.c: runs the plan over the batch on one device, in blocks; the partial results stay on
+ * the device in *res. Returns with the queues drained, on every path. */
+clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_results *res);
+/* Runs the plan on one device and delivers every result to the host (reduce.c). */
+clxent_status clxent_execute(clxent_ctx *ctx, const clxent_plan *plan);
+/* pipeline.c: the batch through the double-buffered pinned pipeline (devices with own memory). */
+clxent_status clxent_pipeline(clxent_ctx *ctx, const clxent_plan *plan, size_t block_rows, const clxent_results *res,
+                              cl_mem labels, cl_mem weight);
+/* The kernels of one block [first, first + rows) whose inputs are in in/aux (stream.c). */
+clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, size_t first, size_t rows, cl_mem in,
+                                   cl_mem aux, cl_mem grad, const clxent_results *res, cl_mem labels, cl_mem weight);
+size_t clxent_chunk_count(size_t values, size_t chunk);
 
-#define CLXENT_SUM_CHUNK 64 /* values per chunk sum of the elementwise losses (kernels/reduce.cl) */
+/* reduce.c */
+/* Enqueues Σ values[0..n) / divisor in the fixed order of kernels/reduce.cl; the divisor is
+ * divisor_dev's last float when given. The last stage writes `final` if given, else a context
+ * buffer returned in *result. */
+clxent_status clxent_enqueue_reduce(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, cl_mem divisor_dev,
+                                    cl_mem final, cl_mem *result);
+/* Hands a plan's results on ctx's device to the host: loss (its reduction, or the values), lse,
+ * bias gradient. `rows`/`chunks` may come from another device's results (group.c). */
+clxent_status clxent_deliver(clxent_ctx *ctx, const clxent_plan *plan, const clxent_results *res);
+clxent_status clxent_read_floats(clxent_ctx *ctx, cl_mem from, size_t count, float *to, const char *what);
 
-/* Runs job over the batch in blocks; the per-row results (n floats; elementwise: the chunk sums),
- * lse and bias partial sums stay on the device in *cb. Returns with the queues drained. */
-clxent_status clxent_run_rows(clxent_ctx *ctx, const row_job *job, call_buffers *cb);
-/* result = Σ values[0..n) / divisor in the fixed order of kernels/reduce.cl, to the host. */
-clxent_status clxent_reduce_values(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, float *result);
-/* job->bias_grad = the column sums of the bias partials of job->n rows, to the host. */
-clxent_status clxent_deliver_bias(clxent_ctx *ctx, const row_job *job, cl_mem partial);
+/* group.c: contexts over several devices. */
+int clxent_is_group_request(const char *request);
+clxent_status clxent_open_group(clxent_ctx *group, const char *request, const clxent_settings *s);
+clxent_status clxent_group_execute(clxent_ctx *group, const clxent_plan *plan);
+size_t clxent_group_count(const clxent_ctx *ctx);
+clxent_ctx *clxent_group_member(const clxent_ctx *ctx, size_t k);
+double clxent_group_share(const clxent_ctx *ctx, size_t k);
+void clxent_group_destroy(clxent_group *group);
+/* "all" found one device: its member, detached from the group, becomes the context. */
+clxent_ctx *clxent_group_take_only_member(clxent_ctx *ctx);
 
-/* split.c, also used by the benchmark: a monotonic clock in seconds, and the median of t[0..k)
- * (sorts t). */
+/* clock.c: a monotonic clock in seconds, and the median of t[0..k) (sorts t). */
 double clxent_seconds(void);
 double clxent_median(double *t, int k);
-
-/* split.c: contexts over several devices (clxent_create with "all" or a list). */
-int clxent_is_group_request(const char *request);
-clxent_status clxent_create_group(clxent_ctx *group, const char *request);
-/* A host-path job split by rows over the members, then reduced on the first member. */
-clxent_status clxent_run_split(clxent_ctx *group, const row_job *job, clxent_reduction reduction, float divisor,
-                               float *loss);
-
-/* Environment knobs, read at context creation (documented in README):
- *   CLXENT_VARIANT=item|group   force the row mapping
- *   CLXENT_BLOCK_BYTES=N        cap the streaming block (tests use it to force many blocks)
- *   CLXENT_ROW_THREADS=T        group variant: work-items per softmax row (power of two)
- *   CLXENT_MAX_ALLOC=N          cap the largest device buffer (tests of the large-batch paths)
- *   CLXENT_CACHE=0              do not read or write the program binary cache
- *   CLXENT_ZERO_COPY=0|1        override the use of caller memory in place (default: CPU devices
- *                               with CL_DEVICE_HOST_UNIFIED_MEMORY) */
 
 #endif

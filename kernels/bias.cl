@@ -9,10 +9,6 @@
  * (coalesced on GPUs), and each item's loop over rows is explicit vector code (what PoCL runs
  * fast; its loops inside a work-item are otherwise scalar).
  */
-#ifndef CLXENT_BIAS_CHUNK
-#define CLXENT_BIAS_CHUNK 64
-#endif
-
 __kernel void column_partial(const ulong rows, const ulong c, const ulong first_row, __global const store_t *grad,
                              __global float *partial) {
   const ulong j0 = get_global_id(0) * CLXENT_VEC;

@@ -1,6 +1,7 @@
 /*
- * Shared definitions for every clxent kernel. The host prepends this file to the others and builds
- * them as one program with these defines, chosen per device (host/program.c):
+ * Helpers for every clxent kernel. The program is clxent_defs.h (the definitions the host shares),
+ * this file, then the others, built as one program with these defines, chosen per device
+ * (host/tuning.c, host/program.c):
  *
  *   CLXENT_ROW_PER_ITEM  1: one work-item owns a whole row and walks it with explicit vectors
  *                           (CPU devices: PoCL runs a work-item's loop as plain vectorised code);
@@ -29,36 +30,10 @@
 #define vloadv CLXENT_CAT(vload, CLXENT_VEC)
 #define vstorev CLXENT_CAT(vstore, CLXENT_VEC)
 
-/* Every row kernel takes the same arguments, so that one host routine streams any of them:
- *   rows, c      the block's shape; first_row  its first row within the batch
- *   in, aux      [rows][c] inputs (logits / probabilities; targets / q), aux may be unused
- *   labels       [batch] class indices, read at first_row + i (hard-label kernels only)
- *   weight       [c] class weights (softmax) or pos_weight (binary), or 0 for all ones
- *   iarg         ignore_index, a mode, or the binary losses' column count
- *   p_host       the call's scalars, named by the CLXENT_P_* macros below
- *   grad         [rows][c] gradient or 0;  out  [batch] per-row results, written at first_row + i
- *   lse          [batch] per-row log-sum-exp or 0 (softmax only)
- *   dev_scales   0, or 3 floats computed on the device that replace p's scale, z-scale and
- *                z-loss row weight (device-resident calls, whose label counts the host never sees)
- * T is the storage type of in, aux and grad (see storage.cl). */
-#define CLXENT_ROW_KERNEL_ARGS(T, in, aux, labels, weight, iarg, p, grad, out, lse)                    \
-  const ulong rows, const ulong c, const ulong first_row, __global const T *in, __global const T *aux, \
-      __global const int *labels, __global const float *weight, const int iarg, const float8 p##_host, \
-      __global T *grad, __global float *out, __global float *lse, __global const float *dev_scales
-
-/* The scalars of a call (host/losses.c fills them in this order). */
-#define CLXENT_P_SMOOTHING(p) ((p).s0) /* label smoothing ε */
-#define CLXENT_P_ZLOSS(p) ((p).s1)     /* z-loss coefficient λ */
-#define CLXENT_P_SOFTCAP(p) ((p).s2)   /* softcap s, 0 = off */
-#define CLXENT_P_SCALE(p) ((p).s3)     /* gradient scale of the cross-entropy terms (1/divisor for MEAN) */
-#define CLXENT_P_ZSCALE(p) ((p).s4)    /* gradient scale of the z-loss term (1/rows counted for MEAN) */
-#define CLXENT_P_ZLOSS_ROW(p) ((p).s5) /* weight of the z-loss term in the per-row loss (see losses.c) */
-#define CLXENT_P_WEIGHT_SUM(p) ((p).s6) /* Σ_j weight_j (c without weights) */
-#define CLXENT_P_ROW_THREADS(p) ((uint)(p).s7) /* group variant: work-items per row, a power of two */
-
-/* The scalars in force: the host's, with the three reduction scales from the device if given. */
-inline float8 call_params(float8 p, __global const float *dev_scales) {
-  if (dev_scales) p.s345 = (float3)(dev_scales[0], dev_scales[1], dev_scales[2]);
+/* The scalars in force: the host's, with the three reduction scales from the device if given
+ * (device-resident hard-label calls, whose label counts the host never sees: label_stats). */
+inline clxent_params call_params(clxent_params p, __global const float *dev_scales) {
+  if (dev_scales) p.scale = dev_scales[0], p.z_scale = dev_scales[1], p.z_loss_row = dev_scales[2];
   return p;
 }
 

@@ -1,33 +1,25 @@
 /*
  * Deterministic batch reduction: J = Σ_i loss_i / divisor.
- * Group g sums the fixed span [g·SPAN, (g+1)·SPAN), SPAN = CLXENT_GROUP_SIZE · REDUCE_ITEMS: each
- * item adds REDUCE_ITEMS strided values, then a fixed tree combines the items. The host repeats
+ * Group g sums the fixed span [g·SPAN, (g+1)·SPAN), SPAN = CLXENT_GROUP_SIZE · CLXENT_REDUCE_ITEMS:
+ * each item adds CLXENT_REDUCE_ITEMS strided values, then a fixed tree combines the items. The host repeats
  * the launch on the partial sums until one value is left and passes divisor (the MEAN count)
  * only to the last launch. No atomics: the order of every addition depends only on n, so the
  * result is bit-identical run to run and whatever block size the host streamed the batch in.
  */
-#define REDUCE_ITEMS 16
-
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
 void reduce_sum(const ulong n, __global const float *in, __global float *out,
                 const float divisor_host, __global const float *divisor_dev) {
-  const float divisor = divisor_dev ? divisor_dev[3] : divisor_host; /* device-resident calls: label_stats */
+  const float divisor = divisor_dev ? divisor_dev[CLXENT_SCALES_COUNT - 1] : divisor_host; /* device-resident calls: label_stats */
   __local float scratch[CLXENT_GROUP_SIZE];
-  const ulong base = (ulong)get_group_id(0) * CLXENT_GROUP_SIZE * REDUCE_ITEMS;
+  const ulong base = (ulong)get_group_id(0) * CLXENT_GROUP_SIZE * CLXENT_REDUCE_ITEMS;
   const uint lid = get_local_id(0);
   float acc = 0.0f;
-  for (uint k = 0; k < REDUCE_ITEMS; ++k) {
+  for (uint k = 0; k < CLXENT_REDUCE_ITEMS; ++k) {
     const ulong idx = base + (ulong)k * CLXENT_GROUP_SIZE + lid;
     if (idx < n) acc += in[idx];
   }
   acc = group_sum(acc, scratch);
   if (lid == 0) out[get_group_id(0)] = acc / divisor;
-}
-
-/* The device's own copy bandwidth, for the benchmark: one work-item per float4. */
-__kernel void copy_float4(__global const float4 *in, __global float4 *out) {
-  const size_t i = get_global_id(0);
-  out[i] = in[i];
 }
 
 /* Second step of the bias gradient (bias.cl): out[j] = Σ_k partial[k][j], k in order. */
@@ -39,11 +31,11 @@ __kernel void column_sum(const ulong chunks, const ulong c, __global const float
   out[j] = acc;
 }
 
-/* Device-resident hard-label calls (host/interop.c): the label statistics the host path computes
+/* Device-resident hard-label calls (host/api_cl.c): the label statistics the host path computes
  * on the host. One work-group, a fixed-order reduction over the n labels:
  *   counted  rows whose label is not ignore_index;  bad  those outside [0, c);
  *   divisor  Σ weight[y] over the valid counted rows (their number without weights);
- * and from them scales[0..2] = CLXENT_P_SCALE, _ZSCALE, _ZLOSS_ROW for `mean` (else 1, 1, 1),
+ * and from them scales[0..2] = clxent_params scale, z_scale, z_loss_row for `mean` (else 1, 1, 1),
  * scales[3] = the final divisor of reduce_sum, and bad_out[0] = bad (if bad_out). */
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
 void label_stats(const ulong n, const ulong c, __global const int *labels, __global const float *weight,
@@ -74,7 +66,6 @@ void label_stats(const ulong n, const ulong c, __global const int *labels, __glo
  * [k·64, (k+1)·64) of the batch; partial[k] is their left-to-right sum, continued from the stored
  * value when an earlier block began the chunk: the same additions in the same order for any block
  * size. reduce_sum then adds the chunk sums in its fixed tree. */
-#define CLXENT_SUM_CHUNK 64
 __kernel void chunk_sum(const ulong count, const ulong first, __global const float *values, __global float *partial) {
   const ulong k = first / CLXENT_SUM_CHUNK + get_global_id(0), chunk_begin = k * CLXENT_SUM_CHUNK;
   const ulong begin = chunk_begin > first ? chunk_begin : first;

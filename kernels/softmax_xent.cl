@@ -13,7 +13,7 @@
  * S and S_z are the reduction's scales. For hard labels Σ_j τ_ij (lse - u_ij) is computed as
  * (1-ε) w_y (lse - u_y) + (ε/c) [Σ_j w_j (m - u_j) + W ln s] with W = Σ_j w_j from the host:
  * m - u is exact where lse - u would cancel. Terms with τ = 0 add 0 even where u = -inf (a mask).
- * The per-row loss gets the z-loss term times CLXENT_P_ZLOSS_ROW, so that the host's one division
+ * The per-row loss gets the z-loss term times p.z_loss_row, so that the host's one division
  * of Σ_i loss_i gives every term its own PyTorch/Liger divisor.
  *
  * The block's rows are rows first_row.. of the batch: labels, row_loss and row_lse are indexed by
@@ -21,6 +21,24 @@
  * may be 0 (loss only) or the logits buffer itself (in place): every element is read before the
  * same work-item overwrites it.
  */
+
+/* The kernels' arguments:
+ *   rows, c      the block's shape; first_row  its first row within the batch
+ *   logits       [rows][c]; targets [rows][c] (soft); labels [batch], read at first_row + i (hard)
+ *   weight       [c] class weights, or 0 for all ones;  ignore_index  (hard)
+ *   p_host       the call's scalars (clxent_params, clxent_defs.h)
+ *   grad         [rows][c] or 0;  row_loss, row_lse  [batch], written at first_row + i (lse may be 0)
+ *   dev_scales   (hard) 0, or CLXENT_SCALES_COUNT floats from label_stats that replace p's scale,
+ *                z_scale and z_loss_row (device-resident calls, whose label counts the host never sees) */
+#define SOFTMAX_HARD_ARGS                                                                               \
+  const ulong rows, const ulong c, const ulong first_row, __global const store_t *logits,               \
+      __global const int *labels, __global const float *weight, const int ignore_index,                 \
+      const clxent_params p_host, __global store_t *grad, __global float *row_loss, __global float *row_lse, \
+      __global const float *dev_scales
+#define SOFTMAX_SOFT_ARGS                                                                               \
+  const ulong rows, const ulong c, const ulong first_row, __global const store_t *logits,               \
+      __global const store_t *targets, __global const float *weight, const clxent_params p_host,        \
+      __global store_t *grad, __global float *row_loss, __global float *row_lse
 
 #if CLXENT_ROW_PER_ITEM
 
@@ -31,7 +49,7 @@ inline float row_exp_sum_cached(__global const store_t *z, __global store_t *g, 
   const ulong cv = c - c % CLXENT_VEC;
   floatv sv = (floatv)(0.0f);
   float s = 0.0f;
-#if CLXENT_STORAGE == 0
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
   if (g) {
     for (ulong j = 0; j < cv; j += CLXENT_VEC) {
       const floatv e = exp(LOADV(z, j) - m);
@@ -57,9 +75,8 @@ inline void row_fill(__global store_t *g, ulong c, float v) {
  *   1. m = cap(max_j z_j)                  (the cap is increasing)
  *   2. s = Σ e^{u_j - m}, and Σ_j w_j (m - u_j) under label smoothing
  *   3. grad_j = (A e^{u_j - m}/s - B w_j) u'_j, then the label's own term at j = y. */
-__kernel void softmax_xent_hard(
-    CLXENT_ROW_KERNEL_ARGS(store_t, logits, unused_targets, labels, weight, ignore_index, p, grad, row_loss, row_lse)) {
-  const float8 p = call_params(p_host, dev_scales);
+__kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
+  const clxent_params p = call_params(p_host, dev_scales);
   const ulong i = get_global_id(0);
   if (i >= rows) return;
   __global const store_t *z = logits + i * c;
@@ -77,12 +94,12 @@ __kernel void softmax_xent_hard(
     if (g) row_fill(g, c, 0.0f);
     return;
   }
-  const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
+  const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   const int smooth = eps > 0.0f && !ignored;
-  const int cached = CLXENT_STORAGE == 0 && cap == 0.0f && !ignored && g;
+  const int cached = CLXENT_STORAGE == CLXENT_STORAGE_F32 && cap == 0.0f && !ignored && g;
   /* with softcap, float32 storage caches u itself, so that pass 3 needs no second tanh:
    * u' = 1 - (u/s)² from the cached u */
-  const int cached_u = CLXENT_STORAGE == 0 && cap != 0.0f && !ignored && g;
+  const int cached_u = CLXENT_STORAGE == CLXENT_STORAGE_F32 && cap != 0.0f && !ignored && g;
   const float zy = ignored ? 0.0f : LOAD(z, y); /* before an in-place pass overwrites it */
   const float m = cap_logit(row_max(z, c), cap);
   const ulong cv = c - c % CLXENT_VEC;
@@ -96,7 +113,7 @@ __kernel void softmax_xent_hard(
       floatv u = LOADV(z, j);
       if (cap != 0.0f) u = cap_logitv(u, cap);
       const floatv e = exp(u - m);
-#if CLXENT_STORAGE == 0
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
       if (cached) STOREV(e, g, j);
       if (cached_u) STOREV(u, g, j);
 #endif
@@ -108,7 +125,7 @@ __kernel void softmax_xent_hard(
     }
     for (ulong j = cv; j < c; ++j) {
       const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = exp(u - m);
-#if CLXENT_STORAGE == 0
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
       if (cached) STORE(e, g, j);
       if (cached_u) STORE(u, g, j);
 #endif
@@ -126,15 +143,15 @@ __kernel void softmax_xent_hard(
     return;
   }
   const float wy = weight ? weight[y] : 1.0f, uy = cap_logit(zy, cap), inv_c = 1.0f / (float)c;
-  const float W = CLXENT_P_WEIGHT_SUM(p);
+  const float W = p.weight_sum;
   float loss = (1.0f - eps) * wy * ((m - uy) + log_s); /* lse - u_y without cancelling large m */
   if (smooth) loss += eps * inv_c * (wdev + W * log_s);
-  if (zl != 0.0f) loss += CLXENT_P_ZLOSS_ROW(p) * zl * lse * lse;
+  if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
   row_loss[first_row + i] = loss;
   if (!g) return;
 
-  const float S = CLXENT_P_SCALE(p);
-  const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * CLXENT_P_ZSCALE(p)) / s;
+  const float S = p.scale;
+  const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * p.z_scale) / s;
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy; /* smoothing's and the label's terms */
   if (cached) { /* g holds e^{u - m}; no cap, so u' = 1 */
     for (ulong j = 0; j < cv; j += CLXENT_VEC) {
@@ -176,17 +193,16 @@ __kernel void softmax_xent_hard(
 }
 
 /* Dense targets, one work-item per row: the same three passes with τ_j from the targets. */
-__kernel void softmax_xent_soft(
-    CLXENT_ROW_KERNEL_ARGS(store_t, logits, targets, unused_labels, weight, unused_int, p, grad, row_loss, row_lse)) {
-  const float8 p = call_params(p_host, dev_scales);
+__kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
+  const clxent_params p = p_host;
   const ulong i = get_global_id(0);
   if (i >= rows) return;
   __global const store_t *z = logits + i * c;
   __global const store_t *t = targets + i * c;
   __global store_t *g = grad ? grad + i * c : 0;
-  const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
+  const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   const float keep = 1.0f - eps, spread = eps / (float)c;
-  const int cached = CLXENT_STORAGE == 0 && cap == 0.0f;
+  const int cached = CLXENT_STORAGE == CLXENT_STORAGE_F32 && cap == 0.0f;
   const float m = cap_logit(row_max(z, c), cap);
   /* Σ τ (m - u) and Σ τ, skipping τ = 0 so that a -inf mask with no target mass adds 0. These
    * read z before pass 2 may overwrite it in place. */
@@ -218,12 +234,12 @@ __kernel void softmax_xent_soft(
   const float log_s = log(s), lse = m + log_s;
   if (row_lse) row_lse[first_row + i] = lse;
   float loss = td + tsum * log_s;
-  if (zl != 0.0f) loss += CLXENT_P_ZLOSS_ROW(p) * zl * lse * lse;
+  if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
   row_loss[first_row + i] = loss;
   if (!g) return;
 
-  const float S = CLXENT_P_SCALE(p);
-  const float k = (S * tsum + 2.0f * zl * lse * CLXENT_P_ZSCALE(p)) / s;
+  const float S = p.scale;
+  const float k = (S * tsum + 2.0f * zl * lse * p.z_scale) / s;
   if (cached) {
     for (ulong j = 0; j < cv; j += CLXENT_VEC)
       STOREV(LOADV(g, j) * k - S * soft_target_v(LOADV(t, j), weight, j, keep, spread), g, j);
@@ -242,18 +258,17 @@ __kernel void softmax_xent_soft(
   }
 }
 
-#else /* work-groups: T = CLXENT_P_ROW_THREADS items per row, CLXENT_GROUP_SIZE / T rows per group */
+#else /* work-groups: T = p.row_threads items per row, CLXENT_GROUP_SIZE / T rows per group */
 
 /* T items share a row: each keeps a running log-sum-exp over a strided slice (coalesced loads),
  * the row's segment merges them in a fixed tree, then a second pass writes the gradient and sums
  * the smoothing term Σ_j w_j (m - u_j). The host picks T from c (T = 256 for a vocabulary, a few
  * items for c = 10, so that short rows still fill the device). Items of a row past the block, or
  * of an ignored row, keep taking part in the group's barriers. */
-__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_hard(
-    CLXENT_ROW_KERNEL_ARGS(store_t, logits, unused_targets, labels, weight, ignore_index, p, grad, row_loss, row_lse)) {
-  const float8 p = call_params(p_host, dev_scales);
+__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
+  const clxent_params p = call_params(p_host, dev_scales);
   __local float2 scratch[CLXENT_GROUP_SIZE];
-  const uint T = CLXENT_P_ROW_THREADS(p), lid = get_local_id(0), lane = lid & (T - 1);
+  const uint T = p.row_threads, lid = get_local_id(0), lane = lid & (T - 1);
   const ulong i = (ulong)get_group_id(0) * (CLXENT_GROUP_SIZE / T) + lid / T;
   const int active = i < rows;
   __global const store_t *z = logits + (active ? i : 0) * c;
@@ -262,7 +277,7 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   /* a label out of range (only device-resident calls get here unchecked): NaN loss and gradient */
   const int bad = active && y != ignore_index && (y < 0 || (ulong)y >= c);
   const int ignored = !active || bad || y == ignore_index;
-  const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
+  const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   float2 st = (float2)(-INFINITY, 0.0f);
   if (!ignored || (active && !bad && row_lse))
     for (ulong j = lane; j < c; j += T) st = lse_push(st, cap_logit(LOAD(z, j), cap));
@@ -276,9 +291,9 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   const float m = st.x, log_s = log(st.y), lse = m + log_s; /* a = e^{(u - m) - ln s}: u - m exact near m */
   const float zy = ignored ? 0.0f : LOAD(z, y), uy = cap_logit(zy, cap);
   const float wy = ignored ? 0.0f : weight ? weight[y] : 1.0f;
-  const float inv_c = 1.0f / (float)c, W = CLXENT_P_WEIGHT_SUM(p), S = CLXENT_P_SCALE(p);
+  const float inv_c = 1.0f / (float)c, W = p.weight_sum, S = p.scale;
   const int smooth = eps > 0.0f; /* uniform: the segment_sum below is called by all or none */
-  const float A = S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * CLXENT_P_ZSCALE(p);
+  const float A = S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * p.z_scale;
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy;
   barrier(CLK_GLOBAL_MEM_FENCE); /* z[y] is read by all before anyone overwrites it in place */
   float wdev = 0.0f;
@@ -293,23 +308,22 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   if (!ignored && lane == 0) {
     float loss = (1.0f - eps) * wy * ((m - uy) + log_s);
     if (smooth) loss += eps * inv_c * (wdev + W * log_s);
-    if (zl != 0.0f) loss += CLXENT_P_ZLOSS_ROW(p) * zl * lse * lse;
+    if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
     row_loss[first_row + i] = loss;
   }
 }
 
-__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_soft(
-    CLXENT_ROW_KERNEL_ARGS(store_t, logits, targets, unused_labels, weight, unused_int, p, grad, row_loss, row_lse)) {
-  const float8 p = call_params(p_host, dev_scales);
+__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
+  const clxent_params p = p_host;
   __local float2 scratch[CLXENT_GROUP_SIZE];
-  const uint T = CLXENT_P_ROW_THREADS(p), lid = get_local_id(0), lane = lid & (T - 1);
+  const uint T = p.row_threads, lid = get_local_id(0), lane = lid & (T - 1);
   const ulong i = (ulong)get_group_id(0) * (CLXENT_GROUP_SIZE / T) + lid / T;
   const int active = i < rows;
   const ulong cols = active ? c : 0; /* an inactive item walks no row */
   __global const store_t *z = logits + (active ? i : 0) * c;
   __global const store_t *t = targets + (active ? i : 0) * c;
   __global store_t *g = grad && active ? grad + i * c : 0;
-  const float eps = CLXENT_P_SMOOTHING(p), cap = CLXENT_P_SOFTCAP(p), zl = CLXENT_P_ZLOSS(p);
+  const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   const float keep = 1.0f - eps, spread = eps / (float)c;
   float2 st = (float2)(-INFINITY, 0.0f);
   float tsum = 0.0f;
@@ -319,8 +333,8 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   }
   st = segment_lse(st, scratch, T);
   tsum = segment_sum(tsum, (__local float *)scratch, T);
-  const float m = st.x, log_s = log(st.y), lse = m + log_s, S = CLXENT_P_SCALE(p);
-  const float A = S * tsum + 2.0f * zl * lse * CLXENT_P_ZSCALE(p);
+  const float m = st.x, log_s = log(st.y), lse = m + log_s, S = p.scale;
+  const float A = S * tsum + 2.0f * zl * lse * p.z_scale;
   /* loss = Σ τ (m - u) + Στ · ln s, accumulated in the gradient pass: one read of z and t serves
    * both, and m - u keeps its precision where lse - u would cancel. */
   float td = 0.0f;
@@ -334,7 +348,7 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   if (active && lane == 0) {
     if (row_lse) row_lse[first_row + i] = lse;
     float loss = td + tsum * log_s;
-    if (zl != 0.0f) loss += CLXENT_P_ZLOSS_ROW(p) * zl * lse * lse;
+    if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
     row_loss[first_row + i] = loss;
   }
 }

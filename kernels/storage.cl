@@ -22,21 +22,21 @@
 #define CLXENT_CVT(to, x) CLXENT_CAT(CLXENT_CAT(convert_, to), CLXENT_VEC)(x)
 #define CLXENT_AS(to, x) CLXENT_CAT(CLXENT_CAT(as_, to), CLXENT_VEC)(x)
 
-#if CLXENT_STORAGE == 0
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
 #define store_t float
 #define CLXENT_SUFFIX _f32
 #define LOAD(p, j) ((p)[j])
 #define STORE(v, p, j) ((p)[j] = (v))
 #define LOADV(p, j) vloadv(0, (p) + (j))
 #define STOREV(v, p, j) vstorev((v), 0, (p) + (j))
-#elif CLXENT_STORAGE == 1
+#elif CLXENT_STORAGE == CLXENT_STORAGE_F16
 #define store_t ushort
 #define CLXENT_SUFFIX _f16
 #define LOAD(p, j) vload_half(0, (__global const half *)((p) + (j)))
 #define STORE(v, p, j) vstore_half_rte((v), 0, (__global half *)((p) + (j)))
 #define LOADV(p, j) half_bits_to_floatv(CLXENT_CAT(vload, CLXENT_VEC)(0, (p) + (j)))
 #define STOREV(v, p, j) CLXENT_CAT(vstore, CLXENT_VEC)(floatv_to_half_bits(v), 0, (p) + (j))
-#elif CLXENT_STORAGE == 2
+#elif CLXENT_STORAGE == CLXENT_STORAGE_BF16
 #define store_t ushort
 #define CLXENT_SUFFIX _bf16
 #define LOAD(p, j) bf16_to_float((p)[j])

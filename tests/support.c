@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* setenv, strdup */
 #include "support.h"
 
 #include <math.h>
@@ -5,9 +6,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-int support_setup(void **state) {
+/* ---------------------------------------------------------------- the device, or a skip */
+
+static clxent_ctx *probe_ctx; /* made by support_device_present, taken by support_setup */
+static void drop_probe(void) {
+  clxent_destroy(probe_ctx);
+  probe_ctx = NULL;
+}
+
+int support_device_present(void) {
   clxent_ctx *ctx = NULL;
   const clxent_status st = clxent_create(&ctx, NULL);
+  if (st == CLXENT_ERR_NO_DEVICE) {
+    fprintf(stderr, "SKIP: no OpenCL device here: %s\n", clxent_last_error(NULL));
+    return 0;
+  }
+  if (st == CLXENT_OK) {
+    static int registered;
+    if (!registered) registered = !atexit(drop_probe); /* a program that never takes it */
+    drop_probe();
+    probe_ctx = ctx;
+  }
+  return 1;
+}
+
+int support_setup(void **state) {
+  clxent_ctx *ctx = probe_ctx;
+  probe_ctx = NULL;
+  const clxent_status st = ctx ? CLXENT_OK : clxent_create(&ctx, NULL);
   if (st != CLXENT_OK) {
     fprintf(stderr, "clxent_create: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
     return -1;
@@ -22,6 +48,67 @@ int support_teardown(void **state) {
 }
 
 clxent_ctx *test_ctx(void **state) { return *state; }
+
+/* ---------------------------------------------------------------- environment overrides */
+
+enum { ENV_SLOTS = 16 };
+static struct {
+  char *name, *value; /* value NULL: was unset */
+} env_saved[ENV_SLOTS];
+static size_t env_saved_count;
+
+static int env_find(const char *name) {
+  for (size_t k = 0; k < env_saved_count; ++k)
+    if (!strcmp(env_saved[k].name, name)) return (int)k;
+  return -1;
+}
+static int env_put(const char *name, const char *value) { return value ? setenv(name, value, 1) : unsetenv(name); }
+
+int env_restore(void **state) {
+  (void)state;
+  while (env_saved_count) { /* each variable was saved once, before its first change */
+    --env_saved_count;
+    if (env_put(env_saved[env_saved_count].name, env_saved[env_saved_count].value))
+      fprintf(stderr, "env_restore: cannot restore %s\n", env_saved[env_saved_count].name);
+    free(env_saved[env_saved_count].name), free(env_saved[env_saved_count].value);
+  }
+  return 0;
+}
+
+int env_override(const env_setting *list) {
+  for (; list->name; ++list) {
+    const int first = env_find(list->name) < 0;
+    if (first) {
+      const char *old = getenv(list->name);
+      if (env_saved_count == ENV_SLOTS) {
+        fprintf(stderr, "env_override: more than %d variables\n", (int)ENV_SLOTS);
+        return env_restore(NULL), -1;
+      }
+      env_saved[env_saved_count].name = strdup(list->name);
+      env_saved[env_saved_count].value = old ? strdup(old) : NULL;
+      const int ok = env_saved[env_saved_count].name && (!old || env_saved[env_saved_count].value);
+      ++env_saved_count;
+      if (!ok) return fprintf(stderr, "env_override: out of memory\n"), env_restore(NULL), -1;
+    }
+    if (env_put(list->name, list->value)) {
+      fprintf(stderr, "env_override: cannot set %s\n", list->name);
+      if (first) { /* unchanged: nothing to restore */
+        --env_saved_count;
+        free(env_saved[env_saved_count].name), free(env_saved[env_saved_count].value);
+      }
+      return env_restore(NULL), -1;
+    }
+  }
+  return 0;
+}
+
+void env_set(const char *name, const char *value) {
+  if (env_find(name) < 0) fail_msg("env_set(%s): not saved by the test's env_override fixture", name);
+  if (env_put(name, value)) fail_msg("env_set(%s): cannot set it", name);
+}
+
+
+/* ---------------------------------------------------------------- inputs and checks */
 
 static uint64_t rng_state = 1;
 void rng_seed(uint64_t seed) { rng_state = seed * 0x9E3779B97F4A7C15ull + 1; }
@@ -62,91 +149,6 @@ void *xmalloc(size_t bytes) {
   void *p = malloc(bytes ? bytes : 1);
   if (!p) fail_msg("malloc(%zu) failed", bytes);
   return p;
-}
-
-static double reduce_ref(clxent_reduction r, const double *row_loss, size_t n, double count) {
-  double s = 0;
-  for (size_t i = 0; i < n; ++i) s += row_loss[i];
-  return r == CLXENT_MEAN ? s / count : s;
-}
-
-double ref_softmax_xent(size_t n, size_t c, const float *z, const int32_t *labels, clxent_opts o, double *row_loss,
-                        double *grad) {
-  size_t counted = 0;
-  for (size_t i = 0; i < n; ++i) counted += labels[i] != o.ignore_index;
-  const double scale = (o.reduction == CLXENT_MEAN && counted) ? 1.0 / (double)counted : 1.0;
-  for (size_t i = 0; i < n; ++i) {
-    const float *zi = z + i * c;
-    if (labels[i] == o.ignore_index) {
-      row_loss[i] = 0;
-      if (grad) for (size_t j = 0; j < c; ++j) grad[i * c + j] = 0;
-      continue;
-    }
-    double m = -INFINITY;
-    int has_nan = 0;
-    for (size_t j = 0; j < c; ++j) {
-      if (isnan(zi[j])) has_nan = 1;
-      if (zi[j] > m) m = zi[j];
-    }
-    double s = 0;
-    for (size_t j = 0; j < c; ++j) s += exp((double)zi[j] - m);
-    if (has_nan) s = NAN;
-    const double lse = m + log(s);
-    row_loss[i] = (m - zi[labels[i]]) + log(s);
-    if (grad)
-      for (size_t j = 0; j < c; ++j)
-        grad[i * c + j] = scale * (exp((double)zi[j] - lse) - ((int32_t)j == labels[i] ? 1.0 : 0.0));
-  }
-  return reduce_ref(o.reduction, row_loss, n, (double)counted);
-}
-
-double ref_softmax_xent_soft(size_t n, size_t c, const float *z, const float *t, clxent_opts o, double *row_loss,
-                             double *grad) {
-  const double scale = o.reduction == CLXENT_MEAN ? 1.0 / (double)n : 1.0;
-  for (size_t i = 0; i < n; ++i) {
-    const float *zi = z + i * c, *ti = t + i * c;
-    double m = -INFINITY, s = 0, tsum = 0, loss = 0;
-    for (size_t j = 0; j < c; ++j) if (zi[j] > m) m = zi[j];
-    for (size_t j = 0; j < c; ++j) s += exp((double)zi[j] - m), tsum += ti[j];
-    for (size_t j = 0; j < c; ++j) if (ti[j] != 0) loss += ti[j] * ((m - zi[j]) + log(s));
-    row_loss[i] = loss;
-    if (grad)
-      for (size_t j = 0; j < c; ++j) grad[i * c + j] = scale * (exp((double)zi[j] - m) / s * tsum - ti[j]);
-  }
-  return reduce_ref(o.reduction, row_loss, n, (double)n);
-}
-
-double ref_sigmoid_xent(size_t n, const float *z, const float *y, clxent_opts o, double *loss, double *grad) {
-  const double scale = o.reduction == CLXENT_MEAN ? 1.0 / (double)n : 1.0;
-  for (size_t i = 0; i < n; ++i) {
-    const double zi = z[i], yi = y[i];
-    loss[i] = (zi > 0 ? zi : 0) - zi * yi + log1p(exp(-fabs(zi)));
-    if (grad) grad[i] = scale * (1.0 / (1.0 + exp(-zi)) - yi);
-  }
-  return reduce_ref(o.reduction, loss, n, (double)n);
-}
-
-double ref_bce(size_t n, const float *a, const float *y, clxent_opts o, double *loss, double *grad) {
-  const double scale = o.reduction == CLXENT_MEAN ? 1.0 / (double)n : 1.0;
-  for (size_t i = 0; i < n; ++i) {
-    const double ai = a[i], yi = y[i];
-    const double la = fmax(log(ai), -100), l1a = fmax(log1p(-ai), -100);
-    loss[i] = isnan(ai) ? NAN : -(yi * la + (1 - yi) * l1a);
-    if (grad) grad[i] = scale * (ai - yi) / fmax(ai * (1 - ai), 1e-12);
-  }
-  return reduce_ref(o.reduction, loss, n, (double)n);
-}
-
-void ref_information(int mode, size_t n, size_t c, const float *p, const float *q, double *out) {
-  for (size_t i = 0; i < n; ++i) {
-    double acc = 0;
-    for (size_t j = 0; j < c; ++j) {
-      const double pj = p[i * c + j], qj = mode == 0 ? pj : q[i * c + j];
-      if (pj == 0 && !isnan(qj)) continue;
-      acc += mode == 0 ? -pj * log(pj) : mode == 1 ? -pj * log(qj) : pj * (log(pj) - log(qj));
-    }
-    out[i] = acc;
-  }
 }
 
 void assert_close(const float *got, const double *ref, size_t k, double atol, double rtol, const char *what) {

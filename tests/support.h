@@ -1,6 +1,6 @@
-/* Test support: a float64 CPU reference of every clxent function, random inputs, poisoned outputs
- * and tolerance checks. The reference follows the spec's formulas directly (no shared code with
- * the kernels), in double precision. */
+/* Test support: the shared context, skipping without a device, environment overrides a failing
+ * test cannot leak, random inputs, poisoned outputs and tolerance checks. The float64 reference of
+ * every clxent function is in reference.h (no cmocka there: the fuzz harness links it too). */
 #ifndef CLXENT_TEST_SUPPORT_H
 #define CLXENT_TEST_SUPPORT_H
 
@@ -12,6 +12,18 @@
 #include <cmocka.h>
 
 #include "clxent.h"
+#include "reference.h"
+
+/* Exit status of a test program that cannot run here (no OpenCL platform or device): CTest's
+ * SKIP_RETURN_CODE, as in Automake. */
+#define SUPPORT_SKIP 77
+
+/* Whether clxent_create(NULL) finds a device. On CLXENT_ERR_NO_DEVICE it says why on stderr and
+ * returns 0: main() then returns SUPPORT_SKIP before running anything. Any other result returns 1
+ * (a failure to create is then the tests' to report). The context it made is kept for
+ * support_setup, so that the check costs no second context. Call it after any setenv that must
+ * precede the first OpenCL call. */
+int support_device_present(void);
 
 /* A context on $CLXENT_DEVICE (CI: PoCL), shared by a test file; created in group setup. */
 int support_setup(void **state);
@@ -30,14 +42,19 @@ void poison(float *x, size_t k);
 int is_poison(const float *x, size_t k); /* every element still the exact poison bits */
 void *xmalloc(size_t bytes);
 
-/* Reference implementations (double). grad may be NULL; row_loss gets n values; returns J. */
-double ref_softmax_xent(size_t n, size_t c, const float *z, const int32_t *labels, clxent_opts o, double *row_loss,
-                        double *grad);
-double ref_softmax_xent_soft(size_t n, size_t c, const float *z, const float *t, clxent_opts o, double *row_loss,
-                             double *grad);
-double ref_sigmoid_xent(size_t n, const float *z, const float *y, clxent_opts o, double *loss, double *grad);
-double ref_bce(size_t n, const float *a, const float *y, clxent_opts o, double *loss, double *grad);
-void ref_information(int mode, size_t n, size_t c, const float *p, const float *q, double *out); /* 0 H 1 Hpq 2 KL */
+/* Environment overrides that a failing test cannot leak. A test that changes CLXENT_* (or any)
+ * variables runs as cmocka_unit_test_setup_teardown(test, setup, env_restore) where setup calls
+ * env_override(list): every variable of the list is saved, then set to its value (NULL: unset).
+ * Inside the test, env_set() changes only variables so saved (any other fails the test). env_restore puts back every saved value; cmocka runs it after a failed assertion too,
+ * and env_override restores by itself when it fails, since cmocka then skips the teardown. */
+typedef struct env_setting {
+  const char *name, *value; /* value NULL: unset */
+} env_setting;
+/* list ends with {NULL, NULL}. Returns 0, or -1 (everything restored) if a variable cannot be set. */
+int env_override(const env_setting *list);
+void env_set(const char *name, const char *value); /* value NULL: unset */
+int env_restore(void **state);                     /* a cmocka teardown */
+
 
 /* got[k] ≈ ref[k] within atol + rtol·|ref| (NaN only where ref is NaN, same-signed inf where ref is
  * inf); reports the first mismatch with its index and what. */

@@ -1,6 +1,6 @@
 /* The API contract: status strings, device selection, every rejected input (with its outputs
  * poisoned and checked untouched, and the message naming the argument), streaming in blocks. */
-#define _POSIX_C_SOURCE 200809L /* setenv, getpid */
+#define _POSIX_C_SOURCE 200809L /* getpid */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,30 +56,41 @@ static void test_device_selection(void **state) {
   clxent_destroy(other);
   assert_int_equal(clxent_create(NULL, NULL), CLXENT_ERR_INVALID_ARG);
   clxent_destroy(NULL); /* a no-op */
-  /* $CLXENT_DEVICE applies when device is NULL */
-  const char *saved = getenv("CLXENT_DEVICE");
-  char *copy = saved ? strdup(saved) : NULL;
-  setenv("CLXENT_DEVICE", "no-such-device-anywhere", 1);
+  /* $CLXENT_DEVICE (the fixture's) applies when device is NULL */
   assert_int_equal(clxent_create(&other, NULL), CLXENT_ERR_NO_DEVICE);
-  if (copy) setenv("CLXENT_DEVICE", copy, 1), free(copy);
-  else unsetenv("CLXENT_DEVICE");
+  assert_null(other);
+}
+static int no_such_default_device(void **state) {
+  (void)state;
+  static const env_setting env[] = {{"CLXENT_DEVICE", "no-such-device-anywhere"}, {NULL, NULL}};
+  return env_override(env);
 }
 
-static void test_bad_environment(void **state) {
+static void test_bad_variant(void **state) {
   (void)state;
-  clxent_ctx *ctx = NULL;
-  const char *variant = getenv("CLXENT_VARIANT"); /* set per CTest run: restore it after */
-  char *saved = variant ? strdup(variant) : NULL;
-  setenv("CLXENT_VARIANT", "sideways", 1);
+  clxent_ctx *ctx = (clxent_ctx *)&ctx;
   assert_int_equal(clxent_create(&ctx, NULL), CLXENT_ERR_INVALID_ARG);
+  assert_null(ctx);
   assert_error_mentions(NULL, "CLXENT_VARIANT");
-  if (saved) setenv("CLXENT_VARIANT", saved, 1), free(saved);
-  else unsetenv("CLXENT_VARIANT");
-  setenv("CLXENT_BUILD_OPTIONS", "-DCLXENT_VEC=3", 1); /* the kernels' #error: a build failure */
+}
+static int sideways_variant(void **state) {
+  (void)state;
+  static const env_setting env[] = {{"CLXENT_VARIANT", "sideways"}, {NULL, NULL}};
+  return env_override(env);
+}
+
+static void test_build_failure(void **state) {
+  (void)state;
+  clxent_ctx *ctx = (clxent_ctx *)&ctx;
   assert_int_equal(clxent_create(&ctx, NULL), CLXENT_ERR_BUILD);
   assert_null(ctx);
   assert_error_mentions(NULL, "clBuildProgram");
-  unsetenv("CLXENT_BUILD_OPTIONS");
+}
+static int vector_width_3(void **state) {
+  (void)state;
+  static const env_setting env[] = {{"CLXENT_BUILD_OPTIONS", "-DCLXENT_VEC=3"}, /* the kernels' #error */
+                                    {NULL, NULL}};
+  return env_override(env);
 }
 
 /* Every rejected call of the hard-label loss: the status, a message naming the argument, and
@@ -145,11 +156,14 @@ static void test_rejected_calls_write_nothing(void **state) {
 }
 
 /* A context whose blocks hold few rows gives the same bits as one that takes the batch at once. */
+static int blocks_of_4096_bytes(void **state) {
+  (void)state;
+  static const env_setting env[] = {{"CLXENT_BLOCK_BYTES", "4096"}, {NULL, NULL}};
+  return env_override(env);
+}
 static void test_streaming_blocks_same_bits(void **state) {
   clxent_ctx *whole = test_ctx(state), *blocked = NULL;
-  setenv("CLXENT_BLOCK_BYTES", "4096", 1);
-  ASSERT_OK(NULL, clxent_create(&blocked, NULL));
-  unsetenv("CLXENT_BLOCK_BYTES");
+  ASSERT_OK(NULL, clxent_create(&blocked, NULL)); /* the fixture's CLXENT_BLOCK_BYTES */
   const size_t n = 3001, c = 700; /* 1 row per 4 KiB block: 3001 blocks */
   float *logits = xmalloc(n * c * sizeof(float)), *g1 = xmalloc(n * c * sizeof(float));
   float *g2 = xmalloc(n * c * sizeof(float)), *r1 = xmalloc(n * c * sizeof(float)), *r2 = xmalloc(n * c * sizeof(float));
@@ -212,14 +226,20 @@ static float demo_loss(clxent_ctx *ctx) {
 
 /* The program binary cache: written on the first start, used on the next, and a damaged file is
  * ignored (rebuilt from source), never an error. */
+static char cache_root[64];
+static int private_cache(void **state) { /* the cache under a folder of this test's own, and on */
+  (void)state;
+  snprintf(cache_root, sizeof cache_root, "/tmp/clxent-test-cache-%ld", (long)getpid());
+  const env_setting env[] = {{"XDG_CACHE_HOME", cache_root}, {"CLXENT_CACHE", NULL}, {"CLXENT_CACHE_DIR", NULL},
+                             {NULL, NULL}};
+  return env_override(env);
+}
+
 static void test_program_cache(void **state) {
   (void)state;
-  char root[64], dir[96], path[512];
-  snprintf(root, sizeof root, "/tmp/clxent-test-cache-%ld", (long)getpid());
+  char dir[96], path[512];
+  const char *root = cache_root;
   snprintf(dir, sizeof dir, "%s/clxent", root);
-  const char *old = getenv("XDG_CACHE_HOME");
-  char *saved = old ? strdup(old) : NULL;
-  setenv("XDG_CACHE_HOME", root, 1);
   clxent_ctx *ctx = NULL;
   ASSERT_OK(NULL, clxent_create(&ctx, NULL));
   assert_float_equal(demo_loss(ctx), 1.204, 5e-4);
@@ -245,18 +265,18 @@ static void test_program_cache(void **state) {
   remove(path);
   rmdir(dir);
   rmdir(root);
-  if (saved) setenv("XDG_CACHE_HOME", saved, 1), free(saved);
-  else unsetenv("XDG_CACHE_HOME");
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_status_strings), cmocka_unit_test(test_version),
-      cmocka_unit_test(test_device_selection),
-      cmocka_unit_test(test_bad_environment),
+      cmocka_unit_test_setup_teardown(test_device_selection, no_such_default_device, env_restore),
+      cmocka_unit_test_setup_teardown(test_bad_variant, sideways_variant, env_restore),
+      cmocka_unit_test_setup_teardown(test_build_failure, vector_width_3, env_restore),
       cmocka_unit_test(test_rejected_calls_write_nothing),
-      cmocka_unit_test(test_streaming_blocks_same_bits),
-      cmocka_unit_test(test_program_cache),
+      cmocka_unit_test_setup_teardown(test_streaming_blocks_same_bits, blocks_of_4096_bytes, env_restore),
+      cmocka_unit_test_setup_teardown(test_program_cache, private_cache, env_restore),
   };
+  if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }

@@ -292,5 +292,6 @@ int main(void) {
       cmocka_unit_test(test_bad_labels_on_the_device),     cmocka_unit_test(test_wait_list_and_done_event),
       cmocka_unit_test(test_other_losses_match_host_api),  cmocka_unit_test(test_rejected_arguments),
   };
+  if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -15,60 +15,107 @@ the repository's README for their formulas.
 """
 import ctypes
 import ctypes.util
+import operator
 import os
 from collections import namedtuple
 
 import numpy as np
 
-__all__ = ["Context", "Error", "Result", "version", "STATUS_NAMES"]
+__all__ = ["Context", "Error", "InvalidArgument", "InvalidType", "LabelRange", "NoDevice", "BuildError",
+           "OutOfMemory", "OpenCLError", "Result", "version", "STATUS_NAMES"]
 
 STATUS_NAMES = ["OK", "INVALID_ARG", "LABEL_RANGE", "NO_DEVICE", "BUILD", "OUT_OF_MEMORY", "OPENCL"]
 _REDUCTIONS = {"mean": 0, "sum": 1, "none": 2}
 _DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
+_INT32_MIN, _INT32_MAX = -2 ** 31, 2 ** 31 - 1
+
+
+_ABI_MAJOR = 1  # the library's major version (its SONAME) whose struct layout this binding writes
+
+
+def _incompatible(lib):
+    """Why lib cannot be used with this binding, or None. Libraries before 1.0 lack
+    clxent_create_ex and read clxent_opts / clxent_ex without the leading `size` field, so handing
+    them this binding's structs would misread every option."""
+    if not hasattr(lib, "clxent_version_string"):
+        return "not libclxent (no clxent_version_string)"
+    version = lib.clxent_version_string
+    version.restype = ctypes.c_char_p
+    text = version().decode()
+    if not hasattr(lib, "clxent_create_ex"):
+        return (f"libclxent {text} is too old: it lacks clxent_create_ex and reads clxent_opts and clxent_ex "
+                f"without their leading size field; this binding needs libclxent {_ABI_MAJOR}.x")
+    lib.clxent_version.restype = ctypes.c_uint
+    if lib.clxent_version() // 10000 != _ABI_MAJOR:
+        return f"libclxent {text} has another major version; this binding needs libclxent {_ABI_MAJOR}.x"
+    return None
 
 
 def _find_library():
-    """$CLXENT_LIBRARY, an installed libclxent.so.0, or the build/ tree beside this package."""
-    candidates = []
-    if os.environ.get("CLXENT_LIBRARY"):
-        candidates.append(os.environ["CLXENT_LIBRARY"])
-    candidates += ["libclxent.so.0", ctypes.util.find_library("clxent")]
+    """$CLXENT_LIBRARY if set (and only it), else an installed libclxent.so.1, else the build/ tree
+    beside this package; a library of another major version is refused."""
     here = os.path.dirname(os.path.abspath(__file__))
-    candidates.append(os.path.join(here, "..", "..", "build", "libclxent.so"))
+    explicit = os.environ.get("CLXENT_LIBRARY")
+    if explicit:
+        candidates = [explicit]
+    else:
+        candidates = [f"libclxent.so.{_ABI_MAJOR}", ctypes.util.find_library("clxent"),
+                      os.path.join(here, "..", "..", "build", "libclxent.so")]
     errors = []
     for path in candidates:
         if not path:
             continue
         try:
-            return ctypes.CDLL(path)
+            lib = ctypes.CDLL(path)
         except OSError as e:
             errors.append(f"{path}: {e}")
-    raise ImportError("clxent: the C library libclxent was not found; build it (cmake) and set "
-                      "CLXENT_LIBRARY to its path. Tried:\n  " + "\n  ".join(errors))
+            continue
+        why = _incompatible(lib)
+        if why is None:
+            return lib
+        errors.append(f"{path}: {why}")
+    raise ImportError(f"clxent: no usable C library libclxent (version {_ABI_MAJOR}.x) was found; build it "
+                      f"(cmake) and set CLXENT_LIBRARY to its path. Tried:\n  " + "\n  ".join(errors))
 
 
 _lib = _find_library()
 
 
-class _Opts(ctypes.Structure):
-    _fields_ = [("reduction", ctypes.c_int), ("ignore_index", ctypes.c_int32),
+class _Sized(ctypes.Structure):
+    """A struct of the growable kind: its leading `size` holds sizeof(the struct) as this binding
+    lays it out, so the library reads only the fields it has and defaults the rest."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(ctypes.sizeof(self), *args, **kwargs)
+
+
+class _Opts(_Sized):
+    _fields_ = [("size", ctypes.c_size_t), ("reduction", ctypes.c_int), ("ignore_index", ctypes.c_int32),
                 ("class_weight", ctypes.c_void_p), ("label_smoothing", ctypes.c_float),
                 ("z_loss", ctypes.c_float), ("softcap", ctypes.c_float), ("pos_weight", ctypes.c_void_p)]
 
 
-class _Ex(ctypes.Structure):
-    _fields_ = [("dtype", ctypes.c_int), ("lse", ctypes.c_void_p), ("bias_grad", ctypes.c_void_p)]
+class _Ex(_Sized):
+    _fields_ = [("size", ctypes.c_size_t), ("dtype", ctypes.c_int), ("lse", ctypes.c_void_p),
+                ("bias_grad", ctypes.c_void_p)]
+
+
+class _Config(_Sized):
+    _fields_ = [("size", ctypes.c_size_t), ("cache", ctypes.c_int), ("cache_dir", ctypes.c_char_p),
+                ("max_alloc", ctypes.c_uint64), ("tuning", ctypes.c_void_p)]
 
 
 _P, _S = ctypes.c_void_p, ctypes.c_size_t
 _SIGNATURES = {
     "clxent_create": ([ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p], ctypes.c_int),
+    "clxent_create_ex": ([ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.POINTER(_Config)], ctypes.c_int),
     "clxent_destroy": ([_P], None),
     "clxent_status_str": ([ctypes.c_int], ctypes.c_char_p),
     "clxent_last_error": ([_P], ctypes.c_char_p),
     "clxent_device_name": ([_P], ctypes.c_char_p),
     "clxent_device_count": ([_P], _S),
     "clxent_device_share": ([_P, _S], ctypes.c_double),
+    "clxent_version": ([], ctypes.c_uint),
     "clxent_version_string": ([], ctypes.c_char_p),
     "clxent_softmax_xent_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P], ctypes.c_int),
     "clxent_softmax_xent_soft_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P],
@@ -90,14 +137,100 @@ def version():
 
 
 class Error(RuntimeError):
-    """A clxent call failed. .status is the clxent_status name ("INVALID_ARG", ...), .message the
-    library's clxent_last_error text naming the bad argument, row or OpenCL call."""
+    """A clxent call failed. .status is the clxent_status name ("INVALID_ARG", ...), .code its
+    number, .message the library's clxent_last_error text naming the bad argument, row or OpenCL
+    call. Every failure raises one of the subclasses below, which are also the built-in exception a
+    Python caller expects (ValueError, IndexError, MemoryError); catch Error for all of them."""
 
     def __init__(self, status, message):
         self.status = STATUS_NAMES[status] if 0 <= status < len(STATUS_NAMES) else str(status)
         self.code = status
         self.message = message
-        super().__init__(f"CLXENT_ERR_{self.status}: {message}")
+        super().__init__(status, message)  # args that rebuild it (pickling)
+
+    def __str__(self):
+        return f"CLXENT_ERR_{self.status}: {self.message}"
+
+
+class InvalidArgument(Error, ValueError):
+    """INVALID_ARG: a bad argument, option, shape, configuration or CLXENT_* environment value,
+    found by the library or by this binding before the call."""
+
+
+class InvalidType(InvalidArgument, TypeError):
+    """INVALID_ARG for an argument of a type the call does not take (float labels, a uint16 array
+    without dtype=, in_place=True on an array the gradient cannot be written into as it is)."""
+
+
+class LabelRange(Error, IndexError):
+    """LABEL_RANGE: a label outside [0, classes) that is not ignore_index (also one outside int32,
+    the library's label type)."""
+
+
+class NoDevice(Error):
+    """NO_DEVICE: no OpenCL platform or device matches the request."""
+
+
+class BuildError(Error):
+    """BUILD: the kernels did not compile for the device; the message holds the build log."""
+
+
+class OutOfMemory(Error, MemoryError):
+    """OUT_OF_MEMORY: a host or device allocation failed (or one row exceeds a device block)."""
+
+
+class OpenCLError(Error):
+    """OPENCL: any other OpenCL failure, the call and the CL error named in the message."""
+
+
+_ERRORS = {1: InvalidArgument, 2: LabelRange, 3: NoDevice, 4: BuildError, 5: OutOfMemory, 6: OpenCLError}
+
+
+def _error(status, message):
+    """The exception for a clxent_status (Error itself for a status this binding does not know)."""
+    return _ERRORS.get(status, Error)(status, message)
+
+
+def _invalid(message):
+    return InvalidArgument(1, message)
+
+
+def _bad_type(message):
+    return InvalidType(1, message)
+
+
+def _int32(value, name):
+    """An integer argument that the library takes as int32: a Python or NumPy integer in range."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise _bad_type(f"{name}: expected an integer, got {type(value).__name__} {value!r}") from None
+    if not _INT32_MIN <= v <= _INT32_MAX:
+        raise _invalid(f"{name} = {v} is outside the int32 range the library takes")
+    return v
+
+
+def _labels(labels, n, c):
+    """[n] int32 class indices, refusing what a cast would change: float or bool labels (TypeError)
+    and integers outside int32 (LabelRange, as the library reports any label outside [0, c))."""
+    y = np.asarray(labels)
+    if y.dtype == object and y.size and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                            for v in y.flat):
+        pass  # Python integers beyond int64: compared below as they are
+    elif y.dtype.kind not in "iu" and y.size:
+        raise _bad_type(f"labels: expected integer class indices, got {y.dtype} values; float and bool labels "
+                        f"are not truncated or converted (cast them yourself, e.g. labels.astype(np.int64))")
+    y = y.reshape(-1)
+    if y.shape != (n,):
+        raise _invalid(f"labels: expected {n} values, got shape {np.shape(labels)}")
+    if not np.can_cast(y.dtype, np.int32):
+        bad = np.flatnonzero((y < _INT32_MIN) | (y > _INT32_MAX))
+        if bad.size:
+            i = int(bad[0])
+            raise LabelRange(2, f"labels[{i}] = {int(y[i])} is outside [0, {c}) (and outside int32, the library's "
+                                f"label type)")
+        y = y.astype(np.int32)
+    return np.require(y, np.int32, ["C_CONTIGUOUS", "ALIGNED"])
 
 
 Result = namedtuple("Result", ["loss", "grad", "lse", "bias_grad"])
@@ -111,13 +244,31 @@ def _ptr(a):
 class Context:
     """OpenCL device(s) with built kernels. device: None ($CLXENT_DEVICE, else the first GPU, else
     any device), "gpu", "cpu", "P:D", or part of a device name; "all" or a comma-separated list of
-    those for several devices, which split every call by rows. Use one Context per thread."""
+    those for several devices, which split every call by rows. Use one Context per thread.
 
-    def __init__(self, device=None):
+    The settings below default (None) to their CLXENT_* environment variable, else the library's
+    default: cache (True/False) the on-disk program binary cache ($CLXENT_CACHE; on by default),
+    cache_dir its folder ($CLXENT_CACHE_DIR, else $XDG_CACHE_HOME/clxent or ~/.cache/clxent),
+    max_alloc a cap in bytes on any one device buffer ($CLXENT_MAX_ALLOC, else the device's)."""
+
+    def __init__(self, device=None, *, cache=None, cache_dir=None, max_alloc=None):
+        self._ctx = None
+        if cache is not None and not isinstance(cache, bool):
+            raise _bad_type(f"cache: expected None, True or False, got {cache!r}")
+        if max_alloc is not None:
+            try:
+                max_alloc = operator.index(max_alloc)
+            except TypeError:
+                raise _bad_type(f"max_alloc: expected an integer number of bytes, got {max_alloc!r}") from None
+            if not 1 <= max_alloc < 2 ** 64:
+                raise _invalid(f"max_alloc = {max_alloc} is not a number of bytes in [1, 2**64)")
+        config = _Config({None: 0, True: 1, False: 2}[cache], None if cache_dir is None else os.fsencode(cache_dir),
+                         max_alloc or 0, None)
         handle = ctypes.c_void_p()
-        st = _lib.clxent_create(ctypes.byref(handle), None if device is None else device.encode())
+        st = _lib.clxent_create_ex(ctypes.byref(handle), None if device is None else device.encode(),
+                                   ctypes.byref(config))
         if st != 0:
-            raise Error(st, _lib.clxent_last_error(None).decode())
+            raise _error(st, _lib.clxent_last_error(None).decode())
         self._ctx = handle
 
     def close(self):
@@ -152,44 +303,74 @@ class Context:
 
     def _check(self, st):
         if st != 0:
-            raise Error(st, _lib.clxent_last_error(self._ctx).decode())
+            raise _error(st, _lib.clxent_last_error(self._ctx).decode())
 
     @staticmethod
     def _storage(x, dtype):
-        """The storage type name: given, else float16 for float16 arrays, else float32."""
+        """The storage type name: given, else float16 for float16 arrays, else float32. A uint16
+        array holds a 16-bit type's bits, so it needs dtype= to say which."""
         if dtype is not None:
             if dtype not in _DTYPES:
-                raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+                raise _invalid(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
             return dtype
-        return "float16" if np.asarray(x).dtype == np.float16 else "float32"
+        kind = x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype
+        if kind == np.uint16:
+            raise _bad_type("a uint16 array holds the bits of 16-bit floats: say which with dtype='bfloat16' or "
+                            "dtype='float16' (it is not converted to float32 values)")
+        return "float16" if kind == np.float16 else "float32"
 
     @staticmethod
-    def _matrix(x, name, dtype, vector_is_column=False):
-        """A C-contiguous 2-D array of the storage type (no copy when it already is one)."""
+    def _matrix(x, name, dtype, bits, vector_is_column=False):
+        """A C-contiguous, aligned 2-D array of the storage type (no copy when it already is one).
+        bits: dtype= was given, so a uint16 array is read as that 16-bit type's bits."""
         x = np.asarray(x)
-        if dtype == "bfloat16":
-            if x.dtype != np.uint16:
-                raise TypeError(f"{name}: bfloat16 storage takes a uint16 array of bfloat16 bits, got {x.dtype}")
+        if x.dtype == np.uint16:
+            if not bits or dtype == "float32":
+                raise _bad_type(f"{name}: a uint16 array holds the bits of 16-bit floats: pass dtype='bfloat16' "
+                                f"or dtype='float16' (it is not converted to float32 values)")
+            if dtype == "float16":
+                x = x.view(np.float16)
+        elif dtype == "bfloat16":
+            raise _bad_type(f"{name}: bfloat16 storage takes a uint16 array of bfloat16 bits, got {x.dtype}")
         else:
             x = x.astype(dtype, copy=False)
         if x.ndim == 1:
             x = x.reshape(-1, 1) if vector_is_column else x.reshape(1, -1)
         if x.ndim != 2:
-            raise ValueError(f"{name}: expected a 2-D array [n, c], got shape {x.shape}")
-        return np.ascontiguousarray(x)
+            raise _invalid(f"{name}: expected a 2-D array [n, c], got shape {x.shape}")
+        return np.require(x, requirements=["C_CONTIGUOUS", "ALIGNED"])
+
+    @staticmethod
+    def _in_place(original, x, dtype, name):
+        """in_place=True writes the gradient into the caller's array itself: refuse one it cannot
+        be written into as it is (rather than writing a private copy, or read-only memory)."""
+        if not isinstance(original, np.ndarray):
+            raise _bad_type(f"in_place=True: {name} must be a NumPy array to write the gradient into, got "
+                            f"{type(original).__name__}")
+        if original.dtype not in {"float32": (np.float32,), "float16": (np.float16, np.uint16),
+                                  "bfloat16": (np.uint16,)}[dtype]:
+            raise _bad_type(f"in_place=True: {name} is {original.dtype}, the gradient {dtype}: it would be written "
+                            f"into a converted copy, not into {name}")
+        if not original.flags.writeable:
+            raise _invalid(f"in_place=True: {name} is read-only")
+        if not (original.flags.c_contiguous and original.flags.aligned):
+            raise _invalid(f"in_place=True: {name} is not C-contiguous and aligned: the gradient would be written "
+                           f"into a copy, not into {name}")
+        if x.ctypes.data != original.ctypes.data:  # the checks above should make this impossible
+            raise _invalid(f"in_place=True: {name} could not be used without a copy")
 
     @staticmethod
     def _weights(w, c, name):
         if w is None:
             return None
-        w = np.ascontiguousarray(np.asarray(w, dtype=np.float32))
+        w = np.require(np.asarray(w, dtype=np.float32), requirements=["C_CONTIGUOUS", "ALIGNED"])
         if w.shape != (c,):
-            raise ValueError(f"{name}: expected {c} values, got shape {w.shape}")
+            raise _invalid(f"{name}: expected {c} values, got shape {w.shape}")
         return w
 
     def _run(self, fn, n, c, x, aux, opts, reduction, grad, in_place, lse, bias_grad, dtype, values):
         if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {sorted(_REDUCTIONS)}, got {reduction!r}")
+            raise _invalid(f"reduction must be one of {sorted(_REDUCTIONS)}, got {reduction!r}")
         storage = x.dtype
         g = x if in_place else (np.empty_like(x) if grad else None)
         loss = np.empty(values if reduction == "none" else 1, dtype=np.float32)
@@ -213,12 +394,14 @@ class Context:
         grad = scale * (a * sum(tau) - tau) (+ 2 z_loss lse a) times du/dz. mean divides by the
         sum of w_{y_i} over the rows counted (PyTorch). in_place writes the gradient into logits.
         Returns Result(loss, grad, lse, bias_grad)."""
+        bits = dtype is not None
         dtype = self._storage(logits, dtype)
-        x = self._matrix(logits, "logits", dtype)
+        x = self._matrix(logits, "logits", dtype, bits)
+        if in_place:
+            self._in_place(logits, x, dtype, "logits")
         n, c = x.shape
-        y = np.ascontiguousarray(np.asarray(labels, dtype=np.int32).reshape(-1))
-        if y.shape != (n,):
-            raise ValueError(f"labels: expected {n} values, got shape {y.shape}")
+        y = _labels(labels, n, c)
+        ignore_index = _int32(ignore_index, "ignore_index")
         w = self._weights(class_weight, c, "class_weight")
         opts = _Opts(_REDUCTIONS.get(reduction, 0), ignore_index, _ptr(w), label_smoothing, z_loss, softcap, None)
         return self._run(_lib.clxent_softmax_xent_ex, n, c, x, y, opts, reduction, grad, in_place, lse, bias_grad,
@@ -229,11 +412,14 @@ class Context:
                           dtype=None):
         """Softmax cross-entropy with dense targets t [n, c] of the logits' storage type:
         loss_i = -sum_j tau_j ln a_ij, tau_j = w_j ((1-eps) t_ij + eps/c); mean divides by n."""
+        bits = dtype is not None
         dtype = self._storage(logits, dtype)
-        x = self._matrix(logits, "logits", dtype)
-        t = self._matrix(targets, "targets", dtype)
+        x = self._matrix(logits, "logits", dtype, bits)
+        if in_place:
+            self._in_place(logits, x, dtype, "logits")
+        t = self._matrix(targets, "targets", dtype, bits)
         if t.shape != x.shape:
-            raise ValueError(f"targets: expected shape {x.shape}, got {t.shape}")
+            raise _invalid(f"targets: expected shape {x.shape}, got {t.shape}")
         n, c = x.shape
         w = self._weights(class_weight, c, "class_weight")
         opts = _Opts(_REDUCTIONS.get(reduction, 0), -100, _ptr(w), label_smoothing, z_loss, softcap, None)
@@ -242,11 +428,14 @@ class Context:
 
     def _binary(self, fn, x, targets, reduction, pos_weight, grad, in_place, bias_grad, dtype):
         shape = np.shape(x)
+        bits = dtype is not None
         dtype = self._storage(x, dtype)
-        x = self._matrix(x, "input", dtype, vector_is_column=True)
-        t = self._matrix(targets, "targets", dtype, vector_is_column=True)
+        original, x = x, self._matrix(x, "input", dtype, bits, vector_is_column=True)
+        if in_place:
+            self._in_place(original, x, dtype, "input")
+        t = self._matrix(targets, "targets", dtype, bits, vector_is_column=True)
         if t.shape != x.shape:
-            raise ValueError(f"targets: expected shape {x.shape}, got {t.shape}")
+            raise _invalid(f"targets: expected shape {x.shape}, got {t.shape}")
         n, c = x.shape
         pw = self._weights(pos_weight, c, "pos_weight")
         opts = _Opts(_REDUCTIONS.get(reduction, 0), -100, None, 0.0, 0.0, 0.0, _ptr(pw))
@@ -271,13 +460,13 @@ class Context:
                             dtype)
 
     def _information(self, fn, p, q):
-        p = self._matrix(p, "p", "float32")
+        p = self._matrix(p, "p", "float32", False)
         n, c = p.shape
         args = [self._ctx, n, c, _ptr(p)]
         if q is not None:
-            q = self._matrix(q, "q", "float32")
+            q = self._matrix(q, "q", "float32", False)
             if q.shape != p.shape:
-                raise ValueError(f"q: expected shape {p.shape}, got {q.shape}")
+                raise _invalid(f"q: expected shape {p.shape}, got {q.shape}")
             args.append(_ptr(q))
         out = np.empty(n, dtype=np.float32)
         self._check(fn(*args, _ptr(out)))

@@ -1,4 +1,5 @@
 """The Python binding against a float64 NumPy reference (and PyTorch, when it is installed)."""
+import ctypes
 import os
 
 import numpy as np
@@ -159,3 +160,198 @@ def test_matches_pytorch_when_installed(ctx):
     r = ctx.softmax_xent(z, y, class_weight=w, label_smoothing=0.1)
     np.testing.assert_allclose(r.loss, loss.item(), rtol=1e-5)
     np.testing.assert_allclose(r.grad, zt.grad.numpy(), rtol=1e-4, atol=1e-7)
+
+
+# ---------------------------------------------------------------- the Python boundary (issue 13 §4)
+
+def test_labels_outside_int32_raise_not_wrap(ctx):
+    z = np.zeros((4, 3), dtype=np.float32)
+    for labels in ([0, 1, 2 ** 32 + 1, 0], np.array([0, 1, 2 ** 32 + 1, 0], dtype=np.int64),
+                   np.array([0, 1, 2 ** 63 + 1, 0], dtype=np.uint64), [0, 1, -2 ** 31 - 1, 0], [0, 1, 2 ** 70, 0]):
+        with pytest.raises(clxent.LabelRange) as e:
+            ctx.softmax_xent(z, labels)
+        assert isinstance(e.value, IndexError) and isinstance(e.value, clxent.Error)
+        assert e.value.status == "LABEL_RANGE" and "labels[2]" in e.value.message
+    # int64 labels inside int32 still work, without the caller casting
+    r = ctx.softmax_xent(z, np.array([0, 1, 2, 0], dtype=np.int64), reduction="sum")
+    assert abs(r.loss - 4 * np.log(3)) < 1e-5
+
+
+def test_ignore_index_outside_int32_raises(ctx):
+    z = np.zeros((4, 4), dtype=np.float32)
+    y = [0, 3, 1, 3]
+    with pytest.raises(clxent.InvalidArgument) as e:  # would have ignored the rows labelled 3
+        ctx.softmax_xent(z, y, ignore_index=2 ** 32 + 3)
+    assert isinstance(e.value, ValueError) and "ignore_index" in e.value.message
+    with pytest.raises(TypeError):
+        ctx.softmax_xent(z, y, ignore_index=3.0)
+    r = ctx.softmax_xent(z, y, ignore_index=np.int64(3), reduction="none")
+    np.testing.assert_allclose(r.loss, [np.log(4), 0, np.log(4), 0], atol=1e-6)
+
+
+def test_float_and_bool_labels_raise(ctx):
+    z = np.zeros((4, 3), dtype=np.float32)
+    for labels in (np.array([0.0, 1.0, 2.5, 0.0]), [0.0, 1.0, 2.0, 0.0], np.array([True, False, True, False])):
+        with pytest.raises(TypeError) as e:
+            ctx.softmax_xent(z, labels)
+        assert isinstance(e.value, clxent.Error) and "labels" in e.value.message
+
+
+def test_uint16_logits_need_an_explicit_16_bit_dtype(ctx):
+    rng = np.random.default_rng(6)
+    z = rng.uniform(-4, 4, (8, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 8)
+    bf = (z.view(np.uint32) >> 16).astype(np.uint16)
+    with pytest.raises(TypeError) as e:  # would have read the bits 16256, ... as float32 values
+        ctx.softmax_xent(bf, y)
+    assert "bfloat16" in str(e.value)
+    with pytest.raises(TypeError):
+        ctx.sigmoid_xent(bf, bf, dtype="float32")
+    h = z.astype(np.float16)
+    ref = ctx.softmax_xent(h, y)
+    got = ctx.softmax_xent(h.view(np.uint16), y, dtype="float16")  # float16 bits in a uint16 array
+    assert got.loss == ref.loss and np.array_equal(got.grad.view(np.uint16), ref.grad.view(np.uint16))
+
+
+def test_in_place_refuses_what_it_cannot_write(ctx):
+    z = np.random.default_rng(7).uniform(-4, 4, (6, 8)).astype(np.float32)
+    y = [0, 1, 2, 3, 4, 5]
+    frozen = z.tobytes()
+    ro = np.frombuffer(frozen, dtype=np.float32).reshape(6, 8)
+    with pytest.raises(ValueError) as e:
+        ctx.softmax_xent(ro, y, in_place=True)
+    assert isinstance(e.value, clxent.Error) and "read-only" in e.value.message
+    assert frozen == z.tobytes()  # the immutable bytes are untouched
+    with pytest.raises(ValueError):
+        ctx.sigmoid_xent(ro, np.zeros((6, 8), dtype=np.float32), in_place=True)
+    with pytest.raises(ValueError):  # a strided view: the gradient would land in a private copy
+        ctx.softmax_xent(z.copy()[:, ::2], y, in_place=True)
+    with pytest.raises(TypeError):  # float64 would need a float32 copy
+        ctx.softmax_xent(z.astype(np.float64), y, in_place=True)
+    with pytest.raises(TypeError):
+        ctx.softmax_xent(z.tolist(), y, in_place=True)
+    assert ctx.softmax_xent(ro, y).grad.shape == (6, 8)  # read-only logits are fine when not in place
+    bits = z.astype(np.float16).view(np.uint16)  # float16 bits in uint16: written in place, as bits
+    ref = ctx.softmax_xent(bits.view(np.float16), y).grad
+    ctx.softmax_xent(bits, y, dtype="float16", in_place=True)
+    assert np.array_equal(bits, ref.view(np.uint16))
+
+
+def test_in_place_on_a_read_only_memmap_raises_not_crashes(tmp_path):
+    # in a child process: the old binding wrote through the read-only mapping and took a SIGSEGV
+    path = tmp_path / "z.f32"
+    np.zeros((4, 3), dtype=np.float32).tofile(path)
+    code = f"""if True:
+        import numpy as np, clxent
+        z = np.memmap({str(path)!r}, dtype=np.float32, mode="r", shape=(4, 3))
+        with clxent.Context() as ctx:
+            try:
+                ctx.softmax_xent(z, [0, 1, 2, 0], in_place=True)
+            except ValueError as e:
+                print("raised:", e)
+            print("loss", ctx.softmax_xent(z, [0, 1, 2, 0]).loss)
+    """
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, (p.returncode, p.stderr)
+    assert "raised:" in p.stdout and "read-only" in p.stdout, p.stdout
+    assert np.fromfile(path, dtype=np.float32).tolist() == [0.0] * 12
+
+
+def test_errors_are_the_python_exceptions_users_catch(ctx, monkeypatch):
+    z = np.zeros((4, 3), dtype=np.float32)
+    with pytest.raises(IndexError):
+        ctx.softmax_xent(z, [0, 1, 5, 0])
+    with pytest.raises(ValueError) as e:
+        ctx.softmax_xent(z, [0, 1, 2, 0], z_loss=-1.0)
+    assert isinstance(e.value, clxent.InvalidArgument) and e.value.status == "INVALID_ARG"
+    with pytest.raises(clxent.InvalidArgument):  # the binding's own checks raise the same class
+        ctx.softmax_xent(z, [0, 1, 2], reduction="avg")
+    with pytest.raises(clxent.InvalidArgument):
+        ctx.softmax_xent(z, [0, 1, 2])
+    with pytest.raises(clxent.NoDevice) as e:
+        clxent.Context("no-such-device")
+    assert isinstance(e.value, clxent.Error) and e.value.status == "NO_DEVICE" and e.value.message
+    monkeypatch.setenv("CLXENT_MAX_ALLOC", "4096")  # one row of 2048 floats needs 8192 bytes
+    with clxent.Context() as small:
+        with pytest.raises(MemoryError) as e:
+            small.softmax_xent(np.zeros((2, 2048), dtype=np.float32), [0, 1])
+    assert isinstance(e.value, clxent.OutOfMemory) and e.value.status == "OUT_OF_MEMORY"
+    for code, name in enumerate(clxent.STATUS_NAMES[1:], start=1):
+        err = clxent._error(code, "m")
+        assert isinstance(err, clxent.Error) and err.status == name and err.message == "m" and err.code == code
+    assert type(clxent._error(99, "future status")) is clxent.Error
+
+
+# ---------------------------------------------------------------- the 1.x ABI (issue 12)
+
+_INCLUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "include")
+
+
+def _compile(tmp_path, name, source, *flags):
+    import shutil
+    import subprocess
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler")
+    src = tmp_path / (name + ".c")
+    src.write_text(source)
+    out = tmp_path / name
+    subprocess.run([cc, "-std=c11", *flags, str(src), "-o", str(out)], check=True)
+    return str(out)
+
+
+def test_struct_layouts_match_the_header(tmp_path):
+    """The ctypes structs against the C compiler's sizeof and offsetof from include/clxent.h."""
+    import subprocess
+    structs = {"clxent_opts": clxent._Opts, "clxent_ex": clxent._Ex, "clxent_config": clxent._Config}
+    lines = []
+    for cname, cls in structs.items():
+        lines.append(f'printf("{cname} %zu\\n", sizeof({cname}));')
+        for field, _ in cls._fields_:
+            lines.append(f'printf("{cname}.{field} %zu %zu\\n", offsetof({cname}, {field}), '
+                         f'sizeof((({cname} *)0)->{field}));')
+    source = ("#include <stdio.h>\n#include <stddef.h>\n#include \"clxent.h\"\nint main(void) {\n"
+              + "\n".join(lines) + "\nreturn 0;\n}\n")
+    exe = _compile(tmp_path, "layout", source, "-I" + _INCLUDE)
+    expected = []
+    for cname, cls in structs.items():
+        expected.append(f"{cname} {ctypes.sizeof(cls)}")
+        for field, _ in cls._fields_:
+            d = getattr(cls, field)
+            expected.append(f"{cname}.{field} {d.offset} {d.size}")
+    got = subprocess.run([exe], check=True, capture_output=True, text=True).stdout.split("\n")[:-1]
+    assert got == expected
+    assert clxent._Opts().size == ctypes.sizeof(clxent._Opts) and clxent._Ex().size == ctypes.sizeof(clxent._Ex)
+
+
+@pytest.mark.parametrize("version,has_create_ex,why", [
+    (200, False, "lacks clxent_create_ex"), (20000, True, "another major version")])
+def test_a_library_of_another_abi_is_refused_at_import(tmp_path, version, has_create_ex, why):
+    import subprocess
+    import sys
+    text = f"{version // 10000}.{version // 100 % 100}.{version % 100}"
+    source = (f'unsigned clxent_version(void) {{ return {version}; }}\n'
+              f'const char *clxent_version_string(void) {{ return "{text}"; }}\n'
+              + ("int clxent_create_ex(void) { return 1; }\n" if has_create_ex else ""))
+    lib = _compile(tmp_path, "libclxent.so", source, "-shared", "-fPIC")
+    env = dict(os.environ, CLXENT_LIBRARY=lib)
+    p = subprocess.run([sys.executable, "-c", "import clxent"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "ImportError" in p.stderr and why in p.stderr and text in p.stderr, p.stderr
+
+
+def test_context_settings(tmp_path):
+    assert clxent.version().startswith("1.")
+    with clxent.Context(cache=False) as c:
+        assert c.softmax_xent(np.zeros((2, 3), dtype=np.float32), [0, 1], reduction="sum").loss > 0
+    with clxent.Context(cache=True, cache_dir=tmp_path / "cache") as c:
+        assert c.device_name
+    assert os.listdir(tmp_path / "cache")
+    with clxent.Context(max_alloc=4096) as small:  # one row of 2048 floats needs 8192 bytes
+        with pytest.raises(clxent.OutOfMemory):
+            small.softmax_xent(np.zeros((2, 2048), dtype=np.float32), [0, 1])
+    with pytest.raises(TypeError):
+        clxent.Context(cache="yes")
+    with pytest.raises(clxent.InvalidArgument):
+        clxent.Context(max_alloc=-1)

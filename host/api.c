@@ -1,0 +1,170 @@
+/*
+ * The public host-pointer entries (clxent.h): read the caller's structs, validate everything
+ * (validate.c: a rejected call writes nothing), make the call's plan, and hand it to the engine of
+ * one device (stream.c) or of several (group.c).
+ */
+#include "internal.h"
+
+static clxent_status execute(clxent_ctx *ctx, const clxent_plan *plan) {
+  return ctx->group ? clxent_group_execute(ctx, plan) : clxent_execute(ctx, plan);
+}
+
+static size_t loss_count(clxent_reduction r, size_t values) { return r == CLXENT_NONE ? values : 1; }
+
+/* The checks every loss shares: shape, pointers, structs, and the memory the call touches. */
+typedef struct loss_call {
+  enum clxent_family family;
+  size_t n, c;
+  const char *in_name, *aux_name;
+  const void *in, *aux;
+  const int32_t *labels;
+  const clxent_opts *opts;
+  const clxent_ex *ex;
+  float *loss;
+  void *grad;
+} loss_call;
+
+static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_opts *o, clxent_ex *x,
+                                float *weight_sum) {
+  const int softmax = call->family == FAMILY_SOFTMAX;
+  CHECK(clxent_check_shape(ctx, call->n, call->c, softmax ? "classes" : "columns"));
+  CHECK(clxent_check_ptr(ctx, call->in, call->in_name));
+  CHECK(clxent_check_ptr(ctx, call->labels ? (const void *)call->labels : call->aux, call->aux_name));
+  CHECK(clxent_check_outputs(ctx, call->loss, call->grad));
+  CHECK(clxent_read_opts(ctx, call->opts, o));
+  CHECK(clxent_read_ex(ctx, call->ex, x));
+  CHECK(clxent_check_dtype(ctx, x->dtype));
+  if (x->lse && !softmax) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->lse applies to the softmax losses only");
+  if (x->bias_grad && !call->grad)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->bias_grad needs grad (it is the sum of the gradient's rows)");
+  if (!softmax && call->c > (size_t)INT32_MAX)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (columns) = %zu exceeds INT32_MAX", call->c);
+  const size_t elem = clxent_dtype_size(x->dtype), values = call->n * call->c, mat = values * elem;
+  clxent_region r[] = {
+      {.name = call->in_name, .host = call->in, .bytes = mat, .element = elem},
+      {.name = call->aux_name, .host = call->labels ? (const void *)call->labels : call->aux,
+       .bytes = call->labels ? call->n * sizeof(int32_t) : mat, .element = call->labels ? 0 : elem},
+      {.name = softmax ? "opts->class_weight" : "opts->pos_weight", .host = softmax ? o->class_weight : o->pos_weight,
+       .bytes = call->c * sizeof(float)},
+      {.name = "grad", .host = call->grad, .bytes = mat, .output = 1, .element = elem},
+      {.name = "loss", .host = call->loss, .bytes = loss_count(o->reduction, softmax ? call->n : values) * sizeof(float),
+       .output = 1},
+      {.name = "ex->lse", .host = x->lse, .bytes = call->n * sizeof(float), .output = 1},
+      {.name = "ex->bias_grad", .host = x->bias_grad, .bytes = call->c * sizeof(float), .output = 1}};
+  CHECK(clxent_check_regions(ctx, r, (int)(sizeof r / sizeof r[0])));
+  return clxent_check_opts(ctx, o, call->family, call->c, weight_sum); /* after the overlaps: see validate.c */
+}
+
+clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const int32_t *labels,
+                                     const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
+  CHECK(clxent_check_ctx(ctx));
+  const loss_call call = {FAMILY_SOFTMAX, n, c, "logits", "labels", logits, NULL, labels, opts, ex, loss, grad};
+  clxent_opts o;
+  clxent_ex x;
+  float weight_sum;
+  size_t counted;
+  double weighted;
+  CHECK(check_call(ctx, &call, &o, &x, &weight_sum));
+  CHECK(clxent_check_labels(ctx, labels, n, c, o.ignore_index, o.class_weight, &counted, &weighted));
+  clxent_plan plan = {.kernel = KERNEL_SOFTMAX_HARD, .dtype = x.dtype, .n = n, .c = c, .in = logits, .labels = labels,
+                      .weight = o.class_weight, .ignore_index = o.ignore_index, .grad = grad, .lse = x.lse,
+                      .bias_grad = x.bias_grad, .loss = loss, .reduction = o.reduction};
+  plan.params = clxent_loss_params(&o, weighted, counted, weight_sum, &plan.divisor);
+  return execute(ctx, &plan);
+}
+
+clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
+                                          const void *targets, const clxent_opts *opts, const clxent_ex *ex,
+                                          float *loss, void *grad) {
+  CHECK(clxent_check_ctx(ctx));
+  const loss_call call = {FAMILY_SOFTMAX, n, c, "logits", "targets", logits, targets, NULL, opts, ex, loss, grad};
+  clxent_opts o;
+  clxent_ex x;
+  float weight_sum;
+  CHECK(check_call(ctx, &call, &o, &x, &weight_sum));
+  clxent_plan plan = {.kernel = KERNEL_SOFTMAX_SOFT, .dtype = x.dtype, .n = n, .c = c, .in = logits, .aux = targets,
+                      .weight = o.class_weight, .grad = grad, .lse = x.lse, .bias_grad = x.bias_grad, .loss = loss,
+                      .reduction = o.reduction};
+  /* soft targets: MEAN divides by n, weights or not (PyTorch) */
+  plan.params = clxent_loss_params(&o, (double)n, n, weight_sum, &plan.divisor);
+  return execute(ctx, &plan);
+}
+
+/* The two elementwise binary losses share everything but their kernel and input check. */
+static clxent_status binary_loss(clxent_ctx *ctx, clxent_kernel_id kernel, const char *in_name, size_t n, size_t c,
+                                 const void *in, const void *targets, const clxent_opts *opts, const clxent_ex *ex,
+                                 float *loss, void *grad) {
+  CHECK(clxent_check_ctx(ctx));
+  const loss_call call = {FAMILY_BINARY, n, c, in_name, "targets", in, targets, NULL, opts, ex, loss, grad};
+  clxent_opts o;
+  clxent_ex x;
+  float weight_sum;
+  CHECK(check_call(ctx, &call, &o, &x, &weight_sum));
+  if (kernel == KERNEL_BCE) CHECK(clxent_check_probs(ctx, in, n * c, x.dtype, in_name));
+  clxent_plan plan = {.kernel = kernel, .dtype = x.dtype, .n = n, .c = c, .elementwise = 1, .in = in, .aux = targets,
+                      .weight = o.pos_weight, .grad = grad, .bias_grad = x.bias_grad, .loss = loss,
+                      .reduction = o.reduction};
+  plan.params = clxent_loss_params(&o, (double)(n * c), n * c, weight_sum, &plan.divisor);
+  return execute(ctx, &plan);
+}
+
+clxent_status clxent_sigmoid_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const void *targets,
+                                     const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
+  return binary_loss(ctx, KERNEL_SIGMOID_XENT, "logits", n, c, logits, targets, opts, ex, loss, grad);
+}
+
+clxent_status clxent_bce_ex(clxent_ctx *ctx, size_t n, size_t c, const void *probs, const void *targets,
+                            const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
+  return binary_loss(ctx, KERNEL_BCE, "probs", n, c, probs, targets, opts, ex, loss, grad);
+}
+
+/* The float32 entries are the typed ones with default extras. */
+clxent_status clxent_softmax_xent(clxent_ctx *ctx, size_t n, size_t c, const float *logits, const int32_t *labels,
+                                  const clxent_opts *opts, float *loss, float *grad) {
+  return clxent_softmax_xent_ex(ctx, n, c, logits, labels, opts, NULL, loss, grad);
+}
+
+clxent_status clxent_softmax_xent_soft(clxent_ctx *ctx, size_t n, size_t c, const float *logits,
+                                       const float *targets, const clxent_opts *opts, float *loss, float *grad) {
+  return clxent_softmax_xent_soft_ex(ctx, n, c, logits, targets, opts, NULL, loss, grad);
+}
+
+clxent_status clxent_sigmoid_xent(clxent_ctx *ctx, size_t n, const float *logits, const float *targets,
+                                  const clxent_opts *opts, float *loss, float *grad) {
+  return clxent_sigmoid_xent_ex(ctx, n, 1, logits, targets, opts, NULL, loss, grad);
+}
+
+clxent_status clxent_bce(clxent_ctx *ctx, size_t n, const float *probs, const float *targets,
+                         const clxent_opts *opts, float *loss, float *grad) {
+  return clxent_bce_ex(ctx, n, 1, probs, targets, opts, NULL, loss, grad);
+}
+
+static clxent_status row_information(clxent_ctx *ctx, int mode, size_t n, size_t c, const float *p, const float *q,
+                                     float *out) {
+  CHECK(clxent_check_ctx(ctx));
+  CHECK(clxent_check_shape(ctx, n, c, "classes"));
+  CHECK(clxent_check_ptr(ctx, p, "p"));
+  if (mode != CLXENT_MODE_ENTROPY) CHECK(clxent_check_ptr(ctx, q, "q"));
+  CHECK(clxent_check_ptr(ctx, out, "out"));
+  const size_t mat = n * c * sizeof(float);
+  const float *aux = mode == CLXENT_MODE_ENTROPY ? NULL : q;
+  clxent_region r[] = {{.name = "p", .host = p, .bytes = mat},
+                       {.name = "q", .host = aux, .bytes = mat},
+                       {.name = "out", .host = out, .bytes = n * sizeof(float), .output = 1}};
+  CHECK(clxent_check_regions(ctx, r, 3));
+  const clxent_plan plan = {.kernel = KERNEL_ROW_INFORMATION, .dtype = CLXENT_FLOAT32, .n = n, .c = c, .in = p,
+                            .aux = aux, .mode = mode, .loss = out, .reduction = CLXENT_NONE, .divisor = 1.0f};
+  return execute(ctx, &plan);
+}
+
+clxent_status clxent_entropy(clxent_ctx *ctx, size_t n, size_t c, const float *p, float *out) {
+  return row_information(ctx, CLXENT_MODE_ENTROPY, n, c, p, NULL, out);
+}
+
+clxent_status clxent_cross_entropy(clxent_ctx *ctx, size_t n, size_t c, const float *p, const float *q, float *out) {
+  return row_information(ctx, CLXENT_MODE_CROSS_ENTROPY, n, c, p, q, out);
+}
+
+clxent_status clxent_kl_div(clxent_ctx *ctx, size_t n, size_t c, const float *p, const float *q, float *out) {
+  return row_information(ctx, CLXENT_MODE_KL, n, c, p, q, out);
+}

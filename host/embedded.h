@@ -1,0 +1,20 @@
+/* The kernel sources embedded at build time (cmake/embed_kernels.cmake writes their definitions
+ * from the three lists in CMakeLists.txt, in program order). A file missing from kernels/ fails
+ * the build; there is no list of names to keep in step here. */
+#ifndef CLXENT_EMBEDDED_H
+#define CLXENT_EMBEDDED_H
+
+#include <stddef.h>
+
+typedef struct clxent_source {
+  const char *name; /* the file's name, for messages */
+  const char *text;
+  size_t length;
+} clxent_source;
+
+/* shared: clxent_defs.h and common.cl, first; typed: once per storage type, after a line that
+ * selects it (storage.cl first); untyped: once, last. */
+extern const clxent_source clxent_sources_shared[], clxent_sources_typed[], clxent_sources_untyped[];
+extern const size_t clxent_sources_shared_count, clxent_sources_typed_count, clxent_sources_untyped_count;
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * Every kernel enqueue of the library. Each builds its kernel's argument list (one entry per
+ * parameter of the kernel's own signature in kernels/) and hands it to enqueue(), which sets the
+ * arguments and launches, naming the kernel in any error.
+ */
+#include "internal.h"
+
+typedef struct arg {
+  size_t size;
+  const void *value; /* NULL with size sizeof(cl_mem): a null buffer */
+} arg;
+#define ARG(v) ((arg){sizeof(v), &(v)})
+#define ARG_MEM(m) ((arg){sizeof(cl_mem), (m) ? (const void *)&(m) : NULL})
+
+static clxent_status enqueue(clxent_ctx *ctx, cl_kernel k, const char *name, const arg *args, cl_uint count,
+                             cl_uint dims, const size_t *global, const size_t *local) {
+  for (cl_uint i = 0; i < count; ++i) {
+    const cl_int err = clSetKernelArg(k, i, args[i].size, args[i].value);
+    if (err != CL_SUCCESS)
+      return clxent_fail(ctx, clxent_cl_status(err), "clSetKernelArg(%s, argument %u) failed: %s (%d)", name, i,
+                         clxent_cl_error_name(err), (int)err);
+  }
+  const cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, global, local, 0, NULL, NULL);
+  if (err != CL_SUCCESS)
+    return clxent_fail(ctx, clxent_cl_status(err), "clEnqueueNDRangeKernel(%s) failed: %s (%d)", name,
+                       clxent_cl_error_name(err), (int)err);
+  return CLXENT_OK;
+}
+#define COUNT(a) ((cl_uint)(sizeof(a) / sizeof((a)[0])))
+
+/* Work-items per row of the group variant's softmax kernels: enough rows per group that short
+ * rows still fill the device (about 16 values per item), the whole group for long rows. */
+static size_t row_threads(const clxent_ctx *ctx, size_t c) {
+  if (ctx->row_threads) return ctx->row_threads;
+  size_t t = 1;
+  while (t < ctx->group_size && t * 16 < c) t *= 2;
+  return t;
+}
+
+clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
+  const cl_kernel k = ctx->kernels[l->kernel][l->kernel < KERNEL_TYPED_COUNT ? l->dtype : CLXENT_FLOAT32];
+  const cl_ulong rows = l->rows, c = l->c, first = l->first_row;
+  const size_t local = ctx->group_size;
+  const int grouped = ctx->variant == CLXENT_VARIANT_GROUP;
+  size_t global = l->rows;
+  switch (l->kernel) {
+    case KERNEL_SOFTMAX_HARD:
+    case KERNEL_SOFTMAX_SOFT: {
+      clxent_params p = l->params;
+      p.row_threads = (cl_uint)(grouped ? row_threads(ctx, l->c) : 1);
+      if (grouped) {
+        const size_t rows_per_group = local / p.row_threads;
+        global = (l->rows + rows_per_group - 1) / rows_per_group * local;
+      }
+      if (l->kernel == KERNEL_SOFTMAX_HARD) {
+        const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->labels), ARG_MEM(l->weight),
+                            ARG(l->ignore_index), ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse),
+                            ARG_MEM(l->scales)};
+        return enqueue(ctx, k, "softmax_xent_hard", args, COUNT(args), 1, &global, grouped ? &local : NULL);
+      }
+      const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight),
+                          ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse)};
+      return enqueue(ctx, k, "softmax_xent_soft", args, COUNT(args), 1, &global, grouped ? &local : NULL);
+    }
+    case KERNEL_SIGMOID_XENT:
+    case KERNEL_BCE: { /* elementwise on every device */
+      const cl_int cols = l->cols;
+      const cl_float scale = l->params.scale;
+      const arg args[] = {ARG(rows), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight), ARG(cols),
+                          ARG(scale), ARG_MEM(l->grad), ARG_MEM(l->out)};
+      return enqueue(ctx, k, l->kernel == KERNEL_BCE ? "bce" : "sigmoid_xent", args, COUNT(args), 1, &global, NULL);
+    }
+    default: { /* KERNEL_ROW_INFORMATION */
+      if (grouped) global = l->rows * local;
+      const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG(l->mode),
+                          ARG_MEM(l->out)};
+      return enqueue(ctx, k, "row_information", args, COUNT(args), 1, &global, grouped ? &local : NULL);
+    }
+  }
+}
+
+size_t clxent_chunk_count(size_t values, size_t chunk) { return (values + chunk - 1) / chunk; }
+
+/* Folds `count` per-value results, at batch position `first`, into the chunk sums. */
+clxent_status clxent_launch_chunk_sum(clxent_ctx *ctx, size_t first, size_t count, cl_mem values, cl_mem partial) {
+  const cl_ulong count_arg = count, first_arg = first;
+  const arg args[] = {ARG(count_arg), ARG(first_arg), ARG_MEM(values), ARG_MEM(partial)};
+  const size_t chunks = (first + count - 1) / CLXENT_SUM_CHUNK - first / CLXENT_SUM_CHUNK + 1;
+  return enqueue(ctx, ctx->kernels[KERNEL_CHUNK_SUM][0], "chunk_sum", args, COUNT(args), 1, &chunks, NULL);
+}
+
+/* Adds gradient rows [first, first + rows) to the bias gradient's chunk sums (kernels/bias.cl). */
+clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, size_t first, size_t rows, size_t c,
+                                           cl_mem grad, cl_mem partial) {
+  const cl_ulong rows_arg = rows, c_arg = c, first_arg = first;
+  const arg args[] = {ARG(rows_arg), ARG(c_arg), ARG(first_arg), ARG_MEM(grad), ARG_MEM(partial)};
+  const size_t chunks = (first + rows - 1) / CLXENT_BIAS_CHUNK - first / CLXENT_BIAS_CHUNK + 1;
+  const size_t global[2] = {(c + ctx->vector_width - 1) / ctx->vector_width, chunks};
+  return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_PARTIAL][dtype], "column_partial", args, COUNT(args), 2, global,
+                 NULL);
+}
+
+/* out[j] = Σ_k partial[k][j] over the chunks of n rows (kernels/reduce.cl). */
+clxent_status clxent_launch_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_mem partial, cl_mem out) {
+  const cl_ulong chunks = clxent_chunk_count(n, CLXENT_BIAS_CHUNK), c_arg = c;
+  const arg args[] = {ARG(chunks), ARG(c_arg), ARG_MEM(partial), ARG_MEM(out)};
+  return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_SUM][0], "column_sum", args, COUNT(args), 1, &c, NULL);
+}
+
+clxent_status clxent_launch_reduce_stage(clxent_ctx *ctx, size_t count, cl_mem in, cl_mem out, float divisor,
+                                         cl_mem divisor_dev, size_t groups) {
+  const cl_ulong count_arg = count;
+  const cl_float d = divisor;
+  const arg args[] = {ARG(count_arg), ARG_MEM(in), ARG_MEM(out), ARG(d), ARG_MEM(divisor_dev)};
+  const size_t local = ctx->group_size, global = groups * local;
+  return enqueue(ctx, ctx->kernels[KERNEL_REDUCE_SUM][0], "reduce_sum", args, COUNT(args), 1, &global, &local);
+}
+
+clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_mem labels, cl_mem weight,
+                                        cl_int ignore_index, int mean, cl_mem scales, cl_mem bad_labels) {
+  const cl_ulong n_arg = n, c_arg = c;
+  const cl_int mean_arg = mean;
+  const arg args[] = {ARG(n_arg),        ARG(c_arg),     ARG_MEM(labels), ARG_MEM(weight),
+                      ARG(ignore_index), ARG(mean_arg),  ARG_MEM(scales), ARG_MEM(bad_labels)};
+  const size_t local = ctx->group_size;
+  return enqueue(ctx, ctx->kernels[KERNEL_LABEL_STATS][0], "label_stats", args, COUNT(args), 1, &local, &local);
+}

@@ -1,0 +1,170 @@
+/*
+ * The one-device engine: a plan's batch through the device in row blocks that fit its buffers.
+ * On devices that share host memory (PoCL) each block's buffers wrap the caller's arrays
+ * (CL_MEM_USE_HOST_PTR) and nothing is copied; on devices with memory of their own the blocks go
+ * through the pinned pipeline (pipeline.c). Per-row results, lse and bias partial sums stay on
+ * the device for the reduction (reduce.c).
+ */
+#include <string.h>
+
+#include "internal.h"
+
+/* Wraps caller memory as a buffer the device uses in place. */
+static clxent_status wrap_host(clxent_ctx *ctx, cl_mem_flags flags, const void *ptr, size_t bytes, const char *what,
+                               cl_mem *out) {
+  cl_int err;
+  *out = clCreateBuffer(ctx->context, flags | CL_MEM_USE_HOST_PTR, bytes, (void *)(uintptr_t)ptr, &err);
+  if (err == CL_SUCCESS) return CLXENT_OK;
+  *out = NULL;
+  return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(CL_MEM_USE_HOST_PTR, %zu bytes of %s) failed: %s (%d)",
+                     bytes, what, clxent_cl_error_name(err), (int)err);
+}
+
+static void release_mems(cl_mem *mems, int count) {
+  for (int i = 0; i < count; ++i)
+    if (mems[i]) clReleaseMemObject(mems[i]), mems[i] = NULL;
+}
+
+clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, size_t first, size_t rows, cl_mem in,
+                                   cl_mem aux, cl_mem grad, const clxent_results *res, cl_mem labels, cl_mem weight) {
+  const size_t c = plan->c;
+  /* elementwise: the block's per-value results land at the start of the results buffer */
+  const clxent_rows_launch l = {.kernel = plan->kernel,
+                                .dtype = plan->dtype,
+                                .rows = plan->elementwise ? rows * c : rows,
+                                .c = plan->elementwise ? 1 : c,
+                                .first_row = plan->elementwise ? first * c : first,
+                                .cols = (int)c,
+                                .in = in,
+                                .aux = aux,
+                                .labels = labels,
+                                .weight = weight,
+                                .ignore_index = plan->ignore_index,
+                                .mode = plan->mode,
+                                .params = plan->params,
+                                .grad = grad,
+                                .out = res->rows,
+                                .lse = res->lse,
+                                .scales = NULL};
+  CHECK(clxent_launch_rows(ctx, &l));
+  if (plan->elementwise && plan->loss) {
+    if (plan->reduction != CLXENT_NONE) {
+      CHECK(clxent_launch_chunk_sum(ctx, first * c, rows * c, res->rows, res->chunks));
+    } else {
+      CHECK_CL(ctx,
+               clEnqueueReadBuffer(ctx->queue, res->rows, CL_FALSE, 0, rows * c * sizeof(float), plan->loss + first * c,
+                                   0, NULL, NULL),
+               "clEnqueueReadBuffer(per-value losses)");
+    }
+  }
+  if (res->bias_partial) CHECK(clxent_launch_column_partial(ctx, plan->dtype, first, rows, c, grad, res->bias_partial));
+  return CLXENT_OK;
+}
+
+/* One block on a device that shares host memory: its buffers wrap the caller's arrays and are
+ * released when enqueued (OpenCL keeps them alive until the queued commands finish). */
+static clxent_status zero_copy_block(clxent_ctx *ctx, const clxent_plan *plan, size_t first, size_t rows,
+                                     const clxent_results *res, cl_mem labels, cl_mem weight) {
+  const size_t elem = clxent_dtype_size(plan->dtype), offset = first * plan->c * elem, bytes = rows * plan->c * elem;
+  const int in_place = plan->grad && plan->grad == plan->in;
+  cl_mem own[3] = {NULL, NULL, NULL}; /* wrapped in, aux, grad */
+  clxent_status st = CLXENT_OK;
+  CHECK_GOTO(wrap_host(ctx, in_place ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY, (const unsigned char *)plan->in + offset,
+                       bytes, "the input", &own[0]),
+             st, done);
+  if (plan->aux)
+    CHECK_GOTO(wrap_host(ctx, CL_MEM_READ_ONLY, (const unsigned char *)plan->aux + offset, bytes, "the targets", &own[1]),
+               st, done);
+  if (plan->grad && !in_place) /* read-write: the row-per-item kernel caches e^(z-m) in the gradient */
+    CHECK_GOTO(wrap_host(ctx, CL_MEM_READ_WRITE, (unsigned char *)plan->grad + offset, bytes, "the gradient", &own[2]),
+               st, done);
+  const cl_mem grad = in_place ? own[0] : own[2];
+  CHECK_GOTO(clxent_block_kernels(ctx, plan, first, rows, own[0], own[1], grad, res, labels, weight), st, done);
+  if (grad) { /* the device's writes made visible in host memory (no copy where it used them in place) */
+    cl_int err;
+    void *p = clEnqueueMapBuffer(ctx->queue, grad, CL_FALSE, CL_MAP_READ, 0, bytes, 0, NULL, NULL, &err);
+    if (err == CL_SUCCESS) err = clEnqueueUnmapMemObject(ctx->queue, grad, p, 0, NULL, NULL);
+    if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clEnqueueMapBuffer(gradient)", err);
+  }
+done:
+  release_mems(own, 3);
+  return st;
+}
+
+/* A device buffer for the call holding a copy of host data (or, zero-copy, the host data itself). */
+static clxent_status upload(clxent_ctx *ctx, enum clxent_slot slot, const void *host, size_t bytes, const char *what,
+                            cl_mem *wrapped, cl_mem *out) {
+  if (ctx->zero_copy) {
+    CHECK(wrap_host(ctx, CL_MEM_READ_ONLY, host, bytes, what, wrapped));
+    *out = *wrapped;
+    return CLXENT_OK;
+  }
+  CHECK(clxent_buffer(ctx, slot, bytes, out));
+  CHECK_CL(ctx, clEnqueueWriteBuffer(ctx->queue, *out, CL_FALSE, 0, bytes, host, 0, NULL, NULL),
+           "clEnqueueWriteBuffer(labels or weights)");
+  return CLXENT_OK;
+}
+
+#define PIPE_BLOCK_MAX ((cl_ulong)64 << 20) /* bytes per array and pipeline block */
+
+/* Rows per block: zero-copy, as many as fit the block buffers; pipelined, about 8 blocks a batch
+ * so that transfers overlap the kernels, each big enough (>= 4 MiB) to move at full transfer
+ * speed, and at most PIPE_BLOCK_MAX. */
+static size_t block_rows(const clxent_ctx *ctx, const clxent_plan *plan, size_t row_bytes) {
+  size_t rows = (size_t)(ctx->block_bytes / row_bytes);
+  if (!ctx->zero_copy) {
+    const size_t target = (plan->n + 7) / 8, floor_rows = ((size_t)4 << 20) / row_bytes + 1;
+    const size_t cap = (size_t)(ctx->block_bytes < PIPE_BLOCK_MAX ? ctx->block_bytes : PIPE_BLOCK_MAX) / row_bytes;
+    rows = target > floor_rows ? target : floor_rows;
+    if (rows > cap) rows = cap ? cap : 1;
+  }
+  return rows < plan->n ? rows : plan->n;
+}
+
+clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_results *res) {
+  const size_t row_bytes = plan->c * clxent_dtype_size(plan->dtype), n = plan->n, c = plan->c;
+  memset(res, 0, sizeof *res);
+  if ((cl_ulong)row_bytes > ctx->block_bytes)
+    return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY,
+                       "one row of c = %zu values (%zu bytes) exceeds the largest block buffer on %s (%llu bytes)", c,
+                       row_bytes, ctx->device_name, (unsigned long long)ctx->block_bytes);
+  const size_t rows = block_rows(ctx, plan, row_bytes);
+  /* per-row results: the whole batch's for the row kernels; a block's for the elementwise ones,
+   * which stream them out (any n·c then works, even past one allocation) */
+  CHECK(clxent_buffer(ctx, SLOT_ROW_OUT, (plan->elementwise ? rows * c : n) * sizeof(float), &res->rows));
+  if (plan->elementwise && plan->loss && plan->reduction != CLXENT_NONE)
+    CHECK(clxent_buffer(ctx, SLOT_SUM_PARTIAL, clxent_chunk_count(n * c, CLXENT_SUM_CHUNK) * sizeof(float),
+                        &res->chunks));
+  if (plan->lse) CHECK(clxent_buffer(ctx, SLOT_LSE, n * sizeof(float), &res->lse));
+  if (plan->bias_grad)
+    CHECK(clxent_buffer(ctx, SLOT_BIAS_PARTIAL, clxent_chunk_count(n, CLXENT_BIAS_CHUNK) * c * sizeof(float),
+                        &res->bias_partial));
+
+  cl_mem wrapped[2] = {NULL, NULL}, labels = NULL, weight = NULL;
+  clxent_status st = CLXENT_OK;
+  if (plan->labels)
+    CHECK_GOTO(upload(ctx, SLOT_LABELS, plan->labels, n * sizeof(int32_t), "the labels", &wrapped[0], &labels), st,
+               drain);
+  if (plan->weight)
+    CHECK_GOTO(upload(ctx, SLOT_WEIGHT, plan->weight, c * sizeof(float), "the weights", &wrapped[1], &weight), st,
+               drain);
+  if (!ctx->zero_copy) {
+    st = clxent_pipeline(ctx, plan, rows, res, labels, weight);
+    goto drain;
+  }
+  /* zero-copy: the queue is in order, the device works in the caller's memory block after block */
+  for (size_t first = 0; first < n; first += rows)
+    CHECK_GOTO(zero_copy_block(ctx, plan, first, n - first < rows ? n - first : rows, res, labels, weight), st, drain);
+drain: { /* on every path: nothing queued may outlive the caller's arrays */
+  const cl_int err = clFinish(ctx->queue);
+  if (st == CLXENT_OK && err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clFinish", err);
+}
+  release_mems(wrapped, 2);
+  return st;
+}
+
+clxent_status clxent_execute(clxent_ctx *ctx, const clxent_plan *plan) {
+  clxent_results res;
+  CHECK(clxent_stream(ctx, plan, &res));
+  return clxent_deliver(ctx, plan, &res);
+}

@@ -1,0 +1,49 @@
+/*
+ * Definitions shared by the host (C) and the kernels (OpenCL C): everything the two sides must
+ * agree on is written here once. The build prepends this file to the program source; the host
+ * includes it. Keep it valid in both languages: plain macros and one struct of 32-bit fields.
+ */
+#ifndef CLXENT_DEFS_H
+#define CLXENT_DEFS_H
+
+#ifdef __OPENCL_VERSION__
+#define CLXENT_F32 float
+#define CLXENT_U32 uint
+#else
+#define CLXENT_F32 cl_float
+#define CLXENT_U32 cl_uint
+#endif
+
+/* The scalars of a softmax loss call, passed by value to its kernel (host/plan.c fills them). */
+typedef struct clxent_params {
+  CLXENT_F32 smoothing;   /* label smoothing ε */
+  CLXENT_F32 z_loss;      /* z-loss coefficient λ */
+  CLXENT_F32 softcap;     /* softcap s, 0 = off */
+  CLXENT_F32 scale;       /* gradient scale of the cross-entropy terms (1/divisor for MEAN) */
+  CLXENT_F32 z_scale;     /* gradient scale of the z-loss term (1/rows counted for MEAN) */
+  CLXENT_F32 z_loss_row;  /* weight of the z-loss term in the per-row loss (host/plan.c) */
+  CLXENT_F32 weight_sum;  /* Σ_j weight_j (c without weights) */
+  CLXENT_U32 row_threads; /* group variant: work-items per row, a power of two */
+} clxent_params;
+
+/* Values per chunk sum of the elementwise losses' per-value results (reduce.cl chunk_sum). */
+#define CLXENT_SUM_CHUNK 64
+/* Rows per partial sum of the bias gradient (bias.cl column_partial). */
+#define CLXENT_BIAS_CHUNK 64
+/* Values each work-item adds in one stage of the batch reduction (reduce.cl reduce_sum). */
+#define CLXENT_REDUCE_ITEMS 16
+/* Floats written by label_stats: the three gradient scales, then the final divisor. */
+#define CLXENT_SCALES_COUNT 4
+
+/* Modes of row_information (distributions.cl). */
+#define CLXENT_MODE_ENTROPY 0
+#define CLXENT_MODE_CROSS_ENTROPY 1
+#define CLXENT_MODE_KL 2
+
+/* Storage types (CLXENT_STORAGE in storage.cl): the values of the public clxent_dtype. */
+#define CLXENT_STORAGE_F32 0
+#define CLXENT_STORAGE_F16 1
+#define CLXENT_STORAGE_BF16 2
+#define CLXENT_STORAGE_COUNT 3
+
+#endif

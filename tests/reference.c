@@ -1,0 +1,144 @@
+/* The float64 reference (see reference.h for the formulas it follows). */
+#include "reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static double softcapped(double z, double s) { return (s == 0 || z == -INFINITY) ? z : s * tanh(z / s); }
+static double softcap_slope(double z, double s) { /* du/dz */
+  if (s == 0) return 1;
+  if (z == -INFINITY) return 0;
+  const double t = tanh(z / s);
+  return 1 - t * t;
+}
+
+static void clear(double *x, size_t k) {
+  if (x)
+    for (size_t e = 0; e < k; ++e) x[e] = 0;
+}
+
+/* Both softmax losses: hard labels when labels is set, else the dense targets t. */
+static double ref_softmax(size_t n, size_t c, const float *z, const int32_t *labels, const float *t,
+                          const clxent_opts *opts, ref_out *r) {
+  const clxent_opts o = opts ? *opts : clxent_opts_default();
+  const double eps = o.label_smoothing, lam = o.z_loss, cap = o.softcap;
+  const int mean = o.reduction == CLXENT_MEAN;
+  /* the divisors: D for the cross-entropy terms, the rows counted for the z-loss */
+  size_t counted = 0;
+  double divisor = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (labels && labels[i] == o.ignore_index) continue;
+    ++counted;
+    divisor += labels && o.class_weight ? o.class_weight[labels[i]] : 1.0;
+  }
+  const double S = !mean ? 1 : divisor > 0 ? 1 / divisor : 0;
+  const double Sz = !mean ? 1 : counted > 0 ? 1 / (double)counted : 0;
+  clear(r->bias, c);
+  r->gscale = 0;
+  double *u = malloc((c ? c : 1) * sizeof(double)), *tau = malloc((c ? c : 1) * sizeof(double));
+  if (!u || !tau) abort();
+  double ce_sum = 0, z_sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float *zi = z + i * c;
+    double m = -INFINITY, s = 0;
+    int nan = 0;
+    for (size_t j = 0; j < c; ++j) {
+      u[j] = softcapped(zi[j], cap);
+      nan |= isnan(u[j]);
+      if (u[j] > m) m = u[j];
+    }
+    for (size_t j = 0; j < c; ++j) s += exp(u[j] - m);
+    const double ln_s = log(s), lse = nan ? NAN : m + ln_s;
+    if (r->lse) r->lse[i] = lse;
+    if (labels && labels[i] == o.ignore_index) {
+      if (r->rows) r->rows[i] = 0;
+      clear(r->grad ? r->grad + i * c : NULL, c);
+      continue;
+    }
+    /* Σ_j τ_j (lse - u_j), as Σ_j τ_j ((m - u_j) + ln s): m - u is exact where lse - u cancels */
+    double T = 0, ce = 0;
+    for (size_t j = 0; j < c; ++j) {
+      const double target = labels ? ((int32_t)j == labels[i] ? 1.0 : 0.0) : t[i * c + j];
+      tau[j] = (o.class_weight ? o.class_weight[j] : 1.0) * ((1 - eps) * target + eps / (double)c);
+      T += tau[j];
+      if (tau[j] != 0) ce += tau[j] * ((m - u[j]) + ln_s);
+    }
+    if (nan) ce = NAN;
+    const double zl = lam != 0 ? lam * lse * lse : 0;
+    if (r->rows) r->rows[i] = ce + zl;
+    ce_sum += ce, z_sum += zl;
+    for (size_t j = 0; j < c; ++j) {
+      const double a = exp(u[j] - lse), zg = lam != 0 ? 2 * lam * Sz * lse * a : 0;
+      const double g = (S * (a * T - tau[j]) + zg) * softcap_slope(zi[j], cap);
+      if (r->grad) r->grad[i * c + j] = g;
+      if (r->bias) r->bias[j] += g;
+      r->gscale = fmax(r->gscale, S * (a * T + tau[j]) + fabs(zg));
+    }
+  }
+  free(u), free(tau);
+  /* MEAN: a zero divisor gives x/0 (PyTorch) */
+  r->loss = mean ? ce_sum / divisor + (lam != 0 ? z_sum / (double)counted : 0) : ce_sum + z_sum;
+  return r->loss;
+}
+
+double ref_softmax_xent(size_t n, size_t c, const float *z, const int32_t *labels, const clxent_opts *opts,
+                        ref_out *r) {
+  return ref_softmax(n, c, z, labels, NULL, opts, r);
+}
+
+double ref_softmax_xent_soft(size_t n, size_t c, const float *z, const float *t, const clxent_opts *opts,
+                             ref_out *r) {
+  return ref_softmax(n, c, z, NULL, t, opts, r);
+}
+
+/* Both binary losses over n×c values: from logits, or from probabilities when bce is set. */
+static double ref_binary(int bce, size_t n, size_t c, const float *x, const float *y, const clxent_opts *opts,
+                         ref_out *r) {
+  const clxent_opts o = opts ? *opts : clxent_opts_default();
+  const size_t k = n * c;
+  const double S = o.reduction == CLXENT_MEAN ? 1.0 / (double)k : 1.0;
+  double sum = 0;
+  clear(r->bias, c);
+  r->gscale = 0;
+  for (size_t e = 0; e < k; ++e) {
+    const double pw = o.pos_weight ? o.pos_weight[e % c] : 1.0, yy = y[e];
+    double loss, g;
+    if (bce) {
+      const double a = x[e], la = fmax(log(a), -100), l1a = fmax(log1p(-a), -100);
+      loss = isnan(a) ? NAN : -(pw * yy * la + (1 - yy) * l1a); /* fmax would hide the NaN */
+      g = (a * (1 - yy) - pw * yy * (1 - a)) / fmax(a * (1 - a), 1e-12);
+    } else {
+      const double z = x[e], tail = log1p(exp(-fabs(z)));
+      const double sp_pos = fmax(z, 0) + tail, sp_neg = fmax(-z, 0) + tail; /* softplus(±z) */
+      loss = pw * yy * sp_neg + (1 - yy) * sp_pos;
+      g = (1 / (1 + exp(-z))) * (pw * yy + 1 - yy) - pw * yy;
+    }
+    if (r->rows) r->rows[e] = loss;
+    sum += loss;
+    if (r->grad) r->grad[e] = S * g;
+    if (r->bias) r->bias[e % c] += S * g;
+    r->gscale = fmax(r->gscale, S * (1 + pw));
+  }
+  r->loss = o.reduction == CLXENT_MEAN ? sum / (double)k : sum;
+  return r->loss;
+}
+
+double ref_sigmoid_xent(size_t n, size_t c, const float *z, const float *y, const clxent_opts *opts, ref_out *r) {
+  return ref_binary(0, n, c, z, y, opts, r);
+}
+
+double ref_bce(size_t n, size_t c, const float *a, const float *y, const clxent_opts *opts, ref_out *r) {
+  return ref_binary(1, n, c, a, y, opts, r);
+}
+
+void ref_information(enum ref_information_kind kind, size_t n, size_t c, const float *p, const float *q, double *out) {
+  for (size_t i = 0; i < n; ++i) {
+    double acc = 0;
+    for (size_t j = 0; j < c; ++j) {
+      const double pj = p[i * c + j], qj = kind == REF_ENTROPY ? pj : q[i * c + j];
+      if (pj == 0 && !isnan(qj)) continue;
+      acc += kind == REF_ENTROPY ? -pj * log(pj) : kind == REF_CROSS_ENTROPY ? -pj * log(qj) : pj * (log(pj) - log(qj));
+    }
+    out[i] = acc;
+  }
+}
