@@ -9,6 +9,7 @@
  * A bench program of the source tree: not installed, and not part of the `clxent` tool, so that
  * the installed tool carries no -march=native code.
  */
+#define CLXENT_EXPERIMENTAL_API /* clxent_get_info: is the device a CPU */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +88,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "clxent_bench_c_loop: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
     return 1;
   }
-  printf("# device: %s; %d rounds after %d warm-up, the order of the two alternating\n", clxent_device_name(ctx),
-         repeat, warmup);
+  clxent_info info = CLXENT_INFO_INIT;
+  const int is_cpu = clxent_get_info(ctx, 0, &info) == CLXENT_OK && info.is_cpu;
+  printf("# device: %s%s; %d rounds after %d warm-up, the order of the two alternating\n",
+         clxent_device_name(ctx), is_cpu ? "" : " (not a CPU: the C loop runs on other hardware)", repeat, warmup);
   printf("# call = clxent_softmax_xent (f32, MEAN, loss + gradient); C loop = bench/c_loop.c (-O3 -march=native\n"
          "# -ffast-math%s); bytes = logits read once + gradient written once; ratio = C loop / call per round\n",
 #if defined(CLXENT_C_LOOP_OPENMP)
