@@ -3,6 +3,7 @@
 #   cmake -DOUTPUT=out.c -DSHARED="a.h;b.cl" -DTYPED="c.cl;..." -DUNTYPED="d.cl;..." -P this-file
 # The three lists become clxent_sources_shared/typed/untyped (host/embedded.h), in the given order.
 # Byte arrays rather than string literals: no escaping, and no limit on literal length.
+cmake_minimum_required(VERSION 3.21) # file(COPY_FILE ... ONLY_IF_DIFFERENT)
 set(body "")
 set(tables "")
 set(index 0)

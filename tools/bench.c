@@ -1,29 +1,38 @@
 /*
  * clxent bench: for each shape, the median time (after warm-up) of
- *   copy    the device's copy kernel over a buffer of the block's size (its own bandwidth),
- *   kernel  the fused loss+gradient kernel on device-resident data (one block),
- *   call    the public host-pointer call clxent_softmax_xent (MEAN, loss + gradient),
- *   C loop  on CPU devices, the plain C loop (bench/c_loop.c) doing the same work,
+ *   copy    a copy kernel the tool builds itself (one work-item per float4) over a buffer of the
+ *           block's size: the device's own bandwidth, the yardstick of the other columns,
+ *   kernel  the device-resident call clxent_softmax_xent_mem (clxent_cl.h) on one block of rows in
+ *           buffers the tool makes in the context's OpenCL context, with the options and storage,
+ *   call    the public host-pointer call clxent_softmax_xent_ex (MEAN, loss + gradient),
  * and the effective bandwidth: bytes that must move (logits read once + gradient written once).
+ * The plain C loop is timed against the call by a separate, uninstalled program:
+ * bench/c_loop_bench.c (clxent_bench_c_loop).
  *
  * With --host-path (and by default on devices that do not share host memory) a second table
  * measures the offload of host arrays: the transfer bandwidth from and to pinned host memory (and
  * pageable, for comparison), the ideal time (bytes up / pinned up + bytes down / pinned down), and
  * the call with ordinary arrays and with arrays in clxent_host_alloc memory, each over the ideal.
+ *
+ * Only the public API and its experimental section are used (clxent_get_info for what the
+ * context settled on, clxent_device_count/_share for contexts over several devices), and OpenCL
+ * directly on the queue clxent_queue() lends.
  */
+#define CLXENT_EXPERIMENTAL_API /* clxent_get_info, clxent_device_count, clxent_device_share */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../bench/c_loop.h"
 #include "bench.h"
 #include "check.h"
-#include "internal.h"
+#include "clxent.h"
+#include "clxent_cl.h"
+#include "util.h"
 
 #define MAX_SHAPES 16
 
-typedef struct shape { size_t n, c; } shape;
+typedef tool_shape shape;
 
 typedef struct bench_opts {
   const char *device;
@@ -69,54 +78,107 @@ static int parse_options(const char *list, bench_opts *o) {
     int ok_ = 1;                                            \
     for (int w_ = 0; w_ < (o)->warmup && ok_; ++w_) ok_ = !(what); \
     for (int r_ = 0; r_ < (o)->repeat && ok_; ++r_) {       \
-      const double t0_ = clxent_seconds();                             \
+      const double t0_ = tool_seconds();                             \
       ok_ = !(what);                                        \
-      t_[r_] = clxent_seconds() - t0_;                                 \
+      t_[r_] = tool_seconds() - t0_;                                 \
     }                                                       \
-    if (ok_) (result) = clxent_median(t_, (o)->repeat);            \
+    if (ok_) (result) = tool_median(t_, (o)->repeat);            \
   } while (0)
 
-static int copy_once(clxent_ctx *ctx, cl_mem src, cl_mem dst, size_t float4s) {
-  cl_kernel k = ctx->kernels[KERNEL_COPY_FLOAT4][0];
+/* The tool's side of the device: the context's queue and OpenCL context, and a copy kernel of its
+ * own. None of it exists for a context over several devices (it has no one queue). */
+typedef struct device_side {
+  cl_command_queue queue; /* lent by clxent_queue(): not released here */
+  cl_context context;
+  cl_device_id device;
+  cl_program copy_program;
+  cl_kernel copy_kernel; /* NULL if it did not build: the copy column is then empty */
+} device_side;
+
+static const char copy_source[] = "__kernel void copy_float4(__global const float4 *src, __global float4 *dst) {\n"
+                                  "  const size_t i = get_global_id(0);\n"
+                                  "  dst[i] = src[i];\n"
+                                  "}\n";
+
+static int device_side_open(clxent_ctx *ctx, device_side *d) {
+  memset(d, 0, sizeof *d);
+  d->queue = clxent_queue(ctx);
+  if (!d->queue || clGetCommandQueueInfo(d->queue, CL_QUEUE_CONTEXT, sizeof d->context, &d->context, NULL) ||
+      clGetCommandQueueInfo(d->queue, CL_QUEUE_DEVICE, sizeof d->device, &d->device, NULL)) {
+    d->queue = NULL;
+    return 0;
+  }
+  const char *src = copy_source;
+  cl_int err;
+  d->copy_program = clCreateProgramWithSource(d->context, 1, &src, NULL, &err);
+  if (err == CL_SUCCESS && clBuildProgram(d->copy_program, 1, &d->device, "", NULL, NULL) == CL_SUCCESS)
+    d->copy_kernel = clCreateKernel(d->copy_program, "copy_float4", &err);
+  if (!d->copy_kernel) fprintf(stderr, "clxent bench: the copy kernel did not build (OpenCL error %d)\n", (int)err);
+  return 1;
+}
+
+static void device_side_close(device_side *d) {
+  if (d->copy_kernel) clReleaseKernel(d->copy_kernel);
+  if (d->copy_program) clReleaseProgram(d->copy_program);
+  memset(d, 0, sizeof *d);
+}
+
+/* A device buffer of `bytes` in the context's OpenCL context, filled from `init` if not NULL;
+ * NULL on failure. */
+static cl_mem make_buffer(const device_side *d, size_t bytes, const void *init) {
+  cl_int err;
+  cl_mem m = clCreateBuffer(d->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+  if (err != CL_SUCCESS) return NULL;
+  if (init && clEnqueueWriteBuffer(d->queue, m, CL_TRUE, 0, bytes, init, 0, NULL, NULL) != CL_SUCCESS) {
+    clReleaseMemObject(m);
+    return NULL;
+  }
+  return m;
+}
+
+static void release_buffers(cl_mem *m, int count) {
+  for (int k = 0; k < count; ++k)
+    if (m[k]) clReleaseMemObject(m[k]), m[k] = NULL;
+}
+
+static int copy_once(const device_side *d, cl_mem src, cl_mem dst, size_t float4s) {
+  cl_kernel k = d->copy_kernel;
   if (clSetKernelArg(k, 0, sizeof src, &src) || clSetKernelArg(k, 1, sizeof dst, &dst)) return 1;
-  if (clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &float4s, NULL, 0, NULL, NULL)) return 1;
-  return clFinish(ctx->queue) != CL_SUCCESS;
+  if (clEnqueueNDRangeKernel(d->queue, k, 1, NULL, &float4s, NULL, 0, NULL, NULL)) return 1;
+  return clFinish(d->queue) != CL_SUCCESS;
 }
 
-/* The fused kernel alone on one device-resident block, with the options' scalars. */
-static int kernel_once(clxent_ctx *ctx, const bench_opts *o, size_t rows, size_t c, cl_mem in, cl_mem labels,
-                       cl_mem weight, cl_mem grad, cl_mem out, cl_mem lse) {
-  clxent_row_launch l = {KERNEL_SOFTMAX_HARD, o->dtype, rows, c, 0, in, NULL, labels, o->weights ? weight : NULL,
-                         -100, clxent_plain_params(1.0f / (float)rows, c), grad, out, o->lse ? lse : NULL, NULL};
-  if (o->smoothing) l.params.s[0] = 0.1f;
-  if (o->zloss) l.params.s[1] = 1e-4f;
-  if (o->softcap) l.params.s[2] = 30.0f;
-  if (clxent_launch_rows(ctx, &l)) return 1;
-  return clFinish(ctx->queue) != CL_SUCCESS;
+/* The library on one device-resident block: the _mem call with the options, to completion. */
+static int kernel_once(clxent_ctx *ctx, const device_side *d, size_t rows, size_t c, cl_mem in, cl_mem labels,
+                       const clxent_opts *opts, const clxent_mem_ex *mex, cl_mem loss, cl_mem grad) {
+  if (clxent_softmax_xent_mem(ctx, rows, c, in, labels, opts, mex, loss, grad, 0, NULL, NULL) != CLXENT_OK) return 1;
+  return clFinish(d->queue) != CL_SUCCESS;
 }
 
-/* Transfer bandwidths between host memory and a device buffer of `bytes`: pinned (mapped
- * CL_MEM_ALLOC_HOST_PTR memory, as the pipeline's staging) and pageable (malloc), both ways. */
+/* Transfer bandwidths between host memory and a device buffer of `bytes`: pinned (clxent_host_alloc
+ * memory, as the library's staging) and pageable (malloc), both ways. */
 typedef struct transfer_rates { double up_pinned, down_pinned, up_pageable, down_pageable; } transfer_rates;
 
-static int transfer_once(clxent_ctx *ctx, cl_mem dev, void *host, size_t bytes, int up) {
-  const cl_int err = up ? clEnqueueWriteBuffer(ctx->queue, dev, CL_TRUE, 0, bytes, host, 0, NULL, NULL)
-                        : clEnqueueReadBuffer(ctx->queue, dev, CL_TRUE, 0, bytes, host, 0, NULL, NULL);
+static int transfer_once(const device_side *d, cl_mem dev, void *host, size_t bytes, int up) {
+  const cl_int err = up ? clEnqueueWriteBuffer(d->queue, dev, CL_TRUE, 0, bytes, host, 0, NULL, NULL)
+                        : clEnqueueReadBuffer(d->queue, dev, CL_TRUE, 0, bytes, host, 0, NULL, NULL);
   return err != CL_SUCCESS;
 }
 
-static int measure_transfers(clxent_ctx *ctx, const bench_opts *o, size_t bytes, transfer_rates *r) {
-  cl_mem dev;
+static int measure_transfers(clxent_ctx *ctx, const device_side *d, const bench_opts *o, size_t bytes,
+                             transfer_rates *r) {
+  cl_mem dev = make_buffer(d, bytes, NULL);
   void *pinned = clxent_host_alloc(ctx, bytes), *pageable = malloc(bytes);
-  int ok = pinned && pageable && !clxent_buffer(ctx, SLOT_IN, bytes, &dev);
+  int ok = pinned && pageable && dev;
   double t[4] = {-1, -1, -1, -1};
   if (ok) {
     memset(pinned, 1, bytes), memset(pageable, 1, bytes); /* touched: no first-use page faults timed */
-    TIME_MEDIAN(t[0], o, transfer_once(ctx, dev, pinned, bytes, 1));
-    TIME_MEDIAN(t[1], o, transfer_once(ctx, dev, pinned, bytes, 0));
-    TIME_MEDIAN(t[2], o, transfer_once(ctx, dev, pageable, bytes, 1));
-    TIME_MEDIAN(t[3], o, transfer_once(ctx, dev, pageable, bytes, 0));
+    TIME_MEDIAN(t[0], o, transfer_once(d, dev, pinned, bytes, 1));
+    TIME_MEDIAN(t[1], o, transfer_once(d, dev, pinned, bytes, 0));
+    TIME_MEDIAN(t[2], o, transfer_once(d, dev, pageable, bytes, 1));
+    TIME_MEDIAN(t[3], o, transfer_once(d, dev, pageable, bytes, 0));
   }
+  if (dev) clReleaseMemObject(dev);
   clxent_host_free(ctx, pinned), free(pageable);
   for (int k = 0; k < 4; ++k) ok = ok && t[k] > 0;
   if (!ok) return 0;
@@ -126,15 +188,16 @@ static int measure_transfers(clxent_ctx *ctx, const bench_opts *o, size_t bytes,
 }
 
 /* The host-path table's row for one shape (f32 logits and gradient). */
-static int host_path_row(clxent_ctx *ctx, const bench_opts *o, size_t n, size_t c, const float *logits,
-                         const int32_t *labels, double t_call, char *row, size_t row_size) {
+static int host_path_row(clxent_ctx *ctx, const device_side *d, const clxent_info *info, const bench_opts *o, size_t n,
+                         size_t c, const float *logits, const int32_t *labels, double t_call, char *row,
+                         size_t row_size) {
   const size_t elems = n * c;
   size_t probe = elems * sizeof(float);
   if (probe > ((size_t)256 << 20)) probe = (size_t)256 << 20;
-  if (probe > ctx->max_alloc) probe = (size_t)ctx->max_alloc;
+  if (probe > info->max_alloc) probe = (size_t)info->max_alloc;
   transfer_rates r;
-  if (!measure_transfers(ctx, o, probe, &r)) {
-    fprintf(stderr, "clxent bench: transfer measurement failed: %s\n", clxent_last_error(ctx));
+  if (!measure_transfers(ctx, d, o, probe, &r)) {
+    fprintf(stderr, "clxent bench: transfer measurement failed (%s)\n", clxent_last_error(ctx));
     return 1;
   }
   /* the same call with every array in pinned memory */
@@ -162,23 +225,12 @@ static int host_path_row(clxent_ctx *ctx, const bench_opts *o, size_t n, size_t 
   return 0;
 }
 
-static int parse_shape(const char *s, shape *out) {
-  char *end;
-  const unsigned long long n = strtoull(s, &end, 10);
-  if (*end != 'x' && *end != 'X') return 0;
-  const unsigned long long c = strtoull(end + 1, &end, 10);
-  if (*end || n == 0 || c == 0) return 0;
-  out->n = (size_t)n;
-  out->c = (size_t)c;
-  return 1;
-}
-
 static int bench_usage(FILE *to) {
   fprintf(to, "usage: clxent bench [--device D] [--shape NxC]... [--repeat R] [--warmup W] [--csv] [--quick]\n"
               "                    [--dtype f32|f16|bf16] [--options LIST] [--host-path]\n"
               "  --device   as clxent_create: gpu, cpu, P:D, a name, all, or a list (gpu,cpu)\n"
               "  default shapes: 8192x32000 2048x128256 65536x1000 1048576x10 1x10; --quick: small shapes\n"
-              "  --dtype    storage of logits and gradient (the C loop stays float32)\n"
+              "  --dtype    storage of logits and gradient\n"
               "  --options  comma-separated: weights,smoothing,zloss,softcap,lse,bias or all\n"
               "  --host-path  also the offload table: transfer bandwidth (pinned, pageable) and the call\n"
               "             with ordinary and with pinned arrays over the ideal transfer time; on by\n"
@@ -192,7 +244,7 @@ int clxent_bench_main(int argc, char **argv) {
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--device") && i + 1 < argc) o.device = argv[++i];
     else if (!strcmp(argv[i], "--shape") && i + 1 < argc && o.shape_count < MAX_SHAPES) {
-      if (!parse_shape(argv[++i], &o.shapes[o.shape_count++])) {
+      if (!tool_parse_shape(argv[++i], &o.shapes[o.shape_count++])) {
         fprintf(stderr, "clxent bench: --shape wants NxC, got %s\n", argv[i]);
         return 2;
       }
@@ -236,40 +288,63 @@ int clxent_bench_main(int argc, char **argv) {
   }
 
   clxent_ctx *ctx;
-  const double t_create = clxent_seconds();
+  const double t_create = tool_seconds();
   clxent_status st = clxent_create(&ctx, o.device);
   if (st != CLXENT_OK) {
     fprintf(stderr, "clxent bench: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
     return 1;
   }
-  /* several devices: the call is split among them; the device-resident columns are the first's */
-  clxent_ctx *const group = ctx;
-  if (group->member_count) {
-    printf("# %zu devices; rows split at creation", group->member_count);
-    for (size_t k = 0; k < group->member_count; ++k)
-      printf("%s %s %.1f%%", k ? "," : "", group->members[k]->device_name, 100 * group->shares[k]);
-    printf("\n# copy and kernel columns: the first device; call: all of them; no host-path table\n");
-    ctx = group->members[0];
-    host_path = -1;
+  const double t_created = tool_seconds() - t_create;
+  const size_t devices = clxent_device_count(ctx);
+  clxent_info info = CLXENT_INFO_INIT; /* device 0's; the others' are printed below */
+  st = clxent_get_info(ctx, 0, &info);
+  if (st != CLXENT_OK) {
+    fprintf(stderr, "clxent bench: clxent_get_info: %s: %s\n", clxent_status_str(st), clxent_last_error(ctx));
+    clxent_destroy(ctx);
+    return 1;
   }
-  const int is_cpu = (ctx->device_type & CL_DEVICE_TYPE_CPU) != 0;
-  if (!host_path && !ctx->zero_copy) host_path = 1;
-  printf("# context creation %.0f ms (kernels %s); zero-copy %s\n", (clxent_seconds() - t_create) * 1e3,
-         ctx->program_from_cache ? "from the program cache" : "built from source", ctx->zero_copy ? "on" : "off");
-  printf("# device: %s; variant %s, vector width %u, group size %zu; median of %d after %d warm-up\n",
-         group->device_name, ctx->variant == CLXENT_VARIANT_ITEM_PER_ROW ? "item-per-row" : "group-per-row",
-         ctx->vector_width, ctx->group_size, o.repeat, o.warmup);
+  /* one device: the device-resident columns on the context's own queue; several: the call is split
+   * among them, and there is no one queue to measure on */
+  device_side dev = {0};
+  const int resident = devices == 1 && device_side_open(ctx, &dev);
+  if (devices > 1) {
+    printf("# %zu devices (%s); rows split at creation", devices, clxent_device_name(ctx));
+    for (size_t k = 0; k < devices; ++k) printf("%s %.1f%%", k ? " :" : "", 100 * clxent_device_share(ctx, k));
+    printf("\n# call: all of them; no copy and kernel columns (they need one device: --device with one of\n"
+           "# them) and no host-path table\n");
+    host_path = -1;
+  } else if (!resident) {
+    fprintf(stderr, "clxent bench: the context's queue or OpenCL context is not available\n");
+    clxent_destroy(ctx);
+    return 1;
+  }
+  if (!host_path && !info.zero_copy) host_path = 1;
+  printf("# context creation %.0f ms (kernels %s); zero-copy %s\n", t_created * 1e3,
+         info.program_from_cache ? "from the program cache" : "built from source", info.zero_copy ? "on" : "off");
+  if (devices == 1)
+    printf("# device: %s; variant %s, vector width %u, group size %zu; median of %d after %d warm-up\n",
+           clxent_device_name(ctx), info.variant == CLXENT_VARIANT_ITEM ? "item-per-row" : "group-per-row",
+           info.vector_width, info.group_size, o.repeat, o.warmup);
+  else
+    printf("# devices: %s; median of %d after %d warm-up\n", clxent_device_name(ctx), o.repeat, o.warmup);
+  for (size_t k = 0; k < devices && devices > 1; ++k) {
+    clxent_info each = CLXENT_INFO_INIT;
+    if (clxent_get_info(ctx, k, &each) == CLXENT_OK)
+      printf("# device %zu: variant %s, vector width %u, group size %zu; zero-copy %s\n", k,
+             each.variant == CLXENT_VARIANT_ITEM ? "item-per-row" : "group-per-row", each.vector_width,
+             each.group_size, each.zero_copy ? "on" : "off");
+  }
   printf("# storage %s; options:%s%s%s%s%s%s%s\n", dtype_names[o.dtype], o.weights ? " class_weight" : "",
          o.smoothing ? " label_smoothing=0.1" : "", o.zloss ? " z_loss=1e-4" : "", o.softcap ? " softcap=30" : "",
          o.lse ? " lse" : "", o.bias ? " bias_grad" : "",
          (o.weights | o.smoothing | o.zloss | o.softcap | o.lse | o.bias) ? "" : " none");
-  printf("# bytes = logits read once + gradient written once; copy = the device's copy kernel on the block\n");
+  printf("# bytes = logits read once + gradient written once; copy = a copy kernel (a float4 per work-item)\n"
+         "# on the block; kernel = clxent_softmax_xent_mem on one block in device buffers\n");
   if (o.csv)
-    printf("n,c,copy_GBps,kernel_ms,kernel_GBps,kernel_pct_copy,call_ms,call_GBps,call_pct_copy,c_loop_ms,"
-           "c_loop_GBps,call_over_c_loop\n");
+    printf("n,c,copy_GBps,kernel_ms,kernel_GBps,kernel_pct_copy,call_ms,call_GBps,call_pct_copy\n");
   else
-    printf("%9s %7s | %9s | %9s %9s %6s | %9s %9s %6s | %9s %9s %7s\n", "n", "c", "copy GB/s", "kernel ms",
-           "GB/s", "%copy", "call ms", "GB/s", "%copy", "C loop ms", "GB/s", "call/C");
+    printf("%9s %7s | %9s | %9s %9s %6s | %9s %9s %6s\n", "n", "c", "copy GB/s", "kernel ms", "GB/s", "%copy",
+           "call ms", "GB/s", "%copy");
 
   int status = 0, host_path_rows = 0;
   char host_rows[MAX_SHAPES][192];
@@ -297,73 +372,80 @@ int clxent_bench_main(int argc, char **argv) {
     if (stored)
       for (size_t k = 0; k < elems; ++k) stored[k] = clxent_tool_to_storage(logits[k], o.dtype);
     const void *call_logits = stored ? (const void *)stored : (const void *)logits;
-
-    /* Device-resident part: one block of rows, as the streaming path would launch it. */
-    size_t rows = (size_t)(ctx->block_bytes / (c * esize));
-    if (rows > n) rows = n;
-    const size_t block_bytes = rows * c * esize;
-    double t_copy = -1, t_kernel = -1, t_call = -1, t_c = -1;
-    cl_mem in, g, out, lab, wbuf, lbuf;
-    if (rows > 0 && !clxent_buffer(ctx, SLOT_IN, block_bytes, &in) && !clxent_buffer(ctx, SLOT_GRAD, block_bytes, &g) &&
-        !clxent_buffer(ctx, SLOT_ROW_OUT, rows * sizeof(float), &out) &&
-        !clxent_buffer(ctx, SLOT_LABELS, rows * sizeof(int32_t), &lab) &&
-        !clxent_buffer(ctx, SLOT_WEIGHT, c * sizeof(float), &wbuf) &&
-        !clxent_buffer(ctx, SLOT_LSE, rows * sizeof(float), &lbuf) &&
-        !clEnqueueWriteBuffer(ctx->queue, in, CL_TRUE, 0, block_bytes, call_logits, 0, NULL, NULL) &&
-        !clEnqueueWriteBuffer(ctx->queue, wbuf, CL_TRUE, 0, c * sizeof(float), weights, 0, NULL, NULL) &&
-        !clEnqueueWriteBuffer(ctx->queue, lab, CL_TRUE, 0, rows * sizeof(int32_t), labels, 0, NULL, NULL)) {
-      TIME_MEDIAN(t_kernel, &o, kernel_once(ctx, &o, rows, c, in, lab, wbuf, g, out, lbuf));
-      /* The copy reuses the input and gradient blocks: same sizes, same memory. */
-      const size_t float4s = block_bytes / 16;
-      if (float4s > 0) TIME_MEDIAN(t_copy, &o, copy_once(ctx, in, g, float4s));
-    }
     float loss;
     clxent_opts call_opts;
     bench_call_opts(&o, weights, &call_opts);
+    double t_copy = -1, t_kernel = -1, t_call = -1;
+
+    /* Device-resident part: one block of rows, as the streaming path would launch it, in buffers of
+     * the tool's own (released before the call below is timed). */
+    size_t rows = (size_t)(info.block_bytes / (c * esize));
+    if (rows == 0 && c * esize <= info.max_alloc) rows = 1;
+    if (rows > n) rows = n;
+    const size_t block_bytes = rows * c * esize;
+    if (resident && rows > 0) {
+      enum { IN, GRAD, LABELS, LOSS, LSE, BIAS, BUFFERS };
+      cl_mem m[BUFFERS] = {NULL};
+      m[IN] = make_buffer(&dev, block_bytes, call_logits);
+      m[GRAD] = make_buffer(&dev, block_bytes, NULL);
+      m[LABELS] = make_buffer(&dev, rows * sizeof(int32_t), labels);
+      m[LOSS] = make_buffer(&dev, sizeof(float), NULL);
+      m[LSE] = o.lse ? make_buffer(&dev, rows * sizeof(float), NULL) : NULL;
+      m[BIAS] = o.bias ? make_buffer(&dev, c * sizeof(float), NULL) : NULL;
+      clxent_mem_ex mex = clxent_mem_ex_default();
+      mex.dtype = o.dtype, mex.lse = m[LSE], mex.bias_grad = m[BIAS];
+      if (m[IN] && m[GRAD] && m[LABELS] && m[LOSS] && (m[LSE] || !o.lse) && (m[BIAS] || !o.bias)) {
+        TIME_MEDIAN(t_kernel, &o, kernel_once(ctx, &dev, rows, c, m[IN], m[LABELS], &call_opts, &mex, m[LOSS], m[GRAD]));
+        if (t_kernel < 0) fprintf(stderr, "clxent bench: %zux%zu, kernel: %s\n", rows, c, clxent_last_error(ctx));
+        /* The copy reuses the input and gradient blocks: same sizes, same memory. */
+        const size_t float4s = block_bytes / 16;
+        if (float4s > 0 && dev.copy_kernel) TIME_MEDIAN(t_copy, &o, copy_once(&dev, m[IN], m[GRAD], float4s));
+      } else {
+        fprintf(stderr, "clxent bench: %zux%zu: device buffers of %zu bytes could not be made\n", rows, c, block_bytes);
+      }
+      release_buffers(m, BUFFERS);
+    }
     clxent_ex ex = clxent_ex_default();
     ex.dtype = o.dtype, ex.lse = o.lse ? lse : NULL, ex.bias_grad = o.bias ? bias : NULL;
-    TIME_MEDIAN(t_call, &o, clxent_softmax_xent_ex(group, n, c, call_logits, labels, &call_opts, &ex, &loss, grad));
+    TIME_MEDIAN(t_call, &o, clxent_softmax_xent_ex(ctx, n, c, call_logits, labels, &call_opts, &ex, &loss, grad));
     if (t_call < 0) {
-      fprintf(stderr, "clxent bench: %zux%zu: %s\n", n, c, clxent_last_error(group));
+      fprintf(stderr, "clxent bench: %zux%zu: %s\n", n, c, clxent_last_error(ctx));
       status = 1;
     }
-    if (is_cpu) TIME_MEDIAN(t_c, &o, (clxent_c_loop_softmax_xent(n, c, logits, labels, grad), 0));
 
     const double bytes = 2.0 * (double)elems * (double)esize, kbytes = 2.0 * (double)block_bytes;
     const double copy_bw = t_copy > 0 ? 2.0 * (double)(block_bytes / 16 * 16) / t_copy / 1e9 : NAN;
     const double k_bw = t_kernel > 0 ? kbytes / t_kernel / 1e9 : NAN;
     const double call_bw = t_call > 0 ? bytes / t_call / 1e9 : NAN;
-    const double c_bw = t_c > 0 ? bytes / t_c / 1e9 : NAN;
+    const double kernel_ms = t_kernel > 0 ? t_kernel * 1e3 : NAN, call_ms = t_call > 0 ? t_call * 1e3 : NAN;
     if (o.csv)
-      printf("%zu,%zu,%.2f,%.4f,%.2f,%.1f,%.4f,%.2f,%.1f,%.4f,%.2f,%.3f\n", n, c, copy_bw, t_kernel * 1e3, k_bw,
-             100 * k_bw / copy_bw, t_call * 1e3, call_bw, 100 * call_bw / copy_bw, t_c * 1e3, c_bw, t_c / t_call);
+      printf("%zu,%zu,%.2f,%.4f,%.2f,%.1f,%.4f,%.2f,%.1f\n", n, c, copy_bw, kernel_ms, k_bw, 100 * k_bw / copy_bw,
+             call_ms, call_bw, 100 * call_bw / copy_bw);
     else
-      printf("%9zu %7zu | %9.2f | %9.3f %9.2f %5.1f%% | %9.3f %9.2f %5.1f%% | %9.3f %9.2f %6.2fx\n", n, c,
-             copy_bw, t_kernel * 1e3, k_bw, 100 * k_bw / copy_bw, t_call * 1e3, call_bw, 100 * call_bw / copy_bw,
-             t_c * 1e3, c_bw, t_c / t_call);
+      printf("%9zu %7zu | %9.2f | %9.3f %9.2f %5.1f%% | %9.3f %9.2f %5.1f%%\n", n, c, copy_bw, kernel_ms, k_bw,
+             100 * k_bw / copy_bw, call_ms, call_bw, 100 * call_bw / copy_bw);
     if (n * c <= 1024 && t_call > 0) printf("# %zux%zu: one call's host overhead %.1f us\n", n, c, t_call * 1e6);
     fflush(stdout);
     if (host_path > 0 && !status && n * c > 1024) { /* the offload table, printed after this one */
       double t_plain = t_call;
       if (o.dtype != CLXENT_FLOAT32 || o.weights || o.smoothing || o.zloss || o.softcap || o.lse || o.bias)
         TIME_MEDIAN(t_plain, &o, clxent_softmax_xent(ctx, n, c, logits, labels, NULL, &loss, grad));
-      status = t_plain > 0 ? host_path_row(ctx, &o, n, c, logits, labels, t_plain, host_rows[host_path_rows++],
-                                           sizeof host_rows[0])
+      status = t_plain > 0 ? host_path_row(ctx, &dev, &info, &o, n, c, logits, labels, t_plain,
+                                           host_rows[host_path_rows++], sizeof host_rows[0])
                            : 1;
     }
     free(logits), free(grad), free(labels), free(weights), free(lse), free(bias), free(stored);
   }
-  if (group->member_count) { /* the split the calls settled on (refined from their timings) */
+  if (devices > 1) { /* the split the calls settled on (refined from their timings) */
     printf("# rows split after the calls");
-    for (size_t k = 0; k < group->member_count; ++k)
-      printf("%s %s %.1f%%", k ? "," : "", group->members[k]->device_name, 100 * clxent_device_share(group, k));
+    for (size_t k = 0; k < devices; ++k) printf("%s %.1f%%", k ? " :" : "", 100 * clxent_device_share(ctx, k));
     printf("\n");
   }
   if (host_path_rows) {
     printf("# host path (%s): GB/s of transfers between host and device, pinned then pageable; ideal = bytes up\n"
            "# / pinned up + bytes down / pinned down; the call (f32, MEAN, gradient) with ordinary arrays and with\n"
            "# clxent_host_alloc arrays, each over the ideal (target: at most 1.25x)\n",
-           ctx->zero_copy ? "zero-copy: the call itself transfers nothing" : "pipelined transfers");
+           info.zero_copy ? "zero-copy: the call itself transfers nothing" : "pipelined transfers");
     if (o.csv)
       printf("table,n,c,up_pinned_GBps,down_pinned_GBps,up_pageable_GBps,down_pageable_GBps,ideal_ms,call_ms,"
              "call_over_ideal,pinned_call_ms,pinned_call_over_ideal\n");
@@ -372,6 +454,7 @@ int clxent_bench_main(int argc, char **argv) {
              "down pg", "ideal ms", "call ms", "/ideal", "pinned ms", "/ideal");
     for (int r = 0; r < host_path_rows; ++r) fputs(host_rows[r], stdout);
   }
-  clxent_destroy(group);
+  if (resident) device_side_close(&dev);
+  clxent_destroy(ctx);
   return status;
 }

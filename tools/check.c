@@ -77,9 +77,8 @@ static int check_softmax(clxent_ctx *ctx, const check_case *k, int verbose) {
     goto done;
   }
   /* the reference, straight from the header's formulas */
-  double divisor = 0, ce = 0, zl = 0, W = 0, gmax = 0;
+  double divisor = 0, ce = 0, zl = 0, gmax = 0;
   size_t counted = 0;
-  for (size_t j = 0; j < c; ++j) W += k->weights ? w[j] : 1.0;
   for (size_t i = 0; i < n; ++i)
     if (y[i] != -100) ++counted, divisor += k->weights ? w[y[i]] : 1.0;
   for (size_t i = 0; i < n; ++i) {

@@ -8,7 +8,7 @@
 
 #include "bench.h"
 #include "check.h"
-#include "internal.h" /* for the OpenCL headers; `devices` lists what clxent_create can select */
+#include "clxent_cl.h" /* the OpenCL headers: `devices` lists what clxent_create can select */
 
 static int usage(FILE *to) {
   fprintf(to,
@@ -32,8 +32,9 @@ static int cmd_devices(void) {
   cl_uint np = 0;
   cl_int err = clGetPlatformIDs(16, platforms, &np);
   if (err != CL_SUCCESS || np == 0) {
-    printf("no OpenCL platform found (clGetPlatformIDs: %s); for the CPU: apt-get install pocl-opencl-icd\n",
-           clxent_cl_error_name(err));
+    printf("no OpenCL platform found (clGetPlatformIDs returned %d%s); for the CPU: apt-get install "
+           "pocl-opencl-icd\n",
+           (int)err, err == -1001 ? ", CL_PLATFORM_NOT_FOUND_KHR" : "");
     return 1;
   }
   for (cl_uint p = 0; p < np && p < 16; ++p) {
