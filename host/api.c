@@ -3,6 +3,8 @@
  * (validate.c: a rejected call writes nothing), make the call's plan, and hand it to the engine of
  * one device (stream.c) or of several (group.c).
  */
+#include <stdlib.h>
+
 #include "internal.h"
 
 static clxent_status execute(clxent_ctx *ctx, const clxent_plan *plan) {
@@ -64,13 +66,22 @@ clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const 
   float weight_sum;
   size_t counted;
   double weighted;
+  float *scaled = NULL;
+  clxent_status st;
   CHECK(check_call(ctx, &call, &o, &x, &weight_sum));
-  CHECK(clxent_check_labels(ctx, labels, n, c, o.ignore_index, o.class_weight, &counted, &weighted));
+  if (o.class_weight && o.reduction == CLXENT_MEAN) {
+    CHECK(clxent_scaled_weights(ctx, o.class_weight, c, &scaled, &weight_sum));
+    if (scaled) o.class_weight = scaled;
+  }
+  CHECK_GOTO(clxent_check_labels(ctx, labels, n, c, o.ignore_index, o.class_weight, &counted, &weighted), st, done);
   clxent_plan plan = {.kernel = KERNEL_SOFTMAX_HARD, .dtype = x.dtype, .n = n, .c = c, .in = logits, .labels = labels,
                       .weight = o.class_weight, .ignore_index = o.ignore_index, .grad = grad, .lse = x.lse,
                       .bias_grad = x.bias_grad, .loss = loss, .reduction = o.reduction};
   plan.params = clxent_loss_params(&o, weighted, counted, weight_sum, &plan.divisor);
-  return execute(ctx, &plan);
+  st = execute(ctx, &plan);
+done:
+  free(scaled);
+  return st;
 }
 
 clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,

@@ -4,6 +4,7 @@
  * is enqueued for a rejected call); labels stay on the device, where label_stats counts them.
  */
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "clxent_cl.h"
 #include "internal.h"
@@ -167,9 +168,15 @@ static clxent_status run_mem(clxent_ctx *ctx, const mem_call *m) {
   float weight_sum = 0.0f;
   CHECK(check_mem_call(ctx, m, &o, &x, &weight_sum));
   const int elementwise = m->kernel == KERNEL_SIGMOID_XENT || m->kernel == KERNEL_BCE;
+  float *scaled = NULL; /* hard labels, MEAN: as in api.c */
+  if (m->kernel == KERNEL_SOFTMAX_HARD && o.class_weight && o.reduction == CLXENT_MEAN)
+    CHECK(clxent_scaled_weights(ctx, o.class_weight, m->c, &scaled, &weight_sum));
+  if (scaled) o.class_weight = scaled;
   cl_mem weight;
-  CHECK(weights_buffer(ctx, elementwise ? o.pos_weight : o.class_weight, m->c, &weight));
-  const clxent_status st = enqueue_mem_call(ctx, m, &o, &x, weight, weight_sum);
+  clxent_status st = weights_buffer(ctx, elementwise ? o.pos_weight : o.class_weight, m->c, &weight);
+  free(scaled); /* copied into the buffer */
+  if (st != CLXENT_OK) return st;
+  st = enqueue_mem_call(ctx, m, &o, &x, weight, weight_sum);
   if (weight) clReleaseMemObject(weight); /* OpenCL keeps it until the queued commands are done */
   return st;
 }

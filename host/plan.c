@@ -4,10 +4,14 @@
  * The cross-entropy terms divide by `divisor` (the weighted or plain count of rows), the z-loss by
  * `counted` rows. The kernels add each row's z-loss term times z_loss_row = divisor / counted to
  * its loss, so that the one division of Σ_i loss_i by `divisor` gives each term its own divisor
- * (PyTorch's for the cross-entropy, Liger's for the z-loss). A zero divisor (all rows ignored, or
- * all their weights 0) gives the loss x/0 as in PyTorch: NaN (0/0), or +inf when label smoothing
- * leaves a positive x from the other classes' weights; the gradient is 0.
+ * (PyTorch's for the cross-entropy, Liger's for the z-loss).
+ *
+ * A zero divisor under MEAN, as in PyTorch: the loss is NaN (never +inf, even where label
+ * smoothing leaves a positive sum); the gradient is 0 when no row counts (all ignored), and NaN on
+ * the counted rows when they all have class weight 0 (PyTorch's 0/0; ignored rows stay 0).
  */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -17,13 +21,29 @@ clxent_params clxent_loss_params(const clxent_opts *o, double divisor, size_t co
   clxent_params p;
   memset(&p, 0, sizeof p);
   const int mean = o->reduction == CLXENT_MEAN;
-  *reduce_divisor = mean ? (float)divisor : 1.0f;
+  *reduce_divisor = !mean ? 1.0f : divisor > 0 ? (float)divisor : NAN;
   p.smoothing = o->label_smoothing;
   p.z_loss = o->z_loss;
   p.softcap = o->softcap;
-  p.scale = !mean ? 1.0f : divisor > 0 ? 1.0f / (float)divisor : 0.0f;
+  p.scale = !mean ? 1.0f : divisor > 0 ? 1.0f / (float)divisor : counted > 0 ? NAN : 0.0f;
   p.z_scale = !mean ? 1.0f : counted > 0 ? 1.0f / (float)counted : 0.0f;
   p.z_loss_row = !mean ? 1.0f : (divisor > 0 && counted > 0) ? (float)(divisor / (double)counted) : 0.0f;
   p.weight_sum = weight_sum;
   return p;
+}
+
+clxent_status clxent_scaled_weights(clxent_ctx *ctx, const float *w, size_t c, float **out, float *sum) {
+  *out = NULL;
+  float largest = 0.0f;
+  for (size_t j = 0; j < c; ++j) largest = w[j] > largest ? w[j] : largest;
+  int e = 1;
+  if (largest > 0.0f) frexpf(largest, &e);
+  if (e == 1) return CLXENT_OK; /* none positive, or the largest already in [1, 2) */
+  float *scaled = malloc(c * sizeof *scaled);
+  if (!scaled) return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY, "malloc of %zu scaled class weights failed", c);
+  double total = 0.0;
+  for (size_t j = 0; j < c; ++j) total += scaled[j] = ldexpf(w[j], 1 - e);
+  *out = scaled;
+  *sum = (float)total;
+  return CLXENT_OK;
 }

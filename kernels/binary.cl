@@ -21,7 +21,7 @@ inline float pos_weight_of(__global const float *pos_weight, ulong k, int cols) 
 /* From logits, sigmoid fused:  a = σ(z),  -ln a = softplus(-z),  -ln(1-a) = softplus(z), with
  *   softplus(±z) = max(±z, 0) + ln(1 + e^{-|z|})   (never overflows)
  *   dL/dz = S · (a (1-y) - p·y (1-a)),   a = σ(z) and 1-a = σ(-z) from e^{-|z|}: no overflow,
- *   and no 1 - a cancellation.
+ *   and no 1 - a cancellation; at z = ±inf both are exact (a = 1 or 0).
  * Comparisons instead of fmax, so that a NaN z reaches the loss. */
 __kernel void sigmoid_xent(BINARY_ARGS(logits)) {
   const ulong i = get_global_id(0);
@@ -29,12 +29,15 @@ __kernel void sigmoid_xent(BINARY_ARGS(logits)) {
   const float z = LOAD(logits, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first + i, cols);
   const float e = exp(-fabs(z)), log1p_e = log1p(e); /* e in (0, 1]; NaN stays NaN */
   const float softplus_neg = (z < 0.0f ? -z : 0.0f) + log1p_e, softplus_pos = (z > 0.0f ? z : 0.0f) + log1p_e;
-  loss[i] = pos_weight ? pw * y * softplus_neg + (1.0f - y) * softplus_pos
-                                   : (z > 0.0f ? z : 0.0f) - z * y + log1p_e;
+  /* a term whose weight is 0 adds 0, also where its softplus is +inf (z = ±inf): the limits
+   * z → +inf, y = 1 and z → -inf, y = 0 are 0, not inf - inf. One formula with and without
+   * pos_weight (p = 1), so that pos_weight all ones gives the same bits as none. */
+  const float wp = pw * y, wn = 1.0f - y;
+  loss[i] = (wp == 0.0f ? 0.0f : wp * softplus_neg) + (wn == 0.0f ? 0.0f : wn * softplus_pos);
   if (grad) {
     const float a = z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
     const float one_minus_a = z >= 0.0f ? e / (1.0f + e) : 1.0f / (1.0f + e);
-    STORE(scale * (pos_weight ? a * (1.0f - y) - pw * y * one_minus_a : a - y), grad, i);
+    STORE(scale * (a * wn - wp * one_minus_a), grad, i);
   }
 }
 

@@ -54,10 +54,12 @@ void label_stats(const ulong n, const ulong c, __global const int *labels, __glo
   bad = group_sum(bad, scratch);
   divisor = group_sum(divisor, scratch);
   if (lid == 0) {
-    scales[0] = !mean ? 1.0f : divisor > 0.0f ? 1.0f / divisor : 0.0f;
+    /* a zero divisor with rows counted (all their weights 0): the gradient is 0/0 on those rows
+     * and the loss NaN, as in PyTorch (host/plan.c) */
+    scales[0] = !mean ? 1.0f : divisor > 0.0f ? 1.0f / divisor : counted > 0.0f ? NAN : 0.0f;
     scales[1] = !mean ? 1.0f : counted > 0.0f ? 1.0f / counted : 0.0f;
     scales[2] = !mean ? 1.0f : (divisor > 0.0f && counted > 0.0f) ? divisor / counted : 0.0f;
-    scales[3] = mean ? divisor : 1.0f;
+    scales[3] = !mean ? 1.0f : divisor > 0.0f ? divisor : NAN;
     if (bad_out) bad_out[0] = (uint)bad;
   }
 }

@@ -31,7 +31,8 @@ static double ref_softmax(size_t n, size_t c, const float *z, const int32_t *lab
     ++counted;
     divisor += labels && o.class_weight ? o.class_weight[labels[i]] : 1.0;
   }
-  const double S = !mean ? 1 : divisor > 0 ? 1 / divisor : 0;
+  /* a zero divisor (PyTorch): gradient NaN on counted rows, 0 when none counts; loss NaN */
+  const double S = !mean ? 1 : divisor > 0 ? 1 / divisor : counted > 0 ? NAN : 0;
   const double Sz = !mean ? 1 : counted > 0 ? 1 / (double)counted : 0;
   clear(r->bias, c);
   r->gscale = 0;
@@ -76,8 +77,9 @@ static double ref_softmax(size_t n, size_t c, const float *z, const int32_t *lab
     }
   }
   free(u), free(tau);
-  /* MEAN: a zero divisor gives x/0 (PyTorch) */
-  r->loss = mean ? ce_sum / divisor + (lam != 0 ? z_sum / (double)counted : 0) : ce_sum + z_sum;
+  r->loss = !mean ? ce_sum + z_sum
+            : divisor > 0 ? ce_sum / divisor + (lam != 0 ? z_sum / (double)counted : 0)
+                          : NAN; /* a zero divisor: NaN, never x/0 = inf (PyTorch) */
   return r->loss;
 }
 
@@ -110,7 +112,8 @@ static double ref_binary(int bce, size_t n, size_t c, const float *x, const floa
     } else {
       const double z = x[e], tail = log1p(exp(-fabs(z)));
       const double sp_pos = fmax(z, 0) + tail, sp_neg = fmax(-z, 0) + tail; /* softplus(±z) */
-      loss = pw * yy * sp_neg + (1 - yy) * sp_pos;
+      /* a term of weight 0 adds 0 even where its softplus is inf (the limits at z = ±inf) */
+      loss = (pw * yy == 0 ? 0 : pw * yy * sp_neg) + (1 - yy == 0 ? 0 : (1 - yy) * sp_pos);
       g = (1 / (1 + exp(-z))) * (pw * yy + 1 - yy) - pw * yy;
     }
     if (r->rows) r->rows[e] = loss;

@@ -188,7 +188,7 @@ static char *saved_values[16];
 static const char *const *saved_names;
 static size_t saved_count;
 
-static int env_save(const char *const *names, size_t count) {
+static int compat_env_save(const char *const *names, size_t count) {
   saved_names = names, saved_count = count;
   for (size_t k = 0; k < count; ++k) {
     const char *v = getenv(names[k]);
@@ -197,7 +197,7 @@ static int env_save(const char *const *names, size_t count) {
   return 0;
 }
 
-static int env_restore(void) {
+static int compat_env_restore(void) {
   for (size_t k = 0; k < saved_count; ++k) {
     if (saved_values[k]) setenv(saved_names[k], saved_values[k], 1);
     else unsetenv(saved_names[k]);
@@ -211,11 +211,11 @@ static int save_environment(void **state) {
                                       "CLXENT_MAX_ALLOC", "CLXENT_BLOCK_BYTES", "CLXENT_ZERO_COPY", "CLXENT_CACHE",
                                       "CLXENT_SPLIT", "CLXENT_BUILD_OPTIONS"};
   (void)state;
-  return env_save(names, sizeof names / sizeof names[0]);
+  return compat_env_save(names, sizeof names / sizeof names[0]);
 }
 static int restore_environment(void **state) {
   (void)state;
-  return env_restore();
+  return compat_env_restore();
 }
 
 static void test_strict_environment(void **state) {

@@ -397,9 +397,9 @@ static void test_bias_deterministic(void **state) {
   } while (0)
 
 /* Every option validated: NaN, infinities, out of range, wrong loss family; nothing written. */
-/* MEAN over a zero divisor (every counted row's class weighs 0) is x/0, as in PyTorch: NaN when
- * nothing is left (0/0), +inf when label smoothing puts loss on classes of positive weight. The
- * gradient is 0 either way. (Found by the fuzzer, whose comparison had read inf == inf as a miss.) */
+/* MEAN over a zero divisor (every counted row's class weighs 0), the README's rule, which is
+ * PyTorch's: the loss is NaN, also where label smoothing leaves loss on classes of positive
+ * weight (it was +inf: x/0); the counted rows' gradient is NaN (0/0), the ignored row's 0. */
 static void test_zero_divisor(void **state) {
   clxent_ctx *ctx = test_ctx(state);
   const float z[12] = {1, 2, 3, -1, 0, 1, 4, 4, 4, 0.5f, -2, 3}, w[3] = {0, 1, 2};
@@ -408,13 +408,20 @@ static void test_zero_divisor(void **state) {
   clxent_opts o = clxent_opts_default();
   o.class_weight = w;
   poison(grad, 12);
-  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 4, 3, z, y, &o, &loss, grad));
-  if (!isnan(loss)) fail_msg("without smoothing: loss %g, expected NaN (0/0)", (double)loss);
-  for (int k = 0; k < 12; ++k) assert_true(grad[k] == 0.0f);
-  o.label_smoothing = 0.2f;
+  for (int smoothing = 0; smoothing < 2; ++smoothing) {
+    o.label_smoothing = smoothing ? 0.2f : 0.0f;
+    poison(grad, 12);
+    ASSERT_OK(ctx, clxent_softmax_xent(ctx, 4, 3, z, y, &o, &loss, grad));
+    if (!isnan(loss) || is_poison(&loss, 1)) fail_msg("smoothing %d: loss %g, expected NaN", smoothing, (double)loss);
+    for (int k = 0; k < 12; ++k)
+      if (k / 3 == 2 ? grad[k] != 0.0f : !isnan(grad[k]) || is_poison(&grad[k], 1))
+        fail_msg("smoothing %d: grad[%d] = %g, expected %s", smoothing, k, (double)grad[k], k / 3 == 2 ? "0" : "NaN");
+  }
+  /* every row ignored: loss NaN (0/0), gradient 0 (nothing counts), as in PyTorch */
+  const int32_t none[4] = {-100, -100, -100, -100};
   poison(grad, 12);
-  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 4, 3, z, y, &o, &loss, grad));
-  if (!(isinf(loss) && loss > 0)) fail_msg("with smoothing: loss %g, expected +inf (x/0)", (double)loss);
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 4, 3, z, none, &o, &loss, grad));
+  assert_true(isnan(loss));
   for (int k = 0; k < 12; ++k) assert_true(grad[k] == 0.0f);
 }
 
