@@ -2,11 +2,16 @@
  * Soak: many calls of mixed shapes, options and storage types on one context, then many
  * create/destroy cycles, printing the process's resident memory and open file descriptors as it
  * goes; exits 1 if either grows past a small allowance after the warm-up. Not part of the default
- * test run (it takes about a minute): `./build/tests/soak [calls] [cycles]`, 100000 and 1000 by
- * default. Results are checked against a loss computed once per shape, so a call that silently
- * goes wrong also fails.
+ * test run (it takes about a minute):
+ *   ./build/tests/soak [--copy] [--device=D] [--split=W0,W1,...] [calls] [cycles]
+ * calls and cycles 100000 and 1000 by default. The contexts are configured in code: --copy takes
+ * the pipelined host path (zero_copy off), --device names the device(s) as clxent_create does
+ * ("all" for every device), --split fixes the shares of a context over several devices. What is
+ * not given comes from the CLXENT_* environment, as for any caller. Results are checked against a
+ * loss computed once per shape, so a call that silently goes wrong also fails.
  */
 #define _POSIX_C_SOURCE 200809L
+#define CLXENT_EXPERIMENTAL_API /* clxent_tuning */
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -38,8 +43,38 @@ static int open_fds(void) {
 enum { SHAPES = 6 };
 static const size_t shapes[SHAPES][2] = {{1, 10}, {7, 3}, {64, 1000}, {3, 4099}, {1000, 2}, {33, 129}};
 
+/* "w0,w1,...": up to 16 positive weights (the library checks the rest); 0 on anything else. */
+static size_t parse_split(const char *text, double *w) {
+  size_t count = 0;
+  for (const char *p = text;;) {
+    char *end;
+    const double x = strtod(p, &end);
+    if (end == p || !(x > 0) || count == 16) return 0;
+    w[count++] = x;
+    if (*end == '\0') return count;
+    if (*end != ',') return 0;
+    p = end + 1;
+  }
+}
+
 int main(int argc, char **argv) {
-  const long calls = argc > 1 ? atol(argv[1]) : 100000, cycles = argc > 2 ? atol(argv[2]) : 1000;
+  const char *device = NULL;
+  double split[16];
+  clxent_tuning tuning = CLXENT_TUNING_INIT;
+  clxent_config config = CLXENT_CONFIG_INIT;
+  config.tuning = &tuning;
+  int arg = 1;
+  for (; arg < argc && !strncmp(argv[arg], "--", 2); ++arg) {
+    if (!strcmp(argv[arg], "--copy")) tuning.zero_copy = CLXENT_OFF;
+    else if (!strncmp(argv[arg], "--device=", 9)) device = argv[arg] + 9;
+    else if (!strncmp(argv[arg], "--split=", 8) && (tuning.split_count = parse_split(argv[arg] + 8, split)))
+      tuning.split = split;
+    else {
+      fprintf(stderr, "usage: soak [--copy] [--device=D] [--split=W0,W1,...] [calls] [cycles]\n");
+      return 2;
+    }
+  }
+  const long calls = argc > arg ? atol(argv[arg]) : 100000, cycles = argc > arg + 1 ? atol(argv[arg + 1]) : 1000;
   float *z = malloc(64 * 4099 * sizeof(float)), *g = malloc(64 * 4099 * sizeof(float)), w[4099];
   uint16_t *z16 = malloc(64 * 4099 * sizeof(uint16_t)), *g16 = malloc(64 * 4099 * sizeof(uint16_t));
   int32_t y[1000];
@@ -56,7 +91,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 1000; ++i) y[i] = i % 2;
 
   clxent_ctx *ctx;
-  if (clxent_create(&ctx, NULL) != CLXENT_OK) {
+  if (clxent_create_ex(&ctx, device, &config) != CLXENT_OK) {
     fprintf(stderr, "soak: %s\n", clxent_last_error(NULL));
     return 1;
   }
@@ -97,7 +132,7 @@ int main(int argc, char **argv) {
   printf("soak: %ld create/destroy cycles\n", cycles);
   long rss_cycle_warm = 0;
   for (long k = 0; k < cycles && !bad; ++k) {
-    if (clxent_create(&ctx, NULL) != CLXENT_OK) {
+    if (clxent_create_ex(&ctx, device, &config) != CLXENT_OK) {
       fprintf(stderr, "soak: cycle %ld: %s\n", k, clxent_last_error(NULL));
       bad = 1;
       break;

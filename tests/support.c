@@ -30,12 +30,15 @@ int support_device_present(void) {
   return 1;
 }
 
+const clxent_config *support_config;
+
 int support_setup(void **state) {
+  if (support_config) drop_probe(); /* the probe is an unconfigured context */
   clxent_ctx *ctx = probe_ctx;
   probe_ctx = NULL;
-  const clxent_status st = ctx ? CLXENT_OK : clxent_create(&ctx, NULL);
+  const clxent_status st = ctx ? CLXENT_OK : clxent_create_ex(&ctx, NULL, support_config);
   if (st != CLXENT_OK) {
-    fprintf(stderr, "clxent_create: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
+    fprintf(stderr, "clxent_create_ex: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
     return -1;
   }
   *state = ctx;
@@ -48,6 +51,17 @@ int support_teardown(void **state) {
 }
 
 clxent_ctx *test_ctx(void **state) { return *state; }
+
+clxent_ctx *support_create(const char *device, const struct clxent_tuning *tuning, const clxent_config *config) {
+  clxent_config c = config ? *config : clxent_config_default();
+  if (tuning) c.tuning = tuning;
+  clxent_ctx *ctx = NULL;
+  const clxent_status st = clxent_create_ex(&ctx, device, &c);
+  if (st != CLXENT_OK)
+    fail_msg("clxent_create_ex(%s%s%s): %s: %s", device ? "\"" : "", device ? device : "NULL", device ? "\"" : "",
+             clxent_status_str(st), clxent_last_error(NULL));
+  return ctx;
+}
 
 /* ---------------------------------------------------------------- environment overrides */
 

@@ -25,10 +25,20 @@
  * precede the first OpenCL call. */
 int support_device_present(void);
 
-/* A context on $CLXENT_DEVICE (CI: PoCL), shared by a test file; created in group setup. */
+/* A context on $CLXENT_DEVICE (CI: PoCL), shared by a test file; created in group setup, with
+ * support_config if main() set it (else as clxent_create(NULL) makes it). */
+extern const clxent_config *support_config;
 int support_setup(void **state);
 int support_teardown(void **state);
 clxent_ctx *test_ctx(void **state);
+
+/* A context configured in code: clxent_create_ex(device, config) with config->tuning replaced by
+ * tuning where that is not NULL (config NULL: CLXENT_CONFIG_INIT). What the two leave unset comes
+ * from the environment as for any caller: in CTest the run's CLXENT_VARIANT and CLXENT_ZERO_COPY,
+ * so leave tuning->variant AUTO unless the test is about another. A failure fails the test with
+ * the status and clxent_last_error(NULL). The struct is the experimental clxent_tuning (define
+ * CLXENT_EXPERIMENTAL_API to fill one). */
+clxent_ctx *support_create(const char *device, const struct clxent_tuning *tuning, const clxent_config *config);
 
 /* Deterministic random numbers. */
 void rng_seed(uint64_t seed);
@@ -42,8 +52,9 @@ void poison(float *x, size_t k);
 int is_poison(const float *x, size_t k); /* every element still the exact poison bits */
 void *xmalloc(size_t bytes);
 
-/* Environment overrides that a failing test cannot leak. A test that changes CLXENT_* (or any)
- * variables runs as cmocka_unit_test_setup_teardown(test, setup, env_restore) where setup calls
+/* Environment overrides that a failing test cannot leak, for the tests about the environment
+ * itself ($CLXENT_DEVICE, a bad CLXENT_* value, XDG_CACHE_HOME); a test that only needs a context
+ * configured some way makes it with support_create instead. A test that changes variables runs as cmocka_unit_test_setup_teardown(test, setup, env_restore) where setup calls
  * env_override(list): every variable of the list is saved, then set to its value (NULL: unset).
  * Inside the test, env_set() changes only variables so saved (any other fails the test). env_restore puts back every saved value; cmocka runs it after a failed assertion too,
  * and env_override restores by itself when it fails, since cmocka then skips the teardown. */

@@ -1,6 +1,7 @@
 /* The API contract: status strings, device selection, every rejected input (with its outputs
  * poisoned and checked untouched, and the message naming the argument), streaming in blocks. */
 #define _POSIX_C_SOURCE 200809L /* getpid */
+#define CLXENT_EXPERIMENTAL_API   /* clxent_tuning, clxent_get_info */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,16 +82,14 @@ static int sideways_variant(void **state) {
 
 static void test_build_failure(void **state) {
   (void)state;
+  clxent_tuning t = CLXENT_TUNING_INIT;
+  t.build_options = "-DCLXENT_VEC=3"; /* the kernels' #error */
+  clxent_config cfg = clxent_config_default();
+  cfg.tuning = &t;
   clxent_ctx *ctx = (clxent_ctx *)&ctx;
-  assert_int_equal(clxent_create(&ctx, NULL), CLXENT_ERR_BUILD);
+  assert_int_equal(clxent_create_ex(&ctx, NULL, &cfg), CLXENT_ERR_BUILD);
   assert_null(ctx);
   assert_error_mentions(NULL, "clBuildProgram");
-}
-static int vector_width_3(void **state) {
-  (void)state;
-  static const env_setting env[] = {{"CLXENT_BUILD_OPTIONS", "-DCLXENT_VEC=3"}, /* the kernels' #error */
-                                    {NULL, NULL}};
-  return env_override(env);
 }
 
 /* Every rejected call of the hard-label loss: the status, a message naming the argument, and
@@ -156,14 +155,10 @@ static void test_rejected_calls_write_nothing(void **state) {
 }
 
 /* A context whose blocks hold few rows gives the same bits as one that takes the batch at once. */
-static int blocks_of_4096_bytes(void **state) {
-  (void)state;
-  static const env_setting env[] = {{"CLXENT_BLOCK_BYTES", "4096"}, {NULL, NULL}};
-  return env_override(env);
-}
 static void test_streaming_blocks_same_bits(void **state) {
-  clxent_ctx *whole = test_ctx(state), *blocked = NULL;
-  ASSERT_OK(NULL, clxent_create(&blocked, NULL)); /* the fixture's CLXENT_BLOCK_BYTES */
+  clxent_tuning blocks = CLXENT_TUNING_INIT;
+  blocks.block_bytes = 4096;
+  clxent_ctx *whole = test_ctx(state), *blocked = support_create(NULL, &blocks, NULL);
   const size_t n = 3001, c = 700; /* 1 row per 4 KiB block: 3001 blocks */
   float *logits = xmalloc(n * c * sizeof(float)), *g1 = xmalloc(n * c * sizeof(float));
   float *g2 = xmalloc(n * c * sizeof(float)), *r1 = xmalloc(n * c * sizeof(float)), *r2 = xmalloc(n * c * sizeof(float));
@@ -225,14 +220,26 @@ static float demo_loss(clxent_ctx *ctx) {
 }
 
 /* The program binary cache: written on the first start, used on the next, and a damaged file is
- * ignored (rebuilt from source), never an error. */
+ * ignored (rebuilt from source), never an error. The test is about where the cache lives by
+ * default ($XDG_CACHE_HOME/clxent), so that comes from the environment; the cache is switched on in
+ * code. */
 static char cache_root[64];
-static int private_cache(void **state) { /* the cache under a folder of this test's own, and on */
+static int private_cache(void **state) { /* the cache under a folder of this test's own */
   (void)state;
   snprintf(cache_root, sizeof cache_root, "/tmp/clxent-test-cache-%ld", (long)getpid());
-  const env_setting env[] = {{"XDG_CACHE_HOME", cache_root}, {"CLXENT_CACHE", NULL}, {"CLXENT_CACHE_DIR", NULL},
-                             {NULL, NULL}};
+  const env_setting env[] = {{"XDG_CACHE_HOME", cache_root}, {"CLXENT_CACHE_DIR", NULL}, {NULL, NULL}};
   return env_override(env);
+}
+
+/* A context with the cache on; whether its kernels came from the cache. */
+static clxent_ctx *cached_context(int *from_cache) {
+  clxent_config cfg = clxent_config_default();
+  cfg.cache = CLXENT_ON;
+  clxent_ctx *ctx = support_create(NULL, NULL, &cfg);
+  clxent_info info = CLXENT_INFO_INIT;
+  ASSERT_OK(ctx, clxent_get_info(ctx, 0, &info));
+  *from_cache = info.program_from_cache;
+  return ctx;
 }
 
 static void test_program_cache(void **state) {
@@ -240,12 +247,14 @@ static void test_program_cache(void **state) {
   char dir[96], path[512];
   const char *root = cache_root;
   snprintf(dir, sizeof dir, "%s/clxent", root);
-  clxent_ctx *ctx = NULL;
-  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
+  int from_cache = -1;
+  clxent_ctx *ctx = cached_context(&from_cache);
+  assert_int_equal(from_cache, 0); /* a fresh folder: built from source */
   assert_float_equal(demo_loss(ctx), 1.204, 5e-4);
   clxent_destroy(ctx);
   assert_true(find_cache_file(dir, path, sizeof path));
-  ASSERT_OK(NULL, clxent_create(&ctx, NULL)); /* from the cache */
+  ctx = cached_context(&from_cache);
+  assert_int_equal(from_cache, 1);
   assert_float_equal(demo_loss(ctx), 1.204, 5e-4);
   clxent_destroy(ctx);
   FILE *f = fopen(path, "r+b"); /* keep the key, damage the binary */
@@ -253,13 +262,16 @@ static void test_program_cache(void **state) {
   fseek(f, 200, SEEK_SET);
   for (int i = 0; i < 4096; ++i) fputc(0x5A, f);
   fclose(f);
-  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
+  ctx = cached_context(&from_cache);
+  assert_int_equal(from_cache, 0); /* rebuilt from source */
   assert_float_equal(demo_loss(ctx), 1.204, 5e-4);
   clxent_destroy(ctx);
   f = fopen(path, "wb"); /* a different key in the file: not used */
+  assert_non_null(f);
   fputs("clxent-program-cache 1\ndevice=other\n", f);
   fclose(f);
-  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
+  ctx = cached_context(&from_cache);
+  assert_int_equal(from_cache, 0);
   assert_float_equal(demo_loss(ctx), 1.204, 5e-4);
   clxent_destroy(ctx);
   remove(path);
@@ -272,9 +284,9 @@ int main(void) {
       cmocka_unit_test(test_status_strings), cmocka_unit_test(test_version),
       cmocka_unit_test_setup_teardown(test_device_selection, no_such_default_device, env_restore),
       cmocka_unit_test_setup_teardown(test_bad_variant, sideways_variant, env_restore),
-      cmocka_unit_test_setup_teardown(test_build_failure, vector_width_3, env_restore),
+      cmocka_unit_test(test_build_failure),
       cmocka_unit_test(test_rejected_calls_write_nothing),
-      cmocka_unit_test_setup_teardown(test_streaming_blocks_same_bits, blocks_of_4096_bytes, env_restore),
+      cmocka_unit_test(test_streaming_blocks_same_bits),
       cmocka_unit_test_setup_teardown(test_program_cache, private_cache, env_restore),
   };
   if (!support_device_present()) return SUPPORT_SKIP;

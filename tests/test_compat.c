@@ -4,7 +4,6 @@
  *     rejected, naming the byte, when not; garbage sizes are rejected, nothing written;
  *   - clxent_create_ex configures a context in code, the environment only filling what the config
  *     leaves unset, and every CLXENT_* value is parsed strictly. */
-#define _POSIX_C_SOURCE 200809L /* setenv */
 #define CLXENT_EXPERIMENTAL_API
 #include <stddef.h>
 #include <stdlib.h>
@@ -179,48 +178,22 @@ static void test_config_in_code(void **state) {
   assert_null(ctx);
 }
 
-/* The environment is read strictly, and only where the config leaves a field unset. */
-typedef struct env_case {
-  const char *name, *value;
-} env_case;
-
-static char *saved_values[16];
-static const char *const *saved_names;
-static size_t saved_count;
-
-static int compat_env_save(const char *const *names, size_t count) {
-  saved_names = names, saved_count = count;
-  for (size_t k = 0; k < count; ++k) {
-    const char *v = getenv(names[k]);
-    saved_values[k] = v ? strdup(v) : NULL;
-  }
-  return 0;
-}
-
-static int compat_env_restore(void) {
-  for (size_t k = 0; k < saved_count; ++k) {
-    if (saved_values[k]) setenv(saved_names[k], saved_values[k], 1);
-    else unsetenv(saved_names[k]);
-    free(saved_values[k]), saved_values[k] = NULL;
-  }
-  return 0;
-}
-
-static int save_environment(void **state) {
-  static const char *const names[] = {"CLXENT_VARIANT", "CLXENT_VEC", "CLXENT_GROUP_SIZE", "CLXENT_ROW_THREADS",
-                                      "CLXENT_MAX_ALLOC", "CLXENT_BLOCK_BYTES", "CLXENT_ZERO_COPY", "CLXENT_CACHE",
-                                      "CLXENT_SPLIT", "CLXENT_BUILD_OPTIONS"};
+/* The environment is read strictly, and only where the config leaves a field unset. The test
+ * starts with every variable it touches unset (the run's CLXENT_VARIANT and CLXENT_ZERO_COPY
+ * included), so each case sees its own variable alone; support.c's fixture restores them all
+ * afterwards, also when the test fails. */
+static int no_clxent_variables(void **state) {
   (void)state;
-  return compat_env_save(names, sizeof names / sizeof names[0]);
-}
-static int restore_environment(void **state) {
-  (void)state;
-  return compat_env_restore();
+  static const env_setting env[] = {
+      {"CLXENT_VARIANT", NULL},   {"CLXENT_VEC", NULL},         {"CLXENT_GROUP_SIZE", NULL}, {"CLXENT_ROW_THREADS", NULL},
+      {"CLXENT_MAX_ALLOC", NULL}, {"CLXENT_BLOCK_BYTES", NULL}, {"CLXENT_ZERO_COPY", NULL},  {"CLXENT_CACHE", NULL},
+      {"CLXENT_SPLIT", NULL},     {"CLXENT_BUILD_OPTIONS", NULL}, {NULL, NULL}};
+  return env_override(env);
 }
 
 static void test_strict_environment(void **state) {
   (void)state;
-  static const env_case bad[] = {
+  static const env_setting bad[] = {
       {"CLXENT_GROUP_SIZE", "9223372036854775808"}, /* 2^63: once a loop without end */
       {"CLXENT_GROUP_SIZE", "18446744073709551616"}, /* wraps through 64 bits */
       {"CLXENT_GROUP_SIZE", "8abc"},
@@ -241,16 +214,16 @@ static void test_strict_environment(void **state) {
   };
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; ++k) {
     clxent_ctx *ctx = (clxent_ctx *)&bad;
-    setenv(bad[k].name, bad[k].value, 1);
+    env_set(bad[k].name, bad[k].value);
     const clxent_status st = clxent_create(&ctx, NULL);
     if (st != CLXENT_ERR_INVALID_ARG)
       fail_msg("%s=\"%s\": %s, expected CLXENT_ERR_INVALID_ARG", bad[k].name, bad[k].value, clxent_status_str(st));
     assert_null(ctx);
     assert_error_mentions(NULL, bad[k].name);
-    unsetenv(bad[k].name);
+    env_set(bad[k].name, NULL);
   }
   /* the config wins over the environment: the bad variable is not even read */
-  setenv("CLXENT_VARIANT", "sideways", 1);
+  env_set("CLXENT_VARIANT", "sideways");
   clxent_tuning t = CLXENT_TUNING_INIT;
   t.variant = CLXENT_VARIANT_ITEM;
   clxent_config cfg = clxent_config_default();
@@ -258,9 +231,9 @@ static void test_strict_environment(void **state) {
   clxent_ctx *ctx = NULL;
   ASSERT_OK(NULL, clxent_create_ex(&ctx, NULL, &cfg));
   clxent_destroy(ctx);
-  unsetenv("CLXENT_VARIANT");
+  env_set("CLXENT_VARIANT", NULL);
   /* and the environment fills what the config leaves */
-  setenv("CLXENT_GROUP_SIZE", "32", 1);
+  env_set("CLXENT_GROUP_SIZE", "32");
   ASSERT_OK(NULL, clxent_create_ex(&ctx, NULL, &cfg));
   clxent_info info = CLXENT_INFO_INIT;
   ASSERT_OK(ctx, clxent_get_info(ctx, 0, &info));
@@ -287,8 +260,9 @@ int main(void) {
       cmocka_unit_test(test_smaller_struct_layouts),
       cmocka_unit_test(test_larger_struct_layouts),
       cmocka_unit_test(test_config_in_code),
-      cmocka_unit_test_setup_teardown(test_strict_environment, save_environment, restore_environment),
+      cmocka_unit_test_setup_teardown(test_strict_environment, no_clxent_variables, env_restore),
       cmocka_unit_test(test_device_twice),
   };
+  if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }

@@ -6,7 +6,7 @@
  * environment already says otherwise. */
 #define _POSIX_C_SOURCE 200809L /* setenv (POCL_DEVICES, in main) */
 #define CL_TARGET_OPENCL_VERSION 120
-#define CLXENT_EXPERIMENTAL_API /* clxent_device_count, clxent_device_share */
+#define CLXENT_EXPERIMENTAL_API /* clxent_tuning, clxent_device_count, clxent_device_share */
 #include <CL/cl.h>
 #include <math.h>
 #include <stdio.h>
@@ -155,34 +155,22 @@ static float *reference(clxent_ctx *ctx, const inputs *in) {
   return r;
 }
 
-/* The environment of the tests below: the variables they set for one clxent_create (through
- * create_with and expect_create_failure, unset again after it) start unset, and the fixture's
- * teardown restores them all, also after a failure. */
-static int pipelined(void **state) { /* and through device buffers, whatever the CTest variant */
-  (void)state;
-  static const env_setting env[] = {{"CLXENT_ZERO_COPY", "0"}, {"CLXENT_BLOCK_BYTES", NULL}, {NULL, NULL}};
-  return env_override(env);
-}
-static int measured_split(void **state) {
-  (void)state;
-  static const env_setting env[] = {{"CLXENT_SPLIT", NULL}, {"CLXENT_BLOCK_BYTES", NULL}, {NULL, NULL}};
-  return env_override(env);
-}
-static int even_split(void **state) {
-  (void)state;
-  static const env_setting env[] = {{"CLXENT_SPLIT", "1,1"}, {"CLXENT_BLOCK_BYTES", NULL}, {NULL, NULL}};
-  return env_override(env);
+/* The contexts under test are configured in code (support_create); what a tuning leaves unset
+ * comes from the run (in CTest its variant). */
+
+/* Through device buffers in blocks of block_bytes, whatever the CTest run's zero-copy. */
+static clxent_ctx *pipelined(uint64_t block_bytes) {
+  clxent_tuning t = CLXENT_TUNING_INIT;
+  t.zero_copy = CLXENT_OFF, t.block_bytes = block_bytes;
+  return support_create(NULL, &t, NULL);
 }
 
-static clxent_ctx *create_with(const char *device, const char *name, const char *value) {
-  if (name) env_set(name, value);
-  clxent_ctx *ctx = NULL;
-  const clxent_status st = clxent_create(&ctx, device);
-  if (name) env_set(name, NULL);
-  if (st != CLXENT_OK)
-    fail_msg("clxent_create(%s) with %s=%s: %s: %s", device ? device : "NULL", name ? name : "-", value ? value : "-",
-             clxent_status_str(st), clxent_last_error(NULL));
-  return ctx;
+/* On the devices of `pair`, with fixed shares (split: count values) or, split NULL, measured ones;
+ * blocks capped at block_bytes (0: the device's). */
+static clxent_ctx *on_pair(const char *pair, const double *split, size_t count, uint64_t block_bytes) {
+  clxent_tuning t = CLXENT_TUNING_INIT;
+  t.split = split, t.split_count = count, t.block_bytes = block_bytes;
+  return support_create(pair, &t, NULL);
 }
 
 /* ---------------------------------------------------------------- the pipelined host path */
@@ -195,9 +183,8 @@ static void test_pipeline_bits_match_any_block_size(void **state) {
     float *expected = reference(test_ctx(state), &in), *got = xmalloc(result_floats(in.n, in.c) * sizeof(float));
     static const size_t block_rows[] = {1, 3, 64};
     for (int b = 0; b < 3; ++b) {
-      char bytes[32], what[96];
-      snprintf(bytes, sizeof bytes, "%zu", block_rows[b] * in.c * sizeof(float));
-      clxent_ctx *piped = create_with(NULL, "CLXENT_BLOCK_BYTES", bytes);
+      char what[96];
+      clxent_ctx *piped = pipelined(block_rows[b] * in.c * sizeof(float));
       run_all(piped, &in, plain_alloc, plain_free, got);
       snprintf(what, sizeof what, "n = %zu, c = %zu, pipelined in blocks of %zu rows", in.n, in.c, block_rows[b]);
       assert_same_bits(expected, got, result_floats(in.n, in.c), what);
@@ -213,7 +200,7 @@ static void test_pinned_caller_memory(void **state) {
   inputs in = make_inputs(1000, 129, 7);
   const size_t total = result_floats(in.n, in.c);
   float *expected = reference(test_ctx(state), &in), *got = xmalloc(total * sizeof(float));
-  clxent_ctx *piped = create_with(NULL, "CLXENT_BLOCK_BYTES", "51600"); /* 100 rows: 10 blocks */
+  clxent_ctx *piped = pipelined(100 * in.c * sizeof(float)); /* 10 blocks */
   run_all(piped, &in, pinned_alloc, pinned_free, got);
   assert_same_bits(expected, got, total, "every array pinned");
   /* pinned inputs, ordinary outputs */
@@ -275,7 +262,7 @@ static void device_pair(char *out, size_t size) {
 static void test_two_devices_give_the_bits_of_one(void **state) {
   char pair[64];
   device_pair(pair, sizeof pair);
-  clxent_ctx *group = create_with(pair, NULL, NULL);
+  clxent_ctx *group = on_pair(pair, NULL, 0, 0);
   assert_int_equal(clxent_device_count(group), 2);
   const double s0 = clxent_device_share(group, 0), s1 = clxent_device_share(group, 1);
   if (!(s0 > 0 && s1 > 0 && fabs(s0 + s1 - 1) < 1e-12)) fail_msg("shares %g + %g", s0, s1);
@@ -301,35 +288,35 @@ static void test_two_devices_give_the_bits_of_one(void **state) {
 static void test_any_split_gives_the_same_bits(void **state) {
   char pair[64];
   device_pair(pair, sizeof pair);
-  static const char *const splits[] = {"1,3", "5,1", "1,100000", "100000,1"};
+  static const double splits[][2] = {{1, 3}, {5, 1}, {1, 100000}, {100000, 1}};
   inputs in = make_inputs(1000, 129, 9), small = make_inputs(63, 40, 10);
   float *expected = reference(test_ctx(state), &in), *expected_small = reference(test_ctx(state), &small);
   float *got = xmalloc(result_floats(in.n, in.c) * sizeof(float));
   for (int s = 0; s < 4; ++s) {
-    clxent_ctx *group = create_with(pair, "CLXENT_SPLIT", splits[s]);
+    clxent_ctx *group = on_pair(pair, splits[s], 2, 0);
     char what[96];
     run_all(group, &in, plain_alloc, plain_free, got);
-    snprintf(what, sizeof what, "CLXENT_SPLIT=%s", splits[s]);
+    snprintf(what, sizeof what, "split %g:%g", splits[s][0], splits[s][1]);
     assert_same_bits(expected, got, result_floats(in.n, in.c), what);
     run_all(group, &small, s == 0 ? pinned_alloc : plain_alloc, s == 0 ? pinned_free : plain_free, got);
-    snprintf(what, sizeof what, "CLXENT_SPLIT=%s, 63 rows%s", splits[s], s == 0 ? ", pinned" : "");
+    snprintf(what, sizeof what, "split %g:%g, 63 rows%s", splits[s][0], splits[s][1], s == 0 ? ", pinned" : "");
     assert_same_bits(expected_small, got, result_floats(small.n, small.c), what);
     if (s == 0 && clxent_device_share(group, 0) != 0.25) /* fixed shares do not follow the timings */
-      fail_msg("CLXENT_SPLIT=1,3: share 0 is %.17g after the calls, not 0.25", clxent_device_share(group, 0));
+      fail_msg("split 1:3: share 0 is %.17g after the calls, not 0.25", clxent_device_share(group, 0));
     clxent_destroy(group);
   }
   free(expected), free(expected_small), free(got), free_inputs(&in), free_inputs(&small);
 }
 
-static void expect_create_failure(const char *device, const char *env, const char *value, clxent_status want,
-                                  const char *message) {
-  if (env) env_set(env, value);
+/* clxent_create_ex(device, config) must fail with `want`, ctx set to NULL, the message naming
+ * `message`; `how` says what was wrong, for the failure's message. */
+static void expect_create_failure(const char *device, const clxent_config *config, const char *how,
+                                  clxent_status want, const char *message) {
   clxent_ctx *ctx = (clxent_ctx *)&ctx; /* must be reset to NULL */
-  const clxent_status st = clxent_create(&ctx, device);
-  if (env) env_set(env, NULL);
+  const clxent_status st = clxent_create_ex(&ctx, device, config);
   if (st != want || ctx != NULL || !strstr(clxent_last_error(NULL), message))
-    fail_msg("clxent_create(\"%s\")%s%s: %s: \"%s\"; expected %s and \"%s\"", device, env ? " with " : "",
-             env ? env : "", clxent_status_str(st), clxent_last_error(NULL), clxent_status_str(want), message);
+    fail_msg("clxent_create_ex(\"%s\")%s%s: %s: \"%s\"; expected %s and \"%s\"", device, how ? " with " : "",
+             how ? how : "", clxent_status_str(st), clxent_last_error(NULL), clxent_status_str(want), message);
 }
 
 static void test_device_list_errors(void **state) {
@@ -340,9 +327,46 @@ static void test_device_list_errors(void **state) {
   expect_create_failure(twice, NULL, NULL, CLXENT_ERR_INVALID_ARG, "twice");
   expect_create_failure("cpu,no-such-device", NULL, NULL, CLXENT_ERR_NO_DEVICE, "device 1 (\"no-such-device\")");
   expect_create_failure("cpu,,cpu", NULL, NULL, CLXENT_ERR_INVALID_ARG, "entry 1 of the list is empty");
-  static const char *const bad_splits[] = {"1", "1,x", "0,1", "1,2,3", "-1,1", "nan,1", "1,"};
-  for (int s = 0; s < 7; ++s) expect_create_failure(pair, "CLXENT_SPLIT", bad_splits[s], CLXENT_ERR_INVALID_ARG, "CLXENT_SPLIT");
   assert_int_equal(clxent_device_count(NULL), 0);
+}
+
+/* Shares given in code: one per device, each positive and finite. */
+static void test_split_errors_in_code(void **state) {
+  (void)state;
+  char pair[64];
+  device_pair(pair, sizeof pair);
+  static const struct {
+    double w[3];
+    size_t count;
+  } bad[] = {{{1}, 1}, {{0, 1}, 2}, {{1, 2, 3}, 3}, {{-1, 1}, 2}, {{NAN, 1}, 2}, {{1, INFINITY}, 2}};
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; ++k) {
+    clxent_tuning t = CLXENT_TUNING_INIT;
+    t.split = bad[k].w, t.split_count = bad[k].count;
+    clxent_config cfg = clxent_config_default();
+    cfg.tuning = &t;
+    char how[64];
+    snprintf(how, sizeof how, "split {%g, %g, %g} count %zu", bad[k].w[0], bad[k].w[1], bad[k].w[2], bad[k].count);
+    expect_create_failure(pair, &cfg, how, CLXENT_ERR_INVALID_ARG, "config->tuning->split");
+  }
+}
+
+/* $CLXENT_SPLIT, the variable itself: every malformed form is refused, naming it. */
+static int no_split_variable(void **state) {
+  (void)state;
+  static const env_setting env[] = {{"CLXENT_SPLIT", NULL}, {NULL, NULL}};
+  return env_override(env);
+}
+static void test_split_errors_in_environment(void **state) {
+  (void)state;
+  char pair[64];
+  device_pair(pair, sizeof pair);
+  static const char *const bad_splits[] = {"1", "1,x", "0,1", "1,2,3", "-1,1", "nan,1", "1,"};
+  for (int s = 0; s < 7; ++s) {
+    char how[64];
+    snprintf(how, sizeof how, "CLXENT_SPLIT=%s", bad_splits[s]);
+    env_set("CLXENT_SPLIT", bad_splits[s]);
+    expect_create_failure(pair, NULL, how, CLXENT_ERR_INVALID_ARG, "CLXENT_SPLIT");
+  }
 }
 
 /* A failure on a member names the device and its rows; the _mem entries need one device. */
@@ -350,7 +374,8 @@ static void test_group_call_errors(void **state) {
   (void)state;
   char pair[64];
   device_pair(pair, sizeof pair);
-  clxent_ctx *group = create_with(pair, "CLXENT_BLOCK_BYTES", "256"); /* 64 floats a block; CLXENT_SPLIT=1,1 */
+  static const double even[2] = {1, 1};
+  clxent_ctx *group = on_pair(pair, even, 2, 256); /* 64 floats a block */
   inputs in = make_inputs(200, 100, 11);
   float loss = NAN;
   assert_int_equal(clxent_softmax_xent(group, 200, 100, in.logits, in.labels, NULL, &loss, NULL), CLXENT_ERR_OUT_OF_MEMORY);
@@ -376,12 +401,14 @@ static void test_group_call_errors(void **state) {
 int main(void) {
   setenv("POCL_DEVICES", "pthread pthread", 0); /* before the first OpenCL call; kept if set */
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_pipeline_bits_match_any_block_size, pipelined, env_restore),
-      cmocka_unit_test_setup_teardown(test_pinned_caller_memory, pipelined, env_restore),
-      cmocka_unit_test_setup_teardown(test_two_devices_give_the_bits_of_one, measured_split, env_restore),
-      cmocka_unit_test_setup_teardown(test_any_split_gives_the_same_bits, measured_split, env_restore),
-      cmocka_unit_test_setup_teardown(test_device_list_errors, measured_split, env_restore),
-      cmocka_unit_test_setup_teardown(test_group_call_errors, even_split, env_restore),
+      cmocka_unit_test(test_pipeline_bits_match_any_block_size),
+      cmocka_unit_test(test_pinned_caller_memory),
+      cmocka_unit_test(test_two_devices_give_the_bits_of_one),
+      cmocka_unit_test(test_any_split_gives_the_same_bits),
+      cmocka_unit_test(test_device_list_errors),
+      cmocka_unit_test(test_split_errors_in_code),
+      cmocka_unit_test_setup_teardown(test_split_errors_in_environment, no_split_variable, env_restore),
+      cmocka_unit_test(test_group_call_errors),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);

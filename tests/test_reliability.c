@@ -2,6 +2,7 @@
  * contract with 8 threads (a context each, and one shared context behind a lock), and faults that
  * must leave a context usable. */
 #define _POSIX_C_SOURCE 200809L /* pthreads */
+#define CLXENT_EXPERIMENTAL_API /* clxent_tuning */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,26 +44,11 @@ static clxent_status run(clxent_ctx *ctx, const batch *b, outputs *out) {
 
 static int same_bits(const outputs *a, const outputs *b) { return !memcmp(a, b, sizeof *a); }
 
-/* Fixtures: the variables each test sets, restored after it even when it fails. */
-static int any_block_size(void **state) {
-  (void)state;
-  static const env_setting env[] = {{"CLXENT_BLOCK_BYTES", NULL}, {NULL, NULL}};
-  return env_override(env);
-}
-static int blocks_of_16_floats(void **state) { /* a row of 37 does not fit */
-  (void)state;
-  static const env_setting env[] = {{"CLXENT_BLOCK_BYTES", "64"}, {NULL, NULL}};
-  return env_override(env);
-}
-static int one_mib_buffers(void **state) { /* CLXENT_MAX_ALLOC, fault injection */
-  (void)state;
-  static const env_setting env[] = {{"CLXENT_MAX_ALLOC", "1048576"}, {NULL, NULL}};
-  return env_override(env);
-}
-static int bad_build_option(void **state) {
-  (void)state;
-  static const env_setting env[] = {{"CLXENT_BUILD_OPTIONS", "-DCLXENT_VEC=5"}, {"CLXENT_CACHE", "0"}, {NULL, NULL}};
-  return env_override(env);
+/* A context whose blocks are capped at block_bytes; the rest as the run's. */
+static clxent_ctx *blocks_of(uint64_t block_bytes) {
+  clxent_tuning t = CLXENT_TUNING_INIT;
+  t.block_bytes = block_bytes;
+  return support_create(NULL, &t, NULL);
 }
 
 static void test_repeats_bit_identical(void **state) {
@@ -75,15 +61,12 @@ static void test_repeats_bit_identical(void **state) {
     if (!same_bits(first, again)) fail_msg("repeat %d differs from the first call", k);
   }
   /* the same bits when the batch streams through in blocks of 3, 64 and 1000 rows */
-  static const char *const block_bytes[] = {"444", "9472", "148000"}; /* rows × 37 floats */
+  static const uint64_t block_rows[] = {3, 64, 1000};
   for (int s = 0; s < 3; ++s) {
-    env_set("CLXENT_BLOCK_BYTES", block_bytes[s]);
-    clxent_ctx *blocky = NULL;
-    ASSERT_OK(NULL, clxent_create(&blocky, NULL));
-    env_set("CLXENT_BLOCK_BYTES", NULL);
+    clxent_ctx *blocky = blocks_of(block_rows[s] * C * sizeof(float));
     ASSERT_OK(blocky, run(blocky, &b, again));
     clxent_destroy(blocky);
-    if (!same_bits(first, again)) fail_msg("block of %s bytes gives other bits", block_bytes[s]);
+    if (!same_bits(first, again)) fail_msg("blocks of %d rows give other bits", (int)block_rows[s]);
   }
   free(first), free(again);
   free_batch(&b);
@@ -154,8 +137,7 @@ static void test_threads(void **state) {
 /* A call the device cannot hold fails with OUT_OF_MEMORY and a message, and the context goes on. */
 static void test_out_of_memory_leaves_context_usable(void **state) {
   (void)state;
-  clxent_ctx *ctx = NULL; /* blocks of 16 floats (the fixture's): a row of 37 does not fit */
-  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
+  clxent_ctx *ctx = blocks_of(16 * sizeof(float)); /* a row of 37 does not fit */
   batch b = make_batch();
   float loss = 0;
   assert_int_equal(clxent_softmax_xent(ctx, N, C, b.logits, b.labels, NULL, &loss, NULL), CLXENT_ERR_OUT_OF_MEMORY);
@@ -170,12 +152,11 @@ static void test_out_of_memory_leaves_context_usable(void **state) {
   free_batch(&b);
 }
 
-/* A context whose largest buffer is capped at 1 MiB (the fixture's CLXENT_MAX_ALLOC). */
+/* A context whose largest buffer is capped at 1 MiB (config.max_alloc, fault injection). */
 static clxent_ctx *capped_context(void) {
-  clxent_ctx *ctx = NULL;
-  const clxent_status st = clxent_create(&ctx, NULL);
-  if (st != CLXENT_OK) fail_msg("clxent_create: %s", clxent_last_error(NULL));
-  return ctx;
+  clxent_config cfg = clxent_config_default();
+  cfg.max_alloc = 1 << 20;
+  return support_create(NULL, NULL, &cfg);
 }
 
 /* An allocation beyond the device: the per-row losses of 300 000 rows need 1.2 MB in one buffer.
@@ -218,29 +199,31 @@ static void test_binary_values_beyond_one_allocation(void **state) {
   clxent_destroy(ctx);
 }
 
-/* A build failure (a bad option injected through CLXENT_BUILD_OPTIONS) reports the build log and
- * leaves nothing behind; the next create without it works. */
+/* A build failure (a bad option injected through the tuning's build_options, the cache off) reports
+ * the build log and leaves nothing behind; the next create without it works. */
 static void test_build_failure_then_recovery(void **state) {
   (void)state;
-  clxent_ctx *ctx = (clxent_ctx *)&ctx; /* with the fixture's bad option, and no cache */
-  assert_int_equal(clxent_create(&ctx, NULL), CLXENT_ERR_BUILD);
+  clxent_tuning t = CLXENT_TUNING_INIT;
+  t.build_options = "-DCLXENT_VEC=5";
+  clxent_config cfg = clxent_config_default();
+  cfg.cache = CLXENT_OFF, cfg.tuning = &t;
+  clxent_ctx *ctx = (clxent_ctx *)&ctx;
+  assert_int_equal(clxent_create_ex(&ctx, NULL, &cfg), CLXENT_ERR_BUILD);
   assert_null(ctx);
   if (!strstr(clxent_last_error(NULL), "CLXENT_VEC must be 4, 8 or 16"))
     fail_msg("build log not in the message: %.300s", clxent_last_error(NULL));
-  env_set("CLXENT_BUILD_OPTIONS", NULL);
-  env_set("CLXENT_CACHE", NULL);
-  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
-  clxent_destroy(ctx);
+  cfg.tuning = NULL;
+  clxent_destroy(support_create(NULL, NULL, &cfg));
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_repeats_bit_identical, any_block_size, env_restore),
+      cmocka_unit_test(test_repeats_bit_identical),
       cmocka_unit_test(test_threads),
-      cmocka_unit_test_setup_teardown(test_out_of_memory_leaves_context_usable, blocks_of_16_floats, env_restore),
-      cmocka_unit_test_setup_teardown(test_allocation_beyond_the_device, one_mib_buffers, env_restore),
-      cmocka_unit_test_setup_teardown(test_binary_values_beyond_one_allocation, one_mib_buffers, env_restore),
-      cmocka_unit_test_setup_teardown(test_build_failure_then_recovery, bad_build_option, env_restore),
+      cmocka_unit_test(test_out_of_memory_leaves_context_usable),
+      cmocka_unit_test(test_allocation_beyond_the_device),
+      cmocka_unit_test(test_binary_values_beyond_one_allocation),
+      cmocka_unit_test(test_build_failure_then_recovery),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);

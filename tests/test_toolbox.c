@@ -1,6 +1,7 @@
 /* The loss toolbox: class weights, label smoothing, z-loss, softcap, pos_weight, 16-bit storage,
  * the lse and bias-gradient outputs, alone and combined, against the float64 reference
  * (reference.h), which follows the header's formulas (PyTorch's and Liger's semantics) term by term. */
+#define CLXENT_EXPERIMENTAL_API /* clxent_tuning */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,11 +352,6 @@ static void test_softcap_extremes(void **state) {
 }
 
 /* Bias gradient: bit-identical run to run and whatever block size the batch streams in. */
-static int blocks_of_7_rows(void **state) {
-  (void)state;
-  static const env_setting env[] = {{"CLXENT_BLOCK_BYTES", "1036"}, {NULL, NULL}}; /* 7 rows × 37 floats */
-  return env_override(env);
-}
 static void test_bias_deterministic(void **state) {
   clxent_ctx *ctx = test_ctx(state);
   const size_t n = 1000, c = 37;
@@ -374,9 +370,10 @@ static void test_bias_deterministic(void **state) {
     assert_memory_equal(b1, b2, sizeof b1);
     assert_memory_equal(&l1, &l2, sizeof l1);
   }
-  /* blocks of 7 rows (the fixture's CLXENT_BLOCK_BYTES): chunks of 64 rows are cut by block boundaries */
-  clxent_ctx *blocky = NULL;
-  ASSERT_OK(NULL, clxent_create(&blocky, NULL));
+  /* blocks of 7 rows (7 × 37 floats): chunks of 64 rows are cut by block boundaries */
+  clxent_tuning seven_rows = CLXENT_TUNING_INIT;
+  seven_rows.block_bytes = 7 * 37 * sizeof(float);
+  clxent_ctx *blocky = support_create(NULL, &seven_rows, NULL);
   ex.bias_grad = b3;
   ASSERT_OK(blocky, clxent_softmax_xent_ex(blocky, n, c, z, y, NULL, &ex, &l3, g));
   clxent_destroy(blocky);
@@ -495,7 +492,7 @@ int main(void) {
       cmocka_unit_test(test_options_alone),    cmocka_unit_test(test_combinations),
       cmocka_unit_test(test_storage_types),    cmocka_unit_test(test_pos_weight),
       cmocka_unit_test(test_softcap_extremes),
-      cmocka_unit_test_setup_teardown(test_bias_deterministic, blocks_of_7_rows, env_restore),
+      cmocka_unit_test(test_bias_deterministic),
       cmocka_unit_test(test_rejected_options), cmocka_unit_test(test_zero_divisor),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
