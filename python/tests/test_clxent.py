@@ -355,3 +355,38 @@ def test_context_settings(tmp_path):
         clxent.Context(cache="yes")
     with pytest.raises(clxent.InvalidArgument):
         clxent.Context(max_alloc=-1)
+
+
+def test_sigmoid_at_infinite_logits_follows_the_limits(ctx):
+    """Issue 13 §5: z = +inf, y = 1 and z = -inf, y = 0 lose nothing; the opposite pairs lose inf."""
+    z = np.array([np.inf, -np.inf, np.inf, -np.inf], np.float32)
+    y = np.array([1, 0, 0, 1], np.float32)
+    r = ctx.sigmoid_xent(z, y, reduction="none")
+    np.testing.assert_array_equal(r.loss, [0, 0, np.inf, np.inf])
+    np.testing.assert_array_equal(r.grad, [0, 0, 1, -1])
+    assert ctx.sigmoid_xent(z[:2], y[:2]).loss == 0.0
+    ones = ctx.sigmoid_xent(z, y, reduction="none", pos_weight=np.ones(1, np.float32))
+    np.testing.assert_array_equal(ones.loss, r.loss)  # pos_weight all ones: the bits of none
+    np.testing.assert_array_equal(ones.grad, r.grad)
+
+
+def test_zero_mean_divisor_is_nan_as_in_pytorch(ctx):
+    """Every counted row of class weight 0: NaN loss (also with smoothing) and NaN gradient on the
+    counted rows; an ignored row's gradient stays 0 (the README's rule, which is PyTorch's)."""
+    z = np.array([[1, 2, 3], [-1, 0, 1], [4, 4, 4]], np.float32)
+    y = np.array([0, -100, 0], np.int32)
+    for eps in (0.0, 0.2):
+        r = ctx.softmax_xent(z, y, class_weight=np.array([0, 1, 2], np.float32), label_smoothing=eps)
+        assert np.isnan(r.loss)
+        assert np.isnan(r.grad[[0, 2]]).all() and (r.grad[1] == 0).all()
+
+
+def test_equal_tiny_class_weights_give_the_unweighted_answer(ctx):
+    rng = np.random.default_rng(2)
+    z = rng.uniform(-4, 4, (16, 30)).astype(np.float32)
+    y = rng.integers(0, 30, 16).astype(np.int32)
+    plain = ctx.softmax_xent(z, y)
+    for w in (1e-40, 2.0 ** -140, 3e38):
+        r = ctx.softmax_xent(z, y, class_weight=np.full(30, w, np.float32))
+        np.testing.assert_allclose(r.loss, plain.loss, rtol=1e-6)
+        np.testing.assert_allclose(r.grad, plain.grad, rtol=1e-5, atol=1e-9)
