@@ -45,7 +45,7 @@ static clxent_status platforms_of(clxent_ctx *ctx, cl_platform_id *platforms, cl
   return CLXENT_OK;
 }
 
-clxent_status clxent_all_devices(clxent_ctx *ctx, char (*requests)[16], size_t *count) {
+clxent_status clxent_all_devices(clxent_ctx *ctx, char (*requests)[CLXENT_REQUEST_MAX], size_t *count) {
   cl_platform_id platforms[MAX_PLATFORMS];
   cl_uint np = 0;
   CHECK(platforms_of(ctx, platforms, &np));
@@ -53,7 +53,7 @@ clxent_status clxent_all_devices(clxent_ctx *ctx, char (*requests)[16], size_t *
   for (cl_uint p = 0; p < np; ++p) {
     cl_uint nd = 0;
     if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) != CL_SUCCESS) continue;
-    for (cl_uint d = 0; d < nd && *count < CLXENT_MAX_MEMBERS; ++d) snprintf(requests[(*count)++], 16, "%u:%u", p, d);
+    for (cl_uint d = 0; d < nd && *count < CLXENT_MAX_MEMBERS; ++d) snprintf(requests[(*count)++], CLXENT_REQUEST_MAX, "%u:%u", p, d);
   }
   if (!*count) return clxent_fail(ctx, CLXENT_ERR_NO_DEVICE, "device \"all\": no OpenCL device is available");
   return CLXENT_OK;

@@ -105,7 +105,7 @@ done:
  * device); a device named twice, however spelled, is an error. */
 static clxent_status open_members(clxent_ctx *ctx, const char *request, const clxent_settings *s) {
   clxent_group *g = ctx->group;
-  char entries[CLXENT_MAX_MEMBERS][16], list[1024];
+  char entries[CLXENT_MAX_MEMBERS][CLXENT_REQUEST_MAX], list[1024];
   if ((size_t)snprintf(list, sizeof list, "%s", request) >= sizeof list)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "device list \"%.40s...\" is longer than %zu characters", request,
                        sizeof list - 1);

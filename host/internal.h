@@ -210,7 +210,8 @@ clxent_status clxent_read_sized(clxent_ctx *ctx, const char *what, const void *c
 /* device.c: one device for `request` ("gpu", "cpu", "P:D", a name; NULL = the first GPU, else any). */
 clxent_status clxent_select_device(clxent_ctx *ctx, const char *request);
 /* The requests of "all": every device of every platform, as "P:D", at most CLXENT_MAX_MEMBERS. */
-clxent_status clxent_all_devices(clxent_ctx *ctx, char (*requests)[16], size_t *count);
+#define CLXENT_REQUEST_MAX 24 /* "P:D" with two 32-bit indices */
+clxent_status clxent_all_devices(clxent_ctx *ctx, char (*requests)[CLXENT_REQUEST_MAX], size_t *count);
 
 /* tuning.c: the kernel shape and memory plan of ctx's device under the settings. */
 clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s);
