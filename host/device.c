@@ -53,7 +53,8 @@ clxent_status clxent_all_devices(clxent_ctx *ctx, char (*requests)[CLXENT_REQUES
   for (cl_uint p = 0; p < np; ++p) {
     cl_uint nd = 0;
     if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) != CL_SUCCESS) continue;
-    for (cl_uint d = 0; d < nd && *count < CLXENT_MAX_MEMBERS; ++d) snprintf(requests[(*count)++], CLXENT_REQUEST_MAX, "%u:%u", p, d);
+    for (cl_uint d = 0; d < nd && *count < CLXENT_MAX_MEMBERS; ++d)
+      snprintf(requests[(*count)++], CLXENT_REQUEST_MAX, "%u:%u", p, d);
   }
   if (!*count) return clxent_fail(ctx, CLXENT_ERR_NO_DEVICE, "device \"all\": no OpenCL device is available");
   return CLXENT_OK;
