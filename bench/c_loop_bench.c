@@ -20,15 +20,19 @@
 #include "clxent.h"
 
 #define MAX_SHAPES 16
-#define MAX_REPEAT 256
+#define MAX_REPEAT TOOL_MAX_REPEAT
 
 static int usage(FILE *to) {
   fprintf(to, "usage: clxent_bench_c_loop [--device D] [--shape NxC]... [--repeat R] [--warmup W] [--csv] [--quick]\n"
               "  times the plain C loop (bench/c_loop.c) and clxent_softmax_xent (float32, MEAN, loss and\n"
               "  gradient) in alternating rounds; prints the medians and the per-round ratio C loop / call\n"
               "  --device   as clxent_create (the comparison means something on a CPU device)\n"
-              "  default shapes: 8192x32000 2048x128256 65536x1000 1048576x10 1x10; --quick: small shapes\n"
-              "  --repeat   rounds, 1..256 (default 10; 5 with --quick); --warmup W rounds first (default 2)\n");
+              "  --shape    N rows x C classes, 1 <= C <= 2147483647, up to 16 shapes; default shapes:\n"
+              "             8192x32000 2048x128256 65536x1000 1048576x10 1x10; --quick: small shapes\n"
+              "  --repeat   rounds, 1..256 (default 10; 5 with --quick); --warmup W rounds first, 0..1000\n"
+              "             (default 2)\n"
+              "  exit 0 success, 1 the two losses differ, 2 bad usage, 3 the device, the library or host\n"
+              "  memory failed\n");
   return to == stderr ? 2 : 0;
 }
 
@@ -50,43 +54,63 @@ static int round_once(clxent_ctx *ctx, size_t n, size_t c, const float *logits, 
 }
 
 int main(int argc, char **argv) {
+  static const char prog[] = "clxent_bench_c_loop";
   const char *device = NULL;
   tool_shape shapes[MAX_SHAPES];
-  int shape_count = 0, repeat = 10, warmup = 2, csv = 0, quick = 0;
+  int shape_count = 0, repeat = 10, warmup = 2, csv = 0, quick = 0, repeat_given = 0;
   for (int i = 1; i < argc; ++i) {
-    if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
-    else if (!strcmp(argv[i], "--shape") && i + 1 < argc && shape_count < MAX_SHAPES) {
-      if (!tool_parse_shape(argv[++i], &shapes[shape_count++])) {
-        fprintf(stderr, "clxent_bench_c_loop: --shape wants NxC, got %s\n", argv[i]);
+    const char *flag = argv[i], *value = NULL, *why = NULL;
+    const int takes_value = !strcmp(flag, "--device") || !strcmp(flag, "--shape") || !strcmp(flag, "--repeat") ||
+                            !strcmp(flag, "--warmup");
+    if (takes_value && !(value = tool_option_value(prog, argc, argv, &i))) return 2;
+    if (!strcmp(flag, "--device")) device = value;
+    else if (!strcmp(flag, "--shape")) {
+      if (shape_count == MAX_SHAPES) {
+        fprintf(stderr, "%s: --shape: at most %d shapes\n", prog, MAX_SHAPES);
         return 2;
       }
-    } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--csv")) csv = 1;
-    else if (!strcmp(argv[i], "--quick")) quick = 1;
-    else if (!strcmp(argv[i], "--help")) return usage(stdout);
+      why = tool_parse_shape(value, &shapes[shape_count++]);
+    } else if (!strcmp(flag, "--repeat")) {
+      why = tool_parse_int(value, 1, MAX_REPEAT, &repeat);
+      repeat_given = 1;
+    } else if (!strcmp(flag, "--warmup")) why = tool_parse_int(value, 0, TOOL_MAX_WARMUP, &warmup);
+    else if (!strcmp(flag, "--csv")) csv = 1;
+    else if (!strcmp(flag, "--quick")) quick = 1;
+    else if (!strcmp(flag, "--help")) return usage(stdout);
     else {
-      fprintf(stderr, "clxent_bench_c_loop: unknown argument %s\n", argv[i]);
+      fprintf(stderr, "%s: unknown argument %s\n", prog, flag);
       return usage(stderr);
     }
-  }
-  if (repeat < 1 || repeat > MAX_REPEAT || warmup < 0) {
-    fprintf(stderr, "clxent_bench_c_loop: --repeat must be in 1..%d and --warmup >= 0\n", MAX_REPEAT);
-    return 2;
+    if (why) {
+      fprintf(stderr, "%s: %s %s %s\n", prog, flag, value, why);
+      return 2;
+    }
   }
   if (shape_count == 0) {
     static const tool_shape full[] = {{8192, 32000}, {2048, 128256}, {65536, 1000}, {1048576, 10}, {1, 10}};
     static const tool_shape small[] = {{1024, 32000}, {16384, 1000}, {1, 10}};
     shape_count = quick ? 3 : 5;
     for (int s = 0; s < shape_count; ++s) shapes[s] = quick ? small[s] : full[s];
-    if (quick && repeat == 10) repeat = 5;
+    if (quick && !repeat_given) repeat = 5;
+  }
+  /* Every shape's bytes (logits, two gradients, labels) before any context or allocation: an
+   * overflow of size_t is bad usage (2); more than this machine's memory fails here (3). */
+  for (int s = 0; s < shape_count; ++s) {
+    size_t bytes = 0;
+    if (!tool_add_bytes(&bytes, shapes[s].n * shapes[s].c, 3 * sizeof(float)) ||
+        !tool_add_bytes(&bytes, shapes[s].n, sizeof(int32_t))) {
+      fprintf(stderr, "%s: --shape %zux%zu: its arrays' bytes overflow size_t\n", prog, shapes[s].n, shapes[s].c);
+      return 2;
+    }
+    const int st = tool_check_host_memory(prog, &shapes[s], bytes);
+    if (st) return st;
   }
 
   clxent_ctx *ctx;
   const clxent_status st = clxent_create(&ctx, device);
   if (st != CLXENT_OK) {
     fprintf(stderr, "clxent_bench_c_loop: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
-    return 1;
+    return 3;
   }
   clxent_info info = CLXENT_INFO_INIT;
   const int is_cpu = clxent_get_info(ctx, 0, &info) == CLXENT_OK && info.is_cpu;
@@ -115,7 +139,7 @@ int main(int argc, char **argv) {
     if (!logits || !grad_call || !grad_loop || !labels) {
       fprintf(stderr, "clxent_bench_c_loop: out of host memory for %zux%zu\n", n, c);
       free(logits), free(grad_call), free(grad_loop), free(labels);
-      status = 1;
+      status = 3;
       break;
     }
     /* the inputs of `clxent bench`: the same generator, so that the two programs time the same data */
@@ -139,7 +163,7 @@ int main(int argc, char **argv) {
     }
     if (!ok) {
       fprintf(stderr, "clxent_bench_c_loop: %zux%zu: %s\n", n, c, clxent_last_error(ctx));
-      status = 1;
+      status = 3;
     } else {
       const double call = tool_median(t_call, repeat), loop = tool_median(t_loop, repeat);
       const double r_med = tool_median(ratio, repeat), r_min = ratio[0], r_max = ratio[repeat - 1]; /* sorted */

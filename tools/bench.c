@@ -14,6 +14,10 @@
  * pageable, for comparison), the ideal time (bytes up / pinned up + bytes down / pinned down), and
  * the call with ordinary arrays and with arrays in clxent_host_alloc memory, each over the ideal.
  *
+ * Exit status: 0 success, 2 bad usage (every argument is checked, and every shape's byte counts,
+ * before a context is created), 3 the device, the library or host memory failed (a shape whose
+ * arrays exceed this machine's memory is refused before the run).
+ *
  * Only the public API and its experimental section are used (clxent_get_info for what the
  * context settled on, clxent_device_count/_share for contexts over several devices), and OpenCL
  * directly on the queue clxent_queue() lends.
@@ -53,20 +57,37 @@ static void bench_call_opts(const bench_opts *o, const float *weights, clxent_op
   if (o->softcap) opts->softcap = 30.0f;
 }
 
+/* "weights,smoothing,..." into *o: every item known, none empty; 0 otherwise. */
 static int parse_options(const char *list, bench_opts *o) {
-  char buf[256];
-  snprintf(buf, sizeof buf, "%s", list);
-  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-    if (!strcmp(tok, "weights")) o->weights = 1;
-    else if (!strcmp(tok, "smoothing")) o->smoothing = 1;
-    else if (!strcmp(tok, "zloss")) o->zloss = 1;
-    else if (!strcmp(tok, "softcap")) o->softcap = 1;
-    else if (!strcmp(tok, "lse")) o->lse = 1;
-    else if (!strcmp(tok, "bias")) o->bias = 1;
-    else if (!strcmp(tok, "all")) o->weights = o->smoothing = o->zloss = o->softcap = o->lse = o->bias = 1;
-    else return 0;
+  static const char *const names[] = {"weights", "smoothing", "zloss", "softcap", "lse", "bias", "all"};
+  for (const char *item = list;; ++item) {
+    const size_t len = strcspn(item, ",");
+    int k = 0;
+    while (k < 7 && !(strlen(names[k]) == len && !strncmp(item, names[k], len))) ++k;
+    if (k == 7) return 0; /* unknown, or empty */
+    int *flags[] = {&o->weights, &o->smoothing, &o->zloss, &o->softcap, &o->lse, &o->bias};
+    for (int f = 0; f < 6; ++f)
+      if (k == f || k == 6) *flags[f] = 1;
+    item += len;
+    if (!*item) return 1;
   }
-  return 1;
+}
+
+/* Host memory one shape holds at once: the arrays of the main table (logits, gradient, 16-bit
+ * copy, labels, lse, weights, bias) and, with the host-path table, its pinned copies and the
+ * transfer probes as well. 0 if that overflows size_t. */
+static size_t bench_host_bytes(const bench_opts *o, const shape *s, int host_path) {
+  const size_t nc = s->n * s->c; /* checked by tool_parse_shape */
+  size_t bytes = 0;
+  int ok = tool_add_bytes(&bytes, nc, 2 * sizeof(float)) &&
+           (o->dtype == CLXENT_FLOAT32 || tool_add_bytes(&bytes, nc, sizeof(uint16_t))) &&
+           tool_add_bytes(&bytes, s->n, sizeof(int32_t) + sizeof(float)) && tool_add_bytes(&bytes, s->c, 2 * sizeof(float));
+  if (ok && host_path) {
+    const size_t probe = nc < ((size_t)256 << 20) / sizeof(float) ? nc : ((size_t)256 << 20) / sizeof(float);
+    ok = tool_add_bytes(&bytes, nc, 2 * sizeof(float)) && tool_add_bytes(&bytes, s->n, sizeof(int32_t)) &&
+         tool_add_bytes(&bytes, probe, 2 * sizeof(float));
+  }
+  return ok ? bytes : 0;
 }
 
 /* Times `what` (which returns nonzero on failure) `warmup` + `repeat` times; the median in seconds,
@@ -187,7 +208,7 @@ static int measure_transfers(clxent_ctx *ctx, const device_side *d, const bench_
   return 1;
 }
 
-/* The host-path table's row for one shape (f32 logits and gradient). */
+/* The host-path table's row for one shape (f32 logits and gradient); 0, or the exit status 3. */
 static int host_path_row(clxent_ctx *ctx, const device_side *d, const clxent_info *info, const bench_opts *o, size_t n,
                          size_t c, const float *logits, const int32_t *labels, double t_call, char *row,
                          size_t row_size) {
@@ -198,7 +219,7 @@ static int host_path_row(clxent_ctx *ctx, const device_side *d, const clxent_inf
   transfer_rates r;
   if (!measure_transfers(ctx, d, o, probe, &r)) {
     fprintf(stderr, "clxent bench: transfer measurement failed (%s)\n", clxent_last_error(ctx));
-    return 1;
+    return 3;
   }
   /* the same call with every array in pinned memory */
   float *pl = clxent_host_alloc(ctx, elems * sizeof(float)), *pg = clxent_host_alloc(ctx, elems * sizeof(float));
@@ -213,7 +234,7 @@ static int host_path_row(clxent_ctx *ctx, const device_side *d, const clxent_inf
   clxent_host_free(ctx, pl), clxent_host_free(ctx, pg), clxent_host_free(ctx, py);
   if (t_pinned < 0) {
     fprintf(stderr, "clxent bench: %zux%zu with pinned arrays: %s\n", n, c, clxent_last_error(ctx));
-    return 1;
+    return 3;
   }
   const double up = (double)elems * 4 + (double)n * 4, down = (double)elems * 4 + 4;
   const double ideal = up / (r.up_pinned * 1e9) + down / (r.down_pinned * 1e9);
@@ -229,54 +250,57 @@ static int bench_usage(FILE *to) {
   fprintf(to, "usage: clxent bench [--device D] [--shape NxC]... [--repeat R] [--warmup W] [--csv] [--quick]\n"
               "                    [--dtype f32|f16|bf16] [--options LIST] [--host-path]\n"
               "  --device   as clxent_create: gpu, cpu, P:D, a name, all, or a list (gpu,cpu)\n"
-              "  default shapes: 8192x32000 2048x128256 65536x1000 1048576x10 1x10; --quick: small shapes\n"
+              "  --shape    N rows x C classes, 1 <= C <= 2147483647, up to 16 shapes; default shapes:\n"
+              "             8192x32000 2048x128256 65536x1000 1048576x10 1x10; --quick: small shapes\n"
+              "  --repeat   timed rounds, 1..256 (default 10; 5 with --quick); --warmup W: 0..1000 (default 2)\n"
               "  --dtype    storage of logits and gradient\n"
               "  --options  comma-separated: weights,smoothing,zloss,softcap,lse,bias or all\n"
               "  --host-path  also the offload table: transfer bandwidth (pinned, pageable) and the call\n"
               "             with ordinary and with pinned arrays over the ideal transfer time; on by\n"
-              "             default where the device has memory of its own (not zero-copy)\n");
+              "             default where the device has memory of its own (not zero-copy)\n"
+              "  exit 0 success, 2 bad usage, 3 the device, the library or host memory failed\n");
   return to == stderr ? 2 : 0;
 }
 
 int clxent_bench_main(int argc, char **argv) {
+  static const char prog[] = "clxent bench";
   bench_opts o = {NULL, {{0, 0}}, 0, 10, 2, 0, CLXENT_FLOAT32, 0, 0, 0, 0, 0, 0};
-  int quick = 0, host_path = 0;
+  int quick = 0, host_path = 0, repeat_given = 0;
   for (int i = 1; i < argc; ++i) {
-    if (!strcmp(argv[i], "--device") && i + 1 < argc) o.device = argv[++i];
-    else if (!strcmp(argv[i], "--shape") && i + 1 < argc && o.shape_count < MAX_SHAPES) {
-      if (!tool_parse_shape(argv[++i], &o.shapes[o.shape_count++])) {
-        fprintf(stderr, "clxent bench: --shape wants NxC, got %s\n", argv[i]);
+    const char *flag = argv[i], *value = NULL, *why = NULL;
+    const int takes_value = !strcmp(flag, "--device") || !strcmp(flag, "--shape") || !strcmp(flag, "--repeat") ||
+                            !strcmp(flag, "--warmup") || !strcmp(flag, "--dtype") || !strcmp(flag, "--options");
+    if (takes_value && !(value = tool_option_value(prog, argc, argv, &i))) return 2;
+    if (!strcmp(flag, "--device")) o.device = value;
+    else if (!strcmp(flag, "--shape")) {
+      if (o.shape_count == MAX_SHAPES) {
+        fprintf(stderr, "%s: --shape: at most %d shapes\n", prog, MAX_SHAPES);
         return 2;
       }
-    } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) o.repeat = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) o.warmup = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--csv")) o.csv = 1;
-    else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
-      const char *d = argv[++i];
-      if (!strcmp(d, "f32")) o.dtype = CLXENT_FLOAT32;
-      else if (!strcmp(d, "f16")) o.dtype = CLXENT_FLOAT16;
-      else if (!strcmp(d, "bf16")) o.dtype = CLXENT_BFLOAT16;
-      else {
-        fprintf(stderr, "clxent bench: --dtype wants f32, f16 or bf16, got %s\n", d);
-        return 2;
-      }
-    } else if (!strcmp(argv[i], "--options") && i + 1 < argc) {
-      if (!parse_options(argv[++i], &o)) {
-        fprintf(stderr, "clxent bench: --options wants a list of weights,smoothing,zloss,softcap,lse,bias,all\n");
-        return 2;
-      }
-    }
-    else if (!strcmp(argv[i], "--quick")) quick = 1;
-    else if (!strcmp(argv[i], "--host-path")) host_path = 1;
-    else if (!strcmp(argv[i], "--help")) return bench_usage(stdout);
+      why = tool_parse_shape(value, &o.shapes[o.shape_count++]);
+    } else if (!strcmp(flag, "--repeat")) {
+      why = tool_parse_int(value, 1, TOOL_MAX_REPEAT, &o.repeat);
+      repeat_given = 1;
+    } else if (!strcmp(flag, "--warmup")) why = tool_parse_int(value, 0, TOOL_MAX_WARMUP, &o.warmup);
+    else if (!strcmp(flag, "--dtype")) {
+      if (!strcmp(value, "f32")) o.dtype = CLXENT_FLOAT32;
+      else if (!strcmp(value, "f16")) o.dtype = CLXENT_FLOAT16;
+      else if (!strcmp(value, "bf16")) o.dtype = CLXENT_BFLOAT16;
+      else why = "is not f32, f16 or bf16";
+    } else if (!strcmp(flag, "--options")) {
+      if (!parse_options(value, &o)) why = "is not a comma-separated list of weights,smoothing,zloss,softcap,lse,bias,all";
+    } else if (!strcmp(flag, "--csv")) o.csv = 1;
+    else if (!strcmp(flag, "--quick")) quick = 1;
+    else if (!strcmp(flag, "--host-path")) host_path = 1;
+    else if (!strcmp(flag, "--help")) return bench_usage(stdout);
     else {
-      fprintf(stderr, "clxent bench: unknown argument %s\n", argv[i]);
+      fprintf(stderr, "%s: unknown argument %s\n", prog, flag);
       return bench_usage(stderr);
     }
-  }
-  if (o.repeat < 1 || o.repeat > 256 || o.warmup < 0) {
-    fprintf(stderr, "clxent bench: --repeat must be in 1..256 and --warmup >= 0\n");
-    return 2;
+    if (why) {
+      fprintf(stderr, "%s: %s %s %s\n", prog, flag, value, why);
+      return 2;
+    }
   }
   if (o.shape_count == 0) {
     static const shape full[] = {{8192, 32000}, {2048, 128256}, {65536, 1000}, {1048576, 10}, {1, 10}};
@@ -284,7 +308,20 @@ int clxent_bench_main(int argc, char **argv) {
     const shape *list = quick ? small : full;
     o.shape_count = quick ? 3 : 5;
     for (int s = 0; s < o.shape_count; ++s) o.shapes[s] = list[s];
-    if (quick && o.repeat == 10) o.repeat = 5;
+    if (quick && !repeat_given) o.repeat = 5;
+  }
+  /* Every byte count of every shape before any context or allocation: one that overflows size_t
+   * is bad usage (2); one beyond this machine's memory fails here (3) rather than in the middle of
+   * the run, or by the OOM killer once the arrays are touched. The host-path table's share is
+   * checked again when it is known to run. */
+  for (int s = 0; s < o.shape_count; ++s) {
+    if (!bench_host_bytes(&o, &o.shapes[s], 1)) {
+      fprintf(stderr, "%s: --shape %zux%zu: its arrays' bytes overflow size_t\n", prog, o.shapes[s].n,
+              o.shapes[s].c);
+      return 2;
+    }
+    const int st = tool_check_host_memory(prog, &o.shapes[s], bench_host_bytes(&o, &o.shapes[s], host_path));
+    if (st) return st;
   }
 
   clxent_ctx *ctx;
@@ -292,7 +329,7 @@ int clxent_bench_main(int argc, char **argv) {
   clxent_status st = clxent_create(&ctx, o.device);
   if (st != CLXENT_OK) {
     fprintf(stderr, "clxent bench: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
-    return 1;
+    return 3;
   }
   const double t_created = tool_seconds() - t_create;
   const size_t devices = clxent_device_count(ctx);
@@ -301,7 +338,7 @@ int clxent_bench_main(int argc, char **argv) {
   if (st != CLXENT_OK) {
     fprintf(stderr, "clxent bench: clxent_get_info: %s: %s\n", clxent_status_str(st), clxent_last_error(ctx));
     clxent_destroy(ctx);
-    return 1;
+    return 3;
   }
   /* one device: the device-resident columns on the context's own queue; several: the call is split
    * among them, and there is no one queue to measure on */
@@ -316,7 +353,7 @@ int clxent_bench_main(int argc, char **argv) {
   } else if (!resident) {
     fprintf(stderr, "clxent bench: the context's queue or OpenCL context is not available\n");
     clxent_destroy(ctx);
-    return 1;
+    return 3;
   }
   if (!host_path && !info.zero_copy) host_path = 1;
   printf("# context creation %.0f ms (kernels %s); zero-copy %s\n", t_created * 1e3,
@@ -359,7 +396,7 @@ int clxent_bench_main(int argc, char **argv) {
     if (!logits || !grad || !labels || !weights || !lse || !bias || (o.dtype != CLXENT_FLOAT32 && !stored)) {
       fprintf(stderr, "clxent bench: out of host memory for %zux%zu\n", n, c);
       free(logits), free(grad), free(labels), free(weights), free(lse), free(bias), free(stored);
-      status = 1;
+      status = 3;
       break;
     }
     for (size_t j = 0; j < c; ++j) weights[j] = 0.5f + (float)(j % 7) / 4.0f;
@@ -410,7 +447,7 @@ int clxent_bench_main(int argc, char **argv) {
     TIME_MEDIAN(t_call, &o, clxent_softmax_xent_ex(ctx, n, c, call_logits, labels, &call_opts, &ex, &loss, grad));
     if (t_call < 0) {
       fprintf(stderr, "clxent bench: %zux%zu: %s\n", n, c, clxent_last_error(ctx));
-      status = 1;
+      status = 3;
     }
 
     const double bytes = 2.0 * (double)elems * (double)esize, kbytes = 2.0 * (double)block_bytes;
@@ -430,9 +467,15 @@ int clxent_bench_main(int argc, char **argv) {
       double t_plain = t_call;
       if (o.dtype != CLXENT_FLOAT32 || o.weights || o.smoothing || o.zloss || o.softcap || o.lse || o.bias)
         TIME_MEDIAN(t_plain, &o, clxent_softmax_xent(ctx, n, c, logits, labels, NULL, &loss, grad));
-      status = t_plain > 0 ? host_path_row(ctx, &dev, &info, &o, n, c, logits, labels, t_plain,
-                                           host_rows[host_path_rows++], sizeof host_rows[0])
-                           : 1;
+      if (t_plain < 0) {
+        fprintf(stderr, "clxent bench: %zux%zu, plain f32 call: %s\n", n, c, clxent_last_error(ctx));
+        status = 3;
+      } else if (!(status = tool_check_host_memory("clxent bench (host-path table)", &o.shapes[s],
+                                                    bench_host_bytes(&o, &o.shapes[s], 1)))) {
+        status = host_path_row(ctx, &dev, &info, &o, n, c, logits, labels, t_plain, host_rows[host_path_rows],
+                               sizeof host_rows[0]);
+        if (!status) ++host_path_rows; /* a failed row is not printed */
+      }
     }
     free(logits), free(grad), free(labels), free(weights), free(lse), free(bias), free(stored);
   }

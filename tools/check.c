@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "clxent.h"
+#include "util.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 static double uniform(double lo, double hi) {
@@ -132,8 +133,9 @@ int clxent_check_main(int argc, char **argv) {
   const char *device = NULL;
   int verbose = 1;
   for (int i = 1; i < argc; ++i) {
-    if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
-    else if (!strcmp(argv[i], "--quiet")) verbose = 0;
+    if (!strcmp(argv[i], "--device")) {
+      if (!(device = tool_option_value("clxent check", argc, argv, &i))) return 2;
+    } else if (!strcmp(argv[i], "--quiet")) verbose = 0;
     else if (!strcmp(argv[i], "--help")) return check_usage(stdout);
     else {
       fprintf(stderr, "clxent check: unknown argument %s\n", argv[i]);

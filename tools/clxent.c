@@ -1,6 +1,6 @@
 /* clxent command-line tool: list devices, show the seed's worked examples, self-check, benchmark.
- * Exit status: 0 success, 1 wrong results (demo, check) or failure, 2 bad usage, 3 (check) the
- * device or the library failed. */
+ * Exit status, every command: 0 success, 1 wrong results (demo, check), 2 bad usage (every argument
+ * is checked before a device is opened), 3 the device, the library or host memory failed. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include "bench.h"
 #include "check.h"
 #include "clxent_cl.h" /* the OpenCL headers: `devices` lists what clxent_create can select */
+#include "util.h"
 
 static int usage(FILE *to) {
   fprintf(to,
@@ -21,7 +22,7 @@ static int usage(FILE *to) {
           "                          time the fused loss+gradient against the device's copy bandwidth\n"
           "D: gpu, cpu, P:D (platform:device index from `clxent devices`) or part of a device name;\n"
           "default: $CLXENT_DEVICE, else the first GPU, else any device. `clxent <command> --help` for more.\n"
-          "Exit status: 0 success, 1 wrong results or failure, 2 bad usage, 3 (check) device failure.\n");
+          "Exit status: 0 success, 1 wrong results, 2 bad usage, 3 the device, the library or memory failed.\n");
   return to == stderr ? 2 : 0;
 }
 
@@ -35,7 +36,7 @@ static int cmd_devices(void) {
     printf("no OpenCL platform found (clGetPlatformIDs returned %d%s); for the CPU: apt-get install "
            "pocl-opencl-icd\n",
            (int)err, err == -1001 ? ", CL_PLATFORM_NOT_FOUND_KHR" : "");
-    return 1;
+    return 3;
   }
   for (cl_uint p = 0; p < np && p < 16; ++p) {
     char pname[256] = "", pver[256] = "";
@@ -71,7 +72,7 @@ static int cmd_devices(void) {
 
 /* ------------------------------------------------------------------ demo */
 
-static int demo_failures;
+static int demo_failures, demo_broken; /* wrong values; calls that failed */
 
 /* Prints one row of a worked-example table and checks it to the seed's 3 decimals. */
 static void demo_row(const char *what, double expected, float got) {
@@ -83,7 +84,7 @@ static void demo_row(const char *what, double expected, float got) {
 static int demo_check(clxent_ctx *ctx, clxent_status st, const char *call) {
   if (st == CLXENT_OK) return 1;
   fprintf(stderr, "clxent demo: %s: %s: %s\n", call, clxent_status_str(st), clxent_last_error(ctx));
-  ++demo_failures;
+  ++demo_broken;
   return 0;
 }
 
@@ -92,7 +93,7 @@ static int cmd_demo(const char *device) {
   clxent_status st = clxent_create(&ctx, device);
   if (st != CLXENT_OK) {
     fprintf(stderr, "clxent demo: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
-    return 1;
+    return 3;
   }
   printf("device: %s\n\n", clxent_device_name(ctx));
   const char *head = "                                                 spec   device\n";
@@ -158,8 +159,10 @@ static int cmd_demo(const char *device) {
     demo_row("D((0.7,0.2,0.1) || uniform) = ln 3 - 0.802", log(3.0) - 0.8018185525, kl);
 
   clxent_destroy(ctx);
-  printf("\n%s\n", demo_failures ? "demo: MISMATCH against the spec" : "demo: all values match the spec");
-  return demo_failures ? 1 : 0;
+  printf("\n%s\n", demo_broken    ? "demo: a call FAILED"
+                   : demo_failures ? "demo: MISMATCH against the spec"
+                                   : "demo: all values match the spec");
+  return demo_broken ? 3 : demo_failures ? 1 : 0;
 }
 
 /* ------------------------------------------------------------------ main */
@@ -184,10 +187,11 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "demo")) {
     const char *device = NULL;
     for (int i = 2; i < argc; ++i) {
-      if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
-      else if (!strcmp(argv[i], "--help")) {
+      if (!strcmp(argv[i], "--device")) {
+        if (!(device = tool_option_value("clxent demo", argc, argv, &i))) return 2;
+      } else if (!strcmp(argv[i], "--help")) {
         printf("usage: clxent demo [--device D]\n  computes the seed's worked examples on the device and checks "
-               "them (exit 1 on a mismatch)\n");
+               "them\n  exit 0 all match, 1 a mismatch, 2 bad usage, 3 the device or the library failed\n");
         return 0;
       } else {
         fprintf(stderr, "clxent demo: unknown argument %s\n", argv[i]);
