@@ -41,13 +41,13 @@ static int round_once(clxent_ctx *ctx, size_t n, size_t c, const float *logits, 
                       float *grad_call, float *grad_loop, int call_first, double *t_call, double *t_loop,
                       float *loss_call, double *loss_loop) {
   for (int half = 0; half < 2; ++half) {
-    const double t0 = tool_seconds();
+    const double t0 = clxent_seconds();
     if ((half == 0) == (call_first != 0)) {
       if (clxent_softmax_xent(ctx, n, c, logits, labels, NULL, loss_call, grad_call) != CLXENT_OK) return 0;
-      *t_call = tool_seconds() - t0;
+      *t_call = clxent_seconds() - t0;
     } else {
       *loss_loop = clxent_c_loop_softmax_xent(n, c, logits, labels, grad_loop);
-      *t_loop = tool_seconds() - t0;
+      *t_loop = clxent_seconds() - t0;
     }
   }
   return 1;
@@ -165,8 +165,8 @@ int main(int argc, char **argv) {
       fprintf(stderr, "clxent_bench_c_loop: %zux%zu: %s\n", n, c, clxent_last_error(ctx));
       status = 3;
     } else {
-      const double call = tool_median(t_call, repeat), loop = tool_median(t_loop, repeat);
-      const double r_med = tool_median(ratio, repeat), r_min = ratio[0], r_max = ratio[repeat - 1]; /* sorted */
+      const double call = clxent_median(t_call, repeat), loop = clxent_median(t_loop, repeat);
+      const double r_med = clxent_median(ratio, repeat), r_min = ratio[0], r_max = ratio[repeat - 1]; /* sorted */
       const double bytes = 2.0 * (double)elems * sizeof(float);
       const double diff = fabs((double)loss_call - loss_loop) / (fabs(loss_loop) > 1e-30 ? fabs(loss_loop) : 1.0);
       if (csv)

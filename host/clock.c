@@ -1,9 +1,9 @@
-/* A monotonic clock and a median, for the several-devices split (group.c). */
+/* A monotonic clock and a median (clock.h). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stdlib.h>
 #include <time.h>
 
-#include "internal.h"
+#include "clock.h"
 
 double clxent_seconds(void) {
   struct timespec t;

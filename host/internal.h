@@ -337,8 +337,6 @@ void clxent_group_destroy(clxent_group *group);
 /* "all" found one device: its member, detached from the group, becomes the context. */
 clxent_ctx *clxent_group_take_only_member(clxent_ctx *ctx);
 
-/* clock.c: a monotonic clock in seconds, and the median of t[0..k) (sorts t). */
-double clxent_seconds(void);
-double clxent_median(double *t, int k);
+#include "clock.h"
 
 #endif

@@ -99,11 +99,11 @@ static size_t bench_host_bytes(const bench_opts *o, const shape *s, int host_pat
     int ok_ = 1;                                            \
     for (int w_ = 0; w_ < (o)->warmup && ok_; ++w_) ok_ = !(what); \
     for (int r_ = 0; r_ < (o)->repeat && ok_; ++r_) {       \
-      const double t0_ = tool_seconds();                             \
+      const double t0_ = clxent_seconds();                             \
       ok_ = !(what);                                        \
-      t_[r_] = tool_seconds() - t0_;                                 \
+      t_[r_] = clxent_seconds() - t0_;                                 \
     }                                                       \
-    if (ok_) (result) = tool_median(t_, (o)->repeat);            \
+    if (ok_) (result) = clxent_median(t_, (o)->repeat);            \
   } while (0)
 
 /* The tool's side of the device: the context's queue and OpenCL context, and a copy kernel of its
@@ -325,13 +325,13 @@ int clxent_bench_main(int argc, char **argv) {
   }
 
   clxent_ctx *ctx;
-  const double t_create = tool_seconds();
+  const double t_create = clxent_seconds();
   clxent_status st = clxent_create(&ctx, o.device);
   if (st != CLXENT_OK) {
     fprintf(stderr, "clxent bench: %s: %s\n", clxent_status_str(st), clxent_last_error(NULL));
     return 3;
   }
-  const double t_created = tool_seconds() - t_create;
+  const double t_created = clxent_seconds() - t_create;
   const size_t devices = clxent_device_count(ctx);
   clxent_info info = CLXENT_INFO_INIT; /* device 0's; the others' are printed below */
   st = clxent_get_info(ctx, 0, &info);

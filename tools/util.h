@@ -5,10 +5,7 @@
 #define CLXENT_TOOL_UTIL_H
 #include <stddef.h>
 
-/* A monotonic clock, in seconds. */
-double tool_seconds(void);
-/* The median of t[0..k) (sorts t); k >= 1. */
-double tool_median(double *t, int k);
+#include "../host/clock.h" /* clxent_seconds, clxent_median: the library's clock source, compiled in */
 
 /* A decimal count: the whole string, digits only (no sign, space, base prefix, exponent or
  * fraction), in [min, max]. Returns NULL and sets *out, or a message saying what is wrong
