@@ -1,0 +1,557 @@
+/* The work-group (GPU) variant's kernels on small shapes, for a device simulator (issue 13 §7).
+ *
+ * No GPU has run clxent; PoCL runs the group variant on the CPU, where local-memory races,
+ * divergent barriers and out-of-bounds accesses go unseen. tests/oclgrind.sh runs this program
+ * under Oclgrind (data races, API checks, uninitialised values, bounds), which reports them; the
+ * program itself checks every result against the float64 reference (reference.h), so that it is a
+ * real test on any device (./build/tests/oclgrind_kernels runs it on the default one).
+ *
+ * Every context is made in code: the group variant, zero-copy off (the pinned pipeline and its
+ * device buffers run), no program cache (the simulator compiles the source), and
+ *   - a row per group (T = G = 16): rows shorter than, as long as and longer than the group;
+ *   - four rows per group (G = 32, T = 8) with 2 KiB blocks: partial groups, rows past the
+ *     block's end, and batches streamed in several blocks (chunk sums continued across blocks);
+ *   - G = 16 and G = 256 (the tuning table's GPU default) with T chosen from c per call, as a GPU
+ *     runs them. (Oclgrind's device reports every device type, CPU included, so the library's
+ *     own choice would be the CPU row of the table: the group size is set here.)
+ * On each: every loss and storage type and option, lse and bias_grad, every reduction, in-place
+ * gradients, a batch long enough for a two-stage reduction and several bias chunks, and the _mem
+ * entries (label_stats, bad labels counted on the device).
+ *
+ * Usage: oclgrind_kernels [--require-device NAME] [--config K | --unit K | --units]
+ *   --require-device  fail unless the device's name contains NAME (the wrapper: "Oclgrind")
+ *   --config          run only configuration K (0-based), for debugging
+ *   --unit            run only unit K, one call or a few (0-based; a fresh context, as run alone)
+ *   --units           print the number of units
+ * Exit status 0: every result matched; 1: a mismatch or a failed call; 2: bad usage.
+ */
+#define CLXENT_EXPERIMENTAL_API /* clxent_tuning */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clxent_cl.h"
+#include "reference.h"
+
+static int failures;
+static char what[256]; /* the case being run, for messages */
+
+/* Everything the program reports goes to stdout: under Oclgrind, stderr carries Oclgrind's
+ * messages alone, and tests/oclgrind.sh fails on any. */
+#define FAIL(...)                         \
+  do {                                    \
+    ++failures;                           \
+    printf("FAIL %s: ", what);            \
+    printf(__VA_ARGS__);                  \
+    putchar('\n');                        \
+    fflush(stdout);                       \
+  } while (0)
+
+static void *xmalloc(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  if (!p) {
+    printf("malloc(%zu) failed\n", bytes);
+    exit(1);
+  }
+  return p;
+}
+
+/* ---------------------------------------------------------------- deterministic inputs */
+
+static uint64_t rng_state = 1;
+static double uniform(double lo, double hi) { /* splitmix64 */
+  uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return lo + (hi - lo) * (double)(z >> 11) * 0x1p-53;
+}
+static uint32_t below(uint32_t bound) { return (uint32_t)uniform(0, bound) % bound; }
+
+/* Rows of a probability distribution, about a third of them zero. */
+static void distribution_rows(float *p, size_t n, size_t c) {
+  for (size_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (size_t j = 0; j < c; ++j) s += p[i * c + j] = uniform(0, 1) < 0.3 ? 0.0f : (float)uniform(0.01, 1);
+    if (s == 0) p[i * c] = 1.0f, s = 1;
+    for (size_t j = 0; j < c; ++j) p[i * c + j] = (float)(p[i * c + j] / s);
+  }
+}
+
+/* ---------------------------------------------------------------- 16-bit storage, independently */
+
+static uint16_t to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16); /* finite inputs only here */
+}
+static float from_bf16(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static float from_f16(uint16_t h) {
+  const int e = (h >> 10) & 31, m = h & 1023;
+  const double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m | 1024, e - 25);
+  return (float)((h & 0x8000) ? -v : v);
+}
+static uint16_t to_f16(float f) { /* nearest even, by search over the ordered encodings (|f| < 65504) */
+  const uint16_t sign = signbit(f) ? 0x8000 : 0;
+  const double a = fabs((double)f);
+  uint16_t lo = 0, hi = 0x7C00;
+  while (hi - lo > 1) {
+    const uint16_t mid = (uint16_t)((lo + hi) / 2);
+    if (from_f16(mid) <= a) lo = mid; else hi = mid;
+  }
+  const double dl = a - from_f16(lo), dh = from_f16(hi) - a;
+  return (uint16_t)(sign | ((dl < dh || (dl == dh && !(lo & 1))) ? lo : hi));
+}
+static size_t dtype_bytes(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
+static float decode(const void *p, size_t k, clxent_dtype t) {
+  if (t == CLXENT_FLOAT32) return ((const float *)p)[k];
+  const uint16_t h = ((const uint16_t *)p)[k];
+  return t == CLXENT_BFLOAT16 ? from_bf16(h) : from_f16(h);
+}
+static void encode(void *p, size_t k, float x, clxent_dtype t) {
+  if (t == CLXENT_FLOAT32) ((float *)p)[k] = x;
+  else ((uint16_t *)p)[k] = t == CLXENT_BFLOAT16 ? to_bf16(x) : to_f16(x);
+}
+static double storage_rtol(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 1e-4 : t == CLXENT_FLOAT16 ? 1.5e-3 : 8e-3; }
+
+/* ---------------------------------------------------------------- comparisons */
+
+/* got[k] ≈ ref[k] within atol + rtol·|ref|, NaN only where ref is NaN; the first mismatch is named. */
+static void check_close(const float *got, const double *ref, size_t k, double atol, double rtol, const char *name) {
+  for (size_t i = 0; i < k; ++i) {
+    const double g = got[i], r = ref[i];
+    const int ok = isnan(r) ? isnan(g) : isinf(r) ? g == r : !isnan(g) && fabs(g - r) <= atol + rtol * fabs(r);
+    if (!ok) {
+      FAIL("%s[%zu]: got %.9g, reference %.9g (atol %g, rtol %g)", name, i, g, r, atol, rtol);
+      return;
+    }
+  }
+}
+
+static void check_status(clxent_ctx *ctx, clxent_status st, const char *call) {
+  if (st != CLXENT_OK) FAIL("%s: %s: %s", call, clxent_status_str(st), clxent_last_error(ctx));
+}
+
+/* ---------------------------------------------------------------- units */
+
+/* Every call (or group of calls) is a unit, numbered in the order they run. --unit K runs unit K
+ * alone: Oclgrind's --uninitialized check needs a process per unit (tests/oclgrind.sh). */
+static long only_unit = -1; /* -1: every unit */
+static long next_unit;
+static int take_unit(void) { return only_unit < 0 || next_unit++ == only_unit; }
+
+/* ---------------------------------------------------------------- the host-pointer losses */
+
+enum kind { HARD, SOFT, SIGMOID, BCE };
+enum grad_mode { GRAD_NONE, GRAD_SEPARATE, GRAD_IN_PLACE };
+static const char *const kind_names[] = {"hard", "soft", "sigmoid", "bce"};
+static const char *const dtype_names[] = {"f32", "f16", "bf16"};
+static const char *const reduction_names[] = {"mean", "sum", "none"};
+
+typedef struct loss_case {
+  enum kind kind;
+  clxent_dtype dtype;
+  clxent_reduction reduction;
+  enum grad_mode gm;
+  int weights, lse, bias; /* class_weight (softmax) or pos_weight (binary); the extra outputs */
+  float smoothing, z_loss, softcap;
+  int32_t ignore_index;
+} loss_case;
+
+/* Runs one call on random inputs and checks every output against the reference. */
+static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, uint64_t seed) {
+  const size_t nc = n * c, eb = dtype_bytes(k->dtype);
+  const int softmax = k->kind == HARD || k->kind == SOFT;
+  snprintf(what, sizeof what, "%s %zux%zu %s %s grad=%s%s%s%s eps=%g z=%g cap=%g ignore=%d", kind_names[k->kind], n, c,
+           dtype_names[k->dtype], reduction_names[k->reduction],
+           k->gm == GRAD_NONE ? "none" : k->gm == GRAD_SEPARATE ? "separate" : "in-place", k->weights ? " weights" : "",
+           k->lse ? " lse" : "", k->bias ? " bias" : "", (double)k->smoothing, (double)k->z_loss, (double)k->softcap,
+           (int)k->ignore_index);
+  rng_state = seed;
+  unsigned char *in = xmalloc(nc * eb), *aux = k->kind == HARD ? NULL : xmalloc(nc * eb);
+  float *x = xmalloc(nc * sizeof(float)), *t = aux ? xmalloc(nc * sizeof(float)) : NULL;
+  int32_t *labels = k->kind == HARD ? xmalloc(n * sizeof(int32_t)) : NULL;
+  for (size_t e = 0; e < nc; ++e) {
+    encode(in, e, (float)(k->kind == BCE ? uniform(0, 1) : uniform(-8, 8)), k->dtype);
+    x[e] = decode(in, e, k->dtype);
+  }
+  if (k->kind == SOFT) {
+    float *p = xmalloc(nc * sizeof(float));
+    distribution_rows(p, n, c);
+    for (size_t e = 0; e < nc; ++e) encode(aux, e, p[e], k->dtype), t[e] = decode(aux, e, k->dtype);
+    free(p);
+  } else if (aux) {
+    for (size_t e = 0; e < nc; ++e) encode(aux, e, (float)uniform(0, 1), k->dtype), t[e] = decode(aux, e, k->dtype);
+  }
+  if (labels) /* about one row in six ignored, the first row always (an ignored row in the first group) */
+    for (size_t i = 0; i < n; ++i)
+      labels[i] = (n > 2 && (i == 0 || uniform(0, 1) < 0.15)) ? k->ignore_index : (int32_t)below((uint32_t)c);
+  float *w = NULL;
+  if (k->weights) {
+    w = xmalloc(c * sizeof(float));
+    for (size_t j = 0; j < c; ++j) w[j] = (float)uniform(0.2, 3.0);
+    if (c > 2) w[1] = 0.0f;
+  }
+  clxent_opts o = clxent_opts_default();
+  o.reduction = k->reduction, o.ignore_index = k->ignore_index;
+  o.label_smoothing = k->smoothing, o.z_loss = k->z_loss, o.softcap = k->softcap;
+  if (softmax) o.class_weight = w; else o.pos_weight = w;
+
+  const size_t loss_count = k->reduction == CLXENT_NONE ? (softmax ? n : nc) : 1;
+  float *loss = xmalloc(loss_count * sizeof(float)), *lse = k->lse ? xmalloc(n * sizeof(float)) : NULL;
+  float *bias = k->bias ? xmalloc(c * sizeof(float)) : NULL;
+  unsigned char *grad = k->gm == GRAD_SEPARATE ? xmalloc(nc * eb) : k->gm == GRAD_IN_PLACE ? in : NULL;
+  for (size_t i = 0; i < loss_count; ++i) loss[i] = NAN;
+  if (lse) for (size_t i = 0; i < n; ++i) lse[i] = NAN;
+  if (bias) for (size_t j = 0; j < c; ++j) bias[j] = NAN;
+  if (k->gm == GRAD_SEPARATE) memset(grad, 0xFF, nc * eb); /* NaN in every type: an unwritten element fails */
+
+  clxent_ex ex = clxent_ex_default();
+  ex.dtype = k->dtype, ex.lse = lse, ex.bias_grad = bias;
+  clxent_status st;
+  switch (k->kind) {
+    case HARD: st = clxent_softmax_xent_ex(ctx, n, c, in, labels, &o, &ex, loss, grad); break;
+    case SOFT: st = clxent_softmax_xent_soft_ex(ctx, n, c, in, aux, &o, &ex, loss, grad); break;
+    case SIGMOID: st = clxent_sigmoid_xent_ex(ctx, n, c, in, aux, &o, &ex, loss, grad); break;
+    default: st = clxent_bce_ex(ctx, n, c, in, aux, &o, &ex, loss, grad); break;
+  }
+  check_status(ctx, st, "the call");
+  if (st == CLXENT_OK) {
+    ref_out r = {.rows = xmalloc((softmax ? n : nc) * sizeof(double)),
+                 .grad = k->gm == GRAD_NONE ? NULL : xmalloc(nc * sizeof(double)),
+                 .lse = lse ? xmalloc(n * sizeof(double)) : NULL,
+                 .bias = bias ? xmalloc(c * sizeof(double)) : NULL};
+    switch (k->kind) {
+      case HARD: ref_softmax_xent(n, c, x, labels, &o, &r); break;
+      case SOFT: ref_softmax_xent_soft(n, c, x, t, &o, &r); break;
+      case SIGMOID: ref_sigmoid_xent(n, c, x, t, &o, &r); break;
+      default: ref_bce(n, c, x, t, &o, &r); break;
+    }
+    if (r.grad && k->dtype == CLXENT_FLOAT16) /* beyond half's range the stored gradient is ±inf */
+      for (size_t e = 0; e < nc; ++e)
+        if (fabs(r.grad[e]) >= 65520.0) r.grad[e] = copysign(INFINITY, r.grad[e]);
+    const double tol = 3e-5 * (1.0 + log((double)c)) * (1.0 + 20.0 * k->z_loss);
+    if (k->reduction == CLXENT_NONE) check_close(loss, r.rows, loss_count, tol, tol, "loss");
+    else check_close(loss, &r.loss, 1, tol, tol, "loss");
+    if (lse) check_close(lse, r.lse, n, 1e-5, 1e-5, "lse");
+    if (r.grad) {
+      const double gmax = r.gscale * (1.0 + log((double)c));
+      float *g = xmalloc(nc * sizeof(float));
+      for (size_t e = 0; e < nc; ++e) g[e] = decode(grad, e, k->dtype);
+      check_close(g, r.grad, nc, 2e-6 * gmax + (k->dtype == CLXENT_FLOAT16 ? 6e-8 : 0), storage_rtol(k->dtype), "grad");
+      if (bias) { /* Σ_i of the stored gradient, which the library sums in float32 */
+        double *sum = xmalloc(c * sizeof(double));
+        for (size_t j = 0; j < c; ++j) {
+          sum[j] = 0;
+          for (size_t i = 0; i < n; ++i) sum[j] += g[i * c + j];
+        }
+        check_close(bias, sum, c, 1e-6 * (double)n * gmax, 1e-4, "bias_grad");
+        free(sum);
+      }
+      free(g);
+    }
+    free(r.rows), free(r.grad), free(r.lse), free(r.bias);
+  }
+  if (k->gm != GRAD_IN_PLACE)
+    for (size_t e = 0; e < nc; ++e)
+      if (decode(in, e, k->dtype) != x[e]) {
+        FAIL("input %zu modified", e);
+        break;
+      }
+  free(in), free(aux), free(x), free(t), free(labels), free(w), free(loss), free(lse), free(bias);
+  if (k->gm == GRAD_SEPARATE) free(grad);
+}
+
+/* The information measures (row_information): entropy, cross-entropy, KL, with zeros in p. */
+static void run_information(clxent_ctx *ctx, size_t n, size_t c, uint64_t seed) {
+  rng_state = seed;
+  float *p = xmalloc(n * c * sizeof(float)), *q = xmalloc(n * c * sizeof(float)), *out = xmalloc(n * sizeof(float));
+  double *ref = xmalloc(n * sizeof(double));
+  distribution_rows(p, n, c);
+  for (size_t e = 0; e < n * c; ++e) q[e] = (float)uniform(0.05, 1); /* q > 0: every measure finite */
+  static const char *const names[] = {"entropy", "cross_entropy", "kl_div"};
+  for (int m = 0; m < 3; ++m) {
+    snprintf(what, sizeof what, "%s %zux%zu", names[m], n, c);
+    for (size_t i = 0; i < n; ++i) out[i] = NAN;
+    const clxent_status st = m == 0 ? clxent_entropy(ctx, n, c, p, out)
+                             : m == 1 ? clxent_cross_entropy(ctx, n, c, p, q, out)
+                                      : clxent_kl_div(ctx, n, c, p, q, out);
+    check_status(ctx, st, "the call");
+    if (st != CLXENT_OK) continue;
+    ref_information((enum ref_information_kind)m, n, c, p, q, ref);
+    check_close(out, ref, n, 1e-5 * (1.0 + log((double)c)), 1e-5, "out");
+  }
+  free(p), free(q), free(out), free(ref);
+}
+
+/* Every loss, storage type and option on one shape. */
+#define SHAPE_UNITS 15 /* the cases below and the information measures */
+static void run_shape(clxent_ctx *ctx, size_t n, size_t c, uint64_t seed) {
+  static const loss_case cases[] = {
+      /* kind     dtype            reduction    grad           w  lse bias  eps    z      cap   ignore */
+      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 0, 1, 1, 0.0f, 0.0f, 0.0f, -100},
+      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_IN_PLACE, 1, 1, 1, 0.1f, 0.0f, 0.0f, 2},
+      {HARD, CLXENT_FLOAT16, CLXENT_SUM, GRAD_SEPARATE, 1, 0, 1, 0.05f, 1e-3f, 4.0f, -100},
+      {HARD, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 0, 1, 0, 0.0f, 1e-2f, 3.0f, -1},
+      {HARD, CLXENT_FLOAT32, CLXENT_NONE, GRAD_NONE, 1, 1, 0, 0.2f, 0.0f, 0.0f, -100},
+      {SOFT, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 1, 1, 0.1f, 0.0f, 0.0f, -100},
+      {SOFT, CLXENT_BFLOAT16, CLXENT_SUM, GRAD_IN_PLACE, 0, 1, 1, 0.0f, 1e-3f, 5.0f, -100},
+      {SOFT, CLXENT_FLOAT16, CLXENT_NONE, GRAD_NONE, 0, 1, 0, 0.0f, 0.0f, 0.0f, -100},
+      {SIGMOID, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 0, 1, 0.0f, 0.0f, 0.0f, -100},
+      {SIGMOID, CLXENT_FLOAT16, CLXENT_SUM, GRAD_IN_PLACE, 0, 0, 0, 0.0f, 0.0f, 0.0f, -100},
+      {SIGMOID, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_SEPARATE, 1, 0, 1, 0.0f, 0.0f, 0.0f, -100},
+      {BCE, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 0, 0, 1, 0.0f, 0.0f, 0.0f, -100},
+      {BCE, CLXENT_FLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 1, 0, 0, 0.0f, 0.0f, 0.0f, -100},
+      {BCE, CLXENT_BFLOAT16, CLXENT_SUM, GRAD_NONE, 0, 0, 0, 0.0f, 0.0f, 0.0f, -100},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k)
+    if (take_unit()) run_loss(ctx, n, c, &cases[k], seed * 100 + k);
+  if (take_unit()) run_information(ctx, n, c, seed);
+}
+
+/* ---------------------------------------------------------------- the _mem entries */
+
+static cl_context mem_context;
+static cl_command_queue mem_queue;
+
+static cl_mem upload(const void *data, size_t bytes) {
+  cl_int err;
+  cl_mem m = clCreateBuffer(mem_context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, bytes, (void *)data, &err);
+  if (err != CL_SUCCESS) {
+    printf("clCreateBuffer: %d\n", err);
+    exit(1);
+  }
+  return m;
+}
+/* An output buffer, filled with NaN so that an element left unwritten fails. Filled from the host,
+ * not by clEnqueueFillBuffer: after a fill, Oclgrind 21.10's --uninitialized takes the kernels'
+ * later writes to the buffer for uninitialised (a 20-line OpenCL program shows it). */
+static cl_mem output(size_t bytes) {
+  float *nan = xmalloc(bytes);
+  for (size_t k = 0; k < bytes / sizeof(float); ++k) nan[k] = NAN;
+  cl_mem m = upload(nan, bytes);
+  free(nan);
+  return m;
+}
+static void download(cl_mem m, void *out, size_t bytes) {
+  const cl_int err = clEnqueueReadBuffer(mem_queue, m, CL_TRUE, 0, bytes, out, 0, NULL, NULL);
+  if (err != CL_SUCCESS) FAIL("clEnqueueReadBuffer: %d", err);
+}
+
+/* The _mem units: softmax_xent_mem with bad labels (found and counted on the device, by
+ * label_stats): those rows NaN, the others as the reference with them ignored; the same labels
+ * made good, in place; then softmax_xent_soft_mem, sigmoid_xent_mem and bce_mem. Every unit
+ * makes its inputs from the seed alone, so that any one can run by itself (--unit). */
+#define MEM_UNITS 5
+static void run_mem(clxent_ctx *ctx, size_t n, size_t c, uint64_t seed) {
+  mem_queue = clxent_queue(ctx);
+  clGetCommandQueueInfo(mem_queue, CL_QUEUE_CONTEXT, sizeof mem_context, &mem_context, NULL);
+  rng_state = seed;
+  const size_t nc = n * c;
+  float *z = xmalloc(nc * sizeof(float)), *t = xmalloc(nc * sizeof(float)), *g = xmalloc(nc * sizeof(float));
+  float *w = xmalloc(c * sizeof(float)), *rows = xmalloc(n * sizeof(float)), *lse = xmalloc(n * sizeof(float));
+  float *bias = xmalloc(c * sizeof(float)), *probs = xmalloc(nc * sizeof(float)), loss;
+  int32_t *labels = xmalloc(n * sizeof(int32_t)), *good = xmalloc(n * sizeof(int32_t));
+  for (size_t e = 0; e < nc; ++e) z[e] = (float)uniform(-8, 8), probs[e] = (float)uniform(0, 1);
+  for (size_t j = 0; j < c; ++j) w[j] = (float)uniform(0.2, 3.0);
+  distribution_rows(t, n, c); /* soft targets, and binary targets in [0, 1] */
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double u = uniform(0, 1);
+    labels[i] = u < 0.15 ? -100 : (int32_t)below((uint32_t)c);
+    if (i == 1 || (i > 3 && u > 0.9)) labels[i] = i % 2 ? (int32_t)c : -7; /* out of range: bad */
+    good[i] = labels[i] < 0 || (size_t)labels[i] >= c ? -100 : labels[i];
+    bad += good[i] != labels[i];
+  }
+  cl_mem zm = upload(z, nc * sizeof(float)), lm = upload(labels, n * sizeof(int32_t));
+  cl_mem gm = output(nc * sizeof(float)), lossm = output(n * sizeof(float)), lsem = output(n * sizeof(float));
+  cl_mem biasm = output(c * sizeof(float)), badm = output(sizeof(cl_uint));
+  ref_out r = {.rows = xmalloc(nc * sizeof(double)), .grad = xmalloc(nc * sizeof(double)), .lse = xmalloc(n * sizeof(double)),
+               .bias = xmalloc(c * sizeof(double))};
+  clxent_opts o = clxent_opts_default();
+  o.class_weight = w, o.label_smoothing = 0.1f;
+  clxent_mem_ex x = clxent_mem_ex_default();
+  x.lse = lsem, x.bias_grad = biasm, x.bad_labels = badm;
+  cl_uint bad_count = 0;
+
+  if (take_unit()) { /* MEAN with bad labels: the loss NaN, their rows NaN, the rest as with them ignored */
+    snprintf(what, sizeof what, "softmax_xent_mem %zux%zu mean, %zu bad labels", n, c, bad);
+    cl_event done = NULL;
+    check_status(ctx, clxent_softmax_xent_mem(ctx, n, c, zm, lm, &o, &x, lossm, gm, 0, NULL, &done), "the call");
+    if (done) clWaitForEvents(1, &done), clReleaseEvent(done);
+    download(badm, &bad_count, sizeof bad_count);
+    download(lossm, &loss, sizeof loss);
+    download(gm, g, nc * sizeof(float));
+    download(lsem, lse, n * sizeof(float));
+    if (bad_count != bad) FAIL("bad_labels = %u, expected %zu", bad_count, bad);
+    if (!isnan(loss)) FAIL("loss %g with bad labels, expected NaN", (double)loss);
+    ref_softmax_xent(n, c, z, good, &o, &r);
+    for (size_t i = 0; i < n; ++i)
+      if (good[i] != labels[i]) { /* bad: NaN, as the header says */
+        for (size_t j = 0; j < c; ++j) r.grad[i * c + j] = NAN;
+        r.lse[i] = NAN;
+      }
+    check_close(g, r.grad, nc, 2e-6 * r.gscale * (1.0 + log((double)c)), 1e-4, "grad");
+    check_close(lse, r.lse, n, 1e-5, 1e-5, "lse");
+  }
+  if (take_unit()) { /* the labels made good, NONE and in place: per-row losses, lse and bias gradient */
+    snprintf(what, sizeof what, "softmax_xent_mem %zux%zu none in-place z-loss", n, c);
+    cl_mem gl = upload(good, n * sizeof(int32_t)), zi = upload(z, nc * sizeof(float));
+    o.reduction = CLXENT_NONE, o.z_loss = 1e-3f;
+    check_status(ctx, clxent_softmax_xent_mem(ctx, n, c, zi, gl, &o, &x, lossm, zi, 0, NULL, NULL), "the call");
+    download(badm, &bad_count, sizeof bad_count);
+    download(lossm, rows, n * sizeof(float));
+    download(zi, g, nc * sizeof(float));
+    download(biasm, bias, c * sizeof(float));
+    if (bad_count != 0) FAIL("bad_labels = %u, expected 0", bad_count);
+    ref_softmax_xent(n, c, z, good, &o, &r);
+    const double gmax = r.gscale * (1.0 + log((double)c));
+    check_close(rows, r.rows, n, 1e-4, 1e-4, "loss");
+    check_close(g, r.grad, nc, 2e-6 * gmax, 1e-4, "grad");
+    check_close(bias, r.bias, c, 3e-6 * (double)n * gmax, 1e-4, "bias_grad");
+    clReleaseMemObject(gl), clReleaseMemObject(zi);
+  }
+  /* soft targets, sigmoid on the logits and bce on probabilities: MEAN with the bias gradient,
+   * separate gradient */
+  cl_mem tm = upload(t, nc * sizeof(float)), pm = upload(probs, nc * sizeof(float));
+  for (int kind = SOFT; kind <= BCE; ++kind) {
+    if (!take_unit()) continue;
+    snprintf(what, sizeof what, "%s_mem %zux%zu mean", kind_names[kind], n, c);
+    clxent_opts ko = clxent_opts_default();
+    clxent_mem_ex kx = clxent_mem_ex_default();
+    kx.bias_grad = biasm;
+    if (kind == SOFT) kx.lse = lsem, ko.class_weight = w, ko.softcap = 4.0f;
+    else ko.pos_weight = w;
+    const clxent_status st =
+        kind == SOFT      ? clxent_softmax_xent_soft_mem(ctx, n, c, zm, tm, &ko, &kx, lossm, gm, 0, NULL, NULL)
+        : kind == SIGMOID ? clxent_sigmoid_xent_mem(ctx, n, c, zm, tm, &ko, &kx, lossm, gm, 0, NULL, NULL)
+                          : clxent_bce_mem(ctx, n, c, pm, tm, &ko, &kx, lossm, gm, 0, NULL, NULL);
+    check_status(ctx, st, "the call");
+    download(lossm, &loss, sizeof loss);
+    download(gm, g, nc * sizeof(float));
+    download(biasm, bias, c * sizeof(float));
+    if (kind == SOFT) download(lsem, lse, n * sizeof(float));
+    if (kind == SOFT) ref_softmax_xent_soft(n, c, z, t, &ko, &r);
+    else if (kind == SIGMOID) ref_sigmoid_xent(n, c, z, t, &ko, &r);
+    else ref_bce(n, c, probs, t, &ko, &r);
+    const double gmax = r.gscale * (1.0 + log((double)c));
+    check_close(&loss, &r.loss, 1, 1e-4, 1e-4, "loss");
+    check_close(g, r.grad, nc, 2e-6 * gmax, 1e-4, "grad");
+    check_close(bias, r.bias, c, 3e-6 * (double)n * gmax, 1e-4, "bias_grad");
+    if (kind == SOFT) check_close(lse, r.lse, n, 1e-5, 1e-5, "lse");
+  }
+  clFinish(mem_queue);
+  clReleaseMemObject(zm), clReleaseMemObject(lm), clReleaseMemObject(gm), clReleaseMemObject(lossm);
+  clReleaseMemObject(lsem), clReleaseMemObject(biasm), clReleaseMemObject(badm), clReleaseMemObject(tm);
+  clReleaseMemObject(pm);
+  free(z), free(t), free(g), free(w), free(rows), free(lse), free(bias), free(probs), free(labels), free(good);
+  free(r.rows), free(r.grad), free(r.lse), free(r.bias);
+}
+
+/* ---------------------------------------------------------------- configurations */
+
+typedef struct config_case {
+  const char *name;
+  size_t group_size, row_threads; /* 0: the library's choice */
+  uint64_t block_bytes;           /* 0: the library's choice */
+} config_case;
+
+static const config_case configs[] = {
+    {"G = 16, a row per group (T = 16)", 16, 16, 0},
+    {"G = 32, 4 rows per group (T = 8), 2 KiB blocks", 32, 8, 2048},
+    {"G = 16, T from c", 16, 0, 0},
+    {"G = 256 (the GPU default), T from c", 256, 0, 0},
+};
+#define CONFIGS (sizeof configs / sizeof configs[0])
+
+/* Configuration k's shapes for group size G and row threads T: rows shorter than, as long as and
+ * longer than a row's items and the group; n never a multiple of the rows per group. */
+static size_t config_shapes(size_t k, size_t G, size_t T, size_t shapes[][2]) {
+  const size_t base[][2] = {{5, 1}, {7, 3}, {3, 17}, {5, T}, {3, T + 5}, {2, 2 * G + 3}};
+  size_t count = sizeof base / sizeof base[0];
+  memcpy(shapes, base, sizeof base);
+  if (k == 0) shapes[count][0] = 150, shapes[count++][1] = 3; /* two bias chunks, two reduce stages (G·16 = 256 < 450 values) */
+  if (k == 1) shapes[count][0] = 70, shapes[count++][1] = 13; /* 27-row blocks: chunks cut by block ends */
+  if (k == 3) shapes[count][0] = 2, shapes[count++][1] = 16 * G + 7; /* T = G: the longest rows */
+  return count;
+}
+static size_t config_units(size_t k) {
+  size_t shapes[8][2];
+  return config_shapes(k, 1, 1, shapes) * SHAPE_UNITS + MEM_UNITS;
+}
+
+static void run_config(size_t index, const char *require) {
+  if (only_unit >= 0 && (only_unit < next_unit || only_unit >= next_unit + (long)config_units(index))) {
+    next_unit += (long)config_units(index); /* the unit asked for is elsewhere: no context here */
+    return;
+  }
+  const config_case *cc = &configs[index];
+  clxent_tuning tuning = CLXENT_TUNING_INIT;
+  tuning.variant = CLXENT_VARIANT_GROUP, tuning.zero_copy = CLXENT_OFF;
+  tuning.group_size = cc->group_size, tuning.row_threads = cc->row_threads, tuning.block_bytes = cc->block_bytes;
+  clxent_config config = CLXENT_CONFIG_INIT;
+  config.cache = CLXENT_OFF, config.tuning = &tuning;
+  clxent_ctx *ctx;
+  snprintf(what, sizeof what, "config %zu (%s): clxent_create_ex", index, cc->name);
+  const clxent_status st = clxent_create_ex(&ctx, NULL, &config);
+  if (st != CLXENT_OK) {
+    FAIL("%s: %s", clxent_status_str(st), clxent_last_error(NULL));
+    return;
+  }
+  clxent_info info = CLXENT_INFO_INIT;
+  clxent_get_info(ctx, 0, &info);
+  printf("config %zu: %s on %s: variant %s, group size %zu, row threads %zu, zero-copy %d, from cache %d\n", index,
+         cc->name, clxent_device_name(ctx), info.variant == CLXENT_VARIANT_GROUP ? "group" : "item", info.group_size,
+         info.row_threads, info.zero_copy, info.program_from_cache);
+  fflush(stdout);
+  if (require && !strstr(clxent_device_name(ctx), require))
+    FAIL("the device is \"%s\", not one named \"%s\"", clxent_device_name(ctx), require);
+  if (info.variant != CLXENT_VARIANT_GROUP || info.zero_copy || info.program_from_cache)
+    FAIL("the context is not the group variant, copying, compiled from source");
+  const size_t G = info.group_size, T = cc->row_threads ? cc->row_threads : G;
+  size_t shapes[8][2];
+  const size_t count = config_shapes(index, G, T, shapes);
+  for (size_t s = 0; s < count; ++s) {
+    const clock_t t0 = clock();
+    run_shape(ctx, shapes[s][0], shapes[s][1], 1000 * index + s);
+    if (only_unit < 0)
+      printf("  %zu x %zu: %.1f s CPU\n", shapes[s][0], shapes[s][1], (double)(clock() - t0) / CLOCKS_PER_SEC);
+    fflush(stdout);
+  }
+  run_mem(ctx, index == 0 ? 300 : 9, index == 0 ? 3 : T + 1, 77 + index); /* label_stats: n > G */
+  clxent_destroy(ctx);
+}
+
+int main(int argc, char **argv) {
+  const char *require = NULL;
+  long only_config = -1;
+  for (int a = 1; a < argc; ++a) {
+    if (!strcmp(argv[a], "--require-device") && a + 1 < argc) require = argv[++a];
+    else if (!strcmp(argv[a], "--config") && a + 1 < argc) only_config = strtol(argv[++a], NULL, 10);
+    else if (!strcmp(argv[a], "--unit") && a + 1 < argc) only_unit = strtol(argv[++a], NULL, 10);
+    else if (!strcmp(argv[a], "--units")) {
+      size_t units = 0;
+      for (size_t k = 0; k < CONFIGS; ++k) units += config_units(k);
+      printf("%zu\n", units);
+      return 0;
+    } else {
+      fprintf(stderr, "usage: %s [--require-device NAME] [--config K | --unit K | --units]\n", argv[0]);
+      return 2;
+    }
+  }
+  for (size_t k = 0; k < CONFIGS; ++k)
+    if (only_config < 0 || (size_t)only_config == k) run_config(k, require);
+  if (failures) {
+    printf("oclgrind_kernels: %d failure(s)\n", failures);
+    return 1;
+  }
+  if (only_unit < 0) printf("oclgrind_kernels: every result matched the reference\n");
+  return 0;
+}
