@@ -170,17 +170,19 @@ clxent_status clxent_check_opts(clxent_ctx *ctx, const clxent_opts *o, enum clxe
 
 clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, int32_t ignore_index,
                                   const float *weight, size_t *counted, double *weighted) {
-  *counted = 0;
-  *weighted = 0.0;
+  size_t count = 0; /* locals, not the callers' variables: this loop runs over every row */
+  double sum = 0.0;
   for (size_t i = 0; i < n; ++i) {
     const int32_t y = labels[i];
     if (y == ignore_index) continue;
     if (y < 0 || (size_t)y >= c)
       return clxent_fail(ctx, CLXENT_ERR_LABEL_RANGE, "labels[%zu] = %d is outside [0, %zu) and is not ignore_index (%d)",
                          i, (int)y, c, (int)ignore_index);
-    ++*counted;
-    *weighted += weight ? weight[y] : 1.0;
+    ++count;
+    if (weight) sum += weight[y];
   }
+  *counted = count;
+  *weighted = weight ? sum : (double)count;
   return CLXENT_OK;
 }
 
