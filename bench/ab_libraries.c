@@ -1,0 +1,111 @@
+/*
+ * Two builds of the library side by side in one process (dlopen with RTLD_LOCAL), for before/after
+ * figures that one noisy machine can still compare: their float32 hard-label call (the same
+ * signature in every version so far) alternates call by call, the order swapped every round, on
+ * the same arrays. Prints each build's median time and the per-round ratio after/before (median,
+ * range), then each build's device shares (several devices).
+ *
+ *   clxent_bench_ab BEFORE.so AFTER.so DEVICE ROUNDS NxC...
+ *
+ * docs/PERFORMANCE.md has the commands that build the "before" library from an older commit.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef int (*create_fn)(void **, const char *);
+typedef int (*xent_fn)(void *, size_t, size_t, const float *, const int32_t *, const void *, float *, float *);
+typedef const char *(*error_fn)(const void *);
+typedef double (*share_fn)(const void *, size_t);
+
+typedef struct build {
+  void *lib, *ctx;
+  create_fn create;
+  xent_fn xent;
+  error_fn error;
+  share_fn share;
+} build;
+
+/* dlsym's object pointer into a function pointer, the way POSIX allows (ISO C has no cast for it). */
+static int symbol(void *lib, const char *name, void *fn, size_t size) {
+  void *p = dlsym(lib, name);
+  if (!p) return fprintf(stderr, "%s: %s\n", name, dlerror()), 0;
+  memcpy(fn, &p, size);
+  return 1;
+}
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int by_value(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(const double *v, int k) {
+  double t[256];
+  memcpy(t, v, (size_t)k * sizeof *t);
+  qsort(t, (size_t)k, sizeof *t, by_value);
+  return k % 2 ? t[k / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 6) {
+    fprintf(stderr, "usage: %s BEFORE.so AFTER.so DEVICE ROUNDS NxC...\n", argv[0]);
+    return 2;
+  }
+  build b[2];
+  for (int l = 0; l < 2; ++l) {
+    b[l].lib = dlopen(argv[1 + l], RTLD_NOW | RTLD_LOCAL);
+    if (!b[l].lib) return fprintf(stderr, "%s\n", dlerror()), 1;
+    if (!symbol(b[l].lib, "clxent_create", &b[l].create, sizeof b[l].create) ||
+        !symbol(b[l].lib, "clxent_softmax_xent", &b[l].xent, sizeof b[l].xent) ||
+        !symbol(b[l].lib, "clxent_last_error", &b[l].error, sizeof b[l].error) ||
+        !symbol(b[l].lib, "clxent_device_share", &b[l].share, sizeof b[l].share))
+      return 1;
+    if (b[l].create(&b[l].ctx, argv[3])) return fprintf(stderr, "create: %s\n", b[l].error(NULL)), 1;
+  }
+  const int rounds = atoi(argv[4]);
+  if (rounds < 1 || rounds > 256) return fprintf(stderr, "ROUNDS: 1 to 256\n"), 2;
+  printf("shape,before_ms,after_ms,ratio_median,ratio_min,ratio_max,after_GBps\n");
+  for (int s = 5; s < argc; ++s) {
+    size_t n, c;
+    if (sscanf(argv[s], "%zux%zu", &n, &c) != 2 || !n || !c) return fprintf(stderr, "bad shape %s\n", argv[s]), 2;
+    float *z = malloc(n * c * sizeof *z), *g = malloc(n * c * sizeof *g), loss;
+    int32_t *y = malloc(n * sizeof *y);
+    if (!z || !g || !y) return fprintf(stderr, "out of memory\n"), 1;
+    for (size_t i = 0; i < n * c; ++i) z[i] = (float)((i * 2654435761u) % 1000) * 0.01f - 5.0f;
+    for (size_t i = 0; i < n; ++i) y[i] = (int32_t)(i * 7919 % c);
+    double t[2][256], ratio[256];
+    for (int warm = 0; warm < 2; ++warm)
+      for (int l = 0; l < 2; ++l) b[l].xent(b[l].ctx, n, c, z, y, NULL, &loss, g);
+    for (int r = 0; r < rounds; ++r) {
+      for (int k = 0; k < 2; ++k) {
+        const int l = (r + k) % 2; /* who goes first alternates */
+        const double t0 = now();
+        if (b[l].xent(b[l].ctx, n, c, z, y, NULL, &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
+        t[l][r] = now() - t0;
+      }
+      ratio[r] = t[1][r] / t[0][r];
+    }
+    double lo = ratio[0], hi = ratio[0];
+    for (int r = 1; r < rounds; ++r) lo = ratio[r] < lo ? ratio[r] : lo, hi = ratio[r] > hi ? ratio[r] : hi;
+    const double after = median(t[1], rounds);
+    printf("%zux%zu,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f\n", n, c, 1e3 * median(t[0], rounds), 1e3 * after,
+           median(ratio, rounds), lo, hi, 2.0 * (double)(n * c * sizeof(float)) / after / 1e9);
+    free(z), free(g), free(y);
+  }
+  for (int l = 0; l < 2; ++l) {
+    printf("# %s shares:", l ? "after" : "before");
+    for (size_t k = 0; k < 64 && b[l].share(b[l].ctx, k) > 0; ++k) printf(" %.3f", b[l].share(b[l].ctx, k));
+    printf("\n");
+  }
+  return 0;
+}
