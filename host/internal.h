@@ -12,7 +12,8 @@
  *
  * beside the context's own rooms: context.c (lifecycle), config.c (settings from the caller's
  * config and the environment), device.c (selection), tuning.c (kernel shape per device),
- * program.c and cache.c (kernels), buffers.c and pinned.c (memory), errors.c.
+ * program.c and cache.c (kernels; sha256.c checks the cache's entries), buffers.c and pinned.c
+ * (memory), errors.c, clock.c.
  */
 #ifndef CLXENT_INTERNAL_H
 #define CLXENT_INTERNAL_H

@@ -390,3 +390,43 @@ def test_equal_tiny_class_weights_give_the_unweighted_answer(ctx):
         r = ctx.softmax_xent(z, y, class_weight=np.full(30, w, np.float32))
         np.testing.assert_allclose(r.loss, plain.loss, rtol=1e-6)
         np.testing.assert_allclose(r.grad, plain.grad, rtol=1e-5, atol=1e-9)
+
+
+def test_bad_environment_raises_invalid_argument(monkeypatch):
+    """Issue 13 §2 through the binding: a huge or malformed CLXENT_* value is an error at once."""
+    for name, value in [("CLXENT_GROUP_SIZE", "9223372036854775808"), ("CLXENT_VEC", "8abc"),
+                        ("CLXENT_BLOCK_BYTES", "-1"), ("CLXENT_DEVICE", "all,0:0")]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(clxent.InvalidArgument) as e:
+            clxent.Context()
+        assert name in e.value.message or "twice" in e.value.message
+        monkeypatch.delenv(name)
+
+
+def test_damaged_cache_entry_is_rebuilt(tmp_path):
+    """Issue 13 §1 through the binding: a cache entry cut short neither aborts nor fails a start."""
+    z = np.array([[0.0, np.log(2.0), np.log(7.0)]], np.float32)
+    y = np.array([2], np.int32)
+    with clxent.Context(cache=True, cache_dir=str(tmp_path)) as c:
+        expected = c.softmax_xent(z, y).loss
+    (entry,) = list(tmp_path.glob("*.bin"))
+    size = entry.stat().st_size
+    entry.write_bytes(entry.read_bytes()[: size // 2])
+    with clxent.Context(cache=True, cache_dir=str(tmp_path)) as c:
+        assert c.softmax_xent(z, y).loss == expected
+    assert entry.stat().st_size == size  # healed
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16bit_binary_losses_stream_under_a_small_cap(ctx, dtype):
+    """Issue 13 §3 through the binding: 16-bit binary losses stream like float32 under a cap."""
+    rng = np.random.default_rng(5)
+    z = rng.uniform(-3, 3, (97, 300)).astype(np.float32)
+    t = rng.uniform(0, 1, (97, 300)).astype(np.float32)
+    bits = (lambda a: a.astype(np.float16).view(np.uint16)) if dtype == "float16" else \
+        (lambda a: (a.view(np.uint32) >> 16).astype(np.uint16))
+    want = ctx.sigmoid_xent(bits(z), bits(t), dtype=dtype)
+    with clxent.Context(max_alloc=16384) as small:
+        got = small.sigmoid_xent(bits(z), bits(t), dtype=dtype)
+    assert got.loss == want.loss
+    np.testing.assert_array_equal(got.grad, want.grad)
