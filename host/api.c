@@ -3,6 +3,7 @@
  * (validate.c: a rejected call writes nothing), make the call's plan, and hand it to the engine of
  * one device (stream.c) or of several (group.c).
  */
+#include <math.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -67,19 +68,17 @@ clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const 
   size_t counted;
   double weighted;
   float *scaled = NULL;
-  clxent_status st;
+  int shift = 0;
   CHECK(check_call(ctx, &call, &o, &x, &weight_sum));
-  if (o.class_weight && o.reduction == CLXENT_MEAN) {
-    CHECK(clxent_scaled_weights(ctx, o.class_weight, c, &scaled, &weight_sum));
-    if (scaled) o.class_weight = scaled;
-  }
-  CHECK_GOTO(clxent_check_labels(ctx, labels, n, c, o.ignore_index, o.class_weight, &counted, &weighted), st, done);
+  CHECK(clxent_check_labels(ctx, labels, n, c, o.ignore_index, o.class_weight, &counted, &weighted));
+  if (o.class_weight && o.reduction == CLXENT_MEAN) /* a divisor far from 1: see plan.c */
+    CHECK(clxent_scaled_weights(ctx, o.class_weight, c, weighted, &scaled, &weight_sum, &shift));
+  if (scaled) o.class_weight = scaled, weighted = ldexp(weighted, shift);
   clxent_plan plan = {.kernel = KERNEL_SOFTMAX_HARD, .dtype = x.dtype, .n = n, .c = c, .in = logits, .labels = labels,
                       .weight = o.class_weight, .ignore_index = o.ignore_index, .grad = grad, .lse = x.lse,
                       .bias_grad = x.bias_grad, .loss = loss, .reduction = o.reduction};
   plan.params = clxent_loss_params(&o, weighted, counted, weight_sum, &plan.divisor);
-  st = execute(ctx, &plan);
-done:
+  const clxent_status st = execute(ctx, &plan);
   free(scaled);
   return st;
 }

@@ -168,9 +168,13 @@ static clxent_status run_mem(clxent_ctx *ctx, const mem_call *m) {
   float weight_sum = 0.0f;
   CHECK(check_mem_call(ctx, m, &o, &x, &weight_sum));
   const int elementwise = m->kernel == KERNEL_SIGMOID_XENT || m->kernel == KERNEL_BCE;
-  float *scaled = NULL; /* hard labels, MEAN: as in api.c */
-  if (m->kernel == KERNEL_SOFTMAX_HARD && o.class_weight && o.reduction == CLXENT_MEAN)
-    CHECK(clxent_scaled_weights(ctx, o.class_weight, m->c, &scaled, &weight_sum));
+  float *scaled = NULL; /* hard labels, MEAN: as in api.c, by the largest weight (labels unseen) */
+  int shift;
+  if (m->kernel == KERNEL_SOFTMAX_HARD && o.class_weight && o.reduction == CLXENT_MEAN) {
+    float largest = 0.0f;
+    for (size_t j = 0; j < m->c; ++j) largest = o.class_weight[j] > largest ? o.class_weight[j] : largest;
+    CHECK(clxent_scaled_weights(ctx, o.class_weight, m->c, largest, &scaled, &weight_sum, &shift));
+  }
   if (scaled) o.class_weight = scaled;
   cl_mem weight;
   clxent_status st = weights_buffer(ctx, elementwise ? o.pos_weight : o.class_weight, m->c, &weight);

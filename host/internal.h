@@ -276,10 +276,12 @@ clxent_params clxent_loss_params(const clxent_opts *o, double divisor, size_t co
                                  float *reduce_divisor);
 /* Hard labels under MEAN divide by Σ w_y, so scaling the class weights by a power of two changes
  * nothing (bit for bit, short of under- and overflow) but lets weights of any positive size work:
- * equal subnormal weights once overflowed 1/Σ w into a NaN gradient. *out receives a malloc'd
- * copy scaled so that the largest weight is in [1, 2), and *sum their sum, or NULL when the
- * weights serve as they are. */
-clxent_status clxent_scaled_weights(clxent_ctx *ctx, const float *w, size_t c, float **out, float *sum);
+ * equal subnormal weights once overflowed 1/Σ w into a NaN gradient. When `magnitude` (the
+ * divisor Σ w_y, or where the labels are not seen, the largest weight) lies outside 2^±64,
+ * *out receives a malloc'd copy scaled by 2^*shift so that magnitude·2^*shift is in [1, 2), and
+ * *sum their sum; otherwise *out is NULL and the weights serve as they are. */
+clxent_status clxent_scaled_weights(clxent_ctx *ctx, const float *w, size_t c, double magnitude, float **out,
+                                    float *sum, int *shift);
 
 /* launch.c: every kernel enqueue. */
 typedef struct clxent_rows_launch { /* a row or elementwise loss kernel over a block */

@@ -32,18 +32,26 @@ clxent_params clxent_loss_params(const clxent_opts *o, double divisor, size_t co
   return p;
 }
 
-clxent_status clxent_scaled_weights(clxent_ctx *ctx, const float *w, size_t c, float **out, float *sum) {
+clxent_status clxent_scaled_weights(clxent_ctx *ctx, const float *w, size_t c, double magnitude, float **out,
+                                    float *sum, int *shift) {
   *out = NULL;
+  *shift = 0;
+  /* within 2^±64 nothing the kernels compute from the weights and 1/divisor can overflow: no copy,
+   * and the bits of every earlier release */
+  if (!(magnitude > 0) || (magnitude >= 0x1p-64 && magnitude <= 0x1p64)) return CLXENT_OK;
+  int e, top = 0;
+  frexp(magnitude, &e);
   float largest = 0.0f;
   for (size_t j = 0; j < c; ++j) largest = w[j] > largest ? w[j] : largest;
-  int e = 1;
-  if (largest > 0.0f) frexpf(largest, &e);
-  if (e == 1) return CLXENT_OK; /* none positive, or the largest already in [1, 2) */
+  frexpf(largest, &top);
+  if (1 - e > 126 - top) e = top - 125; /* the largest weight stays finite (weights spanning over
+                                           2^126 keep what precision floats have) */
   float *scaled = malloc(c * sizeof *scaled);
   if (!scaled) return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY, "malloc of %zu scaled class weights failed", c);
   double total = 0.0;
   for (size_t j = 0; j < c; ++j) total += scaled[j] = ldexpf(w[j], 1 - e);
   *out = scaled;
   *sum = (float)total;
+  *shift = 1 - e;
   return CLXENT_OK;
 }

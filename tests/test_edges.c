@@ -64,7 +64,7 @@ static void test_equal_weights_of_any_size(void **state) {
   int32_t y[N];
   rng_seed(4);
   fill_uniform(z, N * C, -5, 5);
-  for (int i = 0; i < N; ++i) y[i] = (int32_t)rng_below(C);
+  for (int i = 0; i < N; ++i) y[i] = (int32_t)rng_below(C - 1); /* class C-1 never a label */
   y[3] = -100; /* an ignored row too */
   clxent_opts o = clxent_opts_default();
   for (int smoothing = 0; smoothing < 2; ++smoothing) {
@@ -87,6 +87,18 @@ static void test_equal_weights_of_any_size(void **state) {
                  (double)want);
     }
   }
+  /* every labelled class weighs 1e-40 and an unlabelled one 1: Σ w_y is subnormal (scaling by the
+   * largest weight would not help), and without smoothing the rows' equal weights cancel */
+  for (int j = 0; j < C; ++j) w[j] = 1e-40f;
+  w[C - 1] = 1.0f;
+  o.label_smoothing = 0.0f, o.class_weight = NULL;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, N, C, z, y, &o, &want, want_g));
+  o.class_weight = w;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, N, C, z, y, &o, &loss, g));
+  assert_true(fabsf(loss - want) <= 1e-5f * want);
+  for (int e = 0; e < N * C; ++e)
+    if (!(fabsf(g[e] - want_g[e]) <= 1e-5f * fabsf(want_g[e]) + 1e-9f))
+      fail_msg("tiny labelled weights: grad[%d] = %g, unweighted %g", e, (double)g[e], (double)want_g[e]);
 }
 
 /* The zero-divisor rule on buffers: label_stats finds it on the device. */
