@@ -11,19 +11,23 @@
  * that is not the one written. A file that does not verify is deleted and rebuilt.
  *
  * Safety on a shared machine: the directory is created 0700 and used only when it is a real
- * directory owned by this user and writable by no one else; entries are opened without following
- * links and without blocking (a FIFO planted there cannot hang a start) and read only when they
- * are regular files of plausible size. Writes go to a fresh mkstemp file in the directory, are
- * fsynced, then renamed over the entry (and the directory fsynced): a crash at any point leaves
- * the old entry, the new one, or none.
+ * directory owned by this user, writable by no one else, reached through directories no one else
+ * can change (open_cache_dir); every file operation then goes through its descriptor, so the path
+ * cannot be swapped after the checks. Entries are opened without following links and without
+ * blocking (a FIFO planted there cannot hang a start) and read only when they are regular files
+ * of plausible size. Writes go to a new file of an unpredictable name (O_EXCL), are fsynced, then
+ * renamed over the entry (and the directory fsynced): a crash at any point leaves the old entry,
+ * the new one, or none.
  */
-#define _POSIX_C_SOURCE 200809L /* mkdir, fsync, O_NOFOLLOW, O_CLOEXEC, mkstemp */
+#define _XOPEN_SOURCE 700 /* openat and the *at family, O_NOFOLLOW, O_CLOEXEC, realpath, S_ISVTX */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -50,15 +54,74 @@ int clxent_cache_path(const clxent_settings *s, const char *key, char *path, siz
   return n > 0 && (size_t)n < size;
 }
 
-/* The directory, created 0700 where missing; 1 if it is safe to read and write. */
-static int safe_dir(const char *dir) {
-  char tmp[1100];
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s", dir) >= sizeof tmp) return 0;
+/* A directory on the way to the cache may be the system's or this user's, and no one else may be
+ * able to replace what is in it (writable by others only with the sticky bit, as /tmp). */
+static int trusted_parent(const struct stat *st) {
+  return (st->st_uid == 0 || st->st_uid == geteuid()) &&
+         (!(st->st_mode & (S_IWGRP | S_IWOTH)) || (st->st_mode & S_ISVTX));
+}
+
+/* Opens the cache directory, created 0700 where missing, for every later file operation
+ * (openat, renameat, unlinkat: the path is never resolved again, so it cannot be swapped after
+ * the checks); -1 when it is not safe. The path is walked from the root one component at a time,
+ * never letting the kernel follow a link: a link is read and its target walked in its place, so
+ * that every directory the path passes through, a link's own included, is checked to be one no
+ * one else can change. The last must be a directory of this user that no one else can write. */
+static int open_cache_dir(const char *dir) {
+  char tmp[1100], path[4096], cwd[2048] = "";
+  if (dir[0] != '/' && !getcwd(cwd, sizeof cwd)) return -1;
+  if ((size_t)snprintf(path, sizeof path, "%s/%s", cwd, dir) >= sizeof path ||
+      (size_t)snprintf(tmp, sizeof tmp, "%s", path) >= sizeof tmp)
+    return -1;
   for (char *p = tmp + 1; *p; ++p)
     if (*p == '/') *p = '\0', mkdir(tmp, 0700), *p = '/';
   mkdir(tmp, 0700);
+  int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC), links = 0, safe = 0;
+  size_t at = 0; /* the next component of path starts here */
+  while (fd >= 0) {
+    while (path[at] == '/') ++at;
+    if (!path[at]) {
+      safe = 1; /* every component walked */
+      break;
+    }
+    size_t end = at;
+    while (path[end] && path[end] != '/') ++end;
+    char part[256];
+    struct stat st;
+    if (end - at >= sizeof part || fstat(fd, &st) != 0 || !trusted_parent(&st)) break;
+    memcpy(part, path + at, end - at), part[end - at] = '\0';
+    at = end;
+    if (fstatat(fd, part, &st, AT_SYMLINK_NOFOLLOW) != 0) break;
+    if (S_ISLNK(st.st_mode)) { /* walk the target in its place: path = target + the rest */
+      char target[2048], rest[4096];
+      const ssize_t len = readlinkat(fd, part, target, sizeof target - 1);
+      if (len <= 0 || ++links > 40) break;
+      target[len] = '\0';
+      snprintf(rest, sizeof rest, "%s", path + at);
+      if ((size_t)snprintf(path, sizeof path, "%s%s", target, rest) >= sizeof path) break;
+      at = 0;
+      if (target[0] == '/') { /* absolute: from the root again */
+        close(fd);
+        fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      }
+      continue;
+    }
+    const int next = strcmp(part, ".") ? openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                                       : dup(fd);
+    close(fd);
+    fd = next;
+  }
   struct stat st;
-  return lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & (S_IWGRP | S_IWOTH));
+  if (fd >= 0 && (!safe || fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+                  (st.st_mode & (S_IWGRP | S_IWOTH))))
+    close(fd), fd = -1;
+  return fd;
+}
+
+/* The entry's name inside the directory. */
+static const char *entry_name(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
 }
 
 static void hex(const unsigned char *digest, char *out) {
@@ -94,8 +157,8 @@ int clxent_cache_parse(const unsigned char *file, size_t size, const char *key, 
 }
 
 /* The whole entry, if it is a regular file of plausible size; NULL otherwise. */
-static unsigned char *read_entry(const char *path, size_t *size) {
-  const int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+static unsigned char *read_entry(int dir_fd, const char *name, size_t *size) {
+  const int fd = openat(dir_fd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return NULL;
   struct stat st;
   unsigned char *data = NULL;
@@ -115,17 +178,18 @@ static unsigned char *read_entry(const char *path, size_t *size) {
 }
 
 cl_program clxent_cache_load(clxent_ctx *ctx, const char *key, const char *path, const char *dir, const char *options) {
-  if (!safe_dir(dir)) return NULL;
+  const int dir_fd = open_cache_dir(dir);
+  if (dir_fd < 0) return NULL;
   size_t size = 0, length = 0;
-  unsigned char *file = read_entry(path, &size);
+  unsigned char *file = read_entry(dir_fd, entry_name(path), &size);
   const unsigned char *binary = NULL;
   cl_program program = NULL;
-  if (!file) return NULL;
-  if (!clxent_cache_parse(file, size, key, &binary, &length)) {
-    unlink(path); /* damaged, cut short or foreign: rebuilt and rewritten by this start */
-    free(file);
-    return NULL;
+  if (file && !clxent_cache_parse(file, size, key, &binary, &length)) {
+    unlinkat(dir_fd, entry_name(path), 0); /* damaged, cut short or foreign: rebuilt and rewritten */
+    free(file), file = NULL;
   }
+  close(dir_fd);
+  if (!file) return NULL;
   cl_int err, status;
   program = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &length, &binary, &status, &err);
   if (err != CL_SUCCESS || status != CL_SUCCESS) program = NULL;
@@ -148,35 +212,58 @@ static int write_all(int fd, const void *data, size_t size) {
   return 1;
 }
 
+/* A new file in the directory for writing: O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, under a name no
+ * one can predict; nothing planted there is followed or reused. */
+static int create_temporary(int dir_fd, char *name, size_t size) {
+  static const char digits[] = "0123456789abcdef";
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    unsigned char seed[8];
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    uint64_t x = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32 ^ (uint64_t)attempt;
+    const int urandom = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (urandom >= 0) {
+      if (read(urandom, seed, sizeof seed) == (ssize_t)sizeof seed)
+        for (int i = 0; i < 8; ++i) x ^= (uint64_t)seed[i] << (8 * i);
+      close(urandom);
+    }
+    char *p = name + snprintf(name, size, ".entry-");
+    for (int i = 0; i < 16; ++i) *p++ = digits[(x >> (4 * i)) & 15];
+    *p = '\0';
+    const int fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  return -1;
+}
+
 void clxent_cache_store(clxent_ctx *ctx, const char *key, const char *path, const char *dir) {
   size_t size = 0;
-  if (!safe_dir(dir) ||
-      clGetProgramInfo(ctx->program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || size == 0 ||
+  if (clGetProgramInfo(ctx->program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || size == 0 ||
       size > CACHE_FILE_MAX / 2)
     return;
+  const int dir_fd = open_cache_dir(dir);
+  if (dir_fd < 0) return;
   unsigned char *binary = malloc(size);
   unsigned char *bins[1] = {binary};
   if (!binary || clGetProgramInfo(ctx->program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) != CL_SUCCESS) {
     free(binary);
+    close(dir_fd);
     return;
   }
   unsigned char digest[32];
-  char header[128], sum[65];
+  char header[128], sum[65], tmp[64];
   clxent_sha256(binary, size, digest);
   hex(digest, sum);
   const int header_len = snprintf(header, sizeof header, "binary=%zu\nsha256=%s\n", size, sum);
-  char tmp[1300];
-  snprintf(tmp, sizeof tmp, "%s/.entry-XXXXXX", dir); /* O_CREAT|O_EXCL, mode 0600: nothing planted is followed */
-  const int fd = mkstemp(tmp);
+  const int fd = create_temporary(dir_fd, tmp, sizeof tmp);
   if (fd >= 0) {
     const int ok = write_all(fd, key, strlen(key)) && write_all(fd, header, (size_t)header_len) &&
                    write_all(fd, binary, size) && fsync(fd) == 0;
-    if (close(fd) == 0 && ok && rename(tmp, path) == 0) {
-      const int dfd = open(dir, O_RDONLY | O_CLOEXEC);
-      if (dfd >= 0) fsync(dfd), close(dfd); /* the rename itself survives a power loss */
-    } else {
-      unlink(tmp);
-    }
+    if (close(fd) == 0 && ok && renameat(dir_fd, tmp, dir_fd, entry_name(path)) == 0)
+      fsync(dir_fd); /* the rename itself survives a power loss */
+    else
+      unlinkat(dir_fd, tmp, 0);
   }
   free(binary);
+  close(dir_fd);
 }

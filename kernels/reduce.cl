@@ -42,17 +42,23 @@ void label_stats(const ulong n, const ulong c, __global const int *labels, __glo
                  const int ignore_index, const int mean, __global float *scales, __global uint *bad_out) {
   __local float scratch[CLXENT_GROUP_SIZE];
   const uint lid = get_local_id(0);
-  float counted = 0.0f, bad = 0.0f, divisor = 0.0f; /* per item ≤ n / GROUP_SIZE: exact in float below 2^24 */
+  uint counted_item = 0, bad_item = 0;
+  float weighted = 0.0f;
   for (ulong i = lid; i < n; i += CLXENT_GROUP_SIZE) {
     const int y = labels[i];
     if (y == ignore_index) continue;
-    if (y < 0 || (ulong)y >= c) { bad += 1.0f; continue; }
-    counted += 1.0f;
-    divisor += weight ? weight[y] : 1.0f;
+    if (y < 0 || (ulong)y >= c) { ++bad_item; continue; }
+    ++counted_item;
+    if (weight) weighted += weight[y];
   }
-  counted = group_sum(counted, scratch);
-  bad = group_sum(bad, scratch);
-  divisor = group_sum(divisor, scratch);
+  /* exact counts past 2^24 rows, where a float sum of ones stops counting: each item's count is
+   * split into 12-bit halves, whose group sums stay below 2^24 (for n < 2^32) */
+  const uint counted_all = (uint)group_sum((float)(counted_item >> 12), scratch) * 4096u +
+                           (uint)group_sum((float)(counted_item & 4095u), scratch);
+  const uint bad_all = (uint)group_sum((float)(bad_item >> 12), scratch) * 4096u +
+                       (uint)group_sum((float)(bad_item & 4095u), scratch);
+  const float counted = (float)counted_all; /* rounded once, as the host path rounds its count */
+  const float divisor = weight ? group_sum(weighted, scratch) : counted;
   if (lid == 0) {
     /* a zero divisor with rows counted (all their weights 0): the gradient is 0/0 on those rows
      * and the loss NaN, as in PyTorch (host/plan.c) */
@@ -60,7 +66,7 @@ void label_stats(const ulong n, const ulong c, __global const int *labels, __glo
     scales[1] = !mean ? 1.0f : counted > 0.0f ? 1.0f / counted : 0.0f;
     scales[2] = !mean ? 1.0f : (divisor > 0.0f && counted > 0.0f) ? divisor / counted : 0.0f;
     scales[3] = !mean ? 1.0f : divisor > 0.0f ? divisor : NAN;
-    if (bad_out) bad_out[0] = (uint)bad;
+    if (bad_out) bad_out[0] = bad_all;
   }
 }
 

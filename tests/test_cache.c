@@ -16,10 +16,10 @@
 
 static char dir[256];
 
-/* A context with the cache in `dir`; returns whether its program came from the cache. */
-static int start(void) {
+/* A context with the cache in `where`; returns whether its program came from the cache. */
+static int start_in(const char *where) {
   clxent_config cfg = clxent_config_default();
-  cfg.cache = CLXENT_ON, cfg.cache_dir = dir;
+  cfg.cache = CLXENT_ON, cfg.cache_dir = where;
   clxent_ctx *ctx = NULL;
   alarm(300); /* a start that blocks fails the test instead of hanging it */
   ASSERT_OK(NULL, clxent_create_ex(&ctx, NULL, &cfg));
@@ -35,6 +35,8 @@ static int start(void) {
   clxent_destroy(ctx);
   return info.program_from_cache;
 }
+
+static int start(void) { return start_in(dir); }
 
 /* The one entry of the directory (the suite's context uses its own cache elsewhere). */
 static void entry_path(char *path, size_t size) {
@@ -62,7 +64,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   (void)state;
   char cmd[600];
-  snprintf(cmd, sizeof cmd, "chmod -R u+rwx %s 2>/dev/null; rm -rf %s", dir, dir);
+  snprintf(cmd, sizeof cmd, "chmod -R u+rwx %s* 2>/dev/null; rm -rf %s %s-att %s-victim", dir, dir, dir, dir);
   return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -140,6 +142,28 @@ static void test_unsafe_directories_are_not_used(void **state) {
     assert_int_equal(start(), 0);
     assert_int_equal(chown(dir, 0, 0), 0);
   }
+  /* reached through a link in a folder others can write: the link could be swapped after any
+   * check, so the cache is not used, whatever the spelling (a trailing slash once got past) */
+  char att[300], victim[300], link[320], via[330];
+  snprintf(att, sizeof att, "%s-att", dir), snprintf(victim, sizeof victim, "%s-victim", dir);
+  snprintf(link, sizeof link, "%s/link", att), snprintf(via, sizeof via, "%s/", link);
+  assert_int_equal(mkdir(att, 0700), 0);
+  assert_int_equal(chmod(att, 0777), 0);
+  assert_int_equal(mkdir(victim, 0700), 0);
+  assert_int_equal(symlink(victim, link), 0);
+  for (int k = 0; k < 2; ++k) {
+    assert_int_equal(start_in(via), 0);
+    assert_int_equal(start_in(link), 0);
+  }
+  DIR *d = opendir(victim);
+  assert_non_null(d);
+  for (const struct dirent *e; (e = readdir(d));)
+    if (e->d_name[0] != '.') fail_msg("%s was written through a swappable link", e->d_name);
+  closedir(d);
+  /* the same link in a folder of this user's alone is fine */
+  assert_int_equal(chmod(att, 0700), 0);
+  assert_int_equal(start_in(via), 0);
+  assert_int_equal(start_in(via), 1);
   /* a directory it creates is private */
   assert_int_equal(teardown(NULL), 0);
   assert_int_equal(start(), 0);

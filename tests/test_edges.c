@@ -129,12 +129,42 @@ static void test_zero_divisor_on_buffers(void **state) {
   clReleaseMemObject(zb), clReleaseMemObject(yb), clReleaseMemObject(gb), clReleaseMemObject(lb);
 }
 
+/* label_stats counted in float sums of ones, which stop counting at 2^24: 2^24 + 1 bad labels
+ * were reported as 2^24. */
+static void test_label_counts_past_2_24(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  cl_command_queue queue = clxent_queue(ctx);
+  if (!queue) skip();
+  cl_context context;
+  assert_int_equal(clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof context, &context, NULL), CL_SUCCESS);
+  const size_t n = ((size_t)1 << 24) + 1;
+  const cl_int bad_label = 5;
+  cl_int err;
+  cl_mem zb = clCreateBuffer(context, CL_MEM_READ_WRITE, n * sizeof(float), NULL, &err);
+  assert_int_equal(err, CL_SUCCESS);
+  cl_mem yb = clCreateBuffer(context, CL_MEM_READ_WRITE, n * sizeof(cl_int), NULL, &err);
+  cl_mem lb = clCreateBuffer(context, CL_MEM_READ_WRITE, sizeof(float), NULL, &err);
+  cl_mem bb = clCreateBuffer(context, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &err);
+  const float zero = 0.0f;
+  assert_int_equal(clEnqueueFillBuffer(queue, zb, &zero, sizeof zero, 0, n * sizeof(float), 0, NULL, NULL), CL_SUCCESS);
+  assert_int_equal(clEnqueueFillBuffer(queue, yb, &bad_label, sizeof bad_label, 0, n * sizeof(cl_int), 0, NULL, NULL),
+                   CL_SUCCESS);
+  clxent_mem_ex x = clxent_mem_ex_default();
+  x.bad_labels = bb;
+  ASSERT_OK(ctx, clxent_softmax_xent_mem(ctx, n, 1, zb, yb, NULL, &x, lb, NULL, 0, NULL, NULL));
+  cl_uint bad = 0;
+  assert_int_equal(clEnqueueReadBuffer(queue, bb, CL_TRUE, 0, sizeof bad, &bad, 0, NULL, NULL), CL_SUCCESS);
+  assert_int_equal(bad, n);
+  clReleaseMemObject(zb), clReleaseMemObject(yb), clReleaseMemObject(lb), clReleaseMemObject(bb);
+}
+
 int main(void) {
   if (!support_device_present()) return SUPPORT_SKIP;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigmoid_at_infinity),
       cmocka_unit_test(test_equal_weights_of_any_size),
       cmocka_unit_test(test_zero_divisor_on_buffers),
+      cmocka_unit_test(test_label_counts_past_2_24),
   };
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }
