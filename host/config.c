@@ -8,6 +8,7 @@
  * clxent_read_sized.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -89,7 +90,7 @@ static clxent_status parse_split(const char *text, clxent_settings *s) {
     char *end;
     errno = 0;
     const double w = strtod(p, &end);
-    if (end == p || *p == ' ' || !(w > 0.0) || !isfinite(w) || w > 1e12 || errno == ERANGE ||
+    if (end == p || isspace((unsigned char)*p) || !(w > 0.0) || !isfinite(w) || w > 1e12 || errno == ERANGE ||
         (*end != ',' && *end != '\0') || s->split_count == CLXENT_MAX_MEMBERS)
       return clxent_fail(NULL, CLXENT_ERR_INVALID_ARG,
                          "CLXENT_SPLIT=\"%s\": expected at most %d positive weights separated by commas", text,

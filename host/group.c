@@ -114,6 +114,7 @@ static clxent_status open_members(clxent_ctx *ctx, const char *request, const cl
     next = strchr(item, ',');
     if (next) *next++ = '\0';
     while (*item == ' ') ++item;
+    for (char *last = item + strlen(item); last > item && last[-1] == ' ';) *--last = '\0'; /* "gpu ,cpu" */
     if (!*item) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "device \"%s\": entry %zu of the list is empty", request, k);
     const int all = !strcmp(item, "all");
     size_t count = 1;

@@ -20,7 +20,9 @@
  *     Structs that may grow (clxent_opts, clxent_ex, clxent_config) start with a `size` field
  *     that their initializer macro and _default() function set to the caller's sizeof; the library
  *     reads only the fields that fit in it and takes the defaults for the rest. Always start from
- *     the initializer (CLXENT_OPTS_INIT, clxent_opts_default(), ...), never from `{0}`.
+ *     the initializer (CLXENT_OPTS_INIT, clxent_opts_default(), ...), never from `{0}`. New fields
+ *     are appended, in a layout without padding between them; an older library refuses a newer
+ *     caller's struct only when a field it does not know is set (non-zero).
  *   - the experimental API (define CLXENT_EXPERIMENTAL_API before including): device shares and
  *     tuning knobs, which may change in any release.
  */

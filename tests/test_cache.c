@@ -63,7 +63,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[600];
+  char cmd[1200];
   snprintf(cmd, sizeof cmd, "chmod -R u+rwx %s* 2>/dev/null; rm -rf %s %s-att %s-victim", dir, dir, dir, dir);
   return system(cmd) == 0 ? 0 : -1;
 }
