@@ -82,43 +82,6 @@ static void distribution_rows(float *p, size_t n, size_t c) {
 
 /* ---------------------------------------------------------------- 16-bit storage, independently */
 
-static uint16_t to_bf16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16); /* finite inputs only here */
-}
-static float from_bf16(uint16_t h) {
-  const uint32_t u = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-static float from_f16(uint16_t h) {
-  const int e = (h >> 10) & 31, m = h & 1023;
-  const double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m | 1024, e - 25);
-  return (float)((h & 0x8000) ? -v : v);
-}
-static uint16_t to_f16(float f) { /* nearest even, by search over the ordered encodings (|f| < 65504) */
-  const uint16_t sign = signbit(f) ? 0x8000 : 0;
-  const double a = fabs((double)f);
-  uint16_t lo = 0, hi = 0x7C00;
-  while (hi - lo > 1) {
-    const uint16_t mid = (uint16_t)((lo + hi) / 2);
-    if (from_f16(mid) <= a) lo = mid; else hi = mid;
-  }
-  const double dl = a - from_f16(lo), dh = from_f16(hi) - a;
-  return (uint16_t)(sign | ((dl < dh || (dl == dh && !(lo & 1))) ? lo : hi));
-}
-static size_t dtype_bytes(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
-static float decode(const void *p, size_t k, clxent_dtype t) {
-  if (t == CLXENT_FLOAT32) return ((const float *)p)[k];
-  const uint16_t h = ((const uint16_t *)p)[k];
-  return t == CLXENT_BFLOAT16 ? from_bf16(h) : from_f16(h);
-}
-static void encode(void *p, size_t k, float x, clxent_dtype t) {
-  if (t == CLXENT_FLOAT32) ((float *)p)[k] = x;
-  else ((uint16_t *)p)[k] = t == CLXENT_BFLOAT16 ? to_bf16(x) : to_f16(x);
-}
 static double storage_rtol(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 1e-4 : t == CLXENT_FLOAT16 ? 1.5e-3 : 8e-3; }
 
 /* ---------------------------------------------------------------- comparisons */
@@ -167,7 +130,7 @@ typedef struct loss_case {
 
 /* Runs one call on random inputs and checks every output against the reference. */
 static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, uint64_t seed) {
-  const size_t nc = n * c, eb = dtype_bytes(k->dtype);
+  const size_t nc = n * c, eb = ref_dtype_bytes(k->dtype);
   const int softmax = k->kind == HARD || k->kind == SOFT;
   snprintf(what, sizeof what, "%s %zux%zu %s %s grad=%s%s%s%s eps=%g z=%g cap=%g ignore=%d", kind_names[k->kind], n, c,
            dtype_names[k->dtype], reduction_names[k->reduction],
@@ -179,16 +142,16 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
   float *x = xmalloc(nc * sizeof(float)), *t = aux ? xmalloc(nc * sizeof(float)) : NULL;
   int32_t *labels = k->kind == HARD ? xmalloc(n * sizeof(int32_t)) : NULL;
   for (size_t e = 0; e < nc; ++e) {
-    encode(in, e, (float)(k->kind == BCE ? uniform(0, 1) : uniform(-8, 8)), k->dtype);
-    x[e] = decode(in, e, k->dtype);
+    ref_encode(in, e, (float)(k->kind == BCE ? uniform(0, 1) : uniform(-8, 8)), k->dtype);
+    x[e] = ref_decode(in, e, k->dtype);
   }
   if (k->kind == SOFT) {
     float *p = xmalloc(nc * sizeof(float));
     distribution_rows(p, n, c);
-    for (size_t e = 0; e < nc; ++e) encode(aux, e, p[e], k->dtype), t[e] = decode(aux, e, k->dtype);
+    for (size_t e = 0; e < nc; ++e) ref_encode(aux, e, p[e], k->dtype), t[e] = ref_decode(aux, e, k->dtype);
     free(p);
   } else if (aux) {
-    for (size_t e = 0; e < nc; ++e) encode(aux, e, (float)uniform(0, 1), k->dtype), t[e] = decode(aux, e, k->dtype);
+    for (size_t e = 0; e < nc; ++e) ref_encode(aux, e, (float)uniform(0, 1), k->dtype), t[e] = ref_decode(aux, e, k->dtype);
   }
   if (labels) /* about one row in six ignored, the first row always (an ignored row in the first group) */
     for (size_t i = 0; i < n; ++i)
@@ -244,7 +207,7 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
     if (r.grad) {
       const double gmax = r.gscale * (1.0 + log((double)c));
       float *g = xmalloc(nc * sizeof(float));
-      for (size_t e = 0; e < nc; ++e) g[e] = decode(grad, e, k->dtype);
+      for (size_t e = 0; e < nc; ++e) g[e] = ref_decode(grad, e, k->dtype);
       check_close(g, r.grad, nc, 2e-6 * gmax + (k->dtype == CLXENT_FLOAT16 ? 6e-8 : 0), storage_rtol(k->dtype), "grad");
       if (bias) { /* Σ_i of the stored gradient, which the library sums in float32 */
         double *sum = xmalloc(c * sizeof(double));
@@ -261,7 +224,7 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
   }
   if (k->gm != GRAD_IN_PLACE)
     for (size_t e = 0; e < nc; ++e)
-      if (decode(in, e, k->dtype) != x[e]) {
+      if (ref_decode(in, e, k->dtype) != x[e]) {
         FAIL("input %zu modified", e);
         break;
       }

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static double softcapped(double z, double s) { return (s == 0 || z == -INFINITY) ? z : s * tanh(z / s); }
 static double softcap_slope(double z, double s) { /* du/dz */
@@ -144,4 +145,50 @@ void ref_information(enum ref_information_kind kind, size_t n, size_t c, const f
     }
     out[i] = acc;
   }
+}
+
+/* ---------------------------------------------------------------- 16-bit formats, independently of the library */
+
+uint16_t ref_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if (isnan(f)) return (uint16_t)((u >> 16) | 0x40);
+  return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+}
+float ref_from_bf16(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+float ref_from_f16(uint16_t h) {
+  const int e = (h >> 10) & 31, m = h & 1023;
+  const double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m | 1024, e - 25);
+  return (float)((h & 0x8000) ? -v : v);
+}
+uint16_t ref_to_f16(float f) { /* round to nearest even, by search over the ordered encodings */
+  if (isnan(f)) return 0x7E00;
+  const uint16_t sign = signbit(f) ? 0x8000 : 0;
+  const double a = fabs((double)f);
+  if (a >= 65520.0) return (uint16_t)(sign | 0x7C00); /* rounds past the largest finite half */
+  uint16_t lo = 0, hi = 0x7C00; /* +0 .. +inf */
+  while (hi - lo > 1) {
+    const uint16_t mid = (uint16_t)((lo + hi) / 2);
+    if (ref_from_f16(mid) <= a) lo = mid; else hi = mid;
+  }
+  const double dl = a - ref_from_f16(lo), dh = ref_from_f16(hi) - a;
+  const uint16_t r = (dl < dh || (dl == dh && !(lo & 1))) ? lo : hi;
+  return (uint16_t)(sign | r);
+}
+
+size_t ref_dtype_bytes(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
+float ref_decode(const void *p, size_t k, clxent_dtype t) {
+  if (t == CLXENT_FLOAT32) return ((const float *)p)[k];
+  const uint16_t h = ((const uint16_t *)p)[k];
+  return t == CLXENT_BFLOAT16 ? ref_from_bf16(h) : ref_from_f16(h);
+}
+/* Stores x in type t; returns the float the stored value means (the reference's exact input). */
+void ref_encode(void *p, size_t k, float x, clxent_dtype t) {
+  if (t == CLXENT_FLOAT32) ((float *)p)[k] = x;
+  else ((uint16_t *)p)[k] = t == CLXENT_BFLOAT16 ? ref_to_bf16(x) : ref_to_f16(x);
 }

@@ -55,4 +55,14 @@ double ref_bce(size_t n, size_t c, const float *a, const float *y, const clxent_
 enum ref_information_kind { REF_ENTROPY = 0, REF_CROSS_ENTROPY = 1, REF_KL_DIV = 2 };
 void ref_information(enum ref_information_kind kind, size_t n, size_t c, const float *p, const float *q, double *out);
 
+/* The 16-bit storage formats, written independently of the library: round to nearest even,
+ * NaN kept a NaN. decode/encode read and write element k of an array of type t. */
+uint16_t ref_to_bf16(float f);
+float ref_from_bf16(uint16_t h);
+uint16_t ref_to_f16(float f);
+float ref_from_f16(uint16_t h);
+size_t ref_dtype_bytes(clxent_dtype t);
+float ref_decode(const void *p, size_t k, clxent_dtype t);
+void ref_encode(void *p, size_t k, float x, clxent_dtype t);
+
 #endif

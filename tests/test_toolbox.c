@@ -11,60 +11,16 @@
 
 /* ---------------------------------------------------------------- 16-bit formats, independently */
 
-static uint16_t to_bf16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if (isnan(f)) return (uint16_t)((u >> 16) | 0x40);
-  return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
-}
-static float from_bf16(uint16_t h) {
-  const uint32_t u = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-static float from_f16(uint16_t h) {
-  const int e = (h >> 10) & 31, m = h & 1023;
-  const double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m | 1024, e - 25);
-  return (float)((h & 0x8000) ? -v : v);
-}
-static uint16_t to_f16(float f) { /* round to nearest even, by search over the ordered encodings */
-  if (isnan(f)) return 0x7E00;
-  const uint16_t sign = signbit(f) ? 0x8000 : 0;
-  const double a = fabs((double)f);
-  if (a >= 65520.0) return (uint16_t)(sign | 0x7C00); /* rounds past the largest finite half */
-  uint16_t lo = 0, hi = 0x7C00; /* +0 .. +inf */
-  while (hi - lo > 1) {
-    const uint16_t mid = (uint16_t)((lo + hi) / 2);
-    if (from_f16(mid) <= a) lo = mid; else hi = mid;
-  }
-  const double dl = a - from_f16(lo), dh = from_f16(hi) - a;
-  const uint16_t r = (dl < dh || (dl == dh && !(lo & 1))) ? lo : hi;
-  return (uint16_t)(sign | r);
-}
-
-static size_t dtype_bytes(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
-static float decode(const void *p, size_t k, clxent_dtype t) {
-  if (t == CLXENT_FLOAT32) return ((const float *)p)[k];
-  const uint16_t h = ((const uint16_t *)p)[k];
-  return t == CLXENT_BFLOAT16 ? from_bf16(h) : from_f16(h);
-}
-/* Stores x in type t; returns the float the stored value means (the reference's exact input). */
-static void encode(void *p, size_t k, float x, clxent_dtype t) {
-  if (t == CLXENT_FLOAT32) ((float *)p)[k] = x;
-  else ((uint16_t *)p)[k] = t == CLXENT_BFLOAT16 ? to_bf16(x) : to_f16(x);
-}
-
 static void test_formats(void **state) {
   (void)state;
-  assert_int_equal(to_bf16(1.0f), 0x3F80);
-  assert_int_equal(to_bf16(from_bf16(0x3F80) + ldexpf(1.0f, -8)), 0x3F80); /* tie to even */
-  assert_int_equal(to_bf16(from_bf16(0x3F81) + ldexpf(1.0f, -8)), 0x3F82);
-  assert_int_equal(to_f16(1.0f), 0x3C00);
-  assert_int_equal(to_f16(-2.0f), 0xC000);
-  assert_int_equal(to_f16(65504.0f), 0x7BFF);
-  assert_int_equal(to_f16(1e6f), 0x7C00);
-  assert_true(from_f16(0x0001) == ldexpf(1.0f, -24));
+  assert_int_equal(ref_to_bf16(1.0f), 0x3F80);
+  assert_int_equal(ref_to_bf16(ref_from_bf16(0x3F80) + ldexpf(1.0f, -8)), 0x3F80); /* tie to even */
+  assert_int_equal(ref_to_bf16(ref_from_bf16(0x3F81) + ldexpf(1.0f, -8)), 0x3F82);
+  assert_int_equal(ref_to_f16(1.0f), 0x3C00);
+  assert_int_equal(ref_to_f16(-2.0f), 0xC000);
+  assert_int_equal(ref_to_f16(65504.0f), 0x7BFF);
+  assert_int_equal(ref_to_f16(1e6f), 0x7C00);
+  assert_true(ref_from_f16(0x0001) == ldexpf(1.0f, -24));
 }
 
 /* ---------------------------------------------------------------- one checked call */
@@ -89,7 +45,7 @@ static double storage_rtol(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 1e-4 :
 
 /* Runs the case on random inputs and checks every output against the reference. */
 static void check_case(clxent_ctx *ctx, const call_case *k, uint64_t seed) {
-  const size_t n = k->n, c = k->c, nc = n * c, eb = dtype_bytes(k->dtype);
+  const size_t n = k->n, c = k->c, nc = n * c, eb = ref_dtype_bytes(k->dtype);
   const int softmax = k->kind == HARD || k->kind == SOFT;
   rng_seed(seed);
   /* inputs, stored in the call's type; the reference gets what the stored values mean */
@@ -98,15 +54,15 @@ static void check_case(clxent_ctx *ctx, const call_case *k, uint64_t seed) {
   int32_t *labels = k->kind == HARD ? xmalloc(n * sizeof(int32_t)) : NULL;
   for (size_t e = 0; e < nc; ++e) {
     const double v = k->kind == BCE ? rng_uniform(0, 1) : rng_uniform(-12, 12);
-    encode(in, e, (float)v, k->dtype), x[e] = decode(in, e, k->dtype);
+    ref_encode(in, e, (float)v, k->dtype), x[e] = ref_decode(in, e, k->dtype);
   }
   if (k->kind == SOFT) {
     float *p = xmalloc(nc * sizeof(float));
     fill_distribution_rows(p, n, c, 0.3);
-    for (size_t e = 0; e < nc; ++e) encode(aux, e, p[e], k->dtype), t[e] = decode(aux, e, k->dtype);
+    for (size_t e = 0; e < nc; ++e) ref_encode(aux, e, p[e], k->dtype), t[e] = ref_decode(aux, e, k->dtype);
     free(p);
   } else if (aux) {
-    for (size_t e = 0; e < nc; ++e) encode(aux, e, (float)rng_uniform(0, 1), k->dtype), t[e] = decode(aux, e, k->dtype);
+    for (size_t e = 0; e < nc; ++e) ref_encode(aux, e, (float)rng_uniform(0, 1), k->dtype), t[e] = ref_decode(aux, e, k->dtype);
   }
   if (labels)
     for (size_t i = 0; i < n; ++i)
@@ -164,7 +120,7 @@ static void check_case(clxent_ctx *ctx, const call_case *k, uint64_t seed) {
     /* float32 sums over a row (Σ τ, Σ e^u) carry a relative error growing with c */
     const double gmax = r.gscale * (1.0 + log((double)c));
     float *g = xmalloc(nc * sizeof(float));
-    for (size_t e = 0; e < nc; ++e) g[e] = decode(grad, e, k->dtype);
+    for (size_t e = 0; e < nc; ++e) g[e] = ref_decode(grad, e, k->dtype);
     snprintf(label, sizeof label, "%s: grad", what);
     /* f16 flushes below 2^-24; weights and smoothing scale the terms by up to max w */
     assert_close(g, r.grad, nc, 2e-6 * gmax + (k->dtype == CLXENT_FLOAT16 ? 6e-8 : 0), storage_rtol(k->dtype), label);
@@ -190,7 +146,7 @@ static void check_case(clxent_ctx *ctx, const call_case *k, uint64_t seed) {
   }
   if (k->gm != GRAD_IN_PLACE)
     for (size_t e = 0; e < nc; ++e)
-      if (decode(in, e, k->dtype) != x[e] && !(isnan(x[e]))) fail_msg("%s: input %zu modified", what, e);
+      if (ref_decode(in, e, k->dtype) != x[e] && !(isnan(x[e]))) fail_msg("%s: input %zu modified", what, e);
   free(in), free(aux), free(x), free(t), free(labels), free(loss), free(lse), free(bias);
   if (k->gm == GRAD_SEPARATE) free(grad);
   free(r.rows), free(r.grad), free(r.lse), free(r.bias);
