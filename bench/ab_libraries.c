@@ -5,12 +5,19 @@
  * the same arrays. Prints each build's median time and the per-round ratio after/before (median,
  * range), then each build's device shares (several devices).
  *
- *   clxent_bench_ab BEFORE.so AFTER.so DEVICE ROUNDS NxC...
+ *   clxent_bench_ab [--in-place] BEFORE.so AFTER.so DEVICE ROUNDS NxC...
+ *
+ * --in-place writes the gradient over the logits (what a training loop does; the values then
+ * change from call to call, which the timing does not depend on). Each round also times a copy
+ * of the same bytes by two threads (memcpy, each half the array: the machine's two cores), the
+ * physical reference for a CPU device: after_%copy is the after build's time over the copy's,
+ * the median of the per-round ratios.
  *
  * docs/PERFORMANCE.md has the commands that build the "before" library from an older commit.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,9 +63,36 @@ static double median(const double *v, int k) {
   return k % 2 ? t[k / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
 }
 
+typedef struct half_copy {
+  float *dst;
+  const float *src;
+  size_t count;
+} half_copy;
+static void *copy_half(void *arg) {
+  const half_copy *h = arg;
+  memcpy(h->dst, h->src, h->count * sizeof(float));
+  return NULL;
+}
+/* dst = src by two threads, each half: seconds */
+static double two_thread_copy(float *dst, const float *src, size_t count) {
+  half_copy h[2] = {{dst, src, count / 2}, {dst + count / 2, src + count / 2, count - count / 2}};
+  pthread_t t;
+  const double t0 = now();
+  if (pthread_create(&t, NULL, copy_half, &h[1]) != 0) {
+    copy_half(&h[1]);
+    copy_half(&h[0]);
+  } else {
+    copy_half(&h[0]);
+    pthread_join(t, NULL);
+  }
+  return now() - t0;
+}
+
 int main(int argc, char **argv) {
+  const int in_place = argc > 1 && strcmp(argv[1], "--in-place") == 0;
+  argc -= in_place, argv += in_place;
   if (argc < 6) {
-    fprintf(stderr, "usage: %s BEFORE.so AFTER.so DEVICE ROUNDS NxC...\n", argv[0]);
+    fprintf(stderr, "usage: %s [--in-place] BEFORE.so AFTER.so DEVICE ROUNDS NxC...\n", argv[0]);
     return 2;
   }
   build b[2];
@@ -74,16 +108,19 @@ int main(int argc, char **argv) {
   }
   const int rounds = atoi(argv[4]);
   if (rounds < 1 || rounds > 256) return fprintf(stderr, "ROUNDS: 1 to 256\n"), 2;
-  printf("shape,before_ms,after_ms,ratio_median,ratio_min,ratio_max,after_GBps\n");
+  printf("# gradient %s\n", in_place ? "in place (over the logits)" : "in a separate array");
+  printf("shape,before_ms,after_ms,ratio_median,ratio_min,ratio_max,after_GBps,copy_ms,copy_GBps,after_pct_copy\n");
   for (int s = 5; s < argc; ++s) {
     size_t n, c;
     if (sscanf(argv[s], "%zux%zu", &n, &c) != 2 || !n || !c) return fprintf(stderr, "bad shape %s\n", argv[s]), 2;
-    float *z = malloc(n * c * sizeof *z), *g = malloc(n * c * sizeof *g), loss;
+    float *z = malloc(n * c * sizeof *z), *g0 = malloc(n * c * sizeof *g0), loss;
+    float *g = in_place ? z : g0;
     int32_t *y = malloc(n * sizeof *y);
-    if (!z || !g || !y) return fprintf(stderr, "out of memory\n"), 1;
+    if (!z || !g0 || !y) return fprintf(stderr, "out of memory\n"), 1;
     for (size_t i = 0; i < n * c; ++i) z[i] = (float)((i * 2654435761u) % 1000) * 0.01f - 5.0f;
     for (size_t i = 0; i < n; ++i) y[i] = (int32_t)(i * 7919 % c);
-    double t[2][256], ratio[256];
+    double t[2][256], ratio[256], copy[256], of_copy[256];
+    memset(g0, 0, n * c * sizeof *g0); /* the copy's destination, faulted in before the rounds */
     for (int warm = 0; warm < 2; ++warm)
       for (int l = 0; l < 2; ++l) b[l].xent(b[l].ctx, n, c, z, y, NULL, &loss, g);
     for (int r = 0; r < rounds; ++r) {
@@ -94,13 +131,16 @@ int main(int argc, char **argv) {
         t[l][r] = now() - t0;
       }
       ratio[r] = t[1][r] / t[0][r];
+      copy[r] = two_thread_copy(g0, z, n * c); /* g0: the gradient, or (in place) a spare array */
+      of_copy[r] = copy[r] / t[1][r];
     }
     double lo = ratio[0], hi = ratio[0];
     for (int r = 1; r < rounds; ++r) lo = ratio[r] < lo ? ratio[r] : lo, hi = ratio[r] > hi ? ratio[r] : hi;
-    const double after = median(t[1], rounds);
-    printf("%zux%zu,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f\n", n, c, 1e3 * median(t[0], rounds), 1e3 * after,
-           median(ratio, rounds), lo, hi, 2.0 * (double)(n * c * sizeof(float)) / after / 1e9);
-    free(z), free(g), free(y);
+    const double after = median(t[1], rounds), copied = median(copy, rounds), bytes = 2.0 * (double)(n * c * sizeof(float));
+    printf("%zux%zu,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f,%.3f,%.1f,%.1f\n", n, c, 1e3 * median(t[0], rounds), 1e3 * after,
+           median(ratio, rounds), lo, hi, bytes / after / 1e9, 1e3 * copied, bytes / copied / 1e9,
+           100 * median(of_copy, rounds));
+    free(z), free(g0), free(y);
   }
   for (int l = 0; l < 2; ++l) {
     printf("# %s shares:", l ? "after" : "before");

@@ -12,7 +12,7 @@ typedef struct clxent_source {
   size_t length;
 } clxent_source;
 
-/* shared: clxent_defs.h and common.cl, first; typed: once per storage type, after a line that
+/* shared: clxent_defs.h, common.cl and math.cl, first; typed: once per storage type, after a line that
  * selects it (storage.cl first); untyped: once, last. */
 extern const clxent_source clxent_sources_shared[], clxent_sources_typed[], clxent_sources_untyped[];
 extern const size_t clxent_sources_shared_count, clxent_sources_typed_count, clxent_sources_untyped_count;

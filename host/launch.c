@@ -52,11 +52,18 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
         const size_t rows_per_group = local / p.row_threads;
         global = (l->rows + rows_per_group - 1) / rows_per_group * local;
       }
+      /* short rows, row-per-item variant: CLXENT_VEC rows per work-item (kernels/softmax_xent.cl) */
+      const int short_rows = !grouped && l->kernel == KERNEL_SOFTMAX_HARD && l->c <= CLXENT_SHORT_C;
+      /* its items hold a few KiB of private arrays each: an explicit group size, since PoCL's own
+       * choice (thousands of items) runs them out of a worker thread's stack */
+      if (short_rows) global = ((l->rows + ctx->vector_width - 1) / ctx->vector_width + local - 1) / local * local;
       if (l->kernel == KERNEL_SOFTMAX_HARD) {
+        const cl_kernel kh = short_rows ? ctx->kernels[KERNEL_SOFTMAX_HARD_SHORT][l->dtype] : k;
         const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->labels), ARG_MEM(l->weight),
                             ARG(l->ignore_index), ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse),
                             ARG_MEM(l->scales)};
-        return enqueue(ctx, k, "softmax_xent_hard", args, COUNT(args), 1, &global, grouped ? &local : NULL);
+        return enqueue(ctx, kh, short_rows ? "softmax_xent_hard_short" : "softmax_xent_hard", args, COUNT(args), 1, &global,
+                       grouped || short_rows ? &local : NULL);
       }
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight),
                           ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse)};

@@ -32,6 +32,13 @@ typedef struct clxent_params {
 #define CLXENT_BIAS_CHUNK 64
 /* Values each work-item adds in one stage of the batch reduction (reduce.cl reduce_sum). */
 #define CLXENT_REDUCE_ITEMS 16
+/* Rows of at most this many classes take the short-row kernel (softmax_xent.cl) on the
+ * row-per-item variant: a work-item owns CLXENT_VEC rows, one per vector lane. */
+#define CLXENT_SHORT_C 32
+/* The row-per-item kernels' first pass walks a row in chunks of this many values (16 KiB of
+ * float32: read twice from the L1 cache), and keeps at most this many segments of one running max. */
+#define CLXENT_ROW_CHUNK 4096
+#define CLXENT_ROW_SEGMENTS 32
 /* Floats written by label_stats: the three gradient scales, then the final divisor. */
 #define CLXENT_SCALES_COUNT 4
 

@@ -145,57 +145,6 @@ inline ushortv floatv_to_half_bits(floatv f) {
   return CLXENT_CAT(convert_ushort, CLXENT_VEC)(h | sign);
 }
 
-/* Logit softcap with its slope, for s > 0:  u = s·tanh(z/s),  du/dz = 1 - tanh²(z/s) = sech²(z/s).
- * For x = |z|/s ≥ 1/8 both come from one e = exp(-2x) (exp is vectorised on every device, expm1
- * and tanh are not on PoCL): tanh x = (1-e)/(1+e), sech² x = 4e/(1+e)², the latter without 1 - t²
- * cancelling near saturation. Below 1/8, 1 - e would cancel (with s ≫ |z| the error in u would
- * be s·2^-24, not small next to z), so tanh x comes from its odd series to x⁹ (relative error
- * < 1e-11 there) and sech² x = 1 - tanh² x, which has no cancellation for x < 1/8. z = -inf stays
- * -inf with slope 0: a masked class remains masked. s = 0 means no cap: u = z, slope 1. */
-#define CLXENT_TANH_SERIES(x, x2) \
-  ((x) * (1.0f + (x2) * (-1.0f / 3 + (x2) * (2.0f / 15 + (x2) * (-17.0f / 315 + (x2) * (62.0f / 2835))))))
-
-inline float tanh_nonneg(float x, float *sech2) {
-  if (x < 0.125f) {
-    const float t = CLXENT_TANH_SERIES(x, x * x);
-    *sech2 = 1.0f - t * t;
-    return t;
-  }
-  const float e = exp(-2.0f * x), d = 1.0f + e;
-  *sech2 = 4.0f * e / (d * d);
-  return (1.0f - e) / d;
-}
-inline float cap_logit(float z, float s) {
-  if (s == 0.0f || z == -INFINITY) return z;
-  float sech2;
-  return copysign(s * tanh_nonneg(fabs(z) / s, &sech2), z);
-}
-inline float cap_slope(float z, float s) {
-  if (s == 0.0f) return 1.0f;
-  if (z == -INFINITY) return 0.0f;
-  float sech2;
-  tanh_nonneg(fabs(z) / s, &sech2);
-  return sech2;
-}
-/* u and du/dz from one tanh, for the gradient passes. */
-inline float cap_logit_slope(float z, float s, float *slope) {
-  if (s == 0.0f) return *slope = 1.0f, z;
-  if (z == -INFINITY) return *slope = 0.0f, z;
-  return copysign(s * tanh_nonneg(fabs(z) / s, slope), z);
-}
-/* u and du/dz, vectors. */
-inline floatv cap_logit_slopev(floatv z, float s, floatv *slope) {
-  const floatv x = fabs(z) / s, e = exp(-2.0f * x), d = 1.0f + e, series = CLXENT_TANH_SERIES(x, x * x);
-  const intv small = x < 0.125f, masked = z == (floatv)(-INFINITY);
-  const floatv t = select((1.0f - e) / d, series, small);
-  *slope = select(select(4.0f * e / (d * d), 1.0f - t * t, small), (floatv)(0.0f), masked);
-  return select(copysign(s * t, z), z, masked);
-}
-inline floatv cap_logitv(floatv z, float s) {
-  floatv slope;
-  return cap_logit_slopev(z, s, &slope);
-}
-
 /* τ_j for dense targets: keep = 1-ε, spread = ε/c. */
 inline float soft_target(float t, __global const float *w, ulong j, float keep, float spread) {
   const float tau = keep * t + spread;

@@ -40,6 +40,93 @@
       __global const store_t *targets, __global const float *weight, const clxent_params p_host,        \
       __global store_t *grad, __global float *row_loss, __global float *row_lse
 
+/* Short rows (c ≤ CLXENT_SHORT_C, the one-item-per-row variant): a row's vector loop would be
+ * a tail, so a work-item owns CLXENT_VEC consecutive rows instead, one per vector lane. Those rows
+ * are one contiguous stretch of memory: it is loaded with vector loads into private memory, read
+ * a column at a time (lane l = row r0 + l), and the gradient goes back the same way. The math is
+ * the row kernel's, lane by lane, with the label's terms picked out by comparing j with y. */
+inline floatv short_column(const float *buf, uint c, uint j) {
+  float t[CLXENT_VEC];
+  for (uint l = 0; l < CLXENT_VEC; ++l) t[l] = buf[l * c + j];
+  return vloadv(0, t);
+}
+inline void short_set_column(float *buf, uint c, uint j, floatv v) {
+  float t[CLXENT_VEC];
+  vstorev(v, 0, t);
+  for (uint l = 0; l < CLXENT_VEC; ++l) buf[l * c + j] = t[l];
+}
+
+__kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
+  const clxent_params p = call_params(p_host, dev_scales);
+  const ulong r0 = get_global_id(0) * CLXENT_VEC;
+  if (r0 >= rows) return;
+  const uint nr = (uint)min((ulong)CLXENT_VEC, rows - r0), cc = (uint)c, count = nr * cc;
+  const uint cv = count - count % CLXENT_VEC;
+  float buf[CLXENT_VEC * CLXENT_SHORT_C];
+  __global const store_t *z = logits + r0 * c;
+  for (uint j = 0; j < cv; j += CLXENT_VEC) vstorev(LOADV(z, j), 0, buf + j);
+  for (uint j = cv; j < count; ++j) buf[j] = LOAD(z, j);
+  for (uint j = count; j < CLXENT_VEC * cc; ++j) buf[j] = 0.0f; /* lanes past the block */
+
+  int ys[CLXENT_VEC];
+  for (uint l = 0; l < CLXENT_VEC; ++l) ys[l] = l < nr ? labels[first_row + r0 + l] : ignore_index;
+  const intv y = CLXENT_CAT(vload, CLXENT_VEC)(0, ys);
+  const intv ignored = y == ignore_index, bad = !ignored & ((y < 0) | (y >= (int)cc));
+  const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss, W = p.weight_sum, S = p.scale;
+  const int smooth = eps > 0.0f;
+
+  floatv mz = (floatv)(-INFINITY);
+  for (uint j = 0; j < cc; ++j) {
+    const floatv v = short_column(buf, cc, j);
+    mz = v > mz ? v : mz;
+  }
+  const floatv m = cap != 0.0f ? cap_logitv(mz, cap) : mz;
+  floatv e[CLXENT_SHORT_C], slope[CLXENT_SHORT_C];
+  floatv sv = (floatv)(0.0f), wdev = (floatv)(0.0f), uy = (floatv)(0.0f), ey = (floatv)(0.0f);
+  floatv wy = (floatv)(0.0f), slope_y = (floatv)(1.0f);
+  for (uint j = 0; j < cc; ++j) {
+    floatv u = short_column(buf, cc, j);
+    slope[j] = (floatv)(1.0f);
+    if (cap != 0.0f) u = cap_logit_slopev(u, cap, &slope[j]);
+    e[j] = clxent_expv(u - m);
+    sv += e[j];
+    const float w = weight ? weight[j] : 1.0f;
+    if (smooth && w != 0.0f) wdev += w * (m - u);
+    const intv at_y = y == (int)j;
+    uy = select(uy, u, at_y), ey = select(ey, e[j], at_y), wy = select(wy, (floatv)(w), at_y);
+    slope_y = select(slope_y, slope[j], at_y);
+  }
+  const floatv log_s = log(sv), lse = m + log_s;
+  const float inv_c = 1.0f / (float)c;
+  floatv loss = (1.0f - eps) * wy * ((m - uy) + log_s);
+  if (smooth) loss += eps * inv_c * (wdev + W * log_s);
+  if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
+  loss = select(select(loss, (floatv)(0.0f), ignored), (floatv)(NAN), bad);
+  float losses[CLXENT_VEC], lses[CLXENT_VEC];
+  vstorev(loss, 0, losses);
+  vstorev(select(lse, (floatv)(NAN), bad), 0, lses);
+  for (uint l = 0; l < nr; ++l) {
+    row_loss[first_row + r0 + l] = losses[l];
+    if (row_lse) row_lse[first_row + r0 + l] = lses[l];
+  }
+  if (!grad) return;
+
+  const floatv k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * p.z_scale) / sv;
+  const floatv K = S * (1.0f - eps) * wy;
+  const float B = S * eps * inv_c;
+  const floatv fill = select((floatv)(0.0f), (floatv)(NAN), bad); /* ignored rows: 0; bad labels: NaN */
+  const intv skip = ignored | bad;
+  for (uint j = 0; j < cc; ++j) {
+    const float w = weight ? weight[j] : 1.0f;
+    const intv at_y = y == (int)j;
+    const floatv gv = select((k * e[j] - B * w) * slope[j], (k * ey - B * wy - K) * slope_y, at_y);
+    short_set_column(buf, cc, j, select(gv, fill, skip));
+  }
+  __global store_t *g = grad + r0 * c;
+  for (uint j = 0; j < cv; j += CLXENT_VEC) STOREV(vloadv(0, buf + j), g, j);
+  for (uint j = cv; j < count; ++j) STORE(buf[j], g, j);
+}
+
 #if CLXENT_ROW_PER_ITEM
 
 /* Pass 2 of the one-item-per-row kernels: s = Σ_j e^{u_j - m}. Float32 storage without softcap
@@ -52,17 +139,120 @@ inline float row_exp_sum_cached(__global const store_t *z, __global store_t *g, 
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
   if (g) {
     for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-      const floatv e = exp(LOADV(z, j) - m);
+      const floatv e = clxent_expv(LOADV(z, j) - m);
       STOREV(e, g, j);
       sv += e;
     }
-    for (ulong j = cv; j < c; ++j) { const float e = exp(LOAD(z, j) - m); STORE(e, g, j); s += e; }
+    for (ulong j = cv; j < c; ++j) { const float e = clxent_exp(LOAD(z, j) - m); STORE(e, g, j); s += e; }
     return hsum(sv) + s;
   }
 #endif
-  for (ulong j = 0; j < cv; j += CLXENT_VEC) sv += exp(LOADV(z, j) - m);
-  for (ulong j = cv; j < c; ++j) s += exp(LOAD(z, j) - m);
+  for (ulong j = 0; j < cv; j += CLXENT_VEC) sv += clxent_expv(LOADV(z, j) - m);
+  for (ulong j = cv; j < c; ++j) s += clxent_exp(LOAD(z, j) - m);
   return hsum(sv) + s;
+}
+
+
+/* One work-item per row, two passes, so that the row is read from memory once:
+ *   1. chunk by chunk (CLXENT_ROW_CHUNK values, which stay in the L1 cache between their two
+ *      reads): the chunk's max, then e^{u_j - m} with the running max m and s = Σ e^{u_j - m}
+ *      (when m grows, s is rescaled by e^{m_old - m_new}: the online softmax). Float32 storage
+ *      caches each e in the gradient row (which may alias z: each element is read before it is
+ *      written), relative to the m of its time: the row's segments of one m are recorded;
+ *   2. grad_j = (A e^{u_j - m}/s - B w_j) u'_j, the cached e scaled by its segment's
+ *      k·e^{m_seg - m}, then the label's own term at j = y.
+ * The smoothing term Σ_j w_j (m - u_j) is kept relative to the running m, as Σ w_j (m_run - u_j)
+ * plus (Σ w_j)(m - m_run) when m grows: a sum of non-negative terms, with no cancellation for
+ * large logits. Pass 2 reads what pass 1 left in the L2 cache; pass 1 overlaps its memory reads
+ * with its exponentials. */
+
+/* max_j z_j over [j0, j1), j0 a multiple of CLXENT_VEC from the row's start, and the min in *lo:
+ * compare-select, a NaN is skipped here and reaches the loss through the sum of exponentials. */
+inline float range_max(__global const store_t *z, ulong j0, ulong j1, float *lo) {
+  const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
+  floatv mv = (floatv)(-INFINITY), nv = (floatv)(INFINITY);
+  for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+    const floatv v = LOADV(z, j);
+    mv = v > mv ? v : mv;
+    nv = v < nv ? v : nv;
+  }
+  float m = hmax(mv), n = -hmax(-nv);
+  for (ulong j = jv; j < j1; ++j) m = fmax(m, LOAD(z, j)), n = fmin(n, LOAD(z, j));
+  *lo = n;
+  return m;
+}
+
+/* Pass 1 over [j0, j1) with the running max m: returns Σ e^{u_j - m}; adds Σ_{w≠0} w_j (m - u_j)
+ * to *wdev and Σ w_j to *wsum when smoothing; stores e (cache 1) or u (cache 2) in g. narrow: every
+ * u_j - m is in the exponential's narrow range (math.cl). */
+inline float range_exp_sum(__global const store_t *z, __global store_t *g, __global const float *weight, ulong j0,
+                           ulong j1, float m, float cap, int smooth, int cache, int narrow, float *wdev, float *wsum) {
+  const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
+  floatv sv = (floatv)(0.0f), wv = (floatv)(0.0f), wsv = (floatv)(0.0f);
+  float s = 0.0f;
+  if (cap == 0.0f && !smooth) { /* the plain call: loops of their own, without per-element tests */
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+    if (cache && narrow) {
+      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+        const floatv e = clxent_expv_narrow(LOADV(z, j) - m);
+        STOREV(e, g, j);
+        sv += e;
+      }
+    } else if (cache) {
+      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+        const floatv e = clxent_expv(LOADV(z, j) - m);
+        STOREV(e, g, j);
+        sv += e;
+      }
+    }
+    if (cache) {
+      for (ulong j = jv; j < j1; ++j) {
+        const float e = clxent_exp(LOAD(z, j) - m);
+        STORE(e, g, j);
+        s += e;
+      }
+      return hsum(sv) + s;
+    }
+#endif
+    if (narrow)
+      for (ulong j = j0; j < jv; j += CLXENT_VEC) sv += clxent_expv_narrow(LOADV(z, j) - m);
+    else
+      for (ulong j = j0; j < jv; j += CLXENT_VEC) sv += clxent_expv(LOADV(z, j) - m);
+    for (ulong j = jv; j < j1; ++j) s += clxent_exp(LOAD(z, j) - m);
+    return hsum(sv) + s;
+  }
+  for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+    floatv u = LOADV(z, j);
+    if (cap != 0.0f) u = cap_logitv(u, cap);
+    const floatv e = narrow ? clxent_expv_narrow(u - m) : clxent_expv(u - m);
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+    if (cache) STOREV(cache == 1 ? e : u, g, j);
+#endif
+    sv += e;
+    if (smooth) {
+      const floatv w = weight ? vloadv(0, weight + j) : (floatv)(1.0f);
+      wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));
+      wsv += w;
+    }
+  }
+  for (ulong j = jv; j < j1; ++j) {
+    const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+    if (cache) STORE(cache == 1 ? e : u, g, j);
+#endif
+    s += e;
+    if (smooth && w != 0.0f) *wdev += w * (m - u);
+    if (smooth) *wsum += w;
+  }
+  *wdev += hsum(wv), *wsum += hsum(wsv);
+  return hsum(sv) + s;
+}
+
+/* g[j0, j1) *= f (the cached e of a segment whose m was overtaken) */
+inline void range_scale(__global store_t *g, ulong j0, ulong j1, float f) {
+  const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
+  for (ulong j = j0; j < jv; j += CLXENT_VEC) STOREV(LOADV(g, j) * f, g, j);
+  for (ulong j = jv; j < j1; ++j) STORE(LOAD(g, j) * f, g, j);
 }
 
 inline void row_fill(__global store_t *g, ulong c, float v) {
@@ -71,10 +261,6 @@ inline void row_fill(__global store_t *g, ulong c, float v) {
   for (ulong j = cv; j < c; ++j) STORE(v, g, j);
 }
 
-/* One work-item per row, three passes, the last two over data still in cache:
- *   1. m = cap(max_j z_j)                  (the cap is increasing)
- *   2. s = Σ e^{u_j - m}, and Σ_j w_j (m - u_j) under label smoothing
- *   3. grad_j = (A e^{u_j - m}/s - B w_j) u'_j, then the label's own term at j = y. */
 __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   const clxent_params p = call_params(p_host, dev_scales);
   const ulong i = get_global_id(0);
@@ -96,45 +282,42 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   }
   const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   const int smooth = eps > 0.0f && !ignored;
-  const int cached = CLXENT_STORAGE == CLXENT_STORAGE_F32 && cap == 0.0f && !ignored && g;
-  /* with softcap, float32 storage caches u itself, so that pass 3 needs no second tanh:
-   * u' = 1 - (u/s)² from the cached u */
-  const int cached_u = CLXENT_STORAGE == CLXENT_STORAGE_F32 && cap != 0.0f && !ignored && g;
+  /* what pass 1 leaves in the gradient row for pass 2 (float32 storage only): e (1), or with
+   * softcap u itself (2), so that pass 2 needs no second tanh: u' = 1 - (u/s)² */
+  const int cache = CLXENT_STORAGE == CLXENT_STORAGE_F32 && !ignored && g ? (cap == 0.0f ? 1 : 2) : 0;
   const float zy = ignored ? 0.0f : LOAD(z, y); /* before an in-place pass overwrites it */
-  const float m = cap_logit(row_max(z, c), cap);
-  const ulong cv = c - c % CLXENT_VEC;
-  float s, wdev = 0.0f; /* wdev = Σ_j w_j (m - u_j) */
-  if (cap == 0.0f && !smooth) {
-    s = row_exp_sum_cached(z, cached ? g : 0, c, m);
-  } else {
-    floatv sv = (floatv)(0.0f), wv = (floatv)(0.0f);
-    s = 0.0f;
-    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-      floatv u = LOADV(z, j);
-      if (cap != 0.0f) u = cap_logitv(u, cap);
-      const floatv e = exp(u - m);
-#if CLXENT_STORAGE == CLXENT_STORAGE_F32
-      if (cached) STOREV(e, g, j);
-      if (cached_u) STOREV(u, g, j);
-#endif
-      sv += e;
-      if (smooth) {
-        const floatv w = weight ? vloadv(0, weight + j) : (floatv)(1.0f);
-        wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));
+
+  /* pass 1; seg_start/seg_m: where each m of the cached e begins (at most CLXENT_ROW_SEGMENTS;
+   * past that the cached prefix is rescaled to the current m, rare: the max of random rows grows
+   * a few times) */
+  ulong seg_start[CLXENT_ROW_SEGMENTS];
+  float seg_m[CLXENT_ROW_SEGMENTS];
+  uint segs = 0;
+  float m = -INFINITY, s = 0.0f, wdev = 0.0f, wsum = 0.0f, umin = INFINITY;
+  for (ulong j0 = 0; j0 < c; j0 += CLXENT_ROW_CHUNK) {
+    const ulong j1 = min(c, j0 + CLXENT_ROW_CHUNK);
+    float lo;
+    const float mc = cap_logit(range_max(z, j0, j1, &lo), cap), ulo = cap_logit(lo, cap); /* the cap is increasing */
+    umin = fmin(umin, ulo);
+    if (mc > m) {
+      if (s != 0.0f) s *= clxent_exp(m - mc);
+      if (wsum != 0.0f) wdev += wsum * (mc - m);
+      if (cache == 1) {
+        if (segs == CLXENT_ROW_SEGMENTS) {
+          for (uint t = 0; t < segs; ++t)
+            range_scale(g, seg_start[t], t + 1 < segs ? seg_start[t + 1] : j0, clxent_exp(seg_m[t] - mc));
+          segs = 0;
+        }
+        seg_start[segs] = segs ? j0 : 0, seg_m[segs++] = mc;
       }
+      m = mc;
     }
-    for (ulong j = cv; j < c; ++j) {
-      const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = exp(u - m);
-#if CLXENT_STORAGE == CLXENT_STORAGE_F32
-      if (cached) STORE(e, g, j);
-      if (cached_u) STORE(u, g, j);
-#endif
-      s += e;
-      if (smooth && w != 0.0f) wdev += w * (m - u);
-    }
-    s += hsum(sv);
-    wdev += hsum(wv);
+    /* while every value so far is -inf (or NaN), e is 0 (or NaN) against any finite reference */
+    const float ref = m == -INFINITY ? 0.0f : m;
+    s += range_exp_sum(z, g, weight, j0, j1, ref, cap, smooth, cache, clxent_exp_narrow_range(ulo - ref, mc - ref),
+                       &wdev, &wsum);
   }
+  if (cache == 1 && segs == 0) seg_start[0] = 0, seg_m[0] = m, segs = 1; /* no finite value: all NaN below */
   const float log_s = log(s), lse = m + log_s;
   if (row_lse) row_lse[first_row + i] = lse;
   if (ignored) {
@@ -153,43 +336,53 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   const float S = p.scale;
   const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * p.z_scale) / s;
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy; /* smoothing's and the label's terms */
-  if (cached) { /* g holds e^{u - m}; no cap, so u' = 1 */
-    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-      const floatv w = weight ? vloadv(0, weight + j) : (floatv)(1.0f);
-      STOREV(LOADV(g, j) * k - B * w, g, j);
-    }
-    for (ulong j = cv; j < c; ++j) STORE(LOAD(g, j) * k - B * (weight ? weight[j] : 1.0f), g, j);
-    STORE(LOAD(g, y) - K, g, y);
-    return;
-  }
-  if (cached_u) { /* g holds u */
-    const float inv_cap = 1.0f / cap;
-    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-      const floatv u = LOADV(g, j), t = u * inv_cap;
-      floatv gv = k * exp(u - m);
-      if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
-      STOREV(gv * select(1.0f - t * t, (floatv)(0.0f), u == (floatv)(-INFINITY)), g, j);
-    }
-    for (ulong j = cv; j < c; ++j) {
-      const float u = LOAD(g, j), t = u * inv_cap;
-      STORE((k * exp(u - m) - B * (weight ? weight[j] : 1.0f)) * (u == -INFINITY ? 0.0f : 1.0f - t * t), g, j);
+  if (cache == 1) { /* g holds e^{u - m_seg}; no cap, so u' = 1 */
+    for (uint t = 0; t < segs; ++t) {
+      const ulong j0 = seg_start[t], j1 = t + 1 < segs ? seg_start[t + 1] : c;
+      const float f = t + 1 < segs ? k * clxent_exp(seg_m[t] - m) : k; /* the last segment's m is m */
+      const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
+      if (B == 0.0f) {
+        for (ulong j = j0; j < jv; j += CLXENT_VEC) STOREV(LOADV(g, j) * f, g, j);
+      } else {
+        for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+          const floatv w = weight ? vloadv(0, weight + j) : (floatv)(1.0f);
+          STOREV(LOADV(g, j) * f - B * w, g, j);
+        }
+      }
+      for (ulong j = jv; j < j1; ++j) STORE(LOAD(g, j) * f - B * (weight ? weight[j] : 1.0f), g, j);
     }
   } else {
-    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-      const floatv zj = LOADV(z, j);
-      floatv slope = (floatv)(1.0f), u = cap != 0.0f ? cap_logit_slopev(zj, cap, &slope) : zj;
-      floatv gv = k * exp(u - m);
-      if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
-      STOREV(gv * slope, g, j);
-    }
-    for (ulong j = cv; j < c; ++j) {
-      float slope;
-      const float u = cap_logit_slope(LOAD(z, j), cap, &slope);
-      STORE((k * exp(u - m) - B * (weight ? weight[j] : 1.0f)) * slope, g, j);
+    const ulong cv = c - c % CLXENT_VEC;
+    const int narrow = clxent_exp_narrow_range(umin - m, 0.0f);
+    if (cache == 2) { /* g holds u */
+      const float inv_cap = 1.0f / cap;
+      for (ulong j = 0; j < cv; j += CLXENT_VEC) {
+        const floatv u = LOADV(g, j), t = u * inv_cap;
+        floatv gv = k * (narrow ? clxent_expv_narrow(u - m) : clxent_expv(u - m));
+        if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
+        STOREV(gv * select(1.0f - t * t, (floatv)(0.0f), u == (floatv)(-INFINITY)), g, j);
+      }
+      for (ulong j = cv; j < c; ++j) {
+        const float u = LOAD(g, j), t = u * inv_cap;
+        STORE((k * clxent_exp(u - m) - B * (weight ? weight[j] : 1.0f)) * (u == -INFINITY ? 0.0f : 1.0f - t * t), g, j);
+      }
+    } else {
+      for (ulong j = 0; j < cv; j += CLXENT_VEC) {
+        const floatv zj = LOADV(z, j);
+        floatv slope = (floatv)(1.0f), u = cap != 0.0f ? cap_logit_slopev(zj, cap, &slope) : zj;
+        floatv gv = k * (narrow ? clxent_expv_narrow(u - m) : clxent_expv(u - m));
+        if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
+        STOREV(cap != 0.0f ? gv * slope : gv, g, j);
+      }
+      for (ulong j = cv; j < c; ++j) {
+        float slope;
+        const float u = cap_logit_slope(LOAD(z, j), cap, &slope);
+        STORE((k * clxent_exp(u - m) - B * (weight ? weight[j] : 1.0f)) * slope, g, j);
+      }
     }
   }
   /* the label's element, from scratch so that a 16-bit gradient is rounded once */
-  STORE((k * exp(uy - m) - B * wy - K) * cap_slope(zy, cap), g, y);
+  STORE((k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap), g, y);
 }
 
 /* Dense targets, one work-item per row: the same three passes with τ_j from the targets. */
@@ -227,8 +420,8 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
   } else {
     floatv sv = (floatv)(0.0f);
     s = 0.0f;
-    for (ulong j = 0; j < cv; j += CLXENT_VEC) sv += exp(cap_logitv(LOADV(z, j), cap) - m);
-    for (ulong j = cv; j < c; ++j) s += exp(cap_logit(LOAD(z, j), cap) - m);
+    for (ulong j = 0; j < cv; j += CLXENT_VEC) sv += clxent_expv(cap_logitv(LOADV(z, j), cap) - m);
+    for (ulong j = cv; j < c; ++j) s += clxent_exp(cap_logit(LOAD(z, j), cap) - m);
     s += hsum(sv);
   }
   const float log_s = log(s), lse = m + log_s;
@@ -249,12 +442,12 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
   for (ulong j = 0; j < cv; j += CLXENT_VEC) {
     const floatv zj = LOADV(z, j);
     floatv slope = (floatv)(1.0f), u = cap != 0.0f ? cap_logit_slopev(zj, cap, &slope) : zj;
-    STOREV((k * exp(u - m) - S * soft_target_v(LOADV(t, j), weight, j, keep, spread)) * slope, g, j);
+    STOREV((k * clxent_expv(u - m) - S * soft_target_v(LOADV(t, j), weight, j, keep, spread)) * slope, g, j);
   }
   for (ulong j = cv; j < c; ++j) {
     float slope;
     const float u = cap_logit_slope(LOAD(z, j), cap, &slope);
-    STORE((k * exp(u - m) - S * soft_target(LOAD(t, j), weight, j, keep, spread)) * slope, g, j);
+    STORE((k * clxent_exp(u - m) - S * soft_target(LOAD(t, j), weight, j, keep, spread)) * slope, g, j);
   }
 }
 
@@ -302,7 +495,7 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
       float slope;
       const float u = cap_logit_slope(LOAD(z, j), cap, &slope), w = weight ? weight[j] : 1.0f;
       if (smooth && w != 0.0f) wdev += w * (m - u);
-      if (g) STORE((A * exp((u - m) - log_s) - B * w - (j == (ulong)y ? K : 0.0f)) * slope, g, j);
+      if (g) STORE((A * clxent_exp((u - m) - log_s) - B * w - (j == (ulong)y ? K : 0.0f)) * slope, g, j);
     }
   if (smooth) wdev = segment_sum(wdev, (__local float *)scratch, T);
   if (!ignored && lane == 0) {
@@ -342,7 +535,7 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
     float slope;
     const float u = cap_logit_slope(LOAD(z, j), cap, &slope), tau = soft_target(LOAD(t, j), weight, j, keep, spread);
     if (tau != 0.0f) td += tau * (m - u);
-    if (g) STORE((A * exp((u - m) - log_s) - S * tau) * slope, g, j);
+    if (g) STORE((A * clxent_exp((u - m) - log_s) - S * tau) * slope, g, j);
   }
   td = segment_sum(td, (__local float *)scratch, T);
   if (active && lane == 0) {

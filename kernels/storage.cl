@@ -50,9 +50,15 @@
 /* Typed names: each is defined once per storage type. */
 #undef row_max
 #undef row_exp_sum_cached
+#undef range_max
+#undef range_exp_sum
+#undef range_scale
 #undef row_fill
 #undef softmax_xent_hard
 #undef softmax_xent_soft
+#undef softmax_xent_hard_short
+#undef short_column
+#undef short_set_column
 #undef pos_weight_of
 #undef sigmoid_xent
 #undef bce
@@ -60,9 +66,15 @@
 #define CLXENT_TYPED(name) CLXENT_CAT(name, CLXENT_SUFFIX)
 #define row_max CLXENT_TYPED(row_max)
 #define row_exp_sum_cached CLXENT_TYPED(row_exp_sum_cached)
+#define range_max CLXENT_TYPED(range_max)
+#define range_exp_sum CLXENT_TYPED(range_exp_sum)
+#define range_scale CLXENT_TYPED(range_scale)
 #define row_fill CLXENT_TYPED(row_fill)
 #define softmax_xent_hard CLXENT_TYPED(softmax_xent_hard)
 #define softmax_xent_soft CLXENT_TYPED(softmax_xent_soft)
+#define softmax_xent_hard_short CLXENT_TYPED(softmax_xent_hard_short)
+#define short_column CLXENT_TYPED(short_column)
+#define short_set_column CLXENT_TYPED(short_set_column)
 #define pos_weight_of CLXENT_TYPED(pos_weight_of)
 #define sigmoid_xent CLXENT_TYPED(sigmoid_xent)
 #define bce CLXENT_TYPED(bce)

@@ -59,6 +59,50 @@ static void random_labels(int32_t *labels, size_t n, size_t c, int32_t ignore_in
     labels[i] = rng_uniform(0, 1) < ignore_fraction ? ignore_index : (int32_t)rng_below((uint32_t)c);
 }
 
+/* Rows that the first pass walks in many chunks (CLXENT_ROW_CHUNK = 4096 values), shaped against
+ * its online max: a max that grows in every chunk (more segments of cached exponentials than it
+ * keeps: the cached prefix is rescaled), leading chunks masked with -inf (no finite value yet),
+ * ±1e4 logits, with every option and gradient mode; and a row masked entirely, whose loss and
+ * every gradient element are NaN (as softmax of all -inf is in float64). */
+static void test_chunked_rows(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  enum { N = 4 };
+  const size_t c = 40 * 4096 + 5, nc = N * c;
+  float *z = xmalloc(nc * sizeof(float));
+  int32_t labels[N] = {7, 3 * 4096 + 1, 5, 100000};
+  rng_seed(77);
+  for (size_t j = 0; j < c; ++j) {
+    z[j] = (float)j * 1e-4f;                                               /* grows chunk after chunk */
+    z[c + j] = j < 3 * 4096 ? -INFINITY : (float)rng_uniform(-5, 5);        /* masked leading chunks */
+    z[2 * c + j] = (float)rng_uniform(-1e4, 1e4);                           /* ±1e4 */
+    z[3 * c + j] = (float)(c - j) * 1e-4f + (float)rng_uniform(0, 1e-3); /* max in the first chunk */
+  }
+  float *cw = xmalloc(c * sizeof(float));
+  for (size_t j = 0; j < c; ++j) cw[j] = (float)rng_uniform(0.5, 2);
+  for (int opt = 0; opt < 4; ++opt)
+    for (int gm = GRAD_SEPARATE; gm <= GRAD_IN_PLACE; ++gm) {
+      clxent_opts o = clxent_opts_default();
+      o.reduction = CLXENT_NONE;
+      if (opt == 1) o.label_smoothing = 0.1f, o.class_weight = cw;
+      if (opt == 2) o.softcap = 30.0f, o.z_loss = 1e-4f;
+      if (opt == 3) o.class_weight = cw, o.reduction = CLXENT_MEAN;
+      /* smoothing spreads target mass onto the masked classes: an infinite loss, which the
+       * reference gives too; the masked row is left out of that case */
+      check_hard(ctx, opt == 1 ? 1 : N, c, z, labels, o, (enum grad_mode)gm);
+      if (opt == 1) check_hard(ctx, 2, c, z + 2 * c, labels + 2, o, (enum grad_mode)gm);
+    }
+  /* a row of -inf only */
+  for (size_t j = 0; j < c; ++j) z[j] = -INFINITY;
+  float loss, *grad = xmalloc(c * sizeof(float));
+  clxent_opts o = clxent_opts_default();
+  poison(grad, c);
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, 1, c, z, labels, &o, &loss, grad));
+  assert_true(isnan(loss));
+  for (size_t j = 0; j < c; ++j)
+    if (!isnan(grad[j])) fail_msg("all -inf row: grad[%zu] = %g, want NaN", j, (double)grad[j]);
+  free(z), free(cw), free(grad);
+}
+
 /* Every reduction × every gradient mode over shapes from 1 class to 250k+ classes and 1M rows,
  * including sizes that are no multiple of any vector width or work-group size. */
 static void test_random_shapes(void **state) {
@@ -241,6 +285,7 @@ static void test_deterministic(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_worked_values),     cmocka_unit_test(test_random_shapes),
+      cmocka_unit_test(test_chunked_rows),
       cmocka_unit_test(test_extremes),          cmocka_unit_test(test_ignore_index),
       cmocka_unit_test(test_one_class),         cmocka_unit_test(test_soft_targets),
       cmocka_unit_test(test_soft_one_hot_equals_hard), cmocka_unit_test(test_deterministic),

@@ -1,0 +1,250 @@
+/* Exhaustive accuracy of the kernels' own e^x and tanh (kernels/math.cl) against float64.
+ *
+ * The functions are compiled for the default device exactly as the library compiles them (the
+ * embedded shared sources, the device's vector width and CLXENT_OWN_MATH=1), evaluated on the
+ * device for every float32 input of a range, and each result is compared on the host with the
+ * float64 value of the same function (glibc's exp, tanh, cosh), in ulps of the float32 result:
+ *   e^x      every x in [-104, -0] (the losses' arguments: x = u - max ≤ 0, e^{-|z|}, e^{-2|z|};
+ *            below -103.97 the result rounds to 0), and every 16th x in [0, 89] (overflow past
+ *            88.72): error ≤ 2 ulp; plus -inf → 0, +inf → inf, NaN → NaN;
+ *   tanh x   every x in [0, 9.1] (tanh rounds to 1 beyond), and sech² x = 1 - tanh² x, which
+ *            the softcap's slope uses: error ≤ 2 ulp (tanh) and ≤ 3 ulp (sech²).
+ * The vector form is what is measured; the scalar form (row tails) must give the same bits for
+ * every input, which the device counts. A test of accuracy, not of speed.
+ *
+ * Usage: test_math [--stride S]   (every S-th input only: a quick look; the test uses 1)
+ * Exit status 0: within bounds; 1: an error above the bound or a scalar/vector difference;
+ * 77: no OpenCL device (CTest: skipped).
+ */
+#define CLXENT_EXPERIMENTAL_API
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clxent_cl.h"
+#include "embedded.h"
+
+#define CHUNK (1u << 24) /* inputs per launch */
+#define BOUND_ULP 2.0
+/* sech² x ≈ 4e^{-2x} for x ≥ 0.55 inherits e^x's error, and adds the roundings of 1 + e(2 + e) and
+ * of the division: a bound of its own */
+#define BOUND_SECH2_ULP 3.0
+
+static const char test_kernels[] =
+    "__constant uint lanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};\n"
+    /* out[i], out2[i] for the input bits first + step·i; *mismatch counts scalar != vector */
+    "__kernel void eval(const uint fn, const uint first, const uint step, const uint count,\n"
+    "                   __global float *out, __global float *out2, volatile __global uint *mismatch) {\n"
+    "  const uint i = get_global_id(0) * CLXENT_VEC;\n"
+    "  if (i >= count) return;\n"
+    "  const uintv bits = (uintv)(first + step * i) + step * CLXENT_CAT(vload, CLXENT_VEC)(0, lanes);\n"
+    "  const floatv x = CLXENT_CAT(as_float, CLXENT_VEC)(bits);\n"
+    "  floatv y, y2 = (floatv)(0.0f);\n"
+    "  if (fn == 0) y = clxent_expv(x); else y = tanh_nonnegv(x, &y2);\n"
+    "  const uint n = min((uint)CLXENT_VEC, count - i);\n"
+    "  for (uint l = 0; l < n; ++l) {\n"
+    "    float s2 = 0.0f;\n"
+    "    const float xl = as_float(first + step * (i + l));\n"
+    "    const float s = fn == 0 ? clxent_exp(xl) : tanh_nonneg(xl, &s2);\n"
+    "    const float v = ((float *)&y)[l], v2 = ((float *)&y2)[l];\n"
+    "    out[i + l] = v, out2[i + l] = v2;\n"
+    "    if (as_uint(s) != as_uint(v) || as_uint(s2) != as_uint(v2)) atomic_inc(mismatch);\n"
+    "  }\n"
+    "}\n";
+
+/* The error of a float32 result in ulps of the exact value `want` (float64): the ulp of a number
+ * in [2^e, 2^(e+1)) is 2^(e-23), at least 2^-149 (subnormals); a result that the exact value
+ * rounds to infinity is right when it is infinity. */
+static double ulp_error(float got, double want) {
+  if (isnan(want)) return isnan(got) ? 0 : INFINITY;
+  if (isinf((float)want)) return isinf(got) && (got > 0) == (want > 0) ? 0 : INFINITY;
+  if (!isfinite(got)) return INFINITY;
+  int e = want == 0 ? -149 : ilogb(want) - 23;
+  if (e < -149) e = -149;
+  return fabs((double)got - want) / ldexp(1.0, e);
+}
+
+typedef struct {
+  unsigned fn;
+  uint32_t first, step;
+  size_t begin, end;
+  const float *y, *y2;
+  double worst, worst2;
+  float worst_x, worst2_x;
+} check_job;
+
+static void *check(void *arg) {
+  check_job *j = arg;
+  for (size_t i = j->begin; i < j->end; ++i) {
+    const uint32_t bits = j->first + j->step * (uint32_t)i;
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    double err, err2 = 0;
+    if (j->fn == 0) {
+      err = ulp_error(j->y[i], exp((double)x));
+    } else {
+      const double ch = cosh((double)x);
+      err = ulp_error(j->y[i], tanh((double)x));
+      err2 = ulp_error(j->y2[i], 1.0 / (ch * ch));
+    }
+    if (err > j->worst || isnan(err)) j->worst = err, j->worst_x = x;
+    if (err2 > j->worst2 || isnan(err2)) j->worst2 = err2, j->worst2_x = x;
+  }
+  return NULL;
+}
+
+typedef struct {
+  cl_context context;
+  cl_command_queue queue;
+  cl_kernel kernel;
+  cl_mem out, out2, mismatch;
+  float *y, *y2;
+} device;
+
+static int failed(const char *what, cl_int err) {
+  if (err == CL_SUCCESS) return 0;
+  fprintf(stderr, "%s failed: %d\n", what, (int)err);
+  return 1;
+}
+
+/* Every input from first, stepping by step, count of them: worst errors into *worst, *worst2. */
+static int sweep(device *d, unsigned fn, uint32_t first, uint32_t step, uint64_t count, double *worst,
+                 float *worst_x, double *worst2, float *worst2_x, unsigned *mismatches) {
+  for (uint64_t done = 0; done < count; done += CHUNK) {
+    const cl_uint n = (cl_uint)(count - done < CHUNK ? count - done : CHUNK);
+    const cl_uint from = first + step * (cl_uint)done;
+    const cl_uint zero = 0;
+    cl_int err = clEnqueueWriteBuffer(d->queue, d->mismatch, CL_TRUE, 0, sizeof zero, &zero, 0, NULL, NULL);
+    err |= clSetKernelArg(d->kernel, 0, sizeof fn, &fn);
+    err |= clSetKernelArg(d->kernel, 1, sizeof from, &from);
+    err |= clSetKernelArg(d->kernel, 2, sizeof step, &step);
+    err |= clSetKernelArg(d->kernel, 3, sizeof n, &n);
+    if (failed("clSetKernelArg", err)) return 1;
+    const size_t global = (n + 15) / 16 * 16; /* ≥ n / VEC items for any VEC ≤ 16 */
+    if (failed("clEnqueueNDRangeKernel", clEnqueueNDRangeKernel(d->queue, d->kernel, 1, NULL, &global, NULL, 0, NULL, NULL)))
+      return 1;
+    cl_uint bad = 0;
+    err = clEnqueueReadBuffer(d->queue, d->out, CL_FALSE, 0, n * sizeof(float), d->y, 0, NULL, NULL);
+    err |= clEnqueueReadBuffer(d->queue, d->out2, CL_FALSE, 0, n * sizeof(float), d->y2, 0, NULL, NULL);
+    err |= clEnqueueReadBuffer(d->queue, d->mismatch, CL_TRUE, 0, sizeof bad, &bad, 0, NULL, NULL);
+    if (failed("clEnqueueReadBuffer", err)) return 1;
+    *mismatches += bad;
+    check_job jobs[2];
+    pthread_t thread;
+    for (int t = 0; t < 2; ++t)
+      jobs[t] = (check_job){fn, from, step, t ? n / 2 : 0, t ? n : n / 2, d->y, d->y2, 0, 0, 0, 0};
+    if (pthread_create(&thread, NULL, check, &jobs[1]) != 0) return failed("pthread_create", -1);
+    check(&jobs[0]);
+    pthread_join(thread, NULL);
+    for (int t = 0; t < 2; ++t) {
+      if (!(jobs[t].worst <= *worst)) *worst = jobs[t].worst, *worst_x = jobs[t].worst_x;
+      if (!(jobs[t].worst2 <= *worst2)) *worst2 = jobs[t].worst2, *worst2_x = jobs[t].worst2_x;
+    }
+  }
+  return 0;
+}
+
+static uint32_t bits_of(float x) {
+  uint32_t b;
+  memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+int main(int argc, char **argv) {
+  uint32_t stride = 1;
+  if (argc == 3 && strcmp(argv[1], "--stride") == 0) stride = (uint32_t)strtoul(argv[2], NULL, 10);
+  if (stride == 0 || (argc != 1 && argc != 3)) {
+    fprintf(stderr, "usage: test_math [--stride S]\n");
+    return 2;
+  }
+  clxent_ctx *ctx = NULL;
+  if (clxent_create(&ctx, NULL) != CLXENT_OK) {
+    fprintf(stderr, "no OpenCL device: %s\n", clxent_last_error(ctx));
+    clxent_destroy(ctx);
+    return 77;
+  }
+  clxent_info info = CLXENT_INFO_INIT;
+  clxent_get_info(ctx, 0, &info);
+  device d = {.queue = clxent_queue(ctx)};
+  cl_device_id dev;
+  clGetCommandQueueInfo(d.queue, CL_QUEUE_CONTEXT, sizeof d.context, &d.context, NULL);
+  clGetCommandQueueInfo(d.queue, CL_QUEUE_DEVICE, sizeof dev, &dev, NULL);
+
+  /* the program: the library's shared sources with its vector width, then the test kernel */
+  const char *parts[16];
+  size_t lengths[16], k = 0;
+  for (size_t i = 0; i < clxent_sources_shared_count; ++i)
+    parts[k] = clxent_sources_shared[i].text, lengths[k++] = clxent_sources_shared[i].length;
+  parts[k] = test_kernels, lengths[k++] = strlen(test_kernels);
+  char options[128];
+  snprintf(options, sizeof options, "-cl-std=CL1.2 -DCLXENT_VEC=%u -DCLXENT_OWN_MATH=1", info.vector_width);
+  cl_int err;
+  cl_program program = clCreateProgramWithSource(d.context, (cl_uint)k, parts, lengths, &err);
+  if (failed("clCreateProgramWithSource", err)) return 1;
+  if (clBuildProgram(program, 1, &dev, options, NULL, NULL) != CL_SUCCESS) {
+    static char log[65536];
+    clGetProgramBuildInfo(program, dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+    fprintf(stderr, "build failed:\n%s\n", log);
+    return 1;
+  }
+  d.kernel = clCreateKernel(program, "eval", &err);
+  if (failed("clCreateKernel", err)) return 1;
+  d.out = clCreateBuffer(d.context, CL_MEM_WRITE_ONLY, CHUNK * sizeof(float), NULL, &err);
+  d.out2 = clCreateBuffer(d.context, CL_MEM_WRITE_ONLY, CHUNK * sizeof(float), NULL, &err);
+  d.mismatch = clCreateBuffer(d.context, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &err);
+  d.y = malloc(CHUNK * sizeof(float)), d.y2 = malloc(CHUNK * sizeof(float));
+  if (!d.out || !d.out2 || !d.mismatch || !d.y || !d.y2) return failed("buffers", -1);
+  clSetKernelArg(d.kernel, 4, sizeof d.out, &d.out);
+  clSetKernelArg(d.kernel, 5, sizeof d.out2, &d.out2);
+  clSetKernelArg(d.kernel, 6, sizeof d.mismatch, &d.mismatch);
+  char name[256] = "";
+  clGetDeviceInfo(dev, CL_DEVICE_NAME, sizeof name, name, NULL);
+  printf("device: %s, vector width %u; every %u-th input\n", name, info.vector_width, stride);
+
+  static const struct {
+    unsigned fn;
+    const char *name, *name2;
+    float from, to;
+    uint32_t thin; /* a further stride for ranges outside the losses' */
+  } ranges[] = {
+      {0, "exp", NULL, -0.0f, -104.0f, 1},
+      {0, "exp", NULL, 0.0f, 89.0f, 16},
+      {1, "tanh", "sech^2", 0.0f, 9.1f, 1},
+  };
+  int status = 0;
+  unsigned mismatches = 0;
+  for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; ++r) {
+    const uint32_t step = stride * ranges[r].thin, first = bits_of(ranges[r].from);
+    const uint64_t count = (bits_of(ranges[r].to) - first) / step + 1;
+    double worst = 0, worst2 = 0;
+    float wx = 0, wx2 = 0;
+    if (sweep(&d, ranges[r].fn, first, step, count, &worst, &wx, &worst2, &wx2, &mismatches)) return 1;
+    printf("%-4s on [%g, %g], %llu inputs: max error %.3f ulp at x = %a", ranges[r].name, (double)ranges[r].from,
+           (double)ranges[r].to, (unsigned long long)count, worst, (double)wx);
+    if (ranges[r].name2) printf("; %s %.3f ulp at x = %a", ranges[r].name2, worst2, (double)wx2);
+    printf("\n");
+    if (!(worst <= BOUND_ULP) || !(worst2 <= BOUND_SECH2_ULP)) status = 1;
+  }
+  /* the specials, through the same kernel */
+  static const float specials[] = {-INFINITY, INFINITY, NAN, 88.8f, -150.0f};
+  static const float expected[] = {0.0f, INFINITY, NAN, INFINITY, 0.0f};
+  for (size_t s = 0; s < sizeof specials / sizeof specials[0]; ++s) {
+    double worst = 0, worst2 = 0;
+    float wx = 0, wx2 = 0;
+    d.y[0] = 1.0f;
+    if (sweep(&d, 0, bits_of(specials[s]), 1, 1, &worst, &wx, &worst2, &wx2, &mismatches)) return 1;
+    const int ok = isnan(expected[s]) ? isnan(d.y[0]) : d.y[0] == expected[s];
+    printf("exp(%g) = %g%s\n", (double)specials[s], (double)d.y[0], ok ? "" : "  WRONG");
+    if (!ok) status = 1;
+  }
+  if (mismatches) printf("scalar and vector forms differ on %u inputs\n", mismatches), status = 1;
+  printf("%s (bounds: %.1f ulp, sech^2 %.1f ulp)\n", status ? "FAILED" : "passed", BOUND_ULP, BOUND_SECH2_ULP);
+  clReleaseMemObject(d.out), clReleaseMemObject(d.out2), clReleaseMemObject(d.mismatch);
+  clReleaseKernel(d.kernel), clReleaseProgram(program);
+  free(d.y), free(d.y2);
+  clxent_destroy(ctx);
+  return status;
+}
