@@ -41,60 +41,62 @@
       __global store_t *grad, __global float *row_loss, __global float *row_lse
 
 /* Short rows (c ≤ CLXENT_SHORT_C, the one-item-per-row variant): a row's vector loop would be
- * a tail, so a work-item owns CLXENT_VEC consecutive rows instead, one per vector lane. Those rows
- * are one contiguous stretch of memory: it is loaded with vector loads into private memory, read
- * a column at a time (lane l = row r0 + l), and the gradient goes back the same way. The math is
- * the row kernel's, lane by lane, with the label's terms picked out by comparing j with y. */
-inline floatv short_column(const float *buf, uint c, uint j) {
-  float t[CLXENT_VEC];
-  for (uint l = 0; l < CLXENT_VEC; ++l) t[l] = buf[l * c + j];
-  return vloadv(0, t);
-}
-inline void short_set_column(float *buf, uint c, uint j, floatv v) {
-  float t[CLXENT_VEC];
-  vstorev(v, 0, t);
-  for (uint l = 0; l < CLXENT_VEC; ++l) buf[l * c + j] = t[l];
-}
+ * all tail, so a work-item owns CLXENT_VEC consecutive rows instead, one per vector lane: column j
+ * of its rows is one vector, gathered from the rows' contiguous stretch of memory (lanes past
+ * the block repeat its last row and write nothing). The math is the row kernel's, lane by lane,
+ * with the label's terms picked out by comparing j with y. (Vectors are built element by element:
+ * through a private array, PoCL's code stalls on store-to-load forwarding.) */
+#if CLXENT_VEC == 4
+#define CLXENT_LANES(F) (F(0), F(1), F(2), F(3))
+#define CLXENT_EACH_LANE(F) F(0) F(1) F(2) F(3)
+#elif CLXENT_VEC == 8
+#define CLXENT_LANES(F) (F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7))
+#define CLXENT_EACH_LANE(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
+#else
+#define CLXENT_LANES(F) (F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), F(9), F(10), F(11), F(12), F(13), F(14), F(15))
+#define CLXENT_EACH_LANE(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15)
+#endif
+#define SHORT_LANE(l) (l)
 
 __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   const clxent_params p = call_params(p_host, dev_scales);
   const ulong r0 = get_global_id(0) * CLXENT_VEC;
   if (r0 >= rows) return;
-  const uint nr = (uint)min((ulong)CLXENT_VEC, rows - r0), cc = (uint)c, count = nr * cc;
-  const uint cv = count - count % CLXENT_VEC;
-  float buf[CLXENT_VEC * CLXENT_SHORT_C];
+  const uint nr = (uint)min((ulong)CLXENT_VEC, rows - r0), cc = (uint)c;
   __global const store_t *z = logits + r0 * c;
-  for (uint j = 0; j < cv; j += CLXENT_VEC) vstorev(LOADV(z, j), 0, buf + j);
-  for (uint j = cv; j < count; ++j) buf[j] = LOAD(z, j);
-  for (uint j = count; j < CLXENT_VEC * cc; ++j) buf[j] = 0.0f; /* lanes past the block */
-
-  int ys[CLXENT_VEC];
-  for (uint l = 0; l < CLXENT_VEC; ++l) ys[l] = l < nr ? labels[first_row + r0 + l] : ignore_index;
-  const intv y = CLXENT_CAT(vload, CLXENT_VEC)(0, ys);
+  const intv lane = (intv)CLXENT_LANES(SHORT_LANE);
+#define SHORT_ROW(l) (min((uint)(l), nr - 1) * cc)
+#define SHORT_Y(l) labels[first_row + r0 + min((uint)(l), nr - 1)]
+  const intv y = select((intv)CLXENT_LANES(SHORT_Y), (intv)(ignore_index), lane >= (int)nr);
   const intv ignored = y == ignore_index, bad = !ignored & ((y < 0) | (y >= (int)cc));
   const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss, W = p.weight_sum, S = p.scale;
   const int smooth = eps > 0.0f;
 
-  floatv mz = (floatv)(-INFINITY);
+  /* the columns, capped (u, with u' in slope when capped), and their max and min per lane */
+  floatv u[CLXENT_SHORT_C], slope[CLXENT_SHORT_C];
+  floatv m = (floatv)(-INFINITY), lo = (floatv)(INFINITY);
   for (uint j = 0; j < cc; ++j) {
-    const floatv v = short_column(buf, cc, j);
-    mz = v > mz ? v : mz;
+#define SHORT_Z(l) LOAD(z, SHORT_ROW(l) + j)
+    floatv v = (floatv)CLXENT_LANES(SHORT_Z);
+    slope[j] = (floatv)(1.0f);
+    if (cap != 0.0f) v = cap_logit_slopev(v, cap, &slope[j]);
+    u[j] = v;
+    m = v > m ? v : m;
+    lo = v < lo ? v : lo;
   }
-  const floatv m = cap != 0.0f ? cap_logitv(mz, cap) : mz;
-  floatv e[CLXENT_SHORT_C], slope[CLXENT_SHORT_C];
+  /* one range test per item (math.cl): every lane's u - m within the narrow exponential's range */
+  const int narrow = hmax(m - lo) <= CLXENT_EXP_FAST_LIMIT;
   floatv sv = (floatv)(0.0f), wdev = (floatv)(0.0f), uy = (floatv)(0.0f), ey = (floatv)(0.0f);
   floatv wy = (floatv)(0.0f), slope_y = (floatv)(1.0f);
   for (uint j = 0; j < cc; ++j) {
-    floatv u = short_column(buf, cc, j);
-    slope[j] = (floatv)(1.0f);
-    if (cap != 0.0f) u = cap_logit_slopev(u, cap, &slope[j]);
-    e[j] = clxent_expv(u - m);
-    sv += e[j];
+    const floatv e = narrow ? clxent_expv_narrow(u[j] - m) : clxent_expv(u[j] - m);
+    sv += e;
     const float w = weight ? weight[j] : 1.0f;
-    if (smooth && w != 0.0f) wdev += w * (m - u);
+    if (smooth && w != 0.0f) wdev += w * (m - u[j]);
     const intv at_y = y == (int)j;
-    uy = select(uy, u, at_y), ey = select(ey, e[j], at_y), wy = select(wy, (floatv)(w), at_y);
+    uy = select(uy, u[j], at_y), ey = select(ey, e, at_y), wy = select(wy, (floatv)(w), at_y);
     slope_y = select(slope_y, slope[j], at_y);
+    u[j] = e; /* from here on, u holds e^{u - m} */
   }
   const floatv log_s = log(sv), lse = m + log_s;
   const float inv_c = 1.0f / (float)c;
@@ -102,12 +104,12 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   if (smooth) loss += eps * inv_c * (wdev + W * log_s);
   if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
   loss = select(select(loss, (floatv)(0.0f), ignored), (floatv)(NAN), bad);
-  float losses[CLXENT_VEC], lses[CLXENT_VEC];
-  vstorev(loss, 0, losses);
-  vstorev(select(lse, (floatv)(NAN), bad), 0, lses);
-  for (uint l = 0; l < nr; ++l) {
-    row_loss[first_row + r0 + l] = losses[l];
-    if (row_lse) row_lse[first_row + r0 + l] = lses[l];
+  float out[CLXENT_VEC];
+  vstorev(loss, 0, out);
+  for (uint l = 0; l < nr; ++l) row_loss[first_row + r0 + l] = out[l];
+  if (row_lse) {
+    vstorev(select(lse, (floatv)(NAN), bad), 0, out);
+    for (uint l = 0; l < nr; ++l) row_lse[first_row + r0 + l] = out[l];
   }
   if (!grad) return;
 
@@ -116,15 +118,19 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   const float B = S * eps * inv_c;
   const floatv fill = select((floatv)(0.0f), (floatv)(NAN), bad); /* ignored rows: 0; bad labels: NaN */
   const intv skip = ignored | bad;
+  __global store_t *g = grad + r0 * c;
   for (uint j = 0; j < cc; ++j) {
     const float w = weight ? weight[j] : 1.0f;
     const intv at_y = y == (int)j;
-    const floatv gv = select((k * e[j] - B * w) * slope[j], (k * ey - B * wy - K) * slope_y, at_y);
-    short_set_column(buf, cc, j, select(gv, fill, skip));
+    const floatv gv = select((k * u[j] - B * w) * slope[j], (k * ey - B * wy - K) * slope_y, at_y);
+    vstorev(select(gv, fill, skip), 0, out);
+#define SHORT_PUT(l) if ((l) < nr) STORE(out[l], g, (l) * cc + j);
+    CLXENT_EACH_LANE(SHORT_PUT) /* unrolled: constant lanes, no loop per column */
+#undef SHORT_PUT
   }
-  __global store_t *g = grad + r0 * c;
-  for (uint j = 0; j < cv; j += CLXENT_VEC) STOREV(vloadv(0, buf + j), g, j);
-  for (uint j = cv; j < count; ++j) STORE(buf[j], g, j);
+#undef SHORT_ROW
+#undef SHORT_Y
+#undef SHORT_Z
 }
 
 #if CLXENT_ROW_PER_ITEM

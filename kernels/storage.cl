@@ -57,8 +57,6 @@
 #undef softmax_xent_hard
 #undef softmax_xent_soft
 #undef softmax_xent_hard_short
-#undef short_column
-#undef short_set_column
 #undef pos_weight_of
 #undef sigmoid_xent
 #undef bce
@@ -73,8 +71,6 @@
 #define softmax_xent_hard CLXENT_TYPED(softmax_xent_hard)
 #define softmax_xent_soft CLXENT_TYPED(softmax_xent_soft)
 #define softmax_xent_hard_short CLXENT_TYPED(softmax_xent_hard_short)
-#define short_column CLXENT_TYPED(short_column)
-#define short_set_column CLXENT_TYPED(short_set_column)
 #define pos_weight_of CLXENT_TYPED(pos_weight_of)
 #define sigmoid_xent CLXENT_TYPED(sigmoid_xent)
 #define bce CLXENT_TYPED(bce)
