@@ -5,9 +5,9 @@
     CLXENT_LIBRARY=$PWD/build/libclxent.so venv/bin/python python/bench/bench_python.py small [--shape 1x10 ...]
 
 fresh: a training loop's `loss, grad = ctx.softmax_xent(z, y)` (the previous step's gradient
-dropped when the new one is bound) against the same call in place, with out= (the caller's own
-array) and, where the binding has the gradient pool, with the pool switched off (a fresh NumPy
-array per call, the behaviour before the pool). One call of each per round, the order reversed
+dropped when the new one is bound) against the same call in place, and where the binding has
+out=, with the caller's own array reused and with a new np.empty_like array per call (what the
+default did before the gradient pool). One call of each per round, the order reversed
 every round, medians over the rounds.
 
 small: one small call, split into the binding's Python side and the C call. "binding" is
@@ -30,6 +30,18 @@ import numpy as np
 
 import clxent
 
+before = None  # --before: another copy of the binding, timed in the same rounds
+
+
+def load_before(path):
+    """The binding's __init__.py at `path` (e.g. from `git show REV:python/clxent/__init__.py`) as a
+    module of its own, on the same C library."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("clxent_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 def interleaved(fns, rounds, inner=1):
     times = {k: [] for k in fns}
@@ -48,8 +60,8 @@ def shape_of(text):
     return n, c
 
 
-def fresh(ctx, shapes, rounds):
-    pool = getattr(clxent, "gradient_pool", None)
+def fresh(ctx, ctx_device, shapes, rounds):
+    has_out = "out" in clxent.Context.softmax_xent.__code__.co_varnames
     for n, c in shapes:
         rng = np.random.default_rng(0)
         z = rng.standard_normal((n, c), dtype=np.float32)
@@ -57,26 +69,26 @@ def fresh(ctx, shapes, rounds):
         work = z.copy()
         held = {}
 
-        def loop_step(key, pooled=True):
+        def loop_step(key, **kw):
             def step():
-                if pool is not None and not pooled:
-                    saved = pool()
-                    pool(max_blocks=0)
-                try:
-                    loss, grad = ctx.softmax_xent(z, y)[:2]
-                finally:
-                    if pool is not None and not pooled:
-                        pool(max_blocks=saved.max_blocks)
+                loss, grad = ctx.softmax_xent(z, y, **{k: v() for k, v in kw.items()})[:2]
                 held[key] = grad  # the previous step's gradient dies here, as in a training loop
             return step
 
         fns = {"in place": lambda: ctx.softmax_xent(work, y, in_place=True), "fresh (default)": loop_step("a")}
-        if pool is not None:
-            fns["fresh, pool off"] = loop_step("b", pooled=False)
-        if "out" in clxent.Context.softmax_xent.__code__.co_varnames:
+        if before is not None:
+            old = before.Context(ctx_device)
+
+            def old_step():
+                loss, grad = old.softmax_xent(z, y)[:2]
+                held["c"] = grad
+            fns["fresh, --before"] = old_step
+        if has_out:
             mine = np.empty_like(z)
-            fns["out= (own array)"] = lambda: ctx.softmax_xent(z, y, out=mine)
-        for f in fns.values():  # warm-up; fills the pool
+            fns["out= own array"] = lambda: ctx.softmax_xent(z, y, out=mine)
+            # what the default did before the pool: a new NumPy array every call
+            fns["out= new np.empty"] = loop_step("b", out=lambda: np.empty_like(z))
+        for f in fns.values():  # warm-up (fills the pool)
             f()
             f()
         med = interleaved(fns, rounds)
@@ -84,12 +96,13 @@ def fresh(ctx, shapes, rounds):
         print(f"# {n}x{c} float32, {ctx.device_name}, median of {rounds} interleaved rounds")
         for k, v in med.items():
             print(f"{n}x{c}  {k:18s} {v * 1e3:9.1f} ms  {v / base:5.2f}x in place")
-        if pool is not None:
-            print(f"# pool: {pool()}")
+        if hasattr(clxent, "gradient_pool"):
+            print(f"# {clxent.gradient_pool()}")
 
 
 def stub_function(like):
-    """A C function with `like`'s signature that only zeroes the loss, or None without cc."""
+    """A C function with `like`'s signature that only zeroes the loss (a ctypes callback without cc),
+    and what it is."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc:
         tmp = tempfile.mkdtemp()
@@ -100,23 +113,29 @@ def stub_function(like):
                     "  (void)ctx; (void)n; (void)c; (void)x; (void)y; (void)o; (void)e; (void)g;\n"
                     "  if (loss) *loss = 0.f; return 0; }\n")
         if subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", lib, src]).returncode == 0:
-            fn = ctypes.CDLL(lib).stub
+            fn = ctypes.CDLL(lib)["stub"]  # a function object of its own, for `like`'s argtypes
             fn.argtypes, fn.restype = like.argtypes, like.restype
             return fn, "C no-op"
     proto = ctypes.CFUNCTYPE(like.restype, *like.argtypes)
     return proto(lambda *args: 0), "ctypes callback no-op (an upper bound)"
 
 
-def small(ctx, shapes, rounds, inner):
+def small(ctx, ctx_device, shapes, rounds, inner):
     real = clxent._lib.clxent_softmax_xent_ex
     stub, what = stub_function(real)
+    stubs = {clxent: (stub, real)}
+    if before is not None:
+        stubs[before] = (stub_function(before._lib.clxent_softmax_xent_ex)[0], before._lib.clxent_softmax_xent_ex)
 
-    def stubbed(z, y):
-        clxent._lib.clxent_softmax_xent_ex = stub
+    def stubbed(z, y, module=clxent, context=ctx):
+        no_op, lib_fn = stubs[module]
+        module._lib.clxent_softmax_xent_ex = no_op
         try:
-            return ctx.softmax_xent(z, y)
+            return context.softmax_xent(z, y)
         finally:
-            clxent._lib.clxent_softmax_xent_ex = real
+            module._lib.clxent_softmax_xent_ex = lib_fn
+
+    old = None if before is None else before.Context(ctx_device)
 
     fns = {}
     for n, c in shapes:
@@ -130,6 +149,9 @@ def small(ctx, shapes, rounds, inner):
         fns[(n, c, "binding")] = lambda z=z, y=y: ctx.softmax_xent(z, y)
         fns[(n, c, "C call")] = lambda args=args, opts=opts, ex=ex: real(*args)
         fns[(n, c, "Python side")] = lambda z=z, y=y: stubbed(z, y)
+        if old is not None:
+            fns[(n, c, "binding --before")] = lambda z=z, y=y: old.softmax_xent(z, y)
+            fns[(n, c, "Python side --before")] = lambda z=z, y=y: stubbed(z, y, before, old)
     for f in fns.values():
         f()
     med = interleaved(fns, rounds, inner)
@@ -139,6 +161,9 @@ def small(ctx, shapes, rounds, inner):
         b, cc, p = (med[(n, c, k)] * 1e6 for k in ("binding", "C call", "Python side"))
         print(f"{n}x{c}  binding {b:7.1f} us   C call {cc:7.1f} us   Python side {p:6.1f} us   "
               f"binding - C call {b - cc:6.1f} us")
+        if old is not None:
+            b, p = (med[(n, c, k)] * 1e6 for k in ("binding --before", "Python side --before"))
+            print(f"{n}x{c}  --before: binding {b:7.1f} us   Python side {p:6.1f} us   binding - C call {b - cc:6.1f} us")
 
 
 def main():
@@ -148,12 +173,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--inner", type=int, default=200, help="small: calls per round")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--before", metavar="INIT_PY", help="also time this copy of clxent/__init__.py")
     a = ap.parse_args()
+    global before
+    if a.before:
+        before = load_before(a.before)
     with clxent.Context(a.device) as ctx:
         if a.what == "fresh":
-            fresh(ctx, [shape_of(s) for s in a.shape or ["4096x32000"]], a.rounds or 15)
+            fresh(ctx, a.device, [shape_of(s) for s in a.shape or ["4096x32000"]], a.rounds or 15)
         else:
-            small(ctx, [shape_of(s) for s in a.shape or ["1x10", "64x1000"]], a.rounds or 31, a.inner)
+            small(ctx, a.device, [shape_of(s) for s in a.shape or ["1x10", "64x1000"]], a.rounds or 31, a.inner)
     return 0
 
 
