@@ -7,13 +7,16 @@
 fresh: a training loop's `loss, grad = ctx.softmax_xent(z, y)` (the previous step's gradient
 dropped when the new one is bound) against the same call in place, and where the binding has
 out=, with the caller's own array reused and with a new np.empty_like array per call (what the
-default did before the gradient pool). One call of each per round, the order reversed
+default did before the gradient pool), and with a pool that keeps nothing, so that every call
+maps and populates a new block (what the first call of a loop costs). One call of each per round, the order reversed
 every round, medians over the rounds.
 
 small: one small call, split into the binding's Python side and the C call. "binding" is
 ctx.softmax_xent(z, y); "C call" is the ctypes function on the same arguments built once; "Python
 side" is the binding with the library function swapped for a C function that does nothing (built
-with cc, else a ctypes callback, which costs a little more). Rounds of --inner calls each,
+with cc, else a ctypes callback, which costs a little more). "C call with a new gradient array"
+is the C call given np.empty_like's array each time: what a couple of microseconds of Python
+between two calls add on this machine. Rounds of --inner calls each,
 interleaved, medians of the per-call time.
 """
 import argparse
@@ -83,6 +86,16 @@ def fresh(ctx, ctx_device, shapes, rounds):
                 loss, grad = old.softmax_xent(z, y)[:2]
                 held["c"] = grad
             fns["fresh, --before"] = old_step
+        if hasattr(clxent, "_pool"):
+            misses = clxent._pool.GradientPool(max_bytes=0)  # keeps nothing: every call maps a new block
+
+            def miss_step():
+                pool, clxent._POOL = clxent._POOL, misses
+                try:
+                    loop_step("d")()
+                finally:
+                    clxent._POOL = pool
+            fns["pool miss each call"] = miss_step
         if has_out:
             mine = np.empty_like(z)
             fns["out= own array"] = lambda: ctx.softmax_xent(z, y, out=mine)
@@ -148,6 +161,9 @@ def small(ctx, ctx_device, shapes, rounds, inner):
                 loss.ctypes.data, g.ctypes.data)
         fns[(n, c, "binding")] = lambda z=z, y=y: ctx.softmax_xent(z, y)
         fns[(n, c, "C call")] = lambda args=args, opts=opts, ex=ex: real(*args)
+        # the same with a new gradient array and its pointer taken per call (~2 us of Python)
+        fns[(n, c, "C call, new grad")] = lambda args=args, z=z, opts=opts, ex=ex: real(
+            *args[:-1], np.empty_like(z).ctypes.data)
         fns[(n, c, "Python side")] = lambda z=z, y=y: stubbed(z, y)
         if old is not None:
             fns[(n, c, "binding --before")] = lambda z=z, y=y: old.softmax_xent(z, y)
@@ -160,7 +176,7 @@ def small(ctx, ctx_device, shapes, rounds, inner):
     for n, c in shapes:
         b, cc, p = (med[(n, c, k)] * 1e6 for k in ("binding", "C call", "Python side"))
         print(f"{n}x{c}  binding {b:7.1f} us   C call {cc:7.1f} us   Python side {p:6.1f} us   "
-              f"binding - C call {b - cc:6.1f} us")
+              f"binding - C call {b - cc:6.1f} us   C call with a new gradient array {med[(n, c, 'C call, new grad')] * 1e6:7.1f} us")
         if old is not None:
             b, p = (med[(n, c, k)] * 1e6 for k in ("binding --before", "Python side --before"))
             print(f"{n}x{c}  --before: binding {b:7.1f} us   Python side {p:6.1f} us   binding - C call {b - cc:6.1f} us")
@@ -174,7 +190,11 @@ def main():
     ap.add_argument("--inner", type=int, default=200, help="small: calls per round")
     ap.add_argument("--device", default=None)
     ap.add_argument("--before", metavar="INIT_PY", help="also time this copy of clxent/__init__.py")
+    ap.add_argument("--no-numpy-thp", action="store_true",
+                    help="NumPy's own arrays without MADV_HUGEPAGE, as where transparent huge pages are off or scarce")
     a = ap.parse_args()
+    if a.no_numpy_thp:
+        np.core.multiarray._set_madvise_hugepage(False)
     global before
     if a.before:
         before = load_before(a.before)
