@@ -174,12 +174,13 @@ def small(ctx, ctx_device, shapes, rounds, inner):
     print(f"# one float32 call, {ctx.device_name}; median of {rounds} interleaved rounds of {inner} calls;"
           f" Python side with a {what}")
     for n, c in shapes:
-        b, cc, p = (med[(n, c, k)] * 1e6 for k in ("binding", "C call", "Python side"))
+        b, cc, p, new = (med[(n, c, k)] * 1e6 for k in ("binding", "C call", "Python side", "C call, new grad"))
         print(f"{n}x{c}  binding {b:7.1f} us   C call {cc:7.1f} us   Python side {p:6.1f} us   "
-              f"binding - C call {b - cc:6.1f} us   C call with a new gradient array {med[(n, c, 'C call, new grad')] * 1e6:7.1f} us")
+              f"binding - C call {b - cc:6.1f} us   C call with a new gradient array {new:7.1f} us")
         if old is not None:
             b, p = (med[(n, c, k)] * 1e6 for k in ("binding --before", "Python side --before"))
-            print(f"{n}x{c}  --before: binding {b:7.1f} us   Python side {p:6.1f} us   binding - C call {b - cc:6.1f} us")
+            print(f"{n}x{c}  --before: binding {b:7.1f} us   Python side {p:6.1f} us   "
+                  f"binding - C call {b - cc:6.1f} us")
 
 
 def main():

@@ -318,10 +318,19 @@ def gradient_pool(*, max_blocks=None, max_bytes=None, min_bytes=None, clear=Fals
     max_bytes (an eighth of the physical memory, at least 1 GiB) in all are kept, the least
     recently released dropped first. max_blocks=0 turns the pool off (a new NumPy array per call,
     as before); clear=True releases the blocks kept now."""
+    limits = []
     for name, v in (("max_blocks", max_blocks), ("max_bytes", max_bytes), ("min_bytes", min_bytes)):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-            raise _bad_type(f"{name}: expected a non-negative integer, got {v!r}")
-    return _POOL.configure(max_blocks, max_bytes, min_bytes, clear)
+        if v is not None:
+            try:
+                if isinstance(v, bool):
+                    raise TypeError
+                v = operator.index(v)
+            except TypeError:
+                raise _bad_type(f"{name}: expected a non-negative integer, got {v!r}") from None
+            if v < 0:
+                raise _invalid(f"{name} = {v} is negative")
+        limits.append(v)
+    return _POOL.configure(*limits, clear=bool(clear))
 
 
 class Context:

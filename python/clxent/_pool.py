@@ -24,6 +24,7 @@ import mmap
 import os
 import sys
 import threading
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -48,6 +49,18 @@ def _physical_bytes():
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 8 << 30
+
+
+_POOLS = weakref.WeakSet()  # every pool, for the fork handler (a pool itself may be dropped)
+
+
+def _after_fork_in_child():
+    for pool in list(_POOLS):
+        pool._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Block:
@@ -115,8 +128,7 @@ class GradientPool:
         self._free = []  # released blocks, least recently released first
         self._free_bytes = 0
         self._returned = collections.deque()  # blocks given back, not yet in _free
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+        _POOLS.add(self)
 
     def _after_fork(self):
         self._lock = threading.Lock()  # a thread of the parent may have held it
