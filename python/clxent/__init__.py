@@ -21,13 +21,16 @@ from collections import namedtuple
 
 import numpy as np
 
+from ._pool import GradientPool, PoolInfo
+
 __all__ = ["Context", "Error", "InvalidArgument", "InvalidType", "LabelRange", "NoDevice", "BuildError",
-           "OutOfMemory", "OpenCLError", "Result", "version", "STATUS_NAMES"]
+           "OutOfMemory", "OpenCLError", "Result", "PoolInfo", "gradient_pool", "version", "STATUS_NAMES"]
 
 STATUS_NAMES = ["OK", "INVALID_ARG", "LABEL_RANGE", "NO_DEVICE", "BUILD", "OUT_OF_MEMORY", "OPENCL"]
 _REDUCTIONS = {"mean": 0, "sum": 1, "none": 2}
 _DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
 _INT32_MIN, _INT32_MAX = -2 ** 31, 2 ** 31 - 1
+_POOL = GradientPool()  # where returned gradients live; see gradient_pool()
 
 
 _ABI_MAJOR = 1  # the library's major version (its SONAME) whose struct layout this binding writes
@@ -213,6 +216,10 @@ def _int32(value, name):
 def _labels(labels, n, c):
     """[n] int32 class indices, refusing what a cast would change: float or bool labels (TypeError)
     and integers outside int32 (LabelRange, as the library reports any label outside [0, c))."""
+    if type(labels) is np.ndarray and labels.dtype is _I32 and labels.shape == (n,):
+        flags = labels.flags
+        if flags.c_contiguous and flags.aligned:
+            return labels  # the common case, used as it is
     y = np.asarray(labels)
     if y.dtype == object and y.size and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                                             for v in y.flat):
@@ -224,9 +231,8 @@ def _labels(labels, n, c):
     if y.shape != (n,):
         raise _invalid(f"labels: expected {n} values, got shape {np.shape(labels)}")
     if not np.can_cast(y.dtype, np.int32):
-        bad = np.flatnonzero((y < _INT32_MIN) | (y > _INT32_MAX))
-        if bad.size:
-            i = int(bad[0])
+        if y.size and (y.min() < _INT32_MIN or y.max() > _INT32_MAX):
+            i = int(np.flatnonzero((y < _INT32_MIN) | (y > _INT32_MAX))[0])
             raise LabelRange(2, f"labels[{i}] = {int(y[i])} is outside [0, {c}) (and outside int32, the library's "
                                 f"label type)")
         y = y.astype(np.int32)
@@ -235,10 +241,96 @@ def _labels(labels, n, c):
 
 Result = namedtuple("Result", ["loss", "grad", "lse", "bias_grad"])
 Result.__doc__ = """loss: a float (mean, sum) or an array (none); grad, lse, bias_grad: arrays or None."""
+_result = tuple.__new__  # _result(Result, (...)): a Result without namedtuple's argument parsing
+
+_F32, _F16, _U16, _I32 = np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint16), np.dtype(np.int32)
 
 
 def _ptr(a):
     return None if a is None else a.ctypes.data
+
+
+def _plain(a, dtype):
+    """The storage type's name when `a` is an array the library can take exactly as it is: a 2-D,
+    C-contiguous, aligned ndarray of float32 or float16 (dtype None or naming it), or of uint16
+    with dtype="bfloat16". None otherwise: the full checks and conversions then decide. Only a
+    shortcut for the common case: whatever it accepts, the full path accepts unchanged."""
+    if type(a) is np.ndarray and a.ndim == 2:
+        d = a.dtype
+        if d is _F32:
+            name = "float32"
+        elif d is _F16:
+            name = "float16"
+        elif d is _U16:
+            name = "bfloat16"
+            if dtype is None:
+                return None
+        else:
+            return None
+        if dtype is not None and (type(dtype) is not str or dtype != name):
+            return None
+        flags = a.flags
+        if flags.c_contiguous and flags.aligned:
+            return name
+    return None
+
+
+_OPTS = {}  # (reduction code, ignore_index, label_smoothing, z_loss, softcap) -> its _Opts, read-only
+_EX = {}  # dtype name -> the _Ex without lse or bias_grad, read-only
+
+
+def _opts(code, ignore_index, weight, label_smoothing, z_loss, softcap, pos_weight):
+    """The clxent_opts struct; the ones without weight arrays are built once and shared (the library
+    only reads them)."""
+    if weight is not None or pos_weight is not None:
+        return _Opts(code, ignore_index, weight.ctypes.data if weight is not None else None, label_smoothing, z_loss,
+                     softcap, pos_weight.ctypes.data if pos_weight is not None else None)
+    key = (code, ignore_index, label_smoothing, z_loss, softcap)
+    try:
+        return _OPTS[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value: ctypes says whether it converts
+        return _Opts(code, ignore_index, None, label_smoothing, z_loss, softcap, None)
+    opts = _Opts(code, ignore_index, None, label_smoothing, z_loss, softcap, None)
+    if len(_OPTS) >= 256:
+        _OPTS.clear()
+    _OPTS[key] = opts
+    return opts
+
+
+def _reduction(reduction):
+    try:
+        return _REDUCTIONS[reduction]
+    except (KeyError, TypeError):
+        raise _invalid(f"reduction must be one of {sorted(_REDUCTIONS)}, got {reduction!r}") from None
+
+
+def gradient_pool(*, max_blocks=None, max_bytes=None, min_bytes=None, clear=False):
+    """Settings and state of the memory that returned gradients live in; returns a PoolInfo.
+
+    A gradient of at least min_bytes (1 MiB) is written into a block the binding maps itself, not
+    into a new NumPy array: when the last array that reaches a block (the gradient or any view of
+    it) is gone, the block is kept, already paged in, for the next call of that size. A training
+    loop's `loss, grad = ctx.softmax_xent(z, y)` then costs what the call in place costs, where a
+    new array per call pays for first-touch page faults on the whole gradient. A block is never
+    reused while any array over it is alive. At most max_blocks (4) released blocks of at most
+    max_bytes (an eighth of the physical memory, at least 1 GiB) in all are kept, the least
+    recently released dropped first. max_blocks=0 turns the pool off (a new NumPy array per call,
+    as before); clear=True releases the blocks kept now."""
+    limits = []
+    for name, v in (("max_blocks", max_blocks), ("max_bytes", max_bytes), ("min_bytes", min_bytes)):
+        if v is not None:
+            try:
+                if isinstance(v, bool):
+                    raise TypeError
+                v = operator.index(v)
+            except TypeError:
+                raise _bad_type(f"{name}: expected a non-negative integer, got {v!r}") from None
+            if v < 0:
+                raise _invalid(f"{name} = {v} is negative")
+        limits.append(v)
+    return _POOL.configure(*limits, clear=bool(clear))
 
 
 class Context:
@@ -249,10 +341,18 @@ class Context:
     The settings below default (None) to their CLXENT_* environment variable, else the library's
     default: cache (True/False) the on-disk program binary cache ($CLXENT_CACHE; on by default),
     cache_dir its folder ($CLXENT_CACHE_DIR, else $XDG_CACHE_HOME/clxent or ~/.cache/clxent),
-    max_alloc a cap in bytes on any one device buffer ($CLXENT_MAX_ALLOC, else the device's)."""
+    max_alloc a cap in bytes on any one device buffer ($CLXENT_MAX_ALLOC, else the device's).
+
+    Every loss method returns Result(loss, grad, lse, bias_grad). The gradient is written into
+    logits itself with in_place=True, into the caller's array with out= (writable, C-contiguous,
+    aligned, of the gradient's type and the input's shape, not overlapping the inputs), and else
+    into memory of the gradient pool (see gradient_pool()) for large gradients, a new array for
+    small ones. None of these is ever aliased by a later call's result."""
 
     def __init__(self, device=None, *, cache=None, cache_dir=None, max_alloc=None):
         self._ctx = None
+        self._loss = ctypes.c_float()  # a reduced loss lands here (one thread uses a Context at a time)
+        self._loss_at = ctypes.addressof(self._loss)
         if cache is not None and not isinstance(cache, bool):
             raise _bad_type(f"cache: expected None, True or False, got {cache!r}")
         if max_alloc is not None:
@@ -340,24 +440,61 @@ class Context:
             raise _invalid(f"{name}: expected a 2-D array [n, c], got shape {x.shape}")
         return np.require(x, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
+    def _input(self, a, name, dtype, vector_is_column=False):
+        """(storage name, the 2-D array the library reads): `a` itself when it can be used as it is."""
+        storage = _plain(a, dtype)
+        if storage is not None:
+            return storage, a
+        storage = self._storage(a, dtype)
+        return storage, self._matrix(a, name, storage, dtype is not None, vector_is_column)
+
+    def _aux(self, a, name, storage, dtype, shape, vector_is_column=False):
+        """Targets of the input's storage type and shape."""
+        t = a if _plain(a, dtype) == storage else self._matrix(a, name, storage, dtype is not None, vector_is_column)
+        if t.shape != shape:
+            raise _invalid(f"{name}: expected shape {shape}, got {t.shape}")
+        return t
+
     @staticmethod
-    def _in_place(original, x, dtype, name):
-        """in_place=True writes the gradient into the caller's array itself: refuse one it cannot
-        be written into as it is (rather than writing a private copy, or read-only memory)."""
-        if not isinstance(original, np.ndarray):
-            raise _bad_type(f"in_place=True: {name} must be a NumPy array to write the gradient into, got "
-                            f"{type(original).__name__}")
-        if original.dtype not in {"float32": (np.float32,), "float16": (np.float16, np.uint16),
-                                  "bfloat16": (np.uint16,)}[dtype]:
-            raise _bad_type(f"in_place=True: {name} is {original.dtype}, the gradient {dtype}: it would be written "
-                            f"into a converted copy, not into {name}")
-        if not original.flags.writeable:
-            raise _invalid(f"in_place=True: {name} is read-only")
-        if not (original.flags.c_contiguous and original.flags.aligned):
-            raise _invalid(f"in_place=True: {name} is not C-contiguous and aligned: the gradient would be written "
-                           f"into a copy, not into {name}")
+    def _writable(a, dtype, what, into):
+        """An array the gradient can be written into as it is (in_place=True's logits, out=): refuse one
+        it cannot, rather than writing a private copy, or into read-only memory."""
+        if not isinstance(a, np.ndarray):
+            raise _bad_type(f"{what}: {into} must be a NumPy array to write the gradient into, got "
+                            f"{type(a).__name__}")
+        if a.dtype not in {"float32": (np.float32,), "float16": (np.float16, np.uint16),
+                           "bfloat16": (np.uint16,)}[dtype]:
+            raise _bad_type(f"{what}: {into} is {a.dtype}, the gradient {dtype}: it would be written into a converted "
+                            f"copy, not into {into}")
+        if not a.flags.writeable:
+            raise _invalid(f"{what}: {into} is read-only")
+        if not (a.flags.c_contiguous and a.flags.aligned):
+            raise _invalid(f"{what}: {into} is not C-contiguous and aligned: the gradient would be written into a "
+                           f"copy, not into {into}")
+
+    @classmethod
+    def _in_place(cls, original, x, dtype, name):
+        """in_place=True writes the gradient into the caller's array itself."""
+        cls._writable(original, dtype, "in_place=True", name)
         if x.ctypes.data != original.ctypes.data:  # the checks above should make this impossible
             raise _invalid(f"in_place=True: {name} could not be used without a copy")
+
+    @classmethod
+    def _out(cls, out, x, aux, dtype, original, grad, in_place):
+        """out=: the caller's array for the gradient, of the input's shape (as given or as 2-D)."""
+        if in_place:
+            raise _invalid("out= and in_place=True both say where the gradient goes: pass one of them")
+        if not grad:
+            raise _invalid("out= was given with grad=False: there is no gradient to write")
+        cls._writable(out, dtype, "out=", "out")
+        shape = np.shape(original)
+        if out.shape != x.shape and out.shape != shape:
+            raise _invalid(f"out: expected shape {shape}, got {out.shape}")
+        if out.ctypes.data == x.ctypes.data:
+            return  # the input itself: the library computes in place
+        for other, what in ((x, "the input"), (aux, "the targets or labels")):
+            if other is not None and np.may_share_memory(out, other):
+                raise _invalid(f"out overlaps {what}: the gradient would overwrite values still to be read")
 
     @staticmethod
     def _weights(w, c, name):
@@ -368,108 +505,120 @@ class Context:
             raise _invalid(f"{name}: expected {c} values, got shape {w.shape}")
         return w
 
-    def _run(self, fn, n, c, x, aux, opts, reduction, grad, in_place, lse, bias_grad, dtype, values):
-        if reduction not in _REDUCTIONS:
-            raise _invalid(f"reduction must be one of {sorted(_REDUCTIONS)}, got {reduction!r}")
-        storage = x.dtype
-        g = x if in_place else (np.empty_like(x) if grad else None)
-        loss = np.empty(values if reduction == "none" else 1, dtype=np.float32)
-        lse_out = np.empty(n, dtype=np.float32) if lse else None
-        bias_out = np.empty(c, dtype=np.float32) if bias_grad else None
-        ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out))
-        self._check(fn(self._ctx, n, c, _ptr(x), _ptr(aux), ctypes.byref(opts), ctypes.byref(ex), _ptr(loss), _ptr(g)))
-        assert g is None or g.dtype == storage
-        return Result(loss if reduction == "none" else float(loss[0]), g, lse_out, bias_out)
+    def _run(self, fn, n, c, x, aux, opts, code, grad, in_place, lse, bias_grad, dtype, values, out, original):
+        if out is not None:
+            self._out(out, x, aux, dtype, original, grad, in_place)
+            g = out
+        elif in_place:
+            g = x
+        elif grad:
+            g = _POOL.empty(x.shape, x.dtype, x.nbytes)
+        else:
+            g = None
+        if code == 2:  # "none": one loss per row or value, returned
+            loss = np.empty(values, dtype=np.float32)
+            loss_at = loss.ctypes.data
+        else:
+            loss, loss_at = None, self._loss_at
+        if lse or bias_grad:
+            lse_out = np.empty(n, dtype=np.float32) if lse else None
+            bias_out = np.empty(c, dtype=np.float32) if bias_grad else None
+            ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out))
+        else:
+            lse_out = bias_out = None
+            ex = _EX.get(dtype) or _EX.setdefault(dtype, _Ex(_DTYPES[dtype], None, None))
+        st = fn(self._ctx, n, c, x.ctypes.data, aux.ctypes.data, opts, ex, loss_at,
+                None if g is None else g.ctypes.data)
+        if st:
+            raise _error(st, _lib.clxent_last_error(self._ctx).decode())
+        return _result(Result, (self._loss.value if loss is None else loss, g, lse_out, bias_out))
 
     # ---------------------------------------------------------------- losses
 
     def softmax_xent(self, logits, labels, *, reduction="mean", ignore_index=-100, class_weight=None,
                      label_smoothing=0.0, z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False,
-                     bias_grad=False, dtype=None):
+                     bias_grad=False, dtype=None, out=None):
         """Softmax cross-entropy with class-index labels, fused with its gradient.
 
         logits [n, c] float32/float16 (or uint16 bfloat16 bits with dtype="bfloat16"); labels [n]
         ints in [0, c) or ignore_index. loss_i = sum_j tau_j (lse_i - u_j) + z_loss * lse_i^2 with
         u = softcap*tanh(z/softcap) (or z), tau_j = w_j ((1-eps) [j == y_i] + eps/c);
         grad = scale * (a * sum(tau) - tau) (+ 2 z_loss lse a) times du/dz. mean divides by the
-        sum of w_{y_i} over the rows counted (PyTorch). in_place writes the gradient into logits.
-        Returns Result(loss, grad, lse, bias_grad)."""
-        bits = dtype is not None
-        dtype = self._storage(logits, dtype)
-        x = self._matrix(logits, "logits", dtype, bits)
+        sum of w_{y_i} over the rows counted (PyTorch). in_place writes the gradient into logits,
+        out= into the caller's array. Returns Result(loss, grad, lse, bias_grad)."""
+        dtype, x = self._input(logits, "logits", dtype)
         if in_place:
             self._in_place(logits, x, dtype, "logits")
         n, c = x.shape
         y = _labels(labels, n, c)
-        ignore_index = _int32(ignore_index, "ignore_index")
-        w = self._weights(class_weight, c, "class_weight")
-        opts = _Opts(_REDUCTIONS.get(reduction, 0), ignore_index, _ptr(w), label_smoothing, z_loss, softcap, None)
-        return self._run(_lib.clxent_softmax_xent_ex, n, c, x, y, opts, reduction, grad, in_place, lse, bias_grad,
-                         dtype, n)
+        code = _reduction(reduction)
+        if type(ignore_index) is not int or not _INT32_MIN <= ignore_index <= _INT32_MAX:
+            ignore_index = _int32(ignore_index, "ignore_index")
+        w = None if class_weight is None else self._weights(class_weight, c, "class_weight")
+        opts = _opts(code, ignore_index, w, label_smoothing, z_loss, softcap, None)
+        return self._run(_lib.clxent_softmax_xent_ex, n, c, x, y, opts, code, grad, in_place, lse, bias_grad,
+                         dtype, n, out, logits)
 
     def softmax_xent_soft(self, logits, targets, *, reduction="mean", class_weight=None, label_smoothing=0.0,
                           z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False, bias_grad=False,
-                          dtype=None):
+                          dtype=None, out=None):
         """Softmax cross-entropy with dense targets t [n, c] of the logits' storage type:
         loss_i = -sum_j tau_j ln a_ij, tau_j = w_j ((1-eps) t_ij + eps/c); mean divides by n."""
-        bits = dtype is not None
-        dtype = self._storage(logits, dtype)
-        x = self._matrix(logits, "logits", dtype, bits)
+        given = dtype
+        dtype, x = self._input(logits, "logits", dtype)
         if in_place:
             self._in_place(logits, x, dtype, "logits")
-        t = self._matrix(targets, "targets", dtype, bits)
-        if t.shape != x.shape:
-            raise _invalid(f"targets: expected shape {x.shape}, got {t.shape}")
+        t = self._aux(targets, "targets", dtype, given, x.shape)
         n, c = x.shape
-        w = self._weights(class_weight, c, "class_weight")
-        opts = _Opts(_REDUCTIONS.get(reduction, 0), -100, _ptr(w), label_smoothing, z_loss, softcap, None)
-        return self._run(_lib.clxent_softmax_xent_soft_ex, n, c, x, t, opts, reduction, grad, in_place, lse,
-                         bias_grad, dtype, n)
+        code = _reduction(reduction)
+        w = None if class_weight is None else self._weights(class_weight, c, "class_weight")
+        opts = _opts(code, -100, w, label_smoothing, z_loss, softcap, None)
+        return self._run(_lib.clxent_softmax_xent_soft_ex, n, c, x, t, opts, code, grad, in_place, lse,
+                         bias_grad, dtype, n, out, logits)
 
-    def _binary(self, fn, x, targets, reduction, pos_weight, grad, in_place, bias_grad, dtype):
+    def _binary(self, fn, x, targets, reduction, pos_weight, grad, in_place, bias_grad, dtype, out):
         shape = np.shape(x)
-        bits = dtype is not None
-        dtype = self._storage(x, dtype)
-        original, x = x, self._matrix(x, "input", dtype, bits, vector_is_column=True)
+        given = dtype
+        original = x
+        dtype, x = self._input(x, "input", dtype, vector_is_column=True)
         if in_place:
             self._in_place(original, x, dtype, "input")
-        t = self._matrix(targets, "targets", dtype, bits, vector_is_column=True)
-        if t.shape != x.shape:
-            raise _invalid(f"targets: expected shape {x.shape}, got {t.shape}")
+        t = self._aux(targets, "targets", dtype, given, x.shape, vector_is_column=True)
         n, c = x.shape
+        code = _reduction(reduction)
         pw = self._weights(pos_weight, c, "pos_weight")
-        opts = _Opts(_REDUCTIONS.get(reduction, 0), -100, None, 0.0, 0.0, 0.0, _ptr(pw))
-        r = self._run(fn, n, c, x, t, opts, reduction, grad, in_place, False, bias_grad, dtype, n * c)
-        if reduction == "none":
+        opts = _opts(code, -100, None, 0.0, 0.0, 0.0, pw)
+        r = self._run(fn, n, c, x, t, opts, code, grad, in_place, False, bias_grad, dtype, n * c, out, original)
+        if code == 2:
             r = r._replace(loss=r.loss.reshape(shape))
-        return r if r.grad is None else r._replace(grad=r.grad.reshape(shape))
+        return r if r.grad is None or r.grad is out else r._replace(grad=r.grad.reshape(shape))
 
     def sigmoid_xent(self, logits, targets, *, reduction="mean", pos_weight=None, grad=True, in_place=False,
-                     bias_grad=False, dtype=None):
+                     bias_grad=False, dtype=None, out=None):
         """Binary cross-entropy with the sigmoid fused, elementwise over [n] or [n, c]:
         loss = p y softplus(-z) + (1-y) softplus(z) (p = pos_weight per column, 1 by default),
         grad = scale (a (1-y) - p y (1-a)); mean divides by the number of values."""
         return self._binary(_lib.clxent_sigmoid_xent_ex, logits, targets, reduction, pos_weight, grad, in_place,
-                            bias_grad, dtype)
+                            bias_grad, dtype, out)
 
     def bce(self, probs, targets, *, reduction="mean", pos_weight=None, grad=True, in_place=False,
-            bias_grad=False, dtype=None):
+            bias_grad=False, dtype=None, out=None):
         """Binary cross-entropy from probabilities a in [0, 1] (PyTorch's BCELoss, logs clamped at -100):
         loss = -[p y ln a + (1-y) ln(1-a)], grad = scale (a (1-y) - p y (1-a)) / max(a(1-a), 1e-12)."""
         return self._binary(_lib.clxent_bce_ex, probs, targets, reduction, pos_weight, grad, in_place, bias_grad,
-                            dtype)
+                            dtype, out)
 
     def _information(self, fn, p, q):
-        p = self._matrix(p, "p", "float32", False)
+        p = p if _plain(p, "float32") else self._matrix(p, "p", "float32", False)
         n, c = p.shape
-        args = [self._ctx, n, c, _ptr(p)]
+        args = [self._ctx, n, c, p.ctypes.data]
         if q is not None:
-            q = self._matrix(q, "q", "float32", False)
+            q = q if _plain(q, "float32") else self._matrix(q, "q", "float32", False)
             if q.shape != p.shape:
                 raise _invalid(f"q: expected shape {p.shape}, got {q.shape}")
-            args.append(_ptr(q))
+            args.append(q.ctypes.data)
         out = np.empty(n, dtype=np.float32)
-        self._check(fn(*args, _ptr(out)))
+        self._check(fn(*args, out.ctypes.data))
         return out
 
     def entropy(self, p):

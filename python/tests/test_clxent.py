@@ -430,3 +430,269 @@ def test_16bit_binary_losses_stream_under_a_small_cap(ctx, dtype):
         got = small.sigmoid_xent(bits(z), bits(t), dtype=dtype)
     assert got.loss == want.loss
     np.testing.assert_array_equal(got.grad, want.grad)
+
+
+# ---------------------------------------------------------------- issue 14: the gradient pool, out=
+
+
+@pytest.fixture
+def pool(monkeypatch):
+    """A pool of the test's own (the module's default is shared by every test), pooling from 1 byte."""
+    p = clxent._pool.GradientPool(min_bytes=1)
+    monkeypatch.setattr(clxent, "_POOL", p)
+    yield p
+    p.configure(clear=True)
+
+
+def _problem(seed, n=64, c=500):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-4, 4, (n, c)).astype(np.float32), rng.integers(0, c, n).astype(np.int32)
+
+
+def _block_of(a):
+    """The pool's block an array's memory lies in: its lease, found through the bases."""
+    while not isinstance(a, clxent._pool._Lease):
+        a = a.base
+    return a._block
+
+
+def test_pool_reuses_a_dropped_gradient_and_never_a_live_one(ctx, pool):
+    z, y = _problem(1)
+    z2, y2 = _problem(2)
+    first = ctx.softmax_xent(z, y).grad
+    keep = first.copy()
+    at = first.ctypes.data
+    second = ctx.softmax_xent(z2, y2).grad  # the first is alive: another block
+    assert not np.shares_memory(first, second)
+    np.testing.assert_array_equal(first, keep)  # untouched by the second call
+    assert pool.configure().misses == 2
+    del first
+    third = ctx.softmax_xent(z2, y2).grad  # the first's block, paged in already
+    assert third.ctypes.data == at and pool.configure().hits == 1
+    np.testing.assert_array_equal(third, second)  # computed afresh, nothing stale
+    np.testing.assert_allclose(third, ref_softmax(z2, y2)[1], atol=1e-7, rtol=1e-4)
+
+
+def test_a_training_loop_alternates_two_blocks(ctx, pool):
+    z, y = _problem(3)
+    addresses = set()
+    grad = None
+    for _ in range(6):
+        loss, grad = ctx.softmax_xent(z, y)[:2]  # the previous step's gradient dies on rebinding
+        addresses.add(grad.ctypes.data)
+    info = pool.configure()
+    assert len(addresses) == 2 and info.misses == 2 and info.hits == 4, info
+
+
+@pytest.mark.parametrize("make_view", [
+    lambda g: g[1:, ::3], lambda g: g.T, lambda g: g.reshape(-1), lambda g: g.view(np.uint32),
+    lambda g: np.asarray(memoryview(g)), lambda g: g[None][0], lambda g: g.view(np.ndarray)[2:5],
+    lambda g: np.lib.stride_tricks.as_strided(g, (2, 2), g.strides)])
+def test_views_keep_the_block_from_reuse(ctx, pool, make_view):
+    z, y = _problem(4)
+    grad = ctx.softmax_xent(z, y).grad
+    view = make_view(grad)
+    saved = np.array(view, copy=True)
+    block = _block_of(grad)
+    del grad
+    z2, y2 = _problem(5)
+    for _ in range(3):
+        again = ctx.softmax_xent(z2, y2).grad
+        assert _block_of(again) is not block and not np.shares_memory(again, view)
+    np.testing.assert_array_equal(view, saved)
+    del view, again
+    assert pool.configure().free_blocks >= 1
+
+
+@pytest.mark.parametrize("storage", ["float32", "float16", "bfloat16", "float16 bits"])
+def test_pooled_gradients_have_the_storage_type_and_the_values(ctx, pool, storage):
+    z, y = _problem(6, 33, 257)
+    given = {"float32": (z, None), "float16": (z.astype(np.float16), None),
+             "bfloat16": ((z.view(np.uint32) >> 16).astype(np.uint16), "bfloat16"),
+             "float16 bits": (z.astype(np.float16).view(np.uint16), "float16")}
+    logits, dtype = given[storage]
+    kind = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "float16 bits": np.float16}[storage]
+    want = ctx.softmax_xent(logits, y, dtype=dtype, out=np.empty(logits.shape, kind)).grad  # not pooled
+    for _ in range(3):  # a fresh block, then reused ones
+        got = ctx.softmax_xent(logits, y, dtype=dtype).grad
+        assert isinstance(_block_of(got), clxent._pool._Block)
+        assert got.dtype == want.dtype and got.shape == (33, 257) and got.flags.writeable
+        assert got.flags.c_contiguous and got.flags.aligned
+        np.testing.assert_array_equal(got, want)
+    x = z[:, 0].copy()  # a vector input: the gradient has its shape, a view of the pooled array
+    g = ctx.sigmoid_xent(x, np.ones_like(x)).grad
+    assert g.shape == x.shape and isinstance(_block_of(g), clxent._pool._Block)
+
+
+def test_pool_limits_and_clear(ctx, pool):
+    grads = [ctx.softmax_xent(*_problem(k)).grad for k in range(7)]
+    pool.configure(max_blocks=3)
+    del grads
+    info = pool.configure()
+    assert info.free_blocks == 3 and info.free_bytes == 3 * _block_of(ctx.softmax_xent(*_problem(0)).grad).size
+    one = _block_of(ctx.softmax_xent(*_problem(0)).grad).size  # the gradient just dropped went back
+    info = pool.configure(max_bytes=2 * one)
+    assert info.free_blocks == 2 and info.free_bytes == 2 * one
+    assert pool.configure(clear=True).free_blocks == 0
+    pool.configure(max_blocks=0)  # off: a plain NumPy array per call, as before the pool
+    g = ctx.softmax_xent(*_problem(0)).grad
+    assert g.base is None and g.flags.owndata
+    small = clxent._pool.GradientPool()  # the default: small gradients are plain arrays
+    assert small.min_bytes > 64 * 500 * 4 and small.empty((64, 500), np.dtype(np.float32), 128000).flags.owndata
+
+
+def test_gradient_pool_settings_are_checked():
+    info = clxent.gradient_pool()
+    assert isinstance(info, clxent.PoolInfo) and info.max_blocks >= 1 and info.min_bytes >= 1
+    for bad in (1.5, "4", True):
+        with pytest.raises(TypeError):
+            clxent.gradient_pool(max_blocks=bad)
+    with pytest.raises(ValueError):
+        clxent.gradient_pool(max_bytes=-1)
+    assert clxent.gradient_pool(max_blocks=np.int64(info.max_blocks)) == clxent.gradient_pool()
+
+
+def test_a_lease_dying_while_the_pool_is_locked_does_not_deadlock(ctx, pool):
+    z, y = _problem(7)
+    grad = ctx.softmax_xent(z, y).grad
+    with pool._lock:  # as when a garbage collection runs inside the pool's own methods
+        del grad  # its finalizer must not wait for the lock
+    assert pool.configure().free_blocks == 1
+    again = ctx.softmax_xent(z, y).grad
+    assert pool.configure().hits == 1 and again is not None
+
+
+def test_pool_in_a_forked_child(ctx, pool):
+    """A child forked while another thread held the pool's lock can still use the pool."""
+    import threading
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with pool._lock:
+            held.set()
+            release.wait()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the lock's holder does not exist here
+            import signal
+            signal.alarm(20)  # a deadlock fails the test instead of hanging it
+            ok = pool.configure().max_blocks == 4
+            os._exit(0 if ok else 1)
+    finally:
+        release.set()
+        t.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_pool_from_several_threads(pool):
+    import threading
+    failures = []
+
+    def work(seed):
+        try:
+            with clxent.Context() as c:
+                z, y = _problem(seed, 16, 300)
+                want = ref_softmax(z, y)[1]
+                held = []
+                for i in range(40):
+                    held.append(c.softmax_xent(z, y).grad)
+                    if i % 3:
+                        held.pop(0)
+                for g in held:
+                    np.testing.assert_allclose(g, want, atol=1e-7, rtol=1e-4)
+        except Exception as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    info = pool.configure()
+    assert info.free_blocks <= info.max_blocks and info.hits > 0
+    assert info.free_bytes == sum(b.size for b in pool._free)
+
+
+def test_out_takes_the_gradient(ctx):
+    z, y = _problem(8, 20, 30)
+    out = np.full_like(z, np.nan)
+    r = ctx.softmax_xent(z, y, out=out)
+    assert r.grad is out
+    np.testing.assert_allclose(out, ref_softmax(z, y)[1], atol=1e-7, rtol=1e-4)
+    work = z.copy()  # out= the logits themselves: in place
+    assert ctx.softmax_xent(work, y, out=work).grad is work
+    np.testing.assert_array_equal(work, out)
+    x = z[:, 0].copy()
+    o1 = np.empty_like(x)  # a vector input: out of its shape (or the [n, 1] the library sees)
+    assert ctx.sigmoid_xent(x, np.ones_like(x), out=o1).grad is o1
+    o2 = np.empty((20, 1), np.float32)
+    ctx.sigmoid_xent(x, np.ones_like(x), out=o2)
+    np.testing.assert_array_equal(o2[:, 0], o1)
+    t = np.full_like(z, 1 / 30)
+    o3 = np.empty_like(z)
+    assert ctx.softmax_xent_soft(z, t, out=o3).grad is o3
+    np.testing.assert_allclose(o3, ctx.softmax_xent_soft(z, t).grad)
+
+
+def test_out_refuses_what_it_cannot_write(ctx):
+    z, y = _problem(9, 6, 8)
+    with pytest.raises(TypeError):
+        ctx.softmax_xent(z, y, out=np.empty((6, 8), np.float64))
+    with pytest.raises(TypeError):
+        ctx.softmax_xent(z, y, out=[[0.0] * 8] * 6)
+    with pytest.raises(ValueError) as e:
+        ctx.softmax_xent(z, y, out=np.empty((6, 9), np.float32))
+    assert "shape" in e.value.message
+    with pytest.raises(ValueError):
+        ctx.softmax_xent(z, y, out=np.frombuffer(bytes(6 * 8 * 4), np.float32).reshape(6, 8))
+    with pytest.raises(ValueError):
+        ctx.softmax_xent(z, y, out=np.empty((6, 16), np.float32)[:, ::2])
+    with pytest.raises(ValueError):
+        ctx.softmax_xent(z.copy(), y, out=np.empty_like(z), in_place=True)
+    with pytest.raises(ValueError):
+        ctx.softmax_xent(z, y, out=np.empty_like(z), grad=False)
+    big = np.zeros((7, 8), np.float32)
+    big[:6] = z
+    with pytest.raises(ValueError) as e:  # overlapping the logits, shifted by a row
+        ctx.softmax_xent(big[:6], y, out=big[1:])
+    assert "overlaps" in e.value.message
+    t = np.full((6, 8), 1 / 8, np.float32)
+    with pytest.raises(ValueError):
+        ctx.softmax_xent_soft(z, t, out=t)
+    assert ctx.softmax_xent(z, y).grad.shape == (6, 8)
+
+
+def test_shortcut_and_full_path_agree(ctx):
+    """The binding takes plain arrays as they are and converts the rest; both give one answer and
+    the same refusals."""
+    z, y = _problem(10, 9, 40)
+    want = ctx.softmax_xent(z, y)
+    for logits, labels in ((z.astype(np.float64), y), (np.asfortranarray(z), y), (z.tolist(), y.tolist()),
+                           (z, y.astype(np.int64)), (z, y.astype(np.uint8)), (z, y.reshape(9, 1))):
+        r = ctx.softmax_xent(logits, labels)
+        assert r.loss == want.loss
+        np.testing.assert_array_equal(r.grad, want.grad)
+    for dtype in (np.dtype("float32"), np.float32, "float64", "f4"):
+        with pytest.raises(ValueError):
+            ctx.softmax_xent(z, y, dtype=dtype)
+    with pytest.raises(TypeError):
+        ctx.softmax_xent(z, y, dtype="bfloat16")  # float32 values are not bfloat16 bits
+    with pytest.raises(TypeError):
+        ctx.softmax_xent(z, y, ignore_index=1.0)
+    with pytest.raises(ValueError):
+        ctx.softmax_xent(z, y, reduction=["mean"])
+    a = ctx.softmax_xent(z, y, label_smoothing=0.1).loss  # options held once, not mixed up
+    assert a != want.loss and ctx.softmax_xent(z, y).loss == want.loss
+    assert ctx.softmax_xent(z, y, label_smoothing=0.1).loss == a
+    assert isinstance(want, clxent.Result) and isinstance(want.loss, float)
+    assert want._replace(lse=1).lse == 1
+    with clxent.Context() as other:  # each Context reduces into its own scalar
+        assert other.softmax_xent(z[:3], y[:3]).loss != want.loss and ctx.softmax_xent(z, y).loss == want.loss
