@@ -41,6 +41,14 @@ inline clxent_params call_params(clxent_params p, __global const float *dev_scal
 #define intv CLXENT_CAT(int, CLXENT_VEC)
 #define ushortv CLXENT_CAT(ushort, CLXENT_VEC)
 
+/* 16-bit vectors at any even address: PoCL 3.1 compiles vstoreN of ushort to one 16-bit store per
+ * element, and vload_halfN/vstore_halfN to aligned moves that fault on rows starting at an odd
+ * multiple of 2 bytes; a vector type whose alignment is lowered to its element's gets one
+ * unaligned vector move for each (which is what vloadN means). */
+typedef ushortv ushortv_unaligned __attribute__((aligned(2)));
+inline ushortv load_ushortv(__global const ushort *p) { return *(__global const ushortv_unaligned *)p; }
+inline void store_ushortv(ushortv v, __global ushort *p) { *(__global ushortv_unaligned *)p = v; }
+
 /* bfloat16 is the high half of a float32: widening is a shift; narrowing rounds to nearest even,
  * and keeps a NaN a (quiet) NaN instead of letting the rounding carry turn it into infinity. */
 inline float bf16_to_float(ushort b) { return as_float((uint)b << 16); }

@@ -34,15 +34,15 @@
 #define CLXENT_SUFFIX _f16
 #define LOAD(p, j) vload_half(0, (__global const half *)((p) + (j)))
 #define STORE(v, p, j) vstore_half_rte((v), 0, (__global half *)((p) + (j)))
-#define LOADV(p, j) half_bits_to_floatv(CLXENT_CAT(vload, CLXENT_VEC)(0, (p) + (j)))
-#define STOREV(v, p, j) CLXENT_CAT(vstore, CLXENT_VEC)(floatv_to_half_bits(v), 0, (p) + (j))
+#define LOADV(p, j) half_bits_to_floatv(load_ushortv((p) + (j)))
+#define STOREV(v, p, j) store_ushortv(floatv_to_half_bits(v), (p) + (j))
 #elif CLXENT_STORAGE == CLXENT_STORAGE_BF16
 #define store_t ushort
 #define CLXENT_SUFFIX _bf16
 #define LOAD(p, j) bf16_to_float((p)[j])
 #define STORE(v, p, j) ((p)[j] = float_to_bf16(v))
-#define LOADV(p, j) CLXENT_AS(float, CLXENT_CVT(uint, CLXENT_CAT(vload, CLXENT_VEC)(0, (p) + (j))) << 16)
-#define STOREV(v, p, j) CLXENT_CAT(vstore, CLXENT_VEC)(float_to_bf16v(v), 0, (p) + (j))
+#define LOADV(p, j) CLXENT_AS(float, CLXENT_CVT(uint, load_ushortv((p) + (j))) << 16)
+#define STOREV(v, p, j) store_ushortv(float_to_bf16v(v), (p) + (j))
 #else
 #error "CLXENT_STORAGE must be 0 (float32), 1 (float16) or 2 (bfloat16)"
 #endif
