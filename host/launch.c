@@ -7,7 +7,7 @@
 
 typedef struct arg {
   size_t size;
-  const void *value; /* NULL with size sizeof(cl_mem): a null buffer */
+  const void *value; /* NULL with size sizeof(cl_mem): a null buffer; NULL for a __local argument: its bytes */
 } arg;
 #define ARG(v) ((arg){sizeof(v), &(v)})
 #define ARG_MEM(m) ((arg){sizeof(cl_mem), (m) ? (const void *)&(m) : NULL})
@@ -59,11 +59,28 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
       if (short_rows) global = ((l->rows + ctx->vector_width - 1) / ctx->vector_width + local - 1) / local * local;
       if (l->kernel == KERNEL_SOFTMAX_HARD) {
         const cl_kernel kh = short_rows ? ctx->kernels[KERNEL_SOFTMAX_HARD_SHORT][l->dtype] : k;
-        const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->labels), ARG_MEM(l->weight),
-                            ARG(l->ignore_index), ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse),
-                            ARG_MEM(l->scales)};
+        /* row-per-item rows: a stretch of local memory per work-item where pass 1 caches the row's
+         * exponentials (16-bit storage then computes them once, not twice). On a CPU device local
+         * memory is a buffer per worker thread, so the cache stays in its L2 cache and never goes
+         * to memory. The group holds as many items as half the device's local memory fits. */
+        size_t scratch_items = 0;
+        cl_ulong stride = 0;
+        if (!grouped && !short_rows && l->grad) {
+          stride = (c + 15) / 16 * 16;
+          scratch_items = 1;
+          while (scratch_items * 2 <= ctx->group_size && scratch_items * 2 * stride * sizeof(float) <= ctx->local_mem / 2)
+            scratch_items *= 2;
+          if (stride * sizeof(float) > ctx->local_mem / 2) scratch_items = 0, stride = 0;
+          if (scratch_items) global = (l->rows + scratch_items - 1) / scratch_items * scratch_items;
+        }
+        const arg args[] = {ARG(rows),        ARG(c),         ARG(first),
+                            ARG_MEM(l->in),   ARG_MEM(l->labels), ARG_MEM(l->weight),
+                            ARG(l->ignore_index), ARG(p),     ARG_MEM(l->grad),
+                            ARG_MEM(l->out),  ARG_MEM(l->lse), ARG_MEM(l->scales),
+                            {scratch_items ? scratch_items * stride * sizeof(float) : sizeof(float), NULL},
+                            ARG(stride)};
         return enqueue(ctx, kh, short_rows ? "softmax_xent_hard_short" : "softmax_xent_hard", args, COUNT(args), 1, &global,
-                       grouped || short_rows ? &local : NULL);
+                       grouped || short_rows ? &local : scratch_items ? &scratch_items : NULL);
       }
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight),
                           ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse)};

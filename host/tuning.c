@@ -54,6 +54,8 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
   if (s->max_alloc && s->max_alloc < ctx->max_alloc) ctx->max_alloc = s->max_alloc, ctx->max_alloc_capped = 1;
   CHECK(device_info(ctx, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof ctx->global_mem, &ctx->global_mem,
                     "clGetDeviceInfo(CL_DEVICE_GLOBAL_MEM_SIZE)"));
+  CHECK(device_info(ctx, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem, &ctx->local_mem,
+                    "clGetDeviceInfo(CL_DEVICE_LOCAL_MEM_SIZE)"));
   /* Three block buffers (input, targets, gradient) are in use at once: keep them in a quarter of
    * the device's memory each, and within one allocation. */
   const cl_ulong block = ctx->global_mem / 4 < ctx->max_alloc ? ctx->global_mem / 4 : ctx->max_alloc;

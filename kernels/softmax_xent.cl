@@ -29,12 +29,14 @@
  *   p_host       the call's scalars (clxent_params, clxent_defs.h)
  *   grad         [rows][c] or 0;  row_loss, row_lse  [batch], written at first_row + i (lse may be 0)
  *   dev_scales   (hard) 0, or CLXENT_SCALES_COUNT floats from label_stats that replace p's scale,
- *                z_scale and z_loss_row (device-resident calls, whose label counts the host never sees) */
+ *                z_scale and z_loss_row (device-resident calls, whose label counts the host never sees)
+ *   row_cache, row_cache_stride  (hard, row-per-item) local memory, row_cache_stride floats per work-item,
+ *                where pass 1 caches the row's exponentials for pass 2; stride 0: none */
 #define SOFTMAX_HARD_ARGS                                                                               \
   const ulong rows, const ulong c, const ulong first_row, __global const store_t *logits,               \
       __global const int *labels, __global const float *weight, const int ignore_index,                 \
       const clxent_params p_host, __global store_t *grad, __global float *row_loss, __global float *row_lse, \
-      __global const float *dev_scales
+      __global const float *dev_scales, __local float *row_cache, const ulong row_cache_stride
 #define SOFTMAX_SOFT_ARGS                                                                               \
   const ulong rows, const ulong c, const ulong first_row, __global const store_t *logits,               \
       __global const store_t *targets, __global const float *weight, const clxent_params p_host,        \
@@ -189,14 +191,32 @@ inline float range_max(__global const store_t *z, ulong j0, ulong j1, float *lo)
 }
 
 /* Pass 1 over [j0, j1) with the running max m: returns Σ e^{u_j - m}; adds Σ_{w≠0} w_j (m - u_j)
- * to *wdev and Σ w_j to *wsum when smoothing; stores e (cache 1) or u (cache 2) in g. narrow: every
- * u_j - m is in the exponential's narrow range (math.cl). */
-inline float range_exp_sum(__global const store_t *z, __global store_t *g, __global const float *weight, ulong j0,
-                           ulong j1, float m, float cap, int smooth, int cache, int narrow, float *wdev, float *wsum) {
+ * to *wdev and Σ w_j to *wsum when smoothing; caches e (cache 1) or u (cache 2) in sc (the item's
+ * local scratch) if given, else in g (float32 storage only). narrow: every u_j - m is in the
+ * exponential's narrow range (math.cl). */
+inline float range_exp_sum(__global const store_t *z, __global store_t *g, __local float *sc,
+                           __global const float *weight, ulong j0, ulong j1, float m, float cap, int smooth, int cache,
+                           int narrow, float *wdev, float *wsum) {
   const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
   floatv sv = (floatv)(0.0f), wv = (floatv)(0.0f), wsv = (floatv)(0.0f);
   float s = 0.0f;
   if (cap == 0.0f && !smooth) { /* the plain call: loops of their own, without per-element tests */
+    if (cache && sc) {
+      if (narrow)
+        for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+          const floatv e = clxent_expv_narrow(LOADV(z, j) - m);
+          vstorev(e, 0, sc + j);
+          sv += e;
+        }
+      else
+        for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+          const floatv e = clxent_expv(LOADV(z, j) - m);
+          vstorev(e, 0, sc + j);
+          sv += e;
+        }
+      for (ulong j = jv; j < j1; ++j) s += sc[j] = clxent_exp(LOAD(z, j) - m);
+      return hsum(sv) + s;
+    }
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
     if (cache && narrow) {
       for (ulong j = j0; j < jv; j += CLXENT_VEC) {
@@ -231,8 +251,9 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __glo
     floatv u = LOADV(z, j);
     if (cap != 0.0f) u = cap_logitv(u, cap);
     const floatv e = narrow ? clxent_expv_narrow(u - m) : clxent_expv(u - m);
+    if (cache && sc) vstorev(cache == 1 ? e : u, 0, sc + j);
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
-    if (cache) STOREV(cache == 1 ? e : u, g, j);
+    else if (cache) STOREV(cache == 1 ? e : u, g, j);
 #endif
     sv += e;
     if (smooth) {
@@ -243,8 +264,9 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __glo
   }
   for (ulong j = jv; j < j1; ++j) {
     const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
+    if (cache && sc) sc[j] = cache == 1 ? e : u;
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
-    if (cache) STORE(cache == 1 ? e : u, g, j);
+    else if (cache) STORE(cache == 1 ? e : u, g, j);
 #endif
     s += e;
     if (smooth && w != 0.0f) *wdev += w * (m - u);
@@ -254,9 +276,14 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __glo
   return hsum(sv) + s;
 }
 
-/* g[j0, j1) *= f (the cached e of a segment whose m was overtaken) */
-inline void range_scale(__global store_t *g, ulong j0, ulong j1, float f) {
+/* cache[j0, j1) *= f (the cached e of a segment whose m was overtaken), in sc or else g */
+inline void range_scale(__global store_t *g, __local float *sc, ulong j0, ulong j1, float f) {
   const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
+  if (sc) {
+    for (ulong j = j0; j < jv; j += CLXENT_VEC) vstorev(vloadv(0, sc + j) * f, 0, sc + j);
+    for (ulong j = jv; j < j1; ++j) sc[j] *= f;
+    return;
+  }
   for (ulong j = j0; j < jv; j += CLXENT_VEC) STOREV(LOADV(g, j) * f, g, j);
   for (ulong j = jv; j < j1; ++j) STORE(LOAD(g, j) * f, g, j);
 }
@@ -290,7 +317,11 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   const int smooth = eps > 0.0f && !ignored;
   /* what pass 1 leaves in the gradient row for pass 2 (float32 storage only): e (1), or with
    * softcap u itself (2), so that pass 2 needs no second tanh: u' = 1 - (u/s)² */
-  const int cache = CLXENT_STORAGE == CLXENT_STORAGE_F32 && !ignored && g ? (cap == 0.0f ? 1 : 2) : 0;
+  /* the cache: the item's stretch of the group's local scratch when the host gave one (rows that
+   * fit: every storage type), else the gradient row itself (float32 only; 16-bit storage then
+   * computes the exponentials again in pass 2) */
+  __local float *sc = row_cache_stride ? row_cache + get_local_id(0) * row_cache_stride : 0;
+  const int cache = !ignored && g && (sc || CLXENT_STORAGE == CLXENT_STORAGE_F32) ? (cap == 0.0f ? 1 : 2) : 0;
   const float zy = ignored ? 0.0f : LOAD(z, y); /* before an in-place pass overwrites it */
 
   /* pass 1; seg_start/seg_m: where each m of the cached e begins (at most CLXENT_ROW_SEGMENTS;
@@ -311,7 +342,7 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
       if (cache == 1) {
         if (segs == CLXENT_ROW_SEGMENTS) {
           for (uint t = 0; t < segs; ++t)
-            range_scale(g, seg_start[t], t + 1 < segs ? seg_start[t + 1] : j0, clxent_exp(seg_m[t] - mc));
+            range_scale(g, sc, seg_start[t], t + 1 < segs ? seg_start[t + 1] : j0, clxent_exp(seg_m[t] - mc));
           segs = 0;
         }
         seg_start[segs] = segs ? j0 : 0, seg_m[segs++] = mc;
@@ -320,8 +351,8 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
     }
     /* while every value so far is -inf (or NaN), e is 0 (or NaN) against any finite reference */
     const float ref = m == -INFINITY ? 0.0f : m;
-    s += range_exp_sum(z, g, weight, j0, j1, ref, cap, smooth, cache, clxent_exp_narrow_range(ulo - ref, mc - ref),
-                       &wdev, &wsum);
+    s += range_exp_sum(z, g, sc, weight, j0, j1, ref, cap, smooth, cache,
+                       clxent_exp_narrow_range(ulo - ref, mc - ref), &wdev, &wsum);
   }
   if (cache == 1 && segs == 0) seg_start[0] = 0, seg_m[0] = m, segs = 1; /* no finite value: all NaN below */
   const float log_s = log(s), lse = m + log_s;
@@ -342,34 +373,40 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   const float S = p.scale;
   const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * p.z_scale) / s;
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy; /* smoothing's and the label's terms */
-  if (cache == 1) { /* g holds e^{u - m_seg}; no cap, so u' = 1 */
+  /* CACHED(j): the cached vector at j, from the scratch or the gradient row (macros: OpenCL 1.2
+   * has no pointer that spans both address spaces) */
+#define CACHED_V(j) (sc ? vloadv(0, sc + (j)) : LOADV(g, j))
+#define CACHED(j) (sc ? sc[j] : LOAD(g, j))
+  if (cache == 1) { /* the cache holds e^{u - m_seg}; no cap, so u' = 1 */
     for (uint t = 0; t < segs; ++t) {
       const ulong j0 = seg_start[t], j1 = t + 1 < segs ? seg_start[t + 1] : c;
       const float f = t + 1 < segs ? k * clxent_exp(seg_m[t] - m) : k; /* the last segment's m is m */
       const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
-      if (B == 0.0f) {
+      if (B == 0.0f && sc) {
+        for (ulong j = j0; j < jv; j += CLXENT_VEC) STOREV(vloadv(0, sc + j) * f, g, j);
+      } else if (B == 0.0f) {
         for (ulong j = j0; j < jv; j += CLXENT_VEC) STOREV(LOADV(g, j) * f, g, j);
       } else {
         for (ulong j = j0; j < jv; j += CLXENT_VEC) {
           const floatv w = weight ? vloadv(0, weight + j) : (floatv)(1.0f);
-          STOREV(LOADV(g, j) * f - B * w, g, j);
+          STOREV(CACHED_V(j) * f - B * w, g, j);
         }
       }
-      for (ulong j = jv; j < j1; ++j) STORE(LOAD(g, j) * f - B * (weight ? weight[j] : 1.0f), g, j);
+      for (ulong j = jv; j < j1; ++j) STORE(CACHED(j) * f - B * (weight ? weight[j] : 1.0f), g, j);
     }
   } else {
     const ulong cv = c - c % CLXENT_VEC;
     const int narrow = clxent_exp_narrow_range(umin - m, 0.0f);
-    if (cache == 2) { /* g holds u */
+    if (cache == 2) { /* the cache holds u */
       const float inv_cap = 1.0f / cap;
       for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-        const floatv u = LOADV(g, j), t = u * inv_cap;
+        const floatv u = CACHED_V(j), t = u * inv_cap;
         floatv gv = k * (narrow ? clxent_expv_narrow(u - m) : clxent_expv(u - m));
         if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
         STOREV(gv * select(1.0f - t * t, (floatv)(0.0f), u == (floatv)(-INFINITY)), g, j);
       }
       for (ulong j = cv; j < c; ++j) {
-        const float u = LOAD(g, j), t = u * inv_cap;
+        const float u = CACHED(j), t = u * inv_cap;
         STORE((k * clxent_exp(u - m) - B * (weight ? weight[j] : 1.0f)) * (u == -INFINITY ? 0.0f : 1.0f - t * t), g, j);
       }
     } else {
@@ -387,6 +424,8 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
       }
     }
   }
+#undef CACHED_V
+#undef CACHED
   /* the label's element, from scratch so that a 16-bit gradient is rounded once */
   STORE((k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap), g, y);
 }
