@@ -139,7 +139,7 @@ inline float cap_logit_slope(float z, float s, float *slope) {
 /* u and du/dz, vectors. */
 inline floatv cap_logit_slopev(floatv z, float s, floatv *slope) {
   const intv masked = z == (floatv)(-INFINITY);
-  const floatv t = tanh_nonnegv(fabs(z) / s, slope);
+  const floatv t = tanh_nonnegv(fabs(z) * (1.0f / s), slope); /* 1/s: one division per call, not per value */
   *slope = select(*slope, (floatv)(0.0f), masked);
   return select(copysign(s * t, z), z, masked);
 }
