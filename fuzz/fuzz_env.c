@@ -2,8 +2,9 @@
  * libFuzzer harness for the settings (host/config.c): any value of any CLXENT_* variable, and any
  * clxent_config / clxent_tuning contents, must give CLXENT_OK or CLXENT_ERR_INVALID_ARG at once
  * (no hang, no crash), and an accepted value must be one the rest of the library can use.
- * Input: byte 0 picks the variable, byte 1 picks what the config sets, then up to 40 bytes of
- * tuning fields, then the value (up to NUL). Seeds: fuzz/corpus_env.
+ * Input: byte 0 picks the variable, byte 1 picks what the config sets (bit 3: own_math, from bits
+ * 4-5, so that the older seeds read as before), then up to 40 bytes of tuning fields, then the
+ * value (up to NUL). Seeds: fuzz/corpus_env.
  */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #define CLXENT_EXPERIMENTAL_API
@@ -17,7 +18,7 @@
 static const char *const names[] = {"CLXENT_VARIANT",   "CLXENT_VEC",         "CLXENT_GROUP_SIZE",
                                     "CLXENT_ROW_THREADS", "CLXENT_MAX_ALLOC", "CLXENT_BLOCK_BYTES",
                                     "CLXENT_ZERO_COPY", "CLXENT_SPLIT",       "CLXENT_CACHE",
-                                    "CLXENT_CACHE_DIR", "CLXENT_BUILD_OPTIONS"};
+                                    "CLXENT_CACHE_DIR", "CLXENT_BUILD_OPTIONS", "CLXENT_OWN_MATH"};
 #define NAMES (sizeof names / sizeof names[0])
 
 static uint64_t take(const uint8_t **p, size_t *left, size_t bytes) {
@@ -55,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (what & 1) c.tuning = &t;
   if (what & 2) c.max_alloc = t.block_bytes;
   if (what & 4) c.cache = t.zero_copy;
+  if (what & 8) t.own_math = (clxent_switch)((what >> 4) % 4);
 
   setenv(name, value, 1);
   clxent_settings s;
@@ -63,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (st != CLXENT_OK && st != CLXENT_ERR_INVALID_ARG) abort();
   if (st != CLXENT_OK) return 0;
   /* what was accepted is usable */
-  if ((unsigned)s.variant > CLXENT_VARIANT_GROUP || (unsigned)s.zero_copy > CLXENT_OFF || (unsigned)s.cache > CLXENT_OFF)
+  if ((unsigned)s.variant > CLXENT_VARIANT_GROUP || (unsigned)s.zero_copy > CLXENT_OFF || (unsigned)s.cache > CLXENT_OFF ||
+      (unsigned)s.own_math > CLXENT_OFF)
     abort();
   if (s.vector_width && s.vector_width != 4 && s.vector_width != 8 && s.vector_width != 16) abort();
   if (!is_pow2_or_0(s.group_size) || !is_pow2_or_0(s.row_threads)) abort();

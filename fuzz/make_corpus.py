@@ -67,12 +67,14 @@ print(f"{len(cache_seeds)} seeds in {cache_dir}")
 env_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus_env")
 os.makedirs(env_dir, exist_ok=True)
 names = ["VARIANT", "VEC", "GROUP_SIZE", "ROW_THREADS", "MAX_ALLOC", "BLOCK_BYTES", "ZERO_COPY", "SPLIT",
-         "CACHE", "CACHE_DIR", "BUILD_OPTIONS"]
+         "CACHE", "CACHE_DIR", "BUILD_OPTIONS", "OWN_MATH"]
 values = {"VARIANT": b"group", "VEC": b"8", "GROUP_SIZE": b"9223372036854775808", "ROW_THREADS": b"8abc",
           "MAX_ALLOC": b"18446744073709551616", "BLOCK_BYTES": b"4096", "ZERO_COPY": b"1", "SPLIT": b"1,2.5,1e-3",
-          "CACHE": b"0", "CACHE_DIR": b"/tmp/x", "BUILD_OPTIONS": b"-DX=1"}
+          "CACHE": b"0", "CACHE_DIR": b"/tmp/x", "BUILD_OPTIONS": b"-DX=1", "OWN_MATH": b"2"}
+# byte 1: what the config sets; OWN_MATH's also sets tuning->own_math (bit 3) to OFF (2, bits 4-5)
+config = {"OWN_MATH": 1 | 8 | 2 << 4}
 for i, name in enumerate(names):
     tuning = bytes([1, 8]) + (64).to_bytes(8, "big") + (4).to_bytes(8, "big") + (4096).to_bytes(8, "big") + bytes([2, 2]) + bytes(8)
     with open(os.path.join(env_dir, name.lower()), "wb") as f:
-        f.write(bytes([i, i % 8]) + tuning + values[name])
+        f.write(bytes([i, config.get(name, i % 8)]) + tuning + values[name])
 print(f"{len(names)} seeds in {env_dir}")

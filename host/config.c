@@ -116,6 +116,8 @@ static const size_t tuning_fields[] = {
     offsetof(clxent_tuning, zero_copy) + sizeof(clxent_switch),
     offsetof(clxent_tuning, split) + sizeof(double *),
     offsetof(clxent_tuning, split_count) + sizeof(size_t),
+    offsetof(clxent_tuning, build_options) + sizeof(char *),
+    offsetof(clxent_tuning, own_math) + sizeof(clxent_switch),
     sizeof(clxent_tuning)};
 
 /* The caller's values, checked; 0 / NULL / AUTO where unset. */
@@ -126,10 +128,14 @@ static clxent_status from_config(const clxent_config *config, clxent_settings *s
   if (c.tuning)
     CHECK(clxent_read_sized(NULL, "config->tuning", c.tuning, &t, sizeof t, tuning_fields,
                             sizeof tuning_fields / sizeof(size_t)));
-  if ((unsigned)c.cache > CLXENT_OFF || (unsigned)t.zero_copy > CLXENT_OFF)
-    return clxent_fail(NULL, CLXENT_ERR_INVALID_ARG, "config->%s = %d is not a clxent_switch (AUTO 0, ON 1, OFF 2)",
-                       (unsigned)c.cache > CLXENT_OFF ? "cache" : "tuning->zero_copy",
-                       (int)((unsigned)c.cache > CLXENT_OFF ? c.cache : t.zero_copy));
+  const struct {
+    const char *name;
+    clxent_switch value;
+  } switches[] = {{"cache", c.cache}, {"tuning->zero_copy", t.zero_copy}, {"tuning->own_math", t.own_math}};
+  for (size_t k = 0; k < sizeof switches / sizeof switches[0]; ++k)
+    if ((unsigned)switches[k].value > CLXENT_OFF)
+      return clxent_fail(NULL, CLXENT_ERR_INVALID_ARG, "config->%s = %d is not a clxent_switch (AUTO 0, ON 1, OFF 2)",
+                         switches[k].name, (int)switches[k].value);
   if ((unsigned)t.variant > CLXENT_VARIANT_GROUP)
     return clxent_fail(NULL, CLXENT_ERR_INVALID_ARG,
                        "config->tuning->variant = %d is not a clxent_variant (AUTO 0, ITEM 1, GROUP 2)", (int)t.variant);
@@ -163,6 +169,7 @@ static clxent_status from_config(const clxent_config *config, clxent_settings *s
   s->row_threads = t.row_threads;
   s->block_bytes = t.block_bytes;
   s->zero_copy = t.zero_copy;
+  s->own_math = t.own_math;
   if (t.build_options) CHECK(copy_text("config->tuning->build_options", t.build_options, s->build_options,
                                        sizeof s->build_options));
   return CLXENT_OK;
@@ -202,6 +209,7 @@ static clxent_status from_environment(clxent_settings *s) {
   }
   if (!s->block_bytes) CHECK(env_unsigned("CLXENT_BLOCK_BYTES", 1, UINT64_MAX, &s->block_bytes));
   if (s->zero_copy == CLXENT_AUTO) CHECK(env_switch("CLXENT_ZERO_COPY", &s->zero_copy));
+  if (s->own_math == CLXENT_AUTO) CHECK(env_switch("CLXENT_OWN_MATH", &s->own_math));
   if (!s->split_count && (v = env_value("CLXENT_SPLIT"))) CHECK(parse_split(v, s));
   if (!s->build_options[0] && (v = env_value("CLXENT_BUILD_OPTIONS")))
     CHECK(copy_text("CLXENT_BUILD_OPTIONS", v, s->build_options, sizeof s->build_options));

@@ -118,7 +118,8 @@ clxent_status clxent_get_info(const clxent_ctx *ctx, size_t k, clxent_info *info
                       .program_from_cache = d->program_from_cache,
                       .block_bytes = d->block_bytes,
                       .max_alloc = d->max_alloc,
-                      .global_mem = d->global_mem};
+                      .global_mem = d->global_mem,
+                      .own_math = d->own_math};
   /* an older caller's smaller struct gets the fields that fit */
   memcpy(info, &full, info->size < sizeof full ? info->size : sizeof full);
   return CLXENT_OK;

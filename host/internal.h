@@ -102,6 +102,7 @@ typedef struct clxent_settings {
   size_t row_threads;      /* 0 = chosen from c per call */
   uint64_t block_bytes;    /* 0 = from the device's memory */
   clxent_switch zero_copy;
+  clxent_switch own_math;  /* AUTO = the tuning table's */
   double split[CLXENT_MAX_MEMBERS];
   size_t split_count;      /* 0 = measured shares */
   const char *split_from;  /* where the split came from, for messages */
@@ -144,6 +145,7 @@ struct clxent_ctx {
   cl_ulong global_mem;     /* CL_DEVICE_GLOBAL_MEM_SIZE */
   cl_ulong block_bytes;    /* largest block buffer the streaming loop uses */
   int zero_copy;           /* the device uses host memory in place: wrap the caller's arrays */
+  int own_math;            /* kernels built with CLXENT_OWN_MATH=1: clxent's e^x, not the device's */
   int program_from_cache;  /* the program binary came from the on-disk cache */
 
   /* the pipelined host path (pipeline.c): transfer queues beside `queue`, pinned staging for two
@@ -218,6 +220,22 @@ clxent_status clxent_all_devices(clxent_ctx *ctx, char (*requests)[CLXENT_REQUES
 
 /* tuning.c: the kernel shape and memory plan of ctx's device under the settings. */
 clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s);
+/* An entry of the tuning table: the devices it is for and the kernel shape it gives them. */
+typedef struct clxent_tuning_entry {
+  cl_device_type type;     /* CL_DEVICE_TYPE_CPU, _GPU, or _ALL (any type) */
+  const char *vendor;      /* CL_DEVICE_VENDOR contains one of these "|"-separated words (any case); NULL: any */
+  const char *name;        /* CL_DEVICE_NAME likewise; NULL: any */
+  clxent_variant variant;  /* ITEM or GROUP */
+  unsigned vector_width;   /* 4, 8 or 16 */
+  size_t group_size;       /* a power of two; lowered to the device's limit */
+  size_t row_threads;      /* group variant: work-items per row, a power of two; 0 = from c per call */
+  int own_math;            /* 1: clxent's own e^x and tanh; 0: the device's */
+} clxent_tuning_entry;
+/* The table's entry for a device: of those whose type, vendor and name match, the most specific
+ * (name and vendor, then vendor, then the type alone); NULL vendor or name reads as "". Never NULL. */
+const clxent_tuning_entry *clxent_tuning_lookup(cl_device_type type, const char *vendor, const char *name);
+/* The whole table, for tests. */
+const clxent_tuning_entry *clxent_tuning_table(size_t *count);
 
 /* program.c / cache.c */
 clxent_status clxent_build_program(clxent_ctx *ctx, const clxent_settings *s);

@@ -1,6 +1,7 @@
 /*
- * Builds the embedded kernel sources for the device with the defines of its kernel shape, through
- * the on-disk cache of program binaries (cache.c), and creates every kernel.
+ * Builds the embedded kernel sources for the device with the defines of its kernel shape and of
+ * its exponential (tuning.c), through the on-disk cache of program binaries (cache.c), and creates
+ * every kernel.
  */
 #include <stdio.h>
 #include <string.h>
@@ -72,8 +73,10 @@ static clxent_status build_from_source(clxent_ctx *ctx, const char *options) {
 
 clxent_status clxent_build_program(clxent_ctx *ctx, const clxent_settings *s) {
   char options[768];
-  snprintf(options, sizeof options, "-cl-std=CL1.2 -DCLXENT_ROW_PER_ITEM=%d -DCLXENT_VEC=%u -DCLXENT_GROUP_SIZE=%zu %s",
-           ctx->variant == CLXENT_VARIANT_ITEM, ctx->vector_width, ctx->group_size, s->build_options);
+  /* the options are part of the cache key, so programs of either exponential never mix */
+  snprintf(options, sizeof options,
+           "-cl-std=CL1.2 -DCLXENT_ROW_PER_ITEM=%d -DCLXENT_VEC=%u -DCLXENT_GROUP_SIZE=%zu -DCLXENT_OWN_MATH=%d %s",
+           ctx->variant == CLXENT_VARIANT_ITEM, ctx->vector_width, ctx->group_size, ctx->own_math, s->build_options);
   char key[2048], path[1200], dir[1100];
   program_key(ctx, options, key, sizeof key);
   const int cached = clxent_cache_path(s, key, path, sizeof path, dir, sizeof dir);

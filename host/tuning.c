@@ -1,21 +1,93 @@
 /*
- * The kernel shape and memory plan of a device: a tuning table by device type, overridden by the
- * settings (config.c), checked against the device's limits.
+ * The kernel shape and memory plan of a device: a tuning table by device type, vendor and name (as
+ * CLBlast keeps one), overridden by the settings (config.c), checked against the device's limits.
  */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
 
-/* PoCL turns a work-item's explicit float8 loop into AVX2 code, while its loops across work-items
- * with barriers are slow, so CPUs get a row per work-item; GPUs get a work-group per row with
- * coalesced loads. */
-static const struct {
-  cl_device_type type;
-  clxent_variant variant;
-  unsigned vector_width;
-  size_t group_size;
-} tuning[] = {
-    {CL_DEVICE_TYPE_CPU, CLXENT_VARIANT_ITEM, 8, 64},
-    {CL_DEVICE_TYPE_ALL, CLXENT_VARIANT_GROUP, 4, 256}, /* GPUs, accelerators, others */
+/* The tuning table. A device takes the most specific entry that matches it (clxent_tuning_lookup):
+ * device name and vendor, then vendor, then its type alone; between entries of the same rank the
+ * earlier wins, so a narrower pattern ("A770") goes before a wider one ("A7").
+ * Entries carry a device type because a vendor word alone would be ambiguous: PoCL reports the
+ * CPU's maker as the vendor of its CPU device ("AuthenticAMD", "GenuineIntel"), which an "AMD" or
+ * "Intel" GPU entry must not catch.
+ *
+ * To turn a measurement into an entry: run `clxent bench --device D` with CLXENT_VARIANT,
+ * CLXENT_VEC, CLXENT_GROUP_SIZE, CLXENT_ROW_THREADS and CLXENT_OWN_MATH set to each candidate,
+ * and add (or edit) the entry of that vendor and device name with the fastest, citing the run in
+ * docs/PERFORMANCE.md; the suite's table test (tests/test_tuning.c) checks that every entry is
+ * valid and reachable. */
+static const clxent_tuning_entry table[] = {
+    /* CPUs, measured on PoCL (docs/PERFORMANCE.md, "PoCL on the 2-core CI machine"): PoCL turns a
+     * work-item's explicit float8 loop into AVX2 code, while its loops across work-items with
+     * barriers are slow, so a row per work-item; and clxent's own e^x, faster there than PoCL's
+     * exp (1024 x 32000: kernel 26 ms against 34 ms with CLXENT_OWN_MATH=0). */
+    {CL_DEVICE_TYPE_CPU, NULL, NULL, CLXENT_VARIANT_ITEM, 8, 64, 0, 1},
+
+    /* GPUs: a work-group per row (or per few rows), coalesced loads, and the device's exp, a
+     * hardware instruction. Defaults, not measured yet: no GPU has run clxent. */
+    {CL_DEVICE_TYPE_GPU, NULL, NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0},
+    /* NVIDIA (warps of 32): defaults, not measured yet. */
+    {CL_DEVICE_TYPE_GPU, "NVIDIA", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0},
+    /* H100: a placeholder equal to the NVIDIA default, to be filled from
+     * `clxent bench --device gpu` on one (docs/PERFORMANCE.md, "NVIDIA GPU"). */
+    {CL_DEVICE_TYPE_GPU, "NVIDIA", "H100", CLXENT_VARIANT_GROUP, 4, 256, 0, 0},
+    /* AMD (wavefronts of 64; ROCm says "Advanced Micro Devices, Inc.", Mesa's rusticl "AMD"):
+     * defaults, not measured yet. */
+    {CL_DEVICE_TYPE_GPU, "Advanced Micro Devices|AMD", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0},
+    /* Intel GPUs ("Intel(R) Corporation"): defaults, not measured yet. */
+    {CL_DEVICE_TYPE_GPU, "Intel", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0},
+
+    /* Any other type (accelerators, custom devices): the GPU shape, but clxent's own e^x, whose
+     * accuracy tests/test_math.c establishes, since nothing is known of the device's. */
+    {CL_DEVICE_TYPE_ALL, NULL, NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 1},
 };
+#define TABLE_SIZE (sizeof table / sizeof table[0])
+
+const clxent_tuning_entry *clxent_tuning_table(size_t *count) {
+  *count = TABLE_SIZE;
+  return table;
+}
+
+/* Whether `text` contains `word` (the first `length` characters of it), ignoring case. */
+static int contains(const char *text, const char *word, size_t length) {
+  if (length == 0) return 0; /* "A||B" or a trailing "|": an empty word matches nothing */
+  for (; *text; ++text) {
+    size_t k = 0;
+    while (k < length && text[k] && tolower((unsigned char)text[k]) == tolower((unsigned char)word[k])) ++k;
+    if (k == length) return 1;
+  }
+  return 0;
+}
+
+/* Whether `text` contains one of the "|"-separated words of `pattern`; a NULL pattern matches all. */
+static int matches(const char *pattern, const char *text) {
+  if (!pattern) return 1;
+  for (;;) {
+    const char *bar = strchr(pattern, '|');
+    const size_t length = bar ? (size_t)(bar - pattern) : strlen(pattern);
+    if (contains(text, pattern, length)) return 1;
+    if (!bar) return 0;
+    pattern = bar + 1;
+  }
+}
+
+const clxent_tuning_entry *clxent_tuning_lookup(cl_device_type type, const char *vendor, const char *name) {
+  const clxent_tuning_entry *best = &table[TABLE_SIZE - 1]; /* any type: matches every device */
+  int best_score = -1;
+  for (size_t k = 0; k < TABLE_SIZE; ++k) {
+    const clxent_tuning_entry *e = &table[k];
+    if (!(e->type & type) || !matches(e->vendor, vendor ? vendor : "") || !matches(e->name, name ? name : ""))
+      continue;
+    /* a name is more specific than a vendor, a vendor than a type, a type than any type */
+    const int score = 4 * (e->name != NULL) + 2 * (e->vendor != NULL) + (e->type != CL_DEVICE_TYPE_ALL);
+    if (score > best_score) best = e, best_score = score;
+  }
+  return best;
+}
 
 static size_t floor_pow2(size_t x) {
   size_t p = 1;
@@ -29,10 +101,21 @@ static clxent_status device_info(clxent_ctx *ctx, cl_device_info what, size_t si
 }
 
 clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s) {
-  size_t t = 0;
-  while (!(tuning[t].type & ctx->device_type) && tuning[t].type != CL_DEVICE_TYPE_ALL) ++t;
-  ctx->variant = s->variant != CLXENT_VARIANT_AUTO ? s->variant : tuning[t].variant;
-  ctx->vector_width = s->vector_width ? s->vector_width : tuning[t].vector_width;
+  /* the vendor's length first: a buffer too small for it would fail the call, not truncate */
+  size_t vendor_size = 0;
+  cl_int err = clGetDeviceInfo(ctx->device, CL_DEVICE_VENDOR, 0, NULL, &vendor_size);
+  if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_VENDOR)", err);
+  char *vendor = calloc(vendor_size + 1, 1);
+  if (!vendor)
+    return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY, "calloc of the device's vendor (%zu bytes) failed", vendor_size);
+  err = clGetDeviceInfo(ctx->device, CL_DEVICE_VENDOR, vendor_size, vendor, NULL);
+  const clxent_tuning_entry *t =
+      err == CL_SUCCESS ? clxent_tuning_lookup(ctx->device_type, vendor, ctx->device_name) : NULL;
+  free(vendor);
+  if (!t) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_VENDOR)", err);
+  ctx->variant = s->variant != CLXENT_VARIANT_AUTO ? s->variant : t->variant;
+  ctx->vector_width = s->vector_width ? s->vector_width : t->vector_width;
+  ctx->own_math = s->own_math == CLXENT_AUTO ? t->own_math : s->own_math == CLXENT_ON;
 
   size_t max_group = 1;
   CHECK(device_info(ctx, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group, &max_group,
@@ -40,12 +123,14 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
   if (s->group_size > max_group)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "group size %zu exceeds %s's largest work-group (%zu)",
                        s->group_size, ctx->device_name, max_group);
-  ctx->group_size = s->group_size ? s->group_size : tuning[t].group_size;
+  ctx->group_size = s->group_size ? s->group_size : t->group_size;
   if (ctx->group_size > max_group) ctx->group_size = floor_pow2(max_group); /* the table's default only */
   if (s->row_threads > ctx->group_size)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "row threads %zu exceed the work-group size %zu", s->row_threads,
                        ctx->group_size);
-  ctx->row_threads = s->row_threads;
+  /* the table's row threads shrink with a group lowered to the device's limit; a setting does not */
+  ctx->row_threads = s->row_threads ? s->row_threads
+                                    : t->row_threads < ctx->group_size ? t->row_threads : ctx->group_size;
 
   CHECK(device_info(ctx, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ctx->max_alloc, &ctx->max_alloc,
                     "clGetDeviceInfo(CL_DEVICE_MAX_MEM_ALLOC_SIZE)"));

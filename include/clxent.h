@@ -452,7 +452,7 @@ CLXENT_API clxent_status clxent_kl_div(clxent_ctx *ctx, size_t n, size_t c, cons
 
 /** The row mapping of the softmax kernels (experimental). */
 typedef enum clxent_variant {
-  CLXENT_VARIANT_AUTO = 0,  /**< $CLXENT_VARIANT, else from the device's type (CPU: item, other: group) */
+  CLXENT_VARIANT_AUTO = 0,  /**< $CLXENT_VARIANT, else the tuning table's (CPUs: item, GPUs: group) */
   CLXENT_VARIANT_ITEM = 1,  /**< one work-item per row, explicit vector loops (what CPUs run best) */
   CLXENT_VARIANT_GROUP = 2  /**< a work-group per row or per few rows, coalesced loads (GPUs) */
 } clxent_variant;
@@ -475,10 +475,14 @@ typedef struct clxent_tuning {
                                  ($CLXENT_SPLIT="w0,w1,..."); NULL = measured and refined */
   size_t split_count;       /**< values in split */
   const char *build_options; /**< extra OpenCL build options ($CLXENT_BUILD_OPTIONS), or NULL */
+  clxent_switch own_math;   /**< ON: clxent's own e^x and tanh (kernels/math.cl, accuracy tested);
+                                 OFF: the device's exp and tanh, a hardware instruction on GPUs
+                                 ($CLXENT_OWN_MATH=1|0; default from the tuning table: CPUs on,
+                                 GPUs off) */
 } clxent_tuning;
 
 /** Initializer of a clxent_tuning: everything from the environment or the tuning table. */
-#define CLXENT_TUNING_INIT {sizeof(clxent_tuning), CLXENT_VARIANT_AUTO, 0, 0, 0, 0, CLXENT_AUTO, NULL, 0, NULL}
+#define CLXENT_TUNING_INIT {sizeof(clxent_tuning), CLXENT_VARIANT_AUTO, 0, 0, 0, 0, CLXENT_AUTO, NULL, 0, NULL, CLXENT_AUTO}
 
 /** What a context settled on (experimental), from clxent_get_info(). */
 typedef struct clxent_info {
@@ -493,10 +497,11 @@ typedef struct clxent_info {
   uint64_t block_bytes;        /**< largest streaming block */
   uint64_t max_alloc;          /**< largest device buffer (after any cap) */
   uint64_t global_mem;         /**< CL_DEVICE_GLOBAL_MEM_SIZE */
+  int own_math;                /**< 1: the kernels use clxent's own e^x and tanh; 0: the device's */
 } clxent_info;
 
 /** Initializer of a clxent_info before clxent_get_info() fills it. */
-#define CLXENT_INFO_INIT {sizeof(clxent_info), 0, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, 0, 0, 0, 0}
+#define CLXENT_INFO_INIT {sizeof(clxent_info), 0, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /**
  * @brief Describes what device k of ctx settled on (experimental).

@@ -5,6 +5,7 @@
  *   - clxent_create_ex configures a context in code, the environment only filling what the config
  *     leaves unset, and every CLXENT_* value is parsed strictly. */
 #define CLXENT_EXPERIMENTAL_API
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,7 +188,7 @@ static int no_clxent_variables(void **state) {
   static const env_setting env[] = {
       {"CLXENT_VARIANT", NULL},   {"CLXENT_VEC", NULL},         {"CLXENT_GROUP_SIZE", NULL}, {"CLXENT_ROW_THREADS", NULL},
       {"CLXENT_MAX_ALLOC", NULL}, {"CLXENT_BLOCK_BYTES", NULL}, {"CLXENT_ZERO_COPY", NULL},  {"CLXENT_CACHE", NULL},
-      {"CLXENT_SPLIT", NULL},     {"CLXENT_BUILD_OPTIONS", NULL}, {NULL, NULL}};
+      {"CLXENT_SPLIT", NULL},     {"CLXENT_BUILD_OPTIONS", NULL}, {"CLXENT_OWN_MATH", NULL},   {NULL, NULL}};
   return env_override(env);
 }
 
@@ -207,6 +208,8 @@ static void test_strict_environment(void **state) {
       {"CLXENT_MAX_ALLOC", "1e9"},
       {"CLXENT_BLOCK_BYTES", "4096 "},
       {"CLXENT_ZERO_COPY", "yes"},
+      {"CLXENT_OWN_MATH", "2"},
+      {"CLXENT_OWN_MATH", "on"},
       {"CLXENT_CACHE", "2"},
       {"CLXENT_VARIANT", "sideways"},
       {"CLXENT_SPLIT", "1,,1"},
@@ -242,6 +245,83 @@ static void test_strict_environment(void **state) {
   clxent_destroy(ctx);
 }
 
+/* test_own_math sets CLXENT_OWN_MATH alone; the run's variant and zero-copy stay, so that it runs
+ * on both paths. */
+static int no_own_math_variable(void **state) {
+  (void)state;
+  static const env_setting env[] = {{"CLXENT_OWN_MATH", NULL}, {NULL, NULL}};
+  return env_override(env);
+}
+
+/* A caller built against a header whose clxent_tuning ended at build_options (own_math added). */
+typedef struct tuning_before_own_math {
+  size_t size;
+  clxent_variant variant;
+  unsigned vector_width;
+  size_t group_size, row_threads;
+  uint64_t block_bytes;
+  clxent_switch zero_copy;
+  const double *split;
+  size_t split_count;
+  const char *build_options;
+} tuning_before_own_math;
+
+/* The exponential: clxent's own or the device's, as set in code or in CLXENT_OWN_MATH, else the
+ * tuning table's (CPUs: own), reported by clxent_get_info; both correct, and different programs
+ * (not one from the cache serving both). */
+static void test_own_math(void **state) {
+  (void)state;
+  enum { R = 64, K = 333 };
+  float *z = xmalloc(R * K * sizeof(float)), *g[2], loss[2];
+  int32_t labels[R];
+  double *ref_grad = xmalloc(R * K * sizeof(double));
+  rng_seed(5);
+  fill_uniform(z, R * K, -30, 30);
+  for (int i = 0; i < R; ++i) labels[i] = (int32_t)rng_below(K);
+  clxent_opts o = clxent_opts_default();
+  o.softcap = 20.0f; /* tanh, from the same exponential */
+  ref_out ref = {0};
+  ref.grad = ref_grad;
+  ref_softmax_xent(R, K, z, labels, &o, &ref);
+  const double tol = 2e-5 * (1.0 + log((double)K)); /* test_softmax_xent's */
+  for (int own = 0; own < 2; ++own) {
+    clxent_tuning t = CLXENT_TUNING_INIT;
+    t.own_math = own ? CLXENT_ON : CLXENT_OFF;
+    clxent_ctx *ctx = support_create(NULL, &t, NULL);
+    clxent_info info = CLXENT_INFO_INIT;
+    ASSERT_OK(ctx, clxent_get_info(ctx, 0, &info));
+    assert_int_equal(info.own_math, own);
+    g[own] = xmalloc(R * K * sizeof(float));
+    ASSERT_OK(ctx, clxent_softmax_xent(ctx, R, K, z, labels, &o, &loss[own], g[own]));
+    assert_close(&loss[own], &ref.loss, 1, tol, tol, own ? "loss, own exp" : "loss, device's exp");
+    assert_close(g[own], ref_grad, R * K, 2e-6 / R, 1e-4, own ? "grad, own exp" : "grad, device's exp");
+    clxent_destroy(ctx);
+  }
+  if (!memcmp(g[0], g[1], R * K * sizeof(float)))
+    fail_msg("the device's exp and clxent's gave the same %d gradient bits: the switch did not reach the kernels",
+             R * K);
+
+  /* unset: the environment's, else the table's; an older clxent_tuning, which cannot say, too */
+  tuning_before_own_math old = {sizeof old, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, CLXENT_AUTO, NULL, 0, NULL};
+  assert_true(sizeof old < sizeof(clxent_tuning));
+  clxent_config cfg = clxent_config_default();
+  cfg.tuning = (const clxent_tuning *)&old;
+  for (int env = -1; env < 2; ++env) {
+    env_set("CLXENT_OWN_MATH", env < 0 ? NULL : env ? "1" : "0");
+    clxent_ctx *ctx = support_create(NULL, NULL, &cfg);
+    clxent_info info = CLXENT_INFO_INIT;
+    ASSERT_OK(ctx, clxent_get_info(ctx, 0, &info));
+    if (env >= 0) assert_int_equal(info.own_math, env);
+    else assert_true(info.is_cpu ? info.own_math == 1 : info.own_math == 0 || info.own_math == 1);
+    float l;
+    ASSERT_OK(ctx, clxent_softmax_xent(ctx, R, K, z, labels, &o, &l, NULL));
+    assert_close(&l, &ref.loss, 1, tol, tol, "loss, older clxent_tuning");
+    clxent_destroy(ctx);
+  }
+  env_set("CLXENT_OWN_MATH", NULL);
+  free(z), free(ref_grad), free(g[0]), free(g[1]);
+}
+
 /* A device listed twice is refused however it is spelled, "all" included. */
 static void test_device_twice(void **state) {
   (void)state;
@@ -262,6 +342,7 @@ int main(void) {
       cmocka_unit_test(test_config_in_code),
       cmocka_unit_test_setup_teardown(test_strict_environment, no_clxent_variables, env_restore),
       cmocka_unit_test(test_device_twice),
+      cmocka_unit_test_setup_teardown(test_own_math, no_own_math_variable, env_restore),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);

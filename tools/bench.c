@@ -246,6 +246,15 @@ static int host_path_row(clxent_ctx *ctx, const device_side *d, const clxent_inf
   return 0;
 }
 
+/* The header's words for the tuning a context settled on, so that a run names the table entry (or
+ * the CLXENT_* settings) it measured: see host/tuning.c. */
+static const char *row_threads_text(const clxent_info *info, char *text, size_t size) {
+  if (!info->row_threads) return "from c";
+  snprintf(text, size, "%zu", info->row_threads);
+  return text;
+}
+static const char *exp_text(const clxent_info *info) { return info->own_math ? "clxent's own" : "the device's"; }
+
 static int bench_usage(FILE *to) {
   fprintf(to, "usage: clxent bench [--device D] [--shape NxC]... [--repeat R] [--warmup W] [--csv] [--quick]\n"
               "                    [--dtype f32|f16|bf16] [--options LIST] [--host-path]\n"
@@ -356,20 +365,24 @@ int clxent_bench_main(int argc, char **argv) {
     return 3;
   }
   if (!host_path && !info.zero_copy) host_path = 1;
+  char threads[32];
   printf("# context creation %.0f ms (kernels %s); zero-copy %s\n", t_created * 1e3,
          info.program_from_cache ? "from the program cache" : "built from source", info.zero_copy ? "on" : "off");
   if (devices == 1)
-    printf("# device: %s; variant %s, vector width %u, group size %zu; median of %d after %d warm-up\n",
+    printf("# device: %s; variant %s, vector width %u, group size %zu, row threads %s, exp %s; median of %d "
+           "after %d warm-up\n",
            clxent_device_name(ctx), info.variant == CLXENT_VARIANT_ITEM ? "item-per-row" : "group-per-row",
-           info.vector_width, info.group_size, o.repeat, o.warmup);
+           info.vector_width, info.group_size, row_threads_text(&info, threads, sizeof threads),
+           exp_text(&info), o.repeat, o.warmup);
   else
     printf("# devices: %s; median of %d after %d warm-up\n", clxent_device_name(ctx), o.repeat, o.warmup);
   for (size_t k = 0; k < devices && devices > 1; ++k) {
     clxent_info each = CLXENT_INFO_INIT;
     if (clxent_get_info(ctx, k, &each) == CLXENT_OK)
-      printf("# device %zu: variant %s, vector width %u, group size %zu; zero-copy %s\n", k,
-             each.variant == CLXENT_VARIANT_ITEM ? "item-per-row" : "group-per-row", each.vector_width,
-             each.group_size, each.zero_copy ? "on" : "off");
+      printf("# device %zu: variant %s, vector width %u, group size %zu, row threads %s, exp %s; zero-copy %s\n",
+             k, each.variant == CLXENT_VARIANT_ITEM ? "item-per-row" : "group-per-row", each.vector_width,
+             each.group_size, row_threads_text(&each, threads, sizeof threads), exp_text(&each),
+             each.zero_copy ? "on" : "off");
   }
   printf("# storage %s; options:%s%s%s%s%s%s%s\n", dtype_names[o.dtype], o.weights ? " class_weight" : "",
          o.smoothing ? " label_smoothing=0.1" : "", o.zloss ? " z_loss=1e-4" : "", o.softcap ? " softcap=30" : "",

@@ -47,21 +47,23 @@ static int cmd_devices(void) {
     cl_uint nd = 0;
     if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 64, devices, &nd) != CL_SUCCESS) continue;
     for (cl_uint d = 0; d < nd && d < 64; ++d) {
-      char name[256] = "", driver[128] = "";
+      char name[256] = "", driver[128] = "", vendor[256] = "";
       cl_device_type type = 0;
       cl_uint units = 0;
       size_t wg = 0;
       cl_ulong global = 0, alloc = 0, local = 0;
       clGetDeviceInfo(devices[d], CL_DEVICE_NAME, sizeof name, name, NULL);
       clGetDeviceInfo(devices[d], CL_DRIVER_VERSION, sizeof driver, driver, NULL);
+      /* the vendor and the name are what the tuning table's entries match (host/tuning.c) */
+      clGetDeviceInfo(devices[d], CL_DEVICE_VENDOR, sizeof vendor, vendor, NULL);
       clGetDeviceInfo(devices[d], CL_DEVICE_TYPE, sizeof type, &type, NULL);
       clGetDeviceInfo(devices[d], CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
       clGetDeviceInfo(devices[d], CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
       clGetDeviceInfo(devices[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global, &global, NULL);
       clGetDeviceInfo(devices[d], CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof alloc, &alloc, NULL);
       clGetDeviceInfo(devices[d], CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
-      printf("  %u:%u  %s [%s] driver %s\n", p, d, name,
-             (type & CL_DEVICE_TYPE_GPU) ? "GPU" : (type & CL_DEVICE_TYPE_CPU) ? "CPU" : "other", driver);
+      printf("  %u:%u  %s [%s] vendor %s, driver %s\n", p, d, name,
+             (type & CL_DEVICE_TYPE_GPU) ? "GPU" : (type & CL_DEVICE_TYPE_CPU) ? "CPU" : "other", vendor, driver);
       printf("        compute units %u, max work-group %zu, global memory %.1f GiB, max allocation %.1f GiB, "
              "local memory %llu KiB\n",
              units, wg, (double)global / (1 << 30), (double)alloc / (1 << 30), (unsigned long long)local >> 10);
