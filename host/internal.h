@@ -23,6 +23,7 @@
 
 #include "clxent.h"
 #include "clxent_defs.h"
+#include "clock.h"
 
 #define CLXENT_ERROR_MAX 4096
 
@@ -155,7 +156,28 @@ struct clxent_ctx {
 
   char device_name[256];
   char error[CLXENT_ERROR_MAX];
+#ifdef CLXENT_PIECES
+  struct clxent_piece {
+    const char *what, *detail; /* the step that ended at t (static strings) */
+    double t;
+  } pieces[64];
+  size_t piece_count;
+#endif
 };
+
+/* ---------------------------------------------------------------- the pieces of a call
+ * Only in the bench's own copy of the library (bench/small_calls.c, built with CLXENT_PIECES):
+ * PIECE(ctx, what, detail) records that the step `what` of a call on ctx ended now, so that the
+ * bench can tell where the time of one call goes. In the library itself it is nothing. */
+#ifdef CLXENT_PIECES
+static inline void clxent_piece_mark(clxent_ctx *ctx, const char *what, const char *detail) {
+  if (ctx->piece_count < sizeof ctx->pieces / sizeof ctx->pieces[0])
+    ctx->pieces[ctx->piece_count++] = (struct clxent_piece){what, detail, clxent_seconds()};
+}
+#define PIECE(ctx, what, detail) clxent_piece_mark((ctx), (what), (detail))
+#else
+#define PIECE(ctx, what, detail) ((void)0)
+#endif
 
 /* ---------------------------------------------------------------- the plan of a host-pointer call
  * What api.c decided, in named fields; the engines (stream.c, group.c) carry it out. */
@@ -339,7 +361,5 @@ double clxent_group_share(const clxent_ctx *ctx, size_t k);
 void clxent_group_destroy(clxent_group *group);
 /* "all" found one device: its member, detached from the group, becomes the context. */
 clxent_ctx *clxent_group_take_only_member(clxent_ctx *ctx);
-
-#include "clock.h"
 
 #endif

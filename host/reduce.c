@@ -41,6 +41,7 @@ clxent_status clxent_deliver(clxent_ctx *ctx, const clxent_plan *plan, const clx
     CHECK(clxent_enqueue_reduce(ctx, plan->elementwise ? res->chunks : res->rows, count, plan->divisor, NULL, NULL,
                                 &total));
     CHECK(clxent_read_floats(ctx, total, 1, plan->loss, "clEnqueueReadBuffer(batch loss)"));
+    PIECE(ctx, "blocking read of the loss", NULL);
   } else if (plan->loss && !plan->elementwise) { /* elementwise NONE: streamed out already */
     CHECK(clxent_read_floats(ctx, res->rows, plan->n, plan->loss, "clEnqueueReadBuffer(per-row results)"));
   }

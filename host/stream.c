@@ -79,15 +79,18 @@ static clxent_status zero_copy_block(clxent_ctx *ctx, const clxent_plan *plan, s
     CHECK_GOTO(wrap_host(ctx, CL_MEM_READ_WRITE, (unsigned char *)plan->grad + offset, bytes, "the gradient", &own[2]),
                st, done);
   const cl_mem grad = in_place ? own[0] : own[2];
+  PIECE(ctx, "wrap the caller's arrays", "block");
   CHECK_GOTO(clxent_block_kernels(ctx, plan, first, rows, own[0], own[1], grad, res, labels, weight), st, done);
   if (grad) { /* the device's writes made visible in host memory (no copy where it used them in place) */
     cl_int err;
     void *p = clEnqueueMapBuffer(ctx->queue, grad, CL_FALSE, CL_MAP_READ, 0, bytes, 0, NULL, NULL, &err);
     if (err == CL_SUCCESS) err = clEnqueueUnmapMemObject(ctx->queue, grad, p, 0, NULL, NULL);
     if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clEnqueueMapBuffer(gradient)", err);
+    PIECE(ctx, "enqueue map + unmap", "gradient");
   }
 done:
   release_mems(own, 3);
+  PIECE(ctx, "release the wrappers", NULL);
   return st;
 }
 
@@ -143,6 +146,7 @@ clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
     CHECK(clxent_buffer(ctx, SLOT_BIAS_PARTIAL, clxent_chunk_count(n, CLXENT_BIAS_CHUNK) * c * sizeof(float),
                         &res->bias_partial));
 
+  PIECE(ctx, "scratch buffers", NULL);
   cl_mem wrapped[2] = {NULL, NULL}, labels = NULL, weight = NULL;
   clxent_status st = CLXENT_OK;
   if (plan->labels)
@@ -151,6 +155,7 @@ clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
   if (plan->weight)
     CHECK_GOTO(upload(ctx, SLOT_WEIGHT, plan->weight, c * sizeof(float), "the weights", &wrapped[1], &weight), st,
                drain);
+  PIECE(ctx, "wrap the caller's arrays", "labels, weights");
   if (!ctx->zero_copy) {
     st = clxent_pipeline(ctx, plan, rows, res, labels, weight);
     goto drain;
@@ -161,8 +166,10 @@ clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
 drain: { /* on every path: nothing queued may outlive the caller's arrays */
   const cl_int err = clFinish(ctx->queue);
   if (st == CLXENT_OK && err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clFinish", err);
+  PIECE(ctx, "clFinish (wait for the kernels)", NULL);
 }
   release_mems(wrapped, 2);
+  PIECE(ctx, "release the wrappers", NULL);
   return st;
 }
 
