@@ -132,6 +132,8 @@ struct clxent_ctx {
   cl_kernel kernels[KERNEL_COUNT][CLXENT_STORAGE_COUNT];
   cl_mem buffers[SLOT_COUNT];
   size_t buffer_sizes[SLOT_COUNT];
+  float *host_scratch; /* the host's copy of values it reduces itself (reduce.c) */
+  size_t host_scratch_bytes;
 
   /* the kernel shape and memory plan (tuning.c) */
   clxent_variant variant;  /* ITEM or GROUP */
@@ -256,6 +258,9 @@ clxent_status clxent_alloc_context(clxent_ctx **out);
 
 /* buffers.c: a buffer of at least `bytes` in slot, reusing the one held when it is big enough. */
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out);
+/* Host memory of at least `bytes` kept by the context likewise, or NULL (no message: callers
+ * have another way). */
+float *clxent_host_scratch(clxent_ctx *ctx, size_t bytes);
 void clxent_release_buffers(clxent_ctx *ctx);
 
 /* pinned.c */
@@ -347,7 +352,9 @@ size_t clxent_chunk_count(size_t values, size_t chunk);
 clxent_status clxent_enqueue_reduce(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, cl_mem divisor_dev,
                                     cl_mem final, cl_mem *result);
 /* Hands a plan's results on ctx's device to the host: loss (its reduction, or the values), lse,
- * bias gradient. `rows`/`chunks` may come from another device's results (group.c). */
+ * bias gradient. `rows`/`chunks` may come from another device's results (group.c). Waits once
+ * for everything on ctx->queue (also what clxent_execute's stream left queued), on every path.
+ * A CPU device in host memory has few values summed on the host, in reduce_sum's exact order. */
 clxent_status clxent_deliver(clxent_ctx *ctx, const clxent_plan *plan, const clxent_results *res);
 clxent_status clxent_read_floats(clxent_ctx *ctx, cl_mem from, size_t count, float *to, const char *what);
 
