@@ -81,12 +81,16 @@ static clxent_status zero_copy_block(clxent_ctx *ctx, const clxent_plan *plan, s
   const cl_mem grad = in_place ? own[0] : own[2];
   PIECE(ctx, "wrap the caller's arrays", "block");
   CHECK_GOTO(clxent_block_kernels(ctx, plan, first, rows, own[0], own[1], grad, res, labels, weight), st, done);
-  if (grad) { /* the device's writes made visible in host memory (no copy where it used them in place) */
-    cl_int err;
-    void *p = clEnqueueMapBuffer(ctx->queue, grad, CL_FALSE, CL_MAP_READ, 0, bytes, 0, NULL, NULL, &err);
-    if (err == CL_SUCCESS) err = clEnqueueUnmapMemObject(ctx->queue, grad, p, 0, NULL, NULL);
-    if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clEnqueueMapBuffer(gradient)", err);
-    PIECE(ctx, "enqueue map + unmap", "gradient");
+  if (grad) {
+    /* the device's writes made visible in host memory: a read of the buffer into its own host_ptr,
+     * which OpenCL 1.2 allows (clEnqueueReadBuffer) once the commands using the buffer are done
+     * (the queue is in order) and no command uses it until the read has finished (none later does).
+     * A device that worked in place copies nothing (PoCL: host_ptr == its pointer); it is one
+     * command where a map and an unmap were two, each a trip through PoCL's threads. */
+    void *host = (unsigned char *)plan->grad + offset;
+    const cl_int err = clEnqueueReadBuffer(ctx->queue, grad, CL_FALSE, 0, bytes, host, 0, NULL, NULL);
+    if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clEnqueueReadBuffer(gradient, into its own host memory)", err);
+    PIECE(ctx, "enqueue the gradient's read into itself", NULL);
   }
 done:
   release_mems(own, 3);
