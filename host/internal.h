@@ -8,7 +8,8 @@
  *   group.c            several devices: the plan split by rows, members run concurrently
  *   stream.c           one device: the batch in row blocks, zero-copy or through pipeline.c
  *   launch.c           every kernel enqueue, through one argument-setting helper
- *   reduce.c           the fixed-order batch reduction and delivery of results to the host
+ *   reduce.c           the fixed-order batch reduction (few values on a CPU device: on the host,
+ *                      in the same order) and delivery of results to the host
  *
  * beside the context's own rooms: context.c (lifecycle), config.c (settings from the caller's
  * config and the environment), device.c (selection), tuning.c (kernel shape per device),
