@@ -118,7 +118,8 @@ static int time_round_trips(clxent_ctx *ctx, int calls, long idle_us, double *fi
     a[r] = clxent_seconds() - t0;
     pause_us(idle_us);
     t0 = clxent_seconds();
-    ok = ok && clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, NULL) == CL_SUCCESS && clFinish(ctx->queue) == CL_SUCCESS;
+    ok = ok && clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, NULL) == CL_SUCCESS &&
+         clFinish(ctx->queue) == CL_SUCCESS;
     b[r] = clxent_seconds() - t0;
   }
   if (ok) *finish_only = clxent_median(a, calls), *marker = clxent_median(b, calls);

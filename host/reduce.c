@@ -102,7 +102,8 @@ clxent_status clxent_read_floats(clxent_ctx *ctx, cl_mem from, size_t count, flo
 
 /* As clxent_read_floats, without waiting: the one clFinish of clxent_deliver waits for it. */
 static clxent_status enqueue_read(clxent_ctx *ctx, cl_mem from, size_t count, float *to, const char *what) {
-  if (to && count) CHECK_CL(ctx, clEnqueueReadBuffer(ctx->queue, from, CL_FALSE, 0, count * sizeof(float), to, 0, NULL, NULL), what);
+  if (to && count)
+    CHECK_CL(ctx, clEnqueueReadBuffer(ctx->queue, from, CL_FALSE, 0, count * sizeof(float), to, 0, NULL, NULL), what);
   return CLXENT_OK;
 }
 
@@ -139,7 +140,8 @@ drain: {
   if (st == CLXENT_OK && err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clFinish", err);
 }
   PIECE(ctx, "clFinish (wait for everything)", NULL);
-  if (st == CLXENT_OK && on_host) *plan->loss = host_reduce(on_host, count, ctx->group_size, plan->divisor, on_host + count);
+  if (st == CLXENT_OK && on_host)
+    *plan->loss = host_reduce(on_host, count, ctx->group_size, plan->divisor, on_host + count);
   PIECE(ctx, "reduce on the host", NULL);
   return st;
 }
