@@ -9,6 +9,7 @@
 #include "internal.h"
 
 static clxent_status execute(clxent_ctx *ctx, const clxent_plan *plan) {
+  PIECE(ctx, "checks and plan", NULL);
   return ctx->group ? clxent_group_execute(ctx, plan) : clxent_execute(ctx, plan);
 }
 

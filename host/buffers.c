@@ -1,5 +1,7 @@
-/* Device buffers kept by the context between calls: a call that needs no more than the buffer
- * already held reuses it; a bigger one replaces it. */
+/* Device buffers kept by the context between calls, and one host scratch array: a call that
+ * needs no more than the buffer already held reuses it; a bigger one replaces it. */
+#include <stdlib.h>
+
 #include "internal.h"
 
 static const char *const slot_names[SLOT_COUNT] = {
@@ -38,7 +40,18 @@ clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes
   return CLXENT_OK;
 }
 
+float *clxent_host_scratch(clxent_ctx *ctx, size_t bytes) {
+  if (ctx->host_scratch_bytes >= bytes) return ctx->host_scratch;
+  free(ctx->host_scratch);
+  ctx->host_scratch = malloc(bytes);
+  ctx->host_scratch_bytes = ctx->host_scratch ? bytes : 0;
+  return ctx->host_scratch;
+}
+
 void clxent_release_buffers(clxent_ctx *ctx) {
+  free(ctx->host_scratch);
+  ctx->host_scratch = NULL;
+  ctx->host_scratch_bytes = 0;
   for (int s = 0; s < SLOT_COUNT; ++s) {
     if (ctx->buffers[s]) clReleaseMemObject(ctx->buffers[s]);
     ctx->buffers[s] = NULL;

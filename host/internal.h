@@ -8,7 +8,8 @@
  *   group.c            several devices: the plan split by rows, members run concurrently
  *   stream.c           one device: the batch in row blocks, zero-copy or through pipeline.c
  *   launch.c           every kernel enqueue, through one argument-setting helper
- *   reduce.c           the fixed-order batch reduction and delivery of results to the host
+ *   reduce.c           the fixed-order batch reduction (few values on a CPU device: on the host,
+ *                      in the same order) and delivery of results to the host
  *
  * beside the context's own rooms: context.c (lifecycle), config.c (settings from the caller's
  * config and the environment), device.c (selection), tuning.c (kernel shape per device),
@@ -23,6 +24,7 @@
 
 #include "clxent.h"
 #include "clxent_defs.h"
+#include "clock.h"
 
 #define CLXENT_ERROR_MAX 4096
 
@@ -133,6 +135,8 @@ struct clxent_ctx {
   cl_kernel kernels[KERNEL_COUNT][CLXENT_STORAGE_COUNT];
   cl_mem buffers[SLOT_COUNT];
   size_t buffer_sizes[SLOT_COUNT];
+  float *host_scratch; /* the host's copy of values it reduces itself (reduce.c) */
+  size_t host_scratch_bytes;
 
   /* the kernel shape and memory plan (tuning.c) */
   clxent_variant variant;  /* ITEM or GROUP */
@@ -159,7 +163,28 @@ struct clxent_ctx {
 
   char device_name[256];
   char error[CLXENT_ERROR_MAX];
+#ifdef CLXENT_PIECES
+  struct clxent_piece {
+    const char *what, *detail; /* the step that ended at t (static strings) */
+    double t;
+  } pieces[64];
+  size_t piece_count;
+#endif
 };
+
+/* ---------------------------------------------------------------- the pieces of a call
+ * Only in the bench's own copy of the library (bench/small_calls.c, built with CLXENT_PIECES):
+ * PIECE(ctx, what, detail) records that the step `what` of a call on ctx ended now, so that the
+ * bench can tell where the time of one call goes. In the library itself it is nothing. */
+#ifdef CLXENT_PIECES
+static inline void clxent_piece_mark(clxent_ctx *ctx, const char *what, const char *detail) {
+  if (ctx->piece_count < sizeof ctx->pieces / sizeof ctx->pieces[0])
+    ctx->pieces[ctx->piece_count++] = (struct clxent_piece){what, detail, clxent_seconds()};
+}
+#define PIECE(ctx, what, detail) clxent_piece_mark((ctx), (what), (detail))
+#else
+#define PIECE(ctx, what, detail) ((void)0)
+#endif
 
 /* ---------------------------------------------------------------- the plan of a host-pointer call
  * What api.c decided, in named fields; the engines (stream.c, group.c) carry it out. */
@@ -254,6 +279,9 @@ clxent_status clxent_alloc_context(clxent_ctx **out);
 
 /* buffers.c: a buffer of at least `bytes` in slot, reusing the one held when it is big enough. */
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out);
+/* Host memory of at least `bytes` kept by the context likewise, or NULL (no message: callers
+ * have another way). */
+float *clxent_host_scratch(clxent_ctx *ctx, size_t bytes);
 void clxent_release_buffers(clxent_ctx *ctx);
 
 /* pinned.c */
@@ -345,7 +373,9 @@ size_t clxent_chunk_count(size_t values, size_t chunk);
 clxent_status clxent_enqueue_reduce(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, cl_mem divisor_dev,
                                     cl_mem final, cl_mem *result);
 /* Hands a plan's results on ctx's device to the host: loss (its reduction, or the values), lse,
- * bias gradient. `rows`/`chunks` may come from another device's results (group.c). */
+ * bias gradient. `rows`/`chunks` may come from another device's results (group.c). Waits once
+ * for everything on ctx->queue (also what clxent_execute's stream left queued), on every path.
+ * A CPU device in host memory has few values summed on the host, in reduce_sum's exact order. */
 clxent_status clxent_deliver(clxent_ctx *ctx, const clxent_plan *plan, const clxent_results *res);
 clxent_status clxent_read_floats(clxent_ctx *ctx, cl_mem from, size_t count, float *to, const char *what);
 
@@ -359,7 +389,5 @@ double clxent_group_share(const clxent_ctx *ctx, size_t k);
 void clxent_group_destroy(clxent_group *group);
 /* "all" found one device: its member, detached from the group, becomes the context. */
 clxent_ctx *clxent_group_take_only_member(clxent_ctx *ctx);
-
-#include "clock.h"
 
 #endif

@@ -20,10 +20,12 @@ static clxent_status enqueue(clxent_ctx *ctx, cl_kernel k, const char *name, con
       return clxent_fail(ctx, clxent_cl_status(err), "clSetKernelArg(%s, argument %u) failed: %s (%d)", name, i,
                          clxent_cl_error_name(err), (int)err);
   }
+  PIECE(ctx, "set arguments", name);
   const cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, global, local, 0, NULL, NULL);
   if (err != CL_SUCCESS)
     return clxent_fail(ctx, clxent_cl_status(err), "clEnqueueNDRangeKernel(%s) failed: %s (%d)", name,
                        clxent_cl_error_name(err), (int)err);
+  PIECE(ctx, "enqueue kernel", name);
   return CLXENT_OK;
 }
 #define COUNT(a) ((cl_uint)(sizeof(a) / sizeof((a)[0])))

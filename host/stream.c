@@ -79,15 +79,22 @@ static clxent_status zero_copy_block(clxent_ctx *ctx, const clxent_plan *plan, s
     CHECK_GOTO(wrap_host(ctx, CL_MEM_READ_WRITE, (unsigned char *)plan->grad + offset, bytes, "the gradient", &own[2]),
                st, done);
   const cl_mem grad = in_place ? own[0] : own[2];
+  PIECE(ctx, "wrap the caller's arrays", "block");
   CHECK_GOTO(clxent_block_kernels(ctx, plan, first, rows, own[0], own[1], grad, res, labels, weight), st, done);
-  if (grad) { /* the device's writes made visible in host memory (no copy where it used them in place) */
-    cl_int err;
-    void *p = clEnqueueMapBuffer(ctx->queue, grad, CL_FALSE, CL_MAP_READ, 0, bytes, 0, NULL, NULL, &err);
-    if (err == CL_SUCCESS) err = clEnqueueUnmapMemObject(ctx->queue, grad, p, 0, NULL, NULL);
-    if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clEnqueueMapBuffer(gradient)", err);
+  if (grad) {
+    /* the device's writes made visible in host memory: a read of the buffer into its own host_ptr,
+     * which OpenCL 1.2 allows (clEnqueueReadBuffer) once the commands using the buffer are done
+     * (the queue is in order) and no command uses it until the read has finished (none later does).
+     * A device that worked in place copies nothing (PoCL: host_ptr == its pointer); it is one
+     * command where a map and an unmap were two, each a trip through PoCL's threads. */
+    void *host = (unsigned char *)plan->grad + offset;
+    const cl_int err = clEnqueueReadBuffer(ctx->queue, grad, CL_FALSE, 0, bytes, host, 0, NULL, NULL);
+    if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clEnqueueReadBuffer(gradient, into its own host memory)", err);
+    PIECE(ctx, "enqueue the gradient's read into itself", NULL);
   }
 done:
   release_mems(own, 3);
+  PIECE(ctx, "release the wrappers", NULL);
   return st;
 }
 
@@ -121,7 +128,9 @@ static size_t block_rows(const clxent_ctx *ctx, const clxent_plan *plan, size_t 
   return rows < plan->n ? rows : plan->n;
 }
 
-clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_results *res) {
+/* clxent_stream, except that with `leave_queued` a successful zero-copy stream returns with its
+ * commands still queued, for clxent_deliver to wait for once with the results' reads. */
+static clxent_status stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_results *res, int leave_queued) {
   /* a block's largest buffer per row: its values, or for the elementwise losses their float
    * results, which are twice the size of 16-bit values */
   const size_t elem = clxent_dtype_size(plan->dtype), n = plan->n, c = plan->c;
@@ -143,6 +152,7 @@ clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
     CHECK(clxent_buffer(ctx, SLOT_BIAS_PARTIAL, clxent_chunk_count(n, CLXENT_BIAS_CHUNK) * c * sizeof(float),
                         &res->bias_partial));
 
+  PIECE(ctx, "scratch buffers", NULL);
   cl_mem wrapped[2] = {NULL, NULL}, labels = NULL, weight = NULL;
   clxent_status st = CLXENT_OK;
   if (plan->labels)
@@ -151,6 +161,7 @@ clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
   if (plan->weight)
     CHECK_GOTO(upload(ctx, SLOT_WEIGHT, plan->weight, c * sizeof(float), "the weights", &wrapped[1], &weight), st,
                drain);
+  PIECE(ctx, "wrap the caller's arrays", "labels, weights");
   if (!ctx->zero_copy) {
     st = clxent_pipeline(ctx, plan, rows, res, labels, weight);
     goto drain;
@@ -158,16 +169,25 @@ clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
   /* zero-copy: the queue is in order, the device works in the caller's memory block after block */
   for (size_t first = 0; first < n; first += rows)
     CHECK_GOTO(zero_copy_block(ctx, plan, first, n - first < rows ? n - first : rows, res, labels, weight), st, drain);
-drain: { /* on every path: nothing queued may outlive the caller's arrays */
-  const cl_int err = clFinish(ctx->queue);
-  if (st == CLXENT_OK && err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clFinish", err);
-}
+drain: /* nothing queued may outlive the caller's arrays: drained here, or by the caller */
+  if (st != CLXENT_OK || !leave_queued) {
+    const cl_int err = clFinish(ctx->queue);
+    if (st == CLXENT_OK && err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clFinish", err);
+    PIECE(ctx, "clFinish (wait for the kernels)", NULL);
+  }
   release_mems(wrapped, 2);
+  PIECE(ctx, "release the wrappers", NULL);
   return st;
 }
 
+clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_results *res) {
+  return stream(ctx, plan, res, 0);
+}
+
+/* One wait per call: the kernels stay queued, and clxent_deliver's clFinish waits for them with
+ * the reads of the results (on PoCL each wait for its threads costs ~20 µs). */
 clxent_status clxent_execute(clxent_ctx *ctx, const clxent_plan *plan) {
   clxent_results res;
-  CHECK(clxent_stream(ctx, plan, &res));
+  CHECK(stream(ctx, plan, &res, 1));
   return clxent_deliver(ctx, plan, &res);
 }

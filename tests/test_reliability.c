@@ -3,6 +3,7 @@
  * must leave a context usable. */
 #define _POSIX_C_SOURCE 200809L /* pthreads */
 #define CLXENT_EXPERIMENTAL_API /* clxent_tuning */
+#include <fenv.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -70,6 +71,59 @@ static void test_repeats_bit_identical(void **state) {
   }
   free(first), free(again);
   free_batch(&b);
+}
+
+/* A CPU device working in host memory reduces a small batch's losses on the host, in the order
+ * of the device's reduce_sum (host/reduce.c); a device with its own buffers (zero-copy off)
+ * reduces them on the device. Both give the same bits, on both sides of every tree boundary (64
+ * items, 1024 values a group) and of the host's limit (65536 values), for hard labels with
+ * ignored rows and for the elementwise chunk sums. Losses of very different sizes make any
+ * change of order show. Under a rounding mode other than the device's the host must leave the
+ * sum to the device: with SUM (all scales 1, computed exactly in any mode) the bits stay. */
+static void test_host_and_device_reductions_agree(void **state) {
+  (void)state;
+  clxent_tuning t = CLXENT_TUNING_INIT;
+  t.variant = CLXENT_VARIANT_ITEM, t.zero_copy = CLXENT_ON;
+  clxent_ctx *host = support_create(NULL, &t, NULL);
+  t.zero_copy = CLXENT_OFF;
+  clxent_ctx *device = support_create(NULL, &t, NULL);
+  enum { CLASSES = 7, MAX_ROWS = 65537 };
+  static const size_t rows[] = {1, 2, 63, 64, 65, 1023, 1024, 1025, 4099, 16385, 65536, 65537};
+  float *z = xmalloc(MAX_ROWS * CLASSES * sizeof(float)), *targets = xmalloc(MAX_ROWS * sizeof(float));
+  int32_t *y = xmalloc(MAX_ROWS * sizeof(int32_t));
+  rng_seed(14);
+  for (size_t k = 0; k < (size_t)MAX_ROWS * CLASSES; ++k)
+    z[k] = (float)(rng_uniform(-1, 1) * pow(10, rng_uniform(-3, 1.5)));
+  for (int i = 0; i < MAX_ROWS; ++i)
+    y[i] = i % 11 == 0 ? -100 : (int32_t)rng_below(CLASSES), targets[i] = (float)rng_uniform(0, 1);
+  for (size_t s = 0; s < sizeof rows / sizeof rows[0]; ++s) {
+    const size_t n = rows[s];
+    for (int r = 0; r < 2; ++r) {
+      clxent_opts o = clxent_opts_default();
+      o.reduction = r ? CLXENT_SUM : CLXENT_MEAN;
+      float a, b;
+      ASSERT_OK(host, clxent_softmax_xent(host, n, CLASSES, z, y, &o, &a, NULL));
+      ASSERT_OK(device, clxent_softmax_xent(device, n, CLASSES, z, y, &o, &b, NULL));
+      if (memcmp(&a, &b, sizeof a)) fail_msg("n = %zu, %s: host %.9g, device %.9g", n, r ? "SUM" : "MEAN", a, b);
+      ASSERT_OK(host, clxent_sigmoid_xent(host, n, z, targets, &o, &a, NULL));
+      ASSERT_OK(device, clxent_sigmoid_xent(device, n, z, targets, &o, &b, NULL));
+      if (memcmp(&a, &b, sizeof a))
+        fail_msg("sigmoid, n = %zu, %s: host %.9g, device %.9g", n, r ? "SUM" : "MEAN", a, b);
+    }
+  }
+  clxent_opts sum = clxent_opts_default();
+  sum.reduction = CLXENT_SUM;
+  float nearest, upward;
+  ASSERT_OK(device, clxent_softmax_xent(device, 4099, CLASSES, z, y, &sum, &nearest, NULL));
+  if (fesetround(FE_UPWARD) == 0) { /* C allows a platform without it; x86 and ARM have it */
+    const clxent_status st = clxent_softmax_xent(host, 4099, CLASSES, z, y, &sum, &upward, NULL);
+    fesetround(FE_TONEAREST);
+    ASSERT_OK(host, st);
+    if (memcmp(&nearest, &upward, sizeof nearest))
+      fail_msg("rounding upward: %.9g, to nearest: %.9g (the host reduced in the caller's mode)", upward, nearest);
+  }
+  free(z), free(targets), free(y);
+  clxent_destroy(host), clxent_destroy(device);
 }
 
 /* ---------------------------------------------------------------- threads */
@@ -219,6 +273,7 @@ static void test_build_failure_then_recovery(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_repeats_bit_identical),
+      cmocka_unit_test(test_host_and_device_reductions_agree),
       cmocka_unit_test(test_threads),
       cmocka_unit_test(test_out_of_memory_leaves_context_usable),
       cmocka_unit_test(test_allocation_beyond_the_device),
