@@ -145,6 +145,7 @@ struct clxent_ctx {
   size_t row_threads;      /* group variant: work-items per softmax row; 0 = chosen from c */
   cl_ulong max_alloc;      /* CL_DEVICE_MAX_MEM_ALLOC_SIZE, or less when capped */
   cl_ulong local_mem;      /* CL_DEVICE_LOCAL_MEM_SIZE */
+  cl_uint compute_units;   /* CL_DEVICE_MAX_COMPUTE_UNITS */
   int max_alloc_capped;
   cl_ulong global_mem;     /* CL_DEVICE_GLOBAL_MEM_SIZE */
   cl_ulong block_bytes;    /* largest block buffer the streaming loop uses */

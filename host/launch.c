@@ -39,6 +39,16 @@ static size_t row_threads(const clxent_ctx *ctx, size_t c) {
   return t;
 }
 
+/* Work-items per group of the row-per-item kernels, for `items` items: a power of two up to the
+ * tuning's group size, small enough that every compute unit gets a group. Left to itself PoCL
+ * makes a few hundred rows one group, which one worker thread runs while the others idle; and
+ * powers of two bound the number of work-group functions it compiles. */
+static size_t item_group(const clxent_ctx *ctx, size_t items, size_t most) {
+  size_t g = 1;
+  while (g * 2 <= most && g * 2 * ctx->compute_units <= items) g *= 2;
+  return g;
+}
+
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
   const cl_kernel k = ctx->kernels[l->kernel][l->kernel < KERNEL_TYPED_COUNT ? l->dtype : CLXENT_FLOAT32];
   const cl_ulong rows = l->rows, c = l->c, first = l->first_row;
@@ -54,39 +64,37 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
         const size_t rows_per_group = local / p.row_threads;
         global = (l->rows + rows_per_group - 1) / rows_per_group * local;
       }
-      /* short rows, row-per-item variant: CLXENT_VEC rows per work-item (kernels/softmax_xent.cl) */
+      /* Row-per-item: an explicit group (item_group). Short rows (kernels/softmax_xent.cl) take
+       * CLXENT_VEC rows per item, whose private arrays also rule out PoCL's own choice of thousands
+       * of items per group (they overflowed a worker thread's stack). Long rows with a gradient
+       * get a stretch of local memory per item, where pass 1 caches the row's exponentials
+       * (16-bit storage then computes them once, not twice): on a CPU device local memory is a
+       * buffer per worker thread, so the cache stays in its L2 and never goes to memory; the group
+       * is as large as half the device's local memory holds. */
       const int short_rows = !grouped && l->kernel == KERNEL_SOFTMAX_HARD && l->c <= CLXENT_SHORT_C;
-      /* its items hold a few KiB of private arrays each: an explicit group size, since PoCL's own
-       * choice (thousands of items) runs them out of a worker thread's stack */
-      if (short_rows) global = ((l->rows + ctx->vector_width - 1) / ctx->vector_width + local - 1) / local * local;
+      const size_t items = short_rows ? (l->rows + ctx->vector_width - 1) / ctx->vector_width : l->rows;
+      size_t item_local = grouped ? local : item_group(ctx, items, ctx->group_size);
+      cl_ulong stride = 0;
+      if (!grouped && !short_rows && l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
+          (c + 15) / 16 * 16 * sizeof(float) <= ctx->local_mem / 2) {
+        stride = (c + 15) / 16 * 16;
+        while (item_local > 1 && item_local * stride * sizeof(float) > ctx->local_mem / 2) item_local /= 2;
+      }
+      if (!grouped) global = (items + item_local - 1) / item_local * item_local;
       if (l->kernel == KERNEL_SOFTMAX_HARD) {
         const cl_kernel kh = short_rows ? ctx->kernels[KERNEL_SOFTMAX_HARD_SHORT][l->dtype] : k;
-        /* row-per-item rows: a stretch of local memory per work-item where pass 1 caches the row's
-         * exponentials (16-bit storage then computes them once, not twice). On a CPU device local
-         * memory is a buffer per worker thread, so the cache stays in its L2 cache and never goes
-         * to memory. The group holds as many items as half the device's local memory fits. */
-        size_t scratch_items = 0;
-        cl_ulong stride = 0;
-        if (!grouped && !short_rows && l->grad) {
-          stride = (c + 15) / 16 * 16;
-          scratch_items = 1;
-          while (scratch_items * 2 <= ctx->group_size && scratch_items * 2 * stride * sizeof(float) <= ctx->local_mem / 2)
-            scratch_items *= 2;
-          if (stride * sizeof(float) > ctx->local_mem / 2) scratch_items = 0, stride = 0;
-          if (scratch_items) global = (l->rows + scratch_items - 1) / scratch_items * scratch_items;
-        }
         const arg args[] = {ARG(rows),        ARG(c),         ARG(first),
                             ARG_MEM(l->in),   ARG_MEM(l->labels), ARG_MEM(l->weight),
                             ARG(l->ignore_index), ARG(p),     ARG_MEM(l->grad),
                             ARG_MEM(l->out),  ARG_MEM(l->lse), ARG_MEM(l->scales),
-                            {scratch_items ? scratch_items * stride * sizeof(float) : sizeof(float), NULL},
+                            {stride ? item_local * stride * sizeof(float) : sizeof(float), NULL},
                             ARG(stride)};
-        return enqueue(ctx, kh, short_rows ? "softmax_xent_hard_short" : "softmax_xent_hard", args, COUNT(args), 1, &global,
-                       grouped || short_rows ? &local : scratch_items ? &scratch_items : NULL);
+        return enqueue(ctx, kh, short_rows ? "softmax_xent_hard_short" : "softmax_xent_hard", args, COUNT(args), 1,
+                       &global, &item_local);
       }
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight),
                           ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse)};
-      return enqueue(ctx, k, "softmax_xent_soft", args, COUNT(args), 1, &global, grouped ? &local : NULL);
+      return enqueue(ctx, k, "softmax_xent_soft", args, COUNT(args), 1, &global, &item_local);
     }
     case KERNEL_SIGMOID_XENT:
     case KERNEL_BCE: { /* elementwise on every device */

@@ -141,6 +141,9 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
                     "clGetDeviceInfo(CL_DEVICE_GLOBAL_MEM_SIZE)"));
   CHECK(device_info(ctx, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem, &ctx->local_mem,
                     "clGetDeviceInfo(CL_DEVICE_LOCAL_MEM_SIZE)"));
+  CHECK(device_info(ctx, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof ctx->compute_units, &ctx->compute_units,
+                    "clGetDeviceInfo(CL_DEVICE_MAX_COMPUTE_UNITS)"));
+  if (ctx->compute_units == 0) ctx->compute_units = 1;
   /* Three block buffers (input, targets, gradient) are in use at once: keep them in a quarter of
    * the device's memory each, and within one allocation. */
   const cl_ulong block = ctx->global_mem / 4 < ctx->max_alloc ? ctx->global_mem / 4 : ctx->max_alloc;

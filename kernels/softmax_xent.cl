@@ -193,58 +193,65 @@ inline float range_max(__global const store_t *z, ulong j0, ulong j1, float *lo)
 /* Pass 1 over [j0, j1) with the running max m: returns Σ e^{u_j - m}; adds Σ_{w≠0} w_j (m - u_j)
  * to *wdev and Σ w_j to *wsum when smoothing; caches e (cache 1) or u (cache 2) in sc (the item's
  * local scratch) if given, else in g (float32 storage only). narrow: every u_j - m is in the
- * exponential's narrow range (math.cl). */
+ * exponential's narrow range (math.cl). It also finds the max and min of z over the next chunk
+ * [n0, n1) (no longer than this one): in the plain call within the same loop, so that the next
+ * chunk streams in from memory while this one's exponentials are computed from L1 (the phases
+ * one after the other left memory idle during the arithmetic, and the arithmetic during the
+ * reads). */
+#define CLXENT_FUSED_LOOP(EXPF, KEEP)                                   \
+  for (ulong k = 0; k < nvc; k += CLXENT_VEC) {                         \
+    const floatv e = EXPF(LOADV(z, j0 + k) - m);                        \
+    KEEP;                                                               \
+    sv += e;                                                            \
+    const floatv v = LOADV(z, n0 + k);                                  \
+    hv = v > hv ? v : hv;                                               \
+    lv = v < lv ? v : lv;                                               \
+  }                                                                     \
+  for (ulong k = nvc; k < jv - j0; k += CLXENT_VEC) {                   \
+    const floatv e = EXPF(LOADV(z, j0 + k) - m);                        \
+    KEEP;                                                               \
+    sv += e;                                                            \
+  }
 inline float range_exp_sum(__global const store_t *z, __global store_t *g, __local float *sc,
                            __global const float *weight, ulong j0, ulong j1, float m, float cap, int smooth, int cache,
-                           int narrow, float *wdev, float *wsum) {
+                           int narrow, float *wdev, float *wsum, ulong n0, ulong n1, float *next_hi,
+                           float *next_lo) {
   const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
   floatv sv = (floatv)(0.0f), wv = (floatv)(0.0f), wsv = (floatv)(0.0f);
   float s = 0.0f;
   if (cap == 0.0f && !smooth) { /* the plain call: loops of their own, without per-element tests */
+    const ulong nvc = (n1 - n0) - (n1 - n0) % CLXENT_VEC;
+    floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
     if (cache && sc) {
-      if (narrow)
-        for (ulong j = j0; j < jv; j += CLXENT_VEC) {
-          const floatv e = clxent_expv_narrow(LOADV(z, j) - m);
-          vstorev(e, 0, sc + j);
-          sv += e;
-        }
-      else
-        for (ulong j = j0; j < jv; j += CLXENT_VEC) {
-          const floatv e = clxent_expv(LOADV(z, j) - m);
-          vstorev(e, 0, sc + j);
-          sv += e;
-        }
-      for (ulong j = jv; j < j1; ++j) s += sc[j] = clxent_exp(LOAD(z, j) - m);
-      return hsum(sv) + s;
+      if (narrow) {
+        CLXENT_FUSED_LOOP(clxent_expv_narrow, vstorev(e, 0, sc + j0 + k))
+      } else {
+        CLXENT_FUSED_LOOP(clxent_expv, vstorev(e, 0, sc + j0 + k))
+      }
     }
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
-    if (cache && narrow) {
-      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
-        const floatv e = clxent_expv_narrow(LOADV(z, j) - m);
-        STOREV(e, g, j);
-        sv += e;
-      }
+    else if (cache && narrow) {
+      CLXENT_FUSED_LOOP(clxent_expv_narrow, STOREV(e, g, j0 + k))
     } else if (cache) {
-      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
-        const floatv e = clxent_expv(LOADV(z, j) - m);
-        STOREV(e, g, j);
-        sv += e;
-      }
-    }
-    if (cache) {
-      for (ulong j = jv; j < j1; ++j) {
-        const float e = clxent_exp(LOAD(z, j) - m);
-        STORE(e, g, j);
-        s += e;
-      }
-      return hsum(sv) + s;
+      CLXENT_FUSED_LOOP(clxent_expv, STOREV(e, g, j0 + k))
     }
 #endif
-    if (narrow)
-      for (ulong j = j0; j < jv; j += CLXENT_VEC) sv += clxent_expv_narrow(LOADV(z, j) - m);
-    else
-      for (ulong j = j0; j < jv; j += CLXENT_VEC) sv += clxent_expv(LOADV(z, j) - m);
-    for (ulong j = jv; j < j1; ++j) s += clxent_exp(LOAD(z, j) - m);
+    else if (narrow) {
+      CLXENT_FUSED_LOOP(clxent_expv_narrow, )
+    } else {
+      CLXENT_FUSED_LOOP(clxent_expv, )
+    }
+    for (ulong j = jv; j < j1; ++j) {
+      const float e = clxent_exp(LOAD(z, j) - m);
+      if (cache && sc) sc[j] = e;
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+      else if (cache) STORE(e, g, j);
+#endif
+      s += e;
+    }
+    float hi = hmax(hv), lo = -hmax(-lv);
+    for (ulong j = n0 + nvc; j < n1; ++j) hi = fmax(hi, LOAD(z, j)), lo = fmin(lo, LOAD(z, j));
+    *next_hi = hi, *next_lo = lo;
     return hsum(sv) + s;
   }
   for (ulong j = j0; j < jv; j += CLXENT_VEC) {
@@ -273,8 +280,10 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     if (smooth) *wsum += w;
   }
   *wdev += hsum(wv), *wsum += hsum(wsv);
+  if (n1 > n0) *next_hi = range_max(z, n0, n1, next_lo);
   return hsum(sv) + s;
 }
+#undef CLXENT_FUSED_LOOP
 
 /* cache[j0, j1) *= f (the cached e of a segment whose m was overtaken), in sc or else g */
 inline void range_scale(__global store_t *g, __local float *sc, ulong j0, ulong j1, float f) {
@@ -331,10 +340,12 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   float seg_m[CLXENT_ROW_SEGMENTS];
   uint segs = 0;
   float m = -INFINITY, s = 0.0f, wdev = 0.0f, wsum = 0.0f, umin = INFINITY;
+  float hi_next, lo_next; /* the max and min of z over the chunk to come */
+  hi_next = range_max(z, 0, min(c, (ulong)CLXENT_ROW_CHUNK), &lo_next);
   for (ulong j0 = 0; j0 < c; j0 += CLXENT_ROW_CHUNK) {
-    const ulong j1 = min(c, j0 + CLXENT_ROW_CHUNK);
-    float lo;
-    const float mc = cap_logit(range_max(z, j0, j1, &lo), cap), ulo = cap_logit(lo, cap); /* the cap is increasing */
+    const ulong j1 = min(c, j0 + CLXENT_ROW_CHUNK), n1 = min(c, j1 + CLXENT_ROW_CHUNK);
+    const float lo = lo_next;
+    const float mc = cap_logit(hi_next, cap), ulo = cap_logit(lo, cap); /* the cap is increasing */
     umin = fmin(umin, ulo);
     if (mc > m) {
       if (s != 0.0f) s *= clxent_exp(m - mc);
@@ -352,7 +363,7 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
     /* while every value so far is -inf (or NaN), e is 0 (or NaN) against any finite reference */
     const float ref = m == -INFINITY ? 0.0f : m;
     s += range_exp_sum(z, g, sc, weight, j0, j1, ref, cap, smooth, cache,
-                       clxent_exp_narrow_range(ulo - ref, mc - ref), &wdev, &wsum);
+                       clxent_exp_narrow_range(ulo - ref, mc - ref), &wdev, &wsum, j1, n1, &hi_next, &lo_next);
   }
   if (cache == 1 && segs == 0) seg_start[0] = 0, seg_m[0] = m, segs = 1; /* no finite value: all NaN below */
   const float log_s = log(s), lse = m + log_s;
