@@ -153,6 +153,20 @@ inline ushortv floatv_to_half_bits(floatv f) {
   return CLXENT_CAT(convert_ushort, CLXENT_VEC)(h | sign);
 }
 
+/* float16 vectors: where the address is a multiple of the vector's size, the core builtins (the
+ * device's conversion instructions, F16C on x86); elsewhere the integer code above, since PoCL
+ * 3.1 compiles vload_halfN/vstore_halfN to aligned moves that fault on other addresses. The test is
+ * a compare and a predictable branch per vector. */
+#define CLXENT_HALFV_BYTES (2 * CLXENT_VEC)
+inline floatv load_halfv(__global const ushort *p) {
+  if (((ulong)p & (CLXENT_HALFV_BYTES - 1)) == 0) return CLXENT_CAT(vload_half, CLXENT_VEC)(0, (__global const half *)p);
+  return half_bits_to_floatv(load_ushortv(p));
+}
+inline void store_halfv(floatv v, __global ushort *p) {
+  if (((ulong)p & (CLXENT_HALFV_BYTES - 1)) == 0) CLXENT_CAT(CLXENT_CAT(vstore_half, CLXENT_VEC), _rte)(v, 0, (__global half *)p);
+  else store_ushortv(floatv_to_half_bits(v), p);
+}
+
 /* τ_j for dense targets: keep = 1-ε, spread = ε/c. */
 inline float soft_target(float t, __global const float *w, ulong j, float keep, float spread) {
   const float tau = keep * t + spread;

@@ -34,8 +34,8 @@
 #define CLXENT_SUFFIX _f16
 #define LOAD(p, j) vload_half(0, (__global const half *)((p) + (j)))
 #define STORE(v, p, j) vstore_half_rte((v), 0, (__global half *)((p) + (j)))
-#define LOADV(p, j) half_bits_to_floatv(load_ushortv((p) + (j)))
-#define STOREV(v, p, j) store_ushortv(floatv_to_half_bits(v), (p) + (j))
+#define LOADV(p, j) load_halfv((p) + (j))
+#define STOREV(v, p, j) store_halfv((v), (p) + (j))
 #elif CLXENT_STORAGE == CLXENT_STORAGE_BF16
 #define store_t ushort
 #define CLXENT_SUFFIX _bf16

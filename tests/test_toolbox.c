@@ -210,6 +210,49 @@ static void test_combinations(void **state) {
   }
 }
 
+/* A 16-bit gradient is the float32 gradient rounded once to nearest even: the kernels compute in
+ * float32 for every storage type, so on logits that 16-bit storage holds exactly the 16-bit call
+ * must give the float32 call's gradient, rounded. Rows that start on a 16-byte boundary (float16
+ * converts there with the device's instructions) and rows that do not (integer code), spreads
+ * that make subnormal float16 gradients, in place and not, hard labels with options. */
+static void test_16bit_rounds_once(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  static const size_t sizes[][2] = {{6, 1000}, {5, 1001}, {3, 4099}, {17, 24}, {9, 8}, {4, 32000}};
+  for (int dt = CLXENT_FLOAT16; dt <= CLXENT_BFLOAT16; ++dt)
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; ++s)
+      for (int opt = 0; opt < 3; ++opt) {
+        const size_t n = sizes[s][0], c = sizes[s][1], nc = n * c;
+        uint16_t *z16 = xmalloc(nc * 2), *g16 = xmalloc(nc * 2), *w16 = xmalloc(nc * 2);
+        float *z32 = xmalloc(nc * 4), *g32 = xmalloc(nc * 4);
+        int32_t *labels = xmalloc(n * sizeof(int32_t));
+        rng_seed(9000 + s * 10 + (size_t)opt);
+        for (size_t e = 0; e < nc; ++e) {
+          ref_encode(z16, e, (float)rng_uniform(-12, 12), (clxent_dtype)dt); /* e^-24: subnormal f16 */
+          z32[e] = ref_decode(z16, e, (clxent_dtype)dt);
+        }
+        for (size_t i = 0; i < n; ++i) labels[i] = (int32_t)rng_below((uint32_t)c);
+        clxent_opts o = clxent_opts_default();
+        if (opt == 1) o.label_smoothing = 0.1f, o.z_loss = 1e-3f;
+        if (opt == 2) o.softcap = 8.0f;
+        clxent_ex x = clxent_ex_default();
+        float loss32, loss16;
+        ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, z32, labels, &o, &loss32, g32));
+        x.dtype = (clxent_dtype)dt;
+        memcpy(w16, z16, nc * 2);
+        ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, n, c, z16, labels, &o, &x, &loss16, g16));
+        ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, n, c, w16, labels, &o, &x, &loss16, w16)); /* in place */
+        for (size_t e = 0; e < nc; ++e) {
+          uint16_t want[1];
+          ref_encode(want, 0, g32[e], (clxent_dtype)dt);
+          if (g16[e] != want[0] || w16[e] != want[0])
+            fail_msg("%s %zux%zu option %d: grad[%zu] = 0x%04x (in place 0x%04x), float32 %a rounds to 0x%04x",
+                     dtype_names[dt], n, c, opt, e, g16[e], w16[e], (double)g32[e], want[0]);
+        }
+        assert_true(loss16 == loss32);
+        free(z16), free(g16), free(w16), free(z32), free(g32), free(labels);
+      }
+}
+
 /* 16-bit storage for every loss, with options, in place and not. */
 static void test_storage_types(void **state) {
   clxent_ctx *ctx = test_ctx(state);
@@ -448,7 +491,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_formats),          cmocka_unit_test(test_worked_values),
       cmocka_unit_test(test_options_alone),    cmocka_unit_test(test_combinations),
-      cmocka_unit_test(test_storage_types),    cmocka_unit_test(test_pos_weight),
+      cmocka_unit_test(test_storage_types),    cmocka_unit_test(test_16bit_rounds_once),    cmocka_unit_test(test_pos_weight),
       cmocka_unit_test(test_softcap_extremes),
       cmocka_unit_test(test_bias_deterministic),
       cmocka_unit_test(test_rejected_options), cmocka_unit_test(test_zero_divisor),
