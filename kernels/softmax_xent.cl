@@ -254,6 +254,26 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     *next_hi = hi, *next_lo = lo;
     return hsum(sv) + s;
   }
+  if (cap == 0.0f && narrow && cache && sc) {
+    /* label smoothing without softcap: the common case of the options, in loops without tests */
+    if (weight) {
+      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+        const floatv u = LOADV(z, j), e = clxent_expv_narrow(u - m), w = vloadv(0, weight + j);
+        vstorev(e, 0, sc + j);
+        sv += e;
+        wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));
+        wsv += w;
+      }
+    } else {
+      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+        const floatv u = LOADV(z, j), e = clxent_expv_narrow(u - m);
+        vstorev(e, 0, sc + j);
+        sv += e;
+        wv += m - u;
+      }
+      *wsum += (float)(jv - j0);
+    }
+  } else
   for (ulong j = j0; j < jv; j += CLXENT_VEC) {
     floatv u = LOADV(z, j);
     if (cap != 0.0f) u = cap_logitv(u, cap);
