@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "support.h"
+#include "old_layouts.h"
 
 enum { N = 6, C = 7 };
 
@@ -253,18 +254,6 @@ static int no_own_math_variable(void **state) {
   return env_override(env);
 }
 
-/* A caller built against a header whose clxent_tuning ended at build_options (own_math added). */
-typedef struct tuning_before_own_math {
-  size_t size;
-  clxent_variant variant;
-  unsigned vector_width;
-  size_t group_size, row_threads;
-  uint64_t block_bytes;
-  clxent_switch zero_copy;
-  const double *split;
-  size_t split_count;
-  const char *build_options;
-} tuning_before_own_math;
 
 /* The exponential: clxent's own or the device's, as set in code or in CLXENT_OWN_MATH, else the
  * tuning table's (CPUs: own), reported by clxent_get_info; both correct, and different programs

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#include "old_layouts.h"
 
 static const clxent_tuning_entry *lookup(cl_device_type type, const char *vendor, const char *name) {
   const clxent_tuning_entry *e = clxent_tuning_lookup(type, vendor, name);
@@ -140,18 +141,6 @@ static void assert_error_mentions(const char *needle) {
   if (!strstr(msg, needle)) fail_msg("clxent_last_error(NULL) = \"%s\" does not mention \"%s\"", msg, needle);
 }
 
-/* A caller built against a header whose clxent_tuning ended at build_options. */
-typedef struct tuning_before_own_math {
-  size_t size;
-  clxent_variant variant;
-  unsigned vector_width;
-  size_t group_size, row_threads;
-  uint64_t block_bytes;
-  clxent_switch zero_copy;
-  const double *split;
-  size_t split_count;
-  const char *build_options;
-} tuning_before_own_math;
 
 static clxent_status resolve(const void *tuning, clxent_settings *s) {
   clxent_config c = CLXENT_CONFIG_INIT;
