@@ -24,6 +24,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../host/clock.h" /* clxent_seconds, clxent_median (compiled in from host/clock.c) */
+
 typedef int (*create_fn)(void **, const char *);
 typedef int (*xent_fn)(void *, size_t, size_t, const float *, const int32_t *, const void *, float *, float *);
 typedef const char *(*error_fn)(const void *);
@@ -45,24 +47,6 @@ static int symbol(void *lib, const char *name, void *fn, size_t size) {
   return 1;
 }
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(const double *v, int k) {
-  double t[256];
-  memcpy(t, v, (size_t)k * sizeof *t);
-  qsort(t, (size_t)k, sizeof *t, by_value);
-  return k % 2 ? t[k / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
-}
-
 typedef struct half_copy {
   float *dst;
   const float *src;
@@ -77,7 +61,7 @@ static void *copy_half(void *arg) {
 static double two_thread_copy(float *dst, const float *src, size_t count) {
   half_copy h[2] = {{dst, src, count / 2}, {dst + count / 2, src + count / 2, count - count / 2}};
   pthread_t t;
-  const double t0 = now();
+  const double t0 = clxent_seconds();
   if (pthread_create(&t, NULL, copy_half, &h[1]) != 0) {
     copy_half(&h[1]);
     copy_half(&h[0]);
@@ -85,7 +69,7 @@ static double two_thread_copy(float *dst, const float *src, size_t count) {
     copy_half(&h[0]);
     pthread_join(t, NULL);
   }
-  return now() - t0;
+  return clxent_seconds() - t0;
 }
 
 int main(int argc, char **argv) {
@@ -126,9 +110,9 @@ int main(int argc, char **argv) {
     for (int r = 0; r < rounds; ++r) {
       for (int k = 0; k < 2; ++k) {
         const int l = (r + k) % 2; /* who goes first alternates */
-        const double t0 = now();
+        const double t0 = clxent_seconds();
         if (b[l].xent(b[l].ctx, n, c, z, y, NULL, &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
-        t[l][r] = now() - t0;
+        t[l][r] = clxent_seconds() - t0;
       }
       ratio[r] = t[1][r] / t[0][r];
       copy[r] = two_thread_copy(g0, z, n * c); /* g0: the gradient, or (in place) a spare array */
@@ -136,10 +120,10 @@ int main(int argc, char **argv) {
     }
     double lo = ratio[0], hi = ratio[0];
     for (int r = 1; r < rounds; ++r) lo = ratio[r] < lo ? ratio[r] : lo, hi = ratio[r] > hi ? ratio[r] : hi;
-    const double after = median(t[1], rounds), copied = median(copy, rounds), bytes = 2.0 * (double)(n * c * sizeof(float));
-    printf("%zux%zu,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f,%.3f,%.1f,%.1f\n", n, c, 1e3 * median(t[0], rounds), 1e3 * after,
-           median(ratio, rounds), lo, hi, bytes / after / 1e9, 1e3 * copied, bytes / copied / 1e9,
-           100 * median(of_copy, rounds));
+    const double after = clxent_median(t[1], rounds), copied = clxent_median(copy, rounds), bytes = 2.0 * (double)(n * c * sizeof(float));
+    printf("%zux%zu,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f,%.3f,%.1f,%.1f\n", n, c, 1e3 * clxent_median(t[0], rounds), 1e3 * after,
+           clxent_median(ratio, rounds), lo, hi, bytes / after / 1e9, 1e3 * copied, bytes / copied / 1e9,
+           100 * clxent_median(of_copy, rounds));
     free(z), free(g0), free(y);
   }
   for (int l = 0; l < 2; ++l) {

@@ -26,16 +26,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "../host/clock.h" /* clxent_seconds, clxent_median (compiled in from host/clock.c) */
 
 typedef float v8 __attribute__((vector_size(32)));
 typedef int i8 __attribute__((vector_size(32)));
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* kernels/math.cl's narrow e^x (|x| <= 87): Cody-Waite reduction, degree-6 polynomial, 2^k from bits */
 static inline v8 vexp(v8 x) {
@@ -150,21 +145,16 @@ static void *work(void *arg) {
 static double timed(int variant) {
   job w[2] = {{variant, 0, n / 2}, {variant, n / 2, n}};
   pthread_t t;
-  const double t0 = now();
+  const double t0 = clxent_seconds();
   const int threaded = pthread_create(&t, NULL, work, &w[1]) == 0;
   work(&w[0]);
   if (threaded) pthread_join(t, NULL);
   else work(&w[1]);
-  return now() - t0;
+  return clxent_seconds() - t0;
 }
 static void fill(void) {
   for (size_t i = 0; i < n * c; ++i) z[i] = (float)((i * 2654435761u) % 1000) * 0.01f - 5.0f;
 }
-static int by_value(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv) {
   n = argc > 2 ? strtoul(argv[1], NULL, 10) : 4096;
   c = argc > 2 ? strtoul(argv[2], NULL, 10) : 32000;
@@ -188,8 +178,7 @@ int main(int argc, char **argv) {
   printf("# %zu x %zu float32, two threads, median of %d rounds; GB/s over 2 * n * c * 4 bytes\n", n, c, rounds);
   double ref = 0;
   for (int v = 0; v < VARIANTS; ++v) {
-    qsort(t[v], (size_t)rounds, sizeof(double), by_value);
-    const double med = t[v][rounds / 2];
+    const double med = clxent_median(t[v], rounds);
     if (v == SCALE) ref = med;
     printf("%-11s %9.2f ms %7.1f GB/s", names[v], 1e3 * med, bytes / med / 1e9);
     if (v > SCALE) printf("   %5.0f%% of scale's speed", 100 * ref / med);
