@@ -38,6 +38,11 @@ static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_o
   CHECK(clxent_read_opts(ctx, call->opts, o));
   CHECK(clxent_read_ex(ctx, call->ex, x));
   CHECK(clxent_check_dtype(ctx, x->dtype));
+  /* the 1.1 fields, declared ahead of their implementation (in progress) */
+  if (o->grad_output || o->mean_denominator != 0.0 || x->argmax || x->correct || x->inner > 1)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "opts->grad_output, opts->mean_denominator, ex->argmax, ex->correct and ex->inner are not "
+                       "implemented in this build yet");
   if (x->lse && !softmax) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->lse applies to the softmax losses only");
   if (x->bias_grad && !call->grad)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->bias_grad needs grad (it is the sum of the gradient's rows)");

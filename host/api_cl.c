@@ -96,6 +96,9 @@ static clxent_status check_mem_call(clxent_ctx *ctx, const mem_call *m, clxent_o
   CHECK(clxent_check_ptr(ctx, hard ? m->labels : m->aux, hard ? "labels" : "targets"));
   CHECK(clxent_check_outputs(ctx, m->loss, m->grad));
   CHECK(clxent_read_opts(ctx, m->opts, o));
+  if (o->grad_output || o->mean_denominator != 0.0) /* declared ahead of their implementation */
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "opts->grad_output and opts->mean_denominator are not implemented in this build yet");
   *x = clxent_mem_ex_default();
   if (m->ex)
     CHECK(clxent_read_sized(ctx, "ex", m->ex, x, sizeof *x, mem_ex_fields, sizeof mem_ex_fields / sizeof(size_t)));

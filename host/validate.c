@@ -103,10 +103,14 @@ static const size_t opts_fields[] = {
     offsetof(clxent_opts, reduction) + sizeof(clxent_reduction), offsetof(clxent_opts, ignore_index) + sizeof(int32_t),
     offsetof(clxent_opts, class_weight) + sizeof(float *),       offsetof(clxent_opts, label_smoothing) + sizeof(float),
     offsetof(clxent_opts, z_loss) + sizeof(float),               offsetof(clxent_opts, softcap) + sizeof(float),
-    offsetof(clxent_opts, pos_weight) + sizeof(float *)};
+    offsetof(clxent_opts, pos_weight) + sizeof(float *),         offsetof(clxent_opts, grad_output) + sizeof(float *),
+    offsetof(clxent_opts, mean_denominator) + sizeof(double)};
 static const size_t ex_fields[] = {offsetof(clxent_ex, dtype) + sizeof(clxent_dtype),
                                    offsetof(clxent_ex, lse) + sizeof(float *),
-                                   offsetof(clxent_ex, bias_grad) + sizeof(float *)};
+                                   offsetof(clxent_ex, bias_grad) + sizeof(float *),
+                                   offsetof(clxent_ex, argmax) + sizeof(int32_t *),
+                                   offsetof(clxent_ex, correct) + sizeof(uint64_t *),
+                                   offsetof(clxent_ex, inner) + sizeof(size_t)};
 
 clxent_status clxent_read_opts(clxent_ctx *ctx, const clxent_opts *caller, clxent_opts *out) {
   *out = clxent_opts_default();

@@ -39,7 +39,7 @@ extern "C" {
 /* Version of this header; clxent_version() gives the library's. The major version is the
  * SONAME's: within it, a program built against an older header keeps working. */
 #define CLXENT_VERSION_MAJOR 1 /**< incompatible changes; the SONAME */
-#define CLXENT_VERSION_MINOR 0 /**< additions that keep older callers working */
+#define CLXENT_VERSION_MINOR 1 /**< additions that keep older callers working */
 #define CLXENT_VERSION_PATCH 0 /**< fixes */
 /** MAJOR·10000 + MINOR·100 + PATCH, as clxent_version() returns it. */
 #define CLXENT_VERSION_NUMBER (CLXENT_VERSION_MAJOR * 10000 + CLXENT_VERSION_MINOR * 100 + CLXENT_VERSION_PATCH)
@@ -226,11 +226,21 @@ typedef struct clxent_opts {
                                    z = -inf stays -inf (a mask). 0 = off */
   const float *pos_weight;    /**< binary: [c] p_j ≥ 0 and finite per column, or NULL (all 1):
                                    loss = -[p·y ln a + (1-y) ln(1-a)] (BCEWithLogitsLoss's pos_weight) */
+  /* since 1.1 */
+  const float *grad_output;   /**< the upstream gradient, or NULL (1): MEAN and SUM: 1 value g, the
+                                   gradient written is g·dJ/dz; NONE: one value g_i per loss value
+                                   (n, or n·c for the binary losses), the gradient written for value
+                                   i is g_i·dloss_i/dz_i. Finite. The losses are not scaled: so a
+                                   framework's backward needs no pass over the gradient */
+  double mean_denominator;    /**< MEAN: 0 = the library's divisor (Σ w_{y_i} or the count of rows
+                                   counted); D > 0 (finite) divides the loss, its z-loss terms
+                                   included, and the gradient by D instead, e.g. the non-ignored
+                                   tokens of all micro-batches of a gradient-accumulation step */
 } clxent_opts;
 
 /** Initializer of a clxent_opts: MEAN, ignore_index = -100 (PyTorch's default), no weights,
  * ε = λ = s = 0. */
-#define CLXENT_OPTS_INIT {sizeof(clxent_opts), CLXENT_MEAN, -100, NULL, 0.0f, 0.0f, 0.0f, NULL}
+#define CLXENT_OPTS_INIT {sizeof(clxent_opts), CLXENT_MEAN, -100, NULL, 0.0f, 0.0f, 0.0f, NULL, NULL, 0.0}
 
 /** @brief The default options. Inline, so that `size` is the caller's sizeof.
  * @return CLXENT_OPTS_INIT. */
@@ -256,10 +266,20 @@ typedef struct clxent_ex {
   float *lse;         /**< softmax losses: [n] receives lse_i = ln Σ_j e^{u_ij} (after softcap), or NULL */
   float *bias_grad;   /**< [c] receives Σ_i grad_ij, the gradient of a bias added to the logits,
                            summed in a fixed order (bit-identical run to run); needs grad. Or NULL */
+  /* since 1.1 */
+  int32_t *argmax;    /**< softmax losses: one int32 per row receives the index of the row's largest
+                           logit z (the first on ties; a row holding a NaN: its first NaN, as
+                           torch.argmax), found in the loss's own pass. Or NULL */
+  uint64_t *correct;  /**< hard labels: receives the number of rows counted (label not
+                           ignore_index) whose argmax equals the label (token accuracy). Or NULL */
+  size_t inner;       /**< softmax losses: 0 or 1 = classes innermost, [n][c]. S > 1: PyTorch's
+                           (N, C, d1, ...) layout with S = d1·d2·…: logits, targets and grad are
+                           [n][c][S] (class j of row (i, s) at (i·c + j)·S + s), and the n·S rows'
+                           labels, NONE losses, lse and argmax are [n][S]; no transposed copy */
 } clxent_ex;
 
 /** Initializer of a clxent_ex: CLXENT_FLOAT32, no extra outputs. */
-#define CLXENT_EX_INIT {sizeof(clxent_ex), CLXENT_FLOAT32, NULL, NULL}
+#define CLXENT_EX_INIT {sizeof(clxent_ex), CLXENT_FLOAT32, NULL, NULL, NULL, NULL, 0}
 
 /** @brief The default extras. Inline, so that `size` is the caller's sizeof.
  * @return CLXENT_EX_INIT. */

@@ -95,12 +95,14 @@ class _Sized(ctypes.Structure):
 class _Opts(_Sized):
     _fields_ = [("size", ctypes.c_size_t), ("reduction", ctypes.c_int), ("ignore_index", ctypes.c_int32),
                 ("class_weight", ctypes.c_void_p), ("label_smoothing", ctypes.c_float),
-                ("z_loss", ctypes.c_float), ("softcap", ctypes.c_float), ("pos_weight", ctypes.c_void_p)]
+                ("z_loss", ctypes.c_float), ("softcap", ctypes.c_float), ("pos_weight", ctypes.c_void_p),
+                ("grad_output", ctypes.c_void_p), ("mean_denominator", ctypes.c_double)]  # 1.1
 
 
 class _Ex(_Sized):
     _fields_ = [("size", ctypes.c_size_t), ("dtype", ctypes.c_int), ("lse", ctypes.c_void_p),
-                ("bias_grad", ctypes.c_void_p)]
+                ("bias_grad", ctypes.c_void_p),
+                ("argmax", ctypes.c_void_p), ("correct", ctypes.c_void_p), ("inner", ctypes.c_size_t)]  # 1.1
 
 
 class _Config(_Sized):
