@@ -63,8 +63,10 @@ def _find_library():
     if explicit:
         candidates = [explicit]
     else:
-        bundled = os.path.join(here, f"libclxent.so.{_ABI_MAJOR}")
-        candidates = [bundled if os.path.exists(bundled) else None,
+        # the package's folders: this one, and for an editable install also the one in
+        # site-packages that holds what CMake installed
+        bundled = [os.path.join(d, f"libclxent.so.{_ABI_MAJOR}") for d in globals().get("__path__", [here])]
+        candidates = [next((b for b in bundled if os.path.exists(b)), None),
                       f"libclxent.so.{_ABI_MAJOR}", ctypes.util.find_library("clxent"),
                       os.path.join(here, "..", "..", "build", "libclxent.so")]
     errors = []

@@ -11,8 +11,10 @@ import sys
 
 def command():
     """The path of the clxent command this package runs, or None."""
+    import clxent  # its folders: one, or for an editable install also the one in site-packages
     here = os.path.dirname(os.path.abspath(__file__))
-    for path in (os.path.join(here, "clxent"), os.path.join(here, "..", "..", "build", "clxent")):
+    bundled = [os.path.join(d, "clxent") for d in getattr(clxent, "__path__", [here])]
+    for path in (*bundled, os.path.join(here, "..", "..", "build", "clxent")):
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return os.path.normpath(path)
     return None
