@@ -31,7 +31,6 @@ except ImportError as _e:
     raise ImportError("clxent.torch needs PyTorch: pip install ./python[torch] (or Debian's python3-torch)") from _e
 
 import numpy as np
-from torch.autograd.function import once_differentiable
 from torch.nn import _reduction as _legacy
 
 from . import Context
@@ -150,11 +149,18 @@ class _Fused(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
+        if torch.is_grad_enabled():
+            # create_graph=True: the gradient would have to be differentiable itself, and it is a
+            # constant computed by the fused forward. (once_differentiable only notices when
+            # grad_output requires grad, and otherwise returns a gradient silently cut off from
+            # the input.)
+            raise RuntimeError("clxent.torch: double backward (create_graph=True) is not supported: the gradient "
+                               "comes from the fused forward and is not differentiable; use torch.nn.functional "
+                               "for higher-order gradients")
         g = ctx.grad
-        if ctx.none:
-            g = g * grad_output.reshape(g.shape[0], -1).to(g.dtype)
+        if ctx.none:  # one value per row (softmax: broadcast over the classes) or per element (binary)
+            g = g * grad_output.reshape(g.shape if grad_output.numel() == g.numel() else (g.shape[0], 1)).to(g.dtype)
         else:
             g = g * grad_output.to(g.dtype)
         return ctx.restore(g), None
