@@ -159,14 +159,46 @@ def test_loss_dtype_follows_torch():
     assert ct.cross_entropy(x.half(), y).dtype == torch.float16
 
 
-def test_all_rows_ignored():
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_all_rows_ignored(reduction, smoothing):
     y = torch.full((N,), -100)
-    for reduction in REDUCTIONS:
-        lc, lr, gc, gr = run_both(lambda x: ct.cross_entropy(x, y, weight=W, reduction=reduction),
-                                  lambda x: F.cross_entropy(x, y, weight=W, reduction=reduction), logits(N, C),
-                                  reduction)
-        close(lc, lr)  # mean: NaN (0/0), as torch
-        close(gc, gr)  # zero
+    lc, lr, gc, gr = run_both(lambda x: ct.cross_entropy(x, y, weight=W, reduction=reduction, label_smoothing=smoothing),
+                              lambda x: F.cross_entropy(x, y, weight=W, reduction=reduction, label_smoothing=smoothing),
+                              logits(N, C), reduction)
+    close(lc, lr)  # mean: NaN (0/0), as torch
+    close(gc, gr)  # zero
+
+
+def test_masked_logits_and_nan_rows():
+    """-inf logits (masked classes) and a NaN row: the same values, infinities and NaNs as torch."""
+    x = logits(N, C)
+    x[:, 2] = float("-inf")
+    x[5] = float("nan")
+    y = labels(N, C)
+    y[y == 2] = 0
+    for kw in ({}, dict(label_smoothing=0.1), dict(weight=W)):
+        for reduction in REDUCTIONS:
+            lc, lr, gc, gr = run_both(lambda x: ct.cross_entropy(x, y, reduction=reduction, **kw),
+                                      lambda x: F.cross_entropy(x, y, reduction=reduction, **kw), x, reduction)
+            close(lc, lr)
+            close(gc, gr)
+
+
+def test_documented_differences():
+    """What python/README.md lists as differing from torch (checked, so the list stays true)."""
+    x, y = logits(N, C), labels(N, C)
+    F.cross_entropy(x, y, label_smoothing=1.0)  # torch takes epsilon = 1 (only the uniform part) ...
+    with pytest.raises(ValueError, match="label_smoothing"):
+        ct.cross_entropy(x, y, label_smoothing=1.0)  # ... clxent takes [0, 1)
+    with pytest.raises(ValueError, match="class_weight"):
+        ct.cross_entropy(x, y, weight=-W)  # negative class weights: torch computes with them
+    x[:, 2] = float("-inf")  # a masked class with probability 0: 0 * ln 0 = 0 here, 0 * -inf = NaN in torch
+    t = probabilities(N, C)
+    t[:, 2] = 0
+    assert torch.isnan(F.cross_entropy(x, t))
+    want = -(t[:, [i for i in range(C) if i != 2]] * torch.log_softmax(x, 1)[:, [i for i in range(C) if i != 2]])
+    close(ct.cross_entropy(x, t), want.sum(1).mean())
 
 
 def test_empty_batch():
