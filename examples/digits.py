@@ -29,8 +29,8 @@ except Exception as e:  # ImportError, or a build against another NumPy
     sys.exit(0)
 
 HIDDEN, EPOCHS, BATCH, LR, SEED, EVERY = 64, 30, 32, 0.1, 0, 5
-png = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                                                          "digits_loss.png")
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+png = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPOSITORY, "docs", "digits_loss.png")
 
 digits = load_digits()
 x = (digits.data / 16.0).astype(np.float32)  # pixels 0..16 -> [0, 1]
@@ -121,7 +121,8 @@ def draw(curves):
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
     styles = {"NumPy + clxent.Context.softmax_xent": "-", "PyTorch + clxent.torch.CrossEntropyLoss": "--"}
     for name, (curve, accuracy) in curves.items():
-        ax.plot(range(1, len(curve) + 1), curve, styles[name], label=f"{name} (held-out accuracy {100 * accuracy:.1f}%)")
+        label = f"{name} (held-out accuracy {100 * accuracy:.1f}%)"
+        ax.plot(range(1, len(curve) + 1), curve, styles[name], label=label)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean training cross-entropy")
@@ -140,7 +141,7 @@ with clxent.Context() as ctx:
     print(f"NumPy, clxent on {ctx.device_name}:")
     curves["NumPy + clxent.Context.softmax_xent"] = train_numpy(ctx)
 try:
-    import torch  # noqa: F401
+    import clxent.torch  # noqa: F401  (ImportError without PyTorch)
 except ImportError:
     print("PyTorch is not installed: the PyTorch part is skipped (pip install ./python[torch], or python3-torch)")
 else:

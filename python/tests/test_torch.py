@@ -163,8 +163,8 @@ def test_loss_dtype_follows_torch():
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_all_rows_ignored(reduction, smoothing):
     y = torch.full((N,), -100)
-    lc, lr, gc, gr = run_both(lambda x: ct.cross_entropy(x, y, weight=W, reduction=reduction, label_smoothing=smoothing),
-                              lambda x: F.cross_entropy(x, y, weight=W, reduction=reduction, label_smoothing=smoothing),
+    kw = dict(weight=W, reduction=reduction, label_smoothing=smoothing)
+    lc, lr, gc, gr = run_both(lambda x: ct.cross_entropy(x, y, **kw), lambda x: F.cross_entropy(x, y, **kw),
                               logits(N, C), reduction)
     close(lc, lr)  # mean: NaN (0/0), as torch
     close(gc, gr)  # zero
@@ -259,8 +259,8 @@ def test_extra_dimensions(reduction, soft):
 
 def test_grad_output_scalar():
     y = labels(N, C, ignore_every=5)
-    lc, lr, gc, gr = run_both(lambda x: 3 * ct.cross_entropy(x, y, weight=W), lambda x: 3 * F.cross_entropy(x, y, weight=W),
-                              logits(N, C), "mean")
+    lc, lr, gc, gr = run_both(lambda x: 3 * ct.cross_entropy(x, y, weight=W),
+                              lambda x: 3 * F.cross_entropy(x, y, weight=W), logits(N, C), "mean")
     close(lc, lr)
     close(gc, gr)
 
@@ -402,7 +402,8 @@ def test_cross_entropy_loss_module():
     close(gc, gr)
     z = ct.CrossEntropyLoss(reduction="none", z_loss=1e-2, softcap=3.0)
     assert "z_loss=0.01" in repr(z)
-    lc, lr, gc, gr = run_both(lambda x: z(x, y), lambda x: reference_ce(x, y, reduction="none", z_loss=1e-2, softcap=3.0),
+    lc, lr, gc, gr = run_both(lambda x: z(x, y),
+                              lambda x: reference_ce(x, y, reduction="none", z_loss=1e-2, softcap=3.0),
                               logits(N, C), "none")
     close(lc, lr)
     close(gc, gr)
@@ -425,7 +426,8 @@ def test_bce_with_logits(case, reduction):
           "weight_full": dict(weight=torch.rand(shape, generator=g)),
           "weight_column_and_pos_weight": dict(weight=torch.rand(shape[0], 1, generator=g),
                                                pos_weight=torch.rand(1, last, generator=g) + 0.5),
-          "3d": dict(pos_weight=torch.rand(last, generator=g) + 0.5, weight=torch.rand(4, 1, generator=g))}.get(case, {})
+          "3d": dict(pos_weight=torch.rand(last, generator=g) + 0.5, weight=torch.rand(4, 1, generator=g)),
+          }.get(case, {})
     lc, lr, gc, gr = run_both(lambda x: ct.binary_cross_entropy_with_logits(x, t, reduction=reduction, **kw),
                               lambda x: F.binary_cross_entropy_with_logits(x, t, reduction=reduction, **kw),
                               logits(*shape), reduction)
