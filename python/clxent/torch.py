@@ -10,7 +10,7 @@ its semantics (class-index and probability targets, weight, ignore_index, reduct
 label_smoothing; pos_weight and weight for the binary loss), plus clxent's z_loss and softcap. Each
 forward computes the loss and the gradient in one fused pass of the C library; backward only
 multiplies that gradient by grad_output (a scalar for "mean" and "sum", one value per row or
-element for "none").
+element for "none"), or passes it on as it is when grad_output is exactly 1.
 
 Tensors: CPU only (clxent computes on its OpenCL device from host memory: a CUDA tensor raises
 ValueError). float32, float16 and bfloat16 inputs are read where they are, without a copy, when
@@ -137,15 +137,22 @@ def _empty_loss(reduction, dtype, shape):
 # ------------------------------------------------------------------------------ the autograd node
 
 class _Fused(torch.autograd.Function):
-    """loss = run(); its gradient, computed by the same fused call, is kept (not the input) and
+    """loss = run(); its gradient, computed by the same fused call, is saved (not the input) and
     backward multiplies it by grad_output: one scalar for mean/sum, and for "none" one value per
     row of the 2-D layout (softmax: grad_output is [rows], broadcast over the classes) or per
-    element (binary: grad_output has the gradient's shape)."""
+    element (binary: grad_output has the gradient's shape).
+
+    A scalar grad_output of exactly 1 (loss.backward() on the loss itself) returns the saved
+    gradient as it is: the multiplication would be a whole extra pass over an input-sized tensor
+    (measured: about as long as the fused forward itself). The saved tensor is never written, so
+    backward with retain_graph=True stays right; saved with save_for_backward, it is released when
+    the graph is, and autograd can then hand it on as the input's .grad without a copy."""
 
     @staticmethod
     def forward(ctx, input, run):
         loss, grad, restore = run(True)
-        ctx.grad, ctx.restore, ctx.none = grad, restore, run.none
+        ctx.save_for_backward(grad)
+        ctx.restore, ctx.none = restore, run.none
         return loss
 
     @staticmethod
@@ -158,10 +165,10 @@ class _Fused(torch.autograd.Function):
             raise RuntimeError("clxent.torch: double backward (create_graph=True) is not supported: the gradient "
                                "comes from the fused forward and is not differentiable; use torch.nn.functional "
                                "for higher-order gradients")
-        g = ctx.grad
+        (g,) = ctx.saved_tensors
         if ctx.none:  # one value per row (softmax: broadcast over the classes) or per element (binary)
             g = g * grad_output.reshape(g.shape if grad_output.numel() == g.numel() else (g.shape[0], 1)).to(g.dtype)
-        else:
+        elif grad_output.item() != 1.0:
             g = g * grad_output.to(g.dtype)
         return ctx.restore(g), None
 
