@@ -225,7 +225,7 @@ def _softmax_call(input, target, probabilities, weight, ignore_index, reduction,
             g = torch.zeros_like(x) if grad else None
             return _empty_loss(reduction, input.dtype, none_shape), g, restore
         ctx = context if context is not None else get_context()
-        g = torch.empty_like(x) if grad else None
+        g = torch.empty_like(x, memory_format=torch.contiguous_format) if grad else None
         kw = dict(reduction=reduction, class_weight=weight, label_smoothing=label_smoothing, z_loss=z_loss,
                   softcap=softcap, grad=grad, dtype=_storage(x), out=None if g is None else _array(g))
         if probabilities:
@@ -323,7 +323,7 @@ def _binary_call(input, target, weight, reduction, pos_weight, context):
             return _empty_loss(reduction, input.dtype, shape), (torch.zeros_like(x) if grad else None), restore
         t = target.reshape(x.shape).to(x.dtype).contiguous()
         ctx = context if context is not None else get_context()
-        g = torch.empty_like(x) if grad else None
+        g = torch.empty_like(x, memory_format=torch.contiguous_format) if grad else None
         red = reduction if weight is None else "none"  # weighted: the elements' losses, weighted here
         r = ctx.sigmoid_xent(_array(x), _array(t), reduction=red, pos_weight=pos_weight, grad=grad,
                              dtype=_storage(x), out=None if g is None else _array(g))

@@ -436,6 +436,22 @@ def test_bce_with_logits(case, reduction):
     close(gc, gr)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_scalar_and_empty(reduction):
+    t = torch.tensor(0.25)
+    lc, lr, gc, gr = run_both(lambda x: ct.binary_cross_entropy_with_logits(x, t, reduction=reduction),
+                              lambda x: F.binary_cross_entropy_with_logits(x, t, reduction=reduction),
+                              torch.tensor(1.5), reduction)
+    close(lc, lr)
+    close(gc, gr)
+    x = torch.zeros(0, 3, requires_grad=True)
+    got = ct.binary_cross_entropy_with_logits(x, torch.zeros(0, 3), reduction=reduction)
+    torch.testing.assert_close(got, F.binary_cross_entropy_with_logits(x, torch.zeros(0, 3), reduction=reduction),
+                               equal_nan=True)
+    got.sum().backward()
+    assert x.grad.shape == (0, 3)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_bce_16_bit(dtype, reduction):
