@@ -1,0 +1,414 @@
+"""clxent.torch: clxent's fused losses as PyTorch losses (CPU tensors; PyTorch 1.13 and 2.x).
+
+    import clxent.torch as ct
+    loss_fn = ct.CrossEntropyLoss(label_smoothing=0.1)   # torch.nn.CrossEntropyLoss's arguments
+    loss = loss_fn(model(x), y)                          # (N, C) logits, (N,) int64 classes
+    loss.backward()                                      # the gradient computed in the forward
+
+cross_entropy and binary_cross_entropy_with_logits take torch.nn.functional's arguments and follow
+its semantics (class-index and probability targets, weight, ignore_index, reduction,
+label_smoothing; pos_weight and weight for the binary loss), plus clxent's z_loss and softcap. Each
+forward computes the loss and the gradient in one fused pass of the C library; backward only
+multiplies that gradient by grad_output (a scalar for "mean" and "sum", one value per row or
+element for "none"), or passes it on as it is when grad_output is exactly 1.
+
+Tensors: CPU only (clxent computes on its OpenCL device from host memory: a CUDA tensor raises
+ValueError). float32, float16 and bfloat16 inputs are read where they are, without a copy, when
+they are contiguous; a non-contiguous input, and an (N, C, d1, ..., dK) input (see _as_rows), is
+copied into a contiguous one first. The gradient is written straight into a new torch tensor.
+The loss has the input's dtype, as with torch (computed in float32 inside).
+
+Not differentiated (a clear error rather than a silently missing gradient): probability targets,
+class weights, pos_weight and the binary loss's weight that require grad; and double backward.
+Each thread uses its own clxent.Context, made on first use ($CLXENT_DEVICE or the default device);
+set_context() replaces it, and every function and module takes a context= of its own.
+"""
+import threading
+
+try:
+    import torch
+except ImportError as _e:
+    raise ImportError("clxent.torch needs PyTorch: pip install ./python[torch] (or Debian's python3-torch)") from _e
+
+import numpy as np
+from torch.nn import _reduction as _legacy
+
+from . import Context
+
+__all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "CrossEntropyLoss", "BCEWithLogitsLoss",
+           "get_context", "set_context"]
+
+_local = threading.local()
+
+
+def get_context():
+    """This thread's clxent.Context: the one set_context() gave, else one made on first use
+    (device $CLXENT_DEVICE, else the library's default)."""
+    ctx = getattr(_local, "context", None)
+    if ctx is None:
+        ctx = _local.context = Context()
+    return ctx
+
+
+def set_context(context):
+    """Makes `context` (a clxent.Context) this thread's context for clxent.torch; None goes back to
+    one made on first use. A Context is for one thread at a time."""
+    if context is not None and not isinstance(context, Context):
+        raise TypeError(f"set_context: expected a clxent.Context or None, got {type(context).__name__}")
+    _local.context = context
+
+
+# ------------------------------------------------------------------------------------------ tensors
+
+_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _cpu(t, name):
+    if t.device.type != "cpu":
+        raise ValueError(f"{name} is a {t.device.type} tensor: clxent.torch takes CPU tensors only (clxent computes "
+                         f"on its OpenCL device from host memory); move it with .cpu()")
+
+
+def _no_grad(t, name, why=""):
+    if t is not None and t.requires_grad:
+        raise ValueError(f"{name} requires grad, but clxent.torch does not differentiate with respect to {name}"
+                         f"{why}: pass {name}.detach() (or use torch.nn.functional)")
+
+
+def _floating_input(input):
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"input: expected a torch.Tensor, got {type(input).__name__}")
+    _cpu(input, "input")
+    if input.dtype not in _FLOATS:
+        raise TypeError(f"input is {input.dtype}: clxent computes on float32, float16 and bfloat16 tensors (convert "
+                        f"it, e.g. input.float())")
+
+
+def _array(t):
+    """The NumPy array over a contiguous CPU tensor's memory (no copy): float32 and float16 as they
+    are, bfloat16 as its bits in uint16 (passed with dtype="bfloat16")."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return t.numpy()
+
+
+def _storage(t):
+    return "bfloat16" if t.dtype == torch.bfloat16 else None
+
+
+def _float32(t, name, size):
+    """Class weights or pos_weight: size float32 values for the library (a small copy)."""
+    if t is None:
+        return None
+    if not isinstance(t, torch.Tensor):
+        t = torch.as_tensor(t)
+    _cpu(t, name)
+    _no_grad(t, name)
+    if not t.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got {t.dtype}")
+    if t.shape != (size,):
+        raise ValueError(f"{name}: expected {size} values (one per class), got shape {tuple(t.shape)}")
+    return t.detach().to(torch.float32).contiguous().numpy()
+
+
+def _reduction(size_average, reduce, reduction):
+    if size_average is not None or reduce is not None:
+        reduction = _legacy.legacy_get_string(size_average, reduce)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return reduction
+
+
+def _loss_tensor(loss, dtype, shape=None):
+    """The library's float32 loss (a float, or a NumPy array for "none") as a tensor of dtype."""
+    if shape is None:
+        return torch.tensor(loss, dtype=torch.float32).to(dtype)
+    return torch.from_numpy(loss).reshape(shape).to(dtype)
+
+
+def _empty_loss(reduction, dtype, shape):
+    """What torch returns for no rows: NaN for mean (0/0), 0 for sum, an empty tensor for none."""
+    if reduction == "none":
+        return torch.zeros(shape, dtype=dtype)
+    return torch.tensor(float("nan") if reduction == "mean" else 0.0, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------ the autograd node
+
+class _Fused(torch.autograd.Function):
+    """loss = run(); its gradient, computed by the same fused call, is saved (not the input) and
+    backward multiplies it by grad_output: one scalar for mean/sum, and for "none" one value per
+    row of the 2-D layout (softmax: grad_output is [rows], broadcast over the classes) or per
+    element (binary: grad_output has the gradient's shape).
+
+    A scalar grad_output of exactly 1 (loss.backward() on the loss itself) returns the saved
+    gradient as it is: the multiplication would be a whole extra pass over an input-sized tensor
+    (measured: about as long as the fused forward itself). The saved tensor is never written, so
+    backward with retain_graph=True stays right; saved with save_for_backward, it is released when
+    the graph is, and autograd can then hand it on as the input's .grad without a copy."""
+
+    @staticmethod
+    def forward(ctx, input, run):
+        loss, grad, restore = run(True)
+        ctx.save_for_backward(grad)
+        ctx.restore, ctx.none = restore, run.none
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        if torch.is_grad_enabled():
+            # create_graph=True: the gradient would have to be differentiable itself, and it is a
+            # constant computed by the fused forward. (once_differentiable only notices when
+            # grad_output requires grad, and otherwise returns a gradient silently cut off from
+            # the input.)
+            raise RuntimeError("clxent.torch: double backward (create_graph=True) is not supported: the gradient "
+                               "comes from the fused forward and is not differentiable; use torch.nn.functional "
+                               "for higher-order gradients")
+        (g,) = ctx.saved_tensors
+        if ctx.none:  # one value per row (softmax: broadcast over the classes) or per element (binary)
+            g = g * grad_output.reshape(g.shape if grad_output.numel() == g.numel() else (g.shape[0], 1)).to(g.dtype)
+        elif grad_output.item() != 1.0:
+            g = g * grad_output.to(g.dtype)
+        return ctx.restore(g), None
+
+
+class _Run:
+    """The call forward makes (a callable, so _Fused.apply sees no tensors but the input)."""
+
+    def __init__(self, fn, none):
+        self.fn, self.none = fn, none
+
+    def __call__(self, grad):
+        return self.fn(grad)
+
+
+def _apply(input, fn, reduction):
+    """Through autograd when a gradient is wanted (grad mode on and input.requires_grad), else the
+    fused call without its gradient."""
+    if torch.is_grad_enabled() and input.requires_grad:
+        return _Fused.apply(input, _Run(fn, reduction == "none"))
+    return fn(False)[0]
+
+
+# --------------------------------------------------------------------------- softmax cross-entropy
+
+def _as_rows(input, target, probabilities):
+    """THE layout adapter: (rows [M, C] contiguous tensor, targets as rows ([M] or [M, C]), the
+    shape of "none"'s loss, restore(grad [M, C]) -> the gradient in input's shape).
+
+    (N, C) is used as it is (copied only when not contiguous); (C,) is one row. For
+    (N, C, d1, ..., dK) the classes are moved last and the rest flattened into rows, a copy of the
+    input (and of probability targets), and the gradient is moved back (a view). When the C
+    library's class-stride layout (clxent_ex.inner) is in the binding, this is the one place to
+    switch that case to it."""
+    c = input.shape[0] if input.dim() == 1 else input.shape[1]
+    if input.dim() == 1:
+        shape = input.shape
+        x = input.reshape(1, c)
+        t = target.reshape(1, c) if probabilities else target.reshape(1)
+        return x.contiguous(), t, (), lambda g: g.reshape(shape)
+    if input.dim() == 2:
+        return input.contiguous(), target, input.shape[:1], lambda g: g
+    inner = input.shape[2:]
+    x = input.movedim(1, -1).reshape(-1, c).contiguous()
+    t = target.movedim(1, -1).reshape(-1, c) if probabilities else target.reshape(-1)
+    lead = (input.shape[0],) + tuple(inner)
+    return x, t, input.shape[:1] + inner, lambda g: g.reshape(*lead, c).movedim(-1, 1)
+
+
+def _softmax_call(input, target, probabilities, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+                  context):
+    def fn(grad):
+        x, t, none_shape, restore = _as_rows(input, target, probabilities)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            g = torch.zeros_like(x) if grad else None
+            return _empty_loss(reduction, input.dtype, none_shape), g, restore
+        ctx = context if context is not None else get_context()
+        g = torch.empty_like(x, memory_format=torch.contiguous_format) if grad else None
+        kw = dict(reduction=reduction, class_weight=weight, label_smoothing=label_smoothing, z_loss=z_loss,
+                  softcap=softcap, grad=grad, dtype=_storage(x), out=None if g is None else _array(g))
+        if probabilities:
+            r = ctx.softmax_xent_soft(_array(x), _array(t.to(x.dtype).contiguous()), **kw)
+        else:
+            r = ctx.softmax_xent(_array(x), t.detach().numpy(), ignore_index=ignore_index, **kw)
+        loss = _loss_tensor(r.loss, input.dtype, none_shape if reduction == "none" else None)
+        return loss, g, restore
+    return fn
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                  label_smoothing=0.0, *, z_loss=0.0, softcap=0.0, context=None):
+    """torch.nn.functional.cross_entropy computed by clxent, with its arguments and semantics.
+
+    input: (N, C), (C,) or (N, C, d1, ..., dK) float32/float16/bfloat16 logits on the CPU.
+    target: class indices of any integer dtype, shape (N,), () or (N, d1, ..., dK), values in
+    [0, C) or ignore_index; or class probabilities of input's shape (converted to input's dtype).
+    weight: C class weights; mean divides by the sum of the counted rows' weights, as torch.
+    label_smoothing ε: targets (1-ε)·t + ε/C, combined with the weights as torch does.
+    z_loss λ (clxent): + λ·lse² per row, unweighted (mean: over the rows counted).
+    softcap s (clxent): logits z → s·tanh(z/s) before everything else.
+    context: the clxent.Context to use (default: this thread's, see get_context)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    _floating_input(input)
+    if input.dim() == 0:
+        raise ValueError("cross_entropy: input must have the classes in dimension 0 (unbatched) or 1, got a 0-d tensor")
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target: expected a torch.Tensor, got {type(target).__name__}")
+    _cpu(target, "target")
+    probabilities = target.shape == input.shape
+    c = input.shape[0] if input.dim() == 1 else input.shape[1]
+    if probabilities:
+        if not target.is_floating_point():
+            raise TypeError(f"target has input's shape, so it holds class probabilities, which must be floating point "
+                            f"(got {target.dtype})")
+        _no_grad(target, "target", " (probabilities)")
+    else:
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"target: class indices must be an integer tensor (got {target.dtype}); probabilities "
+                            f"must have input's shape {tuple(input.shape)}")
+        expected = () if input.dim() == 1 else input.shape[:1] + input.shape[2:]
+        if target.shape != expected:
+            raise ValueError(f"target: expected class indices of shape {tuple(expected)} for input of shape "
+                             f"{tuple(input.shape)}, got {tuple(target.shape)}")
+        if not -2 ** 31 <= int(ignore_index) < 2 ** 31:
+            raise ValueError(f"ignore_index = {ignore_index} is outside int32, clxent's label type")
+    w = _float32(weight, "weight", c)
+    fn = _softmax_call(input, target, probabilities, w, int(ignore_index), reduction, float(label_smoothing),
+                       float(z_loss), float(softcap), context)
+    return _apply(input, fn, reduction)
+
+
+# --------------------------------------------------------------------------- binary cross-entropy
+
+def _pos_weight_columns(pos_weight, shape):
+    """pos_weight as one value per element of input's last dimension: a tensor that broadcasts to
+    input's shape along the last dimension only (shape (L,), (1, L), (1,), () ...). clxent's
+    pos_weight is per column: one varying along other dimensions is not supported."""
+    if pos_weight is None:
+        return None
+    if not isinstance(pos_weight, torch.Tensor):
+        pos_weight = torch.as_tensor(pos_weight)
+    _cpu(pos_weight, "pos_weight")
+    _no_grad(pos_weight, "pos_weight")
+    last = shape[-1] if len(shape) else 1
+    try:
+        torch.broadcast_shapes(pos_weight.shape, shape)
+    except RuntimeError as e:
+        raise ValueError(f"pos_weight of shape {tuple(pos_weight.shape)} does not broadcast to input's shape "
+                         f"{tuple(shape)}: {e}") from None
+    if pos_weight.dim() > len(shape):
+        raise ValueError(f"pos_weight of shape {tuple(pos_weight.shape)} has more dimensions than input "
+                         f"{tuple(shape)}")
+    if any(s != 1 for s in pos_weight.shape[:-1]):
+        raise NotImplementedError(f"pos_weight of shape {tuple(pos_weight.shape)} varies along a dimension other "
+                                  f"than the last; clxent's pos_weight is one value per element of the last "
+                                  f"dimension")
+    pw = pos_weight.reshape(-1)
+    if pw.numel() != last:
+        pw = pw.expand(last)
+    if not pw.is_floating_point():
+        raise TypeError(f"pos_weight: expected a floating-point tensor, got {pos_weight.dtype}")
+    return pw.detach().to(torch.float32).contiguous().numpy()
+
+
+def _binary_call(input, target, weight, reduction, pos_weight, context):
+    shape = input.shape
+    last = shape[-1] if len(shape) else 1
+
+    def fn(grad):
+        x = input.reshape(-1, last).contiguous() if last else input.reshape(0, 0)
+        restore = lambda g: g.reshape(shape)  # noqa: E731
+        if x.numel() == 0:
+            return _empty_loss(reduction, input.dtype, shape), (torch.zeros_like(x) if grad else None), restore
+        t = target.reshape(x.shape).to(x.dtype).contiguous()
+        ctx = context if context is not None else get_context()
+        g = torch.empty_like(x, memory_format=torch.contiguous_format) if grad else None
+        red = reduction if weight is None else "none"  # weighted: the elements' losses, weighted here
+        r = ctx.sigmoid_xent(_array(x), _array(t), reduction=red, pos_weight=pos_weight, grad=grad,
+                             dtype=_storage(x), out=None if g is None else _array(g))
+        if weight is None:
+            return _loss_tensor(r.loss, input.dtype, shape if reduction == "none" else None), g, restore
+        # torch's weight multiplies each element's loss before the reduction (mean: over all
+        # elements), so it multiplies each element's gradient likewise; the library's "none"
+        # gradient is the unscaled sum's.
+        w = weight.detach().to(torch.float32).broadcast_to(shape).reshape(x.shape)
+        losses = torch.from_numpy(r.loss).reshape(x.shape) * w
+        if reduction == "mean":
+            w = w / x.numel()
+        if g is not None:
+            g = (g.to(torch.float32) * w).to(g.dtype) if g.dtype != torch.float32 else g.mul_(w)
+        if reduction == "none":
+            return losses.reshape(shape).to(input.dtype), g, restore
+        total = losses.sum()
+        return (total / x.numel() if reduction == "mean" else total).to(input.dtype), g, restore
+    return fn
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                                     pos_weight=None, *, context=None):
+    """torch.nn.functional.binary_cross_entropy_with_logits computed by clxent, elementwise over
+    input of any shape, with its arguments and semantics. target: input's shape (converted to
+    input's dtype). pos_weight: one value per element of the last dimension (anything that
+    broadcasts to input along the last dimension only). weight: any tensor that broadcasts to
+    input, multiplying each element's loss (and gradient) before the reduction."""
+    reduction = _reduction(size_average, reduce, reduction)
+    _floating_input(input)
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target: expected a torch.Tensor, got {type(target).__name__}")
+    _cpu(target, "target")
+    if target.shape != input.shape:
+        raise ValueError(f"Target size ({tuple(target.shape)}) must be the same as input size ({tuple(input.shape)})")
+    if not target.is_floating_point():
+        raise TypeError(f"target: expected a floating-point tensor of probabilities, got {target.dtype}")
+    _no_grad(target, "target")
+    if weight is not None:
+        if not isinstance(weight, torch.Tensor):
+            weight = torch.as_tensor(weight)
+        _cpu(weight, "weight")
+        _no_grad(weight, "weight")
+        try:
+            fits = torch.broadcast_shapes(weight.shape, input.shape) == input.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"weight of shape {tuple(weight.shape)} does not broadcast to input's shape "
+                             f"{tuple(input.shape)}")
+    pw = _pos_weight_columns(pos_weight, input.shape)
+    return _apply(input, _binary_call(input, target, weight, reduction, pw, context), reduction)
+
+
+# --------------------------------------------------------------------------------------- modules
+
+class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
+    """torch.nn.CrossEntropyLoss computed by clxent: the same constructor arguments (weight a
+    buffer, size_average/reduce the deprecated spellings of reduction), plus z_loss, softcap and
+    context (a clxent.Context; default: the calling thread's). An instance of
+    torch.nn.CrossEntropyLoss, so code that checks for one accepts it."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                 label_smoothing=0.0, *, z_loss=0.0, softcap=0.0, context=None):
+        super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+        self.z_loss, self.softcap, self.context = float(z_loss), float(softcap), context
+
+    def forward(self, input, target):
+        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                             reduction=self.reduction, label_smoothing=self.label_smoothing, z_loss=self.z_loss,
+                             softcap=self.softcap, context=self.context)
+
+    def extra_repr(self):
+        return f"z_loss={self.z_loss}, softcap={self.softcap}" if self.z_loss or self.softcap else ""
+
+
+class BCEWithLogitsLoss(torch.nn.BCEWithLogitsLoss):
+    """torch.nn.BCEWithLogitsLoss computed by clxent: the same constructor arguments (weight and
+    pos_weight buffers), plus context. An instance of torch.nn.BCEWithLogitsLoss."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None, *,
+                 context=None):
+        super().__init__(weight, size_average, reduce, reduction, pos_weight)
+        self.context = context
+
+    def forward(self, input, target):
+        return binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
+                                                pos_weight=self.pos_weight, context=self.context)
