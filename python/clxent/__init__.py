@@ -55,14 +55,19 @@ def _incompatible(lib):
 
 
 def _find_library():
-    """$CLXENT_LIBRARY if set (and only it), else an installed libclxent.so.1, else the build/ tree
-    beside this package; a library of another major version is refused."""
+    """$CLXENT_LIBRARY if set (and only it), else the libclxent.so.1 bundled in this package (the
+    wheel's), else an installed libclxent.so.1, else the build/ tree of the source tree this package
+    lies in; a library of another major version is refused."""
     here = os.path.dirname(os.path.abspath(__file__))
     explicit = os.environ.get("CLXENT_LIBRARY")
     if explicit:
         candidates = [explicit]
     else:
-        candidates = [f"libclxent.so.{_ABI_MAJOR}", ctypes.util.find_library("clxent"),
+        # the package's folders: this one, and for an editable install also the one in
+        # site-packages that holds what CMake installed
+        bundled = [os.path.join(d, f"libclxent.so.{_ABI_MAJOR}") for d in globals().get("__path__", [here])]
+        candidates = [next((b for b in bundled if os.path.exists(b)), None),
+                      f"libclxent.so.{_ABI_MAJOR}", ctypes.util.find_library("clxent"),
                       os.path.join(here, "..", "..", "build", "libclxent.so")]
     errors = []
     for path in candidates:
@@ -77,8 +82,9 @@ def _find_library():
         if why is None:
             return lib
         errors.append(f"{path}: {why}")
-    raise ImportError(f"clxent: no usable C library libclxent (version {_ABI_MAJOR}.x) was found; build it "
-                      f"(cmake) and set CLXENT_LIBRARY to its path. Tried:\n  " + "\n  ".join(errors))
+    raise ImportError(f"clxent: no usable C library libclxent (version {_ABI_MAJOR}.x) was found; install the "
+                      f"package with `pip install ./python` (which builds and bundles it), or build it (cmake) "
+                      f"and set CLXENT_LIBRARY to its path. Tried:\n  " + "\n  ".join(errors))
 
 
 _lib = _find_library()

@@ -14,7 +14,9 @@ import torch.nn.functional as F  # noqa: E402
 import clxent  # noqa: E402
 import clxent.torch as ct  # noqa: E402
 
-PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# where the clxent under test came from (an installed wheel, or the source tree's python/), for
+# the child processes to import the same one
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(clxent.__file__)))
 REDUCTIONS = ["mean", "sum", "none"]
 
 # float32: the library and torch both compute in float32 (in another order), so values agree to a
