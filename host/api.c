@@ -39,29 +39,31 @@ static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_o
   CHECK(clxent_read_ex(ctx, call->ex, x));
   CHECK(clxent_check_dtype(ctx, x->dtype));
   /* the 1.1 fields, declared ahead of their implementation (in progress) */
-  if (o->grad_output || o->mean_denominator != 0.0 || x->argmax || x->correct || x->inner > 1)
+  if (x->argmax || x->correct || x->inner > 1)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
-                       "opts->grad_output, opts->mean_denominator, ex->argmax, ex->correct and ex->inner are not "
-                       "implemented in this build yet");
+                       "ex->argmax, ex->correct and ex->inner are not implemented in this build yet");
   if (x->lse && !softmax) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->lse applies to the softmax losses only");
   if (x->bias_grad && !call->grad)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->bias_grad needs grad (it is the sum of the gradient's rows)");
   if (!softmax && call->c > (size_t)INT32_MAX)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (columns) = %zu exceeds INT32_MAX", call->c);
   const size_t elem = clxent_dtype_size(x->dtype), values = call->n * call->c, mat = values * elem;
+  const size_t upstream = clxent_upstream_count(o, softmax ? call->n : values);
   clxent_region r[] = {
       {.name = call->in_name, .host = call->in, .bytes = mat, .element = elem},
       {.name = call->aux_name, .host = call->labels ? (const void *)call->labels : call->aux,
        .bytes = call->labels ? call->n * sizeof(int32_t) : mat, .element = call->labels ? 0 : elem},
       {.name = softmax ? "opts->class_weight" : "opts->pos_weight", .host = softmax ? o->class_weight : o->pos_weight,
        .bytes = call->c * sizeof(float)},
+      {.name = "opts->grad_output", .host = o->grad_output, .bytes = upstream * sizeof(float)},
       {.name = "grad", .host = call->grad, .bytes = mat, .output = 1, .element = elem},
       {.name = "loss", .host = call->loss, .bytes = loss_count(o->reduction, softmax ? call->n : values) * sizeof(float),
        .output = 1},
       {.name = "ex->lse", .host = x->lse, .bytes = call->n * sizeof(float), .output = 1},
       {.name = "ex->bias_grad", .host = x->bias_grad, .bytes = call->c * sizeof(float), .output = 1}};
   CHECK(clxent_check_regions(ctx, r, (int)(sizeof r / sizeof r[0])));
-  return clxent_check_opts(ctx, o, call->family, call->c, weight_sum); /* after the overlaps: see validate.c */
+  CHECK(clxent_check_opts(ctx, o, call->family, call->c, weight_sum)); /* after the overlaps: see validate.c */
+  return clxent_check_upstream(ctx, o, upstream);
 }
 
 clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const int32_t *labels,
@@ -77,12 +79,14 @@ clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const 
   int shift = 0;
   CHECK(check_call(ctx, &call, &o, &x, &weight_sum));
   CHECK(clxent_check_labels(ctx, labels, n, c, o.ignore_index, o.class_weight, &counted, &weighted));
-  if (o.class_weight && o.reduction == CLXENT_MEAN) /* a divisor far from 1: see plan.c */
+  /* a divisor far from 1: see plan.c (a caller's mean_denominator is the divisor as given) */
+  if (o.class_weight && o.reduction == CLXENT_MEAN && o.mean_denominator == 0.0)
     CHECK(clxent_scaled_weights(ctx, o.class_weight, c, weighted, &scaled, &weight_sum, &shift));
   if (scaled) o.class_weight = scaled, weighted = ldexp(weighted, shift);
   clxent_plan plan = {.kernel = KERNEL_SOFTMAX_HARD, .dtype = x.dtype, .n = n, .c = c, .in = logits, .labels = labels,
                       .weight = o.class_weight, .ignore_index = o.ignore_index, .grad = grad, .lse = x.lse,
-                      .bias_grad = x.bias_grad, .loss = loss, .reduction = o.reduction};
+                      .bias_grad = x.bias_grad, .loss = loss, .row_scale = clxent_row_scale(&o, grad),
+                      .reduction = o.reduction};
   plan.params = clxent_loss_params(&o, weighted, counted, weight_sum, &plan.divisor);
   const clxent_status st = execute(ctx, &plan);
   free(scaled);
@@ -100,7 +104,7 @@ clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, c
   CHECK(check_call(ctx, &call, &o, &x, &weight_sum));
   clxent_plan plan = {.kernel = KERNEL_SOFTMAX_SOFT, .dtype = x.dtype, .n = n, .c = c, .in = logits, .aux = targets,
                       .weight = o.class_weight, .grad = grad, .lse = x.lse, .bias_grad = x.bias_grad, .loss = loss,
-                      .reduction = o.reduction};
+                      .row_scale = clxent_row_scale(&o, grad), .reduction = o.reduction};
   /* soft targets: MEAN divides by n, weights or not (PyTorch) */
   plan.params = clxent_loss_params(&o, (double)n, n, weight_sum, &plan.divisor);
   return execute(ctx, &plan);
@@ -119,7 +123,7 @@ static clxent_status binary_loss(clxent_ctx *ctx, clxent_kernel_id kernel, const
   if (kernel == KERNEL_BCE) CHECK(clxent_check_probs(ctx, in, n * c, x.dtype, in_name));
   clxent_plan plan = {.kernel = kernel, .dtype = x.dtype, .n = n, .c = c, .elementwise = 1, .in = in, .aux = targets,
                       .weight = o.pos_weight, .grad = grad, .bias_grad = x.bias_grad, .loss = loss,
-                      .reduction = o.reduction};
+                      .row_scale = clxent_row_scale(&o, grad), .reduction = o.reduction};
   plan.params = clxent_loss_params(&o, (double)(n * c), n * c, weight_sum, &plan.divisor);
   return execute(ctx, &plan);
 }

@@ -242,6 +242,7 @@ static clxent_plan member_plan(const clxent_plan *plan, size_t f, size_t rows) {
   if (plan->labels) p.labels = plan->labels + f;
   if (plan->grad) p.grad = (unsigned char *)plan->grad + f * c * elem;
   if (plan->lse) p.lse = plan->lse + f;
+  if (plan->row_scale) p.row_scale = plan->row_scale + (plan->elementwise ? f * c : f);
   p.bias_grad = NULL; /* partial sums only: the group reduces them */
   /* elementwise NONE streams into the caller's array; reduced, `loss` only asks for chunk sums */
   if (plan->loss && plan->elementwise && plan->reduction == CLXENT_NONE) p.loss = plan->loss + f * c;

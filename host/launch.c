@@ -87,13 +87,14 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
                             ARG_MEM(l->in),   ARG_MEM(l->labels), ARG_MEM(l->weight),
                             ARG(l->ignore_index), ARG(p),     ARG_MEM(l->grad),
                             ARG_MEM(l->out),  ARG_MEM(l->lse), ARG_MEM(l->scales),
+                            ARG_MEM(l->row_scale),
                             {stride ? item_local * stride * sizeof(float) : sizeof(float), NULL},
                             ARG(stride)};
         return enqueue(ctx, kh, short_rows ? "softmax_xent_hard_short" : "softmax_xent_hard", args, COUNT(args), 1,
                        &global, &item_local);
       }
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight),
-                          ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse)};
+                          ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse), ARG_MEM(l->row_scale)};
       return enqueue(ctx, k, "softmax_xent_soft", args, COUNT(args), 1, &global, &item_local);
     }
     case KERNEL_SIGMOID_XENT:
@@ -101,7 +102,7 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
       const cl_int cols = l->cols;
       const cl_float scale = l->params.scale;
       const arg args[] = {ARG(rows), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight), ARG(cols),
-                          ARG(scale), ARG_MEM(l->grad), ARG_MEM(l->out)};
+                          ARG(scale), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->row_scale)};
       return enqueue(ctx, k, l->kernel == KERNEL_BCE ? "bce" : "sigmoid_xent", args, COUNT(args), 1, &global, NULL);
     }
     default: { /* KERNEL_ROW_INFORMATION */

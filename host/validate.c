@@ -2,6 +2,7 @@
  * Every check of a public call, before anything runs: a rejected call writes nothing. The same
  * checks serve host pointers and device buffers (one overlap checker for both).
  */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -167,6 +168,28 @@ clxent_status clxent_check_opts(clxent_ctx *ctx, const clxent_opts *o, enum clxe
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
                        "opts->%s applies to the softmax losses only (binary losses take pos_weight)", bad);
   if (o->pos_weight) CHECK(check_weights(ctx, "pos_weight", o->pos_weight, c, weight_sum));
+  return CLXENT_OK;
+}
+
+size_t clxent_upstream_count(const clxent_opts *o, size_t values) {
+  return !o->grad_output ? 0 : o->reduction == CLXENT_NONE ? values : 1;
+}
+
+clxent_status clxent_check_upstream(clxent_ctx *ctx, const clxent_opts *o, size_t count) {
+  for (size_t k = 0; o->grad_output && k < count; ++k)
+    if (!isfinite(o->grad_output[k]))
+      return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "opts->grad_output[%zu] = %g must be finite", k,
+                         (double)o->grad_output[k]);
+  const double d = o->mean_denominator;
+  if (d == 0.0) return CLXENT_OK;
+  if (o->reduction != CLXENT_MEAN)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "opts->mean_denominator = %g applies to CLXENT_MEAN only (reduction is %s)",
+                       d, o->reduction == CLXENT_SUM ? "CLXENT_SUM" : "CLXENT_NONE");
+  if (!(d >= FLT_MIN && d <= FLT_MAX)) /* NaN fails both */
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "opts->mean_denominator = %g must be 0 (the library's divisor) or a finite positive float "
+                       "in [%g, %g]",
+                       d, (double)FLT_MIN, (double)FLT_MAX);
   return CLXENT_OK;
 }
 

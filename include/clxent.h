@@ -227,19 +227,28 @@ typedef struct clxent_opts {
   const float *pos_weight;    /**< binary: [c] p_j ≥ 0 and finite per column, or NULL (all 1):
                                    loss = -[p·y ln a + (1-y) ln(1-a)] (BCEWithLogitsLoss's pos_weight) */
   /* since 1.1 */
-  const float *grad_output;   /**< the upstream gradient, or NULL (1): MEAN and SUM: 1 value g, the
-                                   gradient written is g·dJ/dz; NONE: one value g_i per loss value
-                                   (n, or n·c for the binary losses), the gradient written for value
-                                   i is g_i·dloss_i/dz_i. Finite. The losses are not scaled: so a
-                                   framework's backward needs no pass over the gradient */
-  double mean_denominator;    /**< MEAN: 0 = the library's divisor (Σ w_{y_i} or the count of rows
-                                   counted); D > 0 (finite) divides the loss, its z-loss terms
-                                   included, and the gradient by D instead, e.g. the non-ignored
-                                   tokens of all micro-batches of a gradient-accumulation step */
+  const float *grad_output;   /**< the upstream gradient, or NULL (all 1). MEAN and SUM: 1 value g,
+                                   the gradient written is g·dJ/dz; NONE: one value g_i per loss
+                                   value (n for the softmax losses, n·c for the binary ones), the
+                                   gradient written for value i is g_i·dloss_i/dz_i. Every value
+                                   read must be finite (else CLXENT_ERR_INVALID_ARG naming
+                                   opts->grad_output[k]); the outputs may not overlap it. Only the
+                                   gradient (and ex->bias_grad, its column sums) is scaled, never
+                                   the loss or lse; with grad NULL it is checked and changes
+                                   nothing. g = 1 gives the bits of NULL. So a framework's backward
+                                   needs no pass over the gradient */
+  double mean_denominator;    /**< MEAN only (set with SUM or NONE: CLXENT_ERR_INVALID_ARG): 0 = the
+                                   library's divisor (Σ w_{y_i} over the rows counted, or the count
+                                   n, n·c); D > 0, a finite value within float's normal range,
+                                   divides the whole loss, its z-loss terms included, and the
+                                   gradient by D instead, e.g. the non-ignored tokens of all
+                                   micro-batches of a gradient-accumulation step. No divisor is
+                                   then 0: a batch whose rows are all ignored (or all of class
+                                   weight 0) has loss 0 and gradient 0 */
 } clxent_opts;
 
 /** Initializer of a clxent_opts: MEAN, ignore_index = -100 (PyTorch's default), no weights,
- * ε = λ = s = 0. */
+ * ε = λ = s = 0, no upstream gradient (1), the library's MEAN divisor. */
 #define CLXENT_OPTS_INIT {sizeof(clxent_opts), CLXENT_MEAN, -100, NULL, 0.0f, 0.0f, 0.0f, NULL, NULL, 0.0}
 
 /** @brief The default options. Inline, so that `size` is the caller's sizeof.

@@ -126,17 +126,18 @@ typedef struct loss_case {
   int weights, lse, bias; /* class_weight (softmax) or pos_weight (binary); the extra outputs */
   float smoothing, z_loss, softcap;
   int32_t ignore_index;
+  int upstream; /* 1: opts->grad_output (one g, or NONE's per-value g_i); 2: also a mean_denominator */
 } loss_case;
 
 /* Runs one call on random inputs and checks every output against the reference. */
 static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, uint64_t seed) {
   const size_t nc = n * c, eb = ref_dtype_bytes(k->dtype);
   const int softmax = k->kind == HARD || k->kind == SOFT;
-  snprintf(what, sizeof what, "%s %zux%zu %s %s grad=%s%s%s%s eps=%g z=%g cap=%g ignore=%d", kind_names[k->kind], n, c,
-           dtype_names[k->dtype], reduction_names[k->reduction],
+  snprintf(what, sizeof what, "%s %zux%zu %s %s grad=%s%s%s%s eps=%g z=%g cap=%g ignore=%d upstream=%d",
+           kind_names[k->kind], n, c, dtype_names[k->dtype], reduction_names[k->reduction],
            k->gm == GRAD_NONE ? "none" : k->gm == GRAD_SEPARATE ? "separate" : "in-place", k->weights ? " weights" : "",
            k->lse ? " lse" : "", k->bias ? " bias" : "", (double)k->smoothing, (double)k->z_loss, (double)k->softcap,
-           (int)k->ignore_index);
+           (int)k->ignore_index, k->upstream);
   rng_state = seed;
   unsigned char *in = xmalloc(nc * eb), *aux = k->kind == HARD ? NULL : xmalloc(nc * eb);
   float *x = xmalloc(nc * sizeof(float)), *t = aux ? xmalloc(nc * sizeof(float)) : NULL;
@@ -166,6 +167,14 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
   o.reduction = k->reduction, o.ignore_index = k->ignore_index;
   o.label_smoothing = k->smoothing, o.z_loss = k->z_loss, o.softcap = k->softcap;
   if (softmax) o.class_weight = w; else o.pos_weight = w;
+  float *g_up = NULL; /* the upstream gradient: of both signs and 0 */
+  if (k->upstream) {
+    const size_t count = k->reduction == CLXENT_NONE ? (softmax ? n : nc) : 1;
+    g_up = xmalloc(count * sizeof(float));
+    for (size_t e = 0; e < count; ++e) g_up[e] = e % 7 == 3 ? 0.0f : (float)uniform(-2, 2);
+    o.grad_output = g_up;
+  }
+  if (k->upstream == 2) o.mean_denominator = 0.5 * (double)(softmax ? n : nc) + 3;
 
   const size_t loss_count = k->reduction == CLXENT_NONE ? (softmax ? n : nc) : 1;
   float *loss = xmalloc(loss_count * sizeof(float)), *lse = k->lse ? xmalloc(n * sizeof(float)) : NULL;
@@ -228,7 +237,7 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
         FAIL("input %zu modified", e);
         break;
       }
-  free(in), free(aux), free(x), free(t), free(labels), free(w), free(loss), free(lse), free(bias);
+  free(in), free(aux), free(x), free(t), free(labels), free(w), free(loss), free(lse), free(bias), free(g_up);
   if (k->gm == GRAD_SEPARATE) free(grad);
 }
 
@@ -258,21 +267,21 @@ static void run_information(clxent_ctx *ctx, size_t n, size_t c, uint64_t seed) 
 #define SHAPE_UNITS 15 /* the cases below and the information measures */
 static void run_shape(clxent_ctx *ctx, size_t n, size_t c, uint64_t seed) {
   static const loss_case cases[] = {
-      /* kind     dtype            reduction    grad           w  lse bias  eps    z      cap   ignore */
-      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 0, 1, 1, 0.0f, 0.0f, 0.0f, -100},
-      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_IN_PLACE, 1, 1, 1, 0.1f, 0.0f, 0.0f, 2},
-      {HARD, CLXENT_FLOAT16, CLXENT_SUM, GRAD_SEPARATE, 1, 0, 1, 0.05f, 1e-3f, 4.0f, -100},
-      {HARD, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 0, 1, 0, 0.0f, 1e-2f, 3.0f, -1},
-      {HARD, CLXENT_FLOAT32, CLXENT_NONE, GRAD_NONE, 1, 1, 0, 0.2f, 0.0f, 0.0f, -100},
-      {SOFT, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 1, 1, 0.1f, 0.0f, 0.0f, -100},
-      {SOFT, CLXENT_BFLOAT16, CLXENT_SUM, GRAD_IN_PLACE, 0, 1, 1, 0.0f, 1e-3f, 5.0f, -100},
-      {SOFT, CLXENT_FLOAT16, CLXENT_NONE, GRAD_NONE, 0, 1, 0, 0.0f, 0.0f, 0.0f, -100},
-      {SIGMOID, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 0, 1, 0.0f, 0.0f, 0.0f, -100},
-      {SIGMOID, CLXENT_FLOAT16, CLXENT_SUM, GRAD_IN_PLACE, 0, 0, 0, 0.0f, 0.0f, 0.0f, -100},
-      {SIGMOID, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_SEPARATE, 1, 0, 1, 0.0f, 0.0f, 0.0f, -100},
-      {BCE, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 0, 0, 1, 0.0f, 0.0f, 0.0f, -100},
-      {BCE, CLXENT_FLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 1, 0, 0, 0.0f, 0.0f, 0.0f, -100},
-      {BCE, CLXENT_BFLOAT16, CLXENT_SUM, GRAD_NONE, 0, 0, 0, 0.0f, 0.0f, 0.0f, -100},
+      /* kind     dtype            reduction    grad           w  lse bias  eps    z      cap   ignore up */
+      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 0, 1, 1, 0.0f, 0.0f, 0.0f, -100, 0},
+      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_IN_PLACE, 1, 1, 1, 0.1f, 0.0f, 0.0f, 2, 2},
+      {HARD, CLXENT_FLOAT16, CLXENT_SUM, GRAD_SEPARATE, 1, 0, 1, 0.05f, 1e-3f, 4.0f, -100, 1},
+      {HARD, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 0, 1, 0, 0.0f, 1e-2f, 3.0f, -1, 1},
+      {HARD, CLXENT_FLOAT32, CLXENT_NONE, GRAD_NONE, 1, 1, 0, 0.2f, 0.0f, 0.0f, -100, 0},
+      {SOFT, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 1, 1, 0.1f, 0.0f, 0.0f, -100, 2},
+      {SOFT, CLXENT_BFLOAT16, CLXENT_SUM, GRAD_IN_PLACE, 0, 1, 1, 0.0f, 1e-3f, 5.0f, -100, 1},
+      {SOFT, CLXENT_FLOAT16, CLXENT_NONE, GRAD_NONE, 0, 1, 0, 0.0f, 0.0f, 0.0f, -100, 0},
+      {SIGMOID, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 0, 1, 0.0f, 0.0f, 0.0f, -100, 2},
+      {SIGMOID, CLXENT_FLOAT16, CLXENT_SUM, GRAD_IN_PLACE, 0, 0, 0, 0.0f, 0.0f, 0.0f, -100, 0},
+      {SIGMOID, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_SEPARATE, 1, 0, 1, 0.0f, 0.0f, 0.0f, -100, 1},
+      {BCE, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 0, 0, 1, 0.0f, 0.0f, 0.0f, -100, 0},
+      {BCE, CLXENT_FLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 1, 0, 0, 0.0f, 0.0f, 0.0f, -100, 1},
+      {BCE, CLXENT_BFLOAT16, CLXENT_SUM, GRAD_NONE, 0, 0, 0, 0.0f, 0.0f, 0.0f, -100, 0},
   };
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k)
     if (take_unit()) run_loss(ctx, n, c, &cases[k], seed * 100 + k);

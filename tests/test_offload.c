@@ -310,6 +310,54 @@ static void test_any_split_gives_the_same_bits(void **state) {
 
 /* clxent_create_ex(device, config) must fail with `want`, ctx set to NULL, the message naming
  * `message`; `how` says what was wrong, for the failure's message. */
+/* The upstream gradient and the MEAN denominator split by rows: each device's stretch of the
+ * per-value g (softmax rows, binary values) and the batch's D give the bits of one device. */
+static void upstream_calls(clxent_ctx *ctx, const inputs *in, const float *g, float *out) {
+  const size_t n = in->n, c = in->c, nc = n * c;
+  const float g_one = 0.75f;
+  clxent_opts o = clxent_opts_default();
+  o.reduction = CLXENT_NONE, o.grad_output = g, o.label_smoothing = 0.1f, o.z_loss = 1e-3f;
+  poison(out, 6 * nc + 2 * n + 3);
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, in->logits, in->labels, &o, out, out + n));
+  out += n + nc;
+  ASSERT_OK(ctx, clxent_softmax_xent_soft(ctx, n, c, in->logits, in->targets, &o, out, out + n));
+  out += n + nc;
+  o = clxent_opts_default(), o.reduction = CLXENT_NONE, o.grad_output = g, o.pos_weight = in->pos_weight;
+  ASSERT_OK(ctx, clxent_sigmoid_xent_ex(ctx, n, c, in->logits, in->binary, &o, NULL, out, out + nc));
+  out += 2 * nc;
+  o = clxent_opts_default(), o.grad_output = &g_one, o.mean_denominator = 1234.5, o.class_weight = in->weights;
+  o.z_loss = 1e-3f;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, in->logits, in->labels, &o, out, out + 1));
+  out += 1 + nc;
+  o = clxent_opts_default(), o.mean_denominator = 3;
+  ASSERT_OK(ctx, clxent_bce_ex(ctx, n, c, in->probs, in->binary, &o, NULL, out, out + 1));
+  out += 1 + nc;
+  o = clxent_opts_default(), o.grad_output = &g_one, o.reduction = CLXENT_SUM;
+  ASSERT_OK(ctx, clxent_sigmoid_xent_ex(ctx, n, c, in->logits, in->binary, &o, NULL, out, NULL));
+}
+
+static void test_upstream_split_gives_the_same_bits(void **state) {
+  char pair[64];
+  device_pair(pair, sizeof pair);
+  static const double splits[][2] = {{1, 1}, {1, 3}, {100000, 1}};
+  static const size_t ushapes[][2] = {{65, 1}, {200, 33}, {131, 2053}};
+  for (int s = 0; s < 3; ++s) {
+    clxent_ctx *group = on_pair(pair, splits[s], 2, 0);
+    inputs in = make_inputs(ushapes[s][0], ushapes[s][1], 300 + (uint64_t)s);
+    const size_t nc = in.n * in.c, total = 6 * nc + 2 * in.n + 3;
+    float *g = xmalloc(nc * sizeof(float)), *expected = xmalloc(total * sizeof(float)), *got = xmalloc(total * sizeof(float));
+    fill_uniform(g, nc, -2, 2);
+    upstream_calls(test_ctx(state), &in, g, expected);
+    upstream_calls(group, &in, g, got);
+    char what[96];
+    snprintf(what, sizeof what, "n = %zu, c = %zu, split %g:%g with grad_output and mean_denominator", in.n, in.c,
+             splits[s][0], splits[s][1]);
+    assert_same_bits(expected, got, total, what);
+    free(g), free(expected), free(got), free_inputs(&in);
+    clxent_destroy(group);
+  }
+}
+
 static void expect_create_failure(const char *device, const clxent_config *config, const char *how,
                                   clxent_status want, const char *message) {
   clxent_ctx *ctx = (clxent_ctx *)&ctx; /* must be reset to NULL */
@@ -405,6 +453,7 @@ int main(void) {
       cmocka_unit_test(test_pinned_caller_memory),
       cmocka_unit_test(test_two_devices_give_the_bits_of_one),
       cmocka_unit_test(test_any_split_gives_the_same_bits),
+      cmocka_unit_test(test_upstream_split_gives_the_same_bits),
       cmocka_unit_test(test_device_list_errors),
       cmocka_unit_test(test_split_errors_in_code),
       cmocka_unit_test_setup_teardown(test_split_errors_in_environment, no_split_variable, env_restore),

@@ -696,3 +696,126 @@ def test_shortcut_and_full_path_agree(ctx):
     assert want._replace(lse=1).lse == 1
     with clxent.Context() as other:  # each Context reduces into its own scalar
         assert other.softmax_xent(z[:3], y[:3]).loss != want.loss and ctx.softmax_xent(z, y).loss == want.loss
+
+
+# ---------------------------------------------------------------- grad_output and mean_denominator
+
+def _ref_soft(z, t, reduction="mean", d=None):
+    z = z.astype(np.float64)
+    t = t.astype(np.float64)
+    lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    a = np.exp(z - lse[:, None])
+    rows = (t * (lse[:, None] - z)).sum(1)
+    div = (d if d else z.shape[0]) if reduction == "mean" else 1.0
+    grad = (a * t.sum(1, keepdims=True) - t) / div
+    return (rows if reduction == "none" else rows.sum() / div), grad
+
+
+def _ref_sigmoid(z, y, reduction="mean", d=None):
+    z = z.astype(np.float64)
+    y = y.astype(np.float64)
+    values = np.logaddexp(0, -z) * y + np.logaddexp(0, z) * (1 - y)
+    div = (d if d else z.size) if reduction == "mean" else 1.0
+    grad = (1 / (1 + np.exp(-z)) - y) / div
+    return (values if reduction == "none" else values.sum() / div), grad
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (37, 32), (70, 129), (3, 4099)])
+def test_grad_output_per_row_and_per_value(ctx, shape):
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    n, c = shape
+    z = rng.uniform(-6, 6, shape).astype(np.float32)
+    y = rng.integers(0, c, n).astype(np.int32)
+    y[::5] = -100
+    t = rng.dirichlet(np.ones(c), n).astype(np.float32)
+    b = (rng.uniform(0, 1, shape) < 0.4).astype(np.float32)
+    g_rows = rng.uniform(-2, 2, n).astype(np.float32)
+    g_rows[::3] = 0
+    g_values = rng.uniform(-2, 2, shape).astype(np.float32)
+    r = ctx.softmax_xent(z, y, reduction="none", z_loss=1e-3, grad_output=g_rows)
+    rows, grad, _ = ref_softmax(z, y, zl=1e-3, reduction="none")
+    np.testing.assert_allclose(r.loss, rows, rtol=1e-4, atol=1e-5)  # the loss is not scaled
+    np.testing.assert_allclose(r.grad, grad * g_rows[:, None], rtol=1e-4, atol=1e-6)
+    r = ctx.softmax_xent_soft(z, t, reduction="none", grad_output=g_rows)
+    rows, grad = _ref_soft(z, t, "none")
+    np.testing.assert_allclose(r.loss, rows, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(r.grad, grad * g_rows[:, None], rtol=1e-4, atol=1e-6)
+    r = ctx.sigmoid_xent(z, b, reduction="none", grad_output=g_values)
+    values, grad = _ref_sigmoid(z, b, "none")
+    np.testing.assert_allclose(r.loss, values, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r.grad, grad * g_values, rtol=1e-4, atol=1e-6)
+    p = rng.uniform(0.05, 0.95, shape).astype(np.float32)
+    r = ctx.bce(p, b, reduction="none", grad_output=g_values)
+    want = (p.astype(np.float64) - b) / (p * (1.0 - p.astype(np.float64))) * g_values
+    np.testing.assert_allclose(r.grad, want, rtol=1e-4, atol=1e-6)
+    # ones: the bits of no grad_output
+    plain = ctx.softmax_xent(z, y, reduction="none", label_smoothing=0.1)
+    ones = ctx.softmax_xent(z, y, reduction="none", label_smoothing=0.1, grad_output=np.ones(n))
+    np.testing.assert_array_equal(plain.grad, ones.grad)
+    np.testing.assert_array_equal(plain.loss, ones.loss)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_grad_output_scalar(ctx, reduction):
+    rng = np.random.default_rng(4)
+    z = rng.uniform(-6, 6, (40, 17)).astype(np.float32)
+    y = rng.integers(0, 17, 40).astype(np.int32)
+    plain = ctx.softmax_xent(z, y, reduction=reduction)
+    for g in (2.5, -0.5, 0.0, np.float32(3), np.array([1.5])):
+        r = ctx.softmax_xent(z, y, reduction=reduction, grad_output=g)
+        assert r.loss == plain.loss
+        np.testing.assert_allclose(r.grad, plain.grad.astype(np.float64) * float(np.asarray(g).ravel()[0]),
+                                   rtol=1e-6, atol=1e-12)
+    r = ctx.sigmoid_xent(z, (z > 0).astype(np.float32), reduction=reduction, grad_output=-2.0)
+    _, grad = _ref_sigmoid(z, (z > 0).astype(np.float32), reduction)
+    np.testing.assert_allclose(r.grad, -2.0 * grad, rtol=1e-4, atol=1e-7)
+
+
+def test_mean_denominator_and_accumulation(ctx):
+    rng = np.random.default_rng(8)
+    n, c = 90, 33
+    z = rng.uniform(-6, 6, (n, c)).astype(np.float32)
+    y = rng.integers(0, c, n).astype(np.int32)
+    y[::4] = -100
+    counted = int((y != -100).sum())
+    whole = ctx.softmax_xent(z, y, z_loss=1e-3, label_smoothing=0.1)
+    halves = [ctx.softmax_xent(z[s], y[s], z_loss=1e-3, label_smoothing=0.1, mean_denominator=counted)
+              for s in (slice(0, 40), slice(40, n))]
+    assert abs(halves[0].loss + halves[1].loss - whole.loss) < 1e-5 * abs(whole.loss)
+    np.testing.assert_allclose(np.concatenate([h.grad for h in halves]), whole.grad, rtol=1e-5, atol=1e-9)
+    # against NumPy: D divides the loss and the gradient
+    t = rng.dirichlet(np.ones(c), n).astype(np.float32)
+    r = ctx.softmax_xent_soft(z, t, mean_denominator=12.5)
+    loss, grad = _ref_soft(z, t, "mean", 12.5)
+    assert abs(r.loss - loss) < 1e-5 * abs(loss)
+    np.testing.assert_allclose(r.grad, grad, rtol=1e-4, atol=1e-8)
+    b = (rng.uniform(0, 1, (n, c)) < 0.5).astype(np.float32)
+    r = ctx.sigmoid_xent(z, b, mean_denominator=7, grad_output=3.0)
+    loss, grad = _ref_sigmoid(z, b, "mean", 7)
+    assert abs(r.loss - loss) < 1e-5 * abs(loss)
+    np.testing.assert_allclose(r.grad, 3 * grad, rtol=1e-4, atol=1e-8)
+    # nothing counted: loss 0, not NaN
+    r = ctx.softmax_xent(z, np.full(n, -100, np.int32), mean_denominator=64)
+    assert r.loss == 0.0 and not r.grad.any()
+
+
+def test_grad_output_and_mean_denominator_are_checked(ctx):
+    z = np.zeros((4, 3), np.float32)
+    y = np.zeros(4, np.int32)
+    with pytest.raises(clxent.InvalidArgument, match="one value per loss value"):
+        ctx.softmax_xent(z, y, reduction="none", grad_output=np.ones(3))
+    with pytest.raises(clxent.InvalidArgument, match="one upstream gradient"):
+        ctx.softmax_xent(z, y, grad_output=np.ones(4))
+    with pytest.raises(clxent.InvalidArgument, match="one value per loss value"):
+        ctx.sigmoid_xent(z, z, reduction="none", grad_output=np.ones(4))
+    with pytest.raises(clxent.InvalidArgument, match=r"opts->grad_output\[2\]"):
+        ctx.softmax_xent(z, y, reduction="none", grad_output=[1, 1, np.nan, 1])
+    with pytest.raises(clxent.InvalidArgument, match=r"opts->grad_output\[0\]"):
+        ctx.bce(z, z, grad_output=np.inf)
+    for bad in (0, -1.0, np.nan, "3", True):
+        with pytest.raises(clxent.InvalidArgument, match="mean_denominator"):
+            ctx.softmax_xent(z, y, mean_denominator=bad)
+    with pytest.raises(clxent.InvalidArgument, match="mean_denominator"):
+        ctx.softmax_xent(z, y, mean_denominator=np.inf)
+    with pytest.raises(clxent.InvalidArgument, match="'mean' only"):
+        ctx.sigmoid_xent(z, z, reduction="sum", mean_denominator=2)
