@@ -48,7 +48,7 @@ __kernel void column_partial_strided(const ulong rows, const ulong c, const ulon
   ulong end = chunk_begin + CLXENT_BIAS_CHUNK;
   if (end > first_row + rows) end = first_row + rows;
   float acc = begin == chunk_begin ? 0.0f : partial[k * c + j];
-  ulong i = (begin - first_row) / inner, s = (begin - first_row) % inner;
+  ulong i = (begin - first_row) / inner, s = begin - first_row - i * inner; /* no %: see softmax_strided.cl */
   for (ulong r = begin; r < end; ++r) {
     acc += LOAD(grad, (i * c + j) * inner + s);
     if (++s == inner) s = 0, ++i;

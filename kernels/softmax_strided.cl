@@ -60,7 +60,9 @@ __kernel void softmax_xent_strided(const ulong rows, const ulong c, const ulong 
                                    const int ignore_index, const clxent_params p, __global store_t *grad,
                                    __global float *row_loss, __global float *row_lse) {
   const ulong per_sample = (inner + CLXENT_VEC - 1) / CLXENT_VEC, gid = get_global_id(0);
-  const ulong i = gid / per_sample, s0 = gid % per_sample * CLXENT_VEC;
+  /* no %: LLVM pairs it with the / into a `freeze`, which Oclgrind's uninitialised-value check
+   * cannot run */
+  const ulong i = gid / per_sample, s0 = (gid - i * per_sample) * CLXENT_VEC;
   if (i * inner >= rows) return;
   const uint nl = (uint)min((ulong)CLXENT_VEC, inner - s0);
   const ulong base = i * c * inner + s0, r0 = first_row + i * inner + s0; /* r0: the lanes' first batch row */
