@@ -21,10 +21,15 @@
  * (the tail of a sample when VEC does not divide S) repeat its last position and write nothing.
  *   pass 1: the online log-sum-exp over j, one exponential per value: with d = e^{-|u - m|},
  *           s ← s + d when u ≤ m, else s ← s·d + 1 and m ← u (a -inf mask adds nothing; a NaN
- *           makes s NaN); the label's u_y (hard) and Σ τ (dense);
+ *           makes s NaN); the label's u_y (hard) and Σ τ (dense). -|u - m| is raised to -87
+ *           where it is lower, so that the exponential takes its narrow form (math.cl): that
+ *           changes no bit, since s ≥ 1 (the max's own term) and s ≤ c < 2^31, so the e^-87 =
+ *           1.6e-38 added, or multiplied into s, stays far below half an ulp of the result;
  *   pass 2: the gradient, and the sums Σ w_j (m - u_j) (smoothing) or Σ τ_j (m - u_j) (dense)
- *           that need the final m; it runs only when one of them is wanted. In place (grad ==
- *           logits), each value is read before the same work-item overwrites it.
+ *           that need the final m; it runs only when one of them is wanted. e^{u - m} takes the
+ *           narrow form when every lane's min u (pass 1) is within 87 of its max, else the
+ *           general one (masks, large spreads). In place (grad == logits), each value is read
+ *           before the same work-item overwrites it.
  * Blocks of the batch hold whole samples i (the host's row blocks are multiples of S), so that
  * a block's arrays are one contiguous stretch of the caller's.
  *
@@ -84,12 +89,14 @@ __kernel void softmax_xent_strided(const ulong rows, const ulong c, const ulong 
 
   /* pass 1 */
   floatv m = (floatv)(-INFINITY), s = (floatv)(0.0f), uy = (floatv)(0.0f), wy = (floatv)(0.0f);
-  floatv tsum = (floatv)(0.0f);
+  floatv tsum = (floatv)(0.0f), lo = (floatv)(INFINITY);
   for (ulong j = 0; j < c; ++j) {
     const floatv zj = strided_load(z + j * inner, nl);
     const floatv u = cap != 0.0f ? cap_logitv(zj, cap) : zj;
-    const floatv d = clxent_expv(-fabs(u - m));
+    const floatv x = -fabs(u - m); /* ≤ 0 or NaN; NaN < -87 is false, so a NaN stays NaN */
+    const floatv d = clxent_expv_narrow(select(x, (floatv)(-CLXENT_EXP_FAST_LIMIT), x < -CLXENT_EXP_FAST_LIMIT));
     const intv up = u > m;
+    lo = u < lo ? u : lo;
     s = select(select(s + d, s * d + 1.0f, up), s, u == (floatv)(-INFINITY));
     m = select(m, u, up);
     const float w = weight ? weight[j] : 1.0f;
@@ -111,6 +118,7 @@ __kernel void softmax_xent_strided(const ulong rows, const ulong c, const ulong 
 
   /* pass 2: the gradient, and the sums that need the final m */
   floatv dev = (floatv)(0.0f); /* Σ w_j (m - u_j) (smoothing), or Σ τ_j (m - u_j) (dense) */
+  const int narrow = hmax(m - lo) <= CLXENT_EXP_FAST_LIMIT; /* false with a -inf mask; NaN takes either */
   if (g || smooth || soft)
     for (ulong j = 0; j < c; ++j) {
       const floatv zj = strided_load(z + j * inner, nl);
@@ -118,7 +126,7 @@ __kernel void softmax_xent_strided(const ulong rows, const ulong c, const ulong 
       const floatv u = cap != 0.0f ? cap_logit_slopev(zj, cap, &slope) : zj;
       const float w = weight ? weight[j] : 1.0f;
       floatv gv;
-      const floatv e = clxent_expv(u - m);
+      const floatv e = narrow ? clxent_expv_narrow(u - m) : clxent_expv(u - m);
       if (soft) {
         const floatv tau = (keep * strided_load(t + j * inner, nl) + spread) * w;
         dev += select(tau * (m - u), (floatv)(0.0f), tau == (floatv)(0.0f));
