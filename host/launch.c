@@ -54,7 +54,8 @@ static size_t item_group(const clxent_ctx *ctx, size_t items, size_t most) {
  * vectors: coalesced on GPUs). */
 static clxent_status launch_strided(clxent_ctx *ctx, const clxent_rows_launch *l) {
   const cl_ulong rows = l->rows, c = l->c, inner = l->inner, first = l->first_row;
-  const size_t items = l->rows / l->inner * ((l->inner + ctx->vector_width - 1) / ctx->vector_width);
+  const size_t span = ctx->vector_width * (ctx->variant == CLXENT_VARIANT_GROUP ? 1 : CLXENT_STRIDED_TILE_ITEM);
+  const size_t items = l->rows / l->inner * ((l->inner + span - 1) / span);
   const size_t local = ctx->variant == CLXENT_VARIANT_GROUP ? ctx->group_size : item_group(ctx, items, ctx->group_size);
   const size_t global = (items + local - 1) / local * local;
   const int soft = l->kernel == KERNEL_SOFTMAX_SOFT;
