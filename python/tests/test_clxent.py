@@ -776,6 +776,9 @@ def test_spatial_in_place_storage_types_and_no_copy(ctx):
     r = ctx.softmax_xent(work, y, in_place=True)
     assert r.grad is work or np.shares_memory(r.grad, work)
     np.testing.assert_allclose(work, from_rows(g, shape), rtol=1e-4, atol=1e-7)
+    mine = np.empty_like(z)
+    assert ctx.softmax_xent(z, y, out=mine).grad is mine
+    np.testing.assert_allclose(mine, from_rows(g, shape), rtol=1e-4, atol=1e-7)
     h = z.astype(np.float16)
     r = ctx.softmax_xent(h, y)
     assert r.grad.dtype == np.float16 and r.grad.shape == shape
