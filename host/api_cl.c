@@ -160,7 +160,7 @@ static clxent_status enqueue_mem_call(clxent_ctx *ctx, const mem_call *m, const 
   if (x->bias_grad) {
     CHECK(clxent_buffer(ctx, SLOT_BIAS_PARTIAL, clxent_chunk_count(m->n, CLXENT_BIAS_CHUNK) * m->c * sizeof(float),
                         &partial));
-    CHECK(clxent_launch_column_partial(ctx, x->dtype, 0, m->n, m->c, m->grad, partial));
+    CHECK(clxent_launch_column_partial(ctx, x->dtype, 0, m->n, m->c, 0, m->grad, partial));
     CHECK(clxent_launch_column_sum(ctx, m->n, m->c, partial, x->bias_grad));
   }
   if (m->loss && o->reduction != CLXENT_NONE)

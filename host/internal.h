@@ -59,6 +59,8 @@ typedef enum clxent_kernel_id {
   KERNEL_SIGMOID_XENT,
   KERNEL_BCE,
   KERNEL_COLUMN_PARTIAL,
+  KERNEL_SOFTMAX_STRIDED,         /* both softmax losses, classes not innermost (inner S > 1) */
+  KERNEL_COLUMN_PARTIAL_STRIDED,
   KERNEL_TYPED_COUNT,
   KERNEL_ROW_INFORMATION = KERNEL_TYPED_COUNT,
   KERNEL_REDUCE_SUM,
@@ -194,7 +196,9 @@ static inline void clxent_piece_mark(clxent_ctx *ctx, const char *what, const ch
 typedef struct clxent_plan {
   clxent_kernel_id kernel;
   clxent_dtype dtype;
-  size_t n, c;
+  size_t n, c;               /* n: the rows, N·S when inner = S > 1 */
+  size_t inner;              /* 0 or 1: [n][c]; S > 1: [n/S][c][S], row r = i·S + s (clxent_ex.inner);
+                                blocks and device splits then hold whole samples i (multiples of S) */
   int elementwise;          /* binary losses: n·c independent values, c columns of pos_weight */
   const void *in, *aux;     /* [n][c] inputs; aux NULL when the kernel takes none */
   const int32_t *labels;    /* [n] or NULL */
@@ -322,9 +326,10 @@ clxent_status clxent_check_upstream(clxent_ctx *ctx, const clxent_opts *o, size_
 size_t clxent_upstream_count(const clxent_opts *o, size_t values);
 clxent_status clxent_read_opts(clxent_ctx *ctx, const clxent_opts *caller, clxent_opts *out);
 clxent_status clxent_read_ex(clxent_ctx *ctx, const clxent_ex *caller, clxent_ex *out);
-/* Hard labels: each in [0, c) or ignore_index; *counted and *weighted (Σ w_y) of the counted. */
-clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, int32_t ignore_index,
-                                  const float *weight, size_t *counted, double *weighted);
+/* Hard labels: each in [0, c) or ignore_index; *counted and *weighted (Σ w_y) of the counted.
+ * inner S > 1: the n rows are [n/S][S], and a bad label is named by its (i, s) too. */
+clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, size_t inner,
+                                  int32_t ignore_index, const float *weight, size_t *counted, double *weighted);
 /* BCE: every probability in [0, 1] (NaN passes: it must reach the result). */
 clxent_status clxent_check_probs(clxent_ctx *ctx, const void *probs, size_t values, clxent_dtype dtype,
                                  const char *name);
@@ -349,6 +354,7 @@ typedef struct clxent_rows_launch { /* a row or elementwise loss kernel over a b
   clxent_kernel_id kernel;
   clxent_dtype dtype;
   size_t rows, c, first_row; /* elementwise: rows = the block's values, first_row its first */
+  size_t inner;              /* softmax: S > 1, the strided layout (rows and first_row multiples of S) */
   int cols;                  /* elementwise: columns of pos_weight */
   cl_mem in, aux, labels, weight;
   cl_int ignore_index, mode;
@@ -361,7 +367,7 @@ typedef struct clxent_rows_launch { /* a row or elementwise loss kernel over a b
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l);
 clxent_status clxent_launch_chunk_sum(clxent_ctx *ctx, size_t first, size_t count, cl_mem values, cl_mem partial);
 clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, size_t first, size_t rows, size_t c,
-                                           cl_mem grad, cl_mem partial);
+                                           size_t inner, cl_mem grad, cl_mem partial);
 clxent_status clxent_launch_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_mem partial, cl_mem out);
 clxent_status clxent_launch_reduce_stage(clxent_ctx *ctx, size_t count, cl_mem in, cl_mem out, float divisor,
                                          cl_mem divisor_dev, size_t groups);

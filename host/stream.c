@@ -35,6 +35,7 @@ clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, siz
                                 .rows = plan->elementwise ? rows * c : rows,
                                 .c = plan->elementwise ? 1 : c,
                                 .first_row = plan->elementwise ? first * c : first,
+                                .inner = plan->inner,
                                 .cols = (int)c,
                                 .in = in,
                                 .aux = aux,
@@ -59,7 +60,7 @@ clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, siz
                "clEnqueueReadBuffer(per-value losses)");
     }
   }
-  if (res->bias_partial) CHECK(clxent_launch_column_partial(ctx, plan->dtype, first, rows, c, grad, res->bias_partial));
+  if (res->bias_partial) CHECK(clxent_launch_column_partial(ctx, plan->dtype, first, rows, c, plan->inner, grad, res->bias_partial));
   return CLXENT_OK;
 }
 
@@ -124,7 +125,8 @@ static clxent_status upload(clxent_ctx *ctx, enum clxent_slot slot, const void *
 
 /* Rows per block: zero-copy, as many as fit the block buffers; pipelined, about 8 blocks a batch
  * so that transfers overlap the kernels, each big enough (>= 4 MiB) to move at full transfer
- * speed, and at most PIPE_BLOCK_MAX. */
+ * speed, and at most PIPE_BLOCK_MAX. The strided layout (inner S > 1) takes whole samples: a
+ * multiple of S rows, so that a block is one contiguous stretch of [n/S][c][S]. */
 static size_t block_rows(const clxent_ctx *ctx, const clxent_plan *plan, size_t row_bytes) {
   size_t rows = (size_t)(ctx->block_bytes / row_bytes);
   if (!ctx->zero_copy) {
@@ -133,6 +135,7 @@ static size_t block_rows(const clxent_ctx *ctx, const clxent_plan *plan, size_t 
     rows = target > floor_rows ? target : floor_rows;
     if (rows > cap) rows = cap ? cap : 1;
   }
+  if (plan->inner > 1) rows = rows < plan->inner ? plan->inner : rows / plan->inner * plan->inner;
   return rows < plan->n ? rows : plan->n;
 }
 
@@ -148,6 +151,11 @@ static clxent_status stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
     return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY,
                        "one row of c = %zu values (%zu bytes) exceeds the largest block buffer on %s (%llu bytes)", c,
                        row_bytes, ctx->device_name, (unsigned long long)ctx->block_bytes);
+  if (plan->inner > 1 && (cl_ulong)row_bytes * plan->inner > ctx->block_bytes)
+    return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY,
+                       "one sample of c = %zu classes x inner = %zu positions (%zu bytes) exceeds the largest block "
+                       "buffer on %s (%llu bytes)",
+                       c, plan->inner, row_bytes * plan->inner, ctx->device_name, (unsigned long long)ctx->block_bytes);
   const size_t rows = block_rows(ctx, plan, row_bytes);
   /* per-row results: the whole batch's for the row kernels; a block's for the elementwise ones,
    * which stream them out (any n·c then works, even past one allocation) */

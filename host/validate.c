@@ -195,13 +195,18 @@ clxent_status clxent_check_upstream(clxent_ctx *ctx, const clxent_opts *o, size_
 
 /* ---------------------------------------------------------------- input values read on the host */
 
-clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, int32_t ignore_index,
-                                  const float *weight, size_t *counted, double *weighted) {
+clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, size_t inner,
+                                  int32_t ignore_index, const float *weight, size_t *counted, double *weighted) {
   size_t count = 0; /* locals, not the callers' variables: this loop runs over every row */
   double sum = 0.0;
   for (size_t i = 0; i < n; ++i) {
     const int32_t y = labels[i];
     if (y == ignore_index) continue;
+    if ((y < 0 || (size_t)y >= c) && inner > 1)
+      return clxent_fail(ctx, CLXENT_ERR_LABEL_RANGE,
+                         "labels[%zu] (i = %zu, s = %zu of inner = %zu) = %d is outside [0, %zu) and is not "
+                         "ignore_index (%d)",
+                         i, i / inner, i % inner, inner, (int)y, c, (int)ignore_index);
     if (y < 0 || (size_t)y >= c)
       return clxent_fail(ctx, CLXENT_ERR_LABEL_RANGE, "labels[%zu] = %d is outside [0, %zu) and is not ignore_index (%d)",
                          i, (int)y, c, (int)ignore_index);

@@ -60,7 +60,8 @@ CLXENT_API clxent_status clxent_create_from_queue(clxent_ctx **ctx, cl_command_q
 CLXENT_API cl_command_queue clxent_queue(const clxent_ctx *ctx);
 
 /** The device-resident calls' storage type and extra outputs. Start from CLXENT_MEM_EX_INIT or
- * clxent_mem_ex_default(). */
+ * clxent_mem_ex_default(). The _mem calls take the [n][c] layout only: PyTorch's (N, C, d1, ...)
+ * layout (clxent_ex::inner) is a host-pointer feature. */
 typedef struct clxent_mem_ex {
   size_t size;        /**< sizeof(clxent_mem_ex) as the caller compiled it */
   clxent_dtype dtype; /**< of logits / probabilities, dense targets and grad */

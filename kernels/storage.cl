@@ -61,6 +61,10 @@
 #undef sigmoid_xent
 #undef bce
 #undef column_partial
+#undef column_partial_strided
+#undef strided_load
+#undef strided_store
+#undef softmax_xent_strided
 #define CLXENT_TYPED(name) CLXENT_CAT(name, CLXENT_SUFFIX)
 #define row_max CLXENT_TYPED(row_max)
 #define row_exp_sum_cached CLXENT_TYPED(row_exp_sum_cached)
@@ -75,6 +79,10 @@
 #define sigmoid_xent CLXENT_TYPED(sigmoid_xent)
 #define bce CLXENT_TYPED(bce)
 #define column_partial CLXENT_TYPED(column_partial)
+#define column_partial_strided CLXENT_TYPED(column_partial_strided)
+#define strided_load CLXENT_TYPED(strided_load)
+#define strided_store CLXENT_TYPED(strided_store)
+#define softmax_xent_strided CLXENT_TYPED(softmax_xent_strided)
 
 /* max_j z_j over a row (one-item-per-row variant): compare-select, one maxps per vector; a NaN is
  * skipped here and reaches the loss through the sum of exponentials instead. */

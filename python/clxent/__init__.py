@@ -465,9 +465,10 @@ class Context:
         return "float16" if kind == np.float16 else "float32"
 
     @staticmethod
-    def _matrix(x, name, dtype, bits, vector_is_column=False):
+    def _matrix(x, name, dtype, bits, vector_is_column=False, spatial=False):
         """A C-contiguous, aligned 2-D array of the storage type (no copy when it already is one).
-        bits: dtype= was given, so a uint16 array is read as that 16-bit type's bits."""
+        bits: dtype= was given, so a uint16 array is read as that 16-bit type's bits. spatial: the
+        softmax losses also take (N, C, d1, ..., dK), kept in its shape."""
         x = np.asarray(x)
         if x.dtype == np.uint16:
             if not bits or dtype == "float32":
@@ -481,21 +482,23 @@ class Context:
             x = x.astype(dtype, copy=False)
         if x.ndim == 1:
             x = x.reshape(-1, 1) if vector_is_column else x.reshape(1, -1)
-        if x.ndim != 2:
-            raise _invalid(f"{name}: expected a 2-D array [n, c], got shape {x.shape}")
+        if x.ndim != 2 and not (spatial and x.ndim > 2):
+            raise _invalid(f"{name}: expected a 2-D array [n, c]{' or (N, C, d1, ..., dK)' if spatial else ''}, "
+                           f"got shape {x.shape}")
         return np.require(x, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
-    def _input(self, a, name, dtype, vector_is_column=False):
+    def _input(self, a, name, dtype, vector_is_column=False, spatial=False):
         """(storage name, the 2-D array the library reads): `a` itself when it can be used as it is."""
         storage = _plain(a, dtype)
         if storage is not None:
             return storage, a
         storage = self._storage(a, dtype)
-        return storage, self._matrix(a, name, storage, dtype is not None, vector_is_column)
+        return storage, self._matrix(a, name, storage, dtype is not None, vector_is_column, spatial)
 
-    def _aux(self, a, name, storage, dtype, shape, vector_is_column=False):
+    def _aux(self, a, name, storage, dtype, shape, vector_is_column=False, spatial=False):
         """Targets of the input's storage type and shape."""
-        t = a if _plain(a, dtype) == storage else self._matrix(a, name, storage, dtype is not None, vector_is_column)
+        t = a if _plain(a, dtype) == storage else self._matrix(a, name, storage, dtype is not None, vector_is_column,
+                                                                 spatial)
         if t.shape != shape:
             raise _invalid(f"{name}: expected shape {shape}, got {t.shape}")
         return t
@@ -550,7 +553,24 @@ class Context:
             raise _invalid(f"{name}: expected {c} values, got shape {w.shape}")
         return w
 
-    def _run(self, fn, n, c, x, aux, opts, code, grad, in_place, lse, bias_grad, dtype, values, out, original):
+    @staticmethod
+    def _layout(x, name):
+        """(n, c, inner, the rows' shape) of a softmax input: [n, c], or PyTorch's (N, C, d1, ..., dK),
+        which the library reads as [N][C][S] with S = d1·…·dK (clxent_ex.inner), rows shaped
+        (N, d1, ..., dK)."""
+        if x.ndim == 2:
+            n, c = x.shape
+            return n, c, 0, None
+        n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
+        inner = 1
+        for d in spatial:
+            inner *= d
+        if inner == 0:
+            raise _invalid(f"{name}: shape {x.shape} has an empty spatial dimension (d1·…·dK = 0)")
+        return n, c, inner, (n,) + spatial
+
+    def _run(self, fn, n, c, x, aux, opts, code, grad, in_place, lse, bias_grad, dtype, values, out, original,
+             inner=0, rows_shape=None):
         if out is not None:
             self._out(out, x, aux, dtype, original, grad, in_place)
             g = out
@@ -565,10 +585,10 @@ class Context:
             loss_at = loss.ctypes.data
         else:
             loss, loss_at = None, self._loss_at
-        if lse or bias_grad:
-            lse_out = np.empty(n, dtype=np.float32) if lse else None
+        if lse or bias_grad or inner:
+            lse_out = np.empty(values, dtype=np.float32) if lse else None  # softmax: values = the rows
             bias_out = np.empty(c, dtype=np.float32) if bias_grad else None
-            ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out))
+            ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out), inner=inner)
         else:
             lse_out = bias_out = None
             ex = _EX.get(dtype) or _EX.setdefault(dtype, _Ex(_DTYPES[dtype], None, None))
@@ -576,6 +596,9 @@ class Context:
                 None if g is None else g.ctypes.data)
         if st:
             raise _error(st, _lib.clxent_last_error(self._ctx).decode())
+        if rows_shape is not None:  # (N, C, d1, ...): the rows' results shaped (N, d1, ...)
+            loss = None if loss is None else loss.reshape(rows_shape)
+            lse_out = None if lse_out is None else lse_out.reshape(rows_shape)
         return _result(Result, (self._loss.value if loss is None else loss, g, lse_out, bias_out))
 
     # ---------------------------------------------------------------- losses
@@ -586,49 +609,61 @@ class Context:
         """Softmax cross-entropy with class-index labels, fused with its gradient.
 
         logits [n, c] float32/float16 (or uint16 bfloat16 bits with dtype="bfloat16"); labels [n]
-        ints in [0, c) or ignore_index. loss_i = sum_j tau_j (lse_i - u_j) + z_loss * lse_i^2 with
+        ints in [0, c) or ignore_index. Or PyTorch's layout: logits (N, C, d1, ..., dK), labels
+        (N, d1, ..., dK), read in place (no transposed copy) with rows r = (i, d1, ..., dK); loss
+        (none) and lse then have the labels' shape, grad the logits', and mean counts every
+        (i, d1, ..., dK) not ignored (weighted by w_y), as torch.nn.functional.cross_entropy. loss_i = sum_j tau_j (lse_i - u_j) + z_loss * lse_i^2 with
         u = softcap*tanh(z/softcap) (or z), tau_j = w_j ((1-eps) [j == y_i] + eps/c);
         grad = scale * (a * sum(tau) - tau) (+ 2 z_loss lse a) times du/dz. mean divides by the
         sum of w_{y_i} over the rows counted (PyTorch). in_place writes the gradient into logits,
         out= into the caller's array. Returns Result(loss, grad, lse, bias_grad).
+        Logits may be (N, C, d1, ..., dK) with labels (N, d1, ..., dK) (PyTorch's layout, read in
+        place): rows (i, d1, ..., dK); loss (none) and lse come back shaped (N, d1, ..., dK).
 
-        grad_output: the upstream gradient, None (1), one number for "mean" and "sum", or [n] float32
-        values for "none" (row i's gradient times g_i); finite. The loss is not scaled.
+        grad_output: the upstream gradient, None (1), one number for "mean" and "sum", or one float32
+        value per row for "none" (the loss's shape; row i's gradient times g_i); finite. The loss is
+        not scaled.
         mean_denominator: "mean" only, None or a positive number D: the loss (z-loss terms too) and
         the gradient divide by D instead of the sum of w_{y_i}; rows all ignored then give loss 0."""
-        dtype, x = self._input(logits, "logits", dtype)
+        dtype, x = self._input(logits, "logits", dtype, spatial=True)
         if in_place:
             self._in_place(logits, x, dtype, "logits")
-        n, c = x.shape
-        y = _labels(labels, n, c)
+        n, c, inner, rows_shape = self._layout(x, "logits")
+        rows = n * inner if inner else n
+        if rows_shape is not None and np.shape(labels) != rows_shape:
+            raise _invalid(f"labels: expected shape {rows_shape} for logits of shape {x.shape}, got "
+                           f"{np.shape(labels)}")
+        y = _labels(labels, rows, c)
         code = _reduction(reduction)
         if type(ignore_index) is not int or not _INT32_MIN <= ignore_index <= _INT32_MAX:
             ignore_index = _int32(ignore_index, "ignore_index")
         w = None if class_weight is None else self._weights(class_weight, c, "class_weight")
-        g = _upstream(grad_output, code, (n,))
+        g = _upstream(grad_output, code, rows_shape or (n,))
         opts = _opts(code, ignore_index, w, label_smoothing, z_loss, softcap, None, g,
                      _denominator(mean_denominator, code))
         return self._run(_lib.clxent_softmax_xent_ex, n, c, x, y, opts, code, grad, in_place, lse, bias_grad,
-                         dtype, n, out, logits)
+                         dtype, rows, out, logits, inner, rows_shape)
 
     def softmax_xent_soft(self, logits, targets, *, reduction="mean", class_weight=None, label_smoothing=0.0,
                           z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False, bias_grad=False,
                           dtype=None, out=None, grad_output=None, mean_denominator=None):
         """Softmax cross-entropy with dense targets t [n, c] of the logits' storage type:
         loss_i = -sum_j tau_j ln a_ij, tau_j = w_j ((1-eps) t_ij + eps/c); mean divides by n
-        (by mean_denominator if given). grad_output as for softmax_xent ([n] values for "none")."""
+        (by mean_denominator if given). Logits and targets may be (N, C, d1, ..., dK) (PyTorch's
+        probabilities target): rows (i, d1, ..., dK), mean divides by N·d1·…·dK; loss (none) and lse
+        shaped (N, d1, ..., dK). grad_output as for softmax_xent (one value per row for "none")."""
         given = dtype
-        dtype, x = self._input(logits, "logits", dtype)
+        dtype, x = self._input(logits, "logits", dtype, spatial=True)
         if in_place:
             self._in_place(logits, x, dtype, "logits")
-        t = self._aux(targets, "targets", dtype, given, x.shape)
-        n, c = x.shape
+        t = self._aux(targets, "targets", dtype, given, x.shape, spatial=True)
+        n, c, inner, rows_shape = self._layout(x, "logits")
         code = _reduction(reduction)
         w = None if class_weight is None else self._weights(class_weight, c, "class_weight")
-        g = _upstream(grad_output, code, (n,))
+        g = _upstream(grad_output, code, rows_shape or (n,))
         opts = _opts(code, -100, w, label_smoothing, z_loss, softcap, None, g, _denominator(mean_denominator, code))
         return self._run(_lib.clxent_softmax_xent_soft_ex, n, c, x, t, opts, code, grad, in_place, lse,
-                         bias_grad, dtype, n, out, logits)
+                         bias_grad, dtype, n * inner if inner else n, out, logits, inner, rows_shape)
 
     def _binary(self, fn, x, targets, reduction, pos_weight, grad, in_place, bias_grad, dtype, out, grad_output,
                 mean_denominator):
