@@ -1,0 +1,525 @@
+/*
+ * clxent over MPI (include/clxent_mpi.h). Built on the public API of the core (and its
+ * experimental clxent_get_info, for the reduction's group size), so the core never sees MPI.
+ *
+ * Data-parallel, one call:
+ *   1. every rank checks its own arguments on the host (the checks of the core that can fail a
+ *      call: shapes, pointers, struct sizes, option values, labels, grad_output) and hashes what
+ *      must be the same everywhere (c, options, class weights); one MPI_Allgather of a small
+ *      record per rank (status, message, n_local, counted rows, Σ w_{y_i}, hash) lets every rank
+ *      compute the same verdict and the same global divisor, in rank order. A failure anywhere is
+ *      returned everywhere before anything is written.
+ *   2. each rank runs its rows through clxent_softmax_xent_ex() with reduction NONE and
+ *      grad_output = the global MEAN scale per row (a product with 1 in the kernel: the bits of
+ *      one process's scale), its per-row losses into a scratch array.
+ *   3. the global loss is the core's fixed reduction (host/reduce.c, kernels/reduce.cl) over the
+ *      concatenated per-row losses: its first stage sums aligned blocks of SPAN = G·16 values, and
+ *      only those blocks decide the order. Each rank sums the blocks that lie wholly in its rows,
+ *      and one MPI_Allgatherv carries those block sums, the loose per-row values of the (at most
+ *      two) blocks it shares with other ranks, and its compute status. Every rank then finishes
+ *      the same stages in the same order: the one-process bits, on every rank.
+ */
+#define CLXENT_EXPERIMENTAL_API /* clxent_get_info: the reduction's group size */
+#include "clxent_mpi.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REDUCE_ITEMS 16 /* CLXENT_REDUCE_ITEMS of kernels/clxent_defs.h: the reduction's shape */
+#define MSG_MAX 200
+
+static _Thread_local char last_error[MSG_MAX + 64 + MPI_MAX_ERROR_STRING];
+
+const char *clxent_mpi_last_error(void) { return last_error; }
+
+/* What a rank tells every other before anything is written. */
+typedef struct agree_rec {
+  int32_t status;
+  uint32_t group_size;
+  uint64_t n_local;
+  uint64_t counted;
+  uint64_t hash;
+  double weighted;  /* Σ w_{y_i} over this rank's counted rows, in row order */
+  int32_t ulp_exp;  /* the smallest ulp exponent among those weights (INT32_MAX: none) */
+  int32_t pad;
+  char msg[MSG_MAX];
+} agree_rec;
+
+/* A local failure's status and message, before the ranks agree. */
+typedef struct local_check {
+  clxent_status st;
+  char msg[MSG_MAX];
+} local_check;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int fail(local_check *lc, clxent_status st, const char *fmt, ...) {
+  if (lc->st != CLXENT_OK) return 1;
+  lc->st = st;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(lc->msg, sizeof lc->msg, fmt, ap);
+  va_end(ap);
+  return 1;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t bytes) {
+  const unsigned char *b = p;
+  for (size_t k = 0; k < bytes; ++k) h = (h ^ b[k]) * 0x100000001b3ull;
+  return h;
+}
+
+/* The caller's sized clxent_opts / clxent_ex over the defaults (fields past its size keep them). */
+static int read_sized(local_check *lc, const char *what, const void *caller, void *known, size_t known_size) {
+  size_t size;
+  memcpy(&size, caller, sizeof size);
+  if (size < sizeof(size_t)) return fail(lc, CLXENT_ERR_INVALID_ARG, "%s->size = %zu is too small", what, size);
+  const unsigned char *c = caller;
+  for (size_t k = known_size; k < size; ++k)
+    if (c[k]) return fail(lc, CLXENT_ERR_INVALID_ARG, "%s has a field this library does not know set (byte %zu)", what, k);
+  memcpy((unsigned char *)known + sizeof(size_t), c + sizeof(size_t), (size < known_size ? size : known_size) - sizeof(size_t));
+  memcpy(known, &known_size, sizeof known_size);
+  return 0;
+}
+
+static int bad_scalar(float v, float lo, float hi, int hi_open) {
+  return !(isfinite(v) && v >= lo && (hi_open ? v < hi : v <= hi));
+}
+
+static size_t dtype_size(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
+
+/* The host checks of one rank (the core's, for the arguments a data-parallel call can get wrong),
+ * its label statistics and its hash of what must agree. */
+static void check_local(local_check *lc, agree_rec *r, clxent_ctx *ctx, size_t n, size_t c, const void *logits,
+                        const int32_t *labels, const clxent_opts *o, const clxent_ex *x, const float *loss,
+                        const void *grad) {
+  r->ulp_exp = INT32_MAX;
+  if (!ctx) {
+    fail(lc, CLXENT_ERR_INVALID_ARG, "ctx is NULL");
+    return;
+  }
+  clxent_info info = CLXENT_INFO_INIT;
+  if (clxent_get_info(ctx, 0, &info) != CLXENT_OK) fail(lc, CLXENT_ERR_INVALID_ARG, "clxent_get_info failed");
+  r->group_size = (uint32_t)info.group_size;
+  if (c == 0) fail(lc, CLXENT_ERR_INVALID_ARG, "c (classes) is 0");
+  else if (n > SIZE_MAX / c / 4) fail(lc, CLXENT_ERR_INVALID_ARG, "n_local * c overflows");
+  if (n && !logits) fail(lc, CLXENT_ERR_INVALID_ARG, "logits is NULL");
+  if (n && !labels) fail(lc, CLXENT_ERR_INVALID_ARG, "labels is NULL");
+  if (!loss && !grad) fail(lc, CLXENT_ERR_INVALID_ARG, "loss and grad are both NULL");
+  if (x->bias_grad || x->argmax || x->correct || x->inner > 1)
+    fail(lc, CLXENT_ERR_INVALID_ARG, "ex->bias_grad, argmax, correct and inner are not supported by clxent_mpi");
+  if ((unsigned)x->dtype > (unsigned)CLXENT_BFLOAT16) fail(lc, CLXENT_ERR_INVALID_ARG, "ex->dtype = %d is unknown", (int)x->dtype);
+  if ((unsigned)o->reduction > (unsigned)CLXENT_NONE)
+    fail(lc, CLXENT_ERR_INVALID_ARG, "opts->reduction = %d is not a clxent_reduction", (int)o->reduction);
+  if (o->pos_weight) fail(lc, CLXENT_ERR_INVALID_ARG, "opts->pos_weight applies to the binary losses only");
+  if (bad_scalar(o->label_smoothing, 0.0f, 1.0f, 1)) fail(lc, CLXENT_ERR_INVALID_ARG, "opts->label_smoothing = %g is outside [0, 1)", (double)o->label_smoothing);
+  if (bad_scalar(o->z_loss, 0.0f, INFINITY, 1)) fail(lc, CLXENT_ERR_INVALID_ARG, "opts->z_loss = %g is outside [0, inf)", (double)o->z_loss);
+  if (bad_scalar(o->softcap, 0.0f, INFINITY, 1)) fail(lc, CLXENT_ERR_INVALID_ARG, "opts->softcap = %g is outside [0, inf)", (double)o->softcap);
+  for (size_t j = 0; o->class_weight && j < c; ++j)
+    if (!isfinite(o->class_weight[j]) || o->class_weight[j] < 0.0f) {
+      fail(lc, CLXENT_ERR_INVALID_ARG, "opts->class_weight[%zu] = %g must be finite and >= 0", j, (double)o->class_weight[j]);
+      break;
+    }
+  const size_t upstream = !o->grad_output ? 0 : o->reduction == CLXENT_NONE ? n : 1;
+  for (size_t k = 0; k < upstream; ++k)
+    if (!isfinite(o->grad_output[k])) {
+      fail(lc, CLXENT_ERR_INVALID_ARG, "opts->grad_output[%zu] = %g must be finite", k, (double)o->grad_output[k]);
+      break;
+    }
+  const double d = o->mean_denominator;
+  if (d != 0.0 && o->reduction != CLXENT_MEAN) fail(lc, CLXENT_ERR_INVALID_ARG, "opts->mean_denominator applies to CLXENT_MEAN only");
+  if (d != 0.0 && !(d >= FLT_MIN && d <= FLT_MAX))
+    fail(lc, CLXENT_ERR_INVALID_ARG, "opts->mean_denominator = %g must be 0 or a finite positive float", d);
+  /* labels: the core's check, with the statistics the global divisor needs */
+  uint64_t counted = 0;
+  double weighted = 0.0;
+  for (size_t i = 0; lc->st == CLXENT_OK && i < n; ++i) {
+    const int32_t y = labels[i];
+    if (y == o->ignore_index) continue;
+    if (y < 0 || (size_t)y >= c) {
+      fail(lc, CLXENT_ERR_LABEL_RANGE, "labels[%zu] = %d is outside [0, %zu) and is not ignore_index (%d)", i, (int)y, c,
+           (int)o->ignore_index);
+      break;
+    }
+    ++counted;
+    if (o->class_weight) {
+      const float w = o->class_weight[y];
+      weighted += w;
+      if (w > 0.0f) {
+        int e;
+        frexpf(w, &e);
+        if (e - 24 < r->ulp_exp) r->ulp_exp = e - 24;
+      }
+    }
+  }
+  r->counted = counted;
+  r->weighted = weighted;
+  r->n_local = n;
+  /* what must be the same on every rank */
+  uint64_t h = 0xcbf29ce484222325ull;
+  const uint64_t cc = c;
+  const int32_t flags[] = {(int32_t)o->reduction, o->ignore_index, o->class_weight != NULL, o->grad_output != NULL,
+                           loss != NULL, grad != NULL, (int32_t)x->dtype, x->lse != NULL};
+  h = fnv(h, &cc, sizeof cc);
+  h = fnv(h, flags, sizeof flags);
+  h = fnv(h, &o->label_smoothing, sizeof(float));
+  h = fnv(h, &o->z_loss, sizeof(float));
+  h = fnv(h, &o->softcap, sizeof(float));
+  h = fnv(h, &o->mean_denominator, sizeof(double));
+  if (o->grad_output && o->reduction != CLXENT_NONE && lc->st == CLXENT_OK) h = fnv(h, o->grad_output, sizeof(float));
+  if (o->class_weight && lc->st == CLXENT_OK) h = fnv(h, o->class_weight, c * sizeof(float));
+  r->hash = h;
+}
+
+/* ---------------------------------------------------------------- the core's reduction order */
+
+/* One group of reduce_sum (kernels/reduce.cl, host/reduce.c's host_reduce) over the cnt ≤ G·R
+ * values of its span: item i adds w[k·G + i] for k = 0.. in order from 0, then the fixed tree. */
+static float group_sum(const float *w, size_t cnt, size_t G, float *lane) {
+  for (size_t i = 0; i < G; ++i) lane[i] = 0.0f;
+  for (size_t k = 0; k < REDUCE_ITEMS; ++k) {
+    const size_t start = k * G;
+    if (start >= cnt) break;
+    const size_t items = cnt - start < G ? cnt - start : G;
+    for (size_t i = 0; i < items; ++i) lane[i] += w[start + i];
+  }
+  for (size_t step = G / 2; step > 0; step /= 2)
+    for (size_t i = 0; i < step; ++i) lane[i] += lane[i + step];
+  return lane[0];
+}
+
+/* The stages after the first: host_reduce of host/reduce.c over v[0..count), count > 1. */
+static float later_stages(float *v, size_t count, size_t G, float divisor, float *lane) {
+  const size_t span = G * REDUCE_ITEMS;
+  do {
+    const size_t groups = (count + span - 1) / span;
+    const float d = groups == 1 ? divisor : 1.0f;
+    for (size_t g = 0; g < groups; ++g) {
+      const size_t cnt = count - g * span < span ? count - g * span : span;
+      v[g] = group_sum(v + g * span, cnt, G, lane) / d;
+    }
+    count = groups;
+  } while (count > 1);
+  return v[0];
+}
+
+/* How rank rows [a, e) of the global N meet the first stage's blocks: blocks [b0, b1] (b1 < b0
+ * when the rank has no rows); a block is the rank's own when it lies wholly in [a, e). */
+static int own_block(size_t b, size_t a, size_t e, size_t N, size_t span) {
+  const size_t lo = b * span, hi = (b + 1) * span < N ? (b + 1) * span : N;
+  return lo >= a && hi <= e;
+}
+
+/* The number of floats rank [a, e) contributes: 1 per own block, its rows of the others, and
+ * its status (first). */
+static size_t contribution(size_t a, size_t e, size_t N, size_t span) {
+  size_t k = 1;
+  if (e == a) return k;
+  for (size_t b = a / span; b <= (e - 1) / span; ++b) {
+    if (own_block(b, a, e, N, span)) ++k;
+    else {
+      const size_t lo = b * span > a ? b * span : a, hi = (b + 1) * span < e ? (b + 1) * span : e;
+      k += hi - lo;
+    }
+  }
+  return k;
+}
+
+/* ---------------------------------------------------------------- data-parallel */
+
+static clxent_status finish(clxent_status st, int rank, const char *msg) {
+  if (st != CLXENT_OK) snprintf(last_error, sizeof last_error, "rank %d: %s", rank, msg);
+  return st;
+}
+
+static clxent_status mpi_fail(int err, const char *what) {
+  char s[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(err, s, &len);
+  snprintf(last_error, sizeof last_error, "%s failed: %s", what, s);
+  return CLXENT_ERR_OPENCL; /* the communication failed: an "other failure" of the call */
+}
+
+clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c,
+                                         const void *logits, const int32_t *labels, const clxent_opts *opts,
+                                         const clxent_ex *ex, float *loss, void *grad) {
+  last_error[0] = '\0';
+  int rank = 0, ranks = 1, err;
+  if ((err = MPI_Comm_rank(comm, &rank)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_rank");
+  if ((err = MPI_Comm_size(comm, &ranks)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_size");
+
+  local_check lc = {CLXENT_OK, ""};
+  clxent_opts o = clxent_opts_default();
+  clxent_ex x = clxent_ex_default();
+  if (opts) read_sized(&lc, "opts", opts, &o, sizeof o);
+  if (ex) read_sized(&lc, "ex", ex, &x, sizeof x);
+  agree_rec mine;
+  memset(&mine, 0, sizeof mine);
+  if (lc.st == CLXENT_OK) check_local(&lc, &mine, ctx, n_local, c, logits, labels, &o, &x, loss, grad);
+  mine.status = (int32_t)lc.st;
+  memcpy(mine.msg, lc.msg, sizeof mine.msg);
+
+  /* collective 1: every rank's verdict and statistics */
+  agree_rec *all = malloc((size_t)ranks * sizeof *all);
+  int *counts = malloc((size_t)ranks * sizeof *counts), *displs = malloc((size_t)ranks * sizeof *displs);
+  if (!all || !counts || !displs) { /* a few bytes per rank: without them this rank cannot take part */
+    free(all), free(counts), free(displs);
+    snprintf(last_error, sizeof last_error, "rank %d: malloc of the agreement records failed", rank);
+    return CLXENT_ERR_OUT_OF_MEMORY;
+  }
+  clxent_status st = CLXENT_OK;
+  float *rows = NULL, *scale_rows = NULL, *scaled_weights = NULL, *gathered = NULL, *lane = NULL, *block = NULL;
+  if ((err = MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm)) != MPI_SUCCESS) {
+    st = mpi_fail(err, "MPI_Allgather");
+    goto out;
+  }
+  /* memory-failure fallback of another rank: it took part through an MPI_Allreduce instead; never
+   * mixed in practice, since every rank reaches this collective the same way */
+  for (int q = 0; q < ranks; ++q)
+    if (all[q].status != CLXENT_OK) {
+      st = (clxent_status)all[q].status;
+      snprintf(last_error, sizeof last_error, "rank %d: %s", q, all[q].msg);
+      goto out;
+    }
+  for (int q = 1; q < ranks; ++q)
+    if (all[q].hash != all[0].hash) {
+      st = CLXENT_ERR_INVALID_ARG;
+      snprintf(last_error, sizeof last_error,
+               "rank %d: c, the options or the outputs asked for differ from rank 0's (every rank must pass the same)", q);
+      goto out;
+    }
+
+  /* the global batch: offsets, counts and the divisor, in rank order (the same on every rank) */
+  size_t N = 0, first = 0;
+  uint64_t counted = 0;
+  double weighted = 0.0;
+  int32_t ulp_exp = INT32_MAX;
+  for (int q = 0; q < ranks; ++q) {
+    if (q == rank) first = N;
+    N += all[q].n_local;
+    counted += all[q].counted;
+    weighted += all[q].weighted;
+    if (all[q].ulp_exp < ulp_exp) ulp_exp = all[q].ulp_exp;
+  }
+  const size_t G = all[0].group_size, span = G * REDUCE_ITEMS;
+  const int mean = o.reduction == CLXENT_MEAN, reduced = o.reduction != CLXENT_NONE && loss != NULL;
+  if (o.class_weight && mean && o.mean_denominator == 0.0 && counted > 0) {
+    /* One process sums w_{y_i} in double, row by row. Every weight is a multiple of 2^ulp_exp and
+     * all are ≥ 0, so when the total is below 2^(53 + ulp_exp) every partial sum is exact in
+     * double, in any order: the rank-order sum is the one-process sum. Else the ranks share their
+     * counted rows' weights (4 bytes a row) and every rank sums them in row order. */
+    if (!(weighted * (1.0 + 0x1p-50) < ldexp(1.0, 53 + ulp_exp))) {
+      float *mine_w = malloc((mine.counted ? mine.counted : 1) * sizeof *mine_w);
+      gathered = malloc((counted ? counted : 1) * sizeof *gathered);
+      const int ok = mine_w && gathered; /* NULL: this rank cannot take part (a hang: never seen) */
+      if (!ok) abort();
+      size_t k = 0;
+      for (size_t i = 0; ok && i < n_local; ++i)
+        if (labels[i] != o.ignore_index) mine_w[k++] = o.class_weight[labels[i]];
+      size_t at = 0;
+      for (int q = 0; q < ranks; ++q) counts[q] = (int)all[q].counted, displs[q] = (int)at, at += all[q].counted;
+      err = MPI_Allgatherv(mine_w, (int)mine.counted, MPI_FLOAT, ok ? gathered : mine_w, counts, displs, MPI_FLOAT, comm);
+      free(mine_w);
+      if (err != MPI_SUCCESS || !ok) {
+        st = err != MPI_SUCCESS ? mpi_fail(err, "MPI_Allgatherv(weights)") : finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc failed");
+        goto out;
+      }
+      weighted = 0.0;
+      for (size_t i = 0; i < counted; ++i) weighted += gathered[i];
+      free(gathered);
+      gathered = NULL;
+    }
+  }
+  if (!o.class_weight) weighted = (double)counted;
+
+  /* a weighted divisor far from 1: the core rescales the weights by a power of two (host/plan.c,
+   * clxent_scaled_weights), so do the same, in the same way */
+  const float *weights = o.class_weight;
+  if (o.class_weight && mean && o.mean_denominator == 0.0 && weighted > 0 && (weighted < 0x1p-64 || weighted > 0x1p64)) {
+    int e, top = 0;
+    frexp(weighted, &e);
+    float largest = 0.0f;
+    for (size_t j = 0; j < c; ++j) largest = o.class_weight[j] > largest ? o.class_weight[j] : largest;
+    frexpf(largest, &top);
+    if (1 - e > 126 - top) e = top - 125;
+    scaled_weights = malloc(c * sizeof *scaled_weights);
+    for (size_t j = 0; scaled_weights && j < c; ++j) scaled_weights[j] = ldexpf(o.class_weight[j], 1 - e);
+    weights = scaled_weights; /* NULL: this rank fails below, and every rank learns it */
+    weighted = ldexp(weighted, 1 - e);
+  }
+
+  /* the scales of host/plan.c (clxent_loss_params) for the global batch */
+  float S = 1.0f, Sz = 1.0f, z_row = 1.0f, divisor = 1.0f;
+  if (mean && o.mean_denominator > 0) {
+    divisor = (float)o.mean_denominator;
+    S = Sz = 1.0f / divisor;
+  } else if (mean) {
+    divisor = weighted > 0 ? (float)weighted : NAN;
+    S = weighted > 0 ? 1.0f / (float)weighted : counted > 0 ? NAN : 0.0f;
+    Sz = counted > 0 ? 1.0f / (float)counted : 0.0f;
+    z_row = (weighted > 0 && counted > 0) ? (float)(weighted / (double)counted) : 0.0f;
+  }
+  if (o.grad_output && o.reduction != CLXENT_NONE) S *= o.grad_output[0], Sz *= o.grad_output[0];
+
+  /* the local call: NONE, each row's gradient scaled by S through grad_output (the kernel's scale
+   * is then 1·S, exactly the one-process S), the z-loss by z_row·λ, so that the per-row loss is
+   * the one process's bit for bit (its kernel adds z_loss_row·λ·lse², the same product). Its
+   * gradient's z-term is then 2·(z_row·λ)·lse·S: the one process's 2·λ·lse·S_z within rounding,
+   * and exactly it whenever z_row = 1 (no class weights, or no z-loss, or mean_denominator). */
+  clxent_status local = o.class_weight && !weights ? CLXENT_ERR_OUT_OF_MEMORY : CLXENT_OK;
+  const int nan_grad = mean && !(S == S); /* rows counted, all of weight 0: 0/0 as in one process */
+  if (n_local) {
+    clxent_opts lo = o;
+    lo.reduction = CLXENT_NONE;
+    lo.mean_denominator = 0.0;
+    lo.class_weight = weights;
+    lo.z_loss = o.z_loss * z_row;
+    if (o.reduction != CLXENT_NONE && grad && !(S == 1.0f && !nan_grad)) {
+      scale_rows = malloc(n_local * sizeof *scale_rows);
+      if (!scale_rows) local = CLXENT_ERR_OUT_OF_MEMORY;
+      for (size_t i = 0; scale_rows && i < n_local; ++i) scale_rows[i] = nan_grad ? 1.0f : S;
+      lo.grad_output = scale_rows;
+    } else if (o.reduction != CLXENT_NONE) {
+      lo.grad_output = NULL;
+    }
+    if (reduced) {
+      rows = malloc(n_local * sizeof *rows);
+      if (!rows) local = CLXENT_ERR_OUT_OF_MEMORY;
+    }
+    clxent_ex lx = x;
+    lx.size = sizeof lx;
+    if (local == CLXENT_OK)
+      local = clxent_softmax_xent_ex(ctx, n_local, c, logits, labels, &lo, &lx, reduced ? rows : o.reduction == CLXENT_NONE ? loss : NULL, grad);
+    if (local != CLXENT_OK && local != CLXENT_ERR_OUT_OF_MEMORY) snprintf(mine.msg, sizeof mine.msg, "%s", clxent_last_error(ctx));
+    else if (local != CLXENT_OK) snprintf(mine.msg, sizeof mine.msg, "out of memory: %s", clxent_last_error(ctx));
+    if (local == CLXENT_OK && nan_grad) { /* the counted rows' gradient is NaN, as one process's */
+      const size_t es = dtype_size(x.dtype);
+      for (size_t i = 0; i < n_local; ++i)
+        if (labels[i] != o.ignore_index)
+          for (size_t j = 0; j < c; ++j) {
+            unsigned char *g = (unsigned char *)grad + (i * c + j) * es;
+            if (es == 4) {
+              const float v = NAN;
+              memcpy(g, &v, 4);
+            } else {
+              const uint16_t v = x.dtype == CLXENT_FLOAT16 ? 0x7e00 : 0x7fc0;
+              memcpy(g, &v, 2);
+            }
+          }
+    }
+  }
+
+  /* collective 2: statuses (and for MEAN/SUM the block sums and loose values) */
+  if (!reduced) {
+    int32_t worst[2] = {(int32_t)local, local != CLXENT_OK ? -rank : INT32_MIN};
+    int32_t *every = malloc((size_t)ranks * sizeof worst);
+    if (!every) {
+      st = finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc failed");
+      goto out;
+    }
+    err = MPI_Allgather(worst, 2, MPI_INT32_T, every, 2, MPI_INT32_T, comm);
+    for (int q = 0; err == MPI_SUCCESS && q < ranks; ++q)
+      if (every[2 * q] != CLXENT_OK) {
+        st = (clxent_status)every[2 * q];
+        snprintf(last_error, sizeof last_error, "rank %d: the computation failed (%s)%s%s", q,
+                 clxent_status_str(st), q == rank ? ": " : "", q == rank ? mine.msg : "");
+        break;
+      }
+    free(every);
+    if (err != MPI_SUCCESS) st = mpi_fail(err, "MPI_Allgather(status)");
+    goto out;
+  }
+  {
+    size_t total = 0, at = 0;
+    for (int q = 0; q < ranks; ++q) {
+      const size_t k = contribution(at, at + all[q].n_local, N, span);
+      counts[q] = (int)k, displs[q] = (int)total;
+      total += k, at += all[q].n_local;
+    }
+    const size_t mine_count = (size_t)counts[rank];
+    float *send = malloc(mine_count * sizeof *send);
+    gathered = malloc(total * sizeof *gathered);
+    lane = malloc(G * sizeof *lane);
+    block = malloc(span * sizeof *block);
+    if (!send || !gathered || !lane || !block) local = CLXENT_ERR_OUT_OF_MEMORY;
+    if (send) {
+      send[0] = (float)local;
+      size_t k = 1;
+      if (n_local && local == CLXENT_OK) {
+        const size_t a = first, e = first + n_local;
+        for (size_t b = a / span; b <= (e - 1) / span; ++b) {
+          const size_t lo = b * span > a ? b * span : a, hi = (b + 1) * span < e ? (b + 1) * span : e;
+          if (own_block(b, a, e, N, span)) send[k++] = group_sum(rows + (lo - a), hi - lo, G, lane);
+          else for (size_t r = lo; r < hi; ++r) send[k++] = rows[r - a];
+        }
+      }
+      for (; k < mine_count; ++k) send[k] = 0.0f;
+      send[0] = (float)local;
+    }
+    float dummy = (float)CLXENT_ERR_OUT_OF_MEMORY;
+    err = MPI_Allgatherv(send ? send : &dummy, send ? (int)mine_count : 1, MPI_FLOAT, gathered, counts, displs, MPI_FLOAT, comm);
+    free(send);
+    if (err != MPI_SUCCESS) {
+      st = mpi_fail(err, "MPI_Allgatherv(per-row losses)");
+      goto out;
+    }
+    if (!gathered || !lane || !block) {
+      st = finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc of the reduction's buffers failed");
+      goto out;
+    }
+    for (int q = 0; q < ranks; ++q)
+      if (gathered[displs[q]] != 0.0f) {
+        st = (clxent_status)(int)gathered[displs[q]];
+        snprintf(last_error, sizeof last_error, "rank %d: the computation failed (%s)%s%s", q, clxent_status_str(st),
+                 q == rank ? ": " : "", q == rank ? mine.msg : "");
+        goto out;
+      }
+    /* the first stage's value of every block, in order: own blocks from their rank, shared ones
+     * assembled from the loose values of the ranks they span; written over `gathered` itself
+     * (block b's value lands at index b, never past what is still to be read) */
+    const size_t groups = N ? (N + span - 1) / span : 1;
+    float *v1 = malloc(groups * sizeof *v1);
+    if (!v1) {
+      st = finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc failed");
+      goto out;
+    }
+    if (N == 0) v1[0] = 0.0f;
+    at = 0;
+    for (int q = 0; q < ranks; ++q) {
+      const size_t a = at, e = at + all[q].n_local;
+      at = e;
+      if (a == e) continue;
+      size_t k = (size_t)displs[q] + 1;
+      for (size_t b = a / span; b <= (e - 1) / span; ++b) {
+        if (own_block(b, a, e, N, span)) {
+          v1[b] = gathered[k++];
+          continue;
+        }
+        const size_t lo = b * span > a ? b * span : a, hi = (b + 1) * span < e ? (b + 1) * span : e;
+        for (size_t r = lo; r < hi; ++r) block[r - b * span] = gathered[k++];
+        const size_t block_end = (b + 1) * span < N ? (b + 1) * span : N;
+        if (hi == block_end) v1[b] = group_sum(block, block_end - b * span, G, lane); /* its last rows */
+      }
+    }
+    float result;
+    if (groups == 1) result = v1[0] / divisor;
+    else result = later_stages(v1, groups, G, divisor, lane);
+    free(v1);
+    *loss = result;
+  }
+
+out:
+  free(all), free(counts), free(displs), free(rows), free(scale_rows), free(scaled_weights), free(gathered), free(lane),
+      free(block);
+  return st;
+}
+
+clxent_status clxent_mpi_softmax_xent(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c, const float *logits,
+                                      const int32_t *labels, const clxent_opts *opts, float *loss, float *grad) {
+  return clxent_mpi_softmax_xent_ex(ctx, comm, n_local, c, logits, labels, opts, NULL, loss, grad);
+}
