@@ -66,6 +66,29 @@ CLXENT_MPI_API clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Com
                                                         void *grad);
 
 /**
+ * @brief Vocabulary-parallel clxent_softmax_xent(): every rank holds all n rows, but only the
+ * columns [c_offset, c_offset + c_local) of c_total (Megatron-LM's vocab_parallel_cross_entropy).
+ *
+ * The ranks' slices, in rank order, must tile [0, c_total) (widths may differ, c_local ≥ 1).
+ * labels are global class indices, the same n values on every rank; opts->class_weight, if set,
+ * holds this rank's c_local weights; opts->grad_output: MEAN/SUM one value, NONE n values, the
+ * same on every rank. Per row the ranks agree on the maximum, Σ e^(u-m), the label's logit and
+ * the label smoothing term through one MPI_Allgather of 5 floats per row, combined in rank order
+ * on every rank; then each rank writes the gradient of its own columns.
+ * @param loss  MEAN, SUM: 1 value; NONE: n values; the same on every rank.
+ * @param grad  [n][c_local], NULL, or == logits.
+ * The results equal one process's clxent_softmax_xent() on the full rows within float32
+ * rounding, are identical on every rank and run to run for a fixed number of ranks. This version
+ * computes on the host CPU, not on ctx's device (docs/MPI.md); float32 only.
+ * @return CLXENT_OK or a status of @ref losses, the same on every rank; mismatched n, c_total,
+ *   labels or options, or slices that do not tile [0, c_total): CLXENT_ERR_INVALID_ARG everywhere.
+ */
+CLXENT_MPI_API clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local,
+                                                           size_t c_offset, size_t c_total, const float *logits,
+                                                           const int32_t *labels, const clxent_opts *opts,
+                                                           float *loss, float *grad);
+
+/**
  * @brief The detail of the calling thread's last failed clxent_mpi_* call ("" if none): which
  * rank failed and its message. Static per thread; valid until the thread's next call.
  */

@@ -519,6 +519,269 @@ out:
   return st;
 }
 
+/* ---------------------------------------------------------------- vocabulary-parallel
+ *
+ * Every rank holds all n rows and the columns [c_offset, c_offset + c_local) of c_total. This
+ * version computes on the host (plain C on the calling thread, float32 arithmetic as the kernels
+ * do it), not on the context's device: the per-row statistics of a column slice need kernels the
+ * core does not have yet (see docs/MPI.md). Two reads of the logits:
+ *   stats pass   per row, over the rank's columns u = cap(z): m_r = max u, s_r = Σ e^{u - m_r},
+ *                d_r = Σ w_j (m_r - u_j) (label smoothing), and, on the rank owning the label,
+ *                u_y and w_y;
+ *   exchange     one MPI_Allgather of those 5 floats per row; every rank combines them in rank
+ *                order (m = max m_r, s = Σ s_r e^{m_r - m}, d = Σ d_r + W_r (m - m_r)), so every
+ *                rank has the same lse, loss and scales, run after run;
+ *   grad pass    grad_ij = (k e^{u_ij - m} - B w_j - K [j = y_i]) u'_ij over the rank's columns,
+ *                with the one-process kernel's k, B, K (kernels/softmax_xent.cl).
+ * Before that, one MPI_Allgather of a record per rank agrees on validity, n, c_total, the options
+ * and that the slices tile [0, c_total) — nothing is written on any rank unless all agree. */
+typedef struct vocab_rec {
+  int32_t status;
+  uint32_t group_size;
+  uint64_t n, c_local, c_offset, c_total;
+  uint64_t hash;
+  double weighted; /* Σ w_{y_i} over the rows whose label this rank owns */
+  double wsum;     /* Σ of this rank's class weights */
+  char msg[MSG_MAX];
+} vocab_rec;
+
+static float cap_slope(float z, float cap, float *slope) {
+  if (cap == 0.0f) {
+    *slope = 1.0f;
+    return z;
+  }
+  if (z == -INFINITY) {
+    *slope = 0.0f;
+    return -INFINITY;
+  }
+  const float t = tanhf(z / cap);
+  *slope = 1.0f - t * t;
+  return cap * t;
+}
+
+clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
+                                            size_t c_total, const float *logits, const int32_t *labels,
+                                            const clxent_opts *opts, float *loss, float *grad) {
+  last_error[0] = '\0';
+  int rank = 0, ranks = 1, err;
+  if ((err = MPI_Comm_rank(comm, &rank)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_rank");
+  if ((err = MPI_Comm_size(comm, &ranks)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_size");
+  local_check lc = {CLXENT_OK, ""};
+  clxent_opts o = clxent_opts_default();
+  if (opts) read_sized(&lc, "opts", opts, &o, sizeof o);
+  vocab_rec mine;
+  memset(&mine, 0, sizeof mine);
+  if (!ctx) fail(&lc, CLXENT_ERR_INVALID_ARG, "ctx is NULL");
+  if (lc.st == CLXENT_OK) {
+    clxent_info info = CLXENT_INFO_INIT;
+    if (clxent_get_info(ctx, 0, &info) != CLXENT_OK) fail(&lc, CLXENT_ERR_INVALID_ARG, "clxent_get_info failed");
+    mine.group_size = (uint32_t)info.group_size;
+  }
+  if (n == 0 || c_local == 0 || c_total == 0) fail(&lc, CLXENT_ERR_INVALID_ARG, "n, c_local or c_total is 0");
+  else if (c_offset > c_total || c_local > c_total - c_offset)
+    fail(&lc, CLXENT_ERR_INVALID_ARG, "columns [%zu, %zu) lie outside [0, c_total = %zu)", c_offset, c_offset + c_local, c_total);
+  else if (n > SIZE_MAX / c_local / 4 || c_total > (size_t)INT32_MAX) fail(&lc, CLXENT_ERR_INVALID_ARG, "n * c_local overflows");
+  if (!logits || !labels) fail(&lc, CLXENT_ERR_INVALID_ARG, "logits or labels is NULL");
+  if (!loss && !grad) fail(&lc, CLXENT_ERR_INVALID_ARG, "loss and grad are both NULL");
+  if (lc.st == CLXENT_OK) {
+    /* the option checks of the data-parallel path, the class weights being this rank's c_local */
+    clxent_ex x = clxent_ex_default();
+    agree_rec scratch;
+    memset(&scratch, 0, sizeof scratch);
+    clxent_opts shape = o;
+    shape.class_weight = NULL; /* checked below against the slice */
+    check_local(&lc, &scratch, ctx, 0, c_total, NULL, NULL, &shape, &x, loss, grad);
+    const size_t upstream = !o.grad_output ? 0 : o.reduction == CLXENT_NONE ? n : 1;
+    for (size_t k = 0; k < upstream; ++k)
+      if (!isfinite(o.grad_output[k])) {
+        fail(&lc, CLXENT_ERR_INVALID_ARG, "opts->grad_output[%zu] = %g must be finite", k, (double)o.grad_output[k]);
+        break;
+      }
+    double wsum = 0.0;
+    for (size_t j = 0; o.class_weight && j < c_local; ++j) {
+      if (!isfinite(o.class_weight[j]) || o.class_weight[j] < 0.0f) {
+        fail(&lc, CLXENT_ERR_INVALID_ARG, "opts->class_weight[%zu] = %g must be finite and >= 0", j, (double)o.class_weight[j]);
+        break;
+      }
+      wsum += o.class_weight[j];
+    }
+    mine.wsum = o.class_weight ? wsum : (double)c_local;
+    double weighted = 0.0;
+    for (size_t i = 0; lc.st == CLXENT_OK && i < n; ++i) {
+      const int32_t y = labels[i];
+      if (y == o.ignore_index) continue;
+      if (y < 0 || (size_t)y >= c_total) {
+        fail(&lc, CLXENT_ERR_LABEL_RANGE, "labels[%zu] = %d is outside [0, %zu) and is not ignore_index (%d)", i, (int)y,
+             c_total, (int)o.ignore_index);
+        break;
+      }
+      if ((size_t)y >= c_offset && (size_t)y < c_offset + c_local) weighted += o.class_weight ? o.class_weight[y - c_offset] : 1.0;
+    }
+    mine.weighted = weighted;
+    uint64_t h = scratch.hash; /* c_total, the options and flags (the weights differ by rank) */
+    h = fnv(h, &(int){o.class_weight != NULL}, sizeof(int));
+    h = fnv(h, &c_total, sizeof c_total);
+    h = fnv(h, &n, sizeof n);
+    if (lc.st == CLXENT_OK) h = fnv(h, labels, n * sizeof *labels);
+    mine.hash = h;
+  }
+  mine.status = (int32_t)lc.st;
+  memcpy(mine.msg, lc.msg, sizeof mine.msg);
+  mine.n = n, mine.c_local = c_local, mine.c_offset = c_offset, mine.c_total = c_total;
+
+  vocab_rec *all = malloc((size_t)ranks * sizeof *all);
+  if (!all) {
+    snprintf(last_error, sizeof last_error, "rank %d: malloc of the agreement records failed", rank);
+    return CLXENT_ERR_OUT_OF_MEMORY;
+  }
+  clxent_status st = CLXENT_OK;
+  float *stats = NULL, *every = NULL, *row = NULL;
+  if ((err = MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm)) != MPI_SUCCESS) {
+    st = mpi_fail(err, "MPI_Allgather");
+    goto out;
+  }
+  for (int q = 0; q < ranks; ++q)
+    if (all[q].status != CLXENT_OK) {
+      st = (clxent_status)all[q].status;
+      snprintf(last_error, sizeof last_error, "rank %d: %s", q, all[q].msg);
+      goto out;
+    }
+  for (int q = 0; q < ranks; ++q) { /* the slices tile [0, c_total) in rank order */
+    const uint64_t expect = q ? all[q - 1].c_offset + all[q - 1].c_local : 0;
+    const char *why = all[q].hash != all[0].hash ? "n, c_total, the labels or the options differ from rank 0's"
+                      : all[q].c_offset != expect ? "its columns do not start where the previous rank's end"
+                      : q == ranks - 1 && all[q].c_offset + all[q].c_local != all[q].c_total
+                          ? "the last rank's columns do not end at c_total"
+                          : NULL;
+    if (why) {
+      st = CLXENT_ERR_INVALID_ARG;
+      snprintf(last_error, sizeof last_error, "rank %d: %s", q, why);
+      goto out;
+    }
+  }
+  const int mean = o.reduction == CLXENT_MEAN;
+  uint64_t counted = 0;
+  for (size_t i = 0; i < n; ++i) counted += labels[i] != o.ignore_index;
+  double weighted = 0.0, wtotal = 0.0;
+  for (int q = 0; q < ranks; ++q) weighted += all[q].weighted, wtotal += all[q].wsum;
+  const float W = (float)wtotal, eps = o.label_smoothing, zl = o.z_loss, cap = o.softcap;
+  float S = 1.0f, Sz = 1.0f, z_row = 1.0f, divisor = 1.0f;
+  if (mean && o.mean_denominator > 0) {
+    divisor = (float)o.mean_denominator;
+    S = Sz = 1.0f / divisor;
+  } else if (mean) {
+    divisor = weighted > 0 ? (float)weighted : NAN;
+    S = weighted > 0 ? 1.0f / (float)weighted : counted > 0 ? NAN : 0.0f;
+    Sz = counted > 0 ? 1.0f / (float)counted : 0.0f;
+    z_row = (weighted > 0 && counted > 0) ? (float)(weighted / (double)counted) : 0.0f;
+  }
+  if (o.grad_output && o.reduction != CLXENT_NONE) S *= o.grad_output[0], Sz *= o.grad_output[0];
+
+  /* stats pass: 5 floats per row (m_r, s_r, d_r, u_y, w_y) */
+  enum { ST_M, ST_S, ST_D, ST_UY, ST_WY, ST_COUNT };
+  stats = malloc(n * ST_COUNT * sizeof *stats);
+  every = malloc((size_t)ranks * n * ST_COUNT * sizeof *every);
+  row = malloc(n * 2 * sizeof *row); /* per row: m and lse, then the losses */
+  clxent_status local = stats && every && row ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY;
+  for (size_t i = 0; local == CLXENT_OK && i < n; ++i) {
+    const float *z = logits + i * c_local;
+    float m = -INFINITY, sum = 0.0f, d = 0.0f, slope;
+    for (size_t j = 0; j < c_local; ++j) m = fmaxf(m, cap_slope(z[j], cap, &slope));
+    const float ref = m == -INFINITY ? 0.0f : m;
+    for (size_t j = 0; j < c_local; ++j) {
+      const float u = cap_slope(z[j], cap, &slope), w = o.class_weight ? o.class_weight[j] : 1.0f;
+      sum += expf(u - ref);
+      if (eps > 0.0f && w != 0.0f) d += w * (m - u);
+    }
+    const int32_t y = labels[i];
+    const int owns = y != o.ignore_index && (size_t)y >= c_offset && (size_t)y < c_offset + c_local;
+    float *st_i = stats + i * ST_COUNT;
+    st_i[ST_M] = m, st_i[ST_S] = sum, st_i[ST_D] = d;
+    st_i[ST_UY] = owns ? cap_slope(z[y - c_offset], cap, &slope) : 0.0f;
+    st_i[ST_WY] = owns ? (o.class_weight ? o.class_weight[y - c_offset] : 1.0f) : 0.0f;
+  }
+  {
+    int32_t verdict[1] = {(int32_t)local};
+    err = MPI_Allreduce(MPI_IN_PLACE, verdict, 1, MPI_INT32_T, MPI_MAX, comm);
+    if (err != MPI_SUCCESS) {
+      st = mpi_fail(err, "MPI_Allreduce(status)");
+      goto out;
+    }
+    if (verdict[0] != CLXENT_OK) {
+      st = (clxent_status)verdict[0];
+      snprintf(last_error, sizeof last_error, "a rank ran out of memory for the statistics (%s)", clxent_status_str(st));
+      goto out;
+    }
+  }
+  if ((err = MPI_Allgather(stats, (int)(n * ST_COUNT), MPI_FLOAT, every, (int)(n * ST_COUNT), MPI_FLOAT, comm)) != MPI_SUCCESS) {
+    st = mpi_fail(err, "MPI_Allgather(row statistics)");
+    goto out;
+  }
+  /* combine in rank order; per-row losses into row[n..2n) */
+  float *loss_rows = row + n;
+  for (size_t i = 0; i < n; ++i) {
+    float m = -INFINITY;
+    for (int q = 0; q < ranks; ++q) m = fmaxf(m, every[((size_t)q * n + i) * ST_COUNT + ST_M]);
+    const float ref = m == -INFINITY ? 0.0f : m;
+    float sum = 0.0f, d = 0.0f, uy = 0.0f, wy = 0.0f;
+    for (int q = 0; q < ranks; ++q) {
+      const float *e = every + ((size_t)q * n + i) * ST_COUNT;
+      if (e[ST_M] != -INFINITY) sum += e[ST_S] * expf(e[ST_M] - ref);
+      if (eps > 0.0f) d += e[ST_D] + (float)all[q].wsum * (m - e[ST_M]) * (e[ST_M] == -INFINITY ? 0.0f : 1.0f);
+      uy += e[ST_UY], wy += e[ST_WY];
+    }
+    const float log_s = logf(sum), lse = m + log_s;
+    const int ignored = labels[i] == o.ignore_index;
+    float l = 0.0f;
+    if (!ignored) {
+      l = (1.0f - eps) * wy * ((m - uy) + log_s);
+      if (eps > 0.0f) l += eps / (float)c_total * (d + W * log_s);
+      if (zl != 0.0f) l += z_row * zl * lse * lse;
+    }
+    row[i] = ignored ? NAN : m; /* NaN marks an ignored row for the gradient pass */
+    loss_rows[i] = l;
+    stats[i * ST_COUNT + ST_S] = sum, stats[i * ST_COUNT + ST_UY] = lse, stats[i * ST_COUNT + ST_WY] = wy;
+  }
+  /* grad pass over this rank's columns */
+  for (size_t i = 0; grad && i < n; ++i) {
+    float *g = grad + i * c_local;
+    const float *z = logits + i * c_local;
+    if (row[i] != row[i]) {
+      for (size_t j = 0; j < c_local; ++j) g[j] = 0.0f;
+      continue;
+    }
+    const float m = row[i], sum = stats[i * ST_COUNT + ST_S], lse = stats[i * ST_COUNT + ST_UY], wy = stats[i * ST_COUNT + ST_WY];
+    const float g_up = o.grad_output && o.reduction == CLXENT_NONE ? o.grad_output[i] : 1.0f;
+    const float Si = S * g_up, Szi = Sz * g_up, inv_c = 1.0f / (float)c_total;
+    const float k = (Si * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Szi) / sum;
+    const float B = Si * eps * inv_c, K = Si * (1.0f - eps) * wy;
+    const size_t y = (size_t)labels[i];
+    for (size_t j = 0; j < c_local; ++j) { /* z is read before g is written: grad may be logits */
+      float slope;
+      const float u = cap_slope(z[j], cap, &slope), w = o.class_weight ? o.class_weight[j] : 1.0f;
+      g[j] = (k * expf(u - m) - B * w - (c_offset + j == y ? K : 0.0f)) * slope;
+    }
+  }
+  if (loss && o.reduction == CLXENT_NONE) memcpy(loss, loss_rows, n * sizeof *loss);
+  else if (loss) {
+    const size_t G = all[0].group_size, span = G * REDUCE_ITEMS, groups = (n + span - 1) / span;
+    float *lane = malloc(G * sizeof *lane);
+    if (!lane) { /* the outputs are unspecified after OUT_OF_MEMORY; every rank has the same data */
+      st = finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc failed");
+      goto out;
+    }
+    for (size_t b = 0; b < groups; ++b) { /* the core's order, as in the data-parallel path */
+      const size_t cnt = n - b * span < span ? n - b * span : span;
+      loss_rows[b] = group_sum(loss_rows + b * span, cnt, G, lane);
+    }
+    *loss = groups == 1 ? loss_rows[0] / divisor : later_stages(loss_rows, groups, G, divisor, lane);
+    free(lane);
+  }
+out:
+  free(all), free(stats), free(every), free(row);
+  return st;
+}
+
 clxent_status clxent_mpi_softmax_xent(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c, const float *logits,
                                       const int32_t *labels, const clxent_opts *opts, float *loss, float *grad) {
   return clxent_mpi_softmax_xent_ex(ctx, comm, n_local, c, logits, labels, opts, NULL, loss, grad);

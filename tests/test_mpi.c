@@ -141,6 +141,102 @@ static void error_case(clxent_ctx *ctx, const char *what, clxent_status want) {
   EXPECT(untouched, "error case %s: outputs were written", what);
 }
 
+/* The columns of each rank: 0 even, 1 uneven, 2 rank 0 takes one column (c_local = 1). */
+static void split_cols(size_t c, int kind, size_t *off, size_t *width) {
+  size_t at = 0;
+  for (int q = 0; q < ranks; ++q) {
+    size_t k;
+    if (q == ranks - 1) k = c - at;
+    else if (kind == 0) k = c / (size_t)ranks;
+    else if (kind == 1) k = c * (size_t)(q + 1) / ((size_t)ranks * (size_t)(ranks + 1) / 2);
+    else k = q == 0 ? 1 : (c - 1) / (size_t)(ranks - 1);
+    if (k == 0) k = 1;
+    if (q == rank) *off = at, *width = k;
+    at += k;
+  }
+}
+
+static void vocab_case(clxent_ctx *ctx, size_t n, size_t c, int split, const config *cf) {
+  float *z = malloc(n * c * sizeof *z), *g_ref = malloc(n * c * sizeof *g_ref), *w = malloc(c * sizeof *w);
+  int32_t *y = malloc(n * sizeof *y);
+  float *up = malloc(n * sizeof *up), *loss_ref = malloc(n * sizeof *loss_ref);
+  for (size_t k = 0; k < n * c; ++k) z[k] = (float)(uniform() * 8.0 - 4.0);
+  for (size_t i = 0; i < n; ++i) {
+    y[i] = (int32_t)(uniform() * (double)c);
+    if (cf->ignore && uniform() < 0.2) y[i] = -100;
+    if (cf->ignore == 2) y[i] = -100;
+    up[i] = (float)(uniform() + 0.5);
+  }
+  for (size_t j = 0; j < c; ++j) w[j] = (float)(uniform() * 2.0);
+  clxent_opts o = CLXENT_OPTS_INIT;
+  o.reduction = cf->reduction;
+  if (cf->weights) o.class_weight = w;
+  if (cf->smoothing) o.label_smoothing = 0.1f;
+  if (cf->zloss) o.z_loss = 1e-3f;
+  if (cf->softcap) o.softcap = 5.0f;
+  if (cf->denominator) o.mean_denominator = 300.0;
+  static const float g_one = 0.75f;
+  if (cf->upstream) o.grad_output = cf->reduction == CLXENT_NONE ? up : &g_one;
+  EXPECT(clxent_softmax_xent(ctx, n, c, z, y, &o, loss_ref, g_ref) == CLXENT_OK, "vocab %s: reference failed", cf->name);
+  size_t off = 0, width = 0;
+  split_cols(c, split, &off, &width);
+  float *zl = malloc(n * width * sizeof *zl), *g = malloc(n * width * sizeof *g), *g2 = malloc(n * width * sizeof *g2);
+  float *loss = malloc(n * sizeof *loss), *loss2 = malloc(n * sizeof *loss2);
+  for (size_t i = 0; i < n; ++i) memcpy(zl + i * width, z + i * c + off, width * sizeof *zl);
+  clxent_opts lo = o;
+  if (cf->weights) lo.class_weight = w + off;
+  clxent_status st = clxent_mpi_softmax_xent_vocab(ctx, MPI_COMM_WORLD, n, width, off, c, zl, y, &lo, loss, g);
+  EXPECT(st == CLXENT_OK, "vocab %s n=%zu c=%zu split %d: %s", cf->name, n, c, split, clxent_mpi_last_error());
+  if (st == CLXENT_OK) {
+    const size_t nl = cf->reduction == CLXENT_NONE ? n : 1;
+    for (size_t i = 0; i < nl; ++i) {
+      const float a = loss[i], b = loss_ref[i];
+      EXPECT(same_bits(a, b) || fabsf(a - b) <= 2e-5f * fabsf(b) + 1e-6f, "vocab %s n=%zu c=%zu split %d: loss[%zu] %.9g vs %.9g",
+             cf->name, n, c, split, i, (double)a, (double)b);
+    }
+    /* every rank holds the same loss bits */
+    uint32_t bits, lo_bits, hi_bits;
+    memcpy(&bits, &loss[0], sizeof bits);
+    MPI_Allreduce(&bits, &lo_bits, 1, MPI_UINT32_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&bits, &hi_bits, 1, MPI_UINT32_T, MPI_MAX, MPI_COMM_WORLD);
+    EXPECT(lo_bits == hi_bits, "vocab %s: the ranks hold different losses", cf->name);
+    float gmax = 0.0f;
+    for (size_t k = 0; k < n * c; ++k) gmax = fmaxf(gmax, fabsf(g_ref[k]));
+    size_t bad = 0, first_bad = 0;
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < width; ++j) {
+        const float a = g[i * width + j], b = g_ref[i * c + off + j];
+        if (!(same_bits(a, b) || fabsf(a - b) <= 1e-5f * gmax) && bad++ == 0) first_bad = i * width + j;
+      }
+    EXPECT(bad == 0, "vocab %s n=%zu c=%zu split %d: %zu gradient values differ, first at %zu", cf->name, n, c, split,
+           bad, first_bad);
+    /* run to run: the same bits */
+    st = clxent_mpi_softmax_xent_vocab(ctx, MPI_COMM_WORLD, n, width, off, c, zl, y, &lo, loss2, g2);
+    EXPECT(st == CLXENT_OK && !memcmp(loss, loss2, nl * sizeof *loss) && !memcmp(g, g2, n * width * sizeof *g),
+           "vocab %s: a second run differs", cf->name);
+  }
+  free(z), free(g_ref), free(w), free(y), free(up), free(loss_ref), free(zl), free(g), free(g2), free(loss), free(loss2);
+}
+
+/* Vocabulary-parallel calls one rank gets wrong: the same status everywhere, nothing written. */
+static void vocab_error_case(clxent_ctx *ctx, const char *what, clxent_status want) {
+  const size_t n = 4, width = 2, c = 2 * (size_t)ranks;
+  float z[8], g[8], loss = 123.0f;
+  int32_t y[4] = {0, 1, (int32_t)c - 1, 1};
+  for (int k = 0; k < 8; ++k) z[k] = (float)k * 0.1f, g[k] = 42.0f;
+  clxent_opts o = CLXENT_OPTS_INIT;
+  const int culprit = ranks - 1;
+  size_t n_mine = n, off = 2 * (size_t)rank;
+  if (!strcmp(what, "label") && rank == culprit) y[1] = (int32_t)c;
+  if (!strcmp(what, "n") && rank == culprit) n_mine = 3;
+  if (!strcmp(what, "tiling") && rank == culprit) off = rank ? off - 1 : 1;
+  const clxent_status st = clxent_mpi_softmax_xent_vocab(ctx, MPI_COMM_WORLD, n_mine, width, off, c, z, y, &o, &loss, g);
+  EXPECT(st == want, "vocab error case %s: status %d, want %d (%s)", what, (int)st, (int)want, clxent_mpi_last_error());
+  int untouched = loss == 123.0f;
+  for (int k = 0; k < 8; ++k) untouched &= g[k] == 42.0f;
+  EXPECT(untouched, "vocab error case %s: outputs were written", what);
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -173,6 +269,16 @@ int main(int argc, char **argv) {
         if (shapes[s][0] > 1000 && split != 1 && split != 2) continue; /* big batches: two splits */
         run_case(ctx, shapes[s][0], shapes[s][1], split, &configs[k]);
       }
+  static const size_t vocab_shapes[][2] = {{1, 5}, {33, 17}, {40, 300}, {9000, 8}};
+  for (size_t s = 0; s < sizeof vocab_shapes / sizeof vocab_shapes[0]; ++s)
+    for (size_t k = 0; k < sizeof configs / sizeof configs[0]; ++k)
+      for (int split = 0; split < 3; ++split) {
+        if ((size_t)ranks > vocab_shapes[s][1]) continue;
+        vocab_case(ctx, vocab_shapes[s][0], vocab_shapes[s][1], split, &configs[k]);
+      }
+  vocab_error_case(ctx, "label", CLXENT_ERR_LABEL_RANGE);
+  vocab_error_case(ctx, "tiling", CLXENT_ERR_INVALID_ARG);
+  if (ranks > 1) vocab_error_case(ctx, "n", CLXENT_ERR_INVALID_ARG);
   error_case(ctx, "label", CLXENT_ERR_LABEL_RANGE);
   error_case(ctx, "option", CLXENT_ERR_INVALID_ARG);
   if (ranks > 1) {
