@@ -94,6 +94,18 @@ CLXENT_MPI_API clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_
  */
 CLXENT_MPI_API const char *clxent_mpi_last_error(void);
 
+/** Where the calling thread's last clxent_mpi_* call spent its time (for benchmarks). */
+typedef struct clxent_mpi_stats {
+  double total_s;          /**< the whole call, seconds */
+  double comm_s;           /**< inside its MPI collectives (waiting for other ranks included) */
+  uint64_t bytes_sent;     /**< by this rank, over all its collectives */
+  uint64_t bytes_received; /**< by this rank */
+  unsigned collectives;    /**< how many collectives the call made */
+} clxent_mpi_stats;
+
+/** @brief The calling thread's last call's clxent_mpi_stats (all 0 before the first call). */
+CLXENT_MPI_API clxent_mpi_stats clxent_mpi_last_stats(void);
+
 #ifdef __cplusplus
 }
 #endif

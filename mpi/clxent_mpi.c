@@ -36,6 +36,22 @@ static _Thread_local char last_error[MSG_MAX + 64 + MPI_MAX_ERROR_STRING];
 
 const char *clxent_mpi_last_error(void) { return last_error; }
 
+/* What the calling thread's last call spent: its collectives' time and bytes, and its total. */
+static _Thread_local clxent_mpi_stats last_stats;
+
+clxent_mpi_stats clxent_mpi_last_stats(void) { return last_stats; }
+
+/* A collective, timed, its bytes counted (sent by this rank, received by it). */
+#define TIMED(call, sent, received)                  \
+  do {                                               \
+    const double t0_ = MPI_Wtime();                  \
+    err = (call);                                    \
+    last_stats.comm_s += MPI_Wtime() - t0_;          \
+    last_stats.bytes_sent += (uint64_t)(sent);       \
+    last_stats.bytes_received += (uint64_t)(received); \
+    ++last_stats.collectives;                        \
+  } while (0)
+
 /* What a rank tells every other before anything is written. */
 typedef struct agree_rec {
   int32_t status;
@@ -245,7 +261,7 @@ static clxent_status mpi_fail(int err, const char *what) {
   return CLXENT_ERR_OPENCL; /* the communication failed: an "other failure" of the call */
 }
 
-clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c,
+static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c,
                                          const void *logits, const int32_t *labels, const clxent_opts *opts,
                                          const clxent_ex *ex, float *loss, void *grad) {
   last_error[0] = '\0';
@@ -274,12 +290,12 @@ clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Comm comm, size_t 
   }
   clxent_status st = CLXENT_OK;
   float *rows = NULL, *scale_rows = NULL, *scaled_weights = NULL, *gathered = NULL, *lane = NULL, *block = NULL;
-  if ((err = MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm)) != MPI_SUCCESS) {
+  TIMED(MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm), sizeof mine,
+        (size_t)ranks * sizeof mine);
+  if (err != MPI_SUCCESS) {
     st = mpi_fail(err, "MPI_Allgather");
     goto out;
   }
-  /* memory-failure fallback of another rank: it took part through an MPI_Allreduce instead; never
-   * mixed in practice, since every rank reaches this collective the same way */
   for (int q = 0; q < ranks; ++q)
     if (all[q].status != CLXENT_OK) {
       st = (clxent_status)all[q].status;
@@ -323,7 +339,8 @@ clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Comm comm, size_t 
         if (labels[i] != o.ignore_index) mine_w[k++] = o.class_weight[labels[i]];
       size_t at = 0;
       for (int q = 0; q < ranks; ++q) counts[q] = (int)all[q].counted, displs[q] = (int)at, at += all[q].counted;
-      err = MPI_Allgatherv(mine_w, (int)mine.counted, MPI_FLOAT, ok ? gathered : mine_w, counts, displs, MPI_FLOAT, comm);
+      TIMED(MPI_Allgatherv(mine_w, (int)mine.counted, MPI_FLOAT, gathered, counts, displs, MPI_FLOAT, comm),
+            mine.counted * sizeof(float), counted * sizeof(float));
       free(mine_w);
       if (err != MPI_SUCCESS || !ok) {
         st = err != MPI_SUCCESS ? mpi_fail(err, "MPI_Allgatherv(weights)") : finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc failed");
@@ -422,7 +439,7 @@ clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Comm comm, size_t 
       st = finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc failed");
       goto out;
     }
-    err = MPI_Allgather(worst, 2, MPI_INT32_T, every, 2, MPI_INT32_T, comm);
+    TIMED(MPI_Allgather(worst, 2, MPI_INT32_T, every, 2, MPI_INT32_T, comm), sizeof worst, (size_t)ranks * sizeof worst);
     for (int q = 0; err == MPI_SUCCESS && q < ranks; ++q)
       if (every[2 * q] != CLXENT_OK) {
         st = (clxent_status)every[2 * q];
@@ -462,7 +479,8 @@ clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Comm comm, size_t 
       send[0] = (float)local;
     }
     float dummy = (float)CLXENT_ERR_OUT_OF_MEMORY;
-    err = MPI_Allgatherv(send ? send : &dummy, send ? (int)mine_count : 1, MPI_FLOAT, gathered, counts, displs, MPI_FLOAT, comm);
+    TIMED(MPI_Allgatherv(send ? send : &dummy, send ? (int)mine_count : 1, MPI_FLOAT, gathered, counts, displs, MPI_FLOAT, comm),
+          mine_count * sizeof(float), total * sizeof(float));
     free(send);
     if (err != MPI_SUCCESS) {
       st = mpi_fail(err, "MPI_Allgatherv(per-row losses)");
@@ -559,7 +577,7 @@ static float cap_slope(float z, float cap, float *slope) {
   return cap * t;
 }
 
-clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
+static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
                                             size_t c_total, const float *logits, const int32_t *labels,
                                             const clxent_opts *opts, float *loss, float *grad) {
   last_error[0] = '\0';
@@ -636,7 +654,9 @@ clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size
   }
   clxent_status st = CLXENT_OK;
   float *stats = NULL, *every = NULL, *row = NULL;
-  if ((err = MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm)) != MPI_SUCCESS) {
+  TIMED(MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm), sizeof mine,
+        (size_t)ranks * sizeof mine);
+  if (err != MPI_SUCCESS) {
     st = mpi_fail(err, "MPI_Allgather");
     goto out;
   }
@@ -702,7 +722,7 @@ clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size
   }
   {
     int32_t verdict[1] = {(int32_t)local};
-    err = MPI_Allreduce(MPI_IN_PLACE, verdict, 1, MPI_INT32_T, MPI_MAX, comm);
+    TIMED(MPI_Allreduce(MPI_IN_PLACE, verdict, 1, MPI_INT32_T, MPI_MAX, comm), sizeof verdict, sizeof verdict);
     if (err != MPI_SUCCESS) {
       st = mpi_fail(err, "MPI_Allreduce(status)");
       goto out;
@@ -713,7 +733,9 @@ clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size
       goto out;
     }
   }
-  if ((err = MPI_Allgather(stats, (int)(n * ST_COUNT), MPI_FLOAT, every, (int)(n * ST_COUNT), MPI_FLOAT, comm)) != MPI_SUCCESS) {
+  TIMED(MPI_Allgather(stats, (int)(n * ST_COUNT), MPI_FLOAT, every, (int)(n * ST_COUNT), MPI_FLOAT, comm),
+        n * ST_COUNT * sizeof(float), (size_t)ranks * n * ST_COUNT * sizeof(float));
+  if (err != MPI_SUCCESS) {
     st = mpi_fail(err, "MPI_Allgather(row statistics)");
     goto out;
   }
@@ -779,6 +801,26 @@ clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size
   }
 out:
   free(all), free(stats), free(every), free(row);
+  return st;
+}
+
+clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c, const void *logits,
+                                         const int32_t *labels, const clxent_opts *opts, const clxent_ex *ex,
+                                         float *loss, void *grad) {
+  memset(&last_stats, 0, sizeof last_stats);
+  const double t0 = MPI_Wtime();
+  const clxent_status st = data_parallel(ctx, comm, n_local, c, logits, labels, opts, ex, loss, grad);
+  last_stats.total_s = MPI_Wtime() - t0;
+  return st;
+}
+
+clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
+                                            size_t c_total, const float *logits, const int32_t *labels,
+                                            const clxent_opts *opts, float *loss, float *grad) {
+  memset(&last_stats, 0, sizeof last_stats);
+  const double t0 = MPI_Wtime();
+  const clxent_status st = vocab_parallel(ctx, comm, n, c_local, c_offset, c_total, logits, labels, opts, loss, grad);
+  last_stats.total_s = MPI_Wtime() - t0;
   return st;
 }
 

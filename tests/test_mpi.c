@@ -71,6 +71,12 @@ static void run_case(clxent_ctx *ctx, size_t n, size_t c, int split, const confi
     up[i] = (float)(uniform() + 0.5);
   }
   for (size_t j = 0; j < c; ++j) w[j] = (float)(uniform() * 2.0);
+  /* weights 2: one tiny weight, so that Σ w_{y_i} rounds in double and the ranks share their
+   * rows' weights; 3: every weight tiny, so that the divisor is below 2^-64 and the weights are
+   * rescaled as the core does */
+  if (cf->weights == 2) w[0] = 1e-30f;
+  if (cf->weights == 3)
+    for (size_t j = 0; j < c; ++j) w[j] = w[j] * 1e-36f + 1e-37f;
   clxent_opts o = CLXENT_OPTS_INIT;
   o.reduction = cf->reduction;
   if (cf->weights) o.class_weight = w;
@@ -261,6 +267,8 @@ int main(int argc, char **argv) {
       {"none", CLXENT_NONE, 1, 1, 1, 1, 1, 0, 0, 0},
       {"none grad_output", CLXENT_NONE, 0, 1, 0, 0, 0, 1, 0, 0},
       {"all ignored", CLXENT_MEAN, 0, 2, 0, 0, 0, 0, 0, 0},
+      {"tiny weight (weights shared)", CLXENT_MEAN, 2, 1, 1, 0, 0, 0, 0, 0},
+      {"tiny weights (rescaled)", CLXENT_MEAN, 3, 1, 1, 0, 0, 0, 0, 0},
   };
   static const size_t shapes[][2] = {{1, 5}, {37, 7}, {300, 40}, {70, 300}, {5000, 3}, {20011, 9}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
