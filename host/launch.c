@@ -88,12 +88,12 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
                             ARG(l->ignore_index), ARG(p),     ARG_MEM(l->grad),
                             ARG_MEM(l->out),  ARG_MEM(l->lse), ARG_MEM(l->scales),
                             {stride ? item_local * stride * sizeof(float) : sizeof(float), NULL},
-                            ARG(stride)};
+                            ARG(stride),      ARG_MEM(l->argmax)};
         return enqueue(ctx, kh, short_rows ? "softmax_xent_hard_short" : "softmax_xent_hard", args, COUNT(args), 1,
                        &global, &item_local);
       }
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight),
-                          ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse)};
+                          ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse), ARG_MEM(l->argmax)};
       return enqueue(ctx, k, "softmax_xent_soft", args, COUNT(args), 1, &global, &item_local);
     }
     case KERNEL_SIGMOID_XENT:

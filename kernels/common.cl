@@ -117,6 +117,28 @@ inline float2 segment_lse(float2 state, __local float2 *scratch, uint T) {
   return total;
 }
 
+/* argmax over a segment: each item gives the first max of its slice (value v, index at), or its
+ * first NaN (v NaN); each item gets the segment's: the smallest index among the NaNs, else among
+ * the largest values (the first on ties, whatever the slices' order). Integer moves in the scratch
+ * (the value's bits, the index), so no value is altered on the way. */
+inline uint segment_argmax(float v, uint at, __local uint2 *scratch, uint T) {
+  const uint lid = get_local_id(0);
+  scratch[lid] = (uint2)(as_uint(v), at);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint step = T / 2; step > 0; step >>= 1) {
+    if ((lid & (T - 1)) < step) {
+      const uint2 a = scratch[lid], b = scratch[lid + step];
+      const float av = as_float(a.x), bv = as_float(b.x);
+      const int take_b = isnan(bv) ? (!isnan(av) || b.y < a.y) : !isnan(av) && (bv > av || (bv == av && b.y < a.y));
+      if (take_b) scratch[lid] = b;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const uint total = scratch[lid & ~(T - 1)].y;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return total;
+}
+
 /* The whole work-group as one segment. The order of additions is fixed by the tree, so the
  * result is the same bits on every run. */
 inline float group_sum(float v, __local float *scratch) { return segment_sum(v, scratch, CLXENT_GROUP_SIZE); }
