@@ -241,8 +241,15 @@ def _labels(labels, n, c):
     return np.require(y, np.int32, ["C_CONTIGUOUS", "ALIGNED"])
 
 
-Result = namedtuple("Result", ["loss", "grad", "lse", "bias_grad"])
-Result.__doc__ = """loss: a float (mean, sum) or an array (none); grad, lse, bias_grad: arrays or None."""
+class Result(namedtuple("Result", ["loss", "grad", "lse", "bias_grad"])):
+    """loss: a float (mean, sum) or an array (none); grad, lse, bias_grad: arrays or None. Two more
+    attributes, outside the tuple (which callers unpack as four values): argmax, the int32 array of
+    each row's argmax of the logits (softmax losses with argmax=True), and correct, an int: the rows
+    not ignored whose argmax is their label (softmax_xent with argmax=True). None when not asked."""
+    argmax = None
+    correct = None
+
+
 _result = tuple.__new__  # _result(Result, (...)): a Result without namedtuple's argument parsing
 
 _F32, _F16, _U16, _I32 = np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint16), np.dtype(np.int32)
@@ -507,7 +514,8 @@ class Context:
             raise _invalid(f"{name}: expected {c} values, got shape {w.shape}")
         return w
 
-    def _run(self, fn, n, c, x, aux, opts, code, grad, in_place, lse, bias_grad, dtype, values, out, original):
+    def _run(self, fn, n, c, x, aux, opts, code, grad, in_place, lse, bias_grad, dtype, values, out, original,
+             argmax=False, correct=False):
         if out is not None:
             self._out(out, x, aux, dtype, original, grad, in_place)
             g = out
@@ -522,10 +530,15 @@ class Context:
             loss_at = loss.ctypes.data
         else:
             loss, loss_at = None, self._loss_at
-        if lse or bias_grad:
+        argmax_out = hits = None
+        if lse or bias_grad or argmax:
             lse_out = np.empty(n, dtype=np.float32) if lse else None
             bias_out = np.empty(c, dtype=np.float32) if bias_grad else None
-            ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out))
+            if argmax:
+                argmax_out = np.empty(n, dtype=np.int32)
+                hits = ctypes.c_uint64() if correct else None
+            ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out), _ptr(argmax_out),
+                     None if hits is None else ctypes.addressof(hits))
         else:
             lse_out = bias_out = None
             ex = _EX.get(dtype) or _EX.setdefault(dtype, _Ex(_DTYPES[dtype], None, None))
@@ -533,13 +546,18 @@ class Context:
                 None if g is None else g.ctypes.data)
         if st:
             raise _error(st, _lib.clxent_last_error(self._ctx).decode())
-        return _result(Result, (self._loss.value if loss is None else loss, g, lse_out, bias_out))
+        r = _result(Result, (self._loss.value if loss is None else loss, g, lse_out, bias_out))
+        if argmax:
+            r.argmax = argmax_out
+            if hits is not None:
+                r.correct = hits.value
+        return r
 
     # ---------------------------------------------------------------- losses
 
     def softmax_xent(self, logits, labels, *, reduction="mean", ignore_index=-100, class_weight=None,
                      label_smoothing=0.0, z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False,
-                     bias_grad=False, dtype=None, out=None):
+                     bias_grad=False, argmax=False, dtype=None, out=None):
         """Softmax cross-entropy with class-index labels, fused with its gradient.
 
         logits [n, c] float32/float16 (or uint16 bfloat16 bits with dtype="bfloat16"); labels [n]
@@ -547,7 +565,10 @@ class Context:
         u = softcap*tanh(z/softcap) (or z), tau_j = w_j ((1-eps) [j == y_i] + eps/c);
         grad = scale * (a * sum(tau) - tau) (+ 2 z_loss lse a) times du/dz. mean divides by the
         sum of w_{y_i} over the rows counted (PyTorch). in_place writes the gradient into logits,
-        out= into the caller's array. Returns Result(loss, grad, lse, bias_grad)."""
+        out= into the caller's array. Returns Result(loss, grad, lse, bias_grad); argmax=True also
+        sets its .argmax (each row's argmax of the logits z, before softcap: the first max, or the
+        row's first NaN, as numpy.argmax) and .correct (the rows not ignored whose argmax is their
+        label), found in the same pass."""
         dtype, x = self._input(logits, "logits", dtype)
         if in_place:
             self._in_place(logits, x, dtype, "logits")
@@ -559,13 +580,14 @@ class Context:
         w = None if class_weight is None else self._weights(class_weight, c, "class_weight")
         opts = _opts(code, ignore_index, w, label_smoothing, z_loss, softcap, None)
         return self._run(_lib.clxent_softmax_xent_ex, n, c, x, y, opts, code, grad, in_place, lse, bias_grad,
-                         dtype, n, out, logits)
+                         dtype, n, out, logits, bool(argmax), True)
 
     def softmax_xent_soft(self, logits, targets, *, reduction="mean", class_weight=None, label_smoothing=0.0,
                           z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False, bias_grad=False,
-                          dtype=None, out=None):
+                          argmax=False, dtype=None, out=None):
         """Softmax cross-entropy with dense targets t [n, c] of the logits' storage type:
-        loss_i = -sum_j tau_j ln a_ij, tau_j = w_j ((1-eps) t_ij + eps/c); mean divides by n."""
+        loss_i = -sum_j tau_j ln a_ij, tau_j = w_j ((1-eps) t_ij + eps/c); mean divides by n.
+        argmax=True sets the Result's .argmax as softmax_xent does (.correct stays None)."""
         given = dtype
         dtype, x = self._input(logits, "logits", dtype)
         if in_place:
@@ -576,7 +598,7 @@ class Context:
         w = None if class_weight is None else self._weights(class_weight, c, "class_weight")
         opts = _opts(code, -100, w, label_smoothing, z_loss, softcap, None)
         return self._run(_lib.clxent_softmax_xent_soft_ex, n, c, x, t, opts, code, grad, in_place, lse,
-                         bias_grad, dtype, n, out, logits)
+                         bias_grad, dtype, n, out, logits, bool(argmax))
 
     def _binary(self, fn, x, targets, reduction, pos_weight, grad, in_place, bias_grad, dtype, out):
         shape = np.shape(x)

@@ -696,3 +696,59 @@ def test_shortcut_and_full_path_agree(ctx):
     assert want._replace(lse=1).lse == 1
     with clxent.Context() as other:  # each Context reduces into its own scalar
         assert other.softmax_xent(z[:3], y[:3]).loss != want.loss and ctx.softmax_xent(z, y).loss == want.loss
+
+
+def _argmax_rows(rng, n, c):
+    """Random logits with the rows argmax must get right: ties (the first wins), -inf masks, a row
+    of -inf only (0), NaN after the max and before it (the first NaN wins, as numpy.argmax)."""
+    z = rng.uniform(-6, 6, (n, c)).astype(np.float32)
+    if c > 1 and n >= 6:
+        z[0, [c // 3, c - 1]] = 9.0
+        z[1, :c // 2] = -np.inf
+        z[2, :] = -np.inf
+        z[3, [c // 4, c - 1]] = [8.0, np.nan]
+        z[4, [0, c - 1]] = [np.nan, np.nan]
+        z[5, c // 2] = 1e4
+    return z
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (33, 17), (40, 100), (6, 4099)])
+@pytest.mark.parametrize("storage", ["float32", "float16", "bfloat16"])
+def test_argmax_and_correct_against_numpy(ctx, shape, storage):
+    rng = np.random.default_rng(shape[1])
+    n, c = shape
+    z = _argmax_rows(rng, n, c)
+    if storage == "float16":
+        x = z.astype(np.float16)
+        seen = x.astype(np.float32)
+    elif storage == "bfloat16":
+        x = (z.view(np.uint32) >> 16).astype(np.uint16)  # truncated: exact bfloat16 values
+        seen = (x.astype(np.uint32) << 16).view(np.float32)
+    else:
+        x = seen = z
+    want = np.argmax(seen, axis=1)
+    y = rng.integers(0, c, n).astype(np.int32)
+    y[::3] = want[::3]  # some rows right
+    y[1::5] = -100      # some ignored, never counted
+    t = rng.dirichlet(np.ones(c), n).astype(np.float32)
+    t = t.astype(np.float16) if storage == "float16" else (t.view(np.uint32) >> 16).astype(np.uint16) \
+        if storage == "bfloat16" else t
+    for kw in [{}, dict(softcap=1.0), dict(grad=False, reduction="none")]:
+        r = ctx.softmax_xent(x, y, argmax=True, dtype=storage, **kw)
+        loss, grad, lse, bias = r  # still four values to unpack
+        assert r.argmax.dtype == np.int32 and r.argmax.shape == (n,)
+        np.testing.assert_array_equal(r.argmax, want)
+        assert r.correct == int(((y != -100) & (want == y)).sum())
+        plain = ctx.softmax_xent(x, y, dtype=storage, **kw)
+        assert plain.argmax is None and plain.correct is None
+        np.testing.assert_array_equal(np.asarray(plain.loss), np.asarray(loss))  # the same bits, NaN in place
+        s = ctx.softmax_xent_soft(x, t, argmax=True, dtype=storage, **kw)
+        np.testing.assert_array_equal(s.argmax, want)
+        assert s.correct is None
+
+
+def test_argmax_only_on_softmax_losses(ctx):
+    r = ctx.sigmoid_xent(np.zeros((2, 3), np.float32), np.ones((2, 3), np.float32))
+    assert r.argmax is None and r.correct is None
+    with pytest.raises(TypeError):
+        ctx.sigmoid_xent(np.zeros(3, np.float32), np.ones(3, np.float32), argmax=True)
