@@ -119,22 +119,26 @@ inline float2 segment_lse(float2 state, __local float2 *scratch, uint T) {
 
 /* argmax over a segment: each item gives the first max of its slice (value v, index at), or its
  * first NaN (v NaN); each item gets the segment's: the smallest index among the NaNs, else among
- * the largest values (the first on ties, whatever the slices' order). Integer moves in the scratch
- * (the value's bits, the index), so no value is altered on the way. */
-inline uint segment_argmax(float v, uint at, __local uint2 *scratch, uint T) {
+ * the largest values (the first on ties, whatever the slices' order). scratch holds 2 uints per
+ * item, the value's bits and the index, moved as integers (no value is altered on the way) and one
+ * by one: Oclgrind 21.10 takes a uint2 built in place for uninitialised (clang builds it on a
+ * poison vector). */
+inline uint segment_argmax(float v, uint at, __local uint *scratch, uint T) {
   const uint lid = get_local_id(0);
-  scratch[lid] = (uint2)(as_uint(v), at);
+  scratch[2 * lid] = as_uint(v);
+  scratch[2 * lid + 1] = at;
   barrier(CLK_LOCAL_MEM_FENCE);
   for (uint step = T / 2; step > 0; step >>= 1) {
     if ((lid & (T - 1)) < step) {
-      const uint2 a = scratch[lid], b = scratch[lid + step];
-      const float av = as_float(a.x), bv = as_float(b.x);
-      const int take_b = isnan(bv) ? (!isnan(av) || b.y < a.y) : !isnan(av) && (bv > av || (bv == av && b.y < a.y));
-      if (take_b) scratch[lid] = b;
+      const uint a = 2 * lid, b = 2 * (lid + step);
+      const float av = as_float(scratch[a]), bv = as_float(scratch[b]);
+      const uint ai = scratch[a + 1], bi = scratch[b + 1];
+      const int take_b = isnan(bv) ? (!isnan(av) || bi < ai) : !isnan(av) && (bv > av || (bv == av && bi < ai));
+      if (take_b) scratch[a] = scratch[b], scratch[a + 1] = bi;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  const uint total = scratch[lid & ~(T - 1)].y;
+  const uint total = scratch[2 * (lid & ~(T - 1)) + 1];
   barrier(CLK_LOCAL_MEM_FENCE);
   return total;
 }

@@ -633,7 +633,7 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
     for (ulong j = lane; j < c; j += T) st = lse_push(st, cap_logit(LOAD(z, j), cap));
   }
   st = segment_lse(st, scratch, T);
-  if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint2 *)scratch, T); /* written at the end */
+  if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint *)scratch, T); /* written at the end */
   if (active && lane == 0 && row_lse) row_lse[first_row + i] = bad ? NAN : st.x + log(st.y);
   if (active && ignored) {
     const float fill = bad ? NAN : 0.0f;
@@ -699,7 +699,7 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   }
   st = segment_lse(st, scratch, T);
   tsum = segment_sum(tsum, (__local float *)scratch, T);
-  if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint2 *)scratch, T);
+  if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint *)scratch, T);
   const float m = st.x, log_s = log(st.y), lse = m + log_s, S = p.scale;
   const float A = S * tsum + 2.0f * zl * lse * p.z_scale;
   /* loss = Σ τ (m - u) + Στ · ln s, accumulated in the gradient pass: one read of z and t serves
