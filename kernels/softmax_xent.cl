@@ -216,8 +216,12 @@ inline float range_max(__global const store_t *z, ulong j0, ulong j1, float *lo)
  * (not c: callers of a chunk test for j1).
  * Vector compares until the vector that holds it, then its elements one by one. */
 inline ulong range_first_eq(__global const store_t *z, ulong j0, ulong j1, float v) {
-  const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
+  const ulong jq = j1 - (j1 - j0) % (4 * CLXENT_VEC), jv = j1 - (j1 - j0) % CLXENT_VEC;
   ulong j = j0;
+  /* four vectors a test: any() is a horizontal reduction and a branch */
+  while (j < jq && !any((LOADV(z, j) == v) | (LOADV(z, j + CLXENT_VEC) == v) | (LOADV(z, j + 2 * CLXENT_VEC) == v) |
+                        (LOADV(z, j + 3 * CLXENT_VEC) == v)))
+    j += 4 * CLXENT_VEC;
   while (j < jv && !any(LOADV(z, j) == v)) j += CLXENT_VEC;
   for (; j < j1; ++j)
     if (LOAD(z, j) == v) return j;
