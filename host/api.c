@@ -39,9 +39,6 @@ static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_o
   CHECK(clxent_read_opts(ctx, call->opts, o));
   CHECK(clxent_read_ex(ctx, call->ex, x));
   CHECK(clxent_check_dtype(ctx, x->dtype));
-  /* the 1.1 fields, declared ahead of their implementation (in progress) */
-  if (x->argmax || x->correct)
-    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->argmax and ex->correct are not implemented in this build yet");
   const size_t inner = x->inner > 1 ? x->inner : 1;
   if (inner > 1 && !softmax)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
@@ -53,6 +50,13 @@ static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_o
                        call->c, inner);
   *rows = call->n * inner;
   if (x->lse && !softmax) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->lse applies to the softmax losses only");
+  if (x->argmax && !softmax)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->argmax applies to the softmax losses only");
+  if (x->correct && !call->labels)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->correct applies to hard labels only (clxent_softmax_xent_ex)");
+  if ((x->argmax || x->correct) && call->c > (size_t)INT32_MAX)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (classes) = %zu exceeds INT32_MAX: ex->%s cannot index it",
+                       call->c, x->argmax ? "argmax" : "correct");
   if (x->bias_grad && !call->grad)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->bias_grad needs grad (it is the sum of the gradient's rows)");
   if (!softmax && call->c > (size_t)INT32_MAX)
@@ -70,6 +74,8 @@ static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_o
       {.name = "loss", .host = call->loss, .bytes = loss_count(o->reduction, softmax ? *rows : values) * sizeof(float),
        .output = 1},
       {.name = "ex->lse", .host = x->lse, .bytes = *rows * sizeof(float), .output = 1},
+      {.name = "ex->argmax", .host = x->argmax, .bytes = *rows * sizeof(int32_t), .output = 1},
+      {.name = "ex->correct", .host = x->correct, .bytes = sizeof(uint64_t), .output = 1, .element = sizeof(uint64_t)},
       {.name = "ex->bias_grad", .host = x->bias_grad, .bytes = call->c * sizeof(float), .output = 1}};
   CHECK(clxent_check_regions(ctx, r, (int)(sizeof r / sizeof r[0])));
   CHECK(clxent_check_opts(ctx, o, call->family, call->c, weight_sum)); /* after the overlaps: see validate.c */
@@ -94,13 +100,29 @@ clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const 
   if (o.class_weight && o.reduction == CLXENT_MEAN && o.mean_denominator == 0.0)
     CHECK(clxent_scaled_weights(ctx, o.class_weight, c, weighted, &scaled, &weight_sum, &shift));
   if (scaled) o.class_weight = scaled, weighted = ldexp(weighted, shift);
+  /* ex->correct without ex->argmax: the device's argmax goes to scratch of the call's own */
+  int32_t *argmax = x.argmax, *own_argmax = NULL;
+  if (x.correct && !argmax) {
+    argmax = own_argmax = malloc(rows * sizeof(int32_t));
+    if (!argmax) {
+      free(scaled);
+      return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY, "malloc of %zu bytes for the argmax behind ex->correct failed",
+                         rows * sizeof(int32_t));
+    }
+  }
   clxent_plan plan = {.kernel = KERNEL_SOFTMAX_HARD, .dtype = x.dtype, .n = rows, .c = c, .inner = x.inner,
                       .in = logits, .labels = labels,
                       .weight = o.class_weight, .ignore_index = o.ignore_index, .grad = grad, .lse = x.lse,
-                      .bias_grad = x.bias_grad, .loss = loss, .row_scale = clxent_row_scale(&o, grad),
-                      .reduction = o.reduction};
+                      .argmax = argmax, .bias_grad = x.bias_grad, .loss = loss,
+                      .row_scale = clxent_row_scale(&o, grad), .reduction = o.reduction};
   plan.params = clxent_loss_params(&o, weighted, counted, weight_sum, &plan.divisor);
   const clxent_status st = execute(ctx, &plan);
+  if (st == CLXENT_OK && x.correct) { /* the rows counted whose argmax is their label */
+    uint64_t hits = 0;
+    for (size_t i = 0; i < rows; ++i) hits += labels[i] != o.ignore_index && argmax[i] == labels[i];
+    *x.correct = hits;
+  }
+  free(own_argmax);
   free(scaled);
   return st;
 }
@@ -117,7 +139,8 @@ clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, c
   CHECK(check_call(ctx, &call, &o, &x, &weight_sum, &rows));
   clxent_plan plan = {.kernel = KERNEL_SOFTMAX_SOFT, .dtype = x.dtype, .n = rows, .c = c, .inner = x.inner,
                       .in = logits, .aux = targets,
-                      .weight = o.class_weight, .grad = grad, .lse = x.lse, .bias_grad = x.bias_grad, .loss = loss,
+                      .weight = o.class_weight, .grad = grad, .lse = x.lse, .argmax = x.argmax,
+                      .bias_grad = x.bias_grad, .loss = loss,
                       .row_scale = clxent_row_scale(&o, grad), .reduction = o.reduction};
   /* soft targets: MEAN divides by the rows, weights or not (PyTorch; n·S for (N, C, d1, ...)) */
   plan.params = clxent_loss_params(&o, (double)rows, rows, weight_sum, &plan.divisor);

@@ -184,6 +184,8 @@ static clxent_status run_part(part *p) {
   CHECK(clxent_read_floats(m, res.chunks, clxent_chunk_count(plan->n * plan->c, CLXENT_SUM_CHUNK), p->chunks_out,
                            "clEnqueueReadBuffer(chunk sums)"));
   CHECK(clxent_read_floats(m, res.lse, plan->n, plan->lse, "clEnqueueReadBuffer(lse)"));
+  CHECK(clxent_read_bytes(m, res.argmax, plan->argmax ? plan->n * sizeof(int32_t) : 0, plan->argmax,
+                          "clEnqueueReadBuffer(argmax)"));
   CHECK(clxent_read_floats(m, res.bias_partial, clxent_chunk_count(plan->n, CLXENT_BIAS_CHUNK) * plan->c, p->bias_out,
                            "clEnqueueReadBuffer(bias partial sums)"));
   return CLXENT_OK;
@@ -251,6 +253,7 @@ static clxent_plan member_plan(const clxent_plan *plan, size_t f, size_t rows) {
   if (plan->grad) p.grad = (unsigned char *)plan->grad + f * c * elem;
   if (plan->lse) p.lse = plan->lse + f;
   if (plan->row_scale) p.row_scale = plan->row_scale + (plan->elementwise ? f * c : f);
+  if (plan->argmax) p.argmax = plan->argmax + f;
   p.bias_grad = NULL; /* partial sums only: the group reduces them */
   /* elementwise NONE streams into the caller's array; reduced, `loss` only asks for chunk sums */
   if (plan->loss && plan->elementwise && plan->reduction == CLXENT_NONE) p.loss = plan->loss + f * c;
@@ -269,8 +272,8 @@ static clxent_status gather(clxent_ctx *m, enum clxent_slot slot, const float *v
 static clxent_status finish(clxent_ctx *m, const clxent_plan *plan, const float *rows, const float *chunks,
                             const float *bias) {
   clxent_plan last = *plan;
-  clxent_results res = {NULL, NULL, NULL, NULL};
-  last.lse = NULL; /* delivered by each member */
+  clxent_results res = {NULL, NULL, NULL, NULL, NULL};
+  last.lse = NULL, last.argmax = NULL; /* delivered by each member */
   if (plan->reduction == CLXENT_NONE) last.loss = NULL;
   clxent_clear_error(m);
   if (rows) CHECK(gather(m, SLOT_ROW_OUT, rows, plan->n, &res.rows));

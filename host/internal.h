@@ -90,6 +90,7 @@ enum clxent_slot {
   SLOT_SUM_PARTIAL,  /* elementwise losses: chunk sums of the per-value losses */
   SLOT_ROW_SCALE,    /* NONE with opts->grad_output: the batch's per-row upstream gradients
                         (softmax), or a block's per-value ones (binary, pipelined) */
+  SLOT_ARGMAX,       /* the batch's per-row argmax (int32) */
   SLOT_COUNT
 };
 
@@ -208,6 +209,7 @@ typedef struct clxent_plan {
   clxent_params params;     /* the kernels' scalars (plan.c) */
   void *grad;               /* [n][c], NULL, or == in */
   float *lse;               /* [n] or NULL */
+  int32_t *argmax;          /* [n] or NULL (softmax losses) */
   float *bias_grad;         /* [c] or NULL */
   float *loss;              /* 1 value (MEAN, SUM) or n / n·c (NONE, information), or NULL */
   const float *row_scale;   /* NONE with opts->grad_output (and grad): each loss value's upstream
@@ -218,9 +220,9 @@ typedef struct clxent_plan {
 } clxent_plan;
 
 /* The partial results of running a plan on one device, left on it for the reduction: per-row
- * results (row kernels), chunk sums (elementwise, reduced), lse, bias partial sums. */
+ * results (row kernels), chunk sums (elementwise, reduced), lse, bias partial sums, argmax. */
 typedef struct clxent_results {
-  cl_mem rows, chunks, lse, bias_partial;
+  cl_mem rows, chunks, lse, bias_partial, argmax;
 } clxent_results;
 
 /* ---------------------------------------------------------------- the rooms' interfaces */
@@ -363,6 +365,7 @@ typedef struct clxent_rows_launch { /* a row or elementwise loss kernel over a b
   cl_mem scales;    /* device-computed reduction scales (label_stats), or NULL */
   cl_mem row_scale; /* per-value upstream gradients, or NULL: softmax [batch] read at first_row + i;
                        elementwise the launch's own `rows` values */
+  cl_mem argmax;    /* softmax: per-row argmax (int32, batch-indexed like lse), or NULL */
 } clxent_rows_launch;
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l);
 clxent_status clxent_launch_chunk_sum(clxent_ctx *ctx, size_t first, size_t count, cl_mem values, cl_mem partial);
@@ -396,11 +399,13 @@ size_t clxent_chunk_count(size_t values, size_t chunk);
 clxent_status clxent_enqueue_reduce(clxent_ctx *ctx, cl_mem values, size_t n, float divisor, cl_mem divisor_dev,
                                     cl_mem final, cl_mem *result);
 /* Hands a plan's results on ctx's device to the host: loss (its reduction, or the values), lse,
- * bias gradient. `rows`/`chunks` may come from another device's results (group.c). Waits once
+ * argmax, bias gradient. `rows`/`chunks` may come from another device's results (group.c). Waits once
  * for everything on ctx->queue (also what clxent_execute's stream left queued), on every path.
  * A CPU device in host memory has few values summed on the host, in reduce_sum's exact order. */
 clxent_status clxent_deliver(clxent_ctx *ctx, const clxent_plan *plan, const clxent_results *res);
 clxent_status clxent_read_floats(clxent_ctx *ctx, cl_mem from, size_t count, float *to, const char *what);
+/* The same for `bytes` bytes of any type (count 0 or `to` NULL: nothing). */
+clxent_status clxent_read_bytes(clxent_ctx *ctx, cl_mem from, size_t bytes, void *to, const char *what);
 
 /* group.c: contexts over several devices. */
 int clxent_is_group_request(const char *request);

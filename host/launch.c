@@ -62,7 +62,8 @@ static clxent_status launch_strided(clxent_ctx *ctx, const clxent_rows_launch *l
   cl_mem labels = soft ? NULL : l->labels, targets = soft ? l->aux : NULL;
   const arg args[] = {ARG(rows),         ARG(c),          ARG(inner),       ARG(first),     ARG_MEM(l->in),
                       ARG_MEM(labels),   ARG_MEM(targets), ARG_MEM(l->weight), ARG(l->ignore_index), ARG(l->params),
-                      ARG_MEM(l->grad),  ARG_MEM(l->out), ARG_MEM(l->lse), ARG_MEM(l->row_scale)};
+                      ARG_MEM(l->grad),  ARG_MEM(l->out), ARG_MEM(l->lse), ARG_MEM(l->row_scale),
+                      ARG_MEM(l->argmax)};
   return enqueue(ctx, ctx->kernels[KERNEL_SOFTMAX_STRIDED][l->dtype], "softmax_xent_strided", args, COUNT(args), 1,
                  &global, &local);
 }
@@ -109,12 +110,13 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
                             ARG_MEM(l->out),  ARG_MEM(l->lse), ARG_MEM(l->scales),
                             ARG_MEM(l->row_scale),
                             {stride ? item_local * stride * sizeof(float) : sizeof(float), NULL},
-                            ARG(stride)};
+                            ARG(stride),      ARG_MEM(l->argmax)};
         return enqueue(ctx, kh, short_rows ? "softmax_xent_hard_short" : "softmax_xent_hard", args, COUNT(args), 1,
                        &global, &item_local);
       }
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight),
-                          ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse), ARG_MEM(l->row_scale)};
+                          ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse), ARG_MEM(l->row_scale),
+                          ARG_MEM(l->argmax)};
       return enqueue(ctx, k, "softmax_xent_soft", args, COUNT(args), 1, &global, &item_local);
     }
     case KERNEL_SIGMOID_XENT:

@@ -95,16 +95,22 @@ static float host_reduce(float *v, size_t count, size_t group_size, float diviso
 
 /* ---------------------------------------------------------------- delivery */
 
-clxent_status clxent_read_floats(clxent_ctx *ctx, cl_mem from, size_t count, float *to, const char *what) {
-  if (to && count) CHECK_CL(ctx, clEnqueueReadBuffer(ctx->queue, from, CL_TRUE, 0, count * sizeof(float), to, 0, NULL, NULL), what);
+clxent_status clxent_read_bytes(clxent_ctx *ctx, cl_mem from, size_t bytes, void *to, const char *what) {
+  if (to && bytes) CHECK_CL(ctx, clEnqueueReadBuffer(ctx->queue, from, CL_TRUE, 0, bytes, to, 0, NULL, NULL), what);
   return CLXENT_OK;
 }
 
-/* As clxent_read_floats, without waiting: the one clFinish of clxent_deliver waits for it. */
-static clxent_status enqueue_read(clxent_ctx *ctx, cl_mem from, size_t count, float *to, const char *what) {
-  if (to && count)
-    CHECK_CL(ctx, clEnqueueReadBuffer(ctx->queue, from, CL_FALSE, 0, count * sizeof(float), to, 0, NULL, NULL), what);
+clxent_status clxent_read_floats(clxent_ctx *ctx, cl_mem from, size_t count, float *to, const char *what) {
+  return clxent_read_bytes(ctx, from, count * sizeof(float), to, what);
+}
+
+/* As clxent_read_bytes, without waiting: the one clFinish of clxent_deliver waits for it. */
+static clxent_status enqueue_read_bytes(clxent_ctx *ctx, cl_mem from, size_t bytes, void *to, const char *what) {
+  if (to && bytes) CHECK_CL(ctx, clEnqueueReadBuffer(ctx->queue, from, CL_FALSE, 0, bytes, to, 0, NULL, NULL), what);
   return CLXENT_OK;
+}
+static clxent_status enqueue_read(clxent_ctx *ctx, cl_mem from, size_t count, float *to, const char *what) {
+  return enqueue_read_bytes(ctx, from, count * sizeof(float), to, what);
 }
 
 /* Every result is read without blocking and the host waits once, at the end: each wait for
@@ -129,6 +135,10 @@ clxent_status clxent_deliver(clxent_ctx *ctx, const clxent_plan *plan, const clx
     CHECK_GOTO(enqueue_read(ctx, res->rows, plan->n, plan->loss, "clEnqueueReadBuffer(per-row results)"), st, drain);
   }
   if (plan->lse) CHECK_GOTO(enqueue_read(ctx, res->lse, plan->n, plan->lse, "clEnqueueReadBuffer(lse)"), st, drain);
+  if (plan->argmax)
+    CHECK_GOTO(enqueue_read_bytes(ctx, res->argmax, plan->n * sizeof(int32_t), plan->argmax,
+                                  "clEnqueueReadBuffer(argmax)"),
+               st, drain);
   if (plan->bias_grad) {
     cl_mem out;
     CHECK_GOTO(clxent_buffer(ctx, SLOT_BIAS, plan->c * sizeof(float), &out), st, drain);

@@ -48,7 +48,8 @@ clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, siz
                                 .out = res->rows,
                                 .lse = res->lse,
                                 .scales = NULL,
-                                .row_scale = grad ? row_scale : NULL};
+                                .row_scale = grad ? row_scale : NULL,
+                                .argmax = res->argmax};
   CHECK(clxent_launch_rows(ctx, &l));
   if (plan->elementwise && plan->loss) {
     if (plan->reduction != CLXENT_NONE) {
@@ -164,6 +165,7 @@ static clxent_status stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
     CHECK(clxent_buffer(ctx, SLOT_SUM_PARTIAL, clxent_chunk_count(n * c, CLXENT_SUM_CHUNK) * sizeof(float),
                         &res->chunks));
   if (plan->lse) CHECK(clxent_buffer(ctx, SLOT_LSE, n * sizeof(float), &res->lse));
+  if (plan->argmax) CHECK(clxent_buffer(ctx, SLOT_ARGMAX, n * sizeof(int32_t), &res->argmax));
   if (plan->bias_grad)
     CHECK(clxent_buffer(ctx, SLOT_BIAS_PARTIAL, clxent_chunk_count(n, CLXENT_BIAS_CHUNK) * c * sizeof(float),
                         &res->bias_partial));

@@ -276,11 +276,13 @@ typedef struct clxent_ex {
   float *bias_grad;   /**< [c] receives Σ_i grad_ij, the gradient of a bias added to the logits,
                            summed in a fixed order (bit-identical run to run); needs grad. Or NULL */
   /* since 1.1 */
-  int32_t *argmax;    /**< softmax losses: one int32 per row receives the index of the row's largest
-                           logit z (the first on ties; a row holding a NaN: its first NaN, as
-                           torch.argmax), found in the loss's own pass. Or NULL */
+  int32_t *argmax;    /**< softmax losses: one int32 per row (ignored rows too) receives the index
+                           of the row's largest logit z, before softcap (the first on ties; a row
+                           holding a NaN: its first NaN, as torch.argmax; a row of -inf only: 0),
+                           found in the loss's own pass. Or NULL. Binary losses: INVALID_ARG */
   uint64_t *correct;  /**< hard labels: receives the number of rows counted (label not
-                           ignore_index) whose argmax equals the label (token accuracy). Or NULL */
+                           ignore_index) whose argmax equals the label (token accuracy); argmax may
+                           be NULL. Or NULL. Soft targets, binary losses: INVALID_ARG */
   size_t inner;       /**< softmax losses: 0 or 1 = classes innermost, [n][c]. S > 1: PyTorch's
                            (N, C, d1, ...) layout with n = N and S = d1·d2·…: logits, targets and
                            grad are [n][c][S] (class j of row (i, s) at (i·c + j)·S + s), read in
@@ -391,9 +393,9 @@ CLXENT_API clxent_status clxent_bce(clxent_ctx *ctx, size_t n, const float *prob
 /**
  * @brief clxent_softmax_xent() on arrays of ex->dtype, with extra outputs.
  *
- * The options of opts apply as in the float32 form; ex->lse and ex->bias_grad are filled in the
- * same call. With ex->inner = S > 1 the layout is PyTorch's (N, C, d1, ...): n·S rows, see
- * clxent_ex::inner.
+ * The options of opts apply as in the float32 form; ex->lse, ex->bias_grad, ex->argmax and
+ * ex->correct are filled in the same call. With ex->inner = S > 1 the layout is PyTorch's
+ * (N, C, d1, ...): n·S rows, see clxent_ex::inner.
  * @param ctx     the context.
  * @param n, c    rows (samples N with ex->inner > 1) and classes.
  * @param logits  n×c values of ex->dtype (uint16_t for the 16-bit types); [n][c][S] with inner S.

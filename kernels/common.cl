@@ -118,6 +118,32 @@ inline float2 segment_lse(float2 state, __local float2 *scratch, uint T) {
   return total;
 }
 
+/* argmax over a segment: each item gives the first max of its slice (value v, index at), or its
+ * first NaN (v NaN); each item gets the segment's: the smallest index among the NaNs, else among
+ * the largest values (the first on ties, whatever the slices' order). scratch holds 2 uints per
+ * item, the value's bits and the index, moved as integers (no value is altered on the way) and one
+ * by one: Oclgrind 21.10 takes a uint2 built in place for uninitialised (clang builds it on a
+ * poison vector). */
+inline uint segment_argmax(float v, uint at, __local uint *scratch, uint T) {
+  const uint lid = get_local_id(0);
+  scratch[2 * lid] = as_uint(v);
+  scratch[2 * lid + 1] = at;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint step = T / 2; step > 0; step >>= 1) {
+    if ((lid & (T - 1)) < step) {
+      const uint a = 2 * lid, b = 2 * (lid + step);
+      const float av = as_float(scratch[a]), bv = as_float(scratch[b]);
+      const uint ai = scratch[a + 1], bi = scratch[b + 1];
+      const int take_b = isnan(bv) ? (!isnan(av) || bi < ai) : !isnan(av) && (bv > av || (bv == av && bi < ai));
+      if (take_b) scratch[a] = scratch[b], scratch[a + 1] = bi;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const uint total = scratch[2 * (lid & ~(T - 1)) + 1];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return total;
+}
+
 /* The whole work-group as one segment. The order of additions is fixed by the tree, so the
  * result is the same bits on every run. */
 inline float group_sum(float v, __local float *scratch) { return segment_sum(v, scratch, CLXENT_GROUP_SIZE); }

@@ -40,7 +40,10 @@
  * [rows/S][c][S] (dense, else 0), weight [c] or 0, ignore_index, the call's scalars, grad (or 0),
  * row_loss and row_lse [batch] (lse may be 0), row_scale [batch] or 0: row r's upstream gradient
  * g_r (opts->grad_output under NONE) multiplies its gradient scales S and S_z, as in
- * softmax_xent.cl (the loss is not scaled; g_r = 1 gives the bits of row_scale = 0).
+ * softmax_xent.cl (the loss is not scaled; g_r = 1 gives the bits of row_scale = 0); row_argmax
+ * [batch] or 0: row r's index of its largest raw z (before softcap), the first on ties, its first
+ * NaN if it holds one, 0 for a row of -inf only (torch.argmax's rule, as softmax_xent.cl), tracked
+ * per lane in pass 1.
  */
 
 /* The nl ≤ CLXENT_VEC values p[0 .. nl) as a vector; lanes past nl repeat p[nl - 1]. Vectors of
@@ -78,7 +81,7 @@ __kernel void softmax_xent_strided(const ulong rows, const ulong c, const ulong 
                                    __global const store_t *targets, __global const float *weight,
                                    const int ignore_index, const clxent_params p, __global store_t *grad,
                                    __global float *row_loss, __global float *row_lse,
-                                   __global const float *row_scale) {
+                                   __global const float *row_scale, __global int *row_argmax) {
   enum { R = CLXENT_STRIDED_TILE, SPAN = CLXENT_STRIDED_TILE * CLXENT_VEC };
   const ulong per_sample = (inner + SPAN - 1) / SPAN, gid = get_global_id(0);
   /* no %: LLVM pairs it with the / into a `freeze`, which Oclgrind's uninitialised-value check
@@ -98,6 +101,8 @@ __kernel void softmax_xent_strided(const ulong rows, const ulong c, const ulong 
   uint nl[R];
   intv y[R], ignored[R], bad[R];
   floatv m[R], s[R], uy[R], wy[R], tsum[R], lo[R], gup[R], Sg[R], Bg[R];
+  floatv best[R]; /* argmax: each lane's largest raw z so far, its index, whether a NaN was met */
+  intv best_at[R], nan_seen[R];
   for (uint v = 0; v < nv; ++v) {
     nl[v] = (uint)min((ulong)CLXENT_VEC, inner - s0 - v * CLXENT_VEC);
     y[v] = (intv)(ignore_index), ignored[v] = (intv)(0), bad[v] = (intv)(0);
@@ -113,6 +118,7 @@ __kernel void softmax_xent_strided(const ulong rows, const ulong c, const ulong 
 #undef STRIDED_G
     m[v] = (floatv)(-INFINITY), s[v] = (floatv)(0.0f), uy[v] = (floatv)(0.0f), wy[v] = (floatv)(0.0f);
     tsum[v] = (floatv)(0.0f), lo[v] = (floatv)(INFINITY);
+    best[v] = (floatv)(-INFINITY), best_at[v] = (intv)(0), nan_seen[v] = (intv)(0);
   }
 
   /* pass 1 */
@@ -121,6 +127,11 @@ __kernel void softmax_xent_strided(const ulong rows, const ulong c, const ulong 
     for (uint v = 0; v < nv; ++v) {
       const floatv zj = strided_load(z + j * inner + v * CLXENT_VEC, nl[v]);
       const floatv u = cap != 0.0f ? cap_logitv(zj, cap) : zj;
+      if (row_argmax) { /* strictly greater: the first of ties; the first NaN, then nothing more */
+        const intv nan_here = isnan(zj), take = ~nan_seen[v] & ((zj > best[v]) | nan_here);
+        best[v] = select(best[v], zj, take), best_at[v] = select(best_at[v], (intv)((int)j), take);
+        nan_seen[v] |= nan_here;
+      }
       const floatv x = -fabs(u - m[v]); /* ≤ 0 or NaN; NaN < -87 is false, so a NaN stays NaN */
       const floatv d = clxent_expv_narrow(select(x, (floatv)(-CLXENT_EXP_FAST_LIMIT), x < -CLXENT_EXP_FAST_LIMIT));
       const intv up = u > m[v];
@@ -185,6 +196,11 @@ __kernel void softmax_xent_strided(const ulong rows, const ulong c, const ulong 
     if (row_lse) {
       vstorev(select(lse[v], (floatv)(NAN), bad[v]), 0, out);
       for (uint l = 0; l < nl[v]; ++l) row_lse[r0 + v * CLXENT_VEC + l] = out[l];
+    }
+    if (row_argmax) {
+      int at[CLXENT_VEC];
+      vstorev(best_at[v], 0, at);
+      for (uint l = 0; l < nl[v]; ++l) row_argmax[r0 + v * CLXENT_VEC + l] = at[l];
     }
   }
 }

@@ -35,18 +35,24 @@
  *                multiplied by it (opts->grad_output under NONE: g_i · dloss_i/dz_i; the loss is not
  *                scaled). A product with 1 is exact: g_i = 1 gives the bits of row_scale = 0
  *   row_cache, row_cache_stride  (hard, row-per-item) local memory, row_cache_stride floats per work-item,
- *                where pass 1 caches the row's exponentials for pass 2; stride 0: none */
+ *                where pass 1 caches the row's exponentials for pass 2; stride 0: none
+ *   row_argmax   [batch] or 0: written at first_row + i, the index of the row's largest raw logit z
+ *                (not u: softcap's saturation makes ties), the first on ties; a row holding a NaN:
+ *                its first NaN (torch.argmax); a row of -inf only: 0. Every row but a bad label's
+ *                (device-resident calls). Found from the max that pass 1 computes anyway: only a
+ *                chunk whose max beats the running max is searched (from L1), so the vector loops
+ *                are those of a call without it */
 #define SOFTMAX_HARD_ARGS                                                                               \
   const ulong rows, const ulong c, const ulong first_row, __global const store_t *logits,               \
       __global const int *labels, __global const float *weight, const int ignore_index,                 \
       const clxent_params p_host, __global store_t *grad, __global float *row_loss, __global float *row_lse, \
       __global const float *dev_scales, __global const float *row_scale, __local float *row_cache,      \
-      const ulong row_cache_stride
+      const ulong row_cache_stride, __global int *row_argmax
 #define SOFTMAX_SOFT_ARGS                                                                               \
   const ulong rows, const ulong c, const ulong first_row, __global const store_t *logits,               \
       __global const store_t *targets, __global const float *weight, const clxent_params p_host,        \
       __global store_t *grad, __global float *row_loss, __global float *row_lse,                        \
-      __global const float *row_scale
+      __global const float *row_scale, __global int *row_argmax
 
 /* Short rows (c ≤ CLXENT_SHORT_C, the one-item-per-row variant): a row's vector loop would be
  * all tail, so a work-item owns CLXENT_VEC consecutive rows instead, one per vector lane: column j
@@ -91,6 +97,21 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
     u[j] = v;
     m = v > m ? v : m;
     lo = v < lo ? v : lo;
+  }
+  /* argmax of the raw z per lane (u is z itself without softcap; with it, z is gathered again,
+   * from L1): the first max, else the first NaN; a lane of -inf only keeps 0 */
+  if (row_argmax) {
+    floatv best = (floatv)(-INFINITY);
+    intv at = (intv)(0), nan_at = (intv)(-1);
+    for (uint j = 0; j < cc; ++j) {
+      const floatv v = cap != 0.0f ? (floatv)CLXENT_LANES(SHORT_Z) : u[j];
+      const intv gt = v > best;
+      best = select(best, v, gt), at = select(at, (intv)((int)j), gt);
+      nan_at = select(nan_at, (intv)((int)j), isnan(v) & (nan_at < 0));
+    }
+    int idx[CLXENT_VEC];
+    vstorev(select(at, nan_at, nan_at >= 0), 0, idx);
+    for (uint l = 0; l < nr; ++l) row_argmax[first_row + r0 + l] = idx[l];
   }
   /* one range test per item (math.cl): every lane's u - m within the narrow exponential's range */
   const int narrow = hmax(m - lo) <= CLXENT_EXP_FAST_LIMIT;
@@ -199,6 +220,30 @@ inline float range_max(__global const store_t *z, ulong j0, ulong j1, float *lo)
   for (ulong j = jv; j < j1; ++j) m = fmax(m, LOAD(z, j)), n = fmin(n, LOAD(z, j));
   *lo = n;
   return m;
+}
+
+/* argmax (row_argmax): the first j in [j0, j1) where z_j == v, else j1; the first NaN, else j1
+ * (not c: callers of a chunk test for j1).
+ * Vector compares until the vector that holds it, then its elements one by one. */
+inline ulong range_first_eq(__global const store_t *z, ulong j0, ulong j1, float v) {
+  const ulong jq = j1 - (j1 - j0) % (4 * CLXENT_VEC), jv = j1 - (j1 - j0) % CLXENT_VEC;
+  ulong j = j0;
+  /* four vectors a test: any() is a horizontal reduction and a branch */
+  while (j < jq && !any((LOADV(z, j) == v) | (LOADV(z, j + CLXENT_VEC) == v) | (LOADV(z, j + 2 * CLXENT_VEC) == v) |
+                        (LOADV(z, j + 3 * CLXENT_VEC) == v)))
+    j += 4 * CLXENT_VEC;
+  while (j < jv && !any(LOADV(z, j) == v)) j += CLXENT_VEC;
+  for (; j < j1; ++j)
+    if (LOAD(z, j) == v) return j;
+  return j1;
+}
+inline ulong range_first_nan(__global const store_t *z, ulong j0, ulong j1) {
+  const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
+  ulong j = j0;
+  while (j < jv && !any(isnan(LOADV(z, j)))) j += CLXENT_VEC;
+  for (; j < j1; ++j)
+    if (isnan(LOAD(z, j))) return j;
+  return j1;
 }
 
 /* Pass 1 over [j0, j1) with the running max m: returns Σ e^{u_j - m}; adds Σ_{w≠0} w_j (m - u_j)
@@ -348,7 +393,7 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
     if (g) row_fill(g, c, NAN);
     return;
   }
-  if (ignored && !row_lse) {
+  if (ignored && !row_lse && !row_argmax) {
     row_loss[first_row + i] = 0.0f;
     if (g) row_fill(g, c, 0.0f);
     return;
@@ -372,6 +417,9 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   uint segs = 0;
   float m = -INFINITY, s = 0.0f, wdev = 0.0f, wsum = 0.0f, umin = INFINITY;
   float hi_next, lo_next; /* the max and min of z over the chunk to come */
+  /* argmax: the best raw z so far and its index; the first NaN's index (c: none yet) */
+  float best = -INFINITY;
+  ulong best_at = 0, nan_at = c;
   hi_next = range_max(z, 0, min(c, (ulong)CLXENT_ROW_CHUNK), &lo_next);
   for (ulong j0 = 0; j0 < c; j0 += CLXENT_ROW_CHUNK) {
     const ulong j1 = min(c, j0 + CLXENT_ROW_CHUNK), n1 = min(c, j1 + CLXENT_ROW_CHUNK);
@@ -393,9 +441,24 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
     }
     /* while every value so far is -inf (or NaN), e is 0 (or NaN) against any finite reference */
     const float ref = m == -INFINITY ? 0.0f : m;
-    s += range_exp_sum(z, g, sc, weight, j0, j1, ref, cap, smooth, cache,
-                       clxent_exp_narrow_range(ulo - ref, mc - ref), &wdev, &wsum, j1, n1, &hi_next, &lo_next);
+    /* argmax, before this chunk's cache may overwrite z in place: a chunk whose max (NaN skipped)
+     * beats the best so far holds the new best; NaN is looked for only where the chunk's sum of
+     * exponentials comes out NaN, below, except against m = +inf (where z = +inf gives NaN too) */
+    if (row_argmax && nan_at == c) {
+      if (hi_next > best) best = hi_next, best_at = range_first_eq(z, j0, j1, hi_next);
+      if (ref == INFINITY && (nan_at = range_first_nan(z, j0, j1)) == j1) nan_at = c;
+    }
+    const float chunk_s = range_exp_sum(z, g, sc, weight, j0, j1, ref, cap, smooth, cache,
+                                        clxent_exp_narrow_range(ulo - ref, mc - ref), &wdev, &wsum, j1, n1, &hi_next,
+                                        &lo_next);
+    s += chunk_s;
+    /* a NaN sum against a finite m: a NaN z in the chunk. The cache in the gradient row (float32,
+     * which may be z itself) holds e or u, each a NaN exactly where z is one */
+    if (row_argmax && nan_at == c && ref != INFINITY && isnan(chunk_s) &&
+        (nan_at = range_first_nan(cache && !sc ? (__global const store_t *)g : z, j0, j1)) == j1)
+      nan_at = c; /* not reached: a NaN sum against a finite m has a NaN z */
   }
+  if (row_argmax) row_argmax[first_row + i] = (int)(nan_at < c ? nan_at : best_at);
   if (cache == 1 && segs == 0) seg_start[0] = 0, seg_m[0] = m, segs = 1; /* no finite value: all NaN below */
   const float log_s = log(s), lse = m + log_s;
   if (row_lse) row_lse[first_row + i] = lse;
@@ -484,7 +547,14 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
   const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   const float keep = 1.0f - eps, spread = eps / (float)c;
   const int cached = CLXENT_STORAGE == CLXENT_STORAGE_F32 && cap == 0.0f;
-  const float m = cap_logit(row_max(z, c), cap);
+  const float zmax = row_max(z, c), m = cap_logit(zmax, cap);
+  /* argmax: the first z equal to the max (NaN skipped); a NaN is looked for where the sum of
+   * exponentials below comes out NaN, or now if m is not finite (then e is NaN for z = ±inf) */
+  ulong best_at = 0, nan_at = c;
+  if (row_argmax) {
+    best_at = range_first_eq(z, 0, c, zmax);
+    if (!isfinite(zmax)) nan_at = range_first_nan(z, 0, c);
+  }
   /* Σ τ (m - u) and Σ τ, skipping τ = 0 so that a -inf mask with no target mass adds 0. These
    * read z before pass 2 may overwrite it in place. */
   const ulong cv = c - c % CLXENT_VEC;
@@ -511,6 +581,11 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
     for (ulong j = 0; j < cv; j += CLXENT_VEC) sv += clxent_expv(cap_logitv(LOADV(z, j), cap) - m);
     for (ulong j = cv; j < c; ++j) s += clxent_exp(cap_logit(LOAD(z, j), cap) - m);
     s += hsum(sv);
+  }
+  if (row_argmax) {
+    /* before pass 3 overwrites z in place; the cached e in g is a NaN exactly where z is one */
+    if (isfinite(zmax) && isnan(s)) nan_at = range_first_nan(cached && g ? (__global const store_t *)g : z, 0, c);
+    row_argmax[first_row + i] = (int)(nan_at < c ? nan_at : best_at < c ? best_at : 0);
   }
   const float log_s = log(s), lse = m + log_s;
   if (row_lse) row_lse[first_row + i] = lse;
@@ -561,9 +636,20 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   const int ignored = !active || bad || y == ignore_index;
   const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   float2 st = (float2)(-INFINITY, 0.0f);
-  if (!ignored || (active && !bad && row_lse))
+  float best = -INFINITY; /* argmax: each item's first max of z, or first NaN, over its slice */
+  uint best_at = lane;    /* an item with no element (lane ≥ c) or -inf only ties at its lane */
+  if (row_argmax) {       /* uniform: the same loop, with the argmax beside it */
+    if (active && !bad)
+      for (ulong j = lane; j < c; j += T) {
+        const float v = LOAD(z, j);
+        if (!isnan(best) && (v > best || isnan(v))) best = v, best_at = (uint)j;
+        st = lse_push(st, cap_logit(v, cap));
+      }
+  } else if (!ignored || (active && !bad && row_lse)) {
     for (ulong j = lane; j < c; j += T) st = lse_push(st, cap_logit(LOAD(z, j), cap));
+  }
   st = segment_lse(st, scratch, T);
+  if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint *)scratch, T); /* written at the end */
   if (active && lane == 0 && row_lse) row_lse[first_row + i] = bad ? NAN : st.x + log(st.y);
   if (active && ignored) {
     const float fill = bad ? NAN : 0.0f;
@@ -594,6 +680,9 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
     if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
     row_loss[first_row + i] = loss;
   }
+  /* after the last barrier: PoCL 3.1 stores from the code between the barriers of segment_argmax's
+   * call (under `if (row_argmax)`) and the next ones went to rows past the block (valgrind) */
+  if (row_argmax && active && !bad && lane == 0) row_argmax[first_row + i] = (int)best_at;
 }
 
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
@@ -610,12 +699,24 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   const float keep = 1.0f - eps, spread = eps / (float)c;
   float2 st = (float2)(-INFINITY, 0.0f);
   float tsum = 0.0f;
-  for (ulong j = lane; j < cols; j += T) {
-    st = lse_push(st, cap_logit(LOAD(z, j), cap));
-    tsum += soft_target(LOAD(t, j), weight, j, keep, spread);
+  float best = -INFINITY; /* argmax, as in softmax_xent_hard */
+  uint best_at = lane;
+  if (row_argmax) {
+    for (ulong j = lane; j < cols; j += T) {
+      const float v = LOAD(z, j);
+      if (!isnan(best) && (v > best || isnan(v))) best = v, best_at = (uint)j;
+      st = lse_push(st, cap_logit(v, cap));
+      tsum += soft_target(LOAD(t, j), weight, j, keep, spread);
+    }
+  } else {
+    for (ulong j = lane; j < cols; j += T) {
+      st = lse_push(st, cap_logit(LOAD(z, j), cap));
+      tsum += soft_target(LOAD(t, j), weight, j, keep, spread);
+    }
   }
   st = segment_lse(st, scratch, T);
   tsum = segment_sum(tsum, (__local float *)scratch, T);
+  if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint *)scratch, T);
   const float g_up = row_scale && active ? row_scale[first_row + i] : 1.0f; /* the row's upstream gradient */
   const float m = st.x, log_s = log(st.y), lse = m + log_s, S = p.scale * g_up;
   const float A = S * tsum + 2.0f * zl * lse * (p.z_scale * g_up);
@@ -631,6 +732,7 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   td = segment_sum(td, (__local float *)scratch, T);
   if (active && lane == 0) {
     if (row_lse) row_lse[first_row + i] = lse;
+    if (row_argmax) row_argmax[first_row + i] = (int)best_at;
     float loss = td + tsum * log_s;
     if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
     row_loss[first_row + i] = loss;

@@ -51,6 +51,8 @@
 #undef row_max
 #undef row_exp_sum_cached
 #undef range_max
+#undef range_first_eq
+#undef range_first_nan
 #undef range_exp_sum
 #undef range_scale
 #undef row_fill
@@ -69,6 +71,8 @@
 #define row_max CLXENT_TYPED(row_max)
 #define row_exp_sum_cached CLXENT_TYPED(row_exp_sum_cached)
 #define range_max CLXENT_TYPED(range_max)
+#define range_first_eq CLXENT_TYPED(range_first_eq)
+#define range_first_nan CLXENT_TYPED(range_first_nan)
 #define range_exp_sum CLXENT_TYPED(range_exp_sum)
 #define range_scale CLXENT_TYPED(range_scale)
 #define row_fill CLXENT_TYPED(row_fill)

@@ -14,10 +14,10 @@
  *   - G = 16 and G = 256 (the tuning table's GPU default) with T chosen from c per call, as a GPU
  *     runs them. (Oclgrind's device reports every device type, CPU included, so the library's
  *     own choice would be the CPU row of the table: the group size is set here.)
- * On each: every loss and storage type and option, lse and bias_grad, every reduction, in-place
- * gradients, a batch long enough for a two-stage reduction and several bias chunks, the strided
- * layout of ex->inner (softmax_strided.cl), and the _mem entries (label_stats, bad labels counted
- * on the device).
+ * On each: every loss and storage type and option, lse, argmax, correct and bias_grad, every
+ * reduction, in-place gradients, a batch long enough for a two-stage reduction and several bias
+ * chunks, the strided layout of ex->inner (softmax_strided.cl), and the _mem entries (label_stats,
+ * bad labels counted on the device).
  *
  * Usage: oclgrind_kernels [--require-device NAME] [--config K | --unit K | --units]
  *   --require-device  fail unless the device's name contains NAME (the wrapper: "Oclgrind")
@@ -147,6 +147,8 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
     ref_encode(in, e, (float)(k->kind == BCE ? uniform(0, 1) : uniform(-8, 8)), k->dtype);
     x[e] = ref_decode(in, e, k->dtype);
   }
+  if (softmax && n > 2 && c > 1) /* argmax: a tie between the row's first and last values (the first wins) */
+    for (size_t e = 2 * c; e < 3 * c; e += c - 1) ref_encode(in, e, 8.5f, k->dtype), x[e] = 8.5f;
   if (k->kind == SOFT) {
     float *p = xmalloc(nc * sizeof(float));
     distribution_rows(p, n, c);
@@ -180,6 +182,10 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
   const size_t loss_count = k->reduction == CLXENT_NONE ? (softmax ? n : nc) : 1;
   float *loss = xmalloc(loss_count * sizeof(float)), *lse = k->lse ? xmalloc(n * sizeof(float)) : NULL;
   float *bias = k->bias ? xmalloc(c * sizeof(float)) : NULL;
+  /* the softmax cases with lse ask for the argmax too (and hard labels for correct) */
+  int32_t *argmax = softmax && k->lse ? xmalloc(n * sizeof(int32_t)) : NULL;
+  uint64_t correct = UINT64_MAX;
+  if (argmax) for (size_t i = 0; i < n; ++i) argmax[i] = -7;
   unsigned char *grad = k->gm == GRAD_SEPARATE ? xmalloc(nc * eb) : k->gm == GRAD_IN_PLACE ? in : NULL;
   for (size_t i = 0; i < loss_count; ++i) loss[i] = NAN;
   if (lse) for (size_t i = 0; i < n; ++i) lse[i] = NAN;
@@ -187,7 +193,8 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
   if (k->gm == GRAD_SEPARATE) memset(grad, 0xFF, nc * eb); /* NaN in every type: an unwritten element fails */
 
   clxent_ex ex = clxent_ex_default();
-  ex.dtype = k->dtype, ex.lse = lse, ex.bias_grad = bias;
+  ex.dtype = k->dtype, ex.lse = lse, ex.bias_grad = bias, ex.argmax = argmax;
+  if (argmax && k->kind == HARD) ex.correct = &correct;
   clxent_status st;
   switch (k->kind) {
     case HARD: st = clxent_softmax_xent_ex(ctx, n, c, in, labels, &o, &ex, loss, grad); break;
@@ -214,6 +221,19 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
     if (k->reduction == CLXENT_NONE) check_close(loss, r.rows, loss_count, tol, tol, "loss");
     else check_close(loss, &r.loss, 1, tol, tol, "loss");
     if (lse) check_close(lse, r.lse, n, 1e-5, 1e-5, "lse");
+    if (argmax) {
+      int32_t *want = xmalloc(n * sizeof(int32_t));
+      ref_argmax(n, c, x, want);
+      for (size_t i = 0; i < n; ++i)
+        if (argmax[i] != want[i]) {
+          FAIL("argmax[%zu] = %d, reference %d", i, (int)argmax[i], (int)want[i]);
+          break;
+        }
+      if (k->kind == HARD && correct != ref_correct(n, want, labels, k->ignore_index))
+        FAIL("correct = %llu, reference %llu", (unsigned long long)correct,
+             (unsigned long long)ref_correct(n, want, labels, k->ignore_index));
+      free(want);
+    }
     if (r.grad) {
       const double gmax = r.gscale * (1.0 + log((double)c));
       float *g = xmalloc(nc * sizeof(float));
@@ -238,7 +258,8 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
         FAIL("input %zu modified", e);
         break;
       }
-  free(in), free(aux), free(x), free(t), free(labels), free(w), free(loss), free(lse), free(bias), free(g_up);
+  free(in), free(aux), free(x), free(t), free(labels), free(w), free(loss), free(lse), free(bias), free(g_up),
+      free(argmax);
   if (k->gm == GRAD_SEPARATE) free(grad);
 }
 

@@ -203,3 +203,21 @@ void ref_encode(void *p, size_t k, float x, clxent_dtype t) {
   if (t == CLXENT_FLOAT32) ((float *)p)[k] = x;
   else ((uint16_t *)p)[k] = t == CLXENT_BFLOAT16 ? ref_to_bf16(x) : ref_to_f16(x);
 }
+
+/* torch.argmax's rule, element by element from the row's start: a NaN is larger than anything
+ * (the first NaN wins), otherwise the first of the largest values (so -inf only gives 0). */
+void ref_argmax(size_t n, size_t c, const float *z, int32_t *out) {
+  for (size_t i = 0; i < n; ++i) {
+    const float *row = z + i * c;
+    size_t best = 0;
+    for (size_t j = 1; j < c && !isnan(row[best]); ++j)
+      if (isnan(row[j]) || row[j] > row[best]) best = j;
+    out[i] = (int32_t)best;
+  }
+}
+
+uint64_t ref_correct(size_t n, const int32_t *argmax, const int32_t *labels, int32_t ignore_index) {
+  uint64_t hits = 0;
+  for (size_t i = 0; i < n; ++i) hits += labels[i] != ignore_index && argmax[i] == labels[i];
+  return hits;
+}

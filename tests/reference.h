@@ -56,6 +56,12 @@ double ref_sigmoid_xent(size_t n, size_t c, const float *z, const float *y, cons
 /* Binary cross-entropy from probabilities a [n][c]. */
 double ref_bce(size_t n, size_t c, const float *a, const float *y, const clxent_opts *opts, ref_out *r);
 
+/* Per row of the logits z [n][c] (raw, before any softcap), as torch.argmax: the index of the
+ * first NaN if the row has one, else of the first largest value (a row of -inf only: 0). */
+void ref_argmax(size_t n, size_t c, const float *z, int32_t *out);
+/* Hard labels: the rows whose label is not ignore_index and equals their argmax. */
+uint64_t ref_correct(size_t n, const int32_t *argmax, const int32_t *labels, int32_t ignore_index);
+
 /* Information measures per row into out [n]: 0·ln 0 = 0, p·ln 0 = -inf for p > 0. */
 enum ref_information_kind { REF_ENTROPY = 0, REF_CROSS_ENTROPY = 1, REF_KL_DIV = 2 };
 void ref_information(enum ref_information_kind kind, size_t n, size_t c, const float *p, const float *q, double *out);

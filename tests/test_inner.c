@@ -87,8 +87,12 @@ static void check_case(clxent_ctx *ctx, const inner_case *k, uint64_t seed) {
   if (bias) poison(bias, c);
   if (k->gm == GRAD_SEPARATE) memset(grad, 0xFF, nc * eb); /* NaN in every type */
 
+  int32_t *argmax = xmalloc(rows * sizeof(int32_t));
+  for (size_t r = 0; r < rows; ++r) argmax[r] = -7;
+  uint64_t correct = UINT64_MAX; /* no count gives it */
   clxent_ex ex = clxent_ex_default();
-  ex.dtype = k->dtype, ex.lse = lse, ex.bias_grad = bias, ex.inner = S;
+  ex.dtype = k->dtype, ex.lse = lse, ex.bias_grad = bias, ex.inner = S, ex.argmax = argmax;
+  if (!k->soft) ex.correct = &correct;
   const clxent_status st = k->soft ? clxent_softmax_xent_soft_ex(ctx, n, c, in, aux, &k->o, &ex, loss, grad)
                                    : clxent_softmax_xent_ex(ctx, n, c, in, labels, &k->o, &ex, loss, grad);
   char what[240];
@@ -140,6 +144,17 @@ static void check_case(clxent_ctx *ctx, const inner_case *k, uint64_t seed) {
     }
     free(g);
   }
+  { /* argmax per row r = i·S + s of the raw z, and correct, against the transposed batch's */
+    int32_t *want = xmalloc(rows * sizeof(int32_t));
+    ref_argmax(rows, c, zt, want);
+    for (size_t q = 0; q < rows; ++q)
+      if (argmax[q] != want[q]) fail_msg("%s: argmax[%zu] = %d, want %d", what, q, (int)argmax[q], (int)want[q]);
+    if (!k->soft && correct != ref_correct(rows, want, labels, k->o.ignore_index))
+      fail_msg("%s: correct = %llu, want %llu", what, (unsigned long long)correct,
+               (unsigned long long)ref_correct(rows, want, labels, k->o.ignore_index));
+    free(want);
+  }
+  free(argmax);
   if (k->gm != GRAD_IN_PLACE)
     for (size_t i = 0; i < n; ++i)
       for (size_t j = 0; j < c; ++j)

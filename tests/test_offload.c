@@ -354,6 +354,55 @@ static void test_any_split_gives_the_same_bits(void **state) {
   free(expected), free(expected_small), free(got), free_inputs(&in), free_inputs(&small);
 }
 
+/* ex->argmax and ex->correct over two devices ("all": PoCL's two), at an even split and a
+ * lopsided one, with n off the 64-row split points: each member writes its rows' argmax at its
+ * offset; the count covers the batch. Against the reference and the one-device context. */
+static void test_argmax_over_two_devices(void **state) {
+  const size_t n = 203, c = 4099;
+  float *z = xmalloc(n * c * sizeof(float)), *loss = xmalloc(n * sizeof(float));
+  int32_t *labels = xmalloc(n * sizeof(int32_t)), *want = xmalloc(n * sizeof(int32_t));
+  int32_t *one = xmalloc(n * sizeof(int32_t)), *got = xmalloc(n * sizeof(int32_t));
+  rng_seed(1503);
+  fill_uniform(z, n * c, -5, 5);
+  z[70 * c + 4098] = NAN, z[70 * c + 3] = 9;       /* NaN after the max, in the second member's rows */
+  z[130 * c + 5] = z[130 * c + 4097] = 7;          /* a tie across chunks */
+  for (size_t j = 0; j < c; ++j) z[200 * c + j] = -INFINITY; /* all -inf: 0 */
+  ref_argmax(n, c, z, want);
+  for (size_t i = 0; i < n; ++i) labels[i] = i % 4 == 0 ? -100 : i % 2 ? want[i] : (int32_t)rng_below((uint32_t)c);
+  const uint64_t expected = ref_correct(n, want, labels, -100);
+  clxent_opts o = clxent_opts_default();
+  o.reduction = CLXENT_NONE;
+  clxent_ex ex = clxent_ex_default();
+  uint64_t correct = 0;
+  ex.argmax = one, ex.correct = &correct;
+  ASSERT_OK(test_ctx(state), clxent_softmax_xent_ex(test_ctx(state), n, c, z, labels, &o, &ex, loss, NULL));
+  assert_memory_equal(one, want, n * sizeof(int32_t));
+  assert_int_equal(correct, expected);
+  static const double splits[][2] = {{1, 1}, {1, 5}};
+  for (int s = 0; s < 2; ++s) {
+    clxent_tuning t = CLXENT_TUNING_INIT;
+    t.split = splits[s], t.split_count = 2;
+    clxent_ctx *group = support_create("all", &t, NULL);
+    if (clxent_device_count(group) != 2) {
+      print_message("\"all\" is %zu device(s), not PoCL's two: skipped\n", clxent_device_count(group));
+      clxent_destroy(group);
+      break;
+    }
+    for (size_t i = 0; i < n; ++i) got[i] = -7;
+    correct = 0;
+    ex.argmax = got;
+    ASSERT_OK(group, clxent_softmax_xent_ex(group, n, c, z, labels, &o, &ex, loss, NULL));
+    assert_memory_equal(got, want, n * sizeof(int32_t));
+    assert_int_equal(correct, expected);
+    ex.argmax = NULL, correct = 0; /* correct alone: the split call's own scratch */
+    ASSERT_OK(group, clxent_softmax_xent_ex(group, n, c, z, labels, &o, &ex, loss, NULL));
+    assert_int_equal(correct, expected);
+    ex.argmax = one;
+    clxent_destroy(group);
+  }
+  free(z), free(loss), free(labels), free(want), free(one), free(got);
+}
+
 /* clxent_create_ex(device, config) must fail with `want`, ctx set to NULL, the message naming
  * `message`; `how` says what was wrong, for the failure's message. */
 /* The upstream gradient and the MEAN denominator split by rows: each device's stretch of the
@@ -501,6 +550,7 @@ int main(void) {
       cmocka_unit_test(test_any_split_gives_the_same_bits),
       cmocka_unit_test(test_upstream_split_gives_the_same_bits),
       cmocka_unit_test(test_inner_split_gives_the_bits_of_one),
+      cmocka_unit_test(test_argmax_over_two_devices),
       cmocka_unit_test(test_device_list_errors),
       cmocka_unit_test(test_split_errors_in_code),
       cmocka_unit_test_setup_teardown(test_split_errors_in_environment, no_split_variable, env_restore),

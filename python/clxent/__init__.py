@@ -251,8 +251,15 @@ def _labels(labels, n, c):
     return np.require(y, np.int32, ["C_CONTIGUOUS", "ALIGNED"])
 
 
-Result = namedtuple("Result", ["loss", "grad", "lse", "bias_grad"])
-Result.__doc__ = """loss: a float (mean, sum) or an array (none); grad, lse, bias_grad: arrays or None."""
+class Result(namedtuple("Result", ["loss", "grad", "lse", "bias_grad"])):
+    """loss: a float (mean, sum) or an array (none); grad, lse, bias_grad: arrays or None. Two more
+    attributes, outside the tuple (which callers unpack as four values): argmax, the int32 array of
+    each row's argmax of the logits (softmax losses with argmax=True), and correct, an int: the rows
+    not ignored whose argmax is their label (softmax_xent with argmax=True). None when not asked."""
+    argmax = None
+    correct = None
+
+
 _result = tuple.__new__  # _result(Result, (...)): a Result without namedtuple's argument parsing
 
 _F32, _F16, _U16, _I32 = np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint16), np.dtype(np.int32)
@@ -570,7 +577,7 @@ class Context:
         return n, c, inner, (n,) + spatial
 
     def _run(self, fn, n, c, x, aux, opts, code, grad, in_place, lse, bias_grad, dtype, values, out, original,
-             inner=0, rows_shape=None):
+             inner=0, rows_shape=None, argmax=False, correct=False):
         if out is not None:
             self._out(out, x, aux, dtype, original, grad, in_place)
             g = out
@@ -585,10 +592,15 @@ class Context:
             loss_at = loss.ctypes.data
         else:
             loss, loss_at = None, self._loss_at
-        if lse or bias_grad or inner:
+        argmax_out = hits = None
+        if lse or bias_grad or inner or argmax:
             lse_out = np.empty(values, dtype=np.float32) if lse else None  # softmax: values = the rows
             bias_out = np.empty(c, dtype=np.float32) if bias_grad else None
-            ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out), inner=inner)
+            if argmax:
+                argmax_out = np.empty(values, dtype=np.int32)
+                hits = ctypes.c_uint64() if correct else None
+            ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out), _ptr(argmax_out),
+                     None if hits is None else ctypes.addressof(hits), inner)
         else:
             lse_out = bias_out = None
             ex = _EX.get(dtype) or _EX.setdefault(dtype, _Ex(_DTYPES[dtype], None, None))
@@ -599,13 +611,19 @@ class Context:
         if rows_shape is not None:  # (N, C, d1, ...): the rows' results shaped (N, d1, ...)
             loss = None if loss is None else loss.reshape(rows_shape)
             lse_out = None if lse_out is None else lse_out.reshape(rows_shape)
-        return _result(Result, (self._loss.value if loss is None else loss, g, lse_out, bias_out))
+            argmax_out = None if argmax_out is None else argmax_out.reshape(rows_shape)
+        r = _result(Result, (self._loss.value if loss is None else loss, g, lse_out, bias_out))
+        if argmax:
+            r.argmax = argmax_out
+            if hits is not None:
+                r.correct = hits.value
+        return r
 
     # ---------------------------------------------------------------- losses
 
     def softmax_xent(self, logits, labels, *, reduction="mean", ignore_index=-100, class_weight=None,
                      label_smoothing=0.0, z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False,
-                     bias_grad=False, dtype=None, out=None, grad_output=None, mean_denominator=None):
+                     bias_grad=False, argmax=False, dtype=None, out=None, grad_output=None, mean_denominator=None):
         """Softmax cross-entropy with class-index labels, fused with its gradient.
 
         logits [n, c] float32/float16 (or uint16 bfloat16 bits with dtype="bfloat16"); labels [n]
@@ -616,7 +634,10 @@ class Context:
         u = softcap*tanh(z/softcap) (or z), tau_j = w_j ((1-eps) [j == y_i] + eps/c);
         grad = scale * (a * sum(tau) - tau) (+ 2 z_loss lse a) times du/dz. mean divides by the
         sum of w_{y_i} over the rows counted (PyTorch). in_place writes the gradient into logits,
-        out= into the caller's array. Returns Result(loss, grad, lse, bias_grad).
+        out= into the caller's array. Returns Result(loss, grad, lse, bias_grad); argmax=True also
+        sets its .argmax (each row's argmax of the logits z, before softcap: the first max, or the
+        row's first NaN, as numpy.argmax; shaped like lse) and .correct (the rows not ignored whose
+        argmax is their label), found in the same pass.
         Logits may be (N, C, d1, ..., dK) with labels (N, d1, ..., dK) (PyTorch's layout, read in
         place): rows (i, d1, ..., dK); loss (none) and lse come back shaped (N, d1, ..., dK).
 
@@ -642,16 +663,17 @@ class Context:
         opts = _opts(code, ignore_index, w, label_smoothing, z_loss, softcap, None, g,
                      _denominator(mean_denominator, code))
         return self._run(_lib.clxent_softmax_xent_ex, n, c, x, y, opts, code, grad, in_place, lse, bias_grad,
-                         dtype, rows, out, logits, inner, rows_shape)
+                         dtype, rows, out, logits, inner, rows_shape, bool(argmax), True)
 
     def softmax_xent_soft(self, logits, targets, *, reduction="mean", class_weight=None, label_smoothing=0.0,
                           z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False, bias_grad=False,
-                          dtype=None, out=None, grad_output=None, mean_denominator=None):
+                          argmax=False, dtype=None, out=None, grad_output=None, mean_denominator=None):
         """Softmax cross-entropy with dense targets t [n, c] of the logits' storage type:
         loss_i = -sum_j tau_j ln a_ij, tau_j = w_j ((1-eps) t_ij + eps/c); mean divides by n
         (by mean_denominator if given). Logits and targets may be (N, C, d1, ..., dK) (PyTorch's
         probabilities target): rows (i, d1, ..., dK), mean divides by N·d1·…·dK; loss (none) and lse
-        shaped (N, d1, ..., dK). grad_output as for softmax_xent (one value per row for "none")."""
+        shaped (N, d1, ..., dK). grad_output as for softmax_xent (one value per row for "none").
+        argmax=True sets the Result's .argmax as softmax_xent does (.correct stays None)."""
         given = dtype
         dtype, x = self._input(logits, "logits", dtype, spatial=True)
         if in_place:
@@ -663,7 +685,7 @@ class Context:
         g = _upstream(grad_output, code, rows_shape or (n,))
         opts = _opts(code, -100, w, label_smoothing, z_loss, softcap, None, g, _denominator(mean_denominator, code))
         return self._run(_lib.clxent_softmax_xent_soft_ex, n, c, x, t, opts, code, grad, in_place, lse,
-                         bias_grad, dtype, n * inner if inner else n, out, logits, inner, rows_shape)
+                         bias_grad, dtype, n * inner if inner else n, out, logits, inner, rows_shape, bool(argmax))
 
     def _binary(self, fn, x, targets, reduction, pos_weight, grad, in_place, bias_grad, dtype, out, grad_output,
                 mean_denominator):

@@ -935,3 +935,77 @@ def test_spatial_errors(ctx):
         ctx.softmax_xent_soft(z, np.zeros((2, 4, 4), dtype=np.float32))
     with pytest.raises(clxent.InvalidArgument, match="2-D"):
         ctx.sigmoid_xent(z, z)  # the binary losses are elementwise: no spatial form
+
+
+def _argmax_rows(rng, n, c):
+    """Random logits with the rows argmax must get right: ties (the first wins), -inf masks, a row
+    of -inf only (0), NaN after the max and before it (the first NaN wins, as numpy.argmax)."""
+    z = rng.uniform(-6, 6, (n, c)).astype(np.float32)
+    if c > 1 and n >= 6:
+        z[0, [c // 3, c - 1]] = 9.0
+        z[1, :c // 2] = -np.inf
+        z[2, :] = -np.inf
+        z[3, [c // 4, c - 1]] = [8.0, np.nan]
+        z[4, [0, c - 1]] = [np.nan, np.nan]
+        z[5, c // 2] = 1e4
+    return z
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (33, 17), (40, 100), (6, 4099)])
+@pytest.mark.parametrize("storage", ["float32", "float16", "bfloat16"])
+def test_argmax_and_correct_against_numpy(ctx, shape, storage):
+    rng = np.random.default_rng(shape[1])
+    n, c = shape
+    z = _argmax_rows(rng, n, c)
+    if storage == "float16":
+        x = z.astype(np.float16)
+        seen = x.astype(np.float32)
+    elif storage == "bfloat16":
+        x = (z.view(np.uint32) >> 16).astype(np.uint16)  # truncated: exact bfloat16 values
+        seen = (x.astype(np.uint32) << 16).view(np.float32)
+    else:
+        x = seen = z
+    want = np.argmax(seen, axis=1)
+    y = rng.integers(0, c, n).astype(np.int32)
+    y[::3] = want[::3]  # some rows right
+    y[1::5] = -100      # some ignored, never counted
+    t = rng.dirichlet(np.ones(c), n).astype(np.float32)
+    t = t.astype(np.float16) if storage == "float16" else (t.view(np.uint32) >> 16).astype(np.uint16) \
+        if storage == "bfloat16" else t
+    for kw in [{}, dict(softcap=1.0), dict(grad=False, reduction="none")]:
+        r = ctx.softmax_xent(x, y, argmax=True, dtype=storage, **kw)
+        loss, grad, lse, bias = r  # still four values to unpack
+        assert r.argmax.dtype == np.int32 and r.argmax.shape == (n,)
+        np.testing.assert_array_equal(r.argmax, want)
+        assert r.correct == int(((y != -100) & (want == y)).sum())
+        plain = ctx.softmax_xent(x, y, dtype=storage, **kw)
+        assert plain.argmax is None and plain.correct is None
+        np.testing.assert_array_equal(np.asarray(plain.loss), np.asarray(loss))  # the same bits, NaN in place
+        s = ctx.softmax_xent_soft(x, t, argmax=True, dtype=storage, **kw)
+        np.testing.assert_array_equal(s.argmax, want)
+        assert s.correct is None
+
+
+def test_argmax_only_on_softmax_losses(ctx):
+    r = ctx.sigmoid_xent(np.zeros((2, 3), np.float32), np.ones((2, 3), np.float32))
+    assert r.argmax is None and r.correct is None
+    with pytest.raises(TypeError):
+        ctx.sigmoid_xent(np.zeros(3, np.float32), np.ones(3, np.float32), argmax=True)
+
+
+def test_argmax_on_the_spatial_layout(ctx):
+    """argmax=True with (N, C, d1, d2): the argmax over the classes per position, shaped like the
+    labels, and correct counted over every position not ignored."""
+    rng = np.random.default_rng(31)
+    z = rng.uniform(-5, 5, (3, 7, 4, 5)).astype(np.float32)
+    z[0, 2, 1, 1] = z[0, 5, 1, 1] = 9.0  # a tie: the first wins
+    y = rng.integers(0, 7, (3, 4, 5))
+    y[1, 2] = -100
+    r = ctx.softmax_xent(z, y, argmax=True)
+    want = z.argmax(axis=1)
+    assert r.argmax.shape == (3, 4, 5) and r.argmax[0, 1, 1] == 2
+    np.testing.assert_array_equal(r.argmax, want)
+    assert r.correct == int(((want == y) & (y != -100)).sum())
+    r = ctx.softmax_xent_soft(z, np.full(z.shape, 1 / 7, np.float32), argmax=True)
+    np.testing.assert_array_equal(r.argmax, want)
+    assert r.correct is None
