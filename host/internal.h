@@ -67,6 +67,8 @@ typedef enum clxent_kernel_id {
   KERNEL_COLUMN_SUM,
   KERNEL_LABEL_STATS,
   KERNEL_CHUNK_SUM,
+  KERNEL_SLICE_STATS, /* a column slice (softmax_slice.cl) */
+  KERNEL_SLICE_GRAD,
   KERNEL_COUNT
 } clxent_kernel_id;
 
@@ -371,6 +373,14 @@ clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, 
 clxent_status clxent_launch_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_mem partial, cl_mem out);
 clxent_status clxent_launch_reduce_stage(clxent_ctx *ctx, size_t count, cl_mem in, cl_mem out, float divisor,
                                          cl_mem divisor_dev, size_t groups);
+/* A column slice's rows (kernels/softmax_slice.cl): stats [rows][CLXENT_SLICE_VALUES], or the
+ * gradient from the rows' lse (row_wy, row_scale may be NULL). */
+clxent_status clxent_launch_slice_stats(clxent_ctx *ctx, size_t rows, size_t c, size_t off, cl_mem logits,
+                                        cl_mem labels, cl_mem weight, cl_int ignore_index, float cap, int smooth,
+                                        cl_mem stats);
+clxent_status clxent_launch_slice_grad(clxent_ctx *ctx, size_t rows, size_t c, size_t off, size_t c_total,
+                                       cl_mem logits, cl_mem labels, cl_mem weight, cl_int ignore_index,
+                                       const clxent_params *p, cl_mem lse, cl_mem wy, cl_mem row_scale, cl_mem grad);
 clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_mem labels, cl_mem weight,
                                         cl_int ignore_index, int mean, cl_mem scales, cl_mem bad_labels);
 
