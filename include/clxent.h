@@ -618,7 +618,8 @@ CLXENT_API clxent_status clxent_softmax_slice_stats(clxent_ctx *ctx, size_t n, s
  * @param lse           [n] each row's global log-sum-exp of u.
  * @param label_weight  [n] each row's w_{y_i} (of the global weights), or NULL (all 1).
  * @param weight_sum    W = Σ w_j over all c_total classes (c_total without weights).
- * @param scale         S: the reduction's scale (1/divisor for MEAN, 1 for SUM and NONE).
+ * @param scale         S: the reduction's scale (1/divisor for MEAN, 1 for SUM and NONE); NaN
+ *                      gives a NaN gradient on the counted rows (a MEAN of 0/0).
  * @param z_scale       S_z: the z-loss's (1/rows counted for MEAN, 1 for SUM and NONE).
  * @param grad          [n][c_local], or == logits (in place).
  * @return a status of @ref slice.

@@ -588,20 +588,6 @@ typedef struct vocab_rec {
   char msg[MSG_MAX];
 } vocab_rec;
 
-static float cap_slope(float z, float cap, float *slope) {
-  if (cap == 0.0f) {
-    *slope = 1.0f;
-    return z;
-  }
-  if (z == -INFINITY) {
-    *slope = 0.0f;
-    return -INFINITY;
-  }
-  const float t = tanhf(z / cap);
-  *slope = 1.0f - t * t;
-  return cap * t;
-}
-
 static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
                                             size_t c_total, const float *logits, const int32_t *labels,
                                             const clxent_opts *opts, float *loss, float *grad) {
@@ -708,7 +694,7 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
   for (size_t i = 0; i < n; ++i) counted += labels[i] != o.ignore_index;
   double weighted = 0.0, wtotal = 0.0;
   for (int q = 0; q < ranks; ++q) weighted += all[q].weighted, wtotal += all[q].wsum;
-  const float W = (float)wtotal, eps = o.label_smoothing, zl = o.z_loss, cap = o.softcap;
+  const float W = (float)wtotal, eps = o.label_smoothing, zl = o.z_loss;
   float S = 1.0f, Sz = 1.0f, z_row = 1.0f, divisor = 1.0f;
   if (mean && o.mean_denominator > 0) {
     divisor = (float)o.mean_denominator;
@@ -719,33 +705,23 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
     Sz = counted > 0 ? 1.0f / (float)counted : 0.0f;
     z_row = (weighted > 0 && counted > 0) ? (float)(weighted / (double)counted) : 0.0f;
   }
-  if (o.grad_output && o.reduction != CLXENT_NONE) S *= o.grad_output[0], Sz *= o.grad_output[0];
+  /* (g, the upstream gradient, is applied by clxent_softmax_slice_grad from o.grad_output) */
 
-  /* stats pass: 5 floats per row (m_r, s_r, d_r, u_y, w_y) */
-  enum { ST_M, ST_S, ST_D, ST_UY, ST_WY, ST_COUNT };
+  /* stats pass on the device: 5 floats per row (m_r, s_r, d_r, u_y, w_y), clxent.h's
+   * CLXENT_SLICE_* order */
+  enum { ST_M = CLXENT_SLICE_MAX, ST_S = CLXENT_SLICE_SUM_EXP, ST_D = CLXENT_SLICE_SMOOTH,
+         ST_UY = CLXENT_SLICE_LABEL_LOGIT, ST_WY = CLXENT_SLICE_LABEL_WEIGHT, ST_COUNT = CLXENT_SLICE_VALUES };
   stats = xmalloc(n * ST_COUNT * sizeof *stats, "row statistics");
   every = xmalloc((size_t)ranks * n * ST_COUNT * sizeof *every, "every rank's row statistics");
-  row = xmalloc(n * 2 * sizeof *row, "row results"); /* per row: m and lse, then the losses */
+  row = xmalloc(n * 3 * sizeof *row, "row results"); /* per row: lse, the losses, w_y */
   lane = xmalloc(all[0].group_size * sizeof *lane, "reduction lanes");
   clxent_status local = stats && every && row && lane ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY;
-  for (size_t i = 0; local == CLXENT_OK && i < n; ++i) {
-    const float *z = logits + i * c_local;
-    float m = -INFINITY, sum = 0.0f, d = 0.0f, slope;
-    for (size_t j = 0; j < c_local; ++j) m = fmaxf(m, cap_slope(z[j], cap, &slope));
-    const float ref = m == -INFINITY ? 0.0f : m;
-    for (size_t j = 0; j < c_local; ++j) {
-      const float u = cap_slope(z[j], cap, &slope), w = o.class_weight ? o.class_weight[j] : 1.0f;
-      sum += expf(u - ref);
-      if (eps > 0.0f && w != 0.0f) d += w * (m - u);
-    }
-    const int32_t y = labels[i];
-    const int owns = y != o.ignore_index && (size_t)y >= c_offset && (size_t)y < c_offset + c_local;
-    float *st_i = stats + i * ST_COUNT;
-    st_i[ST_M] = m, st_i[ST_S] = sum, st_i[ST_D] = d;
-    st_i[ST_UY] = owns ? cap_slope(z[y - c_offset], cap, &slope) : 0.0f;
-    st_i[ST_WY] = owns ? (o.class_weight ? o.class_weight[y - c_offset] : 1.0f) : 0.0f;
+  char detail[MSG_MAX] = "";
+  if (local == CLXENT_OK) {
+    local = clxent_softmax_slice_stats(ctx, n, c_local, c_offset, c_total, logits, labels, &o, stats);
+    if (local != CLXENT_OK) snprintf(detail, sizeof detail, "%s", clxent_last_error(ctx));
   }
-  st = agree_status(comm, rank, local, "malloc of the row statistics failed", NULL);
+  st = agree_status(comm, rank, local, "the statistics pass failed", detail);
   if (st != CLXENT_OK) goto out;
   TIMED(MPI_Allgather(stats, (int)(n * ST_COUNT), MPI_FLOAT, every, (int)(n * ST_COUNT), MPI_FLOAT, comm),
         n * ST_COUNT * sizeof(float), (size_t)ranks * n * ST_COUNT * sizeof(float));
@@ -753,8 +729,9 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
     st = mpi_fail(err, "MPI_Allgather(row statistics)");
     goto out;
   }
-  /* combine in rank order; per-row losses into row[n..2n) */
-  float *loss_rows = row + n;
+  /* combine in rank order; per row lse into row[0..n), the losses into row[n..2n), w_y into
+   * row[2n..3n) */
+  float *loss_rows = row + n, *wy_rows = row + 2 * n;
   for (size_t i = 0; i < n; ++i) {
     float m = -INFINITY;
     for (int q = 0; q < ranks; ++q) m = fmaxf(m, every[((size_t)q * n + i) * ST_COUNT + ST_M]);
@@ -774,29 +751,16 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
       if (eps > 0.0f) l += eps / (float)c_total * (d + W * log_s);
       if (zl != 0.0f) l += z_row * zl * lse * lse;
     }
-    row[i] = ignored ? NAN : m; /* NaN marks an ignored row for the gradient pass */
-    loss_rows[i] = l;
-    stats[i * ST_COUNT + ST_S] = sum, stats[i * ST_COUNT + ST_UY] = lse, stats[i * ST_COUNT + ST_WY] = wy;
+    row[i] = lse, loss_rows[i] = l, wy_rows[i] = wy;
   }
-  /* grad pass over this rank's columns */
-  for (size_t i = 0; grad && i < n; ++i) {
-    float *g = grad + i * c_local;
-    const float *z = logits + i * c_local;
-    if (row[i] != row[i]) {
-      for (size_t j = 0; j < c_local; ++j) g[j] = 0.0f;
-      continue;
-    }
-    const float m = row[i], sum = stats[i * ST_COUNT + ST_S], lse = stats[i * ST_COUNT + ST_UY], wy = stats[i * ST_COUNT + ST_WY];
-    const float g_up = o.grad_output && o.reduction == CLXENT_NONE ? o.grad_output[i] : 1.0f;
-    const float Si = S * g_up, Szi = Sz * g_up, inv_c = 1.0f / (float)c_total;
-    const float k = (Si * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Szi) / sum;
-    const float B = Si * eps * inv_c, K = Si * (1.0f - eps) * wy;
-    const size_t y = (size_t)labels[i];
-    for (size_t j = 0; j < c_local; ++j) { /* z is read before g is written: grad may be logits */
-      float slope;
-      const float u = cap_slope(z[j], cap, &slope), w = o.class_weight ? o.class_weight[j] : 1.0f;
-      g[j] = (k * expf(u - m) - B * w - (c_offset + j == y ? K : 0.0f)) * slope;
-    }
+  /* grad pass on the device over this rank's columns (the upstream gradient g applied there),
+   * its status agreed before any rank writes its loss */
+  if (grad) {
+    local = clxent_softmax_slice_grad(ctx, n, c_local, c_offset, c_total, logits, labels, &o, row, wy_rows, W, S, Sz,
+                                      grad);
+    if (local != CLXENT_OK) snprintf(detail, sizeof detail, "%s", clxent_last_error(ctx));
+    st = agree_status(comm, rank, local, "the gradient pass failed", detail);
+    if (st != CLXENT_OK) goto out;
   }
   if (loss && o.reduction == CLXENT_NONE) memcpy(loss, loss_rows, n * sizeof *loss);
   else if (loss) {
