@@ -564,18 +564,18 @@ out:
 
 /* ---------------------------------------------------------------- vocabulary-parallel
  *
- * Every rank holds all n rows and the columns [c_offset, c_offset + c_local) of c_total. This
- * version computes on the host (plain C on the calling thread, float32 arithmetic as the kernels
- * do it), not on the context's device: the per-row statistics of a column slice need kernels the
- * core does not have yet (see docs/MPI.md). Two reads of the logits:
- *   stats pass   per row, over the rank's columns u = cap(z): m_r = max u, s_r = Σ e^{u - m_r},
- *                d_r = Σ w_j (m_r - u_j) (label smoothing), and, on the rank owning the label,
- *                u_y and w_y;
+ * Every rank holds all n rows and the columns [c_offset, c_offset + c_local) of c_total. Both
+ * passes over the logits run on the context's device through the core's experimental slice
+ * entries (kernels/softmax_slice.cl). Two reads of the logits:
+ *   stats pass   clxent_softmax_slice_stats: per row, over the rank's columns u = cap(z):
+ *                m_r = max u, s_r = Σ e^{u - m_r}, d_r = Σ w_j (m_r - u_j) (label smoothing),
+ *                and, on the rank owning the label, u_y and w_y;
  *   exchange     one MPI_Allgather of those 5 floats per row; every rank combines them in rank
  *                order (m = max m_r, s = Σ s_r e^{m_r - m}, d = Σ d_r + W_r (m - m_r)), so every
  *                rank has the same lse, loss and scales, run after run;
- *   grad pass    grad_ij = (k e^{u_ij - m} - B w_j - K [j = y_i]) u'_ij over the rank's columns,
- *                with the one-process kernel's k, B, K (kernels/softmax_xent.cl).
+ *   grad pass    clxent_softmax_slice_grad: grad_ij = (A e^{u_ij - lse} - B w_j - K [j = y_i]) u'_ij
+ *                over the rank's columns, with the one-process kernel's A, B, K
+ *                (kernels/softmax_xent.cl); its status agreed before the loss is written.
  * Before that, one MPI_Allgather of a record per rank agrees on validity, n, c_total, the options
  * and that the slices tile [0, c_total) — nothing is written on any rank unless all agree. */
 typedef struct vocab_rec {
