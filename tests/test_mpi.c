@@ -126,6 +126,56 @@ static void run_case(clxent_ctx *ctx, size_t n, size_t c, int split, const confi
   free(z), free(g_ref), free(w), free(y), free(up), free(loss_ref), free(g), free(loss);
 }
 
+/* A float in [-8, 8] as a float16 (truncated; tiny values to 0) or bfloat16 (truncated). */
+static uint16_t to_16(float v, clxent_dtype t) {
+  uint32_t b;
+  memcpy(&b, &v, sizeof b);
+  if (t == CLXENT_BFLOAT16) return (uint16_t)(b >> 16);
+  const uint32_t sign = (b >> 16) & 0x8000u;
+  const int e = (int)((b >> 23) & 0xff) - 127 + 15;
+  if (e <= 0) return (uint16_t)sign;
+  return (uint16_t)(sign | (uint32_t)e << 10 | (b >> 13 & 0x3ffu));
+}
+
+/* clxent_mpi_softmax_xent_ex on 16-bit storage with ex->lse: the loss, the 16-bit gradient and
+ * lse have the bits of one process's clxent_softmax_xent_ex on the concatenated batch. */
+static void run_case_16(clxent_ctx *ctx, size_t n, size_t c, int split, const config *cf, clxent_dtype t) {
+  uint16_t *z = malloc(n * c * sizeof *z), *g_ref = malloc(n * c * sizeof *g_ref), *g = malloc(n * c * sizeof *g);
+  float *w = malloc(c * sizeof *w), *loss_ref = malloc(n * sizeof *loss_ref), *loss = malloc(n * sizeof *loss);
+  float *lse_ref = malloc(n * sizeof *lse_ref), *lse = malloc(n * sizeof *lse);
+  int32_t *y = malloc(n * sizeof *y);
+  for (size_t k = 0; k < n * c; ++k) z[k] = to_16((float)(uniform() * 8.0 - 4.0), t);
+  for (size_t i = 0; i < n; ++i) y[i] = cf->ignore && uniform() < 0.2 ? -100 : (int32_t)(uniform() * (double)c);
+  for (size_t j = 0; j < c; ++j) w[j] = (float)(uniform() * 2.0);
+  clxent_opts o = CLXENT_OPTS_INIT;
+  o.reduction = cf->reduction;
+  if (cf->weights) o.class_weight = w;
+  if (cf->smoothing) o.label_smoothing = 0.1f;
+  if (cf->zloss) o.z_loss = 1e-3f;
+  if (cf->softcap) o.softcap = 5.0f;
+  clxent_ex x = CLXENT_EX_INIT;
+  x.dtype = t, x.lse = lse_ref;
+  EXPECT(clxent_softmax_xent_ex(ctx, n, c, z, y, &o, &x, loss_ref, g_ref) == CLXENT_OK, "16-bit %s: reference failed: %s",
+         cf->name, clxent_last_error(ctx));
+  size_t start = 0, count = 0;
+  split_rows(n, split, &start, &count);
+  x.lse = lse; /* asked for on every rank, also one without rows (the outputs must agree) */
+  const clxent_status st = clxent_mpi_softmax_xent_ex(ctx, MPI_COMM_WORLD, count, c, count ? z + start * c : NULL,
+                                                      count ? y + start : NULL, &o, &x, loss, g);
+  EXPECT(st == CLXENT_OK, "16-bit %s split %d: %s", cf->name, split, clxent_mpi_last_error());
+  if (st == CLXENT_OK) {
+    const size_t nl = cf->reduction == CLXENT_NONE ? count : 1;
+    const float *want = cf->reduction == CLXENT_NONE ? loss_ref + start : loss_ref;
+    EXPECT(!memcmp(loss, want, nl * sizeof *loss), "16-bit %s n=%zu c=%zu split %d dtype %d: loss %.9g vs %.9g", cf->name,
+           n, c, split, (int)t, (double)loss[0], (double)want[0]);
+    EXPECT(!memcmp(g, g_ref + start * c, count * c * sizeof *g), "16-bit %s split %d dtype %d: gradient bits differ",
+           cf->name, split, (int)t);
+    EXPECT(!memcmp(lse, lse_ref + start, count * sizeof *lse), "16-bit %s split %d dtype %d: lse differs", cf->name,
+           split, (int)t);
+  }
+  free(z), free(g_ref), free(g), free(w), free(loss_ref), free(loss), free(lse_ref), free(lse), free(y);
+}
+
 /* A call that one rank gets wrong: every rank returns `want`, and nothing is written. */
 static void error_case(clxent_ctx *ctx, const char *what, clxent_status want) {
   const size_t n = 5, c = 4;
@@ -409,6 +459,13 @@ int main(int argc, char **argv) {
         if (shapes[s][0] > 1000 && split != 1 && split != 2) continue; /* big batches: two splits */
         run_case(ctx, shapes[s][0], shapes[s][1], split, &configs[k]);
       }
+  for (size_t k = 0; !hooks_only && k < sizeof configs / sizeof configs[0]; ++k) {
+    if (configs[k].grad_tolerance || configs[k].upstream || configs[k].weights > 1) continue;
+    for (int split = 0; split < 4; ++split) {
+      run_case_16(ctx, 300, 40, split, &configs[k], split % 2 ? CLXENT_FLOAT16 : CLXENT_BFLOAT16);
+      run_case_16(ctx, 2100, 9, split, &configs[k], split % 2 ? CLXENT_BFLOAT16 : CLXENT_FLOAT16);
+    }
+  }
   static const size_t vocab_shapes[][2] = {{1, 5}, {33, 17}, {40, 300}, {9000, 8}};
   for (size_t s = 0; !hooks_only && s < sizeof vocab_shapes / sizeof vocab_shapes[0]; ++s)
     for (size_t k = 0; k < sizeof configs / sizeof configs[0]; ++k)
