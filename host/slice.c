@@ -37,7 +37,8 @@ static clxent_status block_array(clxent_ctx *ctx, enum clxent_slot slot, const v
 
 typedef struct slice_call {
   size_t n, c, off, c_total;
-  const float *logits;
+  clxent_dtype dtype;
+  const unsigned char *logits;
   const int32_t *labels;
   clxent_opts o;
   /* stats */
@@ -45,18 +46,18 @@ typedef struct slice_call {
   /* grad */
   const float *lse, *wy;
   clxent_params p;
-  float *grad;
+  unsigned char *grad;
 } slice_call;
 
 enum { A_LOGITS, A_LABELS, A_OUT, A_LSE, A_WY, A_SCALE, A_COUNT };
 
 static clxent_status run_blocks(clxent_ctx *ctx, const slice_call *s) {
-  const size_t c = s->c, row_bytes = c * sizeof(float);
+  const size_t c = s->c, row_bytes = c * clxent_dtype_size(s->dtype);
   size_t block = ctx->block_bytes / row_bytes;
   if (block == 0) block = 1;
   if (block > s->n) block = s->n;
   const float *row_scale = s->grad && s->o.grad_output && s->o.reduction == CLXENT_NONE ? s->o.grad_output : NULL;
-  const int in_place = s->grad && s->grad == s->logits;
+  const int in_place = s->grad && (const unsigned char *)s->grad == s->logits;
   clxent_status st = CLXENT_OK;
   cl_mem weight = NULL;
   int weight_owned = 0;
@@ -67,9 +68,9 @@ static clxent_status run_blocks(clxent_ctx *ctx, const slice_call *s) {
     const size_t rows = s->n - first < block ? s->n - first : block;
     cl_mem m[A_COUNT] = {NULL};
     int owned[A_COUNT] = {0};
-    void *out_host = s->stats ? (void *)(s->stats + first * CLXENT_SLICE_VALUES) : (void *)(s->grad + first * c);
+    void *out_host = s->stats ? (void *)(s->stats + first * CLXENT_SLICE_VALUES) : (void *)(s->grad + first * row_bytes);
     const size_t out_bytes = s->stats ? rows * CLXENT_SLICE_VALUES * sizeof(float) : rows * row_bytes;
-    CHECK_GOTO(block_array(ctx, SLOT_IN, s->logits + first * c, rows * row_bytes, 1, in_place, "the logits", &m[A_LOGITS],
+    CHECK_GOTO(block_array(ctx, SLOT_IN, s->logits + first * row_bytes, rows * row_bytes, 1, in_place, "the logits", &m[A_LOGITS],
                            &owned[A_LOGITS]),
                st, block_done);
     CHECK_GOTO(block_array(ctx, SLOT_LABELS, s->labels + first, rows * sizeof(int32_t), 1, 0, "the labels", &m[A_LABELS],
@@ -83,7 +84,7 @@ static clxent_status run_blocks(clxent_ctx *ctx, const slice_call *s) {
                  st, block_done);
     }
     if (s->stats) {
-      CHECK_GOTO(clxent_launch_slice_stats(ctx, rows, c, s->off, m[A_LOGITS], m[A_LABELS], weight, s->o.ignore_index,
+      CHECK_GOTO(clxent_launch_slice_stats(ctx, s->dtype, rows, c, s->off, m[A_LOGITS], m[A_LABELS], weight, s->o.ignore_index,
                                            s->o.softcap, s->o.label_smoothing > 0.0f, m[A_OUT]),
                  st, block_done);
     } else {
@@ -95,7 +96,7 @@ static clxent_status run_blocks(clxent_ctx *ctx, const slice_call *s) {
       CHECK_GOTO(block_array(ctx, SLOT_ROW_SCALE, row_scale ? row_scale + first : NULL, rows * sizeof(float), 1, 0,
                              "opts->grad_output", &m[A_SCALE], &owned[A_SCALE]),
                  st, block_done);
-      CHECK_GOTO(clxent_launch_slice_grad(ctx, rows, c, s->off, s->c_total, m[A_LOGITS], m[A_LABELS], weight,
+      CHECK_GOTO(clxent_launch_slice_grad(ctx, s->dtype, rows, c, s->off, s->c_total, m[A_LOGITS], m[A_LABELS], weight,
                                           s->o.ignore_index, &s->p, m[A_LSE], m[A_WY], m[A_SCALE], m[A_OUT]),
                  st, block_done);
     }
@@ -119,7 +120,7 @@ done:
 
 /* The checks both entries share; *o receives the caller's options. */
 static clxent_status check_slice(clxent_ctx *ctx, size_t n, size_t c_local, size_t c_offset, size_t c_total,
-                                 const float *logits, const int32_t *labels, const clxent_opts *opts, clxent_opts *o,
+                                 clxent_dtype dtype, const void *logits, const int32_t *labels, const clxent_opts *opts, clxent_opts *o,
                                  float *weight_sum) {
   CHECK(clxent_check_ctx(ctx));
   clxent_clear_error(ctx);
@@ -130,6 +131,7 @@ static clxent_status check_slice(clxent_ctx *ctx, size_t n, size_t c_local, size
   if (c_total > (size_t)INT32_MAX || c_offset > c_total || c_local > c_total - c_offset)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "columns [%zu, %zu + %zu) do not lie in [0, c_total = %zu ≤ INT32_MAX)",
                        c_offset, c_offset, c_local, c_total);
+  CHECK(clxent_check_dtype(ctx, dtype));
   CHECK(clxent_check_ptr(ctx, logits, "logits"));
   CHECK(clxent_check_ptr(ctx, labels, "labels"));
   CHECK(clxent_read_opts(ctx, opts, o));
@@ -144,14 +146,16 @@ static clxent_status check_labels(clxent_ctx *ctx, const int32_t *labels, size_t
 }
 
 clxent_status clxent_softmax_slice_stats(clxent_ctx *ctx, size_t n, size_t c_local, size_t c_offset, size_t c_total,
-                                         const float *logits, const int32_t *labels, const clxent_opts *opts,
+                                         clxent_dtype dtype, const void *logits, const int32_t *labels, const clxent_opts *opts,
                                          float *stats) {
-  slice_call s = {.n = n, .c = c_local, .off = c_offset, .c_total = c_total, .logits = logits, .labels = labels};
+  slice_call s = {.n = n, .c = c_local, .off = c_offset, .c_total = c_total, .dtype = dtype, .logits = logits,
+                  .labels = labels};
   float weight_sum;
-  CHECK(check_slice(ctx, n, c_local, c_offset, c_total, logits, labels, opts, &s.o, &weight_sum));
+  CHECK(check_slice(ctx, n, c_local, c_offset, c_total, dtype, logits, labels, opts, &s.o, &weight_sum));
   CHECK(clxent_check_ptr(ctx, stats, "stats"));
   CHECK(clxent_check_upstream(ctx, &s.o, clxent_upstream_count(&s.o, n)));
-  clxent_region r[] = {{.name = "logits", .host = logits, .bytes = n * c_local * sizeof(float)},
+  const size_t elem = clxent_dtype_size(dtype);
+  clxent_region r[] = {{.name = "logits", .host = logits, .bytes = n * c_local * elem, .element = elem},
                        {.name = "labels", .host = labels, .bytes = n * sizeof(int32_t)},
                        {.name = "opts->class_weight", .host = s.o.class_weight, .bytes = c_local * sizeof(float)},
                        {.name = "stats", .host = stats, .bytes = n * CLXENT_SLICE_VALUES * sizeof(float), .output = 1}};
@@ -162,25 +166,27 @@ clxent_status clxent_softmax_slice_stats(clxent_ctx *ctx, size_t n, size_t c_loc
 }
 
 clxent_status clxent_softmax_slice_grad(clxent_ctx *ctx, size_t n, size_t c_local, size_t c_offset, size_t c_total,
-                                        const float *logits, const int32_t *labels, const clxent_opts *opts,
+                                        clxent_dtype dtype, const void *logits, const int32_t *labels, const clxent_opts *opts,
                                         const float *lse, const float *label_weight, float weight_sum, float scale,
-                                        float z_scale, float *grad) {
-  slice_call s = {.n = n, .c = c_local, .off = c_offset, .c_total = c_total, .logits = logits, .labels = labels};
+                                        float z_scale, void *grad) {
+  slice_call s = {.n = n, .c = c_local, .off = c_offset, .c_total = c_total, .dtype = dtype, .logits = logits,
+                  .labels = labels};
   float slice_weight_sum;
-  CHECK(check_slice(ctx, n, c_local, c_offset, c_total, logits, labels, opts, &s.o, &slice_weight_sum));
+  CHECK(check_slice(ctx, n, c_local, c_offset, c_total, dtype, logits, labels, opts, &s.o, &slice_weight_sum));
   CHECK(clxent_check_ptr(ctx, lse, "lse"));
   CHECK(clxent_check_ptr(ctx, grad, "grad"));
   if (!isfinite(weight_sum)) /* scale and z_scale may be NaN: a MEAN of 0/0 (counted rows of weight 0) */
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "weight_sum = %g must be finite", (double)weight_sum);
   const size_t upstream = clxent_upstream_count(&s.o, n);
   CHECK(clxent_check_upstream(ctx, &s.o, upstream));
-  clxent_region r[] = {{.name = "logits", .host = logits, .bytes = n * c_local * sizeof(float)},
+  const size_t elem = clxent_dtype_size(dtype);
+  clxent_region r[] = {{.name = "logits", .host = logits, .bytes = n * c_local * elem, .element = elem},
                        {.name = "labels", .host = labels, .bytes = n * sizeof(int32_t)},
                        {.name = "opts->class_weight", .host = s.o.class_weight, .bytes = c_local * sizeof(float)},
                        {.name = "opts->grad_output", .host = s.o.grad_output, .bytes = upstream * sizeof(float)},
                        {.name = "lse", .host = lse, .bytes = n * sizeof(float)},
                        {.name = "label_weight", .host = label_weight, .bytes = n * sizeof(float)},
-                       {.name = "grad", .host = grad, .bytes = n * c_local * sizeof(float), .output = 1}};
+                       {.name = "grad", .host = grad, .bytes = n * c_local * elem, .output = 1, .element = elem}};
   CHECK(clxent_check_regions(ctx, r, 7));
   CHECK(check_labels(ctx, labels, n, c_total, &s.o));
   const float g = s.o.grad_output && s.o.reduction != CLXENT_NONE ? s.o.grad_output[0] : 1.0f;

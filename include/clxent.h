@@ -563,8 +563,9 @@ CLXENT_API double clxent_device_share(const clxent_ctx *ctx, size_t k);
  * process holds the columns [c_offset, c_offset + c_local) of c_total for all n rows; labels are
  * global class indices. The first entry reduces the slice to a few numbers per row, the caller
  * combines every slice's numbers into the row's global log-sum-exp and loss, and the second
- * writes the slice's gradient from them: two reads of the logits in all. float32 only; one
- * work-item per row (CPU-shaped); one-device contexts only. These may change in any release.
+ * writes the slice's gradient from them: two reads of the logits in all. The logits and the
+ * gradient in any clxent_dtype (float32 math); one work-item per row (CPU-shaped); one-device
+ * contexts only. These may change in any release.
  * Both return CLXENT_OK, or CLXENT_ERR_INVALID_ARG (NULL, zero size, slice outside [0, c_total),
  * an option out of range, overlapping outputs; nothing written), CLXENT_ERR_LABEL_RANGE (a label
  * outside [0, c_total) that is not ignore_index; nothing written), CLXENT_ERR_OUT_OF_MEMORY,
@@ -591,7 +592,8 @@ enum clxent_slice_value {
  * @param n         rows.
  * @param c_local   the slice's columns; @param c_offset its first global column;
  * @param c_total   all columns (≤ INT32_MAX).
- * @param logits    [n][c_local] float.
+ * @param dtype     the storage type of logits (and of grad).
+ * @param logits    [n][c_local] values of dtype (uint16_t for the 16-bit types).
  * @param labels    [n] global class indices, or opts->ignore_index.
  * @param opts      NULL or: class_weight (the slice's c_local weights), label_smoothing (whether
  *                  d is computed), softcap, ignore_index; the other fields are checked, not used.
@@ -599,7 +601,7 @@ enum clxent_slice_value {
  * @return a status of @ref slice.
  */
 CLXENT_API clxent_status clxent_softmax_slice_stats(clxent_ctx *ctx, size_t n, size_t c_local, size_t c_offset,
-                                                    size_t c_total, const float *logits, const int32_t *labels,
+                                                    size_t c_total, clxent_dtype dtype, const void *logits, const int32_t *labels,
                                                     const clxent_opts *opts, float *stats);
 
 /**
@@ -612,7 +614,7 @@ CLXENT_API clxent_status clxent_softmax_slice_stats(clxent_ctx *ctx, size_t n, s
  * under NONE, opts->grad_output[0] under MEAN and SUM, else 1. Ignored rows get 0. This is
  * clxent_softmax_xent()'s gradient of the slice's columns when lse, the weights and the scales
  * are the full row's and the batch's.
- * @param ctx, n, c_local, c_offset, c_total, logits, labels  as clxent_softmax_slice_stats().
+ * @param ctx, n, c_local, c_offset, c_total, dtype, logits, labels  as clxent_softmax_slice_stats().
  * @param opts          NULL or: class_weight (the slice's), label_smoothing, z_loss, softcap,
  *                      ignore_index, grad_output with reduction (how many values it has).
  * @param lse           [n] each row's global log-sum-exp of u.
@@ -621,14 +623,14 @@ CLXENT_API clxent_status clxent_softmax_slice_stats(clxent_ctx *ctx, size_t n, s
  * @param scale         S: the reduction's scale (1/divisor for MEAN, 1 for SUM and NONE); NaN
  *                      gives a NaN gradient on the counted rows (a MEAN of 0/0).
  * @param z_scale       S_z: the z-loss's (1/rows counted for MEAN, 1 for SUM and NONE).
- * @param grad          [n][c_local], or == logits (in place).
+ * @param grad          [n][c_local] values of dtype, or == logits (in place).
  * @return a status of @ref slice.
  */
 CLXENT_API clxent_status clxent_softmax_slice_grad(clxent_ctx *ctx, size_t n, size_t c_local, size_t c_offset,
-                                                   size_t c_total, const float *logits, const int32_t *labels,
+                                                   size_t c_total, clxent_dtype dtype, const void *logits, const int32_t *labels,
                                                    const clxent_opts *opts, const float *lse,
                                                    const float *label_weight, float weight_sum, float scale,
-                                                   float z_scale, float *grad);
+                                                   float z_scale, void *grad);
 /** @} */
 #endif /* CLXENT_EXPERIMENTAL_API */
 

@@ -83,7 +83,7 @@ CLXENT_MPI_API clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Com
  * The results equal one process's clxent_softmax_xent() on the full rows within float32
  * rounding, are identical on every rank and run to run for a fixed number of ranks. Both passes
  * over the logits run on ctx's device (clxent_softmax_slice_stats / _grad, docs/MPI.md); ctx
- * must be a one-device context; float32 only.
+ * must be a one-device context.
  * @return CLXENT_OK or a status of @ref losses, the same on every rank; mismatched n, c_total,
  *   labels or options, or slices that do not tile [0, c_total): CLXENT_ERR_INVALID_ARG everywhere.
  */
@@ -91,6 +91,19 @@ CLXENT_MPI_API clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_
                                                            size_t c_offset, size_t c_total, const float *logits,
                                                            const int32_t *labels, const clxent_opts *opts,
                                                            float *loss, float *grad);
+
+/**
+ * @brief clxent_mpi_softmax_xent_vocab() on logits and gradient of ex->dtype (float32 or a 16-bit
+ * type, float32 math), with ex->lse ([n] floats: each row's global log-sum-exp, the same on every
+ * rank). ex->bias_grad, argmax, correct and inner are not supported (CLXENT_ERR_INVALID_ARG on
+ * every rank).
+ * @return as clxent_mpi_softmax_xent_vocab().
+ */
+CLXENT_MPI_API clxent_status clxent_mpi_softmax_xent_vocab_ex(clxent_ctx *ctx, MPI_Comm comm, size_t n,
+                                                              size_t c_local, size_t c_offset, size_t c_total,
+                                                              const void *logits, const int32_t *labels,
+                                                              const clxent_opts *opts, const clxent_ex *ex,
+                                                              float *loss, void *grad);
 
 /**
  * @brief The detail of the calling thread's last failed clxent_mpi_* call ("" if none): which

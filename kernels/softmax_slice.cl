@@ -23,27 +23,27 @@
  *   the logits themselves.
  *
  * One work-item per row with CLXENT_VEC-wide loops (the row-per-item variant's shape; on GPUs the
- * same kernels serve, unoptimised). Two reads of the logits in all: one per kernel.
+ * same kernels serve, unoptimised). Two reads of the logits in all: one per kernel. Typed
+ * (storage.cl): the logits and the gradient in the call's storage type, the math in float32, the
+ * label's gradient element computed from scratch and rounded once.
  */
 
-#define CLXENT_SLICE_VALUES 5 /* per row: m, s, d, u_y, w_y (clxent.h's CLXENT_SLICE_*) */
-
-__kernel void softmax_slice_stats(const ulong rows, const ulong c, const long off, __global const float *logits,
+__kernel void softmax_slice_stats(const ulong rows, const ulong c, const long off, __global const store_t *logits,
                                   __global const int *labels, __global const float *weight, const int ignore_index,
                                   const float cap, const int smooth, __global float *stats) {
   const ulong i = get_global_id(0);
   if (i >= rows) return;
-  __global const float *z = logits + i * c;
+  __global const store_t *z = logits + i * c;
   const ulong cv = c - c % CLXENT_VEC;
   /* the cap is increasing: m = cap(max z) */
   floatv hv = (floatv)(-INFINITY);
-  for (ulong j = 0; j < cv; j += CLXENT_VEC) hv = fmax(hv, vloadv(0, z + j));
+  for (ulong j = 0; j < cv; j += CLXENT_VEC) hv = fmax(hv, LOADV(z, j));
   float zmax = cv ? hmax(hv) : -INFINITY;
-  for (ulong j = cv; j < c; ++j) zmax = fmax(zmax, z[j]);
+  for (ulong j = cv; j < c; ++j) zmax = fmax(zmax, LOAD(z, j));
   const float m = cap_logit(zmax, cap), ref = m == -INFINITY ? 0.0f : m;
   floatv sv = (floatv)(0.0f), dv = (floatv)(0.0f);
   for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-    floatv u = vloadv(0, z + j);
+    floatv u = LOADV(z, j);
     if (cap != 0.0f) u = cap_logitv(u, cap);
     sv += clxent_expv(u - ref);
     if (smooth) {
@@ -53,60 +53,60 @@ __kernel void softmax_slice_stats(const ulong rows, const ulong c, const long of
   }
   float s = hsum(sv), d = hsum(dv);
   for (ulong j = cv; j < c; ++j) {
-    const float u = cap_logit(z[j], cap), w = weight ? weight[j] : 1.0f;
+    const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f;
     s += clxent_exp(u - ref);
     if (smooth && w != 0.0f) d += w * (m - u);
   }
   const int y = labels[i];
   const long yl = (long)y - off;
   const int owns = y != ignore_index && yl >= 0 && yl < (long)c;
-  __global float *out = stats + i * CLXENT_SLICE_VALUES;
+  __global float *out = stats + i * CLXENT_SLICE_STRIDE;
   out[0] = m, out[1] = s, out[2] = d;
-  out[3] = owns ? cap_logit(z[yl], cap) : 0.0f;
+  out[3] = owns ? cap_logit(LOAD(z, yl), cap) : 0.0f;
   out[4] = owns ? (weight ? weight[yl] : 1.0f) : 0.0f;
 }
 
 /* row_scalars: per row 0 or [rows] floats each: lse, the label's global weight (NULL: 1) and the
  * upstream gradient (NULL: 1). */
 __kernel void softmax_slice_grad(const ulong rows, const ulong c, const long off, const float inv_c_total,
-                                 __global const float *logits, __global const int *labels,
+                                 __global const store_t *logits, __global const int *labels,
                                  __global const float *weight, const int ignore_index, const clxent_params p,
                                  __global const float *row_lse, __global const float *row_wy,
-                                 __global const float *row_scale, __global float *grad) {
+                                 __global const float *row_scale, __global store_t *grad) {
   const ulong i = get_global_id(0);
   if (i >= rows) return;
-  __global const float *z = logits + i * c;
-  __global float *g = grad + i * c;
+  __global const store_t *z = logits + i * c;
+  __global store_t *g = grad + i * c;
   const ulong cv = c - c % CLXENT_VEC;
   const int y = labels[i];
   if (y == ignore_index) {
-    for (ulong j = 0; j < cv; j += CLXENT_VEC) vstorev((floatv)(0.0f), 0, g + j);
-    for (ulong j = cv; j < c; ++j) g[j] = 0.0f;
+    for (ulong j = 0; j < cv; j += CLXENT_VEC) STOREV((floatv)(0.0f), g, j);
+    for (ulong j = cv; j < c; ++j) STORE(0.0f, g, j);
     return;
   }
   const long yl = (long)y - off;
   const int owns = yl >= 0 && yl < (long)c;
-  const float zy = owns ? z[yl] : 0.0f; /* before an in-place pass overwrites it */
+  const float zy = owns ? LOAD(z, yl) : 0.0f; /* before an in-place pass overwrites it */
   const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   const float g_up = row_scale ? row_scale[i] : 1.0f, wy = row_wy ? row_wy[i] : 1.0f, lse = row_lse[i];
   const float S = p.scale * g_up, Sz = p.z_scale * g_up;
   const float A = S * ((1.0f - eps) * wy + eps * p.weight_sum * inv_c_total) + 2.0f * zl * lse * Sz;
   const float B = S * eps * inv_c_total, K = S * (1.0f - eps) * wy;
   for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-    const floatv zj = vloadv(0, z + j);
+    const floatv zj = LOADV(z, j);
     floatv slope = (floatv)(1.0f), u = cap != 0.0f ? cap_logit_slopev(zj, cap, &slope) : zj;
     floatv gv = A * clxent_expv(u - lse);
     if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
-    vstorev(cap != 0.0f ? gv * slope : gv, 0, g + j);
+    STOREV(cap != 0.0f ? gv * slope : gv, g, j);
   }
   for (ulong j = cv; j < c; ++j) {
     float slope;
-    const float u = cap_logit_slope(z[j], cap, &slope);
-    g[j] = (A * clxent_exp(u - lse) - B * (weight ? weight[j] : 1.0f)) * slope;
+    const float u = cap_logit_slope(LOAD(z, j), cap, &slope);
+    STORE((A * clxent_exp(u - lse) - B * (weight ? weight[j] : 1.0f)) * slope, g, j);
   }
   if (owns) { /* the label's element, from scratch */
     float slope;
     const float u = cap_logit_slope(zy, cap, &slope);
-    g[yl] = (A * clxent_exp(u - lse) - B * (weight ? weight[yl] : 1.0f) - K) * slope;
+    STORE((A * clxent_exp(u - lse) - B * (weight ? weight[yl] : 1.0f) - K) * slope, g, yl);
   }
 }

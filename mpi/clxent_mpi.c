@@ -589,15 +589,17 @@ typedef struct vocab_rec {
 } vocab_rec;
 
 static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
-                                            size_t c_total, const float *logits, const int32_t *labels,
-                                            const clxent_opts *opts, float *loss, float *grad) {
+                                    size_t c_total, const void *logits, const int32_t *labels,
+                                    const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
   last_error[0] = '\0';
   int rank = 0, ranks = 1, err;
   if ((err = MPI_Comm_rank(comm, &rank)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_rank");
   if ((err = MPI_Comm_size(comm, &ranks)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_size");
   local_check lc = {CLXENT_OK, ""};
   clxent_opts o = clxent_opts_default();
+  clxent_ex x = clxent_ex_default();
   if (opts) read_sized(&lc, "opts", opts, &o, sizeof o);
+  if (ex) read_sized(&lc, "ex", ex, &x, sizeof x);
   vocab_rec mine;
   memset(&mine, 0, sizeof mine);
   if (!ctx) fail(&lc, CLXENT_ERR_INVALID_ARG, "ctx is NULL");
@@ -613,8 +615,8 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
   if (!logits || !labels) fail(&lc, CLXENT_ERR_INVALID_ARG, "logits or labels is NULL");
   if (!loss && !grad) fail(&lc, CLXENT_ERR_INVALID_ARG, "loss and grad are both NULL");
   if (lc.st == CLXENT_OK) {
-    /* the option checks of the data-parallel path, the class weights being this rank's c_local */
-    clxent_ex x = clxent_ex_default();
+    /* the option checks of the data-parallel path (ex's too: its dtype and lse are hashed), the
+     * class weights being this rank's c_local */
     agree_rec scratch;
     memset(&scratch, 0, sizeof scratch);
     clxent_opts shape = o;
@@ -718,7 +720,7 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
   clxent_status local = stats && every && row && lane ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY;
   char detail[MSG_MAX] = "";
   if (local == CLXENT_OK) {
-    local = clxent_softmax_slice_stats(ctx, n, c_local, c_offset, c_total, logits, labels, &o, stats);
+    local = clxent_softmax_slice_stats(ctx, n, c_local, c_offset, c_total, x.dtype, logits, labels, &o, stats);
     if (local != CLXENT_OK) snprintf(detail, sizeof detail, "%s", clxent_last_error(ctx));
   }
   st = agree_status(comm, rank, local, "the statistics pass failed", detail);
@@ -756,12 +758,13 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
   /* grad pass on the device over this rank's columns (the upstream gradient g applied there),
    * its status agreed before any rank writes its loss */
   if (grad) {
-    local = clxent_softmax_slice_grad(ctx, n, c_local, c_offset, c_total, logits, labels, &o, row, wy_rows, W, S, Sz,
-                                      grad);
+    local = clxent_softmax_slice_grad(ctx, n, c_local, c_offset, c_total, x.dtype, logits, labels, &o, row, wy_rows, W,
+                                      S, Sz, grad);
     if (local != CLXENT_OK) snprintf(detail, sizeof detail, "%s", clxent_last_error(ctx));
     st = agree_status(comm, rank, local, "the gradient pass failed", detail);
     if (st != CLXENT_OK) goto out;
   }
+  if (x.lse) memcpy(x.lse, row, n * sizeof *x.lse);
   if (loss && o.reduction == CLXENT_NONE) memcpy(loss, loss_rows, n * sizeof *loss);
   else if (loss) {
     const size_t G = all[0].group_size, span = G * REDUCE_ITEMS, groups = (n + span - 1) / span;
@@ -787,15 +790,22 @@ clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Comm comm, size_t 
   return st;
 }
 
-clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
-                                            size_t c_total, const float *logits, const int32_t *labels,
-                                            const clxent_opts *opts, float *loss, float *grad) {
+clxent_status clxent_mpi_softmax_xent_vocab_ex(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
+                                               size_t c_total, const void *logits, const int32_t *labels,
+                                               const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
   memset(&last_stats, 0, sizeof last_stats);
   CLEAR_PATHS();
   const double t0 = MPI_Wtime();
-  const clxent_status st = vocab_parallel(ctx, comm, n, c_local, c_offset, c_total, logits, labels, opts, loss, grad);
+  const clxent_status st = vocab_parallel(ctx, comm, n, c_local, c_offset, c_total, logits, labels, opts, ex, loss, grad);
   last_stats.total_s = MPI_Wtime() - t0;
   return st;
+}
+
+clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
+                                            size_t c_total, const float *logits, const int32_t *labels,
+                                            const clxent_opts *opts, float *loss, float *grad) {
+  return clxent_mpi_softmax_xent_vocab_ex(ctx, comm, n, c_local, c_offset, c_total, logits, labels, opts, NULL, loss,
+                                          grad);
 }
 
 clxent_status clxent_mpi_softmax_xent(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c, const float *logits,

@@ -277,6 +277,73 @@ static void vocab_case(clxent_ctx *ctx, size_t n, size_t c, int split, const con
   free(z), free(g_ref), free(w), free(y), free(up), free(loss_ref), free(zl), free(g), free(g2), free(loss), free(loss2);
 }
 
+static float from_16(uint16_t h, clxent_dtype t) {
+  uint32_t b;
+  if (t == CLXENT_BFLOAT16) {
+    b = (uint32_t)h << 16;
+  } else {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0) return (sign ? -1.0f : 1.0f) * ldexpf((float)m, -24);
+    b = sign | (e == 31 ? 0xffu : e - 15 + 127) << 23 | m << 13;
+  }
+  float v;
+  memcpy(&v, &b, sizeof v);
+  return v;
+}
+
+/* clxent_mpi_softmax_xent_vocab_ex on 16-bit logits and gradient, with ex->lse, against one
+ * process's clxent_softmax_xent_ex on the full rows: the loss and lse within float32 rounding,
+ * the gradient within one 16-bit ulp (each side rounds its own float32 value once). */
+static void vocab_case_16(clxent_ctx *ctx, size_t n, size_t c, int split, const config *cf, clxent_dtype t) {
+  uint16_t *z = malloc(n * c * sizeof *z), *g_ref = malloc(n * c * sizeof *g_ref);
+  float *w = malloc(c * sizeof *w), *loss_ref = malloc(n * sizeof *loss_ref), *lse_ref = malloc(n * sizeof *lse_ref);
+  int32_t *y = malloc(n * sizeof *y);
+  for (size_t k = 0; k < n * c; ++k) z[k] = to_16((float)(uniform() * 8.0 - 4.0), t);
+  for (size_t i = 0; i < n; ++i) y[i] = cf->ignore && uniform() < 0.2 ? -100 : (int32_t)(uniform() * (double)c);
+  for (size_t j = 0; j < c; ++j) w[j] = (float)(uniform() * 2.0);
+  clxent_opts o = CLXENT_OPTS_INIT;
+  o.reduction = cf->reduction;
+  if (cf->weights) o.class_weight = w;
+  if (cf->smoothing) o.label_smoothing = 0.1f;
+  if (cf->zloss) o.z_loss = 1e-3f;
+  if (cf->softcap) o.softcap = 5.0f;
+  clxent_ex x = CLXENT_EX_INIT;
+  x.dtype = t, x.lse = lse_ref;
+  EXPECT(clxent_softmax_xent_ex(ctx, n, c, z, y, &o, &x, loss_ref, g_ref) == CLXENT_OK, "vocab 16-bit %s: reference failed",
+         cf->name);
+  size_t off = 0, width = 0;
+  split_cols(c, split, &off, &width);
+  uint16_t *zl = malloc(n * width * sizeof *zl), *g = malloc(n * width * sizeof *g);
+  float *loss = malloc(n * sizeof *loss), *lse = malloc(n * sizeof *lse);
+  for (size_t i = 0; i < n; ++i) memcpy(zl + i * width, z + i * c + off, width * sizeof *zl);
+  clxent_opts lo = o;
+  if (cf->weights) lo.class_weight = w + off;
+  x.lse = lse;
+  const clxent_status st = clxent_mpi_softmax_xent_vocab_ex(ctx, MPI_COMM_WORLD, n, width, off, c, zl, y, &lo, &x, loss, g);
+  EXPECT(st == CLXENT_OK, "vocab 16-bit %s split %d: %s", cf->name, split, clxent_mpi_last_error());
+  if (st == CLXENT_OK) {
+    const size_t nl = cf->reduction == CLXENT_NONE ? n : 1;
+    for (size_t i = 0; i < nl; ++i)
+      EXPECT(fabsf(loss[i] - loss_ref[i]) <= 2e-5f * fabsf(loss_ref[i]) + 1e-6f, "vocab 16-bit %s split %d: loss[%zu] %.9g vs %.9g",
+             cf->name, split, i, (double)loss[i], (double)loss_ref[i]);
+    for (size_t i = 0; i < n; ++i)
+      EXPECT(fabsf(lse[i] - lse_ref[i]) <= 1e-5f * fabsf(lse_ref[i]) + 1e-6f, "vocab 16-bit %s: lse[%zu] %.9g vs %.9g",
+             cf->name, i, (double)lse[i], (double)lse_ref[i]);
+    const float ulp = t == CLXENT_FLOAT16 ? 0x1p-10f : 0x1p-7f;
+    float gmax = 0.0f;
+    for (size_t k = 0; k < n * c; ++k) gmax = fmaxf(gmax, fabsf(from_16(g_ref[k], t)));
+    size_t bad = 0, first_bad = 0;
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < width; ++j) {
+        const float a = from_16(g[i * width + j], t), b = from_16(g_ref[i * c + off + j], t);
+        if (!(fabsf(a - b) <= ulp * fabsf(b) + 1e-5f * gmax) && bad++ == 0) first_bad = i * width + j;
+      }
+    EXPECT(bad == 0, "vocab 16-bit %s split %d dtype %d: %zu gradient values differ, first at %zu", cf->name, split,
+           (int)t, bad, first_bad);
+  }
+  free(z), free(g_ref), free(w), free(loss_ref), free(lse_ref), free(y), free(zl), free(g), free(loss), free(lse);
+}
+
 /* Vocabulary-parallel calls one rank gets wrong: the same status everywhere, nothing written. */
 static void vocab_error_case(clxent_ctx *ctx, const char *what, clxent_status want) {
   const size_t n = 4, width = 2, c = 2 * (size_t)ranks;
@@ -473,6 +540,14 @@ int main(int argc, char **argv) {
         if ((size_t)ranks > vocab_shapes[s][1]) continue;
         vocab_case(ctx, vocab_shapes[s][0], vocab_shapes[s][1], split, &configs[k]);
       }
+  for (size_t k = 0; !hooks_only && k < sizeof configs / sizeof configs[0]; ++k) {
+    if (configs[k].upstream || configs[k].weights > 1) continue;
+    for (int split = 0; split < 3; ++split) {
+      if ((size_t)ranks > 17) continue;
+      vocab_case_16(ctx, 33, 17, split, &configs[k], split % 2 ? CLXENT_FLOAT16 : CLXENT_BFLOAT16);
+      vocab_case_16(ctx, 40, 300, split, &configs[k], split % 2 ? CLXENT_BFLOAT16 : CLXENT_FLOAT16);
+    }
+  }
   vocab_error_case(ctx, "label", CLXENT_ERR_LABEL_RANGE);
   vocab_error_case(ctx, "tiling", CLXENT_ERR_INVALID_ARG);
   if (ranks > 1) vocab_error_case(ctx, "n", CLXENT_ERR_INVALID_ARG);

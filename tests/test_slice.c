@@ -84,7 +84,7 @@ static void check_case(clxent_ctx *ctx, size_t n, size_t c, const size_t *cut, s
     clxent_opts ol = o;
     if (f->weights) ol.class_weight = w + off;
     poison(stats[k], n * CLXENT_SLICE_VALUES);
-    ASSERT_OK(ctx, clxent_softmax_slice_stats(ctx, n, width, off, c, zl, y, &ol, stats[k]));
+    ASSERT_OK(ctx, clxent_softmax_slice_stats(ctx, n, width, off, c, CLXENT_FLOAT32, zl, y, &ol, stats[k]));
     wsl[k] = 0.0;
     for (size_t j = off; j < off + width; ++j) wsl[k] += f->weights ? w[j] : 1.0;
     /* the slice's own statistics, in double */
@@ -119,7 +119,7 @@ static void check_case(clxent_ctx *ctx, size_t n, size_t c, const size_t *cut, s
     /* the gradient of the slice */
     float *gout = in_place ? zl : g;
     if (!in_place) poison(g, n * width);
-    ASSERT_OK(ctx, clxent_softmax_slice_grad(ctx, n, width, off, c, zl, y, &ol, lse_f, wy, (float)W, S, Sz, gout));
+    ASSERT_OK(ctx, clxent_softmax_slice_grad(ctx, n, width, off, c, CLXENT_FLOAT32, zl, y, &ol, lse_f, wy, (float)W, S, Sz, gout));
     double *gref = xmalloc(n * width * sizeof(double));
     for (size_t i = 0; i < n; ++i)
       for (size_t j = 0; j < width; ++j) gref[i * width + j] = grad[i * c + off + j];
@@ -165,6 +165,58 @@ static void test_blocks(void **state) {
   clxent_destroy(ctx);
 }
 
+/* 16-bit storage: the statistics have the bits of the float32 entry on the decoded logits (the
+ * same float32 math), and the gradient is the float32 entry's rounded once to the 16-bit type
+ * (within half an ulp of it, one ulp allowed), separate and in place. */
+static void test_16bit(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  const size_t n = 50, c = 200, cut[] = {0, 70, 200};
+  for (int t = CLXENT_FLOAT16; t <= CLXENT_BFLOAT16; ++t)
+    for (size_t f = 4; f <= 6; f += 2) {
+      const clxent_dtype dt = (clxent_dtype)t;
+      const double ulp = dt == CLXENT_FLOAT16 ? 0x1p-10 : 0x1p-7;
+      const cfg *cf = &cfgs[f];
+      rng_seed(70 + (uint64_t)t * 3 + f);
+      float *w = xmalloc(c * sizeof(float)), *up = xmalloc(n * sizeof(float)), *lse = xmalloc(n * sizeof(float));
+      int32_t *y = xmalloc(n * sizeof(int32_t));
+      for (size_t j = 0; j < c; ++j) w[j] = (float)rng_uniform(0.1, 2.0);
+      for (size_t i = 0; i < n; ++i) {
+        y[i] = rng_uniform(0, 1) < 0.2 ? -100 : (int32_t)rng_below((uint32_t)c);
+        up[i] = (float)rng_uniform(0.5, 1.5), lse[i] = (float)rng_uniform(2, 8);
+      }
+      for (size_t k = 0; k < 2; ++k) {
+        const size_t off = cut[k], width = cut[k + 1] - cut[k], cells = n * width;
+        uint16_t *z16 = xmalloc(cells * 2), *g16 = xmalloc(cells * 2);
+        float *z = xmalloc(cells * sizeof(float)), *g = xmalloc(cells * sizeof(float));
+        float *st16 = xmalloc(n * CLXENT_SLICE_VALUES * sizeof(float)), *st = xmalloc(n * CLXENT_SLICE_VALUES * sizeof(float));
+        for (size_t e = 0; e < cells; ++e) ref_encode(z16, e, (float)rng_uniform(-6, 6), dt), z[e] = ref_decode(z16, e, dt);
+        clxent_opts o = CLXENT_OPTS_INIT;
+        o.reduction = cf->reduction, o.class_weight = w + off, o.label_smoothing = 0.1f, o.z_loss = 1e-3f;
+        o.softcap = cf->softcap ? 5.0f : 0.0f;
+        static const float g_one = 0.75f;
+        o.grad_output = cf->reduction == CLXENT_NONE ? up : &g_one;
+        ASSERT_OK(ctx, clxent_softmax_slice_stats(ctx, n, width, off, c, dt, z16, y, &o, st16));
+        ASSERT_OK(ctx, clxent_softmax_slice_stats(ctx, n, width, off, c, CLXENT_FLOAT32, z, y, &o, st));
+        assert_memory_equal(st16, st, n * CLXENT_SLICE_VALUES * sizeof(float));
+        ASSERT_OK(ctx, clxent_softmax_slice_grad(ctx, n, width, off, c, CLXENT_FLOAT32, z, y, &o, lse, NULL, 300.0f,
+                                                 1e-3f, 2e-2f, g));
+        for (int in_place = 0; in_place < 2; ++in_place) {
+          if (in_place) memcpy(g16, z16, cells * 2);
+          ASSERT_OK(ctx, clxent_softmax_slice_grad(ctx, n, width, off, c, dt, in_place ? g16 : z16, y, &o, lse, NULL,
+                                                   300.0f, 1e-3f, 2e-2f, g16));
+          for (size_t e = 0; e < cells; ++e) {
+            const float a = ref_decode(g16, e, dt);
+            if (!(fabsf(a - g[e]) <= ulp * fabsf(g[e]) + 1e-7f))
+              fail_msg("dtype %d %s slice %zu%s: gradient[%zu] %.9g vs float32 %.9g", t, cf->name, k,
+                       in_place ? " (in place)" : "", e, (double)a, (double)g[e]);
+          }
+        }
+        free(z16), free(g16), free(z), free(g), free(st16), free(st);
+      }
+      free(w), free(up), free(lse), free(y);
+    }
+}
+
 /* Rejected calls write nothing. */
 static void test_rejects(void **state) {
   clxent_ctx *ctx = test_ctx(state);
@@ -172,20 +224,20 @@ static void test_rejects(void **state) {
   int32_t y[4] = {0, 5, 9, 2};
   fill_uniform(z, 12, -1, 1);
   poison(st, 4 * CLXENT_SLICE_VALUES), poison(g, 12);
-  assert_int_equal(clxent_softmax_slice_stats(ctx, 4, 3, 4, 10, z, y, NULL, st), CLXENT_OK);
+  assert_int_equal(clxent_softmax_slice_stats(ctx, 4, 3, 4, 10, CLXENT_FLOAT32, z, y, NULL, st), CLXENT_OK);
   poison(st, 4 * CLXENT_SLICE_VALUES);
   y[2] = 10; /* outside c_total */
-  assert_int_equal(clxent_softmax_slice_stats(ctx, 4, 3, 4, 10, z, y, NULL, st), CLXENT_ERR_LABEL_RANGE);
-  assert_int_equal(clxent_softmax_slice_grad(ctx, 4, 3, 4, 10, z, y, NULL, lse, NULL, 10, 1, 1, g), CLXENT_ERR_LABEL_RANGE);
+  assert_int_equal(clxent_softmax_slice_stats(ctx, 4, 3, 4, 10, CLXENT_FLOAT32, z, y, NULL, st), CLXENT_ERR_LABEL_RANGE);
+  assert_int_equal(clxent_softmax_slice_grad(ctx, 4, 3, 4, 10, CLXENT_FLOAT32, z, y, NULL, lse, NULL, 10, 1, 1, g), CLXENT_ERR_LABEL_RANGE);
   y[2] = 9;
-  assert_int_equal(clxent_softmax_slice_stats(ctx, 4, 3, 8, 10, z, y, NULL, st), CLXENT_ERR_INVALID_ARG); /* past c_total */
-  assert_int_equal(clxent_softmax_slice_stats(ctx, 4, 3, 4, 10, z, y, NULL, NULL), CLXENT_ERR_INVALID_ARG);
-  assert_int_equal(clxent_softmax_slice_grad(ctx, 4, 3, 4, 10, z, y, NULL, NULL, NULL, 10, 1, 1, g), CLXENT_ERR_INVALID_ARG);
-  assert_int_equal(clxent_softmax_slice_grad(ctx, 4, 3, 4, 10, z, y, NULL, lse, NULL, NAN, 1, 1, g), CLXENT_ERR_INVALID_ARG);
+  assert_int_equal(clxent_softmax_slice_stats(ctx, 4, 3, 8, 10, CLXENT_FLOAT32, z, y, NULL, st), CLXENT_ERR_INVALID_ARG); /* past c_total */
+  assert_int_equal(clxent_softmax_slice_stats(ctx, 4, 3, 4, 10, CLXENT_FLOAT32, z, y, NULL, NULL), CLXENT_ERR_INVALID_ARG);
+  assert_int_equal(clxent_softmax_slice_grad(ctx, 4, 3, 4, 10, CLXENT_FLOAT32, z, y, NULL, NULL, NULL, 10, 1, 1, g), CLXENT_ERR_INVALID_ARG);
+  assert_int_equal(clxent_softmax_slice_grad(ctx, 4, 3, 4, 10, CLXENT_FLOAT32, z, y, NULL, lse, NULL, NAN, 1, 1, g), CLXENT_ERR_INVALID_ARG);
   clxent_opts o = CLXENT_OPTS_INIT;
   o.label_smoothing = 1.0f;
-  assert_int_equal(clxent_softmax_slice_stats(ctx, 4, 3, 4, 10, z, y, &o, st), CLXENT_ERR_INVALID_ARG);
-  assert_int_equal(clxent_softmax_slice_grad(ctx, 4, 3, 4, 10, z, y, NULL, lse, NULL, 10, 1, 1, z + 1),
+  assert_int_equal(clxent_softmax_slice_stats(ctx, 4, 3, 4, 10, CLXENT_FLOAT32, z, y, &o, st), CLXENT_ERR_INVALID_ARG);
+  assert_int_equal(clxent_softmax_slice_grad(ctx, 4, 3, 4, 10, CLXENT_FLOAT32, z, y, NULL, lse, NULL, 10, 1, 1, z + 1),
                    CLXENT_ERR_INVALID_ARG); /* grad overlapping the logits, not in place */
   assert_true(is_poison(st, 4 * CLXENT_SLICE_VALUES));
   assert_true(is_poison(g, 12));
@@ -194,6 +246,6 @@ static void test_rejects(void **state) {
 int main(void) {
   if (!support_device_present()) return SUPPORT_SKIP;
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_slices), cmocka_unit_test(test_blocks),
-                                     cmocka_unit_test(test_rejects)};
+                                     cmocka_unit_test(test_16bit), cmocka_unit_test(test_rejects)};
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }
