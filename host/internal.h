@@ -61,6 +61,8 @@ typedef enum clxent_kernel_id {
   KERNEL_COLUMN_PARTIAL,
   KERNEL_SOFTMAX_STRIDED,         /* both softmax losses, classes not innermost (inner S > 1) */
   KERNEL_COLUMN_PARTIAL_STRIDED,
+  KERNEL_SLICE_STATS, /* a column slice (softmax_slice.cl) */
+  KERNEL_SLICE_GRAD,
   KERNEL_TYPED_COUNT,
   KERNEL_ROW_INFORMATION = KERNEL_TYPED_COUNT,
   KERNEL_REDUCE_SUM,
@@ -374,6 +376,14 @@ clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, 
 clxent_status clxent_launch_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_mem partial, cl_mem out);
 clxent_status clxent_launch_reduce_stage(clxent_ctx *ctx, size_t count, cl_mem in, cl_mem out, float divisor,
                                          cl_mem divisor_dev, size_t groups);
+/* A column slice's rows (kernels/softmax_slice.cl): stats [rows][CLXENT_SLICE_VALUES], or the
+ * gradient from the rows' lse (row_wy, row_scale may be NULL). */
+clxent_status clxent_launch_slice_stats(clxent_ctx *ctx, clxent_dtype dtype, size_t rows, size_t c, size_t off, cl_mem logits,
+                                        cl_mem labels, cl_mem weight, cl_int ignore_index, float cap, int smooth,
+                                        cl_mem stats);
+clxent_status clxent_launch_slice_grad(clxent_ctx *ctx, clxent_dtype dtype, size_t rows, size_t c, size_t off, size_t c_total,
+                                       cl_mem logits, cl_mem labels, cl_mem weight, cl_int ignore_index,
+                                       const clxent_params *p, cl_mem lse, cl_mem wy, cl_mem row_scale, cl_mem grad);
 clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_mem labels, cl_mem weight,
                                         cl_int ignore_index, int mean, cl_mem scales, cl_mem bad_labels);
 

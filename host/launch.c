@@ -188,3 +188,32 @@ clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_
   const size_t local = ctx->group_size;
   return enqueue(ctx, ctx->kernels[KERNEL_LABEL_STATS][0], "label_stats", args, COUNT(args), 1, &local, &local);
 }
+
+clxent_status clxent_launch_slice_stats(clxent_ctx *ctx, clxent_dtype dtype, size_t rows, size_t c, size_t off, cl_mem logits,
+                                        cl_mem labels, cl_mem weight, cl_int ignore_index, float cap, int smooth,
+                                        cl_mem stats) {
+  const cl_ulong rows_arg = rows, c_arg = c;
+  const cl_long off_arg = (cl_long)off;
+  const cl_float cap_arg = cap;
+  const cl_int smooth_arg = smooth;
+  const arg args[] = {ARG(rows_arg),     ARG(c_arg),   ARG(off_arg),        ARG_MEM(logits), ARG_MEM(labels),
+                      ARG_MEM(weight),   ARG(ignore_index), ARG(cap_arg),   ARG(smooth_arg), ARG_MEM(stats)};
+  const size_t local = item_group(ctx, rows, ctx->group_size), global = (rows + local - 1) / local * local;
+  return enqueue(ctx, ctx->kernels[KERNEL_SLICE_STATS][dtype], "softmax_slice_stats", args, COUNT(args), 1, &global,
+                 &local);
+}
+
+clxent_status clxent_launch_slice_grad(clxent_ctx *ctx, clxent_dtype dtype, size_t rows, size_t c, size_t off, size_t c_total,
+                                       cl_mem logits, cl_mem labels, cl_mem weight, cl_int ignore_index,
+                                       const clxent_params *p, cl_mem lse, cl_mem wy, cl_mem row_scale, cl_mem grad) {
+  const cl_ulong rows_arg = rows, c_arg = c;
+  const cl_long off_arg = (cl_long)off;
+  const cl_float inv_c_total = 1.0f / (float)c_total;
+  const arg args[] = {ARG(rows_arg),     ARG(c_arg),        ARG(off_arg),      ARG(inv_c_total),
+                      ARG_MEM(logits),   ARG_MEM(labels),   ARG_MEM(weight),   ARG(ignore_index),
+                      ARG(*p),           ARG_MEM(lse),      ARG_MEM(wy),       ARG_MEM(row_scale),
+                      ARG_MEM(grad)};
+  const size_t local = item_group(ctx, rows, ctx->group_size), global = (rows + local - 1) / local * local;
+  return enqueue(ctx, ctx->kernels[KERNEL_SLICE_GRAD][dtype], "softmax_slice_grad", args, COUNT(args), 1, &global,
+                 &local);
+}

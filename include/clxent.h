@@ -558,6 +558,82 @@ CLXENT_API size_t clxent_device_count(const clxent_ctx *ctx);
  * @return the fraction (they sum to 1; they follow the speeds measured in the calls, once those
  *   differ by 8 points, unless fixed shares were given); 0 when k is out of range. */
 CLXENT_API double clxent_device_share(const clxent_ctx *ctx, size_t k);
+
+/**
+ * @defgroup slice Softmax cross-entropy over a slice of the classes (experimental)
+ * Building blocks of a vocabulary split across processes (clxent_mpi_softmax_xent_vocab): each
+ * process holds the columns [c_offset, c_offset + c_local) of c_total for all n rows; labels are
+ * global class indices. The first entry reduces the slice to a few numbers per row, the caller
+ * combines every slice's numbers into the row's global log-sum-exp and loss, and the second
+ * writes the slice's gradient from them: two reads of the logits in all. The logits and the
+ * gradient in any clxent_dtype (float32 math); one work-item per row (CPU-shaped); one-device
+ * contexts only. These may change in any release.
+ * Both return CLXENT_OK, or CLXENT_ERR_INVALID_ARG (NULL, zero size, slice outside [0, c_total),
+ * an option out of range, overlapping outputs; nothing written), CLXENT_ERR_LABEL_RANGE (a label
+ * outside [0, c_total) that is not ignore_index; nothing written), CLXENT_ERR_OUT_OF_MEMORY,
+ * CLXENT_ERR_OPENCL.
+ * @{
+ */
+/** Values per row written by clxent_softmax_slice_stats(), in this order. */
+enum clxent_slice_value {
+  CLXENT_SLICE_MAX = 0,          /**< m = max over the slice of u = cap(z) (-inf if every u is) */
+  CLXENT_SLICE_SUM_EXP = 1,      /**< s = Σ e^(u - m) over the slice (reference 0 if m = -inf) */
+  CLXENT_SLICE_SMOOTH = 2,       /**< d = Σ w_j (m - u_j) over the slice's w_j ≠ 0 (label smoothing > 0; else 0) */
+  CLXENT_SLICE_LABEL_LOGIT = 3,  /**< u of the label if it lies in the slice, else 0 */
+  CLXENT_SLICE_LABEL_WEIGHT = 4, /**< its weight w (1 without weights) if it lies in the slice, else 0 */
+  CLXENT_SLICE_VALUES = 5        /**< floats per row */
+};
+
+/**
+ * @brief Per-row statistics of a column slice of the logits (experimental).
+ *
+ * Combining slices r (in any fixed order): m = max m_r, s = Σ s_r e^(m_r - m), lse = m + ln s,
+ * d = Σ (d_r + W_r (m - m_r)) with W_r the slice's Σ w_j; the loss of a row with label y is
+ * (1-ε) w_y (m - u_y + ln s) + (ε / c_total) (d + W ln s) + λ lse², as clxent_softmax_xent().
+ * @param ctx       a one-device context.
+ * @param n         rows.
+ * @param c_local   the slice's columns; @param c_offset its first global column;
+ * @param c_total   all columns (≤ INT32_MAX).
+ * @param dtype     the storage type of logits (and of grad).
+ * @param logits    [n][c_local] values of dtype (uint16_t for the 16-bit types).
+ * @param labels    [n] global class indices, or opts->ignore_index.
+ * @param opts      NULL or: class_weight (the slice's c_local weights), label_smoothing (whether
+ *                  d is computed), softcap, ignore_index; the other fields are checked, not used.
+ * @param stats     [n][CLXENT_SLICE_VALUES].
+ * @return a status of @ref slice.
+ */
+CLXENT_API clxent_status clxent_softmax_slice_stats(clxent_ctx *ctx, size_t n, size_t c_local, size_t c_offset,
+                                                    size_t c_total, clxent_dtype dtype, const void *logits, const int32_t *labels,
+                                                    const clxent_opts *opts, float *stats);
+
+/**
+ * @brief The gradient of softmax cross-entropy over a column slice, given each row's global
+ * log-sum-exp (experimental).
+ *
+ * grad_ij = (A_i e^(u_ij - lse_i) - B w_j - K_i [c_offset + j = y_i]) u'_ij with
+ * A_i = S_i ((1-ε) w_{y_i} + ε W / c_total) + 2 λ S_z,i lse_i, B = S_i ε / c_total,
+ * K_i = S_i (1-ε) w_{y_i}; S_i = scale·g_i, S_z,i = z_scale·g_i, g_i = opts->grad_output[i]
+ * under NONE, opts->grad_output[0] under MEAN and SUM, else 1. Ignored rows get 0. This is
+ * clxent_softmax_xent()'s gradient of the slice's columns when lse, the weights and the scales
+ * are the full row's and the batch's.
+ * @param ctx, n, c_local, c_offset, c_total, dtype, logits, labels  as clxent_softmax_slice_stats().
+ * @param opts          NULL or: class_weight (the slice's), label_smoothing, z_loss, softcap,
+ *                      ignore_index, grad_output with reduction (how many values it has).
+ * @param lse           [n] each row's global log-sum-exp of u.
+ * @param label_weight  [n] each row's w_{y_i} (of the global weights), or NULL (all 1).
+ * @param weight_sum    W = Σ w_j over all c_total classes (c_total without weights).
+ * @param scale         S: the reduction's scale (1/divisor for MEAN, 1 for SUM and NONE); NaN
+ *                      gives a NaN gradient on the counted rows (a MEAN of 0/0).
+ * @param z_scale       S_z: the z-loss's (1/rows counted for MEAN, 1 for SUM and NONE).
+ * @param grad          [n][c_local] values of dtype, or == logits (in place).
+ * @return a status of @ref slice.
+ */
+CLXENT_API clxent_status clxent_softmax_slice_grad(clxent_ctx *ctx, size_t n, size_t c_local, size_t c_offset,
+                                                   size_t c_total, clxent_dtype dtype, const void *logits, const int32_t *labels,
+                                                   const clxent_opts *opts, const float *lse,
+                                                   const float *label_weight, float weight_sum, float scale,
+                                                   float z_scale, void *grad);
+/** @} */
 #endif /* CLXENT_EXPERIMENTAL_API */
 
 #ifdef __cplusplus

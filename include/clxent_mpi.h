@@ -10,8 +10,11 @@
  * rank (a bad label, an option out of range, options or sizes that differ between ranks) returns
  * the same status on every rank and writes nothing anywhere: the ranks agree on validity with one
  * small collective before any output is written. clxent_mpi_last_error() names the rank that
- * failed and why. After CLXENT_ERR_OUT_OF_MEMORY or CLXENT_ERR_OPENCL on any rank (which every
- * rank then returns) the outputs are unspecified, as for the one-process calls.
+ * failed and why. A host allocation failing on one rank is agreed on in a fixed-size collective
+ * too: every rank returns CLXENT_ERR_OUT_OF_MEMORY, none waits alone, nothing aborts. After
+ * CLXENT_ERR_OUT_OF_MEMORY or CLXENT_ERR_OPENCL on any rank (which every rank then returns) the
+ * outputs are unspecified, as for the one-process calls (nothing is written when the agreement
+ * itself or the weight sharing could not be had).
  */
 #ifndef CLXENT_MPI_H
 #define CLXENT_MPI_H
@@ -78,8 +81,9 @@ CLXENT_MPI_API clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Com
  * @param loss  MEAN, SUM: 1 value; NONE: n values; the same on every rank.
  * @param grad  [n][c_local], NULL, or == logits.
  * The results equal one process's clxent_softmax_xent() on the full rows within float32
- * rounding, are identical on every rank and run to run for a fixed number of ranks. This version
- * computes on the host CPU, not on ctx's device (docs/MPI.md); float32 only.
+ * rounding, are identical on every rank and run to run for a fixed number of ranks. Both passes
+ * over the logits run on ctx's device (clxent_softmax_slice_stats / _grad, docs/MPI.md); ctx
+ * must be a one-device context.
  * @return CLXENT_OK or a status of @ref losses, the same on every rank; mismatched n, c_total,
  *   labels or options, or slices that do not tile [0, c_total): CLXENT_ERR_INVALID_ARG everywhere.
  */
@@ -87,6 +91,19 @@ CLXENT_MPI_API clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_
                                                            size_t c_offset, size_t c_total, const float *logits,
                                                            const int32_t *labels, const clxent_opts *opts,
                                                            float *loss, float *grad);
+
+/**
+ * @brief clxent_mpi_softmax_xent_vocab() on logits and gradient of ex->dtype (float32 or a 16-bit
+ * type, float32 math), with ex->lse ([n] floats: each row's global log-sum-exp, the same on every
+ * rank). ex->bias_grad, argmax, correct and inner are not supported (CLXENT_ERR_INVALID_ARG on
+ * every rank).
+ * @return as clxent_mpi_softmax_xent_vocab().
+ */
+CLXENT_MPI_API clxent_status clxent_mpi_softmax_xent_vocab_ex(clxent_ctx *ctx, MPI_Comm comm, size_t n,
+                                                              size_t c_local, size_t c_offset, size_t c_total,
+                                                              const void *logits, const int32_t *labels,
+                                                              const clxent_opts *opts, const clxent_ex *ex,
+                                                              float *loss, void *grad);
 
 /**
  * @brief The detail of the calling thread's last failed clxent_mpi_* call ("" if none): which

@@ -46,6 +46,10 @@ typedef struct clxent_params {
  * work-item (the group variant takes one). */
 #define CLXENT_STRIDED_TILE_ITEM 4
 
+/* Floats per row written by softmax_slice_stats (softmax_slice.cl): m, s, d, u_y, w_y, as
+ * clxent.h's CLXENT_SLICE_VALUES. */
+#define CLXENT_SLICE_STRIDE 5
+
 /* Modes of row_information (distributions.cl). */
 #define CLXENT_MODE_ENTROPY 0
 #define CLXENT_MODE_CROSS_ENTROPY 1

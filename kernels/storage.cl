@@ -67,6 +67,8 @@
 #undef strided_load
 #undef strided_store
 #undef softmax_xent_strided
+#undef softmax_slice_stats
+#undef softmax_slice_grad
 #define CLXENT_TYPED(name) CLXENT_CAT(name, CLXENT_SUFFIX)
 #define row_max CLXENT_TYPED(row_max)
 #define row_exp_sum_cached CLXENT_TYPED(row_exp_sum_cached)
@@ -87,6 +89,8 @@
 #define strided_load CLXENT_TYPED(strided_load)
 #define strided_store CLXENT_TYPED(strided_store)
 #define softmax_xent_strided CLXENT_TYPED(softmax_xent_strided)
+#define softmax_slice_stats CLXENT_TYPED(softmax_slice_stats)
+#define softmax_slice_grad CLXENT_TYPED(softmax_slice_grad)
 
 /* max_j z_j over a row (one-item-per-row variant): compare-select, one maxps per vector; a NaN is
  * skipped here and reaches the loss through the sum of exponentials instead. */

@@ -12,11 +12,15 @@
  *   2. each rank runs its rows through clxent_softmax_xent_ex() with reduction NONE and
  *      grad_output = the global MEAN scale per row (a product with 1 in the kernel: the bits of
  *      one process's scale), its per-row losses into a scratch array.
+ *   Before 1, one MPI_Allreduce of a fixed-size record (agree_status) says whether every rank has
+ *   the O(ranks) agreement records, so that a rank short of memory still takes part: every
+ *   allocation failure is agreed on in a collective that precedes any use, and after 2 the
+ *   ranks agree on their compute status the same way before the block sums are exchanged.
  *   3. the global loss is the core's fixed reduction (host/reduce.c, kernels/reduce.cl) over the
  *      concatenated per-row losses: its first stage sums aligned blocks of SPAN = G·16 values, and
  *      only those blocks decide the order. Each rank sums the blocks that lie wholly in its rows,
  *      and one MPI_Allgatherv carries those block sums, the loose per-row values of the (at most
- *      two) blocks it shares with other ranks, and its compute status. Every rank then finishes
+ *      two) blocks it shares with other ranks. Every rank then finishes
  *      the same stages in the same order: the one-process bits, on every rank.
  */
 #define CLXENT_EXPERIMENTAL_API /* clxent_get_info: the reduction's group size */
@@ -35,6 +39,40 @@
 static _Thread_local char last_error[MSG_MAX + 64 + MPI_MAX_ERROR_STRING];
 
 const char *clxent_mpi_last_error(void) { return last_error; }
+
+/* Every allocation of a call goes through xmalloc, named by its site. A test build
+ * (CLXENT_MPI_TEST_HOOKS: the static clxent_mpi_hooks of tests/, never the installed library)
+ * can make the nth allocation from now fail, and records which paths a call took
+ * (mpi/clxent_mpi_hooks.h). */
+#ifdef CLXENT_MPI_TEST_HOOKS
+#include "clxent_mpi_hooks.h"
+static long hook_fail_at;
+static const char *hook_failed_site;
+static unsigned hook_paths;
+void clxent_mpi_test_fail_alloc(long nth) {
+  hook_fail_at = nth;
+  hook_failed_site = NULL;
+}
+const char *clxent_mpi_test_failed_site(void) { return hook_failed_site; }
+unsigned clxent_mpi_test_paths(void) { return hook_paths; }
+#define TOOK_PATH(bit) (hook_paths |= (bit))
+#define CLEAR_PATHS() (hook_paths = 0)
+#else
+#define TOOK_PATH(bit) ((void)0)
+#define CLEAR_PATHS() ((void)0)
+#endif
+
+static void *xmalloc(size_t bytes, const char *site) {
+#ifdef CLXENT_MPI_TEST_HOOKS
+  if (hook_fail_at > 0 && --hook_fail_at == 0) {
+    hook_failed_site = site;
+    return NULL;
+  }
+#else
+  (void)site;
+#endif
+  return malloc(bytes);
+}
 
 /* What the calling thread's last call spent: its collectives' time and bytes, and its total. */
 static _Thread_local clxent_mpi_stats last_stats;
@@ -231,10 +269,9 @@ static int own_block(size_t b, size_t a, size_t e, size_t N, size_t span) {
   return lo >= a && hi <= e;
 }
 
-/* The number of floats rank [a, e) contributes: 1 per own block, its rows of the others, and
- * its status (first). */
+/* The number of floats rank [a, e) contributes: 1 per own block and its rows of the others. */
 static size_t contribution(size_t a, size_t e, size_t N, size_t span) {
-  size_t k = 1;
+  size_t k = 0;
   if (e == a) return k;
   for (size_t b = a / span; b <= (e - 1) / span; ++b) {
     if (own_block(b, a, e, N, span)) ++k;
@@ -248,17 +285,29 @@ static size_t contribution(size_t a, size_t e, size_t N, size_t span) {
 
 /* ---------------------------------------------------------------- data-parallel */
 
-static clxent_status finish(clxent_status st, int rank, const char *msg) {
-  if (st != CLXENT_OK) snprintf(last_error, sizeof last_error, "rank %d: %s", rank, msg);
-  return st;
-}
-
 static clxent_status mpi_fail(int err, const char *what) {
   char s[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(err, s, &len);
   snprintf(last_error, sizeof last_error, "%s failed: %s", what, s);
   return CLXENT_ERR_OPENCL; /* the communication failed: an "other failure" of the call */
+}
+
+/* The ranks' verdict on a step, with one fixed-size MPI_Allreduce (so that a rank short of
+ * memory still takes part): the largest status of any rank and, among the ranks reporting it, the
+ * highest. CLXENT_OK when every rank is; else every rank returns the same status, the failing
+ * rank named in last_error (with this rank's own detail if it is the one). */
+static clxent_status agree_status(MPI_Comm comm, int rank, clxent_status local, const char *what, const char *detail) {
+  int64_t key = local != CLXENT_OK ? ((int64_t)local << 32) | (int64_t)rank : -1;
+  int err;
+  TIMED(MPI_Allreduce(MPI_IN_PLACE, &key, 1, MPI_INT64_T, MPI_MAX, comm), sizeof key, sizeof key);
+  if (err != MPI_SUCCESS) return mpi_fail(err, "MPI_Allreduce(status)");
+  if (key < 0) return CLXENT_OK;
+  const clxent_status st = (clxent_status)(key >> 32);
+  const int q = (int)(key & 0xffffffff);
+  snprintf(last_error, sizeof last_error, "rank %d: %s (%s)%s%s", q, what, clxent_status_str(st),
+           q == rank && detail && *detail ? ": " : "", q == rank && detail ? detail : "");
+  return st;
 }
 
 static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c,
@@ -280,16 +329,18 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
   mine.status = (int32_t)lc.st;
   memcpy(mine.msg, lc.msg, sizeof mine.msg);
 
-  /* collective 1: every rank's verdict and statistics */
-  agree_rec *all = malloc((size_t)ranks * sizeof *all);
-  int *counts = malloc((size_t)ranks * sizeof *counts), *displs = malloc((size_t)ranks * sizeof *displs);
-  if (!all || !counts || !displs) { /* a few bytes per rank: without them this rank cannot take part */
-    free(all), free(counts), free(displs);
-    snprintf(last_error, sizeof last_error, "rank %d: malloc of the agreement records failed", rank);
-    return CLXENT_ERR_OUT_OF_MEMORY;
-  }
+  /* collective 0: whether every rank has its O(ranks) agreement records (a fixed-size record, so
+   * that a rank without them still takes part and every rank returns the same status) */
+  agree_rec *all = xmalloc((size_t)ranks * sizeof *all, "agreement records");
+  int *counts = xmalloc((size_t)ranks * sizeof *counts, "agreement counts");
+  int *displs = xmalloc((size_t)ranks * sizeof *displs, "agreement displacements");
   clxent_status st = CLXENT_OK;
   float *rows = NULL, *scale_rows = NULL, *scaled_weights = NULL, *gathered = NULL, *lane = NULL, *block = NULL;
+  float *send = NULL, *v1 = NULL;
+  st = agree_status(comm, rank, all && counts && displs ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY,
+                    "malloc of the agreement records failed", NULL);
+  if (st != CLXENT_OK) goto out;
+  /* collective 1: every rank's verdict and statistics */
   TIMED(MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm), sizeof mine,
         (size_t)ranks * sizeof mine);
   if (err != MPI_SUCCESS) {
@@ -330,20 +381,26 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
      * double, in any order: the rank-order sum is the one-process sum. Else the ranks share their
      * counted rows' weights (4 bytes a row) and every rank sums them in row order. */
     if (!(weighted * (1.0 + 0x1p-50) < ldexp(1.0, 53 + ulp_exp))) {
-      float *mine_w = malloc((mine.counted ? mine.counted : 1) * sizeof *mine_w);
-      gathered = malloc((counted ? counted : 1) * sizeof *gathered);
-      const int ok = mine_w && gathered; /* NULL: this rank cannot take part (a hang: never seen) */
-      if (!ok) abort();
+      TOOK_PATH(1u); /* CLXENT_MPI_PATH_WEIGHTS_SHARED */
+      float *mine_w = xmalloc((mine.counted ? mine.counted : 1) * sizeof *mine_w, "shared weights (own)");
+      gathered = xmalloc((counted ? counted : 1) * sizeof *gathered, "shared weights (all)");
+      /* every rank has its buffers before any rank sends: else all return, nothing written */
+      st = agree_status(comm, rank, mine_w && gathered ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY,
+                        "malloc of the shared weights failed", NULL);
+      if (st != CLXENT_OK) {
+        free(mine_w);
+        goto out;
+      }
       size_t k = 0;
-      for (size_t i = 0; ok && i < n_local; ++i)
+      for (size_t i = 0; i < n_local; ++i)
         if (labels[i] != o.ignore_index) mine_w[k++] = o.class_weight[labels[i]];
       size_t at = 0;
       for (int q = 0; q < ranks; ++q) counts[q] = (int)all[q].counted, displs[q] = (int)at, at += all[q].counted;
       TIMED(MPI_Allgatherv(mine_w, (int)mine.counted, MPI_FLOAT, gathered, counts, displs, MPI_FLOAT, comm),
             mine.counted * sizeof(float), counted * sizeof(float));
       free(mine_w);
-      if (err != MPI_SUCCESS || !ok) {
-        st = err != MPI_SUCCESS ? mpi_fail(err, "MPI_Allgatherv(weights)") : finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc failed");
+      if (err != MPI_SUCCESS) {
+        st = mpi_fail(err, "MPI_Allgatherv(weights)");
         goto out;
       }
       weighted = 0.0;
@@ -364,7 +421,8 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
     for (size_t j = 0; j < c; ++j) largest = o.class_weight[j] > largest ? o.class_weight[j] : largest;
     frexpf(largest, &top);
     if (1 - e > 126 - top) e = top - 125;
-    scaled_weights = malloc(c * sizeof *scaled_weights);
+    TOOK_PATH(2u); /* CLXENT_MPI_PATH_RESCALED */
+    scaled_weights = xmalloc(c * sizeof *scaled_weights, "rescaled weights");
     for (size_t j = 0; scaled_weights && j < c; ++j) scaled_weights[j] = ldexpf(o.class_weight[j], 1 - e);
     weights = scaled_weights; /* NULL: this rank fails below, and every rank learns it */
     weighted = ldexp(weighted, 1 - e);
@@ -389,6 +447,27 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
    * gradient's z-term is then 2·(z_row·λ)·lse·S: the one process's 2·λ·lse·S_z within rounding,
    * and exactly it whenever z_row = 1 (no class weights, or no z-loss, or mean_denominator). */
   clxent_status local = o.class_weight && !weights ? CLXENT_ERR_OUT_OF_MEMORY : CLXENT_OK;
+  /* the reduction's buffers, had before the local call so that nothing after it allocates: a
+   * failure here skips this rank's call and is agreed on with its status */
+  size_t total = 0, groups = 1;
+  if (reduced) {
+    size_t at = 0;
+    for (int q = 0; q < ranks; ++q) {
+      const size_t k = contribution(at, at + all[q].n_local, N, span);
+      counts[q] = (int)k, displs[q] = (int)total;
+      total += k, at += all[q].n_local;
+    }
+    groups = N ? (N + span - 1) / span : 1;
+    send = xmalloc(((size_t)counts[rank] ? (size_t)counts[rank] : 1) * sizeof *send, "reduction send");
+    gathered = xmalloc((total ? total : 1) * sizeof *gathered, "reduction receive");
+    lane = xmalloc(G * sizeof *lane, "reduction lanes");
+    block = xmalloc(span * sizeof *block, "reduction block");
+    v1 = xmalloc(groups * sizeof *v1, "reduction first stage");
+    if (!send || !gathered || !lane || !block || !v1) {
+      local = CLXENT_ERR_OUT_OF_MEMORY;
+      snprintf(mine.msg, sizeof mine.msg, "malloc of the reduction's buffers failed");
+    }
+  }
   const int nan_grad = mean && !(S == S); /* rows counted, all of weight 0: 0/0 as in one process */
   if (n_local) {
     clxent_opts lo = o;
@@ -397,7 +476,7 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
     lo.class_weight = weights;
     lo.z_loss = o.z_loss * z_row;
     if (o.reduction != CLXENT_NONE && grad && !(S == 1.0f && !nan_grad)) {
-      scale_rows = malloc(n_local * sizeof *scale_rows);
+      scale_rows = xmalloc(n_local * sizeof *scale_rows, "row scales");
       if (!scale_rows) local = CLXENT_ERR_OUT_OF_MEMORY;
       for (size_t i = 0; scale_rows && i < n_local; ++i) scale_rows[i] = nan_grad ? 1.0f : S;
       lo.grad_output = scale_rows;
@@ -405,15 +484,17 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
       lo.grad_output = NULL;
     }
     if (reduced) {
-      rows = malloc(n_local * sizeof *rows);
+      rows = xmalloc(n_local * sizeof *rows, "per-row losses");
       if (!rows) local = CLXENT_ERR_OUT_OF_MEMORY;
     }
     clxent_ex lx = x;
     lx.size = sizeof lx;
-    if (local == CLXENT_OK)
+    const int called = local == CLXENT_OK;
+    if (called)
       local = clxent_softmax_xent_ex(ctx, n_local, c, logits, labels, &lo, &lx, reduced ? rows : o.reduction == CLXENT_NONE ? loss : NULL, grad);
-    if (local != CLXENT_OK && local != CLXENT_ERR_OUT_OF_MEMORY) snprintf(mine.msg, sizeof mine.msg, "%s", clxent_last_error(ctx));
-    else if (local != CLXENT_OK) snprintf(mine.msg, sizeof mine.msg, "out of memory: %s", clxent_last_error(ctx));
+    if (called && local != CLXENT_OK && local != CLXENT_ERR_OUT_OF_MEMORY) snprintf(mine.msg, sizeof mine.msg, "%s", clxent_last_error(ctx));
+    else if (called && local != CLXENT_OK) snprintf(mine.msg, sizeof mine.msg, "out of memory: %s", clxent_last_error(ctx));
+    else if (local != CLXENT_OK && !mine.msg[0]) snprintf(mine.msg, sizeof mine.msg, "malloc failed");
     if (local == CLXENT_OK && nan_grad) { /* the counted rows' gradient is NaN, as one process's */
       const size_t es = dtype_size(x.dtype);
       for (size_t i = 0; i < n_local; ++i)
@@ -431,126 +512,70 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
     }
   }
 
-  /* collective 2: statuses (and for MEAN/SUM the block sums and loose values) */
-  if (!reduced) {
-    int32_t worst[2] = {(int32_t)local, local != CLXENT_OK ? -rank : INT32_MIN};
-    int32_t *every = malloc((size_t)ranks * sizeof worst);
-    if (!every) {
-      st = finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc failed");
-      goto out;
-    }
-    TIMED(MPI_Allgather(worst, 2, MPI_INT32_T, every, 2, MPI_INT32_T, comm), sizeof worst, (size_t)ranks * sizeof worst);
-    for (int q = 0; err == MPI_SUCCESS && q < ranks; ++q)
-      if (every[2 * q] != CLXENT_OK) {
-        st = (clxent_status)every[2 * q];
-        snprintf(last_error, sizeof last_error, "rank %d: the computation failed (%s)%s%s", q,
-                 clxent_status_str(st), q == rank ? ": " : "", q == rank ? mine.msg : "");
-        break;
-      }
-    free(every);
-    if (err != MPI_SUCCESS) st = mpi_fail(err, "MPI_Allgather(status)");
-    goto out;
-  }
+  /* collective 2: every rank's status (a fixed-size record); MEAN/SUM then collective 3, the
+   * block sums and loose values */
+  st = agree_status(comm, rank, local, "the computation failed", mine.msg);
+  if (st != CLXENT_OK || !reduced) goto out;
   {
-    size_t total = 0, at = 0;
-    for (int q = 0; q < ranks; ++q) {
-      const size_t k = contribution(at, at + all[q].n_local, N, span);
-      counts[q] = (int)k, displs[q] = (int)total;
-      total += k, at += all[q].n_local;
-    }
     const size_t mine_count = (size_t)counts[rank];
-    float *send = malloc(mine_count * sizeof *send);
-    gathered = malloc(total * sizeof *gathered);
-    lane = malloc(G * sizeof *lane);
-    block = malloc(span * sizeof *block);
-    if (!send || !gathered || !lane || !block) local = CLXENT_ERR_OUT_OF_MEMORY;
-    if (send) {
-      send[0] = (float)local;
-      size_t k = 1;
-      if (n_local && local == CLXENT_OK) {
-        const size_t a = first, e = first + n_local;
-        for (size_t b = a / span; b <= (e - 1) / span; ++b) {
-          const size_t lo = b * span > a ? b * span : a, hi = (b + 1) * span < e ? (b + 1) * span : e;
-          if (own_block(b, a, e, N, span)) send[k++] = group_sum(rows + (lo - a), hi - lo, G, lane);
-          else for (size_t r = lo; r < hi; ++r) send[k++] = rows[r - a];
-        }
+    size_t k = 0;
+    if (n_local) {
+      const size_t a = first, e = first + n_local;
+      for (size_t b = a / span; b <= (e - 1) / span; ++b) {
+        const size_t lo = b * span > a ? b * span : a, hi = (b + 1) * span < e ? (b + 1) * span : e;
+        if (own_block(b, a, e, N, span)) send[k++] = group_sum(rows + (lo - a), hi - lo, G, lane);
+        else for (size_t r = lo; r < hi; ++r) send[k++] = rows[r - a];
       }
-      for (; k < mine_count; ++k) send[k] = 0.0f;
-      send[0] = (float)local;
     }
-    float dummy = (float)CLXENT_ERR_OUT_OF_MEMORY;
-    TIMED(MPI_Allgatherv(send ? send : &dummy, send ? (int)mine_count : 1, MPI_FLOAT, gathered, counts, displs, MPI_FLOAT, comm),
+    TIMED(MPI_Allgatherv(send, (int)mine_count, MPI_FLOAT, gathered, counts, displs, MPI_FLOAT, comm),
           mine_count * sizeof(float), total * sizeof(float));
-    free(send);
     if (err != MPI_SUCCESS) {
       st = mpi_fail(err, "MPI_Allgatherv(per-row losses)");
       goto out;
     }
-    if (!gathered || !lane || !block) {
-      st = finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc of the reduction's buffers failed");
-      goto out;
-    }
-    for (int q = 0; q < ranks; ++q)
-      if (gathered[displs[q]] != 0.0f) {
-        st = (clxent_status)(int)gathered[displs[q]];
-        snprintf(last_error, sizeof last_error, "rank %d: the computation failed (%s)%s%s", q, clxent_status_str(st),
-                 q == rank ? ": " : "", q == rank ? mine.msg : "");
-        goto out;
-      }
     /* the first stage's value of every block, in order: own blocks from their rank, shared ones
-     * assembled from the loose values of the ranks they span; written over `gathered` itself
-     * (block b's value lands at index b, never past what is still to be read) */
-    const size_t groups = N ? (N + span - 1) / span : 1;
-    float *v1 = malloc(groups * sizeof *v1);
-    if (!v1) {
-      st = finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc failed");
-      goto out;
-    }
+     * assembled from the loose values of the ranks they span */
     if (N == 0) v1[0] = 0.0f;
-    at = 0;
+    size_t at = 0;
     for (int q = 0; q < ranks; ++q) {
       const size_t a = at, e = at + all[q].n_local;
       at = e;
       if (a == e) continue;
-      size_t k = (size_t)displs[q] + 1;
+      size_t kq = (size_t)displs[q];
       for (size_t b = a / span; b <= (e - 1) / span; ++b) {
         if (own_block(b, a, e, N, span)) {
-          v1[b] = gathered[k++];
+          v1[b] = gathered[kq++];
           continue;
         }
         const size_t lo = b * span > a ? b * span : a, hi = (b + 1) * span < e ? (b + 1) * span : e;
-        for (size_t r = lo; r < hi; ++r) block[r - b * span] = gathered[k++];
+        for (size_t r = lo; r < hi; ++r) block[r - b * span] = gathered[kq++];
         const size_t block_end = (b + 1) * span < N ? (b + 1) * span : N;
         if (hi == block_end) v1[b] = group_sum(block, block_end - b * span, G, lane); /* its last rows */
       }
     }
-    float result;
-    if (groups == 1) result = v1[0] / divisor;
-    else result = later_stages(v1, groups, G, divisor, lane);
-    free(v1);
-    *loss = result;
+    *loss = groups == 1 ? v1[0] / divisor : later_stages(v1, groups, G, divisor, lane);
   }
 
 out:
   free(all), free(counts), free(displs), free(rows), free(scale_rows), free(scaled_weights), free(gathered), free(lane),
-      free(block);
+      free(block), free(send), free(v1);
   return st;
 }
 
 /* ---------------------------------------------------------------- vocabulary-parallel
  *
- * Every rank holds all n rows and the columns [c_offset, c_offset + c_local) of c_total. This
- * version computes on the host (plain C on the calling thread, float32 arithmetic as the kernels
- * do it), not on the context's device: the per-row statistics of a column slice need kernels the
- * core does not have yet (see docs/MPI.md). Two reads of the logits:
- *   stats pass   per row, over the rank's columns u = cap(z): m_r = max u, s_r = Σ e^{u - m_r},
- *                d_r = Σ w_j (m_r - u_j) (label smoothing), and, on the rank owning the label,
- *                u_y and w_y;
+ * Every rank holds all n rows and the columns [c_offset, c_offset + c_local) of c_total. Both
+ * passes over the logits run on the context's device through the core's experimental slice
+ * entries (kernels/softmax_slice.cl). Two reads of the logits:
+ *   stats pass   clxent_softmax_slice_stats: per row, over the rank's columns u = cap(z):
+ *                m_r = max u, s_r = Σ e^{u - m_r}, d_r = Σ w_j (m_r - u_j) (label smoothing),
+ *                and, on the rank owning the label, u_y and w_y;
  *   exchange     one MPI_Allgather of those 5 floats per row; every rank combines them in rank
  *                order (m = max m_r, s = Σ s_r e^{m_r - m}, d = Σ d_r + W_r (m - m_r)), so every
  *                rank has the same lse, loss and scales, run after run;
- *   grad pass    grad_ij = (k e^{u_ij - m} - B w_j - K [j = y_i]) u'_ij over the rank's columns,
- *                with the one-process kernel's k, B, K (kernels/softmax_xent.cl).
+ *   grad pass    clxent_softmax_slice_grad: grad_ij = (A e^{u_ij - lse} - B w_j - K [j = y_i]) u'_ij
+ *                over the rank's columns, with the one-process kernel's A, B, K
+ *                (kernels/softmax_xent.cl); its status agreed before the loss is written.
  * Before that, one MPI_Allgather of a record per rank agrees on validity, n, c_total, the options
  * and that the slices tile [0, c_total) — nothing is written on any rank unless all agree. */
 typedef struct vocab_rec {
@@ -563,30 +588,18 @@ typedef struct vocab_rec {
   char msg[MSG_MAX];
 } vocab_rec;
 
-static float cap_slope(float z, float cap, float *slope) {
-  if (cap == 0.0f) {
-    *slope = 1.0f;
-    return z;
-  }
-  if (z == -INFINITY) {
-    *slope = 0.0f;
-    return -INFINITY;
-  }
-  const float t = tanhf(z / cap);
-  *slope = 1.0f - t * t;
-  return cap * t;
-}
-
 static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
-                                            size_t c_total, const float *logits, const int32_t *labels,
-                                            const clxent_opts *opts, float *loss, float *grad) {
+                                    size_t c_total, const void *logits, const int32_t *labels,
+                                    const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
   last_error[0] = '\0';
   int rank = 0, ranks = 1, err;
   if ((err = MPI_Comm_rank(comm, &rank)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_rank");
   if ((err = MPI_Comm_size(comm, &ranks)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_size");
   local_check lc = {CLXENT_OK, ""};
   clxent_opts o = clxent_opts_default();
+  clxent_ex x = clxent_ex_default();
   if (opts) read_sized(&lc, "opts", opts, &o, sizeof o);
+  if (ex) read_sized(&lc, "ex", ex, &x, sizeof x);
   vocab_rec mine;
   memset(&mine, 0, sizeof mine);
   if (!ctx) fail(&lc, CLXENT_ERR_INVALID_ARG, "ctx is NULL");
@@ -602,8 +615,8 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
   if (!logits || !labels) fail(&lc, CLXENT_ERR_INVALID_ARG, "logits or labels is NULL");
   if (!loss && !grad) fail(&lc, CLXENT_ERR_INVALID_ARG, "loss and grad are both NULL");
   if (lc.st == CLXENT_OK) {
-    /* the option checks of the data-parallel path, the class weights being this rank's c_local */
-    clxent_ex x = clxent_ex_default();
+    /* the option checks of the data-parallel path (ex's too: its dtype and lse are hashed), the
+     * class weights being this rank's c_local */
     agree_rec scratch;
     memset(&scratch, 0, sizeof scratch);
     clxent_opts shape = o;
@@ -647,13 +660,12 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
   memcpy(mine.msg, lc.msg, sizeof mine.msg);
   mine.n = n, mine.c_local = c_local, mine.c_offset = c_offset, mine.c_total = c_total;
 
-  vocab_rec *all = malloc((size_t)ranks * sizeof *all);
-  if (!all) {
-    snprintf(last_error, sizeof last_error, "rank %d: malloc of the agreement records failed", rank);
-    return CLXENT_ERR_OUT_OF_MEMORY;
-  }
-  clxent_status st = CLXENT_OK;
-  float *stats = NULL, *every = NULL, *row = NULL;
+  /* collective 0: whether every rank has its agreement records (a fixed-size record) */
+  vocab_rec *all = xmalloc((size_t)ranks * sizeof *all, "agreement records");
+  float *stats = NULL, *every = NULL, *row = NULL, *lane = NULL;
+  clxent_status st = agree_status(comm, rank, all ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY,
+                                  "malloc of the agreement records failed", NULL);
+  if (st != CLXENT_OK) goto out;
   TIMED(MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm), sizeof mine,
         (size_t)ranks * sizeof mine);
   if (err != MPI_SUCCESS) {
@@ -684,7 +696,7 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
   for (size_t i = 0; i < n; ++i) counted += labels[i] != o.ignore_index;
   double weighted = 0.0, wtotal = 0.0;
   for (int q = 0; q < ranks; ++q) weighted += all[q].weighted, wtotal += all[q].wsum;
-  const float W = (float)wtotal, eps = o.label_smoothing, zl = o.z_loss, cap = o.softcap;
+  const float W = (float)wtotal, eps = o.label_smoothing, zl = o.z_loss;
   float S = 1.0f, Sz = 1.0f, z_row = 1.0f, divisor = 1.0f;
   if (mean && o.mean_denominator > 0) {
     divisor = (float)o.mean_denominator;
@@ -695,52 +707,33 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
     Sz = counted > 0 ? 1.0f / (float)counted : 0.0f;
     z_row = (weighted > 0 && counted > 0) ? (float)(weighted / (double)counted) : 0.0f;
   }
-  if (o.grad_output && o.reduction != CLXENT_NONE) S *= o.grad_output[0], Sz *= o.grad_output[0];
+  /* (g, the upstream gradient, is applied by clxent_softmax_slice_grad from o.grad_output) */
 
-  /* stats pass: 5 floats per row (m_r, s_r, d_r, u_y, w_y) */
-  enum { ST_M, ST_S, ST_D, ST_UY, ST_WY, ST_COUNT };
-  stats = malloc(n * ST_COUNT * sizeof *stats);
-  every = malloc((size_t)ranks * n * ST_COUNT * sizeof *every);
-  row = malloc(n * 2 * sizeof *row); /* per row: m and lse, then the losses */
-  clxent_status local = stats && every && row ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY;
-  for (size_t i = 0; local == CLXENT_OK && i < n; ++i) {
-    const float *z = logits + i * c_local;
-    float m = -INFINITY, sum = 0.0f, d = 0.0f, slope;
-    for (size_t j = 0; j < c_local; ++j) m = fmaxf(m, cap_slope(z[j], cap, &slope));
-    const float ref = m == -INFINITY ? 0.0f : m;
-    for (size_t j = 0; j < c_local; ++j) {
-      const float u = cap_slope(z[j], cap, &slope), w = o.class_weight ? o.class_weight[j] : 1.0f;
-      sum += expf(u - ref);
-      if (eps > 0.0f && w != 0.0f) d += w * (m - u);
-    }
-    const int32_t y = labels[i];
-    const int owns = y != o.ignore_index && (size_t)y >= c_offset && (size_t)y < c_offset + c_local;
-    float *st_i = stats + i * ST_COUNT;
-    st_i[ST_M] = m, st_i[ST_S] = sum, st_i[ST_D] = d;
-    st_i[ST_UY] = owns ? cap_slope(z[y - c_offset], cap, &slope) : 0.0f;
-    st_i[ST_WY] = owns ? (o.class_weight ? o.class_weight[y - c_offset] : 1.0f) : 0.0f;
+  /* stats pass on the device: 5 floats per row (m_r, s_r, d_r, u_y, w_y), clxent.h's
+   * CLXENT_SLICE_* order */
+  enum { ST_M = CLXENT_SLICE_MAX, ST_S = CLXENT_SLICE_SUM_EXP, ST_D = CLXENT_SLICE_SMOOTH,
+         ST_UY = CLXENT_SLICE_LABEL_LOGIT, ST_WY = CLXENT_SLICE_LABEL_WEIGHT, ST_COUNT = CLXENT_SLICE_VALUES };
+  stats = xmalloc(n * ST_COUNT * sizeof *stats, "row statistics");
+  every = xmalloc((size_t)ranks * n * ST_COUNT * sizeof *every, "every rank's row statistics");
+  row = xmalloc(n * 3 * sizeof *row, "row results"); /* per row: lse, the losses, w_y */
+  lane = xmalloc(all[0].group_size * sizeof *lane, "reduction lanes");
+  clxent_status local = stats && every && row && lane ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY;
+  char detail[MSG_MAX] = "";
+  if (local == CLXENT_OK) {
+    local = clxent_softmax_slice_stats(ctx, n, c_local, c_offset, c_total, x.dtype, logits, labels, &o, stats);
+    if (local != CLXENT_OK) snprintf(detail, sizeof detail, "%s", clxent_last_error(ctx));
   }
-  {
-    int32_t verdict[1] = {(int32_t)local};
-    TIMED(MPI_Allreduce(MPI_IN_PLACE, verdict, 1, MPI_INT32_T, MPI_MAX, comm), sizeof verdict, sizeof verdict);
-    if (err != MPI_SUCCESS) {
-      st = mpi_fail(err, "MPI_Allreduce(status)");
-      goto out;
-    }
-    if (verdict[0] != CLXENT_OK) {
-      st = (clxent_status)verdict[0];
-      snprintf(last_error, sizeof last_error, "a rank ran out of memory for the statistics (%s)", clxent_status_str(st));
-      goto out;
-    }
-  }
+  st = agree_status(comm, rank, local, "the statistics pass failed", detail);
+  if (st != CLXENT_OK) goto out;
   TIMED(MPI_Allgather(stats, (int)(n * ST_COUNT), MPI_FLOAT, every, (int)(n * ST_COUNT), MPI_FLOAT, comm),
         n * ST_COUNT * sizeof(float), (size_t)ranks * n * ST_COUNT * sizeof(float));
   if (err != MPI_SUCCESS) {
     st = mpi_fail(err, "MPI_Allgather(row statistics)");
     goto out;
   }
-  /* combine in rank order; per-row losses into row[n..2n) */
-  float *loss_rows = row + n;
+  /* combine in rank order; per row lse into row[0..n), the losses into row[n..2n), w_y into
+   * row[2n..3n) */
+  float *loss_rows = row + n, *wy_rows = row + 2 * n;
   for (size_t i = 0; i < n; ++i) {
     float m = -INFINITY;
     for (int q = 0; q < ranks; ++q) m = fmaxf(m, every[((size_t)q * n + i) * ST_COUNT + ST_M]);
@@ -760,47 +753,29 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
       if (eps > 0.0f) l += eps / (float)c_total * (d + W * log_s);
       if (zl != 0.0f) l += z_row * zl * lse * lse;
     }
-    row[i] = ignored ? NAN : m; /* NaN marks an ignored row for the gradient pass */
-    loss_rows[i] = l;
-    stats[i * ST_COUNT + ST_S] = sum, stats[i * ST_COUNT + ST_UY] = lse, stats[i * ST_COUNT + ST_WY] = wy;
+    row[i] = lse, loss_rows[i] = l, wy_rows[i] = wy;
   }
-  /* grad pass over this rank's columns */
-  for (size_t i = 0; grad && i < n; ++i) {
-    float *g = grad + i * c_local;
-    const float *z = logits + i * c_local;
-    if (row[i] != row[i]) {
-      for (size_t j = 0; j < c_local; ++j) g[j] = 0.0f;
-      continue;
-    }
-    const float m = row[i], sum = stats[i * ST_COUNT + ST_S], lse = stats[i * ST_COUNT + ST_UY], wy = stats[i * ST_COUNT + ST_WY];
-    const float g_up = o.grad_output && o.reduction == CLXENT_NONE ? o.grad_output[i] : 1.0f;
-    const float Si = S * g_up, Szi = Sz * g_up, inv_c = 1.0f / (float)c_total;
-    const float k = (Si * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Szi) / sum;
-    const float B = Si * eps * inv_c, K = Si * (1.0f - eps) * wy;
-    const size_t y = (size_t)labels[i];
-    for (size_t j = 0; j < c_local; ++j) { /* z is read before g is written: grad may be logits */
-      float slope;
-      const float u = cap_slope(z[j], cap, &slope), w = o.class_weight ? o.class_weight[j] : 1.0f;
-      g[j] = (k * expf(u - m) - B * w - (c_offset + j == y ? K : 0.0f)) * slope;
-    }
+  /* grad pass on the device over this rank's columns (the upstream gradient g applied there),
+   * its status agreed before any rank writes its loss */
+  if (grad) {
+    local = clxent_softmax_slice_grad(ctx, n, c_local, c_offset, c_total, x.dtype, logits, labels, &o, row, wy_rows, W,
+                                      S, Sz, grad);
+    if (local != CLXENT_OK) snprintf(detail, sizeof detail, "%s", clxent_last_error(ctx));
+    st = agree_status(comm, rank, local, "the gradient pass failed", detail);
+    if (st != CLXENT_OK) goto out;
   }
+  if (x.lse) memcpy(x.lse, row, n * sizeof *x.lse);
   if (loss && o.reduction == CLXENT_NONE) memcpy(loss, loss_rows, n * sizeof *loss);
   else if (loss) {
     const size_t G = all[0].group_size, span = G * REDUCE_ITEMS, groups = (n + span - 1) / span;
-    float *lane = malloc(G * sizeof *lane);
-    if (!lane) { /* the outputs are unspecified after OUT_OF_MEMORY; every rank has the same data */
-      st = finish(CLXENT_ERR_OUT_OF_MEMORY, rank, "malloc failed");
-      goto out;
-    }
     for (size_t b = 0; b < groups; ++b) { /* the core's order, as in the data-parallel path */
       const size_t cnt = n - b * span < span ? n - b * span : span;
       loss_rows[b] = group_sum(loss_rows + b * span, cnt, G, lane);
     }
     *loss = groups == 1 ? loss_rows[0] / divisor : later_stages(loss_rows, groups, G, divisor, lane);
-    free(lane);
   }
 out:
-  free(all), free(stats), free(every), free(row);
+  free(all), free(stats), free(every), free(row), free(lane);
   return st;
 }
 
@@ -808,8 +783,20 @@ clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Comm comm, size_t 
                                          const int32_t *labels, const clxent_opts *opts, const clxent_ex *ex,
                                          float *loss, void *grad) {
   memset(&last_stats, 0, sizeof last_stats);
+  CLEAR_PATHS();
   const double t0 = MPI_Wtime();
   const clxent_status st = data_parallel(ctx, comm, n_local, c, logits, labels, opts, ex, loss, grad);
+  last_stats.total_s = MPI_Wtime() - t0;
+  return st;
+}
+
+clxent_status clxent_mpi_softmax_xent_vocab_ex(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
+                                               size_t c_total, const void *logits, const int32_t *labels,
+                                               const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
+  memset(&last_stats, 0, sizeof last_stats);
+  CLEAR_PATHS();
+  const double t0 = MPI_Wtime();
+  const clxent_status st = vocab_parallel(ctx, comm, n, c_local, c_offset, c_total, logits, labels, opts, ex, loss, grad);
   last_stats.total_s = MPI_Wtime() - t0;
   return st;
 }
@@ -817,11 +804,8 @@ clxent_status clxent_mpi_softmax_xent_ex(clxent_ctx *ctx, MPI_Comm comm, size_t 
 clxent_status clxent_mpi_softmax_xent_vocab(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
                                             size_t c_total, const float *logits, const int32_t *labels,
                                             const clxent_opts *opts, float *loss, float *grad) {
-  memset(&last_stats, 0, sizeof last_stats);
-  const double t0 = MPI_Wtime();
-  const clxent_status st = vocab_parallel(ctx, comm, n, c_local, c_offset, c_total, logits, labels, opts, loss, grad);
-  last_stats.total_s = MPI_Wtime() - t0;
-  return st;
+  return clxent_mpi_softmax_xent_vocab_ex(ctx, comm, n, c_local, c_offset, c_total, logits, labels, opts, NULL, loss,
+                                          grad);
 }
 
 clxent_status clxent_mpi_softmax_xent(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c, const float *logits,
