@@ -65,6 +65,12 @@ typedef enum clxent_kernel_id {
   KERNEL_COLUMN_SUM,
   KERNEL_LABEL_STATS,
   KERNEL_CHUNK_SUM,
+  KERNEL_LINEAR_LOGITS, /* linear_xent.cl: float32 only */
+  KERNEL_LINEAR_STATS,
+  KERNEL_LINEAR_GRAD,
+  KERNEL_LINEAR_DHIDDEN,
+  KERNEL_LINEAR_DWEIGHT,
+  KERNEL_LINEAR_DBIAS,
   KERNEL_COUNT
 } clxent_kernel_id;
 
@@ -86,6 +92,8 @@ enum clxent_slot {
   SLOT_BIAS,         /* bias gradient */
   SLOT_SCALES,       /* device-resident calls: label statistics and reduction scales */
   SLOT_SUM_PARTIAL,  /* elementwise losses: chunk sums of the per-value losses */
+  SLOT_LINEAR_Z,     /* linear_xent: one rows × classes block of logits, then of their gradient */
+  SLOT_LINEAR_STATE, /* linear_xent: the running softmax state of one chunk of rows */
   SLOT_COUNT
 };
 
@@ -151,6 +159,8 @@ struct clxent_ctx {
   cl_ulong block_bytes;    /* largest block buffer the streaming loop uses */
   int zero_copy;           /* the device uses host memory in place: wrap the caller's arrays */
   int own_math;            /* kernels built with CLXENT_OWN_MATH=1: clxent's e^x, not the device's */
+  size_t linear_rows;      /* linear_xent: rows and classes per block of logits (tuning table) */
+  size_t linear_classes;
   int program_from_cache;  /* the program binary came from the on-disk cache */
 
   /* the pipelined host path (pipeline.c): transfer queues beside `queue`, pinned staging for two
@@ -256,6 +266,8 @@ typedef struct clxent_tuning_entry {
   size_t group_size;       /* a power of two; lowered to the device's limit */
   size_t row_threads;      /* group variant: work-items per row, a power of two; 0 = from c per call */
   int own_math;            /* 1: clxent's own e^x and tanh; 0: the device's */
+  size_t linear_rows;      /* linear_xent: rows × classes of one block of logits (its scratch) */
+  size_t linear_classes;
 } clxent_tuning_entry;
 /* The table's entry for a device: of those whose type, vendor and name match, the most specific
  * (name and vendor, then vendor, then the type alone); NULL vendor or name reads as "". Never NULL. */
@@ -353,6 +365,18 @@ clxent_status clxent_launch_reduce_stage(clxent_ctx *ctx, size_t count, cl_mem i
                                          cl_mem divisor_dev, size_t groups);
 clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_mem labels, cl_mem weight,
                                         cl_int ignore_index, int mean, cl_mem scales, cl_mem bad_labels);
+
+/* linear_xent.cl's kernels, one launch each (launch.c); offsets and sizes in floats. */
+typedef struct clxent_linear_launch {
+  size_t rows, classes, v, d;   /* the block R × V; the call's classes v and hidden size d */
+  size_t first_row, first_class; /* the block's place in the batch and the vocabulary */
+  cl_mem hidden, weight, bias, labels, class_weight, z, state, row_loss, gh, gw, gb;
+  cl_int ignore_index;
+  clxent_params params;
+  cl_int first, last;
+} clxent_linear_launch;
+enum clxent_linear_step { LINEAR_LOGITS, LINEAR_STATS, LINEAR_GRAD, LINEAR_DHIDDEN, LINEAR_DWEIGHT, LINEAR_DBIAS };
+clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l);
 
 /* stream.c: runs the plan over the batch on one device, in blocks; the partial results stay on
  * the device in *res. Returns with the queues drained, on every path. */

@@ -440,6 +440,41 @@ CLXENT_API clxent_status clxent_sigmoid_xent_ex(clxent_ctx *ctx, size_t n, size_
 CLXENT_API clxent_status clxent_bce_ex(clxent_ctx *ctx, size_t n, size_t c, const void *probs,
                                        const void *targets, const clxent_opts *opts, const clxent_ex *ex,
                                        float *loss, void *grad);
+/**
+ * @brief Fused linear layer + softmax cross-entropy: the loss of a language-model head and the
+ * gradients of its inputs, without the logits ever stored whole (since 1.1).
+ *
+ * z = hidden · weightᵀ + bias (z_ij = Σ_k hidden_ik weight_jk + bias_j) and then exactly the loss
+ * of clxent_softmax_xent() on z, with every option of it: reductions, ignore_index, class_weight,
+ * label_smoothing, z_loss, softcap (same validation, same messages). The gradients are
+ * grad_hidden = G · weight, grad_weight = Gᵀ · hidden, grad_bias = Σ_i G_i with G = dJ/dz.
+ * The logits are computed block by block (rows × classes, the block's shape from the tuning table)
+ * and the block is computed again for the gradients. Extra device memory beyond the inputs and
+ * outputs: one block of R × V floats (CPUs: 256 × 512, 512 KiB; GPUs: 1024 × 4096, 16 MiB), 8
+ * floats per row of a block, and n floats of per-row losses — never n·v. (On devices with memory
+ * of their own the inputs and outputs are copied to device buffers of their size.)
+ * Deterministic: every gradient element is the sum of its terms in increasing class (grad_hidden)
+ * or row (grad_weight, grad_bias) order, without atomics, whatever the block shape; repeated calls
+ * give the same bits. No BLAS: the matrix products are clxent's own kernels.
+ * opts->grad_output and opts->mean_denominator are not implemented for it yet (rejected).
+ * @param ctx          the context (one device).
+ * @param n, d, v      rows, hidden size, classes; v ≤ INT32_MAX.
+ * @param hidden       [n][d] float.
+ * @param weight       [v][d] float: row j is class j's vector (PyTorch's nn.Linear weight).
+ * @param bias         [v] float, or NULL (no bias).
+ * @param labels       [n], each in [0, v) or opts->ignore_index.
+ * @param opts         NULL = CLXENT_OPTS_INIT.
+ * @param loss         MEAN, SUM: 1 value; NONE: n values; or NULL.
+ * @param grad_hidden  [n][d], or NULL (not wanted).
+ * @param grad_weight  [v][d], or NULL.
+ * @param grad_bias    [v], or NULL (bias may be NULL: the gradient of a zero bias).
+ * @return a status of @ref losses; loss and the three gradients all NULL is
+ *   CLXENT_ERR_INVALID_ARG; no output may overlap an input or another output.
+ */
+CLXENT_API clxent_status clxent_linear_xent(clxent_ctx *ctx, size_t n, size_t d, size_t v, const float *hidden,
+                                            const float *weight, const float *bias, const int32_t *labels,
+                                            const clxent_opts *opts, float *loss, float *grad_hidden,
+                                            float *grad_weight, float *grad_bias);
 /** @} */
 
 /**
