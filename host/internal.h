@@ -113,6 +113,8 @@ typedef struct clxent_settings {
   uint64_t block_bytes;    /* 0 = from the device's memory */
   clxent_switch zero_copy;
   clxent_switch own_math;  /* AUTO = the tuning table's */
+  size_t linear_rows;      /* linear_xent's block of logits; 0 = the tuning table's */
+  size_t linear_classes;
   double split[CLXENT_MAX_MEMBERS];
   size_t split_count;      /* 0 = measured shares */
   const char *split_from;  /* where the split came from, for messages */

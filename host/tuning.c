@@ -120,7 +120,8 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
   ctx->variant = s->variant != CLXENT_VARIANT_AUTO ? s->variant : t->variant;
   ctx->vector_width = s->vector_width ? s->vector_width : t->vector_width;
   ctx->own_math = s->own_math == CLXENT_AUTO ? t->own_math : s->own_math == CLXENT_ON;
-  ctx->linear_rows = t->linear_rows, ctx->linear_classes = t->linear_classes;
+  ctx->linear_rows = s->linear_rows ? s->linear_rows : t->linear_rows;
+  ctx->linear_classes = s->linear_classes ? s->linear_classes : t->linear_classes;
 
   size_t max_group = 1;
   CHECK(device_info(ctx, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group, &max_group,

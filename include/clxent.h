@@ -534,10 +534,14 @@ typedef struct clxent_tuning {
                                  OFF: the device's exp and tanh, a hardware instruction on GPUs
                                  ($CLXENT_OWN_MATH=1|0; default from the tuning table: CPUs on,
                                  GPUs off) */
+  size_t linear_rows;       /**< clxent_linear_xent: rows per block of logits ($CLXENT_LINEAR_ROWS,
+                                 1..65536); 0 = the tuning table's */
+  size_t linear_classes;    /**< clxent_linear_xent: classes per block of logits
+                                 ($CLXENT_LINEAR_CLASSES, 1..2^24); 0 = the tuning table's */
 } clxent_tuning;
 
 /** Initializer of a clxent_tuning: everything from the environment or the tuning table. */
-#define CLXENT_TUNING_INIT {sizeof(clxent_tuning), CLXENT_VARIANT_AUTO, 0, 0, 0, 0, CLXENT_AUTO, NULL, 0, NULL, CLXENT_AUTO}
+#define CLXENT_TUNING_INIT {sizeof(clxent_tuning), CLXENT_VARIANT_AUTO, 0, 0, 0, 0, CLXENT_AUTO, NULL, 0, NULL, CLXENT_AUTO, 0, 0}
 
 /** What a context settled on (experimental), from clxent_get_info(). */
 typedef struct clxent_info {
@@ -553,10 +557,12 @@ typedef struct clxent_info {
   uint64_t max_alloc;          /**< largest device buffer (after any cap) */
   uint64_t global_mem;         /**< CL_DEVICE_GLOBAL_MEM_SIZE */
   int own_math;                /**< 1: the kernels use clxent's own e^x and tanh; 0: the device's */
+  size_t linear_rows;          /**< clxent_linear_xent's block of logits: rows ... */
+  size_t linear_classes;       /**< ... × classes (its scratch: rows·classes floats) */
 } clxent_info;
 
 /** Initializer of a clxent_info before clxent_get_info() fills it. */
-#define CLXENT_INFO_INIT {sizeof(clxent_info), 0, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define CLXENT_INFO_INIT {sizeof(clxent_info), 0, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /**
  * @brief Describes what device k of ctx settled on (experimental).

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CLXENT_EXPERIMENTAL_API /* clxent_tuning: the block shape */
 #include "support.h"
 
 static const char *const reduction_names[] = {"MEAN", "SUM", "NONE"};
@@ -212,6 +213,42 @@ static void test_deterministic(void **state) {
   free_problem(&p);
 }
 
+/* The block shape: other rows per block give the same bits (each row's softmax state and every
+ * gradient sum run in the same order); other classes per block change where the online softmax
+ * rescales, so the results agree to float tolerance, and each against the reference. */
+static void test_block_shapes(void **state) {
+  (void)state;
+  problem p = make_problem(37, 19, 211, 1, 0.1, 29);
+  clxent_opts o = clxent_opts_default();
+  o.label_smoothing = 0.1f, o.z_loss = 1e-3f, o.softcap = 5.0f;
+  static const size_t blocks[][2] = {{0, 0}, {1, 0}, {5, 0}, {37, 0}, {0, 1}, {0, 7}, {3, 64}, {64, 300}};
+  const size_t sizes[4] = {1, p.n * p.d, p.v * p.d, p.v};
+  float *first[4];
+  for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; ++b) {
+    clxent_tuning t = CLXENT_TUNING_INIT;
+    t.linear_rows = blocks[b][0], t.linear_classes = blocks[b][1];
+    clxent_ctx *ctx = support_create(NULL, &t, NULL);
+    clxent_info info = CLXENT_INFO_INIT;
+    ASSERT_OK(ctx, clxent_get_info(ctx, 0, &info));
+    if (blocks[b][0]) assert_int_equal(info.linear_rows, blocks[b][0]);
+    if (blocks[b][1]) assert_int_equal(info.linear_classes, blocks[b][1]);
+    check_call(ctx, &p, o, WANT_ALL, "block shape");
+    float *out[4];
+    for (int a = 0; a < 4; ++a) out[a] = xmalloc(sizes[a] * sizeof(float));
+    ASSERT_OK(ctx, clxent_linear_xent(ctx, p.n, p.d, p.v, p.h, p.w, p.b, p.labels, &o, out[0], out[1], out[2], out[3]));
+    for (int a = 0; a < 4; ++a) {
+      if (b == 0) first[a] = out[a];
+      else {
+        if (!blocks[b][1]) assert_memory_equal(first[a], out[a], sizes[a] * sizeof(float)); /* rows only */
+        free(out[a]);
+      }
+    }
+    clxent_destroy(ctx);
+  }
+  for (int a = 0; a < 4; ++a) free(first[a]);
+  free_problem(&p);
+}
+
 /* A rejected call writes nothing and says why. */
 static void expect_rejected(clxent_ctx *ctx, clxent_status want, const char *needle, size_t n, size_t d, size_t v,
                             const float *h, const float *w, const float *b, const int32_t *labels,
@@ -272,7 +309,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shapes),       cmocka_unit_test(test_vocabulary),    cmocka_unit_test(test_options),
       cmocka_unit_test(test_all_ignored),  cmocka_unit_test(test_null_outputs),  cmocka_unit_test(test_deterministic),
-      cmocka_unit_test(test_rejected),
+      cmocka_unit_test(test_rejected),     cmocka_unit_test(test_block_shapes),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
