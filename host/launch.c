@@ -161,11 +161,12 @@ clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_
 }
 
 /* linear_xent.cl's kernels over one block of rows × classes. The 2-D logits and gradient
- * products are launched in groups of 8 × 8 tiles, so that a group's tiles share the rows of h and
- * w they read while those are in the cache. */
-#define LINEAR_TR 4 /* LIN_TR, LIN_TC, LIN_HR, LIN_HK, LIN_WC of kernels/linear_xent.cl */
+ * products are launched in groups of 64 tiles, so that a group's tiles share the rows of h and w
+ * they read while those are in the cache: 16 × 4 for the logits, 4 × 16 for the products (best of
+ * 8×8, 16×4, 4×16, 64×1, 1×64 on PoCL, docs/PERFORMANCE.md). */
+#define LINEAR_TR 4 /* the register tiles of kernels/linear_xent.cl: rows × classes of logits, */
 #define LINEAR_TC 2
-#define LINEAR_HR 4
+#define LINEAR_HR 4 /* rows (grad_hidden) or classes (grad_weight) × vectors of k */
 #define LINEAR_HK 2
 #define LINEAR_WC 4
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
@@ -173,15 +174,16 @@ static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l) {
   const cl_ulong R = l->rows, V = l->classes, v = l->v, d = l->d, first_row = l->first_row, j0 = l->first_class;
   const cl_ulong h_off = l->first_row * l->d, w_off = l->first_class * l->d, ldz = l->classes;
-  const size_t vec = ctx->vector_width, tile = 8;
-  size_t global[2], local[2] = {tile, tile};
+  const size_t vec = ctx->vector_width;
+  size_t global[2], local[2] = {4, 16};
   switch (step) {
     case LINEAR_LOGITS: {
       const cl_ulong b_off = l->first_class;
       const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->hidden), ARG(h_off), ARG_MEM(l->weight), ARG(w_off),
                           ARG_MEM(l->bias), ARG(b_off), ARG_MEM(l->z), ARG(ldz)};
-      global[0] = round_up((l->classes + LINEAR_TC - 1) / LINEAR_TC, tile);
-      global[1] = round_up((l->rows + LINEAR_TR - 1) / LINEAR_TR, tile);
+      local[0] = 16, local[1] = 4;
+      global[0] = round_up((l->classes + LINEAR_TC - 1) / LINEAR_TC, local[0]);
+      global[1] = round_up((l->rows + LINEAR_TR - 1) / LINEAR_TR, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_LOGITS][0], "linear_logits", args, COUNT(args), 2, global, local);
     }
     case LINEAR_STATS: {
@@ -196,23 +198,23 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
       const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(ldz),
                           ARG_MEM(l->labels), ARG_MEM(l->class_weight), ARG(l->ignore_index), ARG(l->params),
                           ARG_MEM(l->state)};
-      global[0] = round_up((l->classes + vec - 1) / vec, tile);
-      global[1] = round_up(l->rows, tile);
+      global[0] = round_up((l->classes + vec - 1) / vec, local[0]);
+      global[1] = round_up(l->rows, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_GRAD][0], "linear_grad", args, COUNT(args), 2, global, local);
     }
     case LINEAR_DHIDDEN: {
       const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->weight), ARG(w_off),
                           ARG_MEM(l->gh), ARG(h_off), ARG(l->first)};
-      global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), tile);
-      global[1] = round_up((l->rows + LINEAR_HR - 1) / LINEAR_HR, tile);
+      global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
+      global[1] = round_up((l->rows + LINEAR_HR - 1) / LINEAR_HR, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DHIDDEN][0], "linear_dhidden", args, COUNT(args), 2, global,
                      local);
     }
     case LINEAR_DWEIGHT: {
       const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->hidden), ARG(h_off),
                           ARG_MEM(l->gw), ARG(w_off), ARG(l->first)};
-      global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), tile);
-      global[1] = round_up((l->classes + LINEAR_WC - 1) / LINEAR_WC, tile);
+      global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
+      global[1] = round_up((l->classes + LINEAR_WC - 1) / LINEAR_WC, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DWEIGHT][0], "linear_dweight", args, COUNT(args), 2, global,
                      local);
     }

@@ -28,16 +28,12 @@
  * chunk sizes, with no atomics — the same bits run after run and for any chunking. The logits'
  * sums over k run in a fixed order too (VEC-wide partial sums, then hsum, then the tail).
  *
- * Register tiles: a work-item computes LIN_TR × LIN_TC logits (dot products of VEC-wide pieces of
- * h and w rows), LIN_HR rows × LIN_HK vectors of grad_hidden, LIN_WC classes × LIN_HK vectors of
- * grad_weight: loops a CPU compiler (PoCL) vectorises within a work-item, no barriers.
+ * Register tiles: a work-item computes 4 × 2 logits (dot products of VEC-wide pieces of h and w
+ * rows, lanes summed at the end), 4 rows × 2 vectors of grad_hidden, 4 classes × 2 vectors of
+ * grad_weight (outer products, no horizontal sums): loops a CPU compiler (PoCL) vectorises within a
+ * work-item, no barriers; every multiply-add is an fma.
  */
 
-#define LIN_TR 4
-#define LIN_TC 2
-#define LIN_HR 4
-#define LIN_HK 2
-#define LIN_WC 4
 /* floats of per-row state kept across a row chunk's class chunks */
 #define LIN_STATE 8
 #define LIN_M 0
@@ -47,33 +43,39 @@
 #define LIN_ZY 4
 #define LIN_K 5
 
-/* z[r][c] = h[r]·w[c] + b[c] for the R×V block; h, w rows of d floats. */
+/* The register tiles are written out as named variables, not private arrays: PoCL kept the arrays
+ * in memory (5 GFLOP/s against 30-60 here). A tile is 4 × 2 accumulators of VEC floats, with the
+ * 4 + 2 operands 14 of AVX2's 16 vector registers. LIN_TILE(OP) applies OP to each of them. */
+#define LIN_TILE(OP) OP(0, 0) OP(0, 1) OP(1, 0) OP(1, 1) OP(2, 0) OP(2, 1) OP(3, 0) OP(3, 1)
+#define LIN_ZERO(r, q) floatv a##r##q = (floatv)(0.0f);
+
+/* z[r][c] = h[r]·w[c] + b[c] for the R×V block (item: 4 rows × 2 classes); h, w rows of d floats. */
 __kernel void linear_logits(const ulong R, const ulong V, const ulong d, __global const float *hidden,
                             const ulong h_off, __global const float *weight, const ulong w_off,
                             __global const float *bias, const ulong b_off, __global float *z, const ulong ldz) {
-  const ulong c0 = get_global_id(0) * LIN_TC, r0 = get_global_id(1) * LIN_TR;
+  const ulong c0 = get_global_id(0) * 2, r0 = get_global_id(1) * 4;
   if (c0 >= V || r0 >= R) return;
-  __global const float *h[LIN_TR];
-  __global const float *w[LIN_TC];
-  for (uint t = 0; t < LIN_TR; ++t) h[t] = hidden + h_off + min(r0 + t, R - 1) * d;
-  for (uint t = 0; t < LIN_TC; ++t) w[t] = weight + w_off + min(c0 + t, V - 1) * d;
-  floatv acc[LIN_TR][LIN_TC];
-  for (uint r = 0; r < LIN_TR; ++r)
-    for (uint c = 0; c < LIN_TC; ++c) acc[r][c] = (floatv)(0.0f);
+  __global const float *h0 = hidden + h_off + min(r0 + 0, R - 1) * d, *h1 = hidden + h_off + min(r0 + 1, R - 1) * d;
+  __global const float *h2 = hidden + h_off + min(r0 + 2, R - 1) * d, *h3 = hidden + h_off + min(r0 + 3, R - 1) * d;
+  __global const float *w0 = weight + w_off + min(c0 + 0, V - 1) * d, *w1 = weight + w_off + min(c0 + 1, V - 1) * d;
+  LIN_TILE(LIN_ZERO)
   const ulong dv = d - d % CLXENT_VEC;
   for (ulong k = 0; k < dv; k += CLXENT_VEC) {
-    floatv a[LIN_TR], b[LIN_TC];
-    for (uint r = 0; r < LIN_TR; ++r) a[r] = vloadv(0, h[r] + k);
-    for (uint c = 0; c < LIN_TC; ++c) b[c] = vloadv(0, w[c] + k);
-    for (uint r = 0; r < LIN_TR; ++r)
-      for (uint c = 0; c < LIN_TC; ++c) acc[r][c] = a[r] * b[c] + acc[r][c];
+    const floatv x0 = vloadv(0, h0 + k), x1 = vloadv(0, h1 + k), x2 = vloadv(0, h2 + k), x3 = vloadv(0, h3 + k);
+    const floatv y0 = vloadv(0, w0 + k), y1 = vloadv(0, w1 + k);
+#define LIN_DOT(r, q) a##r##q = fma(x##r, y##q, a##r##q);
+    LIN_TILE(LIN_DOT)
+#undef LIN_DOT
   }
-  for (uint r = 0; r < LIN_TR; ++r)
-    for (uint c = 0; c < LIN_TC; ++c) {
-      float t = hsum(acc[r][c]);
-      for (ulong k = dv; k < d; ++k) t = h[r][k] * w[c][k] + t;
-      if (r0 + r < R && c0 + c < V) z[(r0 + r) * ldz + c0 + c] = bias ? t + bias[b_off + c0 + c] : t;
-    }
+  /* each logit: its vector's lanes summed (hsum), then the tail of d, then the bias */
+#define LIN_OUT(r, q)                                                                    \
+  if (r0 + r < R && c0 + q < V) {                                                        \
+    float t = hsum(a##r##q);                                                             \
+    for (ulong k = dv; k < d; ++k) t = fma(h##r[k], w##q[k], t);                         \
+    z[(r0 + r) * ldz + c0 + q] = bias ? t + bias[b_off + c0 + q] : t;                    \
+  }
+  LIN_TILE(LIN_OUT)
+#undef LIN_OUT
 }
 
 /* One class chunk [j0, j0 + V) of rows first_row.. folded into each row's state (one work-item per
@@ -175,79 +177,64 @@ __kernel void linear_grad(const ulong R, const ulong V, const ulong v, const ulo
   }
 }
 
-/* grad_hidden[r][k] (+)= Σ_j g[r][j] w[j][k] over the chunk's V classes, in increasing j.
- * Item (kt, rt): LIN_HR rows × LIN_HK vectors of k; the last k tile of a d that is not a multiple
- * of its width is done scalar (the same elements on every call of a given d). */
+/* The two gradient products, out[r][k] (+)= Σ_t a[t][r] · m[t][k] over t = 0..T-1 in increasing t,
+ * r one of 4 outputs rows, k 2·VEC columns per item: a[t][r] = A[t·a_t + r·a_r] (scalars),
+ * m[t] = M + t·d (rows of d floats). Each accumulator starts from the output (or 0 on the first
+ * chunk), so an element's sum runs in the same order whatever the chunks. The last k tile of a d
+ * that is not a multiple of 2·VEC is done scalar, with fma as well. */
+inline void lin_product(const ulong T, const ulong rows, const ulong d, const ulong k0, __global const float *A,
+                        const ulong a_t, const ulong a_r, __global const float *M, __global float *out, const int first) {
+  /* rows past the block read the last row's operands and write nothing */
+  __global const float *A0 = A, *A1 = A + min(1ul, rows - 1) * a_r, *A2 = A + min(2ul, rows - 1) * a_r;
+  __global const float *A3 = A + min(3ul, rows - 1) * a_r;
+  __global float *o0 = out, *o1 = out + min(1ul, rows - 1) * d, *o2 = out + min(2ul, rows - 1) * d;
+  __global float *o3 = out + min(3ul, rows - 1) * d;
+  if (k0 + 2 * CLXENT_VEC <= d) {
+#define LIN_INIT(r, q) floatv a##r##q = first ? (floatv)(0.0f) : vloadv(q, o##r + k0);
+    LIN_TILE(LIN_INIT)
+#undef LIN_INIT
+    for (ulong t = 0; t < T; ++t) {
+      const floatv y0 = vloadv(0, M + t * d + k0), y1 = vloadv(1, M + t * d + k0);
+      const float x0 = A0[t * a_t], x1 = A1[t * a_t], x2 = A2[t * a_t], x3 = A3[t * a_t];
+#define LIN_AXPY(r, q) a##r##q = fma((floatv)(x##r), y##q, a##r##q);
+      LIN_TILE(LIN_AXPY)
+#undef LIN_AXPY
+    }
+#define LIN_STORE(r, q) if (r < rows) vstorev(a##r##q, q, o##r + k0);
+    LIN_TILE(LIN_STORE)
+#undef LIN_STORE
+    return;
+  }
+  for (ulong k = k0; k < d; ++k) {
+#define LIN_SCALAR(r)                                                       \
+    if (r < rows) {                                                         \
+      float acc = first ? 0.0f : o##r[k];                                   \
+      for (ulong t = 0; t < T; ++t) acc = fma(A##r[t * a_t], M[t * d + k], acc); \
+      o##r[k] = acc;                                                        \
+    }
+    LIN_SCALAR(0) LIN_SCALAR(1) LIN_SCALAR(2) LIN_SCALAR(3)
+#undef LIN_SCALAR
+  }
+}
+
+/* grad_hidden[r][k] (+)= Σ_j g[r][j] w[j][k] over the chunk's V classes, in increasing j. Item
+ * (kt, rt): 4 rows × 2·VEC of k. */
 __kernel void linear_dhidden(const ulong R, const ulong V, const ulong d, __global const float *g, const ulong ldg,
                              __global const float *weight, const ulong w_off, __global float *gh, const ulong gh_off,
                              const int first) {
-  const ulong k0 = get_global_id(0) * (LIN_HK * CLXENT_VEC), r0 = get_global_id(1) * LIN_HR;
+  const ulong k0 = get_global_id(0) * (2 * CLXENT_VEC), r0 = get_global_id(1) * 4;
   if (k0 >= d || r0 >= R) return;
-  __global const float *gr[LIN_HR];
-  for (uint r = 0; r < LIN_HR; ++r) gr[r] = g + min(r0 + r, R - 1) * ldg;
-  __global const float *w = weight + w_off;
-  if (k0 + LIN_HK * CLXENT_VEC <= d) {
-    floatv acc[LIN_HR][LIN_HK];
-    for (uint r = 0; r < LIN_HR; ++r)
-      for (uint q = 0; q < LIN_HK; ++q)
-        acc[r][q] = first ? (floatv)(0.0f) : vloadv(0, gh + gh_off + min(r0 + r, R - 1) * d + k0 + q * CLXENT_VEC);
-    for (ulong j = 0; j < V; ++j) {
-      floatv b[LIN_HK];
-      for (uint q = 0; q < LIN_HK; ++q) b[q] = vloadv(0, w + j * d + k0 + q * CLXENT_VEC);
-      for (uint r = 0; r < LIN_HR; ++r) {
-        const float a = gr[r][j];
-        for (uint q = 0; q < LIN_HK; ++q) acc[r][q] = a * b[q] + acc[r][q];
-      }
-    }
-    for (uint r = 0; r < LIN_HR; ++r)
-      if (r0 + r < R)
-        for (uint q = 0; q < LIN_HK; ++q) vstorev(acc[r][q], 0, gh + gh_off + (r0 + r) * d + k0 + q * CLXENT_VEC);
-    return;
-  }
-  for (ulong k = k0; k < d; ++k)
-    for (uint r = 0; r < LIN_HR && r0 + r < R; ++r) {
-      __global float *o = gh + gh_off + (r0 + r) * d + k;
-      float acc = first ? 0.0f : *o;
-      for (ulong j = 0; j < V; ++j) acc = gr[r][j] * w[j * d + k] + acc;
-      *o = acc;
-    }
+  lin_product(V, min(4ul, R - r0), d, k0, g + r0 * ldg, 1, ldg, weight + w_off, gh + gh_off + r0 * d, first);
 }
 
-/* grad_weight[j][k] (+)= Σ_i g[i][j] h[i][k] over the chunk's R rows, in increasing i. Item (kt, ct):
- * LIN_WC classes × LIN_HK vectors of k. */
+/* grad_weight[j][k] (+)= Σ_i g[i][j] h[i][k] over the chunk's R rows, in increasing i. Item
+ * (kt, ct): 4 classes × 2·VEC of k. */
 __kernel void linear_dweight(const ulong R, const ulong V, const ulong d, __global const float *g, const ulong ldg,
                              __global const float *hidden, const ulong h_off, __global float *gw, const ulong gw_off,
                              const int first) {
-  const ulong k0 = get_global_id(0) * (LIN_HK * CLXENT_VEC), c0 = get_global_id(1) * LIN_WC;
+  const ulong k0 = get_global_id(0) * (2 * CLXENT_VEC), c0 = get_global_id(1) * 4;
   if (k0 >= d || c0 >= V) return;
-  __global const float *h = hidden + h_off;
-  ulong col[LIN_WC];
-  for (uint c = 0; c < LIN_WC; ++c) col[c] = min(c0 + c, V - 1);
-  if (k0 + LIN_HK * CLXENT_VEC <= d) {
-    floatv acc[LIN_WC][LIN_HK];
-    for (uint c = 0; c < LIN_WC; ++c)
-      for (uint q = 0; q < LIN_HK; ++q)
-        acc[c][q] = first ? (floatv)(0.0f) : vloadv(0, gw + gw_off + col[c] * d + k0 + q * CLXENT_VEC);
-    for (ulong i = 0; i < R; ++i) {
-      floatv b[LIN_HK];
-      for (uint q = 0; q < LIN_HK; ++q) b[q] = vloadv(0, h + i * d + k0 + q * CLXENT_VEC);
-      for (uint c = 0; c < LIN_WC; ++c) {
-        const float a = g[i * ldg + col[c]];
-        for (uint q = 0; q < LIN_HK; ++q) acc[c][q] = a * b[q] + acc[c][q];
-      }
-    }
-    for (uint c = 0; c < LIN_WC; ++c)
-      if (c0 + c < V)
-        for (uint q = 0; q < LIN_HK; ++q) vstorev(acc[c][q], 0, gw + gw_off + (c0 + c) * d + k0 + q * CLXENT_VEC);
-    return;
-  }
-  for (ulong k = k0; k < d; ++k)
-    for (uint c = 0; c < LIN_WC && c0 + c < V; ++c) {
-      __global float *o = gw + gw_off + (c0 + c) * d + k;
-      float acc = first ? 0.0f : *o;
-      for (ulong i = 0; i < R; ++i) acc = g[i * ldg + c0 + c] * h[i * d + k] + acc;
-      *o = acc;
-    }
+  lin_product(R, min(4ul, V - c0), d, k0, g + c0, ldg, 1, hidden + h_off, gw + gw_off + c0 * d, first);
 }
 
 /* grad_bias[j] (+)= Σ_i g[i][j] over the chunk's R rows, in increasing i. */
