@@ -59,17 +59,18 @@ typedef enum clxent_kernel_id {
   KERNEL_SIGMOID_XENT,
   KERNEL_BCE,
   KERNEL_COLUMN_PARTIAL,
+  KERNEL_LINEAR_LOGITS, /* linear_products.cl */
+  KERNEL_LINEAR_DHIDDEN,
+  KERNEL_LINEAR_DWEIGHT,
+  KERNEL_LINEAR_NARROW,
   KERNEL_TYPED_COUNT,
   KERNEL_ROW_INFORMATION = KERNEL_TYPED_COUNT,
   KERNEL_REDUCE_SUM,
   KERNEL_COLUMN_SUM,
   KERNEL_LABEL_STATS,
   KERNEL_CHUNK_SUM,
-  KERNEL_LINEAR_LOGITS, /* linear_xent.cl: float32 only */
-  KERNEL_LINEAR_STATS,
+  KERNEL_LINEAR_STATS, /* linear_xent.cl */
   KERNEL_LINEAR_GRAD,
-  KERNEL_LINEAR_DHIDDEN,
-  KERNEL_LINEAR_DWEIGHT,
   KERNEL_LINEAR_DBIAS,
   KERNEL_COUNT
 } clxent_kernel_id;
@@ -94,6 +95,10 @@ enum clxent_slot {
   SLOT_SUM_PARTIAL,  /* elementwise losses: chunk sums of the per-value losses */
   SLOT_LINEAR_Z,     /* linear_xent: one rows × classes block of logits, then of their gradient */
   SLOT_LINEAR_STATE, /* linear_xent: the running softmax state of one chunk of rows */
+  SLOT_LINEAR_GH,    /* linear_xent, 16-bit: float32 accumulators of a row chunk's grad_hidden, */
+  SLOT_LINEAR_GW,    /* of grad_weight, */
+  SLOT_LINEAR_GB,    /* of grad_bias */
+  SLOT_LINEAR_LSE,   /* linear_xent: the rows' log-sum-exp (ex->lse) */
   SLOT_COUNT
 };
 
@@ -370,15 +375,20 @@ clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_
 
 /* linear_xent.cl's kernels, one launch each (launch.c); offsets and sizes in floats. */
 typedef struct clxent_linear_launch {
-  size_t rows, classes, v, d;   /* the block R × V; the call's classes v and hidden size d */
+  clxent_dtype dtype;            /* of hidden, weight, bias */
+  size_t rows, classes, v, d;    /* the block R × V; the call's classes v and hidden size d */
   size_t first_row, first_class; /* the block's place in the batch and the vocabulary */
-  cl_mem hidden, weight, bias, labels, class_weight, z, state, row_loss, gh, gw, gb;
+  size_t gh_row;                 /* the row of gh that is the block's first (first_row, or 0 in scratch) */
+  cl_mem hidden, weight, bias, labels, class_weight, z, state, row_loss, row_lse, gh, gw, gb; /* gradients float32 */
   cl_int ignore_index;
   clxent_params params;
   cl_int first, last;
 } clxent_linear_launch;
 enum clxent_linear_step { LINEAR_LOGITS, LINEAR_STATS, LINEAR_GRAD, LINEAR_DHIDDEN, LINEAR_DWEIGHT, LINEAR_DBIAS };
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l);
+/* out[offset + e] = x[e] for e < count in dtype (linear_narrow). */
+clxent_status clxent_launch_linear_narrow(clxent_ctx *ctx, clxent_dtype dtype, size_t count, cl_mem x, cl_mem out,
+                                          size_t offset);
 
 /* stream.c: runs the plan over the batch on one device, in blocks; the partial results stay on
  * the device in *res. Returns with the queues drained, on every path. */

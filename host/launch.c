@@ -174,6 +174,8 @@ static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l) {
   const cl_ulong R = l->rows, V = l->classes, v = l->v, d = l->d, first_row = l->first_row, j0 = l->first_class;
   const cl_ulong h_off = l->first_row * l->d, w_off = l->first_class * l->d, ldz = l->classes;
+  const cl_ulong gh_off = l->gh_row * l->d;
+  const clxent_dtype t = l->dtype;
   const size_t vec = ctx->vector_width;
   size_t global[2], local[2] = {4, 16};
   switch (step) {
@@ -184,12 +186,13 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
       local[0] = 16, local[1] = 4;
       global[0] = round_up((l->classes + LINEAR_TC - 1) / LINEAR_TC, local[0]);
       global[1] = round_up((l->rows + LINEAR_TR - 1) / LINEAR_TR, local[1]);
-      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_LOGITS][0], "linear_logits", args, COUNT(args), 2, global, local);
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_LOGITS][t], "linear_logits", args, COUNT(args), 2, global, local);
     }
     case LINEAR_STATS: {
       const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(ldz),
                           ARG_MEM(l->labels), ARG_MEM(l->class_weight), ARG(l->ignore_index), ARG(l->params),
-                          ARG_MEM(l->state), ARG(l->first), ARG(l->last), ARG_MEM(l->row_loss)};
+                          ARG_MEM(l->state), ARG(l->first), ARG(l->last), ARG_MEM(l->row_loss),
+                          ARG_MEM(l->row_lse)};
       size_t g = l->rows, lg = item_group(ctx, l->rows, ctx->group_size);
       g = round_up(g, lg);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_STATS][0], "linear_stats", args, COUNT(args), 1, &g, &lg);
@@ -204,10 +207,10 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
     }
     case LINEAR_DHIDDEN: {
       const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->weight), ARG(w_off),
-                          ARG_MEM(l->gh), ARG(h_off), ARG(l->first)};
+                          ARG_MEM(l->gh), ARG(gh_off), ARG(l->first)};
       global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
       global[1] = round_up((l->rows + LINEAR_HR - 1) / LINEAR_HR, local[1]);
-      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DHIDDEN][0], "linear_dhidden", args, COUNT(args), 2, global,
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DHIDDEN][t], "linear_dhidden", args, COUNT(args), 2, global,
                      local);
     }
     case LINEAR_DWEIGHT: {
@@ -215,7 +218,7 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
                           ARG_MEM(l->gw), ARG(w_off), ARG(l->first)};
       global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
       global[1] = round_up((l->classes + LINEAR_WC - 1) / LINEAR_WC, local[1]);
-      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DWEIGHT][0], "linear_dweight", args, COUNT(args), 2, global,
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DWEIGHT][t], "linear_dweight", args, COUNT(args), 2, global,
                      local);
     }
     default: { /* LINEAR_DBIAS */
@@ -226,4 +229,13 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DBIAS][0], "linear_dbias", args, COUNT(args), 1, &g, &lg);
     }
   }
+}
+
+clxent_status clxent_launch_linear_narrow(clxent_ctx *ctx, clxent_dtype dtype, size_t count, cl_mem x, cl_mem out,
+                                          size_t offset) {
+  const cl_ulong count_arg = count, off = offset;
+  const arg args[] = {ARG(count_arg), ARG_MEM(x), ARG_MEM(out), ARG(off)};
+  size_t local = ctx->group_size, global = round_up(count, local);
+  return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_NARROW][dtype], "linear_narrow", args, COUNT(args), 1, &global,
+                 &local);
 }

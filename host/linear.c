@@ -8,7 +8,9 @@
  * (reduce.c), so the loss has their bits for the same logits' state.
  *
  * Device memory beyond the inputs and outputs: the block of logits (R·V floats), the state of a
- * row chunk (R·8 floats), the n per-row losses. The inputs and outputs are used in place on a
+ * row chunk (R·8 floats), the n per-row losses (and n lse if wanted); with 16-bit storage also the
+ * float32 accumulators of the gradients asked for: R·d (grad_hidden), v·d (grad_weight), v
+ * (grad_bias), each rounded once into the caller's type. The inputs and outputs are used in place on a
  * device that shares host memory (PoCL), else copied to and from buffers of their size.
  */
 #include <math.h>
@@ -48,33 +50,39 @@ enum { A_HIDDEN, A_WEIGHT, A_BIAS, A_LABELS, A_CLASS_WEIGHT, A_GH, A_GW, A_GB, A
 
 typedef struct linear_call {
   size_t n, d, v;
+  clxent_dtype dtype;
   const void *host[A_COUNT];
   size_t bytes[A_COUNT];
-  const int32_t *labels;
   cl_int ignore_index;
   clxent_params params;
 } linear_call;
 
 static clxent_status run(clxent_ctx *ctx, const linear_call *c, const clxent_plan *plan) {
-  const size_t n = c->n, v = c->v;
+  const size_t n = c->n, v = c->v, d = c->d;
   const size_t R = ctx->linear_rows < n ? ctx->linear_rows : n, V = ctx->linear_classes < v ? ctx->linear_classes : v;
+  const int narrow = c->dtype != CLXENT_FLOAT32; /* 16-bit gradients: float32 accumulators, rounded once */
   cl_mem mem[A_COUNT] = {NULL};
   clxent_results res = {NULL, NULL, NULL, NULL};
   clxent_status st = CLXENT_OK;
-  clxent_linear_launch l = {.v = v, .d = c->d, .ignore_index = c->ignore_index, .params = c->params};
+  clxent_linear_launch l = {.dtype = c->dtype, .v = v, .d = d, .ignore_index = c->ignore_index, .params = c->params};
   CHECK_GOTO(clxent_buffer(ctx, SLOT_LINEAR_Z, R * V * sizeof(float), &l.z), st, drain);
   CHECK_GOTO(clxent_buffer(ctx, SLOT_LINEAR_STATE, R * LINEAR_STATE * sizeof(float), &l.state), st, drain);
   CHECK_GOTO(clxent_buffer(ctx, SLOT_ROW_OUT, n * sizeof(float), &res.rows), st, drain);
+  if (plan->lse) CHECK_GOTO(clxent_buffer(ctx, SLOT_LINEAR_LSE, n * sizeof(float), &res.lse), st, drain);
   static const char *const names[A_COUNT] = {"hidden", "weight", "bias", "labels", "opts->class_weight",
                                              "grad_hidden", "grad_weight", "grad_bias"};
   for (int a = 0; a < A_COUNT; ++a)
     if (c->host[a]) CHECK_GOTO(array_buffer(ctx, c->host[a], c->bytes[a], a < A_GH, names[a], &mem[a]), st, drain);
   l.hidden = mem[A_HIDDEN], l.weight = mem[A_WEIGHT], l.bias = mem[A_BIAS], l.labels = mem[A_LABELS];
   l.class_weight = mem[A_CLASS_WEIGHT], l.gh = mem[A_GH], l.gw = mem[A_GW], l.gb = mem[A_GB];
-  l.row_loss = res.rows;
+  if (narrow && l.gh) CHECK_GOTO(clxent_buffer(ctx, SLOT_LINEAR_GH, R * d * sizeof(float), &l.gh), st, drain);
+  if (narrow && l.gw) CHECK_GOTO(clxent_buffer(ctx, SLOT_LINEAR_GW, v * d * sizeof(float), &l.gw), st, drain);
+  if (narrow && l.gb) CHECK_GOTO(clxent_buffer(ctx, SLOT_LINEAR_GB, v * sizeof(float), &l.gb), st, drain);
+  l.row_loss = res.rows, l.row_lse = res.lse;
   const int backward = l.gh || l.gw || l.gb;
   for (size_t r0 = 0; r0 < n; r0 += R) {
     l.first_row = r0, l.rows = n - r0 < R ? n - r0 : R;
+    l.gh_row = narrow ? 0 : r0;
     for (size_t j0 = 0; j0 < v; j0 += V) {
       l.first_class = j0, l.classes = v - j0 < V ? v - j0 : V;
       l.first = j0 == 0, l.last = j0 + V >= v;
@@ -92,7 +100,11 @@ static clxent_status run(clxent_ctx *ctx, const linear_call *c, const clxent_pla
       if (l.gw) CHECK_GOTO(clxent_launch_linear(ctx, LINEAR_DWEIGHT, &l), st, drain);
       if (l.gb) CHECK_GOTO(clxent_launch_linear(ctx, LINEAR_DBIAS, &l), st, drain);
     }
+    if (narrow && l.gh)
+      CHECK_GOTO(clxent_launch_linear_narrow(ctx, c->dtype, l.rows * d, l.gh, mem[A_GH], r0 * d), st, drain);
   }
+  if (narrow && l.gw) CHECK_GOTO(clxent_launch_linear_narrow(ctx, c->dtype, v * d, l.gw, mem[A_GW], 0), st, drain);
+  if (narrow && l.gb) CHECK_GOTO(clxent_launch_linear_narrow(ctx, c->dtype, v, l.gb, mem[A_GB], 0), st, drain);
   /* the gradients to the caller: a read of each buffer into its own host memory where the device
    * worked in place (which copies nothing, and makes the writes visible), else from the device */
   for (int a = A_GH; a < A_COUNT; ++a) {
@@ -118,10 +130,10 @@ done:
 
 static int overflows(size_t a, size_t b) { return b && a > SIZE_MAX / sizeof(float) / b; }
 
-clxent_status clxent_linear_xent(clxent_ctx *ctx, size_t n, size_t d, size_t v, const float *hidden,
-                                 const float *weight, const float *bias, const int32_t *labels,
-                                 const clxent_opts *opts, float *loss, float *grad_hidden, float *grad_weight,
-                                 float *grad_bias) {
+clxent_status clxent_linear_xent_ex(clxent_ctx *ctx, size_t n, size_t d, size_t v, const void *hidden,
+                                    const void *weight, const void *bias, const int32_t *labels,
+                                    const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad_hidden,
+                                    void *grad_weight, void *grad_bias) {
   CHECK(clxent_check_ctx(ctx));
   if (ctx->group)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
@@ -136,25 +148,36 @@ clxent_status clxent_linear_xent(clxent_ctx *ctx, size_t n, size_t d, size_t v, 
   CHECK(clxent_check_ptr(ctx, hidden, "hidden"));
   CHECK(clxent_check_ptr(ctx, weight, "weight"));
   CHECK(clxent_check_ptr(ctx, labels, "labels"));
-  if (!loss && !grad_hidden && !grad_weight && !grad_bias)
-    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
-                       "loss, grad_hidden, grad_weight and grad_bias are all NULL: nothing to compute");
   clxent_opts o;
+  clxent_ex x;
   CHECK(clxent_read_opts(ctx, opts, &o));
+  CHECK(clxent_read_ex(ctx, ex, &x));
+  CHECK(clxent_check_dtype(ctx, x.dtype));
+  if (!loss && !grad_hidden && !grad_weight && !grad_bias && !x.lse)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "loss, grad_hidden, grad_weight, grad_bias and ex->lse are all NULL: nothing to compute");
   if (o.grad_output || o.mean_denominator != 0.0)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
                        "opts->grad_output and opts->mean_denominator are not implemented for clxent_linear_xent yet");
-  const size_t hd = n * d * sizeof(float), wd = v * d * sizeof(float), vb = v * sizeof(float);
-  clxent_region r[] = {{.name = "hidden", .host = hidden, .bytes = hd},
-                       {.name = "weight", .host = weight, .bytes = wd},
-                       {.name = "bias", .host = bias, .bytes = vb},
+  if (x.bias_grad)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "ex->bias_grad does not apply to clxent_linear_xent: its grad_bias argument is the bias gradient");
+  if (x.argmax || x.correct || x.inner > 1)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "ex->argmax, ex->correct and ex->inner are not implemented for clxent_linear_xent");
+  const size_t elem = clxent_dtype_size(x.dtype);
+  const size_t hd = n * d * elem, wd = v * d * elem, vb = v * elem;
+  clxent_region r[] = {{.name = "hidden", .host = hidden, .bytes = hd, .element = elem},
+                       {.name = "weight", .host = weight, .bytes = wd, .element = elem},
+                       {.name = "bias", .host = bias, .bytes = vb, .element = elem},
                        {.name = "labels", .host = labels, .bytes = n * sizeof(int32_t)},
-                       {.name = "opts->class_weight", .host = o.class_weight, .bytes = vb},
+                       {.name = "opts->class_weight", .host = o.class_weight, .bytes = v * sizeof(float)},
                        {.name = "loss", .host = loss, .bytes = (o.reduction == CLXENT_NONE ? n : 1) * sizeof(float),
                         .output = 1},
-                       {.name = "grad_hidden", .host = grad_hidden, .bytes = hd, .output = 1},
-                       {.name = "grad_weight", .host = grad_weight, .bytes = wd, .output = 1},
-                       {.name = "grad_bias", .host = grad_bias, .bytes = vb, .output = 1}};
+                       {.name = "grad_hidden", .host = grad_hidden, .bytes = hd, .output = 1, .element = elem},
+                       {.name = "grad_weight", .host = grad_weight, .bytes = wd, .output = 1, .element = elem},
+                       {.name = "grad_bias", .host = grad_bias, .bytes = vb, .output = 1, .element = elem},
+                       {.name = "ex->lse", .host = x.lse, .bytes = n * sizeof(float), .output = 1}};
   CHECK(clxent_check_regions(ctx, r, (int)(sizeof r / sizeof r[0])));
   float weight_sum;
   CHECK(clxent_check_opts(ctx, &o, FAMILY_SOFTMAX, v, &weight_sum));
@@ -167,16 +190,24 @@ clxent_status clxent_linear_xent(clxent_ctx *ctx, size_t n, size_t d, size_t v, 
     CHECK(clxent_scaled_weights(ctx, o.class_weight, v, weighted, &scaled, &weight_sum, &shift));
   if (scaled) o.class_weight = scaled, weighted = ldexp(weighted, shift);
 
-  linear_call c = {.n = n, .d = d, .v = v, .labels = labels, .ignore_index = o.ignore_index};
+  linear_call c = {.n = n, .d = d, .v = v, .dtype = x.dtype, .ignore_index = o.ignore_index};
   const void *host[A_COUNT] = {hidden, weight, bias, labels, o.class_weight, grad_hidden, grad_weight, grad_bias};
-  const size_t bytes[A_COUNT] = {hd, wd, vb, n * sizeof(int32_t), vb, hd, wd, vb};
+  const size_t bytes[A_COUNT] = {hd, wd, vb, n * sizeof(int32_t), v * sizeof(float), hd, wd, vb};
   for (int a = 0; a < A_COUNT; ++a) c.host[a] = host[a], c.bytes[a] = bytes[a];
-  clxent_plan plan = {.kernel = KERNEL_LINEAR_STATS, .dtype = CLXENT_FLOAT32, .n = n, .c = v, .labels = labels,
-                      .loss = loss, .reduction = o.reduction};
+  clxent_plan plan = {.kernel = KERNEL_LINEAR_STATS, .dtype = x.dtype, .n = n, .c = v, .labels = labels,
+                      .loss = loss, .lse = x.lse, .reduction = o.reduction};
   c.params = clxent_loss_params(&o, weighted, counted, weight_sum, &plan.divisor);
   c.params.row_threads = 1;
   PIECE(ctx, "checks and plan", NULL);
   const clxent_status st = run(ctx, &c, &plan);
   free(scaled);
   return st;
+}
+
+clxent_status clxent_linear_xent(clxent_ctx *ctx, size_t n, size_t d, size_t v, const float *hidden,
+                                 const float *weight, const float *bias, const int32_t *labels,
+                                 const clxent_opts *opts, float *loss, float *grad_hidden, float *grad_weight,
+                                 float *grad_bias) {
+  return clxent_linear_xent_ex(ctx, n, d, v, hidden, weight, bias, labels, opts, NULL, loss, grad_hidden, grad_weight,
+                               grad_bias);
 }

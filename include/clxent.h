@@ -475,6 +475,25 @@ CLXENT_API clxent_status clxent_linear_xent(clxent_ctx *ctx, size_t n, size_t d,
                                             const float *weight, const float *bias, const int32_t *labels,
                                             const clxent_opts *opts, float *loss, float *grad_hidden,
                                             float *grad_weight, float *grad_bias);
+/**
+ * @brief clxent_linear_xent() on arrays of ex->dtype, with the rows' log-sum-exp (since 1.1).
+ *
+ * hidden, weight, bias and the three gradients in ex->dtype (uint16_t for the 16-bit types); every
+ * product and sum in float32; 16-bit gradients are accumulated in float32 and rounded once. That
+ * needs float32 accumulators beyond the block's scratch: R·d floats for grad_hidden and v·d for
+ * grad_weight (the float32 gradient's size), v for grad_bias. ex->lse (n floats) receives each
+ * row's log-sum-exp (after softcap), ignored rows included. ex->bias_grad does not apply (it is
+ * grad_bias).
+ * @param ctx, n, d, v, labels, opts, loss  as for clxent_linear_xent().
+ * @param hidden, weight, bias  n×d, v×d, v values of ex->dtype (bias may be NULL).
+ * @param ex           NULL = CLXENT_EX_INIT.
+ * @param grad_hidden, grad_weight, grad_bias  n×d, v×d, v values of ex->dtype, or NULL.
+ * @return as clxent_linear_xent(); also CLXENT_ERR_INVALID_ARG for an unknown ex->dtype.
+ */
+CLXENT_API clxent_status clxent_linear_xent_ex(clxent_ctx *ctx, size_t n, size_t d, size_t v, const void *hidden,
+                                               const void *weight, const void *bias, const int32_t *labels,
+                                               const clxent_opts *opts, const clxent_ex *ex, float *loss,
+                                               void *grad_hidden, void *grad_weight, void *grad_bias);
 /** @} */
 
 /**

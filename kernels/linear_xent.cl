@@ -28,6 +28,9 @@
  * chunk sizes, with no atomics — the same bits run after run and for any chunking. The logits'
  * sums over k run in a fixed order too (VEC-wide partial sums, then hsum, then the tail).
  *
+ * The matrix products are in kernels/linear_products.cl, once per storage type (hidden, weight,
+ * bias and the gradients in float32, float16 or bfloat16; every sum in float32; 16-bit gradients
+ * are accumulated in float32 scratch and rounded once, by linear_narrow).
  * Register tiles: a work-item computes 4 × 2 logits (dot products of VEC-wide pieces of h and w
  * rows, lanes summed at the end), 4 rows × 2 vectors of grad_hidden, 4 classes × 2 vectors of
  * grad_weight (outer products, no horizontal sums): loops a CPU compiler (PoCL) vectorises within a
@@ -43,48 +46,14 @@
 #define LIN_ZY 4
 #define LIN_K 5
 
-/* The register tiles are written out as named variables, not private arrays: PoCL kept the arrays
- * in memory (5 GFLOP/s against 30-60 here). A tile is 4 × 2 accumulators of VEC floats, with the
- * 4 + 2 operands 14 of AVX2's 16 vector registers. LIN_TILE(OP) applies OP to each of them. */
-#define LIN_TILE(OP) OP(0, 0) OP(0, 1) OP(1, 0) OP(1, 1) OP(2, 0) OP(2, 1) OP(3, 0) OP(3, 1)
-#define LIN_ZERO(r, q) floatv a##r##q = (floatv)(0.0f);
-
-/* z[r][c] = h[r]·w[c] + b[c] for the R×V block (item: 4 rows × 2 classes); h, w rows of d floats. */
-__kernel void linear_logits(const ulong R, const ulong V, const ulong d, __global const float *hidden,
-                            const ulong h_off, __global const float *weight, const ulong w_off,
-                            __global const float *bias, const ulong b_off, __global float *z, const ulong ldz) {
-  const ulong c0 = get_global_id(0) * 2, r0 = get_global_id(1) * 4;
-  if (c0 >= V || r0 >= R) return;
-  __global const float *h0 = hidden + h_off + min(r0 + 0, R - 1) * d, *h1 = hidden + h_off + min(r0 + 1, R - 1) * d;
-  __global const float *h2 = hidden + h_off + min(r0 + 2, R - 1) * d, *h3 = hidden + h_off + min(r0 + 3, R - 1) * d;
-  __global const float *w0 = weight + w_off + min(c0 + 0, V - 1) * d, *w1 = weight + w_off + min(c0 + 1, V - 1) * d;
-  LIN_TILE(LIN_ZERO)
-  const ulong dv = d - d % CLXENT_VEC;
-  for (ulong k = 0; k < dv; k += CLXENT_VEC) {
-    const floatv x0 = vloadv(0, h0 + k), x1 = vloadv(0, h1 + k), x2 = vloadv(0, h2 + k), x3 = vloadv(0, h3 + k);
-    const floatv y0 = vloadv(0, w0 + k), y1 = vloadv(0, w1 + k);
-#define LIN_DOT(r, q) a##r##q = fma(x##r, y##q, a##r##q);
-    LIN_TILE(LIN_DOT)
-#undef LIN_DOT
-  }
-  /* each logit: its vector's lanes summed (hsum), then the tail of d, then the bias */
-#define LIN_OUT(r, q)                                                                    \
-  if (r0 + r < R && c0 + q < V) {                                                        \
-    float t = hsum(a##r##q);                                                             \
-    for (ulong k = dv; k < d; ++k) t = fma(h##r[k], w##q[k], t);                         \
-    z[(r0 + r) * ldz + c0 + q] = bias ? t + bias[b_off + c0 + q] : t;                    \
-  }
-  LIN_TILE(LIN_OUT)
-#undef LIN_OUT
-}
-
 /* One class chunk [j0, j0 + V) of rows first_row.. folded into each row's state (one work-item per
- * row). first: the state starts empty; last: it becomes the row's loss (row_loss[first_row + i])
- * and k_i. Ignored rows: loss 0, k 0. */
+ * row). first: the state starts empty; last: it becomes the row's loss (row_loss[first_row + i]),
+ * its lse (row_lse, if given) and k_i. Ignored rows: loss 0, k 0 (and their lse if wanted). */
 __kernel void linear_stats(const ulong R, const ulong V, const ulong v, const ulong j0, const ulong first_row,
                            __global const float *z, const ulong ldz, __global const int *labels,
                            __global const float *weight, const int ignore_index, const clxent_params p,
-                           __global float *state, const int first, const int last, __global float *row_loss) {
+                           __global float *state, const int first, const int last, __global float *row_loss,
+                           __global float *row_lse) {
   const ulong i = get_global_id(0);
   if (i >= R) return;
   __global float *st = state + i * LIN_STATE;
@@ -94,7 +63,7 @@ __kernel void linear_stats(const ulong R, const ulong V, const ulong v, const ul
   const int smooth = eps > 0.0f;
   float m = -INFINITY, s = 0.0f, wdev = 0.0f, wsum = 0.0f, zy = 0.0f;
   if (!first) m = st[LIN_M], s = st[LIN_S], wdev = st[LIN_WDEV], wsum = st[LIN_WSUM], zy = st[LIN_ZY];
-  if (!ignored) {
+  if (!ignored || row_lse) { /* ignored rows: only for their lse */
     __global const float *zr = z + i * ldz;
     const ulong vv = V - V % CLXENT_VEC;
     /* the chunk's max of u (the cap is increasing: cap of the max of z); NaN skipped here, it
@@ -139,6 +108,7 @@ __kernel void linear_stats(const ulong R, const ulong V, const ulong v, const ul
   }
   if (last) {
     float loss = 0.0f, k = 0.0f;
+    if (row_lse) row_lse[first_row + i] = m + log(s);
     if (!ignored) {
       const float log_s = log(s), lse = m + log_s, uy = cap_logit(zy, cap), inv_c = 1.0f / (float)v;
       const float wy = weight ? weight[y] : 1.0f, W = p.weight_sum, S = p.scale;
@@ -175,66 +145,6 @@ __kernel void linear_grad(const ulong R, const ulong V, const ulong v, const ulo
     const float u = cap_logit_slope(zr[j], cap, &slope), w = weight ? weight[j0 + j] : 1.0f;
     zr[j] = (k * clxent_exp(u - m) - B * w - (j0 + j == (ulong)y ? K : 0.0f)) * slope;
   }
-}
-
-/* The two gradient products, out[r][k] (+)= Σ_t a[t][r] · m[t][k] over t = 0..T-1 in increasing t,
- * r one of 4 outputs rows, k 2·VEC columns per item: a[t][r] = A[t·a_t + r·a_r] (scalars),
- * m[t] = M + t·d (rows of d floats). Each accumulator starts from the output (or 0 on the first
- * chunk), so an element's sum runs in the same order whatever the chunks. The last k tile of a d
- * that is not a multiple of 2·VEC is done scalar, with fma as well. */
-inline void lin_product(const ulong T, const ulong rows, const ulong d, const ulong k0, __global const float *A,
-                        const ulong a_t, const ulong a_r, __global const float *M, __global float *out, const int first) {
-  /* rows past the block read the last row's operands and write nothing */
-  __global const float *A0 = A, *A1 = A + min(1ul, rows - 1) * a_r, *A2 = A + min(2ul, rows - 1) * a_r;
-  __global const float *A3 = A + min(3ul, rows - 1) * a_r;
-  __global float *o0 = out, *o1 = out + min(1ul, rows - 1) * d, *o2 = out + min(2ul, rows - 1) * d;
-  __global float *o3 = out + min(3ul, rows - 1) * d;
-  if (k0 + 2 * CLXENT_VEC <= d) {
-#define LIN_INIT(r, q) floatv a##r##q = first ? (floatv)(0.0f) : vloadv(q, o##r + k0);
-    LIN_TILE(LIN_INIT)
-#undef LIN_INIT
-    for (ulong t = 0; t < T; ++t) {
-      const floatv y0 = vloadv(0, M + t * d + k0), y1 = vloadv(1, M + t * d + k0);
-      const float x0 = A0[t * a_t], x1 = A1[t * a_t], x2 = A2[t * a_t], x3 = A3[t * a_t];
-#define LIN_AXPY(r, q) a##r##q = fma((floatv)(x##r), y##q, a##r##q);
-      LIN_TILE(LIN_AXPY)
-#undef LIN_AXPY
-    }
-#define LIN_STORE(r, q) if (r < rows) vstorev(a##r##q, q, o##r + k0);
-    LIN_TILE(LIN_STORE)
-#undef LIN_STORE
-    return;
-  }
-  for (ulong k = k0; k < d; ++k) {
-#define LIN_SCALAR(r)                                                       \
-    if (r < rows) {                                                         \
-      float acc = first ? 0.0f : o##r[k];                                   \
-      for (ulong t = 0; t < T; ++t) acc = fma(A##r[t * a_t], M[t * d + k], acc); \
-      o##r[k] = acc;                                                        \
-    }
-    LIN_SCALAR(0) LIN_SCALAR(1) LIN_SCALAR(2) LIN_SCALAR(3)
-#undef LIN_SCALAR
-  }
-}
-
-/* grad_hidden[r][k] (+)= Σ_j g[r][j] w[j][k] over the chunk's V classes, in increasing j. Item
- * (kt, rt): 4 rows × 2·VEC of k. */
-__kernel void linear_dhidden(const ulong R, const ulong V, const ulong d, __global const float *g, const ulong ldg,
-                             __global const float *weight, const ulong w_off, __global float *gh, const ulong gh_off,
-                             const int first) {
-  const ulong k0 = get_global_id(0) * (2 * CLXENT_VEC), r0 = get_global_id(1) * 4;
-  if (k0 >= d || r0 >= R) return;
-  lin_product(V, min(4ul, R - r0), d, k0, g + r0 * ldg, 1, ldg, weight + w_off, gh + gh_off + r0 * d, first);
-}
-
-/* grad_weight[j][k] (+)= Σ_i g[i][j] h[i][k] over the chunk's R rows, in increasing i. Item
- * (kt, ct): 4 classes × 2·VEC of k. */
-__kernel void linear_dweight(const ulong R, const ulong V, const ulong d, __global const float *g, const ulong ldg,
-                             __global const float *hidden, const ulong h_off, __global float *gw, const ulong gw_off,
-                             const int first) {
-  const ulong k0 = get_global_id(0) * (2 * CLXENT_VEC), c0 = get_global_id(1) * 4;
-  if (k0 >= d || c0 >= V) return;
-  lin_product(R, min(4ul, V - c0), d, k0, g + c0, ldg, 1, hidden + h_off, gw + gw_off + c0 * d, first);
 }
 
 /* grad_bias[j] (+)= Σ_i g[i][j] over the chunk's R rows, in increasing i. */

@@ -61,6 +61,11 @@
 #undef sigmoid_xent
 #undef bce
 #undef column_partial
+#undef linear_logits
+#undef linear_dhidden
+#undef linear_dweight
+#undef linear_narrow
+#undef lin_product
 #define CLXENT_TYPED(name) CLXENT_CAT(name, CLXENT_SUFFIX)
 #define row_max CLXENT_TYPED(row_max)
 #define row_exp_sum_cached CLXENT_TYPED(row_exp_sum_cached)
@@ -75,6 +80,11 @@
 #define sigmoid_xent CLXENT_TYPED(sigmoid_xent)
 #define bce CLXENT_TYPED(bce)
 #define column_partial CLXENT_TYPED(column_partial)
+#define linear_logits CLXENT_TYPED(linear_logits)
+#define linear_dhidden CLXENT_TYPED(linear_dhidden)
+#define linear_dweight CLXENT_TYPED(linear_dweight)
+#define linear_narrow CLXENT_TYPED(linear_narrow)
+#define lin_product CLXENT_TYPED(lin_product)
 
 /* max_j z_j over a row (one-item-per-row variant): compare-select, one maxps per vector; a NaN is
  * skipped here and reaches the loss through the sum of exponentials instead. */

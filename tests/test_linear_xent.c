@@ -249,6 +249,59 @@ static void test_block_shapes(void **state) {
   free_problem(&p);
 }
 
+/* 16-bit storage: hidden, weight and bias rounded to the type; the call on them gives exactly the
+ * float32 call's loss on the same values and its gradients rounded once to the type (both sum in
+ * float32 in the same order), and the lse matches the reference on every row, ignored ones too. */
+static void test_storage(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  problem p = make_problem(70, 19, 600, 1, 0.2, 31);
+  const size_t n = p.n, d = p.d, v = p.v;
+  clxent_opts o = clxent_opts_default();
+  o.label_smoothing = 0.1f, o.z_loss = 1e-3f;
+  for (int t = CLXENT_FLOAT16; t <= CLXENT_BFLOAT16; ++t) {
+    const clxent_dtype dt = (clxent_dtype)t;
+    uint16_t *h = xmalloc(n * d * 2), *w = xmalloc(v * d * 2), *b = xmalloc(v * 2);
+    uint16_t *gh = xmalloc(n * d * 2), *gw = xmalloc(v * d * 2), *gb = xmalloc(v * 2);
+    float *hf = xmalloc(n * d * 4), *wf = xmalloc(v * d * 4), *bf = xmalloc(v * 4);
+    float *gh32 = xmalloc(n * d * 4), *gw32 = xmalloc(v * d * 4), *gb32 = xmalloc(v * 4), *lse = xmalloc(n * 4);
+    for (size_t e = 0; e < n * d; ++e) ref_encode(h, e, p.h[e], dt), hf[e] = ref_decode(h, e, dt);
+    for (size_t e = 0; e < v * d; ++e) ref_encode(w, e, p.w[e], dt), wf[e] = ref_decode(w, e, dt);
+    for (size_t e = 0; e < v; ++e) ref_encode(b, e, p.b[e], dt), bf[e] = ref_decode(b, e, dt);
+    float loss16, loss32;
+    clxent_ex x = clxent_ex_default();
+    x.dtype = dt, x.lse = lse;
+    poison(lse, n);
+    ASSERT_OK(ctx, clxent_linear_xent_ex(ctx, n, d, v, h, w, b, p.labels, &o, &x, &loss16, gh, gw, gb));
+    ASSERT_OK(ctx, clxent_linear_xent(ctx, n, d, v, hf, wf, bf, p.labels, &o, &loss32, gh32, gw32, gb32));
+    assert_memory_equal(&loss16, &loss32, sizeof(float));
+    for (size_t e = 0; e < n * d; ++e)
+      if (gh[e] != (dt == CLXENT_FLOAT16 ? ref_to_f16(gh32[e]) : ref_to_bf16(gh32[e])))
+        fail_msg("%s grad_hidden[%zu] is not the float32 one rounded once", t == 1 ? "f16" : "bf16", e);
+    for (size_t e = 0; e < v * d; ++e)
+      if (gw[e] != (dt == CLXENT_FLOAT16 ? ref_to_f16(gw32[e]) : ref_to_bf16(gw32[e])))
+        fail_msg("%s grad_weight[%zu] is not the float32 one rounded once", t == 1 ? "f16" : "bf16", e);
+    for (size_t e = 0; e < v; ++e)
+      if (gb[e] != (dt == CLXENT_FLOAT16 ? ref_to_f16(gb32[e]) : ref_to_bf16(gb32[e])))
+        fail_msg("%s grad_bias[%zu] is not the float32 one rounded once", t == 1 ? "f16" : "bf16", e);
+    /* the lse against the reference's, on the rounded inputs */
+    float *z = xmalloc(n * v * 4);
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < v; ++j) {
+        double acc = bf[j];
+        for (size_t k = 0; k < d; ++k) acc += (double)hf[i * d + k] * wf[j * d + k];
+        z[i * v + j] = (float)acc;
+      }
+    double *ref_lse = xmalloc(n * sizeof(double));
+    ref_out r = {.lse = ref_lse};
+    ref_softmax_xent(n, v, z, p.labels, &o, &r);
+    assert_close(lse, ref_lse, n, 1e-4, 1e-5, "lse");
+    free(z), free(ref_lse);
+    free(h), free(w), free(b), free(gh), free(gw), free(gb), free(hf), free(wf), free(bf);
+    free(gh32), free(gw32), free(gb32), free(lse);
+  }
+  free_problem(&p);
+}
+
 /* A rejected call writes nothing and says why. */
 static void expect_rejected(clxent_ctx *ctx, clxent_status want, const char *needle, size_t n, size_t d, size_t v,
                             const float *h, const float *w, const float *b, const int32_t *labels,
@@ -301,6 +354,14 @@ static void test_rejected(void **state) {
   o.class_weight = cw;
   expect_rejected(ctx, CLXENT_ERR_INVALID_ARG, "class_weight[2]", 4, 3, 5, p.h, p.w, p.b, p.labels, &o, &loss, gh, gw,
                   gb);
+  clxent_ex x = clxent_ex_default();
+  x.bias_grad = gb;
+  assert_int_equal(clxent_linear_xent_ex(ctx, 4, 3, 5, p.h, p.w, p.b, p.labels, &def, &x, &loss, gh, gw, NULL),
+                   CLXENT_ERR_INVALID_ARG);
+  x = clxent_ex_default();
+  x.dtype = (clxent_dtype)7;
+  assert_int_equal(clxent_linear_xent_ex(ctx, 4, 3, 5, p.h, p.w, p.b, p.labels, &def, &x, &loss, gh, gw, gb),
+                   CLXENT_ERR_INVALID_ARG);
   assert_true(is_poison(&loss, 1) && is_poison(gh, 12) && is_poison(gw, 15) && is_poison(gb, 5));
   free_problem(&p);
 }
@@ -309,7 +370,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shapes),       cmocka_unit_test(test_vocabulary),    cmocka_unit_test(test_options),
       cmocka_unit_test(test_all_ignored),  cmocka_unit_test(test_null_outputs),  cmocka_unit_test(test_deterministic),
-      cmocka_unit_test(test_rejected),     cmocka_unit_test(test_block_shapes),
+      cmocka_unit_test(test_rejected),     cmocka_unit_test(test_block_shapes),  cmocka_unit_test(test_storage),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
