@@ -123,7 +123,17 @@ __kernel void linear_stats(const ulong R, const ulong V, const ulong v, const ul
   st[LIN_M] = m, st[LIN_S] = s, st[LIN_WDEV] = wdev, st[LIN_WSUM] = wsum, st[LIN_ZY] = zy;
 }
 
-/* The block of z becomes G in place: item (c, r) does columns [c·VEC, c·VEC + VEC) of row r. */
+#if CLXENT_VEC == 4
+#define LIN_LANES (intv)(0, 1, 2, 3)
+#elif CLXENT_VEC == 8
+#define LIN_LANES (intv)(0, 1, 2, 3, 4, 5, 6, 7)
+#else
+#define LIN_LANES (intv)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#endif
+
+/* The block of z becomes G in place: item (c, r) does columns [c·VEC, c·VEC + VEC) of row r, as one
+ * vector (the exponential's vector form gives the scalar form's bits), a block's last columns
+ * scalar. */
 __kernel void linear_grad(const ulong R, const ulong V, const ulong v, const ulong j0, const ulong first_row,
                           __global float *z, const ulong ldz, __global const int *labels,
                           __global const float *weight, const int ignore_index, const clxent_params p,
@@ -140,6 +150,16 @@ __kernel void linear_grad(const ulong R, const ulong V, const ulong v, const ulo
   __global const float *st = state + i * LIN_STATE;
   const float m = st[LIN_M], k = st[LIN_K], eps = p.smoothing, cap = p.softcap, S = p.scale;
   const float B = S * eps / (float)v, K = S * (1.0f - eps) * (weight ? weight[y] : 1.0f);
+  if (c1 - c0 == CLXENT_VEC) {
+    const floatv zv = vloadv(0, zr + c0);
+    floatv slope = (floatv)(1.0f), u = cap != 0.0f ? cap_logit_slopev(zv, cap, &slope) : zv;
+    const floatv w = weight ? vloadv(0, weight + j0 + c0) : (floatv)(1.0f);
+    floatv g = k * clxent_expv(u - m) - B * w;
+    const long at = (long)y - (long)(j0 + c0); /* the label's lane, if in this vector */
+    if (at >= 0 && at < CLXENT_VEC) g = select(g, g - K, LIN_LANES == (int)at);
+    vstorev(cap != 0.0f ? g * slope : g, 0, zr + c0);
+    return;
+  }
   for (ulong j = c0; j < c1; ++j) {
     float slope;
     const float u = cap_logit_slope(zr[j], cap, &slope), w = weight ? weight[j0 + j] : 1.0f;
