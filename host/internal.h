@@ -380,6 +380,7 @@ typedef struct clxent_linear_launch {
   size_t first_row, first_class; /* the block's place in the batch and the vocabulary */
   size_t gh_row;                 /* the row of gh that is the block's first (first_row, or 0 in scratch) */
   cl_mem hidden, weight, bias, labels, class_weight, z, state, row_loss, row_lse, gh, gw, gb; /* gradients float32 */
+  cl_mem dev_scales; /* device-resident calls: label_stats's scales, or NULL */
   cl_int ignore_index;
   clxent_params params;
   cl_int first, last;

@@ -191,8 +191,8 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
     case LINEAR_STATS: {
       const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(ldz),
                           ARG_MEM(l->labels), ARG_MEM(l->class_weight), ARG(l->ignore_index), ARG(l->params),
-                          ARG_MEM(l->state), ARG(l->first), ARG(l->last), ARG_MEM(l->row_loss),
-                          ARG_MEM(l->row_lse)};
+                          ARG_MEM(l->dev_scales), ARG_MEM(l->state), ARG(l->first), ARG(l->last),
+                          ARG_MEM(l->row_loss), ARG_MEM(l->row_lse)};
       size_t g = l->rows, lg = item_group(ctx, l->rows, ctx->group_size);
       g = round_up(g, lg);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_STATS][0], "linear_stats", args, COUNT(args), 1, &g, &lg);
@@ -200,7 +200,7 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
     case LINEAR_GRAD: {
       const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(ldz),
                           ARG_MEM(l->labels), ARG_MEM(l->class_weight), ARG(l->ignore_index), ARG(l->params),
-                          ARG_MEM(l->state)};
+                          ARG_MEM(l->dev_scales), ARG_MEM(l->state)};
       global[0] = round_up((l->classes + vec - 1) / vec, local[0]);
       global[1] = round_up(l->rows, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_GRAD][0], "linear_grad", args, COUNT(args), 2, global, local);

@@ -51,19 +51,22 @@
  * its lse (row_lse, if given) and k_i. Ignored rows: loss 0, k 0 (and their lse if wanted). */
 __kernel void linear_stats(const ulong R, const ulong V, const ulong v, const ulong j0, const ulong first_row,
                            __global const float *z, const ulong ldz, __global const int *labels,
-                           __global const float *weight, const int ignore_index, const clxent_params p,
-                           __global float *state, const int first, const int last, __global float *row_loss,
-                           __global float *row_lse) {
+                           __global const float *weight, const int ignore_index, const clxent_params p_host,
+                           __global const float *dev_scales, __global float *state, const int first, const int last,
+                           __global float *row_loss, __global float *row_lse) {
+  const clxent_params p = call_params(p_host, dev_scales);
   const ulong i = get_global_id(0);
   if (i >= R) return;
   __global float *st = state + i * LIN_STATE;
   const int y = labels[first_row + i];
-  const int ignored = y == ignore_index;
+  /* a label out of range (only device-resident calls get here unchecked): NaN loss, lse, gradient */
+  const int bad = y != ignore_index && (y < 0 || (ulong)y >= v);
+  const int ignored = y == ignore_index || bad;
   const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   const int smooth = eps > 0.0f;
   float m = -INFINITY, s = 0.0f, wdev = 0.0f, wsum = 0.0f, zy = 0.0f;
   if (!first) m = st[LIN_M], s = st[LIN_S], wdev = st[LIN_WDEV], wsum = st[LIN_WSUM], zy = st[LIN_ZY];
-  if (!ignored || row_lse) { /* ignored rows: only for their lse */
+  if (!ignored || (row_lse && !bad)) { /* ignored rows: only for their lse */
     __global const float *zr = z + i * ldz;
     const ulong vv = V - V % CLXENT_VEC;
     /* the chunk's max of u (the cap is increasing: cap of the max of z); NaN skipped here, it
@@ -108,7 +111,8 @@ __kernel void linear_stats(const ulong R, const ulong V, const ulong v, const ul
   }
   if (last) {
     float loss = 0.0f, k = 0.0f;
-    if (row_lse) row_lse[first_row + i] = m + log(s);
+    if (row_lse) row_lse[first_row + i] = bad ? NAN : m + log(s);
+    if (bad) loss = k = NAN;
     if (!ignored) {
       const float log_s = log(s), lse = m + log_s, uy = cap_logit(zy, cap), inv_c = 1.0f / (float)v;
       const float wy = weight ? weight[y] : 1.0f, W = p.weight_sum, S = p.scale;
@@ -136,15 +140,17 @@ __kernel void linear_stats(const ulong R, const ulong V, const ulong v, const ul
  * scalar. */
 __kernel void linear_grad(const ulong R, const ulong V, const ulong v, const ulong j0, const ulong first_row,
                           __global float *z, const ulong ldz, __global const int *labels,
-                          __global const float *weight, const int ignore_index, const clxent_params p,
-                          __global const float *state) {
+                          __global const float *weight, const int ignore_index, const clxent_params p_host,
+                          __global const float *dev_scales, __global const float *state) {
+  const clxent_params p = call_params(p_host, dev_scales);
   const ulong c0 = get_global_id(0) * CLXENT_VEC, i = get_global_id(1);
   if (c0 >= V || i >= R) return;
   __global float *zr = z + i * ldz;
   const ulong c1 = min(V, c0 + CLXENT_VEC);
   const int y = labels[first_row + i];
-  if (y == ignore_index) {
-    for (ulong j = c0; j < c1; ++j) zr[j] = 0.0f;
+  if (y == ignore_index || y < 0 || (ulong)y >= v) { /* ignored: 0; a bad label: NaN */
+    const float fill = y == ignore_index ? 0.0f : NAN;
+    for (ulong j = c0; j < c1; ++j) zr[j] = fill;
     return;
   }
   __global const float *st = state + i * LIN_STATE;

@@ -10,6 +10,7 @@
 
 #define CLXENT_EXPERIMENTAL_API /* clxent_tuning: the block shape */
 #include "support.h"
+#include "clxent_cl.h"
 
 static const char *const reduction_names[] = {"MEAN", "SUM", "NONE"};
 
@@ -302,6 +303,85 @@ static void test_storage(void **state) {
   free_problem(&p);
 }
 
+/* The device-buffer form on the context's queue: the host form's results (the MEAN divisor comes
+ * from the device's count of the labels, so the scales may differ in the last bit), then a label out
+ * of range: its row NaN, the loss NaN, one bad label counted. */
+static cl_mem buffer(cl_context cc, size_t bytes, const void *host) {
+  cl_int err;
+  cl_mem m = clCreateBuffer(cc, host ? CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE, bytes,
+                            (void *)(uintptr_t)host, &err);
+  if (err != CL_SUCCESS) fail_msg("clCreateBuffer: %d", (int)err);
+  return m;
+}
+
+static void read_back(cl_command_queue q, cl_mem m, size_t bytes, void *to) {
+  if (clEnqueueReadBuffer(q, m, CL_TRUE, 0, bytes, to, 0, NULL, NULL) != CL_SUCCESS) fail_msg("clEnqueueReadBuffer");
+}
+
+static void test_device_buffers(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  cl_command_queue q = clxent_queue(ctx);
+  cl_context cc;
+  assert_int_equal(clGetCommandQueueInfo(q, CL_QUEUE_CONTEXT, sizeof cc, &cc, NULL), CL_SUCCESS);
+  problem p = make_problem(40, 13, 300, 1, 0.2, 37);
+  const size_t n = p.n, d = p.d, v = p.v;
+  float *cw = xmalloc(v * sizeof(float));
+  rng_seed(38);
+  fill_uniform(cw, v, 0.5, 2.0);
+  clxent_opts o = clxent_opts_default();
+  o.class_weight = cw, o.label_smoothing = 0.1f, o.z_loss = 1e-3f;
+  float loss, *gh = xmalloc(n * d * 4), *gw = xmalloc(v * d * 4), *gb = xmalloc(v * 4), *lse = xmalloc(n * 4);
+  clxent_ex hx = clxent_ex_default();
+  hx.lse = lse;
+  ASSERT_OK(ctx, clxent_linear_xent_ex(ctx, n, d, v, p.h, p.w, p.b, p.labels, &o, &hx, &loss, gh, gw, gb));
+  cl_mem H = buffer(cc, n * d * 4, p.h), W = buffer(cc, v * d * 4, p.w), B = buffer(cc, v * 4, p.b);
+  cl_mem Y = buffer(cc, n * 4, p.labels), L = buffer(cc, 4, NULL), GH = buffer(cc, n * d * 4, NULL);
+  cl_mem GW = buffer(cc, v * d * 4, NULL), GB = buffer(cc, v * 4, NULL), LSE = buffer(cc, n * 4, NULL);
+  const cl_uint zero = 0;
+  cl_mem BAD = buffer(cc, sizeof zero, &zero);
+  clxent_mem_ex x = clxent_mem_ex_default();
+  x.lse = LSE, x.bad_labels = BAD;
+  float *out = xmalloc(v * d * 4);
+  double *ref = xmalloc(v * d * sizeof(double));
+  for (int round = 0; round < 2; ++round) { /* 0: as the host call; 1: labels[3] out of range */
+    cl_event done;
+    ASSERT_OK(ctx, clxent_linear_xent_mem(ctx, n, d, v, H, W, B, Y, &o, &x, L, GH, GW, GB, 0, NULL, &done));
+    assert_int_equal(clWaitForEvents(1, &done), CL_SUCCESS);
+    clReleaseEvent(done);
+    float got;
+    cl_uint bad;
+    read_back(q, L, 4, &got);
+    read_back(q, BAD, sizeof bad, &bad);
+    if (round == 0) {
+      const double want = loss;
+      assert_close(&got, &want, 1, 1e-6, 1e-5, "mem loss");
+      assert_int_equal(bad, 0);
+      const struct { cl_mem m; const float *host; size_t k; const char *what; } g[] = {
+          {GH, gh, n * d, "mem grad_hidden"}, {GW, gw, v * d, "mem grad_weight"}, {GB, gb, v, "mem grad_bias"},
+          {LSE, lse, n, "mem lse"}};
+      for (int a = 0; a < 4; ++a) {
+        read_back(q, g[a].m, g[a].k * 4, out);
+        for (size_t e = 0; e < g[a].k; ++e) ref[e] = g[a].host[e];
+        assert_close(out, ref, g[a].k, 1e-7, 1e-5, g[a].what);
+      }
+      p.labels[3] = (int32_t)v;
+      assert_int_equal(clEnqueueWriteBuffer(q, Y, CL_TRUE, 0, n * 4, p.labels, 0, NULL, NULL), CL_SUCCESS);
+    } else {
+      assert_true(isnan(got));
+      assert_int_equal(bad, 1);
+      read_back(q, GH, n * d * 4, out);
+      for (size_t k = 0; k < d; ++k) assert_true(isnan(out[3 * d + k]));
+      assert_false(isnan(out[2 * d]));
+      read_back(q, LSE, n * 4, out);
+      assert_true(isnan(out[3]) && !isnan(out[2]));
+    }
+  }
+  cl_mem all[] = {H, W, B, Y, L, GH, GW, GB, LSE, BAD};
+  for (size_t k = 0; k < sizeof all / sizeof all[0]; ++k) clReleaseMemObject(all[k]);
+  free(cw), free(gh), free(gw), free(gb), free(lse), free(out), free(ref);
+  free_problem(&p);
+}
+
 /* A rejected call writes nothing and says why. */
 static void expect_rejected(clxent_ctx *ctx, clxent_status want, const char *needle, size_t n, size_t d, size_t v,
                             const float *h, const float *w, const float *b, const int32_t *labels,
@@ -371,6 +451,7 @@ int main(void) {
       cmocka_unit_test(test_shapes),       cmocka_unit_test(test_vocabulary),    cmocka_unit_test(test_options),
       cmocka_unit_test(test_all_ignored),  cmocka_unit_test(test_null_outputs),  cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_rejected),     cmocka_unit_test(test_block_shapes),  cmocka_unit_test(test_storage),
+      cmocka_unit_test(test_device_buffers),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
