@@ -171,6 +171,10 @@ clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_
 #define LINEAR_WC 4
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
+size_t clxent_linear_packed(const clxent_ctx *ctx, size_t rows, size_t d) {
+  return rows * round_up(d, LINEAR_HK * ctx->vector_width);
+}
+
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l) {
   const cl_ulong R = l->rows, V = l->classes, v = l->v, d = l->d, first_row = l->first_row, j0 = l->first_class;
   const cl_ulong h_off = l->first_row * l->d, w_off = l->first_class * l->d, ldz = l->classes;
@@ -205,17 +209,27 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
       global[1] = round_up(l->rows, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_GRAD][0], "linear_grad", args, COUNT(args), 2, global, local);
     }
+    case LINEAR_PACK_W:
+    case LINEAR_PACK_H: { /* the class block of the weight, or the row block of hidden */
+      const int w = step == LINEAR_PACK_W;
+      const cl_ulong T = w ? V : R, dp = clxent_linear_packed(ctx, 1, l->d), off = w ? w_off : h_off;
+      const arg args[] = {ARG(T), ARG(d), ARG(dp), w ? ARG_MEM(l->weight) : ARG_MEM(l->hidden), ARG(off),
+                          w ? ARG_MEM(l->wp) : ARG_MEM(l->hp)};
+      global[0] = round_up((size_t)dp, 16), global[1] = round_up((size_t)T, 4);
+      local[0] = 16, local[1] = 4;
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_PACK][t], "linear_pack", args, COUNT(args), 2, global, local);
+    }
     case LINEAR_DHIDDEN: {
-      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->weight), ARG(w_off),
-                          ARG_MEM(l->gh), ARG(gh_off), ARG(l->first)};
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->wp), ARG_MEM(l->gh),
+                          ARG(gh_off), ARG(l->first)};
       global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
       global[1] = round_up((l->rows + LINEAR_HR - 1) / LINEAR_HR, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DHIDDEN][t], "linear_dhidden", args, COUNT(args), 2, global,
                      local);
     }
     case LINEAR_DWEIGHT: {
-      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->hidden), ARG(h_off),
-                          ARG_MEM(l->gw), ARG(w_off), ARG(l->first)};
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->hp), ARG_MEM(l->gw),
+                          ARG(w_off), ARG(l->first)};
       global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
       global[1] = round_up((l->classes + LINEAR_WC - 1) / LINEAR_WC, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DWEIGHT][t], "linear_dweight", args, COUNT(args), 2, global,

@@ -74,6 +74,8 @@ static clxent_status enqueue_blocks(clxent_ctx *ctx, const linear_call *c, clxen
   if (narrow && gw) CHECK(clxent_buffer(ctx, SLOT_LINEAR_GW, v * d * sizeof(float), &l.gw));
   if (narrow && gb) CHECK(clxent_buffer(ctx, SLOT_LINEAR_GB, v * sizeof(float), &l.gb));
   const int backward = gh || gw || gb;
+  if (gh) CHECK(clxent_buffer(ctx, SLOT_LINEAR_PACK_W, clxent_linear_packed(ctx, V, d) * sizeof(float), &l.wp));
+  if (gw) CHECK(clxent_buffer(ctx, SLOT_LINEAR_PACK_H, clxent_linear_packed(ctx, R, d) * sizeof(float), &l.hp));
   for (size_t r0 = 0; r0 < n; r0 += R) {
     l.first_row = r0, l.rows = n - r0 < R ? n - r0 : R;
     l.gh_row = narrow ? 0 : r0;
@@ -84,11 +86,13 @@ static clxent_status enqueue_blocks(clxent_ctx *ctx, const linear_call *c, clxen
       CHECK(clxent_launch_linear(ctx, LINEAR_STATS, &l));
     }
     if (!backward) continue;
+    if (gw) CHECK(clxent_launch_linear(ctx, LINEAR_PACK_H, &l));
     for (size_t j0 = 0; j0 < v; j0 += V) {
       l.first_class = j0, l.classes = v - j0 < V ? v - j0 : V;
       CHECK(clxent_launch_linear(ctx, LINEAR_LOGITS, &l));
       CHECK(clxent_launch_linear(ctx, LINEAR_GRAD, &l));
       l.first = j0 == 0; /* grad_hidden's rows start at the first class chunk */
+      if (gh) CHECK(clxent_launch_linear(ctx, LINEAR_PACK_W, &l));
       if (gh) CHECK(clxent_launch_linear(ctx, LINEAR_DHIDDEN, &l));
       l.first = r0 == 0; /* grad_weight's and grad_bias's classes at the first row chunk */
       if (gw) CHECK(clxent_launch_linear(ctx, LINEAR_DWEIGHT, &l));

@@ -41,64 +41,81 @@ __kernel void linear_logits(const ulong R, const ulong V, const ulong d, __globa
 #undef LIN_OUT
 }
 
+/* The gradient products' operand, packed: the T rows of M (d floats apart) that a product walks,
+ * as panels of LIN_KT = 2·VEC columns, each panel's T pieces contiguous (zeros past d):
+ *   P[(k / LIN_KT)·T·LIN_KT + t·LIN_KT + k % LIN_KT] = M[m_off + t·d + k].
+ * Walking M itself read one 64-byte piece of a new row d floats away per step, a stride that maps
+ * every row to the same few cache sets when d is a multiple of 1024 floats: the products ran at
+ * half the logits' speed. Item (k, t). */
+#define LIN_KT (2 * CLXENT_VEC)
+__kernel void linear_pack(const ulong T, const ulong d, const ulong dp, __global const store_t *M, const ulong m_off,
+                          __global float *P) {
+  const ulong k = get_global_id(0), t = get_global_id(1);
+  if (k >= dp || t >= T) return;
+  P[(k / LIN_KT) * T * LIN_KT + t * LIN_KT + k % LIN_KT] = k < d ? LOAD(M, m_off + t * d + k) : 0.0f;
+}
+
+/* The VEC floats q·VEC.. of a tile of `left` (< LIN_KT) columns at p, zeros past them. */
+inline floatv lin_load_part(__global const float *p, ulong left, uint q) {
+  float tmp[CLXENT_VEC];
+  for (uint l = 0; l < CLXENT_VEC; ++l) tmp[l] = q * CLXENT_VEC + l < left ? p[q * CLXENT_VEC + l] : 0.0f;
+  return vloadv(0, tmp);
+}
+inline void lin_store_part(floatv x, __global float *p, ulong left, uint q) {
+  float tmp[CLXENT_VEC];
+  vstorev(x, 0, tmp);
+  for (uint l = 0; l < CLXENT_VEC; ++l)
+    if (q * CLXENT_VEC + l < left) p[q * CLXENT_VEC + l] = tmp[l];
+}
+
 /* The two gradient products, out[r][k] (+)= Σ_t a[t][r] · m[t][k] over t = 0..T-1 in increasing t,
- * r one of 4 outputs rows, k 2·VEC columns per item: a[t][r] = A[t·a_t + r·a_r] (scalars),
- * m[t] = M + t·d (rows of d floats). Each accumulator starts from the output (or 0 on the first
- * chunk), so an element's sum runs in the same order whatever the chunks. The last k tile of a d
- * that is not a multiple of 2·VEC is done scalar, with fma as well. */
+ * r one of 4 output rows, k the LIN_KT columns of the item's panel P (linear_pack): a[t][r] =
+ * A[t·a_t + r·a_r]. Each accumulator starts from the output (or 0 on the first chunk), so an
+ * element's sum runs in the same order, one fma per term, whatever the chunks. */
 inline void lin_product(const ulong T, const ulong rows, const ulong d, const ulong k0, __global const float *A,
-                        const ulong a_t, const ulong a_r, __global const store_t *M, __global float *out, const int first) {
+                        const ulong a_t, const ulong a_r, __global const float *P, __global float *out, const int first) {
   /* rows past the block read the last row's operands and write nothing */
   __global const float *A0 = A, *A1 = A + min(1ul, rows - 1) * a_r, *A2 = A + min(2ul, rows - 1) * a_r;
   __global const float *A3 = A + min(3ul, rows - 1) * a_r;
-  __global float *o0 = out, *o1 = out + min(1ul, rows - 1) * d, *o2 = out + min(2ul, rows - 1) * d;
-  __global float *o3 = out + min(3ul, rows - 1) * d;
-  if (k0 + 2 * CLXENT_VEC <= d) {
-#define LIN_INIT(r, q) floatv a##r##q = first ? (floatv)(0.0f) : vloadv(q, o##r + k0);
-    LIN_TILE(LIN_INIT)
+  __global float *o0 = out + k0, *o1 = out + min(1ul, rows - 1) * d + k0, *o2 = out + min(2ul, rows - 1) * d + k0;
+  __global float *o3 = out + min(3ul, rows - 1) * d + k0;
+  const ulong left = d - k0; /* columns of this tile within d */
+  const int full = left >= LIN_KT;
+#define LIN_INIT(r, q) \
+  floatv a##r##q = first ? (floatv)(0.0f) : full ? vloadv(q, o##r) : lin_load_part(o##r, left, q);
+  LIN_TILE(LIN_INIT)
 #undef LIN_INIT
-    for (ulong t = 0; t < T; ++t) {
-      const floatv y0 = LOADV(M, t * d + k0), y1 = LOADV(M, t * d + k0 + CLXENT_VEC);
-      const float x0 = A0[t * a_t], x1 = A1[t * a_t], x2 = A2[t * a_t], x3 = A3[t * a_t];
+  for (ulong t = 0; t < T; ++t) {
+    const floatv y0 = vloadv(0, P + t * LIN_KT), y1 = vloadv(1, P + t * LIN_KT);
+    const float x0 = A0[t * a_t], x1 = A1[t * a_t], x2 = A2[t * a_t], x3 = A3[t * a_t];
 #define LIN_AXPY(r, q) a##r##q = fma((floatv)(x##r), y##q, a##r##q);
-      LIN_TILE(LIN_AXPY)
+    LIN_TILE(LIN_AXPY)
 #undef LIN_AXPY
-    }
-#define LIN_STORE(r, q) if (r < rows) vstorev(a##r##q, q, o##r + k0);
-    LIN_TILE(LIN_STORE)
+  }
+#define LIN_STORE(r, q) \
+  if (r < rows) { if (full) vstorev(a##r##q, q, o##r); else lin_store_part(a##r##q, o##r, left, q); }
+  LIN_TILE(LIN_STORE)
 #undef LIN_STORE
-    return;
-  }
-  for (ulong k = k0; k < d; ++k) {
-#define LIN_SCALAR(r)                                                       \
-    if (r < rows) {                                                         \
-      float acc = first ? 0.0f : o##r[k];                                   \
-      for (ulong t = 0; t < T; ++t) acc = fma(A##r[t * a_t], LOAD(M, t * d + k), acc); \
-      o##r[k] = acc;                                                        \
-    }
-    LIN_SCALAR(0) LIN_SCALAR(1) LIN_SCALAR(2) LIN_SCALAR(3)
-#undef LIN_SCALAR
-  }
 }
 
-/* grad_hidden[r][k] (+)= Σ_j g[r][j] w[j][k] over the chunk's V classes, in increasing j. Item
- * (kt, rt): 4 rows × 2·VEC of k. */
+/* grad_hidden[r][k] (+)= Σ_j g[r][j] w[j][k] over the chunk's V classes, in increasing j, w packed
+ * (V rows). Item (kt, rt): 4 rows × LIN_KT of k. */
 __kernel void linear_dhidden(const ulong R, const ulong V, const ulong d, __global const float *g, const ulong ldg,
-                             __global const store_t *weight, const ulong w_off, __global float *gh, const ulong gh_off,
-                             const int first) {
-  const ulong k0 = get_global_id(0) * (2 * CLXENT_VEC), r0 = get_global_id(1) * 4;
+                             __global const float *wp, __global float *gh, const ulong gh_off, const int first) {
+  const ulong k0 = get_global_id(0) * LIN_KT, r0 = get_global_id(1) * 4;
   if (k0 >= d || r0 >= R) return;
-  lin_product(V, min(4ul, R - r0), d, k0, g + r0 * ldg, 1, ldg, weight + w_off, gh + gh_off + r0 * d, first);
+  lin_product(V, min(4ul, R - r0), d, k0, g + r0 * ldg, 1, ldg, wp + (k0 / LIN_KT) * V * LIN_KT,
+              gh + gh_off + r0 * d, first);
 }
 
-/* grad_weight[j][k] (+)= Σ_i g[i][j] h[i][k] over the chunk's R rows, in increasing i. Item
- * (kt, ct): 4 classes × 2·VEC of k. */
+/* grad_weight[j][k] (+)= Σ_i g[i][j] h[i][k] over the chunk's R rows, in increasing i, h packed
+ * (R rows). Item (kt, ct): 4 classes × LIN_KT of k. */
 __kernel void linear_dweight(const ulong R, const ulong V, const ulong d, __global const float *g, const ulong ldg,
-                             __global const store_t *hidden, const ulong h_off, __global float *gw, const ulong gw_off,
-                             const int first) {
-  const ulong k0 = get_global_id(0) * (2 * CLXENT_VEC), c0 = get_global_id(1) * 4;
+                             __global const float *hp, __global float *gw, const ulong gw_off, const int first) {
+  const ulong k0 = get_global_id(0) * LIN_KT, c0 = get_global_id(1) * 4;
   if (k0 >= d || c0 >= V) return;
-  lin_product(R, min(4ul, V - c0), d, k0, g + c0, ldg, 1, hidden + h_off, gw + gw_off + c0 * d, first);
+  lin_product(R, min(4ul, V - c0), d, k0, g + c0, ldg, 1, hp + (k0 / LIN_KT) * R * LIN_KT, gw + gw_off + c0 * d,
+              first);
 }
 
 /* out[off + e] = x[e] in the storage type, rounded once (16-bit gradients from their float32

@@ -66,6 +66,9 @@
 #undef linear_dweight
 #undef linear_narrow
 #undef lin_product
+#undef linear_pack
+#undef lin_load_part
+#undef lin_store_part
 #define CLXENT_TYPED(name) CLXENT_CAT(name, CLXENT_SUFFIX)
 #define row_max CLXENT_TYPED(row_max)
 #define row_exp_sum_cached CLXENT_TYPED(row_exp_sum_cached)
@@ -85,6 +88,9 @@
 #define linear_dweight CLXENT_TYPED(linear_dweight)
 #define linear_narrow CLXENT_TYPED(linear_narrow)
 #define lin_product CLXENT_TYPED(lin_product)
+#define linear_pack CLXENT_TYPED(linear_pack)
+#define lin_load_part CLXENT_TYPED(lin_load_part)
+#define lin_store_part CLXENT_TYPED(lin_store_part)
 
 /* max_j z_j over a row (one-item-per-row variant): compare-select, one maxps per vector; a NaN is
  * skipped here and reaches the loss through the sum of exponentials instead. */
