@@ -55,7 +55,7 @@ def main():
           f"({torch.get_num_threads() if torch else 0} threads); {args.rounds} rounds, medians\n")
     print("| n × d × v | clxent loss s | clxent all s | numpy matmul s | torch eager fwd+bwd s | clxent loss GFLOP/s "
           "| clxent all GFLOP/s | numpy GFLOP/s | clxent loss / numpy throughput | clxent all / torch time "
-          "| clxent scratch / n·v·4 |")
+          "| clxent scratch (with gradients) / n·v·4 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     with clxent.Context() as ctx:
         for shape in args.shapes:
@@ -98,7 +98,9 @@ def main():
             ndv = float(n) * d * v
             info = ctx_block(ctx)
             rows, classes = min(info[0], n), min(info[1], v)
-            scratch = (rows * classes + rows * 8 + n) * 4
+            dp = -(-d // (2 * info[2])) * 2 * info[2]
+            # the library's scratch with the gradients (include/clxent.h): block, state, losses, packs
+            scratch = (rows * classes + rows * 8 + n + classes * dp + rows * dp) * 4
             tt = med.get("torch", float("nan"))
             print(f"| {n} × {d} × {v} | {med['loss']:.3f} | {med['all']:.3f} | {med['numpy']:.3f} | {tt:.3f} "
                   f"| {2 * ndv / med['loss'] / 1e9:.1f} | {8 * ndv / med['all'] / 1e9:.1f} "
@@ -125,7 +127,7 @@ def ctx_block(ctx):
     fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(Info)], ctypes.c_int
     if fn(ctx._ctx, 0, ctypes.byref(info)) != 0:
         raise RuntimeError("clxent_get_info failed")
-    return info.linear_rows, info.linear_classes
+    return info.linear_rows, info.linear_classes, info.vector_width
 
 
 if __name__ == "__main__":

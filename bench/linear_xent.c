@@ -97,8 +97,12 @@ int main(int argc, char **argv) {
     fill(h, n * d, &seed, 1.0f), fill(w, v * d, &seed, 0.05f), fill(b, v, &seed, 0.1f);
     for (size_t i = 0; i < n; ++i) y[i] = (int32_t)((i * 2654435761u) % v);
     const size_t R = info.linear_rows < n ? info.linear_rows : n, V = info.linear_classes < v ? info.linear_classes : v;
-    const double extra = (double)(R * V + R * 8 + n) * 4.0, logits = (double)n * (double)v * 4.0;
+    const size_t dp = (d + 2 * info.vector_width - 1) / (2 * info.vector_width) * (2 * info.vector_width);
+    const double logits = (double)n * (double)v * 4.0;
     for (int mode = 0; mode < 2 && !status; ++mode) {
+      /* the library's scratch (include/clxent.h): the block, the rows' state and losses, and with
+       * the gradients the packed weight and hidden blocks */
+      const double extra = (double)(R * V + R * 8 + n + (mode ? V * dp + R * dp : 0)) * 4.0;
       double *t = malloc((size_t)repeat * sizeof(double));
       float loss;
       for (int r = -warmup; r < repeat; ++r) {

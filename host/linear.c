@@ -8,7 +8,8 @@
  * (reduce.c), so the loss has their bits for the same logits' state.
  *
  * Device memory beyond the inputs and outputs: the block of logits (R·V floats), the state of a
- * row chunk (R·8 floats), the n per-row losses (and n lse if wanted); with 16-bit storage also the
+ * row chunk (R·8 floats), the n per-row losses (and n lse if wanted), the packed operands of the
+ * gradient products (V·d' and R·d' floats, d' = d rounded up to a panel); with 16-bit storage also the
  * float32 accumulators of the gradients asked for: R·d (grad_hidden), v·d (grad_weight), v
  * (grad_bias), each rounded once into the caller's type. The inputs and outputs are used in place on a
  * device that shares host memory (PoCL), else copied to and from buffers of their size.
