@@ -3,6 +3,8 @@
  * modules. Not installed. A call flows one way through them:
  *
  *   api.c / api_cl.c   public entries: read the caller's structs, validate, make the plan
+ *   linear.c           clxent_linear_xent (host pointers and device buffers): validates as api.c
+ *                      does, then walks its blocks of rows × classes through launch.c itself
  *   validate.c         every check of arguments, options and overlaps
  *   plan.c             the kernels' scalars and the reduction's divisor (clxent_plan)
  *   group.c            several devices: the plan split by rows, members run concurrently
