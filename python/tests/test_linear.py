@@ -56,7 +56,7 @@ def test_shapes(ctx, shape, reduction):
     got = ctx.linear_xent(h, w, y, b, reduction=reduction)
     want = ref_linear(h, w, b, y, reduction=reduction)
     np.testing.assert_allclose(got.loss, want[0], rtol=1e-4, atol=1e-5)
-    for g, r in zip(got[1:], want[1:]):
+    for g, r in zip(got[1:4], want[1:]):
         assert g.dtype == np.float32
         np.testing.assert_allclose(g, r, rtol=1e-3, atol=1e-5)
 
@@ -68,7 +68,7 @@ def test_options(ctx):
     got = ctx.linear_xent(h, w, y, b, **kw)
     want = ref_linear(h, w, b, y, cw=cw, eps=0.2, zl=1e-3, cap=3.0)
     np.testing.assert_allclose(got.loss, want[0], rtol=1e-4)
-    for g, r in zip(got[1:], want[1:]):
+    for g, r in zip(got[1:4], want[1:]):
         np.testing.assert_allclose(g, r, rtol=1e-3, atol=1e-5)
 
 
@@ -84,8 +84,10 @@ def test_outputs_and_errors(ctx):
     y[2] = 0
     with pytest.raises(clxent.InvalidArgument, match="weight"):
         ctx.linear_xent(h, w[:, :3], y)
-    with pytest.raises(clxent.InvalidType):
-        ctx.linear_xent(h.astype(np.float64), w, y)
+    with pytest.raises(clxent.InvalidType):  # 16-bit bits need dtype= to say which type
+        ctx.linear_xent(h.view(np.uint16), w, y)
+    r64 = ctx.linear_xent(h.astype(np.float64), w.astype(np.float64), y)  # converted, as softmax_xent does
+    assert r64.loss == ctx.linear_xent(h, w, y).loss
 
 
 def test_against_torch(ctx):
@@ -99,5 +101,36 @@ def test_against_torch(ctx):
                            label_smoothing=0.1, ignore_index=-100)
     loss.backward()
     np.testing.assert_allclose(got.loss, loss.item(), rtol=1e-4)
-    for g, t in zip(got[1:], (th, tw, tb)):
+    for g, t in zip(got[1:4], (th, tw, tb)):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-3, atol=1e-5)
+
+
+def to_bf16(x):
+    """float32 -> bfloat16 bits, round to nearest even (finite values)."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def from_bf16(b):
+    return (b.astype(np.uint32) << 16).view(np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_storage(ctx, dtype):
+    """16-bit arrays: the float32 call's loss on the same values, its gradients rounded once; lse."""
+    h, w, b, y = problem(30, 20, 300, seed=8, ignore=0.2)
+    if dtype == "float16":
+        h16, w16, b16 = h.astype(np.float16), w.astype(np.float16), b.astype(np.float16)
+        hf, wf, bf = h16.astype(np.float32), w16.astype(np.float32), b16.astype(np.float32)
+        kw = {}
+    else:
+        h16, w16, b16 = to_bf16(h), to_bf16(w), to_bf16(b)
+        hf, wf, bf = from_bf16(h16), from_bf16(w16), from_bf16(b16)
+        kw = {"dtype": "bfloat16"}
+    got = ctx.linear_xent(h16, w16, y, b16, label_smoothing=0.1, lse=True, **kw)
+    ref = ctx.linear_xent(hf, wf, y, bf, label_smoothing=0.1, lse=True)
+    assert got.loss == ref.loss
+    np.testing.assert_array_equal(got.lse, ref.lse)
+    for g, r in zip(got[1:4], ref[1:4]):
+        assert g.dtype == h16.dtype
+        np.testing.assert_array_equal(g, r.astype(np.float16) if dtype == "float16" else to_bf16(r))
