@@ -215,8 +215,8 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
       const cl_ulong T = w ? V : R, dp = clxent_linear_packed(ctx, 1, l->d), off = w ? w_off : h_off;
       const arg args[] = {ARG(T), ARG(d), ARG(dp), w ? ARG_MEM(l->weight) : ARG_MEM(l->hidden), ARG(off),
                           w ? ARG_MEM(l->wp) : ARG_MEM(l->hp)};
-      global[0] = round_up((size_t)dp, 16), global[1] = round_up((size_t)T, 4);
-      local[0] = 16, local[1] = 4;
+      local[0] = 4, local[1] = 16;
+      global[0] = round_up((size_t)dp / (LINEAR_HK * vec), local[0]), global[1] = round_up((size_t)T, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_PACK][t], "linear_pack", args, COUNT(args), 2, global, local);
     }
     case LINEAR_DHIDDEN: {

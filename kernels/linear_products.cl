@@ -46,13 +46,21 @@ __kernel void linear_logits(const ulong R, const ulong V, const ulong d, __globa
  *   P[(k / LIN_KT)·T·LIN_KT + t·LIN_KT + k % LIN_KT] = M[m_off + t·d + k].
  * Walking M itself read one 64-byte piece of a new row d floats away per step, a stride that maps
  * every row to the same few cache sets when d is a multiple of 1024 floats: the products ran at
- * half the logits' speed. Item (k, t). */
+ * half the logits' speed. */
 #define LIN_KT (2 * CLXENT_VEC)
 __kernel void linear_pack(const ulong T, const ulong d, const ulong dp, __global const store_t *M, const ulong m_off,
                           __global float *P) {
-  const ulong k = get_global_id(0), t = get_global_id(1);
-  if (k >= dp || t >= T) return;
-  P[(k / LIN_KT) * T * LIN_KT + t * LIN_KT + k % LIN_KT] = k < d ? LOAD(M, m_off + t * d + k) : 0.0f;
+  /* item (panel, t): the panel's LIN_KT columns of row t, two vectors */
+  const ulong k0 = get_global_id(0) * LIN_KT, t = get_global_id(1);
+  if (k0 >= dp || t >= T) return;
+  __global const store_t *m = M + m_off + t * d;
+  __global float *p = P + (k0 / LIN_KT) * T * LIN_KT + t * LIN_KT;
+  if (k0 + LIN_KT <= d) {
+    vstorev(LOADV(m, k0), 0, p);
+    vstorev(LOADV(m, k0 + CLXENT_VEC), 1, p);
+    return;
+  }
+  for (ulong k = 0; k < LIN_KT; ++k) p[k] = k0 + k < d ? LOAD(m, k0 + k) : 0.0f;
 }
 
 /* The VEC floats q·VEC.. of a tile of `left` (< LIN_KT) columns at p, zeros past them. */
