@@ -15,7 +15,8 @@ static clxent_status execute(clxent_ctx *ctx, const clxent_plan *plan) {
 
 static size_t loss_count(clxent_reduction r, size_t values) { return r == CLXENT_NONE ? values : 1; }
 
-/* The checks every loss shares: shape, pointers, structs, and the memory the call touches. */
+/* The checks every loss shares: shape, pointers, structs, and the memory the call touches. *rows
+ * receives the number of rows: n, or n·S with the classes not innermost (ex->inner = S > 1). */
 typedef struct loss_call {
   enum clxent_family family;
   size_t n, c;
@@ -29,7 +30,7 @@ typedef struct loss_call {
 } loss_call;
 
 static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_opts *o, clxent_ex *x,
-                                float *weight_sum) {
+                                float *weight_sum, size_t *rows) {
   const int softmax = call->family == FAMILY_SOFTMAX;
   CHECK(clxent_check_shape(ctx, call->n, call->c, softmax ? "classes" : "columns"));
   CHECK(clxent_check_ptr(ctx, call->in, call->in_name));
@@ -39,29 +40,40 @@ static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_o
   CHECK(clxent_read_ex(ctx, call->ex, x));
   CHECK(clxent_check_dtype(ctx, x->dtype));
   /* the 1.1 fields, declared ahead of their implementation (in progress) */
-  if (o->grad_output || o->mean_denominator != 0.0 || x->argmax || x->correct || x->inner > 1)
+  if (x->argmax || x->correct)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->argmax and ex->correct are not implemented in this build yet");
+  const size_t inner = x->inner > 1 ? x->inner : 1;
+  if (inner > 1 && !softmax)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
-                       "opts->grad_output, opts->mean_denominator, ex->argmax, ex->correct and ex->inner are not "
-                       "implemented in this build yet");
+                       "ex->inner = %zu applies to the softmax losses only (the binary losses are elementwise: "
+                       "any layout is n·c values)",
+                       x->inner);
+  if (inner > 1 && (call->n > SIZE_MAX / inner || call->n * inner > SIZE_MAX / call->c))
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "n x c x ex->inner = %zu x %zu x %zu overflows size_t", call->n,
+                       call->c, inner);
+  *rows = call->n * inner;
   if (x->lse && !softmax) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->lse applies to the softmax losses only");
   if (x->bias_grad && !call->grad)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "ex->bias_grad needs grad (it is the sum of the gradient's rows)");
   if (!softmax && call->c > (size_t)INT32_MAX)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (columns) = %zu exceeds INT32_MAX", call->c);
-  const size_t elem = clxent_dtype_size(x->dtype), values = call->n * call->c, mat = values * elem;
+  const size_t elem = clxent_dtype_size(x->dtype), values = *rows * call->c, mat = values * elem;
+  const size_t upstream = clxent_upstream_count(o, softmax ? *rows : values);
   clxent_region r[] = {
       {.name = call->in_name, .host = call->in, .bytes = mat, .element = elem},
       {.name = call->aux_name, .host = call->labels ? (const void *)call->labels : call->aux,
-       .bytes = call->labels ? call->n * sizeof(int32_t) : mat, .element = call->labels ? 0 : elem},
+       .bytes = call->labels ? *rows * sizeof(int32_t) : mat, .element = call->labels ? 0 : elem},
       {.name = softmax ? "opts->class_weight" : "opts->pos_weight", .host = softmax ? o->class_weight : o->pos_weight,
        .bytes = call->c * sizeof(float)},
+      {.name = "opts->grad_output", .host = o->grad_output, .bytes = upstream * sizeof(float)},
       {.name = "grad", .host = call->grad, .bytes = mat, .output = 1, .element = elem},
-      {.name = "loss", .host = call->loss, .bytes = loss_count(o->reduction, softmax ? call->n : values) * sizeof(float),
+      {.name = "loss", .host = call->loss, .bytes = loss_count(o->reduction, softmax ? *rows : values) * sizeof(float),
        .output = 1},
-      {.name = "ex->lse", .host = x->lse, .bytes = call->n * sizeof(float), .output = 1},
+      {.name = "ex->lse", .host = x->lse, .bytes = *rows * sizeof(float), .output = 1},
       {.name = "ex->bias_grad", .host = x->bias_grad, .bytes = call->c * sizeof(float), .output = 1}};
   CHECK(clxent_check_regions(ctx, r, (int)(sizeof r / sizeof r[0])));
-  return clxent_check_opts(ctx, o, call->family, call->c, weight_sum); /* after the overlaps: see validate.c */
+  CHECK(clxent_check_opts(ctx, o, call->family, call->c, weight_sum)); /* after the overlaps: see validate.c */
+  return clxent_check_upstream(ctx, o, upstream);
 }
 
 clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const int32_t *labels,
@@ -75,14 +87,18 @@ clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const 
   double weighted;
   float *scaled = NULL;
   int shift = 0;
-  CHECK(check_call(ctx, &call, &o, &x, &weight_sum));
-  CHECK(clxent_check_labels(ctx, labels, n, c, o.ignore_index, o.class_weight, &counted, &weighted));
-  if (o.class_weight && o.reduction == CLXENT_MEAN) /* a divisor far from 1: see plan.c */
+  size_t rows = 0;
+  CHECK(check_call(ctx, &call, &o, &x, &weight_sum, &rows));
+  CHECK(clxent_check_labels(ctx, labels, rows, c, x.inner, o.ignore_index, o.class_weight, &counted, &weighted));
+  /* a divisor far from 1: see plan.c (a caller's mean_denominator is the divisor as given) */
+  if (o.class_weight && o.reduction == CLXENT_MEAN && o.mean_denominator == 0.0)
     CHECK(clxent_scaled_weights(ctx, o.class_weight, c, weighted, &scaled, &weight_sum, &shift));
   if (scaled) o.class_weight = scaled, weighted = ldexp(weighted, shift);
-  clxent_plan plan = {.kernel = KERNEL_SOFTMAX_HARD, .dtype = x.dtype, .n = n, .c = c, .in = logits, .labels = labels,
+  clxent_plan plan = {.kernel = KERNEL_SOFTMAX_HARD, .dtype = x.dtype, .n = rows, .c = c, .inner = x.inner,
+                      .in = logits, .labels = labels,
                       .weight = o.class_weight, .ignore_index = o.ignore_index, .grad = grad, .lse = x.lse,
-                      .bias_grad = x.bias_grad, .loss = loss, .reduction = o.reduction};
+                      .bias_grad = x.bias_grad, .loss = loss, .row_scale = clxent_row_scale(&o, grad),
+                      .reduction = o.reduction};
   plan.params = clxent_loss_params(&o, weighted, counted, weight_sum, &plan.divisor);
   const clxent_status st = execute(ctx, &plan);
   free(scaled);
@@ -97,12 +113,14 @@ clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, c
   clxent_opts o;
   clxent_ex x;
   float weight_sum;
-  CHECK(check_call(ctx, &call, &o, &x, &weight_sum));
-  clxent_plan plan = {.kernel = KERNEL_SOFTMAX_SOFT, .dtype = x.dtype, .n = n, .c = c, .in = logits, .aux = targets,
+  size_t rows = 0;
+  CHECK(check_call(ctx, &call, &o, &x, &weight_sum, &rows));
+  clxent_plan plan = {.kernel = KERNEL_SOFTMAX_SOFT, .dtype = x.dtype, .n = rows, .c = c, .inner = x.inner,
+                      .in = logits, .aux = targets,
                       .weight = o.class_weight, .grad = grad, .lse = x.lse, .bias_grad = x.bias_grad, .loss = loss,
-                      .reduction = o.reduction};
-  /* soft targets: MEAN divides by n, weights or not (PyTorch) */
-  plan.params = clxent_loss_params(&o, (double)n, n, weight_sum, &plan.divisor);
+                      .row_scale = clxent_row_scale(&o, grad), .reduction = o.reduction};
+  /* soft targets: MEAN divides by the rows, weights or not (PyTorch; n·S for (N, C, d1, ...)) */
+  plan.params = clxent_loss_params(&o, (double)rows, rows, weight_sum, &plan.divisor);
   return execute(ctx, &plan);
 }
 
@@ -115,11 +133,12 @@ static clxent_status binary_loss(clxent_ctx *ctx, clxent_kernel_id kernel, const
   clxent_opts o;
   clxent_ex x;
   float weight_sum;
-  CHECK(check_call(ctx, &call, &o, &x, &weight_sum));
+  size_t rows = 0;
+  CHECK(check_call(ctx, &call, &o, &x, &weight_sum, &rows));
   if (kernel == KERNEL_BCE) CHECK(clxent_check_probs(ctx, in, n * c, x.dtype, in_name));
   clxent_plan plan = {.kernel = kernel, .dtype = x.dtype, .n = n, .c = c, .elementwise = 1, .in = in, .aux = targets,
                       .weight = o.pos_weight, .grad = grad, .bias_grad = x.bias_grad, .loss = loss,
-                      .reduction = o.reduction};
+                      .row_scale = clxent_row_scale(&o, grad), .reduction = o.reduction};
   plan.params = clxent_loss_params(&o, (double)(n * c), n * c, weight_sum, &plan.divisor);
   return execute(ctx, &plan);
 }

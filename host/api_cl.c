@@ -55,18 +55,19 @@ static const size_t mem_ex_fields[] = {
     offsetof(clxent_mem_ex, dtype) + sizeof(clxent_dtype), offsetof(clxent_mem_ex, lse) + sizeof(cl_mem),
     offsetof(clxent_mem_ex, bias_grad) + sizeof(cl_mem), offsetof(clxent_mem_ex, bad_labels) + sizeof(cl_mem)};
 
-/* The call's weights, copied into a buffer at once (the caller may reuse its array on return);
- * released once the commands are enqueued (OpenCL keeps it until they are done). */
-static clxent_status weights_buffer(clxent_ctx *ctx, const float *w, size_t c, cl_mem *out) {
+/* The call's weights or upstream gradients (host arrays), copied into a buffer at once (the caller
+ * may reuse its array on return); released once the commands are enqueued (OpenCL keeps it until
+ * they are done). */
+static clxent_status host_copy_buffer(clxent_ctx *ctx, const float *w, size_t count, const char *what, cl_mem *out) {
   *out = NULL;
   if (!w) return CLXENT_OK;
   cl_int err;
-  *out = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, c * sizeof(float), (void *)(uintptr_t)w,
-                        &err);
+  *out = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, count * sizeof(float),
+                        (void *)(uintptr_t)w, &err);
   if (err == CL_SUCCESS) return CLXENT_OK;
   *out = NULL;
-  return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(weights, %zu bytes) failed: %s (%d)", c * sizeof(float),
-                     clxent_cl_error_name(err), (int)err);
+  return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(%s, %zu bytes) failed: %s (%d)", what,
+                     count * sizeof(float), clxent_cl_error_name(err), (int)err);
 }
 
 typedef struct mem_call {
@@ -96,9 +97,6 @@ static clxent_status check_mem_call(clxent_ctx *ctx, const mem_call *m, clxent_o
   CHECK(clxent_check_ptr(ctx, hard ? m->labels : m->aux, hard ? "labels" : "targets"));
   CHECK(clxent_check_outputs(ctx, m->loss, m->grad));
   CHECK(clxent_read_opts(ctx, m->opts, o));
-  if (o->grad_output || o->mean_denominator != 0.0) /* declared ahead of their implementation */
-    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
-                       "opts->grad_output and opts->mean_denominator are not implemented in this build yet");
   *x = clxent_mem_ex_default();
   if (m->ex)
     CHECK(clxent_read_sized(ctx, "ex", m->ex, x, sizeof *x, mem_ex_fields, sizeof mem_ex_fields / sizeof(size_t)));
@@ -113,7 +111,9 @@ static clxent_status check_mem_call(clxent_ctx *ctx, const mem_call *m, clxent_o
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "c (columns) = %zu exceeds INT32_MAX", m->c);
   const size_t values = m->n * m->c, mat = values * clxent_dtype_size(x->dtype);
   const size_t losses = o->reduction == CLXENT_NONE ? (elementwise ? values : m->n) : 1;
+  const size_t upstream = clxent_upstream_count(o, elementwise ? values : m->n);
   clxent_region r[] = {{.name = in_name, .mem = m->in, .bytes = mat},
+                       {.name = "opts->grad_output", .host = o->grad_output, .bytes = upstream * sizeof(float)},
                        {.name = "labels", .mem = m->labels, .bytes = m->n * sizeof(cl_int)},
                        {.name = "targets", .mem = m->aux, .bytes = mat},
                        {.name = "grad", .mem = m->grad, .bytes = mat, .output = 1},
@@ -122,24 +122,29 @@ static clxent_status check_mem_call(clxent_ctx *ctx, const mem_call *m, clxent_o
                        {.name = "ex->bias_grad", .mem = x->bias_grad, .bytes = m->c * sizeof(float), .output = 1},
                        {.name = "ex->bad_labels", .mem = x->bad_labels, .bytes = sizeof(cl_uint), .output = 1}};
   CHECK(clxent_check_regions(ctx, r, (int)(sizeof r / sizeof r[0])));
-  return clxent_check_opts(ctx, o, elementwise ? FAMILY_BINARY : FAMILY_SOFTMAX, m->c, weight_sum);
+  CHECK(clxent_check_opts(ctx, o, elementwise ? FAMILY_BINARY : FAMILY_SOFTMAX, m->c, weight_sum));
+  return clxent_check_upstream(ctx, o, upstream);
 }
 
 /* The commands of a checked call, on ctx->queue after the caller's events. */
 static clxent_status enqueue_mem_call(clxent_ctx *ctx, const mem_call *m, const clxent_opts *o,
-                                      const clxent_mem_ex *x, cl_mem weight, float weight_sum) {
+                                      const clxent_mem_ex *x, cl_mem weight, float weight_sum, cl_mem row_scale) {
   const int elementwise = m->kernel == KERNEL_SIGMOID_XENT || m->kernel == KERNEL_BCE;
   const int hard = m->kernel == KERNEL_SOFTMAX_HARD;
   const size_t values = m->n * m->c, rows = elementwise ? values : m->n;
-  /* host-known scales: soft targets and binary losses divide by n or n·c; hard labels get theirs
-   * from label_stats on the device */
+  /* host-known scales: soft targets and binary losses divide by n or n·c, any loss by a given
+   * mean_denominator; hard labels otherwise get theirs from label_stats on the device, which
+   * multiply the host's scale and z_scale: these then carry only the upstream gradient g */
   float divisor;
-  const clxent_params params = clxent_loss_params(o, (double)rows, rows, weight_sum, &divisor);
+  clxent_params params = clxent_loss_params(o, (double)rows, rows, weight_sum, &divisor);
+  const int device_scales = hard && !(o->reduction == CLXENT_MEAN && o->mean_denominator > 0);
+  if (device_scales)
+    params.scale = params.z_scale = o->grad_output && o->reduction != CLXENT_NONE ? o->grad_output[0] : 1.0f;
   cl_mem scales = NULL, row_out = NULL, partial = NULL, total;
   if (m->num_wait)
     CHECK_CL(ctx, clEnqueueBarrierWithWaitList(ctx->queue, m->num_wait, m->wait, NULL),
              "clEnqueueBarrierWithWaitList(wait)");
-  if (hard) {
+  if (device_scales || x->bad_labels) { /* with a mean_denominator only for the count of bad labels */
     CHECK(clxent_buffer(ctx, SLOT_SCALES, CLXENT_SCALES_COUNT * sizeof(float), &scales));
     CHECK(clxent_launch_label_stats(ctx, m->n, m->c, m->labels, weight, o->ignore_index,
                                     o->reduction == CLXENT_MEAN, scales, x->bad_labels));
@@ -149,16 +154,17 @@ static clxent_status enqueue_mem_call(clxent_ctx *ctx, const mem_call *m, const 
   const clxent_rows_launch l = {.kernel = m->kernel, .dtype = x->dtype, .rows = rows, .c = elementwise ? 1 : m->c,
                                 .first_row = 0, .cols = (int)m->c, .in = m->in, .aux = m->aux, .labels = m->labels,
                                 .weight = weight, .ignore_index = o->ignore_index, .params = params,
-                                .grad = m->grad, .out = row_out ? row_out : m->loss, .lse = x->lse, .scales = scales};
+                                .grad = m->grad, .out = row_out ? row_out : m->loss, .lse = x->lse,
+                                .scales = device_scales ? scales : NULL, .row_scale = row_scale};
   CHECK(clxent_launch_rows(ctx, &l));
   if (x->bias_grad) {
     CHECK(clxent_buffer(ctx, SLOT_BIAS_PARTIAL, clxent_chunk_count(m->n, CLXENT_BIAS_CHUNK) * m->c * sizeof(float),
                         &partial));
-    CHECK(clxent_launch_column_partial(ctx, x->dtype, 0, m->n, m->c, m->grad, partial));
+    CHECK(clxent_launch_column_partial(ctx, x->dtype, 0, m->n, m->c, 0, m->grad, partial));
     CHECK(clxent_launch_column_sum(ctx, m->n, m->c, partial, x->bias_grad));
   }
   if (m->loss && o->reduction != CLXENT_NONE)
-    CHECK(clxent_enqueue_reduce(ctx, row_out, rows, divisor, scales, m->loss, &total));
+    CHECK(clxent_enqueue_reduce(ctx, row_out, rows, divisor, device_scales ? scales : NULL, m->loss, &total));
   if (m->done) CHECK_CL(ctx, clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, m->done), "clEnqueueMarkerWithWaitList(done)");
   clFlush(ctx->queue); /* start the work; the host does not wait for it */
   return CLXENT_OK;
@@ -173,18 +179,22 @@ static clxent_status run_mem(clxent_ctx *ctx, const mem_call *m) {
   const int elementwise = m->kernel == KERNEL_SIGMOID_XENT || m->kernel == KERNEL_BCE;
   float *scaled = NULL; /* hard labels, MEAN: as in api.c, by the largest weight (labels unseen) */
   int shift;
-  if (m->kernel == KERNEL_SOFTMAX_HARD && o.class_weight && o.reduction == CLXENT_MEAN) {
+  if (m->kernel == KERNEL_SOFTMAX_HARD && o.class_weight && o.reduction == CLXENT_MEAN && o.mean_denominator == 0.0) {
     float largest = 0.0f;
     for (size_t j = 0; j < m->c; ++j) largest = o.class_weight[j] > largest ? o.class_weight[j] : largest;
     CHECK(clxent_scaled_weights(ctx, o.class_weight, m->c, largest, &scaled, &weight_sum, &shift));
   }
   if (scaled) o.class_weight = scaled;
-  cl_mem weight;
-  clxent_status st = weights_buffer(ctx, elementwise ? o.pos_weight : o.class_weight, m->c, &weight);
+  cl_mem weight, row_scale = NULL;
+  clxent_status st = host_copy_buffer(ctx, elementwise ? o.pos_weight : o.class_weight, m->c, "weights", &weight);
   free(scaled); /* copied into the buffer */
   if (st != CLXENT_OK) return st;
-  st = enqueue_mem_call(ctx, m, &o, &x, weight, weight_sum);
-  if (weight) clReleaseMemObject(weight); /* OpenCL keeps it until the queued commands are done */
+  /* NONE's upstream gradients, one per loss value: copied like the weights */
+  const float *up = clxent_row_scale(&o, m->grad);
+  if (up) st = host_copy_buffer(ctx, up, elementwise ? m->n * m->c : m->n, "opts->grad_output", &row_scale);
+  if (st == CLXENT_OK) st = enqueue_mem_call(ctx, m, &o, &x, weight, weight_sum, row_scale);
+  if (weight) clReleaseMemObject(weight); /* OpenCL keeps them until the queued commands are done */
+  if (row_scale) clReleaseMemObject(row_scale);
   return st;
 }
 

@@ -10,7 +10,7 @@ static const char *const slot_names[SLOT_COUNT] = {
     [SLOT_LABELS] = "labels",            [SLOT_ROW_OUT] = "per-row results", [SLOT_PARTIAL_A] = "partial sums",
     [SLOT_PARTIAL_B] = "partial sums",   [SLOT_WEIGHT] = "weights",          [SLOT_LSE] = "log-sum-exp",
     [SLOT_BIAS_PARTIAL] = "bias partial sums", [SLOT_BIAS] = "bias gradient", [SLOT_SCALES] = "label statistics",
-    [SLOT_SUM_PARTIAL] = "chunk sums"};
+    [SLOT_SUM_PARTIAL] = "chunk sums",  [SLOT_ROW_SCALE] = "upstream gradients"};
 
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out) {
   if (bytes == 0) bytes = sizeof(float);

@@ -219,13 +219,21 @@ static void refine_shares(clxent_group *g, const part *parts) {
     for (size_t k = 0; k < g->count; ++k) g->shares[k] = g->estimate[k];
 }
 
-/* Row boundaries: member k takes rows [first[k], first[k+1]), multiples of SPLIT_ALIGN but the last. */
-static void split_rows(const clxent_group *g, size_t n, size_t *first) {
+/* Row boundaries: member k takes rows [first[k], first[k+1]), multiples of SPLIT_ALIGN but the last;
+ * with the strided layout (inner S > 1) multiples of lcm(SPLIT_ALIGN, S), so that every member
+ * also holds whole samples i (one contiguous stretch of [n/S][c][S]). */
+static void split_rows(const clxent_group *g, size_t n, size_t inner, size_t *first) {
+  size_t align = SPLIT_ALIGN;
+  if (inner > 1) {
+    size_t a = SPLIT_ALIGN, b = inner; /* gcd */
+    while (b) { const size_t r = a % b; a = b, b = r; }
+    align = inner / a <= n / SPLIT_ALIGN ? inner / a * SPLIT_ALIGN : n; /* n: one member takes all */
+  }
   double cumulative = 0;
   first[0] = 0;
   for (size_t k = 1; k < g->count; ++k) {
     cumulative += g->shares[k - 1];
-    size_t b = (size_t)(cumulative * (double)n / SPLIT_ALIGN + 0.5) * SPLIT_ALIGN;
+    size_t b = (size_t)(cumulative * (double)n / (double)align + 0.5) * align;
     if (b > n) b = n;
     first[k] = b < first[k - 1] ? first[k - 1] : b;
   }
@@ -242,6 +250,7 @@ static clxent_plan member_plan(const clxent_plan *plan, size_t f, size_t rows) {
   if (plan->labels) p.labels = plan->labels + f;
   if (plan->grad) p.grad = (unsigned char *)plan->grad + f * c * elem;
   if (plan->lse) p.lse = plan->lse + f;
+  if (plan->row_scale) p.row_scale = plan->row_scale + (plan->elementwise ? f * c : f);
   p.bias_grad = NULL; /* partial sums only: the group reduces them */
   /* elementwise NONE streams into the caller's array; reduced, `loss` only asks for chunk sums */
   if (plan->loss && plan->elementwise && plan->reduction == CLXENT_NONE) p.loss = plan->loss + f * c;
@@ -280,7 +289,7 @@ clxent_status clxent_group_execute(clxent_ctx *ctx, const clxent_plan *plan) {
   size_t first[CLXENT_MAX_MEMBERS + 1];
   pthread_t threads[CLXENT_MAX_MEMBERS];
   int started[CLXENT_MAX_MEMBERS] = {0};
-  split_rows(g, n, first);
+  split_rows(g, n, plan->inner, first);
   /* host homes of the partial results, in batch order */
   float *rows = !plan->elementwise && reduced ? malloc(n * sizeof(float)) : NULL;
   float *chunks = plan->elementwise && reduced ? malloc(clxent_chunk_count(n * c, CLXENT_SUM_CHUNK) * sizeof(float)) : NULL;

@@ -61,6 +61,8 @@ typedef enum clxent_kernel_id {
   KERNEL_SIGMOID_XENT,
   KERNEL_BCE,
   KERNEL_COLUMN_PARTIAL,
+  KERNEL_SOFTMAX_STRIDED,         /* both softmax losses, classes not innermost (inner S > 1) */
+  KERNEL_COLUMN_PARTIAL_STRIDED,
   KERNEL_LINEAR_LOGITS, /* linear_products.cl */
   KERNEL_LINEAR_DHIDDEN,
   KERNEL_LINEAR_DWEIGHT,
@@ -96,6 +98,8 @@ enum clxent_slot {
   SLOT_BIAS,         /* bias gradient */
   SLOT_SCALES,       /* device-resident calls: label statistics and reduction scales */
   SLOT_SUM_PARTIAL,  /* elementwise losses: chunk sums of the per-value losses */
+  SLOT_ROW_SCALE,    /* NONE with opts->grad_output: the batch's per-row upstream gradients
+                        (softmax), or a block's per-value ones (binary, pipelined) */
   SLOT_LINEAR_Z,     /* linear_xent: one rows × classes block of logits, then of their gradient */
   SLOT_LINEAR_STATE, /* linear_xent: the running softmax state of one chunk of rows */
   SLOT_LINEAR_GH,    /* linear_xent, 16-bit: float32 accumulators of a row chunk's grad_hidden, */
@@ -214,7 +218,9 @@ static inline void clxent_piece_mark(clxent_ctx *ctx, const char *what, const ch
 typedef struct clxent_plan {
   clxent_kernel_id kernel;
   clxent_dtype dtype;
-  size_t n, c;
+  size_t n, c;               /* n: the rows, N·S when inner = S > 1 */
+  size_t inner;              /* 0 or 1: [n][c]; S > 1: [n/S][c][S], row r = i·S + s (clxent_ex.inner);
+                                blocks and device splits then hold whole samples i (multiples of S) */
   int elementwise;          /* binary losses: n·c independent values, c columns of pos_weight */
   const void *in, *aux;     /* [n][c] inputs; aux NULL when the kernel takes none */
   const int32_t *labels;    /* [n] or NULL */
@@ -226,6 +232,9 @@ typedef struct clxent_plan {
   float *lse;               /* [n] or NULL */
   float *bias_grad;         /* [c] or NULL */
   float *loss;              /* 1 value (MEAN, SUM) or n / n·c (NONE, information), or NULL */
+  const float *row_scale;   /* NONE with opts->grad_output (and grad): each loss value's upstream
+                               gradient, [n] (softmax) or [n·c] (elementwise), or NULL. (One g for
+                               MEAN and SUM is folded into params instead: plan.c) */
   clxent_reduction reduction;
   float divisor;            /* of the batch sum (MEAN), else 1 */
 } clxent_plan;
@@ -334,11 +343,17 @@ clxent_status clxent_check_regions(clxent_ctx *ctx, clxent_region *r, int count)
 clxent_status clxent_check_opts(clxent_ctx *ctx, const clxent_opts *o, enum clxent_family family, size_t c,
                                 float *weight_sum);
 clxent_status clxent_check_dtype(clxent_ctx *ctx, clxent_dtype dtype);
+/* opts->grad_output (its `count` values: 1, or under NONE one per loss value) and
+ * opts->mean_denominator; after clxent_check_opts (the reduction is known valid). */
+clxent_status clxent_check_upstream(clxent_ctx *ctx, const clxent_opts *o, size_t count);
+/* How many values opts->grad_output holds for a call with `values` loss values under NONE. */
+size_t clxent_upstream_count(const clxent_opts *o, size_t values);
 clxent_status clxent_read_opts(clxent_ctx *ctx, const clxent_opts *caller, clxent_opts *out);
 clxent_status clxent_read_ex(clxent_ctx *ctx, const clxent_ex *caller, clxent_ex *out);
-/* Hard labels: each in [0, c) or ignore_index; *counted and *weighted (Σ w_y) of the counted. */
-clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, int32_t ignore_index,
-                                  const float *weight, size_t *counted, double *weighted);
+/* Hard labels: each in [0, c) or ignore_index; *counted and *weighted (Σ w_y) of the counted.
+ * inner S > 1: the n rows are [n/S][S], and a bad label is named by its (i, s) too. */
+clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, size_t inner,
+                                  int32_t ignore_index, const float *weight, size_t *counted, double *weighted);
 /* BCE: every probability in [0, 1] (NaN passes: it must reach the result). */
 clxent_status clxent_check_probs(clxent_ctx *ctx, const void *probs, size_t values, clxent_dtype dtype,
                                  const char *name);
@@ -347,6 +362,8 @@ size_t clxent_dtype_size(clxent_dtype t);
 /* plan.c: the kernels' scalars for a reduction (see the file). */
 clxent_params clxent_loss_params(const clxent_opts *o, double divisor, size_t counted, float weight_sum,
                                  float *reduce_divisor);
+/* The per-value upstream gradients the kernels multiply by (NONE with grad_output and grad), else NULL. */
+const float *clxent_row_scale(const clxent_opts *o, const void *grad);
 /* Hard labels under MEAN divide by Σ w_y, so scaling the class weights by a power of two changes
  * nothing (bit for bit, short of under- and overflow) but lets weights of any positive size work:
  * equal subnormal weights once overflowed 1/Σ w into a NaN gradient. When `magnitude` (the
@@ -361,17 +378,20 @@ typedef struct clxent_rows_launch { /* a row or elementwise loss kernel over a b
   clxent_kernel_id kernel;
   clxent_dtype dtype;
   size_t rows, c, first_row; /* elementwise: rows = the block's values, first_row its first */
+  size_t inner;              /* softmax: S > 1, the strided layout (rows and first_row multiples of S) */
   int cols;                  /* elementwise: columns of pos_weight */
   cl_mem in, aux, labels, weight;
   cl_int ignore_index, mode;
   clxent_params params;
   cl_mem grad, out, lse;
-  cl_mem scales; /* device-computed reduction scales (label_stats), or NULL */
+  cl_mem scales;    /* device-computed reduction scales (label_stats), or NULL */
+  cl_mem row_scale; /* per-value upstream gradients, or NULL: softmax [batch] read at first_row + i;
+                       elementwise the launch's own `rows` values */
 } clxent_rows_launch;
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l);
 clxent_status clxent_launch_chunk_sum(clxent_ctx *ctx, size_t first, size_t count, cl_mem values, cl_mem partial);
 clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, size_t first, size_t rows, size_t c,
-                                           cl_mem grad, cl_mem partial);
+                                           size_t inner, cl_mem grad, cl_mem partial);
 clxent_status clxent_launch_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_mem partial, cl_mem out);
 clxent_status clxent_launch_reduce_stage(clxent_ctx *ctx, size_t count, cl_mem in, cl_mem out, float divisor,
                                          cl_mem divisor_dev, size_t groups);
@@ -407,10 +427,12 @@ clxent_status clxent_stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
 clxent_status clxent_execute(clxent_ctx *ctx, const clxent_plan *plan);
 /* pipeline.c: the batch through the double-buffered pinned pipeline (devices with own memory). */
 clxent_status clxent_pipeline(clxent_ctx *ctx, const clxent_plan *plan, size_t block_rows, const clxent_results *res,
-                              cl_mem labels, cl_mem weight);
-/* The kernels of one block [first, first + rows) whose inputs are in in/aux (stream.c). */
+                              cl_mem labels, cl_mem weight, cl_mem row_scale);
+/* The kernels of one block [first, first + rows) whose inputs are in in/aux (stream.c). row_scale:
+ * the plan's upstream gradients, the batch's (softmax) or the block's (elementwise), or NULL. */
 clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, size_t first, size_t rows, cl_mem in,
-                                   cl_mem aux, cl_mem grad, const clxent_results *res, cl_mem labels, cl_mem weight);
+                                   cl_mem aux, cl_mem grad, const clxent_results *res, cl_mem labels, cl_mem weight,
+                                   cl_mem row_scale);
 size_t clxent_chunk_count(size_t values, size_t chunk);
 
 /* reduce.c */

@@ -49,7 +49,27 @@ static size_t item_group(const clxent_ctx *ctx, size_t items, size_t most) {
   return g;
 }
 
+/* Either softmax loss with the classes not innermost (kernels/softmax_strided.cl): one work-item
+ * per CLXENT_VEC positions of a sample, on every device (neighbouring items read neighbouring
+ * vectors: coalesced on GPUs). */
+static clxent_status launch_strided(clxent_ctx *ctx, const clxent_rows_launch *l) {
+  const cl_ulong rows = l->rows, c = l->c, inner = l->inner, first = l->first_row;
+  const size_t span = ctx->vector_width * (ctx->variant == CLXENT_VARIANT_GROUP ? 1 : CLXENT_STRIDED_TILE_ITEM);
+  const size_t items = l->rows / l->inner * ((l->inner + span - 1) / span);
+  const size_t local = ctx->variant == CLXENT_VARIANT_GROUP ? ctx->group_size : item_group(ctx, items, ctx->group_size);
+  const size_t global = (items + local - 1) / local * local;
+  const int soft = l->kernel == KERNEL_SOFTMAX_SOFT;
+  cl_mem labels = soft ? NULL : l->labels, targets = soft ? l->aux : NULL;
+  const arg args[] = {ARG(rows),         ARG(c),          ARG(inner),       ARG(first),     ARG_MEM(l->in),
+                      ARG_MEM(labels),   ARG_MEM(targets), ARG_MEM(l->weight), ARG(l->ignore_index), ARG(l->params),
+                      ARG_MEM(l->grad),  ARG_MEM(l->out), ARG_MEM(l->lse), ARG_MEM(l->row_scale)};
+  return enqueue(ctx, ctx->kernels[KERNEL_SOFTMAX_STRIDED][l->dtype], "softmax_xent_strided", args, COUNT(args), 1,
+                 &global, &local);
+}
+
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
+  if (l->inner > 1 && (l->kernel == KERNEL_SOFTMAX_HARD || l->kernel == KERNEL_SOFTMAX_SOFT))
+    return launch_strided(ctx, l);
   const cl_kernel k = ctx->kernels[l->kernel][l->kernel < KERNEL_TYPED_COUNT ? l->dtype : CLXENT_FLOAT32];
   const cl_ulong rows = l->rows, c = l->c, first = l->first_row;
   const size_t local = ctx->group_size;
@@ -87,13 +107,14 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
                             ARG_MEM(l->in),   ARG_MEM(l->labels), ARG_MEM(l->weight),
                             ARG(l->ignore_index), ARG(p),     ARG_MEM(l->grad),
                             ARG_MEM(l->out),  ARG_MEM(l->lse), ARG_MEM(l->scales),
+                            ARG_MEM(l->row_scale),
                             {stride ? item_local * stride * sizeof(float) : sizeof(float), NULL},
                             ARG(stride)};
         return enqueue(ctx, kh, short_rows ? "softmax_xent_hard_short" : "softmax_xent_hard", args, COUNT(args), 1,
                        &global, &item_local);
       }
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight),
-                          ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse)};
+                          ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse), ARG_MEM(l->row_scale)};
       return enqueue(ctx, k, "softmax_xent_soft", args, COUNT(args), 1, &global, &item_local);
     }
     case KERNEL_SIGMOID_XENT:
@@ -101,7 +122,7 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
       const cl_int cols = l->cols;
       const cl_float scale = l->params.scale;
       const arg args[] = {ARG(rows), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight), ARG(cols),
-                          ARG(scale), ARG_MEM(l->grad), ARG_MEM(l->out)};
+                          ARG(scale), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->row_scale)};
       return enqueue(ctx, k, l->kernel == KERNEL_BCE ? "bce" : "sigmoid_xent", args, COUNT(args), 1, &global, NULL);
     }
     default: { /* KERNEL_ROW_INFORMATION */
@@ -125,8 +146,14 @@ clxent_status clxent_launch_chunk_sum(clxent_ctx *ctx, size_t first, size_t coun
 
 /* Adds gradient rows [first, first + rows) to the bias gradient's chunk sums (kernels/bias.cl). */
 clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, size_t first, size_t rows, size_t c,
-                                           cl_mem grad, cl_mem partial) {
-  const cl_ulong rows_arg = rows, c_arg = c, first_arg = first;
+                                           size_t inner, cl_mem grad, cl_mem partial) {
+  const cl_ulong rows_arg = rows, c_arg = c, first_arg = first, inner_arg = inner;
+  if (inner > 1) { /* the strided layout: an item per (column, chunk) */
+    const arg args[] = {ARG(rows_arg), ARG(c_arg), ARG(inner_arg), ARG(first_arg), ARG_MEM(grad), ARG_MEM(partial)};
+    const size_t global[2] = {c, (first + rows - 1) / CLXENT_BIAS_CHUNK - first / CLXENT_BIAS_CHUNK + 1};
+    return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_PARTIAL_STRIDED][dtype], "column_partial_strided", args,
+                   COUNT(args), 2, global, NULL);
+  }
   const arg args[] = {ARG(rows_arg), ARG(c_arg), ARG(first_arg), ARG_MEM(grad), ARG_MEM(partial)};
   const size_t chunks = (first + rows - 1) / CLXENT_BIAS_CHUNK - first / CLXENT_BIAS_CHUNK + 1;
   const size_t global[2] = {(c + ctx->vector_width - 1) / ctx->vector_width, chunks};

@@ -208,7 +208,7 @@ clxent_status clxent_linear_xent_ex(clxent_ctx *ctx, size_t n, size_t d, size_t 
   CHECK(clxent_check_opts(ctx, &o, FAMILY_SOFTMAX, v, &weight_sum));
   size_t counted;
   double weighted;
-  CHECK(clxent_check_labels(ctx, labels, n, v, o.ignore_index, o.class_weight, &counted, &weighted));
+  CHECK(clxent_check_labels(ctx, labels, n, v, 1, o.ignore_index, o.class_weight, &counted, &weighted));
   float *scaled = NULL;
   int shift = 0;
   if (o.class_weight && o.reduction == CLXENT_MEAN) /* a divisor far from 1: see plan.c */
@@ -309,6 +309,7 @@ clxent_status clxent_linear_xent_mem(clxent_ctx *ctx, size_t n, size_t d, size_t
                             .weight = weight, .bias = bias, .labels = labels, .class_weight = cw, .row_lse = x.lse};
   /* the scales of the reduction from the device's count of the labels (label_stats) */
   l.params = clxent_loss_params(&o, (double)n, n, weight_sum, &divisor);
+  l.params.scale = l.params.z_scale = 1.0f; /* call_params (common.cl) multiplies them by the device's */
   l.params.row_threads = 1;
   cl_mem total;
   if (num_wait)

@@ -44,7 +44,7 @@ static clxent_status drain_block(clxent_ctx *ctx, const clxent_plan *plan, pipe_
 
 /* Enqueues block [first, first + rows) in pipeline slot s (see above). */
 static clxent_status pipe_block(clxent_ctx *ctx, const clxent_plan *plan, size_t first, size_t rows, pipe_slot *slot,
-                                int s, const clxent_results *res, cl_mem labels, cl_mem weight) {
+                                int s, const clxent_results *res, cl_mem labels, cl_mem weight, cl_mem row_scale) {
   const size_t elem = clxent_dtype_size(plan->dtype), offset = first * plan->c * elem, bytes = rows * plan->c * elem;
   const void *src[2] = {(const unsigned char *)plan->in + offset,
                         plan->aux ? (const unsigned char *)plan->aux + offset : NULL};
@@ -73,8 +73,18 @@ static clxent_status pipe_block(clxent_ctx *ctx, const clxent_plan *plan, size_t
   CHECK_CL(ctx, clEnqueueBarrierWithWaitList(ctx->queue, 1, &slot->up, NULL), "clEnqueueBarrierWithWaitList(upload)");
   const int in_place = plan->grad && plan->grad == plan->in;
   const cl_mem grad = !plan->grad ? NULL : in_place ? slot->dev[PIPE_IN] : slot->dev[PIPE_GRAD];
+  if (plan->row_scale && plan->elementwise) {
+    /* the block's per-value upstream gradients, on the kernels' queue: the in-order queue keeps each
+     * block's write after the previous block's kernels, so one buffer serves every block */
+    const size_t scale_bytes = rows * plan->c * sizeof(float);
+    CHECK(clxent_buffer(ctx, SLOT_ROW_SCALE, scale_bytes, &row_scale));
+    CHECK_CL(ctx,
+             clEnqueueWriteBuffer(ctx->queue, row_scale, CL_FALSE, 0, scale_bytes, plan->row_scale + first * plan->c, 0,
+                                  NULL, NULL),
+             "clEnqueueWriteBuffer(opts->grad_output block)");
+  }
   CHECK(clxent_block_kernels(ctx, plan, first, rows, slot->dev[PIPE_IN], plan->aux ? slot->dev[PIPE_AUX] : NULL, grad,
-                             res, labels, weight));
+                             res, labels, weight, row_scale));
   cl_event computed = NULL;
   CHECK_CL(ctx, clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, &computed), "clEnqueueMarkerWithWaitList(kernels)");
   replace_event(&slot->done, computed);
@@ -113,7 +123,7 @@ static clxent_status slot_buffers(clxent_ctx *ctx, const clxent_plan *plan, size
 }
 
 clxent_status clxent_pipeline(clxent_ctx *ctx, const clxent_plan *plan, size_t block_rows, const clxent_results *res,
-                              cl_mem labels, cl_mem weight) {
+                              cl_mem labels, cl_mem weight, cl_mem row_scale) {
   const size_t block_bytes = block_rows * plan->c * clxent_dtype_size(plan->dtype);
   pipe_slot slots[2];
   memset(slots, 0, sizeof slots);
@@ -124,7 +134,7 @@ clxent_status clxent_pipeline(clxent_ctx *ctx, const clxent_plan *plan, size_t b
   for (size_t first = 0; first < plan->n; first += block_rows, ++b) {
     const int s = (int)(b & 1);
     const size_t rows = plan->n - first < block_rows ? plan->n - first : block_rows;
-    CHECK_GOTO(pipe_block(ctx, plan, first, rows, &slots[s], s, res, labels, weight), st, drain);
+    CHECK_GOTO(pipe_block(ctx, plan, first, rows, &slots[s], s, res, labels, weight, row_scale), st, drain);
     CHECK_GOTO(drain_block(ctx, plan, &slots[s ^ 1], s ^ 1), st, drain); /* block b-1, while b runs */
   }
   st = drain_block(ctx, plan, &slots[(b - 1) & 1], (int)((b - 1) & 1));

@@ -9,6 +9,13 @@
  * A zero divisor under MEAN, as in PyTorch: the loss is NaN (never +inf, even where label
  * smoothing leaves a positive sum); the gradient is 0 when no row counts (all ignored), and NaN on
  * the counted rows when they all have class weight 0 (PyTorch's 0/0; ignored rows stay 0).
+ *
+ * opts->mean_denominator D > 0 (MEAN) replaces both divisors: Σ_i loss_i (z-loss terms included,
+ * z_loss_row = 1) and every gradient term divide by D, so no divisor is ever zero.
+ *
+ * opts->grad_output under MEAN and SUM, one value g, multiplies the gradient's scales (scale and
+ * z_scale) and nothing else: the loss is not scaled. Under NONE its values reach the kernels as
+ * row_scale instead. The scales of a call without it are exactly those of earlier releases.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -29,7 +36,21 @@ clxent_params clxent_loss_params(const clxent_opts *o, double divisor, size_t co
   p.z_scale = !mean ? 1.0f : counted > 0 ? 1.0f / (float)counted : 0.0f;
   p.z_loss_row = !mean ? 1.0f : (divisor > 0 && counted > 0) ? (float)(divisor / (double)counted) : 0.0f;
   p.weight_sum = weight_sum;
+  if (mean && o->mean_denominator > 0) {
+    const float d = (float)o->mean_denominator; /* validated: a normal float */
+    *reduce_divisor = d;
+    p.scale = p.z_scale = 1.0f / d;
+    p.z_loss_row = 1.0f;
+  }
+  if (o->grad_output && o->reduction != CLXENT_NONE) {
+    p.scale *= o->grad_output[0];
+    p.z_scale *= o->grad_output[0];
+  }
   return p;
+}
+
+const float *clxent_row_scale(const clxent_opts *o, const void *grad) {
+  return o->reduction == CLXENT_NONE && grad ? o->grad_output : NULL;
 }
 
 clxent_status clxent_scaled_weights(clxent_ctx *ctx, const float *w, size_t c, double magnitude, float **out,

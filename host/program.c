@@ -12,7 +12,8 @@
 static const char *const kernel_names[KERNEL_COUNT] = {
     [KERNEL_SOFTMAX_HARD] = "softmax_xent_hard", [KERNEL_SOFTMAX_SOFT] = "softmax_xent_soft", [KERNEL_SOFTMAX_HARD_SHORT] = "softmax_xent_hard_short",
     [KERNEL_SIGMOID_XENT] = "sigmoid_xent",      [KERNEL_BCE] = "bce",
-    [KERNEL_COLUMN_PARTIAL] = "column_partial",  [KERNEL_ROW_INFORMATION] = "row_information",
+    [KERNEL_COLUMN_PARTIAL] = "column_partial",
+    [KERNEL_SOFTMAX_STRIDED] = "softmax_xent_strided", [KERNEL_COLUMN_PARTIAL_STRIDED] = "column_partial_strided",  [KERNEL_ROW_INFORMATION] = "row_information",
     [KERNEL_REDUCE_SUM] = "reduce_sum",          [KERNEL_COLUMN_SUM] = "column_sum",
     [KERNEL_LABEL_STATS] = "label_stats",        [KERNEL_CHUNK_SUM] = "chunk_sum",
     [KERNEL_LINEAR_LOGITS] = "linear_logits",    [KERNEL_LINEAR_STATS] = "linear_stats",

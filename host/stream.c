@@ -26,7 +26,8 @@ static void release_mems(cl_mem *mems, int count) {
 }
 
 clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, size_t first, size_t rows, cl_mem in,
-                                   cl_mem aux, cl_mem grad, const clxent_results *res, cl_mem labels, cl_mem weight) {
+                                   cl_mem aux, cl_mem grad, const clxent_results *res, cl_mem labels, cl_mem weight,
+                                   cl_mem row_scale) {
   const size_t c = plan->c;
   /* elementwise: the block's per-value results land at the start of the results buffer */
   const clxent_rows_launch l = {.kernel = plan->kernel,
@@ -34,6 +35,7 @@ clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, siz
                                 .rows = plan->elementwise ? rows * c : rows,
                                 .c = plan->elementwise ? 1 : c,
                                 .first_row = plan->elementwise ? first * c : first,
+                                .inner = plan->inner,
                                 .cols = (int)c,
                                 .in = in,
                                 .aux = aux,
@@ -45,7 +47,8 @@ clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, siz
                                 .grad = grad,
                                 .out = res->rows,
                                 .lse = res->lse,
-                                .scales = NULL};
+                                .scales = NULL,
+                                .row_scale = grad ? row_scale : NULL};
   CHECK(clxent_launch_rows(ctx, &l));
   if (plan->elementwise && plan->loss) {
     if (plan->reduction != CLXENT_NONE) {
@@ -57,17 +60,17 @@ clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, siz
                "clEnqueueReadBuffer(per-value losses)");
     }
   }
-  if (res->bias_partial) CHECK(clxent_launch_column_partial(ctx, plan->dtype, first, rows, c, grad, res->bias_partial));
+  if (res->bias_partial) CHECK(clxent_launch_column_partial(ctx, plan->dtype, first, rows, c, plan->inner, grad, res->bias_partial));
   return CLXENT_OK;
 }
 
 /* One block on a device that shares host memory: its buffers wrap the caller's arrays and are
  * released when enqueued (OpenCL keeps them alive until the queued commands finish). */
 static clxent_status zero_copy_block(clxent_ctx *ctx, const clxent_plan *plan, size_t first, size_t rows,
-                                     const clxent_results *res, cl_mem labels, cl_mem weight) {
+                                     const clxent_results *res, cl_mem labels, cl_mem weight, cl_mem row_scale) {
   const size_t elem = clxent_dtype_size(plan->dtype), offset = first * plan->c * elem, bytes = rows * plan->c * elem;
   const int in_place = plan->grad && plan->grad == plan->in;
-  cl_mem own[3] = {NULL, NULL, NULL}; /* wrapped in, aux, grad */
+  cl_mem own[4] = {NULL, NULL, NULL, NULL}; /* wrapped in, aux, grad, the block's upstream gradients */
   clxent_status st = CLXENT_OK;
   CHECK_GOTO(wrap_host(ctx, in_place ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY, (const unsigned char *)plan->in + offset,
                        bytes, "the input", &own[0]),
@@ -78,9 +81,15 @@ static clxent_status zero_copy_block(clxent_ctx *ctx, const clxent_plan *plan, s
   if (plan->grad && !in_place) /* read-write: the row-per-item kernel caches e^(z-m) in the gradient */
     CHECK_GOTO(wrap_host(ctx, CL_MEM_READ_WRITE, (unsigned char *)plan->grad + offset, bytes, "the gradient", &own[2]),
                st, done);
+  if (plan->row_scale && plan->elementwise) /* per value: the block's own stretch, like its values */
+    CHECK_GOTO(wrap_host(ctx, CL_MEM_READ_ONLY, plan->row_scale + first * plan->c, rows * plan->c * sizeof(float),
+                         "opts->grad_output", &own[3]),
+               st, done);
   const cl_mem grad = in_place ? own[0] : own[2];
   PIECE(ctx, "wrap the caller's arrays", "block");
-  CHECK_GOTO(clxent_block_kernels(ctx, plan, first, rows, own[0], own[1], grad, res, labels, weight), st, done);
+  CHECK_GOTO(clxent_block_kernels(ctx, plan, first, rows, own[0], own[1], grad, res, labels, weight,
+                                  plan->elementwise ? own[3] : row_scale),
+             st, done);
   if (grad) {
     /* the device's writes made visible in host memory: a read of the buffer into its own host_ptr,
      * which OpenCL 1.2 allows (clEnqueueReadBuffer) once the commands using the buffer are done
@@ -93,7 +102,7 @@ static clxent_status zero_copy_block(clxent_ctx *ctx, const clxent_plan *plan, s
     PIECE(ctx, "enqueue the gradient's read into itself", NULL);
   }
 done:
-  release_mems(own, 3);
+  release_mems(own, 4);
   PIECE(ctx, "release the wrappers", NULL);
   return st;
 }
@@ -108,7 +117,7 @@ static clxent_status upload(clxent_ctx *ctx, enum clxent_slot slot, const void *
   }
   CHECK(clxent_buffer(ctx, slot, bytes, out));
   CHECK_CL(ctx, clEnqueueWriteBuffer(ctx->queue, *out, CL_FALSE, 0, bytes, host, 0, NULL, NULL),
-           "clEnqueueWriteBuffer(labels or weights)");
+           "clEnqueueWriteBuffer(labels, weights or upstream gradients)");
   return CLXENT_OK;
 }
 
@@ -116,7 +125,8 @@ static clxent_status upload(clxent_ctx *ctx, enum clxent_slot slot, const void *
 
 /* Rows per block: zero-copy, as many as fit the block buffers; pipelined, about 8 blocks a batch
  * so that transfers overlap the kernels, each big enough (>= 4 MiB) to move at full transfer
- * speed, and at most PIPE_BLOCK_MAX. */
+ * speed, and at most PIPE_BLOCK_MAX. The strided layout (inner S > 1) takes whole samples: a
+ * multiple of S rows, so that a block is one contiguous stretch of [n/S][c][S]. */
 static size_t block_rows(const clxent_ctx *ctx, const clxent_plan *plan, size_t row_bytes) {
   size_t rows = (size_t)(ctx->block_bytes / row_bytes);
   if (!ctx->zero_copy) {
@@ -125,6 +135,7 @@ static size_t block_rows(const clxent_ctx *ctx, const clxent_plan *plan, size_t 
     rows = target > floor_rows ? target : floor_rows;
     if (rows > cap) rows = cap ? cap : 1;
   }
+  if (plan->inner > 1) rows = rows < plan->inner ? plan->inner : rows / plan->inner * plan->inner;
   return rows < plan->n ? rows : plan->n;
 }
 
@@ -140,6 +151,11 @@ static clxent_status stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
     return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY,
                        "one row of c = %zu values (%zu bytes) exceeds the largest block buffer on %s (%llu bytes)", c,
                        row_bytes, ctx->device_name, (unsigned long long)ctx->block_bytes);
+  if (plan->inner > 1 && (cl_ulong)row_bytes * plan->inner > ctx->block_bytes)
+    return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY,
+                       "one sample of c = %zu classes x inner = %zu positions (%zu bytes) exceeds the largest block "
+                       "buffer on %s (%llu bytes)",
+                       c, plan->inner, row_bytes * plan->inner, ctx->device_name, (unsigned long long)ctx->block_bytes);
   const size_t rows = block_rows(ctx, plan, row_bytes);
   /* per-row results: the whole batch's for the row kernels; a block's for the elementwise ones,
    * which stream them out (any n·c then works, even past one allocation) */
@@ -153,7 +169,7 @@ static clxent_status stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
                         &res->bias_partial));
 
   PIECE(ctx, "scratch buffers", NULL);
-  cl_mem wrapped[2] = {NULL, NULL}, labels = NULL, weight = NULL;
+  cl_mem wrapped[3] = {NULL, NULL, NULL}, labels = NULL, weight = NULL, row_scale = NULL;
   clxent_status st = CLXENT_OK;
   if (plan->labels)
     CHECK_GOTO(upload(ctx, SLOT_LABELS, plan->labels, n * sizeof(int32_t), "the labels", &wrapped[0], &labels), st,
@@ -161,21 +177,28 @@ static clxent_status stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
   if (plan->weight)
     CHECK_GOTO(upload(ctx, SLOT_WEIGHT, plan->weight, c * sizeof(float), "the weights", &wrapped[1], &weight), st,
                drain);
+  /* softmax rows' upstream gradients: the batch's, read by batch row like the labels (the
+   * elementwise losses' are per value, as large as their inputs: they go block by block) */
+  if (plan->row_scale && !plan->elementwise)
+    CHECK_GOTO(upload(ctx, SLOT_ROW_SCALE, plan->row_scale, n * sizeof(float), "opts->grad_output", &wrapped[2],
+                      &row_scale),
+               st, drain);
   PIECE(ctx, "wrap the caller's arrays", "labels, weights");
   if (!ctx->zero_copy) {
-    st = clxent_pipeline(ctx, plan, rows, res, labels, weight);
+    st = clxent_pipeline(ctx, plan, rows, res, labels, weight, row_scale);
     goto drain;
   }
   /* zero-copy: the queue is in order, the device works in the caller's memory block after block */
   for (size_t first = 0; first < n; first += rows)
-    CHECK_GOTO(zero_copy_block(ctx, plan, first, n - first < rows ? n - first : rows, res, labels, weight), st, drain);
+    CHECK_GOTO(zero_copy_block(ctx, plan, first, n - first < rows ? n - first : rows, res, labels, weight, row_scale),
+               st, drain);
 drain: /* nothing queued may outlive the caller's arrays: drained here, or by the caller */
   if (st != CLXENT_OK || !leave_queued) {
     const cl_int err = clFinish(ctx->queue);
     if (st == CLXENT_OK && err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clFinish", err);
     PIECE(ctx, "clFinish (wait for the kernels)", NULL);
   }
-  release_mems(wrapped, 2);
+  release_mems(wrapped, 3);
   PIECE(ctx, "release the wrappers", NULL);
   return st;
 }

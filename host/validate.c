@@ -2,6 +2,7 @@
  * Every check of a public call, before anything runs: a rejected call writes nothing. The same
  * checks serve host pointers and device buffers (one overlap checker for both).
  */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -170,15 +171,42 @@ clxent_status clxent_check_opts(clxent_ctx *ctx, const clxent_opts *o, enum clxe
   return CLXENT_OK;
 }
 
+size_t clxent_upstream_count(const clxent_opts *o, size_t values) {
+  return !o->grad_output ? 0 : o->reduction == CLXENT_NONE ? values : 1;
+}
+
+clxent_status clxent_check_upstream(clxent_ctx *ctx, const clxent_opts *o, size_t count) {
+  for (size_t k = 0; o->grad_output && k < count; ++k)
+    if (!isfinite(o->grad_output[k]))
+      return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "opts->grad_output[%zu] = %g must be finite", k,
+                         (double)o->grad_output[k]);
+  const double d = o->mean_denominator;
+  if (d == 0.0) return CLXENT_OK;
+  if (o->reduction != CLXENT_MEAN)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "opts->mean_denominator = %g applies to CLXENT_MEAN only (reduction is %s)",
+                       d, o->reduction == CLXENT_SUM ? "CLXENT_SUM" : "CLXENT_NONE");
+  if (!(d >= FLT_MIN && d <= FLT_MAX)) /* NaN fails both */
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "opts->mean_denominator = %g must be 0 (the library's divisor) or a finite positive float "
+                       "in [%g, %g]",
+                       d, (double)FLT_MIN, (double)FLT_MAX);
+  return CLXENT_OK;
+}
+
 /* ---------------------------------------------------------------- input values read on the host */
 
-clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, int32_t ignore_index,
-                                  const float *weight, size_t *counted, double *weighted) {
+clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, size_t inner,
+                                  int32_t ignore_index, const float *weight, size_t *counted, double *weighted) {
   size_t count = 0; /* locals, not the callers' variables: this loop runs over every row */
   double sum = 0.0;
   for (size_t i = 0; i < n; ++i) {
     const int32_t y = labels[i];
     if (y == ignore_index) continue;
+    if ((y < 0 || (size_t)y >= c) && inner > 1)
+      return clxent_fail(ctx, CLXENT_ERR_LABEL_RANGE,
+                         "labels[%zu] (i = %zu, s = %zu of inner = %zu) = %d is outside [0, %zu) and is not "
+                         "ignore_index (%d)",
+                         i, i / inner, i % inner, inner, (int)y, c, (int)ignore_index);
     if (y < 0 || (size_t)y >= c)
       return clxent_fail(ctx, CLXENT_ERR_LABEL_RANGE, "labels[%zu] = %d is outside [0, %zu) and is not ignore_index (%d)",
                          i, (int)y, c, (int)ignore_index);

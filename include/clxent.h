@@ -227,19 +227,28 @@ typedef struct clxent_opts {
   const float *pos_weight;    /**< binary: [c] p_j ≥ 0 and finite per column, or NULL (all 1):
                                    loss = -[p·y ln a + (1-y) ln(1-a)] (BCEWithLogitsLoss's pos_weight) */
   /* since 1.1 */
-  const float *grad_output;   /**< the upstream gradient, or NULL (1): MEAN and SUM: 1 value g, the
-                                   gradient written is g·dJ/dz; NONE: one value g_i per loss value
-                                   (n, or n·c for the binary losses), the gradient written for value
-                                   i is g_i·dloss_i/dz_i. Finite. The losses are not scaled: so a
-                                   framework's backward needs no pass over the gradient */
-  double mean_denominator;    /**< MEAN: 0 = the library's divisor (Σ w_{y_i} or the count of rows
-                                   counted); D > 0 (finite) divides the loss, its z-loss terms
-                                   included, and the gradient by D instead, e.g. the non-ignored
-                                   tokens of all micro-batches of a gradient-accumulation step */
+  const float *grad_output;   /**< the upstream gradient, or NULL (all 1). MEAN and SUM: 1 value g,
+                                   the gradient written is g·dJ/dz; NONE: one value g_i per loss
+                                   value (n for the softmax losses, n·c for the binary ones), the
+                                   gradient written for value i is g_i·dloss_i/dz_i. Every value
+                                   read must be finite (else CLXENT_ERR_INVALID_ARG naming
+                                   opts->grad_output[k]); the outputs may not overlap it. Only the
+                                   gradient (and ex->bias_grad, its column sums) is scaled, never
+                                   the loss or lse; with grad NULL it is checked and changes
+                                   nothing. g = 1 gives the bits of NULL. So a framework's backward
+                                   needs no pass over the gradient */
+  double mean_denominator;    /**< MEAN only (set with SUM or NONE: CLXENT_ERR_INVALID_ARG): 0 = the
+                                   library's divisor (Σ w_{y_i} over the rows counted, or the count
+                                   n, n·c); D > 0, a finite value within float's normal range,
+                                   divides the whole loss, its z-loss terms included, and the
+                                   gradient by D instead, e.g. the non-ignored tokens of all
+                                   micro-batches of a gradient-accumulation step. No divisor is
+                                   then 0: a batch whose rows are all ignored (or all of class
+                                   weight 0) has loss 0 and gradient 0 */
 } clxent_opts;
 
 /** Initializer of a clxent_opts: MEAN, ignore_index = -100 (PyTorch's default), no weights,
- * ε = λ = s = 0. */
+ * ε = λ = s = 0, no upstream gradient (1), the library's MEAN divisor. */
 #define CLXENT_OPTS_INIT {sizeof(clxent_opts), CLXENT_MEAN, -100, NULL, 0.0f, 0.0f, 0.0f, NULL, NULL, 0.0}
 
 /** @brief The default options. Inline, so that `size` is the caller's sizeof.
@@ -273,9 +282,13 @@ typedef struct clxent_ex {
   uint64_t *correct;  /**< hard labels: receives the number of rows counted (label not
                            ignore_index) whose argmax equals the label (token accuracy). Or NULL */
   size_t inner;       /**< softmax losses: 0 or 1 = classes innermost, [n][c]. S > 1: PyTorch's
-                           (N, C, d1, ...) layout with S = d1·d2·…: logits, targets and grad are
-                           [n][c][S] (class j of row (i, s) at (i·c + j)·S + s), and the n·S rows'
-                           labels, NONE losses, lse and argmax are [n][S]; no transposed copy */
+                           (N, C, d1, ...) layout with n = N and S = d1·d2·…: logits, targets and
+                           grad are [n][c][S] (class j of row (i, s) at (i·c + j)·S + s), read in
+                           place (no transposed copy); the n·S rows r = i·S + s index labels, NONE
+                           losses, lse and argmax, [n][S]. Every option applies per row; MEAN counts
+                           the n·S rows as torch.nn.functional.cross_entropy does for such input
+                           (Σ w_y over the rows not ignored; soft targets: n·S); bias_grad sums all
+                           n·S rows. The binary losses take no S > 1 (CLXENT_ERR_INVALID_ARG) */
 } clxent_ex;
 
 /** Initializer of a clxent_ex: CLXENT_FLOAT32, no extra outputs. */
@@ -292,7 +305,7 @@ static inline clxent_ex clxent_ex_default(void) {
  * @defgroup losses The losses
  * Every loss function returns:
  *   - CLXENT_OK;
- *   - CLXENT_ERR_INVALID_ARG: ctx or an input NULL, n or c 0, n·c overflowing size_t, loss and
+ *   - CLXENT_ERR_INVALID_ARG: ctx or an input NULL, n or c 0, n·c (n·c·ex->inner) overflowing size_t, loss and
  *     grad both NULL, an output overlapping an input (grad == the first input exactly is allowed),
  *     an array misaligned for its elements, an option out of range or NaN/inf, or set on a loss it
  *     does not apply to, a struct whose `size` is not one the library can read — nothing written;
@@ -379,15 +392,16 @@ CLXENT_API clxent_status clxent_bce(clxent_ctx *ctx, size_t n, const float *prob
  * @brief clxent_softmax_xent() on arrays of ex->dtype, with extra outputs.
  *
  * The options of opts apply as in the float32 form; ex->lse and ex->bias_grad are filled in the
- * same call.
+ * same call. With ex->inner = S > 1 the layout is PyTorch's (N, C, d1, ...): n·S rows, see
+ * clxent_ex::inner.
  * @param ctx     the context.
- * @param n, c    rows and classes.
- * @param logits  n×c values of ex->dtype (uint16_t for the 16-bit types).
- * @param labels  [n] class indices.
+ * @param n, c    rows (samples N with ex->inner > 1) and classes.
+ * @param logits  n×c values of ex->dtype (uint16_t for the 16-bit types); [n][c][S] with inner S.
+ * @param labels  [n] class indices; [n][S] with inner S (a bad one is named by its i and s).
  * @param opts    NULL = CLXENT_OPTS_INIT.
  * @param ex      NULL = CLXENT_EX_INIT.
- * @param loss    float32: 1 value, or n for NONE.
- * @param grad    n×c values of ex->dtype, NULL, or == logits.
+ * @param loss    float32: 1 value, or n (n·S) for NONE.
+ * @param grad    n×c (n×c×S) values of ex->dtype, NULL, or == logits.
  * @return a status of @ref losses; also CLXENT_ERR_INVALID_ARG for an unknown ex->dtype.
  */
 CLXENT_API clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
@@ -395,14 +409,15 @@ CLXENT_API clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_
                                                 const clxent_ex *ex, float *loss, void *grad);
 /**
  * @brief clxent_softmax_xent_soft() on arrays of ex->dtype, with extra outputs.
+ * With ex->inner = S > 1 the layout is PyTorch's (N, C, d1, ...): see clxent_ex::inner.
  * @param ctx      the context.
- * @param n, c     rows and classes.
- * @param logits   n×c values of ex->dtype.
- * @param targets  n×c values of ex->dtype.
+ * @param n, c     rows (samples N with ex->inner > 1) and classes.
+ * @param logits   n×c values of ex->dtype; [n][c][S] with inner S.
+ * @param targets  n×c values of ex->dtype, laid out as the logits.
  * @param opts     NULL = CLXENT_OPTS_INIT.
  * @param ex       NULL = CLXENT_EX_INIT.
- * @param loss     float32: 1 value, or n for NONE.
- * @param grad     n×c values of ex->dtype, NULL, or == logits.
+ * @param loss     float32: 1 value, or n (n·S) for NONE.
+ * @param grad     n×c (n×c×S) values of ex->dtype, NULL, or == logits.
  * @return a status of @ref losses (never CLXENT_ERR_LABEL_RANGE).
  */
 CLXENT_API clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,

@@ -5,9 +5,13 @@
  * For programs that keep their logits on the device: the loss runs on the caller's in-order
  * command queue, reads and writes the caller's cl_mem buffers, and returns at once. Every command
  * waits for `wait`, and `done` (if not NULL) receives an event that completes when every output
- * is written; the caller releases it. Nothing blocks the host, except the small copy of
- * opts->class_weight / opts->pos_weight, which the call takes at once (the caller may reuse that
- * array when the call returns).
+ * is written; the caller releases it. Nothing blocks the host, except the copies of the host
+ * arrays of opts (class_weight / pos_weight, and grad_output), which the call takes at once (the
+ * caller may reuse them when the call returns).
+ *
+ * opts->mean_denominator D, when given, is the MEAN divisor of every loss here too: hard labels then
+ * take their scales from the host, not from the label counts made on the device (which still
+ * count ex->bad_labels).
  *
  * Labels are not read on the host: a label outside [0, c) that is not ignore_index is found on
  * the device. That row's loss, lse and gradient are NaN (so a MEAN or SUM loss is NaN too), it is
@@ -56,7 +60,8 @@ CLXENT_API clxent_status clxent_create_from_queue(clxent_ctx **ctx, cl_command_q
 CLXENT_API cl_command_queue clxent_queue(const clxent_ctx *ctx);
 
 /** The device-resident calls' storage type and extra outputs. Start from CLXENT_MEM_EX_INIT or
- * clxent_mem_ex_default(). */
+ * clxent_mem_ex_default(). The _mem calls take the [n][c] layout only: PyTorch's (N, C, d1, ...)
+ * layout (clxent_ex::inner) is a host-pointer feature. */
 typedef struct clxent_mem_ex {
   size_t size;        /**< sizeof(clxent_mem_ex) as the caller compiled it */
   clxent_dtype dtype; /**< of logits / probabilities, dense targets and grad */
@@ -93,7 +98,7 @@ static inline clxent_mem_ex clxent_mem_ex_default(void) {
  * @param ctx       a one-device context (from clxent_create_from_queue(), or clxent_create() with
  *                  one device: clxent_queue() gives its queue).
  * @param n, c      rows and classes (binary forms: rows and columns).
- * @param opts      NULL = CLXENT_OPTS_INIT; its weights are copied at once.
+ * @param opts      NULL = CLXENT_OPTS_INIT; its weights and grad_output are copied at once.
  * @param ex        NULL = CLXENT_MEM_EX_INIT.
  * @param loss      1 float (MEAN, SUM) or the per-row (binary: per-value) losses (NONE), or NULL
  *                  if grad is not.
@@ -114,7 +119,7 @@ CLXENT_API clxent_status clxent_softmax_xent_mem(clxent_ctx *ctx, size_t n, size
  * @param ctx       a one-device context (from clxent_create_from_queue(), or clxent_create() with
  *                  one device: clxent_queue() gives its queue).
  * @param n, c      rows and classes (binary forms: rows and columns).
- * @param opts      NULL = CLXENT_OPTS_INIT; its weights are copied at once.
+ * @param opts      NULL = CLXENT_OPTS_INIT; its weights and grad_output are copied at once.
  * @param ex        NULL = CLXENT_MEM_EX_INIT.
  * @param loss      1 float (MEAN, SUM) or the per-row (binary: per-value) losses (NONE), or NULL
  *                  if grad is not.
@@ -135,7 +140,7 @@ CLXENT_API clxent_status clxent_softmax_xent_soft_mem(clxent_ctx *ctx, size_t n,
  * @param ctx       a one-device context (from clxent_create_from_queue(), or clxent_create() with
  *                  one device: clxent_queue() gives its queue).
  * @param n, c      rows and classes (binary forms: rows and columns).
- * @param opts      NULL = CLXENT_OPTS_INIT; its weights are copied at once.
+ * @param opts      NULL = CLXENT_OPTS_INIT; its weights and grad_output are copied at once.
  * @param ex        NULL = CLXENT_MEM_EX_INIT.
  * @param loss      1 float (MEAN, SUM) or the per-row (binary: per-value) losses (NONE), or NULL
  *                  if grad is not.
@@ -157,7 +162,7 @@ CLXENT_API clxent_status clxent_sigmoid_xent_mem(clxent_ctx *ctx, size_t n, size
  * @param ctx       a one-device context (from clxent_create_from_queue(), or clxent_create() with
  *                  one device: clxent_queue() gives its queue).
  * @param n, c      rows and classes (binary forms: rows and columns).
- * @param opts      NULL = CLXENT_OPTS_INIT; its weights are copied at once.
+ * @param opts      NULL = CLXENT_OPTS_INIT; its weights and grad_output are copied at once.
  * @param ex        NULL = CLXENT_MEM_EX_INIT.
  * @param loss      1 float (MEAN, SUM) or the per-row (binary: per-value) losses (NONE), or NULL
  *                  if grad is not.

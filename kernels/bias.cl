@@ -32,3 +32,26 @@ __kernel void column_partial(const ulong rows, const ulong c, const ulong first_
     }
   }
 }
+
+/* column_partial for the strided layout (softmax_strided.cl): the gradient block is
+ * [rows/S][c][S], row r = i·S + s holding class j at (i·c + j)·S + s. The chunks are the same
+ * CLXENT_BIAS_CHUNK batch rows in row order, summed left to right and continued across blocks as
+ * above, so the result does not depend on the block size either. One work-item per (column,
+ * chunk): a column's values of consecutive rows of one i are contiguous. */
+__kernel void column_partial_strided(const ulong rows, const ulong c, const ulong inner, const ulong first_row,
+                                     __global const store_t *grad, __global float *partial) {
+  const ulong j = get_global_id(0);
+  if (j >= c) return;
+  const ulong k = first_row / CLXENT_BIAS_CHUNK + get_global_id(1);
+  const ulong chunk_begin = k * CLXENT_BIAS_CHUNK;
+  const ulong begin = chunk_begin > first_row ? chunk_begin : first_row;
+  ulong end = chunk_begin + CLXENT_BIAS_CHUNK;
+  if (end > first_row + rows) end = first_row + rows;
+  float acc = begin == chunk_begin ? 0.0f : partial[k * c + j];
+  ulong i = (begin - first_row) / inner, s = begin - first_row - i * inner; /* no %: see softmax_strided.cl */
+  for (ulong r = begin; r < end; ++r) {
+    acc += LOAD(grad, (i * c + j) * inner + s);
+    if (++s == inner) s = 0, ++i;
+  }
+  partial[k * c + j] = acc;
+}

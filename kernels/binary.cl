@@ -7,12 +7,14 @@
  * BCEWithLogitsLoss's rule) the positive term is weighted:
  *   loss = -[p·y ln a + (1-y) ln(1-a)],   dL/da = (a (1-y) - p·y (1-a)) / (a (1-a))
  * (the numerator is a - y for p = 1, written so that a = y = 1 gives exactly 0).
+ * row_scale, if given, holds the launch's upstream gradients (opts->grad_output under NONE), one per
+ * value like loss[i]: value i's gradient is multiplied by it (the loss is not).
  */
 
 #define BINARY_ARGS(input)                                                                          \
   const ulong count, const ulong first, __global const store_t *input, __global const store_t *targets, \
       __global const float *pos_weight, const int cols, const float scale, __global store_t *grad,   \
-      __global float *loss
+      __global float *loss, __global const float *row_scale
 
 inline float pos_weight_of(__global const float *pos_weight, ulong k, int cols) {
   return pos_weight ? pos_weight[k % (ulong)cols] : 1.0f;
@@ -37,7 +39,8 @@ __kernel void sigmoid_xent(BINARY_ARGS(logits)) {
   if (grad) {
     const float a = z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
     const float one_minus_a = z >= 0.0f ? e / (1.0f + e) : 1.0f / (1.0f + e);
-    STORE(scale * (a * wn - wp * one_minus_a), grad, i);
+    const float s = row_scale ? scale * row_scale[i] : scale;
+    STORE(s * (a * wn - wp * one_minus_a), grad, i);
   }
 }
 
@@ -55,6 +58,7 @@ __kernel void bce(BINARY_ARGS(probs)) {
   if (grad) {
     float d = a * (1.0f - a);
     if (d < 1e-12f) d = 1e-12f;
-    STORE(scale * (pos_weight ? a * (1.0f - y) - pw * y * (1.0f - a) : a - y) / d, grad, i);
+    const float s = row_scale ? scale * row_scale[i] : scale;
+    STORE(s * (pos_weight ? a * (1.0f - y) - pw * y * (1.0f - a) : a - y) / d, grad, i);
   }
 }

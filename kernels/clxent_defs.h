@@ -42,6 +42,10 @@ typedef struct clxent_params {
 /* Floats written by label_stats: the three gradient scales, then the final divisor. */
 #define CLXENT_SCALES_COUNT 4
 
+/* The strided kernel (softmax_strided.cl) on the row-per-item variant: vectors of positions per
+ * work-item (the group variant takes one). */
+#define CLXENT_STRIDED_TILE_ITEM 4
+
 /* Modes of row_information (distributions.cl). */
 #define CLXENT_MODE_ENTROPY 0
 #define CLXENT_MODE_CROSS_ENTROPY 1

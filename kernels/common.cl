@@ -31,9 +31,10 @@
 #define vstorev CLXENT_CAT(vstore, CLXENT_VEC)
 
 /* The scalars in force: the host's, with the three reduction scales from the device if given
- * (device-resident hard-label calls, whose label counts the host never sees: label_stats). */
+ * (device-resident hard-label calls, whose label counts the host never sees: label_stats). The
+ * host's scale and z_scale then hold the upstream gradient g (1 without), which multiplies them. */
 inline clxent_params call_params(clxent_params p, __global const float *dev_scales) {
-  if (dev_scales) p.scale = dev_scales[0], p.z_scale = dev_scales[1], p.z_loss_row = dev_scales[2];
+  if (dev_scales) p.scale *= dev_scales[0], p.z_scale *= dev_scales[1], p.z_loss_row = dev_scales[2];
   return p;
 }
 

@@ -28,19 +28,25 @@
  *   weight       [c] class weights, or 0 for all ones;  ignore_index  (hard)
  *   p_host       the call's scalars (clxent_params, clxent_defs.h)
  *   grad         [rows][c] or 0;  row_loss, row_lse  [batch], written at first_row + i (lse may be 0)
- *   dev_scales   (hard) 0, or CLXENT_SCALES_COUNT floats from label_stats that replace p's scale,
- *                z_scale and z_loss_row (device-resident calls, whose label counts the host never sees)
+ *   dev_scales   (hard) 0, or CLXENT_SCALES_COUNT floats from label_stats: scale and z_scale become
+ *                p's times them (p's hold the upstream gradient g, 1 without), z_loss_row is replaced
+ *                (device-resident calls, whose label counts the host never sees)
+ *   row_scale    0, or [batch] floats read at first_row + i: row i's gradient scales S and S_z are
+ *                multiplied by it (opts->grad_output under NONE: g_i · dloss_i/dz_i; the loss is not
+ *                scaled). A product with 1 is exact: g_i = 1 gives the bits of row_scale = 0
  *   row_cache, row_cache_stride  (hard, row-per-item) local memory, row_cache_stride floats per work-item,
  *                where pass 1 caches the row's exponentials for pass 2; stride 0: none */
 #define SOFTMAX_HARD_ARGS                                                                               \
   const ulong rows, const ulong c, const ulong first_row, __global const store_t *logits,               \
       __global const int *labels, __global const float *weight, const int ignore_index,                 \
       const clxent_params p_host, __global store_t *grad, __global float *row_loss, __global float *row_lse, \
-      __global const float *dev_scales, __local float *row_cache, const ulong row_cache_stride
+      __global const float *dev_scales, __global const float *row_scale, __local float *row_cache,      \
+      const ulong row_cache_stride
 #define SOFTMAX_SOFT_ARGS                                                                               \
   const ulong rows, const ulong c, const ulong first_row, __global const store_t *logits,               \
       __global const store_t *targets, __global const float *weight, const clxent_params p_host,        \
-      __global store_t *grad, __global float *row_loss, __global float *row_lse
+      __global store_t *grad, __global float *row_loss, __global float *row_lse,                        \
+      __global const float *row_scale
 
 /* Short rows (c ≤ CLXENT_SHORT_C, the one-item-per-row variant): a row's vector loop would be
  * all tail, so a work-item owns CLXENT_VEC consecutive rows instead, one per vector lane: column j
@@ -71,7 +77,7 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
 #define SHORT_Y(l) labels[first_row + r0 + min((uint)(l), nr - 1)]
   const intv y = select((intv)CLXENT_LANES(SHORT_Y), (intv)(ignore_index), lane >= (int)nr);
   const intv ignored = y == ignore_index, bad = !ignored & ((y < 0) | (y >= (int)cc));
-  const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss, W = p.weight_sum, S = p.scale;
+  const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss, W = p.weight_sum;
   const int smooth = eps > 0.0f;
 
   /* the columns, capped (u, with u' in slope when capped), and their max and min per lane */
@@ -115,9 +121,14 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   }
   if (!grad) return;
 
-  const floatv k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * p.z_scale) / sv;
+  /* the gradient's scales, per lane when the rows have their own upstream gradient */
+#define SHORT_G(l) row_scale[first_row + r0 + min((uint)(l), nr - 1)]
+  const floatv g_up = row_scale ? (floatv)CLXENT_LANES(SHORT_G) : (floatv)(1.0f);
+#undef SHORT_G
+  const floatv S = p.scale * g_up, Sz = p.z_scale * g_up;
+  const floatv k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Sz) / sv;
   const floatv K = S * (1.0f - eps) * wy;
-  const float B = S * eps * inv_c;
+  const floatv B = S * eps * inv_c;
   const floatv fill = select((floatv)(0.0f), (floatv)(NAN), bad); /* ignored rows: 0; bad labels: NaN */
   const intv skip = ignored | bad;
   __global store_t *g = grad + r0 * c;
@@ -401,8 +412,9 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   row_loss[first_row + i] = loss;
   if (!g) return;
 
-  const float S = p.scale;
-  const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * p.z_scale) / s;
+  const float g_up = row_scale ? row_scale[first_row + i] : 1.0f; /* the row's upstream gradient */
+  const float S = p.scale * g_up, Sz = p.z_scale * g_up;
+  const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Sz) / s;
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy; /* smoothing's and the label's terms */
   /* CACHED(j): the cached vector at j, from the scratch or the gradient row (macros: OpenCL 1.2
    * has no pointer that spans both address spaces) */
@@ -507,8 +519,9 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
   row_loss[first_row + i] = loss;
   if (!g) return;
 
-  const float S = p.scale;
-  const float k = (S * tsum + 2.0f * zl * lse * p.z_scale) / s;
+  const float g_up = row_scale ? row_scale[first_row + i] : 1.0f; /* the row's upstream gradient */
+  const float S = p.scale * g_up;
+  const float k = (S * tsum + 2.0f * zl * lse * (p.z_scale * g_up)) / s;
   if (cached) {
     for (ulong j = 0; j < cv; j += CLXENT_VEC)
       STOREV(LOADV(g, j) * k - S * soft_target_v(LOADV(t, j), weight, j, keep, spread), g, j);
@@ -560,9 +573,10 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   const float m = st.x, log_s = log(st.y), lse = m + log_s; /* a = e^{(u - m) - ln s}: u - m exact near m */
   const float zy = ignored ? 0.0f : LOAD(z, y), uy = cap_logit(zy, cap);
   const float wy = ignored ? 0.0f : weight ? weight[y] : 1.0f;
-  const float inv_c = 1.0f / (float)c, W = p.weight_sum, S = p.scale;
+  const float g_up = row_scale && !ignored ? row_scale[first_row + i] : 1.0f; /* the row's upstream gradient */
+  const float inv_c = 1.0f / (float)c, W = p.weight_sum, S = p.scale * g_up;
   const int smooth = eps > 0.0f; /* uniform: the segment_sum below is called by all or none */
-  const float A = S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * p.z_scale;
+  const float A = S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * (p.z_scale * g_up);
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy;
   barrier(CLK_GLOBAL_MEM_FENCE); /* z[y] is read by all before anyone overwrites it in place */
   float wdev = 0.0f;
@@ -602,8 +616,9 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   }
   st = segment_lse(st, scratch, T);
   tsum = segment_sum(tsum, (__local float *)scratch, T);
-  const float m = st.x, log_s = log(st.y), lse = m + log_s, S = p.scale;
-  const float A = S * tsum + 2.0f * zl * lse * p.z_scale;
+  const float g_up = row_scale && active ? row_scale[first_row + i] : 1.0f; /* the row's upstream gradient */
+  const float m = st.x, log_s = log(st.y), lse = m + log_s, S = p.scale * g_up;
+  const float A = S * tsum + 2.0f * zl * lse * (p.z_scale * g_up);
   /* loss = Σ τ (m - u) + Στ · ln s, accumulated in the gradient pass: one read of z and t serves
    * both, and m - u keeps its precision where lse - u would cancel. */
   float td = 0.0f;

@@ -61,6 +61,10 @@
 #undef sigmoid_xent
 #undef bce
 #undef column_partial
+#undef column_partial_strided
+#undef strided_load
+#undef strided_store
+#undef softmax_xent_strided
 #undef linear_logits
 #undef linear_dhidden
 #undef linear_dweight
@@ -83,6 +87,10 @@
 #define sigmoid_xent CLXENT_TYPED(sigmoid_xent)
 #define bce CLXENT_TYPED(bce)
 #define column_partial CLXENT_TYPED(column_partial)
+#define column_partial_strided CLXENT_TYPED(column_partial_strided)
+#define strided_load CLXENT_TYPED(strided_load)
+#define strided_store CLXENT_TYPED(strided_store)
+#define softmax_xent_strided CLXENT_TYPED(softmax_xent_strided)
 #define linear_logits CLXENT_TYPED(linear_logits)
 #define linear_dhidden CLXENT_TYPED(linear_dhidden)
 #define linear_dweight CLXENT_TYPED(linear_dweight)

@@ -15,8 +15,9 @@
  *     runs them. (Oclgrind's device reports every device type, CPU included, so the library's
  *     own choice would be the CPU row of the table: the group size is set here.)
  * On each: every loss and storage type and option, lse and bias_grad, every reduction, in-place
- * gradients, a batch long enough for a two-stage reduction and several bias chunks, and the _mem
- * entries (label_stats, bad labels counted on the device).
+ * gradients, a batch long enough for a two-stage reduction and several bias chunks, the strided
+ * layout of ex->inner (softmax_strided.cl), and the _mem entries (label_stats, bad labels counted
+ * on the device).
  *
  * Usage: oclgrind_kernels [--require-device NAME] [--config K | --unit K | --units]
  *   --require-device  fail unless the device's name contains NAME (the wrapper: "Oclgrind")
@@ -126,17 +127,18 @@ typedef struct loss_case {
   int weights, lse, bias; /* class_weight (softmax) or pos_weight (binary); the extra outputs */
   float smoothing, z_loss, softcap;
   int32_t ignore_index;
+  int upstream; /* 1: opts->grad_output (one g, or NONE's per-value g_i); 2: also a mean_denominator */
 } loss_case;
 
 /* Runs one call on random inputs and checks every output against the reference. */
 static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, uint64_t seed) {
   const size_t nc = n * c, eb = ref_dtype_bytes(k->dtype);
   const int softmax = k->kind == HARD || k->kind == SOFT;
-  snprintf(what, sizeof what, "%s %zux%zu %s %s grad=%s%s%s%s eps=%g z=%g cap=%g ignore=%d", kind_names[k->kind], n, c,
-           dtype_names[k->dtype], reduction_names[k->reduction],
+  snprintf(what, sizeof what, "%s %zux%zu %s %s grad=%s%s%s%s eps=%g z=%g cap=%g ignore=%d upstream=%d",
+           kind_names[k->kind], n, c, dtype_names[k->dtype], reduction_names[k->reduction],
            k->gm == GRAD_NONE ? "none" : k->gm == GRAD_SEPARATE ? "separate" : "in-place", k->weights ? " weights" : "",
            k->lse ? " lse" : "", k->bias ? " bias" : "", (double)k->smoothing, (double)k->z_loss, (double)k->softcap,
-           (int)k->ignore_index);
+           (int)k->ignore_index, k->upstream);
   rng_state = seed;
   unsigned char *in = xmalloc(nc * eb), *aux = k->kind == HARD ? NULL : xmalloc(nc * eb);
   float *x = xmalloc(nc * sizeof(float)), *t = aux ? xmalloc(nc * sizeof(float)) : NULL;
@@ -166,6 +168,14 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
   o.reduction = k->reduction, o.ignore_index = k->ignore_index;
   o.label_smoothing = k->smoothing, o.z_loss = k->z_loss, o.softcap = k->softcap;
   if (softmax) o.class_weight = w; else o.pos_weight = w;
+  float *g_up = NULL; /* the upstream gradient: of both signs and 0 */
+  if (k->upstream) {
+    const size_t count = k->reduction == CLXENT_NONE ? (softmax ? n : nc) : 1;
+    g_up = xmalloc(count * sizeof(float));
+    for (size_t e = 0; e < count; ++e) g_up[e] = e % 7 == 3 ? 0.0f : (float)uniform(-2, 2);
+    o.grad_output = g_up;
+  }
+  if (k->upstream == 2) o.mean_denominator = 0.5 * (double)(softmax ? n : nc) + 3;
 
   const size_t loss_count = k->reduction == CLXENT_NONE ? (softmax ? n : nc) : 1;
   float *loss = xmalloc(loss_count * sizeof(float)), *lse = k->lse ? xmalloc(n * sizeof(float)) : NULL;
@@ -228,7 +238,7 @@ static void run_loss(clxent_ctx *ctx, size_t n, size_t c, const loss_case *k, ui
         FAIL("input %zu modified", e);
         break;
       }
-  free(in), free(aux), free(x), free(t), free(labels), free(w), free(loss), free(lse), free(bias);
+  free(in), free(aux), free(x), free(t), free(labels), free(w), free(loss), free(lse), free(bias), free(g_up);
   if (k->gm == GRAD_SEPARATE) free(grad);
 }
 
@@ -258,25 +268,129 @@ static void run_information(clxent_ctx *ctx, size_t n, size_t c, uint64_t seed) 
 #define SHAPE_UNITS 15 /* the cases below and the information measures */
 static void run_shape(clxent_ctx *ctx, size_t n, size_t c, uint64_t seed) {
   static const loss_case cases[] = {
-      /* kind     dtype            reduction    grad           w  lse bias  eps    z      cap   ignore */
-      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 0, 1, 1, 0.0f, 0.0f, 0.0f, -100},
-      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_IN_PLACE, 1, 1, 1, 0.1f, 0.0f, 0.0f, 2},
-      {HARD, CLXENT_FLOAT16, CLXENT_SUM, GRAD_SEPARATE, 1, 0, 1, 0.05f, 1e-3f, 4.0f, -100},
-      {HARD, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 0, 1, 0, 0.0f, 1e-2f, 3.0f, -1},
-      {HARD, CLXENT_FLOAT32, CLXENT_NONE, GRAD_NONE, 1, 1, 0, 0.2f, 0.0f, 0.0f, -100},
-      {SOFT, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 1, 1, 0.1f, 0.0f, 0.0f, -100},
-      {SOFT, CLXENT_BFLOAT16, CLXENT_SUM, GRAD_IN_PLACE, 0, 1, 1, 0.0f, 1e-3f, 5.0f, -100},
-      {SOFT, CLXENT_FLOAT16, CLXENT_NONE, GRAD_NONE, 0, 1, 0, 0.0f, 0.0f, 0.0f, -100},
-      {SIGMOID, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 0, 1, 0.0f, 0.0f, 0.0f, -100},
-      {SIGMOID, CLXENT_FLOAT16, CLXENT_SUM, GRAD_IN_PLACE, 0, 0, 0, 0.0f, 0.0f, 0.0f, -100},
-      {SIGMOID, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_SEPARATE, 1, 0, 1, 0.0f, 0.0f, 0.0f, -100},
-      {BCE, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 0, 0, 1, 0.0f, 0.0f, 0.0f, -100},
-      {BCE, CLXENT_FLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 1, 0, 0, 0.0f, 0.0f, 0.0f, -100},
-      {BCE, CLXENT_BFLOAT16, CLXENT_SUM, GRAD_NONE, 0, 0, 0, 0.0f, 0.0f, 0.0f, -100},
+      /* kind     dtype            reduction    grad           w  lse bias  eps    z      cap   ignore up */
+      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 0, 1, 1, 0.0f, 0.0f, 0.0f, -100, 0},
+      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_IN_PLACE, 1, 1, 1, 0.1f, 0.0f, 0.0f, 2, 2},
+      {HARD, CLXENT_FLOAT16, CLXENT_SUM, GRAD_SEPARATE, 1, 0, 1, 0.05f, 1e-3f, 4.0f, -100, 1},
+      {HARD, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 0, 1, 0, 0.0f, 1e-2f, 3.0f, -1, 1},
+      {HARD, CLXENT_FLOAT32, CLXENT_NONE, GRAD_NONE, 1, 1, 0, 0.2f, 0.0f, 0.0f, -100, 0},
+      {SOFT, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 1, 1, 0.1f, 0.0f, 0.0f, -100, 2},
+      {SOFT, CLXENT_BFLOAT16, CLXENT_SUM, GRAD_IN_PLACE, 0, 1, 1, 0.0f, 1e-3f, 5.0f, -100, 1},
+      {SOFT, CLXENT_FLOAT16, CLXENT_NONE, GRAD_NONE, 0, 1, 0, 0.0f, 0.0f, 0.0f, -100, 0},
+      {SIGMOID, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 0, 1, 0.0f, 0.0f, 0.0f, -100, 2},
+      {SIGMOID, CLXENT_FLOAT16, CLXENT_SUM, GRAD_IN_PLACE, 0, 0, 0, 0.0f, 0.0f, 0.0f, -100, 0},
+      {SIGMOID, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_SEPARATE, 1, 0, 1, 0.0f, 0.0f, 0.0f, -100, 1},
+      {BCE, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 0, 0, 1, 0.0f, 0.0f, 0.0f, -100, 0},
+      {BCE, CLXENT_FLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 1, 0, 0, 0.0f, 0.0f, 0.0f, -100, 1},
+      {BCE, CLXENT_BFLOAT16, CLXENT_SUM, GRAD_NONE, 0, 0, 0, 0.0f, 0.0f, 0.0f, -100, 0},
   };
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k)
     if (take_unit()) run_loss(ctx, n, c, &cases[k], seed * 100 + k);
   if (take_unit()) run_information(ctx, n, c, seed);
+}
+
+/* ---------------------------------------------------------------- the strided layout (ex->inner) */
+
+/* A softmax loss (HARD or SOFT) on [n][c][S] (kernels/softmax_strided.cl and column_partial_strided),
+ * against the reference of the transposed batch [n·S][c]. */
+static void run_strided(clxent_ctx *ctx, size_t n, size_t c, size_t S, const loss_case *k, uint64_t seed) {
+  const size_t rows = n * S, nc = rows * c, eb = ref_dtype_bytes(k->dtype);
+  snprintf(what, sizeof what, "%s strided n=%zu c=%zu S=%zu %s %s grad=%s%s%s%s eps=%g z=%g cap=%g upstream=%d",
+           kind_names[k->kind], n, c, S, dtype_names[k->dtype], reduction_names[k->reduction],
+           k->gm == GRAD_NONE ? "none" : k->gm == GRAD_SEPARATE ? "separate" : "in-place", k->weights ? " weights" : "",
+           k->lse ? " lse" : "", k->bias ? " bias" : "", (double)k->smoothing, (double)k->z_loss, (double)k->softcap,
+           k->upstream);
+  rng_state = seed;
+  unsigned char *in = xmalloc(nc * eb), *aux = k->kind == SOFT ? xmalloc(nc * eb) : NULL;
+  float *x = xmalloc(nc * sizeof(float)), *t = aux ? xmalloc(nc * sizeof(float)) : NULL; /* transposed */
+  int32_t *labels = k->kind == HARD ? xmalloc(rows * sizeof(int32_t)) : NULL;
+  float *p = aux ? xmalloc(nc * sizeof(float)) : NULL;
+  if (p) distribution_rows(p, rows, c);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < c; ++j)
+      for (size_t s = 0; s < S; ++s) {
+        const size_t e = (i * c + j) * S + s, et = (i * S + s) * c + j;
+        ref_encode(in, e, (float)uniform(-8, 8), k->dtype), x[et] = ref_decode(in, e, k->dtype);
+        if (p) ref_encode(aux, e, p[et], k->dtype), t[et] = ref_decode(aux, e, k->dtype);
+      }
+  if (labels)
+    for (size_t r = 0; r < rows; ++r)
+      labels[r] = (r == 0 || uniform(0, 1) < 0.15) ? k->ignore_index : (int32_t)below((uint32_t)c);
+  float *w = NULL;
+  if (k->weights) {
+    w = xmalloc(c * sizeof(float));
+    for (size_t j = 0; j < c; ++j) w[j] = (float)uniform(0.2, 3.0);
+  }
+  clxent_opts o = clxent_opts_default();
+  o.reduction = k->reduction, o.ignore_index = k->ignore_index, o.class_weight = w;
+  o.label_smoothing = k->smoothing, o.z_loss = k->z_loss, o.softcap = k->softcap;
+  float *g_up = NULL; /* the upstream gradient, one per row (r = i·S + s) under NONE */
+  if (k->upstream) {
+    const size_t count = k->reduction == CLXENT_NONE ? rows : 1;
+    g_up = xmalloc(count * sizeof(float));
+    for (size_t e = 0; e < count; ++e) g_up[e] = e % 7 == 3 ? 0.0f : (float)uniform(-2, 2);
+    o.grad_output = g_up;
+  }
+  if (k->upstream == 2) o.mean_denominator = 0.5 * (double)rows + 3;
+  const size_t loss_count = k->reduction == CLXENT_NONE ? rows : 1;
+  float *loss = xmalloc(loss_count * sizeof(float)), *lse = k->lse ? xmalloc(rows * sizeof(float)) : NULL;
+  float *bias = k->bias ? xmalloc(c * sizeof(float)) : NULL;
+  unsigned char *grad = k->gm == GRAD_SEPARATE ? xmalloc(nc * eb) : k->gm == GRAD_IN_PLACE ? in : NULL;
+  for (size_t r = 0; r < loss_count; ++r) loss[r] = NAN;
+  if (lse) for (size_t r = 0; r < rows; ++r) lse[r] = NAN;
+  if (bias) for (size_t j = 0; j < c; ++j) bias[j] = NAN;
+  if (k->gm == GRAD_SEPARATE) memset(grad, 0xFF, nc * eb);
+  clxent_ex ex = clxent_ex_default();
+  ex.dtype = k->dtype, ex.lse = lse, ex.bias_grad = bias, ex.inner = S;
+  const clxent_status st = k->kind == SOFT ? clxent_softmax_xent_soft_ex(ctx, n, c, in, aux, &o, &ex, loss, grad)
+                                           : clxent_softmax_xent_ex(ctx, n, c, in, labels, &o, &ex, loss, grad);
+  check_status(ctx, st, "the call");
+  if (st == CLXENT_OK) {
+    ref_out r = {.rows = xmalloc(rows * sizeof(double)), .grad = grad ? xmalloc(nc * sizeof(double)) : NULL,
+                 .lse = lse ? xmalloc(rows * sizeof(double)) : NULL, .bias = bias ? xmalloc(c * sizeof(double)) : NULL};
+    if (k->kind == SOFT) ref_softmax_xent_soft(rows, c, x, t, &o, &r);
+    else ref_softmax_xent(rows, c, x, labels, &o, &r);
+    const double tol = 3e-5 * (1.0 + log((double)c)) * (1.0 + 20.0 * k->z_loss);
+    if (k->reduction == CLXENT_NONE) check_close(loss, r.rows, rows, tol, tol, "loss");
+    else check_close(loss, &r.loss, 1, tol, tol, "loss");
+    if (lse) check_close(lse, r.lse, rows, 1e-5, 1e-5, "lse");
+    if (r.grad) {
+      const double gmax = r.gscale * (1.0 + log((double)c));
+      float *g = xmalloc(nc * sizeof(float));
+      for (size_t i = 0; i < n; ++i)
+        for (size_t j = 0; j < c; ++j)
+          for (size_t s = 0; s < S; ++s) g[(i * S + s) * c + j] = ref_decode(grad, (i * c + j) * S + s, k->dtype);
+      check_close(g, r.grad, nc, 2e-6 * gmax + (k->dtype == CLXENT_FLOAT16 ? 6e-8 : 0), storage_rtol(k->dtype), "grad");
+      if (bias) {
+        double *sum = xmalloc(c * sizeof(double));
+        for (size_t j = 0; j < c; ++j) {
+          sum[j] = 0;
+          for (size_t q = 0; q < rows; ++q) sum[j] += g[q * c + j];
+        }
+        check_close(bias, sum, c, 1e-6 * (double)rows * gmax, 1e-4, "bias_grad");
+        free(sum);
+      }
+      free(g);
+    }
+    free(r.rows), free(r.grad), free(r.lse), free(r.bias);
+  }
+  free(in), free(aux), free(x), free(t), free(p), free(labels), free(w), free(loss), free(lse), free(bias), free(g_up);
+  if (k->gm == GRAD_SEPARATE) free(grad);
+}
+
+/* Strided units: S with a partial vector at its end, S = 3 (each item all tail), several vectors
+ * and a tail; the 2 KiB blocks of configuration 1 cut the 200 rows of the first into 3 blocks. */
+#define STRIDED_UNITS 3
+static void run_strided_units(clxent_ctx *ctx, uint64_t seed) {
+  static const loss_case cases[STRIDED_UNITS] = {
+      /* kind     dtype            reduction    grad           w  lse bias  eps    z      cap   ignore upstream */
+      {HARD, CLXENT_FLOAT32, CLXENT_MEAN, GRAD_SEPARATE, 1, 1, 1, 0.1f, 0.0f, 0.0f, -100, 2},
+      {SOFT, CLXENT_BFLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 1, 1, 1, 0.0f, 1e-3f, 4.0f, -100, 1},
+      {HARD, CLXENT_FLOAT16, CLXENT_NONE, GRAD_IN_PLACE, 0, 1, 1, 0.0f, 1e-2f, 3.0f, 1, 1},
+  };
+  static const size_t shapes[STRIDED_UNITS][3] = {{40, 6, 5}, {2, 5, 3}, {3, 7, 19}};
+  for (size_t k = 0; k < STRIDED_UNITS; ++k)
+    if (take_unit()) run_strided(ctx, shapes[k][0], shapes[k][1], shapes[k][2], &cases[k], seed * 10 + k);
 }
 
 /* ---------------------------------------------------------------- the _mem entries */
@@ -447,7 +561,7 @@ static size_t config_shapes(size_t k, size_t G, size_t T, size_t shapes[][2]) {
 }
 static size_t config_units(size_t k) {
   size_t shapes[8][2];
-  return config_shapes(k, 1, 1, shapes) * SHAPE_UNITS + MEM_UNITS;
+  return config_shapes(k, 1, 1, shapes) * SHAPE_UNITS + STRIDED_UNITS + MEM_UNITS;
 }
 
 static void run_config(size_t index, const char *require) {
@@ -488,6 +602,7 @@ static void run_config(size_t index, const char *require) {
       printf("  %zu x %zu: %.1f s CPU\n", shapes[s][0], shapes[s][1], (double)(clock() - t0) / CLOCKS_PER_SEC);
     fflush(stdout);
   }
+  run_strided_units(ctx, 55 + index);
   run_mem(ctx, index == 0 ? 300 : 9, index == 0 ? 3 : T + 1, 77 + index); /* label_stats: n > G */
   clxent_destroy(ctx);
 }

@@ -18,6 +18,12 @@ static void clear(double *x, size_t k) {
     for (size_t e = 0; e < k; ++e) x[e] = 0;
 }
 
+/* The upstream gradient of loss value k: 1 without grad_output, its one value under MEAN and SUM,
+ * value k's own under NONE. */
+static double upstream(const clxent_opts *o, size_t k) {
+  return !o->grad_output ? 1 : o->grad_output[o->reduction == CLXENT_NONE ? k : 0];
+}
+
 /* Both softmax losses: hard labels when labels is set, else the dense targets t. */
 static double ref_softmax(size_t n, size_t c, const float *z, const int32_t *labels, const float *t,
                           const clxent_opts *opts, ref_out *r) {
@@ -33,8 +39,9 @@ static double ref_softmax(size_t n, size_t c, const float *z, const int32_t *lab
     divisor += labels && o.class_weight ? o.class_weight[labels[i]] : 1.0;
   }
   /* a zero divisor (PyTorch): gradient NaN on counted rows, 0 when none counts; loss NaN */
-  const double S = !mean ? 1 : divisor > 0 ? 1 / divisor : counted > 0 ? NAN : 0;
-  const double Sz = !mean ? 1 : counted > 0 ? 1 / (double)counted : 0;
+  const double D = mean ? o.mean_denominator : 0; /* > 0: the caller's divisor for everything */
+  const double S = !mean ? 1 : D > 0 ? 1 / D : divisor > 0 ? 1 / divisor : counted > 0 ? NAN : 0;
+  const double Sz = !mean ? 1 : D > 0 ? 1 / D : counted > 0 ? 1 / (double)counted : 0;
   clear(r->bias, c);
   r->gscale = 0;
   double *u = malloc((c ? c : 1) * sizeof(double)), *tau = malloc((c ? c : 1) * sizeof(double));
@@ -69,16 +76,18 @@ static double ref_softmax(size_t n, size_t c, const float *z, const int32_t *lab
     const double zl = lam != 0 ? lam * lse * lse : 0;
     if (r->rows) r->rows[i] = ce + zl;
     ce_sum += ce, z_sum += zl;
+    const double up = upstream(&o, i);
     for (size_t j = 0; j < c; ++j) {
       const double a = exp(u[j] - lse), zg = lam != 0 ? 2 * lam * Sz * lse * a : 0;
-      const double g = (S * (a * T - tau[j]) + zg) * softcap_slope(zi[j], cap);
+      const double g = up * (S * (a * T - tau[j]) + zg) * softcap_slope(zi[j], cap);
       if (r->grad) r->grad[i * c + j] = g;
       if (r->bias) r->bias[j] += g;
-      r->gscale = fmax(r->gscale, S * (a * T + tau[j]) + fabs(zg));
+      r->gscale = fmax(r->gscale, fabs(up) * (S * (a * T + tau[j]) + fabs(zg)));
     }
   }
   free(u), free(tau);
-  r->loss = !mean ? ce_sum + z_sum
+  r->loss = !mean  ? ce_sum + z_sum
+            : D > 0 ? (ce_sum + z_sum) / D
             : divisor > 0 ? ce_sum / divisor + (lam != 0 ? z_sum / (double)counted : 0)
                           : NAN; /* a zero divisor: NaN, never x/0 = inf (PyTorch) */
   return r->loss;
@@ -99,7 +108,8 @@ static double ref_binary(int bce, size_t n, size_t c, const float *x, const floa
                          ref_out *r) {
   const clxent_opts o = opts ? *opts : clxent_opts_default();
   const size_t k = n * c;
-  const double S = o.reduction == CLXENT_MEAN ? 1.0 / (double)k : 1.0;
+  const double D = o.reduction == CLXENT_MEAN && o.mean_denominator > 0 ? o.mean_denominator : (double)k;
+  const double S = o.reduction == CLXENT_MEAN ? 1.0 / D : 1.0;
   double sum = 0;
   clear(r->bias, c);
   r->gscale = 0;
@@ -119,11 +129,12 @@ static double ref_binary(int bce, size_t n, size_t c, const float *x, const floa
     }
     if (r->rows) r->rows[e] = loss;
     sum += loss;
-    if (r->grad) r->grad[e] = S * g;
-    if (r->bias) r->bias[e % c] += S * g;
-    r->gscale = fmax(r->gscale, S * (1 + pw));
+    const double up = upstream(&o, e);
+    if (r->grad) r->grad[e] = up * S * g;
+    if (r->bias) r->bias[e % c] += up * S * g;
+    r->gscale = fmax(r->gscale, fabs(up) * S * (1 + pw));
   }
-  r->loss = o.reduction == CLXENT_MEAN ? sum / (double)k : sum;
+  r->loss = o.reduction == CLXENT_MEAN ? sum / D : sum;
   return r->loss;
 }
 

@@ -18,6 +18,11 @@
  *   bce:     loss = -[p·y·max(ln a, -100) + (1-y)·max(ln(1-a), -100)],
  *            dJ/da = S·(a (1-y) - p y (1-a)) / max(a (1-a), 1e-12);  a = NaN gives NaN
  * MEAN divides by n·c (S = 1/(n·c)); SUM and NONE: S = 1.
+ *
+ * opts->mean_denominator D > 0 (MEAN): every term of the loss (z-loss included) and of the gradient
+ * divides by D instead (S = S_z = 1/D). opts->grad_output: the gradient (and bias gradient) is
+ * multiplied by g (MEAN, SUM: grad_output[0]) or by g_i of its own loss value (NONE: [n] softmax
+ * rows, [n·c] binary values); losses are not scaled.
  */
 #ifndef CLXENT_TEST_REFERENCE_H
 #define CLXENT_TEST_REFERENCE_H

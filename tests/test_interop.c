@@ -237,6 +237,84 @@ static void test_other_losses_match_host_api(void **state) {
   clReleaseMemObject(dg), clReleaseMemObject(dzb), clReleaseMemObject(dgb);
 }
 
+/* opts->grad_output (a host array, copied at once) and opts->mean_denominator on device buffers:
+ * the host-pointer API's results. Hard labels cover both ways the device path scales: label_stats'
+ * counts times the host's g, and with D the host's divisor alone (label_stats then only counts bad
+ * labels). Every row ignored with D: loss 0, gradient 0. */
+static void test_upstream_matches_host_api(void **state) {
+  (void)state;
+  enum { N = 70, C = 37 };
+  float *z = xmalloc(N * C * sizeof(float)), *t = xmalloc(N * C * sizeof(float)), w[C], g[N * C], lh[N * C], ld[N * C];
+  float *gh = xmalloc(N * C * sizeof(float)), *gd = xmalloc(N * C * sizeof(float));
+  int32_t y[N], none[N];
+  rng_seed(57);
+  fill_uniform(z, N * C, -5, 5);
+  fill_distribution_rows(t, N, C, 0.2);
+  for (int j = 0; j < C; ++j) w[j] = (float)rng_uniform(0.5, 2);
+  for (int i = 0; i < N; ++i) y[i] = i % 9 == 0 ? -100 : (int32_t)rng_below(C), none[i] = -100;
+  for (int e = 0; e < N * C; ++e) g[e] = e % 11 == 0 ? 0.0f : (float)rng_uniform(-3, 3);
+  cl_mem dz = upload(z, N * C * sizeof(float)), dt = upload(t, N * C * sizeof(float)), dy = upload(y, sizeof y);
+  cl_mem dnone = upload(none, sizeof none), dl = device_buffer(sizeof ld), dg = device_buffer(N * C * sizeof(float));
+  cl_mem dbad = device_buffer(sizeof(cl_uint));
+  clxent_mem_ex mx = clxent_mem_ex_default();
+  mx.bad_labels = dbad;
+  for (int which = 0; which < 7; ++which) {
+    clxent_opts o = clxent_opts_default();
+    o.label_smoothing = 0.1f, o.z_loss = 1e-3f;
+    size_t losses = 1;
+    const float g_one = -2.0f;
+    switch (which) {
+      case 0: o.reduction = CLXENT_NONE, o.grad_output = g, losses = N; break;          /* per row */
+      case 1: o.grad_output = &g_one, o.class_weight = w; break;                         /* g × label_stats */
+      case 2: o.grad_output = &g_one, o.class_weight = w, o.mean_denominator = 1000; break; /* D */
+      case 3: o.mean_denominator = 64; break;                                            /* D, all ignored */
+      case 4: o.reduction = CLXENT_NONE, o.grad_output = g, losses = N; break;          /* soft, per row */
+      case 5: o.mean_denominator = 33.5, o.grad_output = &g_one; break;                  /* soft, D */
+      default: o = clxent_opts_default(), o.reduction = CLXENT_NONE, o.grad_output = g, losses = N * C; break;
+    }
+    const int32_t *labels = which == 3 ? none : y;
+    if (which <= 3) {
+      ASSERT_OK(env.host, clxent_softmax_xent(env.host, N, C, z, labels, &o, lh, gh));
+      ASSERT_OK(env.ctx, clxent_softmax_xent_mem(env.ctx, N, C, dz, which == 3 ? dnone : dy, &o, &mx, dl, dg, 0, NULL,
+                                                 NULL));
+    } else if (which <= 5) {
+      ASSERT_OK(env.host, clxent_softmax_xent_soft(env.host, N, C, z, t, &o, lh, gh));
+      ASSERT_OK(env.ctx, clxent_softmax_xent_soft_mem(env.ctx, N, C, dz, dt, &o, NULL, dl, dg, 0, NULL, NULL));
+    } else {
+      ASSERT_OK(env.host, clxent_sigmoid_xent_ex(env.host, N, C, z, t, &o, NULL, lh, gh));
+      ASSERT_OK(env.ctx, clxent_sigmoid_xent_mem(env.ctx, N, C, dz, dt, &o, NULL, dl, dg, 0, NULL, NULL));
+    }
+    /* copied at once: the caller's array is free again before the work is done (the next case's) */
+    rng_seed(57 + (uint64_t)which);
+    for (int e = 0; e < N * C; ++e) g[e] = e % 11 == 0 ? 0.0f : (float)rng_uniform(-3, 3);
+    clFinish(env.queue);
+    download(dl, ld, losses * sizeof(float)), download(dg, gd, N * C * sizeof(float));
+    for (size_t k = 0; k < losses; ++k)
+      if (!(fabsf(ld[k] - lh[k]) <= 1e-6f * (1 + fabsf(lh[k])))) fail_msg("case %d: loss[%zu] %g vs %g", which, k, ld[k], lh[k]);
+    for (int k = 0; k < N * C; ++k)
+      if (!(fabsf(gd[k] - gh[k]) <= 1e-7f + 1e-5f * fabsf(gh[k])))
+        fail_msg("case %d: grad[%d] %g vs %g", which, k, gd[k], gh[k]);
+    if (which == 3) {
+      assert_true(ld[0] == 0.0f);
+      for (int k = 0; k < N * C; ++k) assert_true(gd[k] == 0.0f);
+    }
+  }
+  cl_uint bad = 99;
+  download(dbad, &bad, sizeof bad);
+  assert_int_equal(bad, 0);
+  /* checked before anything is enqueued */
+  clxent_opts o = clxent_opts_default();
+  o.reduction = CLXENT_NONE, o.grad_output = g, g[N - 1] = INFINITY;
+  assert_int_equal(clxent_softmax_xent_mem(env.ctx, N, C, dz, dy, &o, NULL, dl, dg, 0, NULL, NULL), CLXENT_ERR_INVALID_ARG);
+  if (!strstr(clxent_last_error(env.ctx), "opts->grad_output[69]")) fail_msg("message: %s", clxent_last_error(env.ctx));
+  o = clxent_opts_default(), o.mean_denominator = -3;
+  assert_int_equal(clxent_bce_mem(env.ctx, N, C, dt, dt, &o, NULL, dl, dg, 0, NULL, NULL), CLXENT_ERR_INVALID_ARG);
+  if (!strstr(clxent_last_error(env.ctx), "opts->mean_denominator")) fail_msg("message: %s", clxent_last_error(env.ctx));
+  clReleaseMemObject(dz), clReleaseMemObject(dt), clReleaseMemObject(dy), clReleaseMemObject(dnone);
+  clReleaseMemObject(dl), clReleaseMemObject(dg), clReleaseMemObject(dbad);
+  free(z), free(t), free(gh), free(gd);
+}
+
 /* Bad arguments: named, and nothing enqueued (the outputs keep their poison). */
 static void test_rejected_arguments(void **state) {
   (void)state;
@@ -291,6 +369,7 @@ int main(void) {
       cmocka_unit_test(test_context_on_the_callers_queue), cmocka_unit_test(test_hard_labels_match_host_api),
       cmocka_unit_test(test_bad_labels_on_the_device),     cmocka_unit_test(test_wait_list_and_done_event),
       cmocka_unit_test(test_other_losses_match_host_api),  cmocka_unit_test(test_rejected_arguments),
+      cmocka_unit_test(test_upstream_matches_host_api),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, setup, teardown);

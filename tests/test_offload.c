@@ -285,6 +285,52 @@ static void test_two_devices_give_the_bits_of_one(void **state) {
 
 /* Fixed shares, lopsided ones included (a device with no rows for a small batch), and pinned
  * memory from the group: still the same bits. */
+/* The strided layout (ex->inner = S) over two devices: splits fall on whole samples (multiples of
+ * lcm(64, S) rows) and give the bits of one device, hard labels and dense targets, with lse and the
+ * bias gradient, S = 3 (lcm 192 rows) and S = 100 (lcm 1600 rows: 40 samples, more than one). */
+static void test_inner_split_gives_the_bits_of_one(void **state) {
+  char pair[64];
+  device_pair(pair, sizeof pair);
+  static const double splits[][2] = {{1, 1}, {1, 3}, {3, 1}};
+  static const size_t cases[][3] = {{300, 21, 3}, {41, 5, 100}}; /* n, c, S */
+  for (size_t sh = 0; sh < 2; ++sh) {
+    const size_t n = cases[sh][0], c = cases[sh][1], S = cases[sh][2], rows = n * S, nc = rows * c;
+    float *z = xmalloc(nc * sizeof(float)), *t = xmalloc(nc * sizeof(float));
+    int32_t *labels = xmalloc(rows * sizeof(int32_t));
+    rng_seed(40 + sh);
+    fill_uniform(z, nc, -9, 9);
+    fill_uniform(t, nc, 0, 1);
+    for (size_t r = 0; r < rows; ++r) labels[r] = r % 11 == 0 ? -100 : (int32_t)rng_below((uint32_t)c);
+    /* per call: the NONE losses, lse, gradient, bias gradient, then the MEAN loss */
+    const size_t per = rows + rows + nc + c + 1;
+    float *want = xmalloc(2 * per * sizeof(float)), *got = xmalloc(2 * per * sizeof(float));
+    for (int s = -1; s < 3; ++s) {
+      clxent_ctx *ctx = s < 0 ? test_ctx(state) : on_pair(pair, splits[s], 2, 0);
+      float *out = s < 0 ? want : got;
+      for (int soft = 0; soft <= 1; ++soft) {
+        float *o = out + (size_t)soft * per;
+        clxent_opts opts = clxent_opts_default();
+        clxent_ex ex = clxent_ex_default();
+        ex.inner = S, ex.lse = o + rows, ex.bias_grad = o + 2 * rows + nc;
+        opts.reduction = CLXENT_NONE, opts.label_smoothing = 0.1f;
+        poison(o, per);
+        if (soft) ASSERT_OK(ctx, clxent_softmax_xent_soft_ex(ctx, n, c, z, t, &opts, &ex, o, o + 2 * rows));
+        else ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, n, c, z, labels, &opts, &ex, o, o + 2 * rows));
+        opts.reduction = CLXENT_MEAN, ex.lse = NULL, ex.bias_grad = NULL;
+        if (soft) ASSERT_OK(ctx, clxent_softmax_xent_soft_ex(ctx, n, c, z, t, &opts, &ex, o + per - 1, NULL));
+        else ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, n, c, z, labels, &opts, &ex, o + per - 1, NULL));
+      }
+      if (s >= 0) {
+        char what[96];
+        snprintf(what, sizeof what, "inner %zu, split %g:%g", S, splits[s][0], splits[s][1]);
+        assert_same_bits(want, got, 2 * per, what);
+        clxent_destroy(ctx);
+      }
+    }
+    free(z), free(t), free(labels), free(want), free(got);
+  }
+}
+
 static void test_any_split_gives_the_same_bits(void **state) {
   char pair[64];
   device_pair(pair, sizeof pair);
@@ -310,6 +356,54 @@ static void test_any_split_gives_the_same_bits(void **state) {
 
 /* clxent_create_ex(device, config) must fail with `want`, ctx set to NULL, the message naming
  * `message`; `how` says what was wrong, for the failure's message. */
+/* The upstream gradient and the MEAN denominator split by rows: each device's stretch of the
+ * per-value g (softmax rows, binary values) and the batch's D give the bits of one device. */
+static void upstream_calls(clxent_ctx *ctx, const inputs *in, const float *g, float *out) {
+  const size_t n = in->n, c = in->c, nc = n * c;
+  const float g_one = 0.75f;
+  clxent_opts o = clxent_opts_default();
+  o.reduction = CLXENT_NONE, o.grad_output = g, o.label_smoothing = 0.1f, o.z_loss = 1e-3f;
+  poison(out, 6 * nc + 2 * n + 3);
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, in->logits, in->labels, &o, out, out + n));
+  out += n + nc;
+  ASSERT_OK(ctx, clxent_softmax_xent_soft(ctx, n, c, in->logits, in->targets, &o, out, out + n));
+  out += n + nc;
+  o = clxent_opts_default(), o.reduction = CLXENT_NONE, o.grad_output = g, o.pos_weight = in->pos_weight;
+  ASSERT_OK(ctx, clxent_sigmoid_xent_ex(ctx, n, c, in->logits, in->binary, &o, NULL, out, out + nc));
+  out += 2 * nc;
+  o = clxent_opts_default(), o.grad_output = &g_one, o.mean_denominator = 1234.5, o.class_weight = in->weights;
+  o.z_loss = 1e-3f;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, n, c, in->logits, in->labels, &o, out, out + 1));
+  out += 1 + nc;
+  o = clxent_opts_default(), o.mean_denominator = 3;
+  ASSERT_OK(ctx, clxent_bce_ex(ctx, n, c, in->probs, in->binary, &o, NULL, out, out + 1));
+  out += 1 + nc;
+  o = clxent_opts_default(), o.grad_output = &g_one, o.reduction = CLXENT_SUM;
+  ASSERT_OK(ctx, clxent_sigmoid_xent_ex(ctx, n, c, in->logits, in->binary, &o, NULL, out, NULL));
+}
+
+static void test_upstream_split_gives_the_same_bits(void **state) {
+  char pair[64];
+  device_pair(pair, sizeof pair);
+  static const double splits[][2] = {{1, 1}, {1, 3}, {100000, 1}};
+  static const size_t ushapes[][2] = {{65, 1}, {200, 33}, {131, 2053}};
+  for (int s = 0; s < 3; ++s) {
+    clxent_ctx *group = on_pair(pair, splits[s], 2, 0);
+    inputs in = make_inputs(ushapes[s][0], ushapes[s][1], 300 + (uint64_t)s);
+    const size_t nc = in.n * in.c, total = 6 * nc + 2 * in.n + 3;
+    float *g = xmalloc(nc * sizeof(float)), *expected = xmalloc(total * sizeof(float)), *got = xmalloc(total * sizeof(float));
+    fill_uniform(g, nc, -2, 2);
+    upstream_calls(test_ctx(state), &in, g, expected);
+    upstream_calls(group, &in, g, got);
+    char what[96];
+    snprintf(what, sizeof what, "n = %zu, c = %zu, split %g:%g with grad_output and mean_denominator", in.n, in.c,
+             splits[s][0], splits[s][1]);
+    assert_same_bits(expected, got, total, what);
+    free(g), free(expected), free(got), free_inputs(&in);
+    clxent_destroy(group);
+  }
+}
+
 static void expect_create_failure(const char *device, const clxent_config *config, const char *how,
                                   clxent_status want, const char *message) {
   clxent_ctx *ctx = (clxent_ctx *)&ctx; /* must be reset to NULL */
@@ -405,6 +499,8 @@ int main(void) {
       cmocka_unit_test(test_pinned_caller_memory),
       cmocka_unit_test(test_two_devices_give_the_bits_of_one),
       cmocka_unit_test(test_any_split_gives_the_same_bits),
+      cmocka_unit_test(test_upstream_split_gives_the_same_bits),
+      cmocka_unit_test(test_inner_split_gives_the_bits_of_one),
       cmocka_unit_test(test_device_list_errors),
       cmocka_unit_test(test_split_errors_in_code),
       cmocka_unit_test_setup_teardown(test_split_errors_in_environment, no_split_variable, env_restore),

@@ -11,10 +11,14 @@ row, a = softmax(z), lse = ln sum_j exp(z_j):
 
 scale is 1/(rows counted) for reduction="mean" and 1 otherwise. The options (class_weight,
 label_smoothing, z_loss, softcap, pos_weight) follow PyTorch's and Liger-Kernel's semantics; see
-the repository's README for their formulas.
+the repository's README for their formulas. Every loss also takes grad_output= (the upstream
+gradient: the gradient returned is grad_output times the loss's, the loss itself unscaled) and
+mean_denominator= (reduction="mean": divide the loss and gradient by this instead of the count,
+as gradient accumulation over micro-batches needs).
 """
 import ctypes
 import ctypes.util
+import numbers
 import operator
 import os
 from collections import namedtuple
@@ -293,12 +297,15 @@ _OPTS = {}  # (reduction code, ignore_index, label_smoothing, z_loss, softcap) -
 _EX = {}  # dtype name -> the _Ex without lse or bias_grad, read-only
 
 
-def _opts(code, ignore_index, weight, label_smoothing, z_loss, softcap, pos_weight):
-    """The clxent_opts struct; the ones without weight arrays are built once and shared (the library
-    only reads them)."""
-    if weight is not None or pos_weight is not None:
+def _opts(code, ignore_index, weight, label_smoothing, z_loss, softcap, pos_weight, upstream=None,
+          mean_denominator=None):
+    """The clxent_opts struct; the ones without arrays or a denominator are built once and shared (the
+    library only reads them)."""
+    if weight is not None or pos_weight is not None or upstream is not None or mean_denominator is not None:
         return _Opts(code, ignore_index, weight.ctypes.data if weight is not None else None, label_smoothing, z_loss,
-                     softcap, pos_weight.ctypes.data if pos_weight is not None else None)
+                     softcap, pos_weight.ctypes.data if pos_weight is not None else None,
+                     upstream.ctypes.data if upstream is not None else None,
+                     0.0 if mean_denominator is None else mean_denominator)
     key = (code, ignore_index, label_smoothing, z_loss, softcap)
     try:
         return _OPTS[key]
@@ -311,6 +318,36 @@ def _opts(code, ignore_index, weight, label_smoothing, z_loss, softcap, pos_weig
         _OPTS.clear()
     _OPTS[key] = opts
     return opts
+
+
+def _upstream(grad_output, code, shape):
+    """grad_output as the float32 array the library reads: one value for "mean" and "sum" (a number
+    or an array of one), else an array of the loss's shape; its values are the library's to check."""
+    if grad_output is None:
+        return None
+    g = np.require(np.asarray(grad_output, dtype=np.float32), requirements=["C_CONTIGUOUS", "ALIGNED"])
+    if code != 2:
+        if g.size != 1:
+            raise _invalid(f"grad_output: reduction {'mean' if code == 0 else 'sum'} has one loss value, so one "
+                           f"upstream gradient; got shape {g.shape}")
+        return g.reshape(1)
+    if g.shape != tuple(shape):
+        raise _invalid(f"grad_output: reduction 'none' takes one value per loss value, shape {tuple(shape)}; "
+                       f"got shape {g.shape}")
+    return g
+
+
+def _denominator(mean_denominator, code):
+    if mean_denominator is None:
+        return None
+    if code != 0:
+        raise _invalid(f"mean_denominator applies to reduction 'mean' only, got {mean_denominator!r} with "
+                       f"reduction {'sum' if code == 1 else 'none'}")
+    # a real number (not text, not a bool) > 0: NaN fails too, and 0 would silently mean the default
+    if not isinstance(mean_denominator, numbers.Real) or isinstance(mean_denominator, (bool, np.bool_)) or \
+            not float(mean_denominator) > 0:
+        raise _invalid(f"mean_denominator must be a positive number, got {mean_denominator!r}")
+    return float(mean_denominator)
 
 
 def _reduction(reduction):
@@ -434,9 +471,10 @@ class Context:
         return "float16" if kind == np.float16 else "float32"
 
     @staticmethod
-    def _matrix(x, name, dtype, bits, vector_is_column=False):
+    def _matrix(x, name, dtype, bits, vector_is_column=False, spatial=False):
         """A C-contiguous, aligned 2-D array of the storage type (no copy when it already is one).
-        bits: dtype= was given, so a uint16 array is read as that 16-bit type's bits."""
+        bits: dtype= was given, so a uint16 array is read as that 16-bit type's bits. spatial: the
+        softmax losses also take (N, C, d1, ..., dK), kept in its shape."""
         x = np.asarray(x)
         if x.dtype == np.uint16:
             if not bits or dtype == "float32":
@@ -450,21 +488,23 @@ class Context:
             x = x.astype(dtype, copy=False)
         if x.ndim == 1:
             x = x.reshape(-1, 1) if vector_is_column else x.reshape(1, -1)
-        if x.ndim != 2:
-            raise _invalid(f"{name}: expected a 2-D array [n, c], got shape {x.shape}")
+        if x.ndim != 2 and not (spatial and x.ndim > 2):
+            raise _invalid(f"{name}: expected a 2-D array [n, c]{' or (N, C, d1, ..., dK)' if spatial else ''}, "
+                           f"got shape {x.shape}")
         return np.require(x, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
-    def _input(self, a, name, dtype, vector_is_column=False):
+    def _input(self, a, name, dtype, vector_is_column=False, spatial=False):
         """(storage name, the 2-D array the library reads): `a` itself when it can be used as it is."""
         storage = _plain(a, dtype)
         if storage is not None:
             return storage, a
         storage = self._storage(a, dtype)
-        return storage, self._matrix(a, name, storage, dtype is not None, vector_is_column)
+        return storage, self._matrix(a, name, storage, dtype is not None, vector_is_column, spatial)
 
-    def _aux(self, a, name, storage, dtype, shape, vector_is_column=False):
+    def _aux(self, a, name, storage, dtype, shape, vector_is_column=False, spatial=False):
         """Targets of the input's storage type and shape."""
-        t = a if _plain(a, dtype) == storage else self._matrix(a, name, storage, dtype is not None, vector_is_column)
+        t = a if _plain(a, dtype) == storage else self._matrix(a, name, storage, dtype is not None, vector_is_column,
+                                                                 spatial)
         if t.shape != shape:
             raise _invalid(f"{name}: expected shape {shape}, got {t.shape}")
         return t
@@ -519,7 +559,24 @@ class Context:
             raise _invalid(f"{name}: expected {c} values, got shape {w.shape}")
         return w
 
-    def _run(self, fn, n, c, x, aux, opts, code, grad, in_place, lse, bias_grad, dtype, values, out, original):
+    @staticmethod
+    def _layout(x, name):
+        """(n, c, inner, the rows' shape) of a softmax input: [n, c], or PyTorch's (N, C, d1, ..., dK),
+        which the library reads as [N][C][S] with S = d1·…·dK (clxent_ex.inner), rows shaped
+        (N, d1, ..., dK)."""
+        if x.ndim == 2:
+            n, c = x.shape
+            return n, c, 0, None
+        n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
+        inner = 1
+        for d in spatial:
+            inner *= d
+        if inner == 0:
+            raise _invalid(f"{name}: shape {x.shape} has an empty spatial dimension (d1·…·dK = 0)")
+        return n, c, inner, (n,) + spatial
+
+    def _run(self, fn, n, c, x, aux, opts, code, grad, in_place, lse, bias_grad, dtype, values, out, original,
+             inner=0, rows_shape=None):
         if out is not None:
             self._out(out, x, aux, dtype, original, grad, in_place)
             g = out
@@ -534,10 +591,10 @@ class Context:
             loss_at = loss.ctypes.data
         else:
             loss, loss_at = None, self._loss_at
-        if lse or bias_grad:
-            lse_out = np.empty(n, dtype=np.float32) if lse else None
+        if lse or bias_grad or inner:
+            lse_out = np.empty(values, dtype=np.float32) if lse else None  # softmax: values = the rows
             bias_out = np.empty(c, dtype=np.float32) if bias_grad else None
-            ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out))
+            ex = _Ex(_DTYPES[dtype], _ptr(lse_out), _ptr(bias_out), inner=inner)
         else:
             lse_out = bias_out = None
             ex = _EX.get(dtype) or _EX.setdefault(dtype, _Ex(_DTYPES[dtype], None, None))
@@ -545,33 +602,53 @@ class Context:
                 None if g is None else g.ctypes.data)
         if st:
             raise _error(st, _lib.clxent_last_error(self._ctx).decode())
+        if rows_shape is not None:  # (N, C, d1, ...): the rows' results shaped (N, d1, ...)
+            loss = None if loss is None else loss.reshape(rows_shape)
+            lse_out = None if lse_out is None else lse_out.reshape(rows_shape)
         return _result(Result, (self._loss.value if loss is None else loss, g, lse_out, bias_out))
 
     # ---------------------------------------------------------------- losses
 
     def softmax_xent(self, logits, labels, *, reduction="mean", ignore_index=-100, class_weight=None,
                      label_smoothing=0.0, z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False,
-                     bias_grad=False, dtype=None, out=None):
+                     bias_grad=False, dtype=None, out=None, grad_output=None, mean_denominator=None):
         """Softmax cross-entropy with class-index labels, fused with its gradient.
 
         logits [n, c] float32/float16 (or uint16 bfloat16 bits with dtype="bfloat16"); labels [n]
-        ints in [0, c) or ignore_index. loss_i = sum_j tau_j (lse_i - u_j) + z_loss * lse_i^2 with
+        ints in [0, c) or ignore_index. Or PyTorch's layout: logits (N, C, d1, ..., dK), labels
+        (N, d1, ..., dK), read in place (no transposed copy) with rows r = (i, d1, ..., dK); loss
+        (none) and lse then have the labels' shape, grad the logits', and mean counts every
+        (i, d1, ..., dK) not ignored (weighted by w_y), as torch.nn.functional.cross_entropy. loss_i = sum_j tau_j (lse_i - u_j) + z_loss * lse_i^2 with
         u = softcap*tanh(z/softcap) (or z), tau_j = w_j ((1-eps) [j == y_i] + eps/c);
         grad = scale * (a * sum(tau) - tau) (+ 2 z_loss lse a) times du/dz. mean divides by the
         sum of w_{y_i} over the rows counted (PyTorch). in_place writes the gradient into logits,
-        out= into the caller's array. Returns Result(loss, grad, lse, bias_grad)."""
-        dtype, x = self._input(logits, "logits", dtype)
+        out= into the caller's array. Returns Result(loss, grad, lse, bias_grad).
+        Logits may be (N, C, d1, ..., dK) with labels (N, d1, ..., dK) (PyTorch's layout, read in
+        place): rows (i, d1, ..., dK); loss (none) and lse come back shaped (N, d1, ..., dK).
+
+        grad_output: the upstream gradient, None (1), one number for "mean" and "sum", or one float32
+        value per row for "none" (the loss's shape; row i's gradient times g_i); finite. The loss is
+        not scaled.
+        mean_denominator: "mean" only, None or a positive number D: the loss (z-loss terms too) and
+        the gradient divide by D instead of the sum of w_{y_i}; rows all ignored then give loss 0."""
+        dtype, x = self._input(logits, "logits", dtype, spatial=True)
         if in_place:
             self._in_place(logits, x, dtype, "logits")
-        n, c = x.shape
-        y = _labels(labels, n, c)
+        n, c, inner, rows_shape = self._layout(x, "logits")
+        rows = n * inner if inner else n
+        if rows_shape is not None and np.shape(labels) != rows_shape:
+            raise _invalid(f"labels: expected shape {rows_shape} for logits of shape {x.shape}, got "
+                           f"{np.shape(labels)}")
+        y = _labels(labels, rows, c)
         code = _reduction(reduction)
         if type(ignore_index) is not int or not _INT32_MIN <= ignore_index <= _INT32_MAX:
             ignore_index = _int32(ignore_index, "ignore_index")
         w = None if class_weight is None else self._weights(class_weight, c, "class_weight")
-        opts = _opts(code, ignore_index, w, label_smoothing, z_loss, softcap, None)
+        g = _upstream(grad_output, code, rows_shape or (n,))
+        opts = _opts(code, ignore_index, w, label_smoothing, z_loss, softcap, None, g,
+                     _denominator(mean_denominator, code))
         return self._run(_lib.clxent_softmax_xent_ex, n, c, x, y, opts, code, grad, in_place, lse, bias_grad,
-                         dtype, n, out, logits)
+                         dtype, rows, out, logits, inner, rows_shape)
 
     def linear_xent(self, hidden, weight, labels, bias=None, *, reduction="mean", ignore_index=-100,
                     class_weight=None, label_smoothing=0.0, z_loss=0.0, softcap=0.0, grad_hidden=True,
@@ -618,22 +695,27 @@ class Context:
 
     def softmax_xent_soft(self, logits, targets, *, reduction="mean", class_weight=None, label_smoothing=0.0,
                           z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False, bias_grad=False,
-                          dtype=None, out=None):
+                          dtype=None, out=None, grad_output=None, mean_denominator=None):
         """Softmax cross-entropy with dense targets t [n, c] of the logits' storage type:
-        loss_i = -sum_j tau_j ln a_ij, tau_j = w_j ((1-eps) t_ij + eps/c); mean divides by n."""
+        loss_i = -sum_j tau_j ln a_ij, tau_j = w_j ((1-eps) t_ij + eps/c); mean divides by n
+        (by mean_denominator if given). Logits and targets may be (N, C, d1, ..., dK) (PyTorch's
+        probabilities target): rows (i, d1, ..., dK), mean divides by N·d1·…·dK; loss (none) and lse
+        shaped (N, d1, ..., dK). grad_output as for softmax_xent (one value per row for "none")."""
         given = dtype
-        dtype, x = self._input(logits, "logits", dtype)
+        dtype, x = self._input(logits, "logits", dtype, spatial=True)
         if in_place:
             self._in_place(logits, x, dtype, "logits")
-        t = self._aux(targets, "targets", dtype, given, x.shape)
-        n, c = x.shape
+        t = self._aux(targets, "targets", dtype, given, x.shape, spatial=True)
+        n, c, inner, rows_shape = self._layout(x, "logits")
         code = _reduction(reduction)
         w = None if class_weight is None else self._weights(class_weight, c, "class_weight")
-        opts = _opts(code, -100, w, label_smoothing, z_loss, softcap, None)
+        g = _upstream(grad_output, code, rows_shape or (n,))
+        opts = _opts(code, -100, w, label_smoothing, z_loss, softcap, None, g, _denominator(mean_denominator, code))
         return self._run(_lib.clxent_softmax_xent_soft_ex, n, c, x, t, opts, code, grad, in_place, lse,
-                         bias_grad, dtype, n, out, logits)
+                         bias_grad, dtype, n * inner if inner else n, out, logits, inner, rows_shape)
 
-    def _binary(self, fn, x, targets, reduction, pos_weight, grad, in_place, bias_grad, dtype, out):
+    def _binary(self, fn, x, targets, reduction, pos_weight, grad, in_place, bias_grad, dtype, out, grad_output,
+                mean_denominator):
         shape = np.shape(x)
         given = dtype
         original = x
@@ -644,26 +726,30 @@ class Context:
         n, c = x.shape
         code = _reduction(reduction)
         pw = self._weights(pos_weight, c, "pos_weight")
-        opts = _opts(code, -100, None, 0.0, 0.0, 0.0, pw)
+        g = _upstream(grad_output, code, shape)
+        opts = _opts(code, -100, None, 0.0, 0.0, 0.0, pw, g, _denominator(mean_denominator, code))
         r = self._run(fn, n, c, x, t, opts, code, grad, in_place, False, bias_grad, dtype, n * c, out, original)
         if code == 2:
             r = r._replace(loss=r.loss.reshape(shape))
         return r if r.grad is None or r.grad is out else r._replace(grad=r.grad.reshape(shape))
 
     def sigmoid_xent(self, logits, targets, *, reduction="mean", pos_weight=None, grad=True, in_place=False,
-                     bias_grad=False, dtype=None, out=None):
+                     bias_grad=False, dtype=None, out=None, grad_output=None, mean_denominator=None):
         """Binary cross-entropy with the sigmoid fused, elementwise over [n] or [n, c]:
         loss = p y softplus(-z) + (1-y) softplus(z) (p = pos_weight per column, 1 by default),
-        grad = scale (a (1-y) - p y (1-a)); mean divides by the number of values."""
+        grad = scale (a (1-y) - p y (1-a)); mean divides by the number of values, or by
+        mean_denominator if given. grad_output: None, one number ("mean", "sum"), or for "none" one
+        value per loss value (the input's shape): each value's gradient times its g."""
         return self._binary(_lib.clxent_sigmoid_xent_ex, logits, targets, reduction, pos_weight, grad, in_place,
-                            bias_grad, dtype, out)
+                            bias_grad, dtype, out, grad_output, mean_denominator)
 
     def bce(self, probs, targets, *, reduction="mean", pos_weight=None, grad=True, in_place=False,
-            bias_grad=False, dtype=None, out=None):
+            bias_grad=False, dtype=None, out=None, grad_output=None, mean_denominator=None):
         """Binary cross-entropy from probabilities a in [0, 1] (PyTorch's BCELoss, logs clamped at -100):
-        loss = -[p y ln a + (1-y) ln(1-a)], grad = scale (a (1-y) - p y (1-a)) / max(a(1-a), 1e-12)."""
+        loss = -[p y ln a + (1-y) ln(1-a)], grad = scale (a (1-y) - p y (1-a)) / max(a(1-a), 1e-12).
+        grad_output and mean_denominator as for sigmoid_xent."""
         return self._binary(_lib.clxent_bce_ex, probs, targets, reduction, pos_weight, grad, in_place, bias_grad,
-                            dtype, out)
+                            dtype, out, grad_output, mean_denominator)
 
     def _information(self, fn, p, q):
         p = p if _plain(p, "float32") else self._matrix(p, "p", "float32", False)

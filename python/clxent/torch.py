@@ -14,8 +14,9 @@ element for "none"), or passes it on as it is when grad_output is exactly 1.
 
 Tensors: CPU only (clxent computes on its OpenCL device from host memory: a CUDA tensor raises
 ValueError). float32, float16 and bfloat16 inputs are read where they are, without a copy, when
-they are contiguous; a non-contiguous input, and an (N, C, d1, ..., dK) input (see _as_rows), is
-copied into a contiguous one first. The gradient is written straight into a new torch tensor.
+they are contiguous, (N, C, d1, ..., dK) inputs included (the library reads the classes through
+a stride); a non-contiguous input is copied into a contiguous one first. The gradient is written
+straight into a new torch tensor.
 The loss has the input's dtype, as with torch (computed in float32 inside).
 
 Not differentiated (a clear error rather than a silently missing gradient): probability targets,
@@ -167,7 +168,9 @@ class _Fused(torch.autograd.Function):
                                "for higher-order gradients")
         (g,) = ctx.saved_tensors
         if ctx.none:  # one value per row (softmax: broadcast over the classes) or per element (binary)
-            g = g * grad_output.reshape(g.shape if grad_output.numel() == g.numel() else (g.shape[0], 1)).to(g.dtype)
+            # softmax: [N] or (N, d1, ...) against the gradient's (N, C) or (N, C, d1, ...)
+            per = g.shape if grad_output.numel() == g.numel() else (g.shape[0], 1) + tuple(g.shape[2:])
+            g = g * grad_output.reshape(per).to(g.dtype)
         elif grad_output.item() != 1.0:
             g = g * grad_output.to(g.dtype)
         return ctx.restore(g), None
@@ -194,34 +197,26 @@ def _apply(input, fn, reduction):
 # --------------------------------------------------------------------------- softmax cross-entropy
 
 def _as_rows(input, target, probabilities):
-    """THE layout adapter: (rows [M, C] contiguous tensor, targets as rows ([M] or [M, C]), the
-    shape of "none"'s loss, restore(grad [M, C]) -> the gradient in input's shape).
+    """THE layout adapter: (logits as the binding takes them, contiguous; targets; the shape of
+    "none"'s loss; restore(grad) -> the gradient in input's shape).
 
-    (N, C) is used as it is (copied only when not contiguous); (C,) is one row. For
-    (N, C, d1, ..., dK) the classes are moved last and the rest flattened into rows, a copy of the
-    input (and of probability targets), and the gradient is moved back (a view). When the C
-    library's class-stride layout (clxent_ex.inner) is in the binding, this is the one place to
-    switch that case to it."""
+    (N, C) is used as it is (copied only when not contiguous); (C,) is one row. (N, C, d1, ..., dK)
+    is passed as it is too: the C library reads the classes through a stride (clxent_ex.inner),
+    so there is no transposed copy, and the gradient comes back in input's layout."""
     c = input.shape[0] if input.dim() == 1 else input.shape[1]
     if input.dim() == 1:
         shape = input.shape
         x = input.reshape(1, c)
         t = target.reshape(1, c) if probabilities else target.reshape(1)
         return x.contiguous(), t, (), lambda g: g.reshape(shape)
-    if input.dim() == 2:
-        return input.contiguous(), target, input.shape[:1], lambda g: g
-    inner = input.shape[2:]
-    x = input.movedim(1, -1).reshape(-1, c).contiguous()
-    t = target.movedim(1, -1).reshape(-1, c) if probabilities else target.reshape(-1)
-    lead = (input.shape[0],) + tuple(inner)
-    return x, t, input.shape[:1] + inner, lambda g: g.reshape(*lead, c).movedim(-1, 1)
+    return input.contiguous(), target, input.shape[:1] + input.shape[2:], lambda g: g
 
 
 def _softmax_call(input, target, probabilities, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
                   context):
     def fn(grad):
         x, t, none_shape, restore = _as_rows(input, target, probabilities)
-        if x.shape[0] == 0 or x.shape[1] == 0:
+        if x.numel() == 0:
             g = torch.zeros_like(x) if grad else None
             return _empty_loss(reduction, input.dtype, none_shape), g, restore
         ctx = context if context is not None else get_context()

@@ -696,3 +696,242 @@ def test_shortcut_and_full_path_agree(ctx):
     assert want._replace(lse=1).lse == 1
     with clxent.Context() as other:  # each Context reduces into its own scalar
         assert other.softmax_xent(z[:3], y[:3]).loss != want.loss and ctx.softmax_xent(z, y).loss == want.loss
+
+
+# ---------------------------------------------------------------- grad_output and mean_denominator
+
+def _ref_soft(z, t, reduction="mean", d=None):
+    z = z.astype(np.float64)
+    t = t.astype(np.float64)
+    lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    a = np.exp(z - lse[:, None])
+    rows = (t * (lse[:, None] - z)).sum(1)
+    div = (d if d else z.shape[0]) if reduction == "mean" else 1.0
+    grad = (a * t.sum(1, keepdims=True) - t) / div
+    return (rows if reduction == "none" else rows.sum() / div), grad
+
+
+def _ref_sigmoid(z, y, reduction="mean", d=None):
+    z = z.astype(np.float64)
+    y = y.astype(np.float64)
+    values = np.logaddexp(0, -z) * y + np.logaddexp(0, z) * (1 - y)
+    div = (d if d else z.size) if reduction == "mean" else 1.0
+    grad = (1 / (1 + np.exp(-z)) - y) / div
+    return (values if reduction == "none" else values.sum() / div), grad
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (37, 32), (70, 129), (3, 4099)])
+def test_grad_output_per_row_and_per_value(ctx, shape):
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    n, c = shape
+    z = rng.uniform(-6, 6, shape).astype(np.float32)
+    y = rng.integers(0, c, n).astype(np.int32)
+    y[::5] = -100
+    t = rng.dirichlet(np.ones(c), n).astype(np.float32)
+    b = (rng.uniform(0, 1, shape) < 0.4).astype(np.float32)
+    g_rows = rng.uniform(-2, 2, n).astype(np.float32)
+    g_rows[::3] = 0
+    g_values = rng.uniform(-2, 2, shape).astype(np.float32)
+    r = ctx.softmax_xent(z, y, reduction="none", z_loss=1e-3, grad_output=g_rows)
+    rows, grad, _ = ref_softmax(z, y, zl=1e-3, reduction="none")
+    np.testing.assert_allclose(r.loss, rows, rtol=1e-4, atol=1e-5)  # the loss is not scaled
+    np.testing.assert_allclose(r.grad, grad * g_rows[:, None], rtol=1e-4, atol=1e-6)
+    r = ctx.softmax_xent_soft(z, t, reduction="none", grad_output=g_rows)
+    rows, grad = _ref_soft(z, t, "none")
+    np.testing.assert_allclose(r.loss, rows, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(r.grad, grad * g_rows[:, None], rtol=1e-4, atol=1e-6)
+    r = ctx.sigmoid_xent(z, b, reduction="none", grad_output=g_values)
+    values, grad = _ref_sigmoid(z, b, "none")
+    np.testing.assert_allclose(r.loss, values, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r.grad, grad * g_values, rtol=1e-4, atol=1e-6)
+    p = rng.uniform(0.05, 0.95, shape).astype(np.float32)
+    r = ctx.bce(p, b, reduction="none", grad_output=g_values)
+    want = (p.astype(np.float64) - b) / (p * (1.0 - p.astype(np.float64))) * g_values
+    np.testing.assert_allclose(r.grad, want, rtol=1e-4, atol=1e-6)
+    # ones: the bits of no grad_output
+    plain = ctx.softmax_xent(z, y, reduction="none", label_smoothing=0.1)
+    ones = ctx.softmax_xent(z, y, reduction="none", label_smoothing=0.1, grad_output=np.ones(n))
+    np.testing.assert_array_equal(plain.grad, ones.grad)
+    np.testing.assert_array_equal(plain.loss, ones.loss)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_grad_output_scalar(ctx, reduction):
+    rng = np.random.default_rng(4)
+    z = rng.uniform(-6, 6, (40, 17)).astype(np.float32)
+    y = rng.integers(0, 17, 40).astype(np.int32)
+    plain = ctx.softmax_xent(z, y, reduction=reduction)
+    for g in (2.5, -0.5, 0.0, np.float32(3), np.array([1.5])):
+        r = ctx.softmax_xent(z, y, reduction=reduction, grad_output=g)
+        assert r.loss == plain.loss
+        np.testing.assert_allclose(r.grad, plain.grad.astype(np.float64) * float(np.asarray(g).ravel()[0]),
+                                   rtol=1e-6, atol=1e-12)
+    r = ctx.sigmoid_xent(z, (z > 0).astype(np.float32), reduction=reduction, grad_output=-2.0)
+    _, grad = _ref_sigmoid(z, (z > 0).astype(np.float32), reduction)
+    np.testing.assert_allclose(r.grad, -2.0 * grad, rtol=1e-4, atol=1e-7)
+
+
+def test_mean_denominator_and_accumulation(ctx):
+    rng = np.random.default_rng(8)
+    n, c = 90, 33
+    z = rng.uniform(-6, 6, (n, c)).astype(np.float32)
+    y = rng.integers(0, c, n).astype(np.int32)
+    y[::4] = -100
+    counted = int((y != -100).sum())
+    whole = ctx.softmax_xent(z, y, z_loss=1e-3, label_smoothing=0.1)
+    halves = [ctx.softmax_xent(z[s], y[s], z_loss=1e-3, label_smoothing=0.1, mean_denominator=counted)
+              for s in (slice(0, 40), slice(40, n))]
+    assert abs(halves[0].loss + halves[1].loss - whole.loss) < 1e-5 * abs(whole.loss)
+    np.testing.assert_allclose(np.concatenate([h.grad for h in halves]), whole.grad, rtol=1e-5, atol=1e-9)
+    # against NumPy: D divides the loss and the gradient
+    t = rng.dirichlet(np.ones(c), n).astype(np.float32)
+    r = ctx.softmax_xent_soft(z, t, mean_denominator=12.5)
+    loss, grad = _ref_soft(z, t, "mean", 12.5)
+    assert abs(r.loss - loss) < 1e-5 * abs(loss)
+    np.testing.assert_allclose(r.grad, grad, rtol=1e-4, atol=1e-8)
+    b = (rng.uniform(0, 1, (n, c)) < 0.5).astype(np.float32)
+    r = ctx.sigmoid_xent(z, b, mean_denominator=7, grad_output=3.0)
+    loss, grad = _ref_sigmoid(z, b, "mean", 7)
+    assert abs(r.loss - loss) < 1e-5 * abs(loss)
+    np.testing.assert_allclose(r.grad, 3 * grad, rtol=1e-4, atol=1e-8)
+    # nothing counted: loss 0, not NaN
+    r = ctx.softmax_xent(z, np.full(n, -100, np.int32), mean_denominator=64)
+    assert r.loss == 0.0 and not r.grad.any()
+
+
+def test_grad_output_and_mean_denominator_are_checked(ctx):
+    z = np.zeros((4, 3), np.float32)
+    y = np.zeros(4, np.int32)
+    with pytest.raises(clxent.InvalidArgument, match="one value per loss value"):
+        ctx.softmax_xent(z, y, reduction="none", grad_output=np.ones(3))
+    with pytest.raises(clxent.InvalidArgument, match="one upstream gradient"):
+        ctx.softmax_xent(z, y, grad_output=np.ones(4))
+    with pytest.raises(clxent.InvalidArgument, match="one value per loss value"):
+        ctx.sigmoid_xent(z, z, reduction="none", grad_output=np.ones(4))
+    with pytest.raises(clxent.InvalidArgument, match=r"opts->grad_output\[2\]"):
+        ctx.softmax_xent(z, y, reduction="none", grad_output=[1, 1, np.nan, 1])
+    with pytest.raises(clxent.InvalidArgument, match=r"opts->grad_output\[0\]"):
+        ctx.bce(z, z, grad_output=np.inf)
+    for bad in (0, -1.0, np.nan, "3", True):
+        with pytest.raises(clxent.InvalidArgument, match="mean_denominator"):
+            ctx.softmax_xent(z, y, mean_denominator=bad)
+    with pytest.raises(clxent.InvalidArgument, match="mean_denominator"):
+        ctx.softmax_xent(z, y, mean_denominator=np.inf)
+    with pytest.raises(clxent.InvalidArgument, match="'mean' only"):
+        ctx.sigmoid_xent(z, z, reduction="sum", mean_denominator=2)
+
+
+# ---------------------------------------------------------------- PyTorch's (N, C, d1, ..., dK) layout
+
+def to_rows(a):
+    """(N, C, d1, ..., dK) -> [N·d1·…·dK, C], the rows in (i, d1, ..., dK) order."""
+    return np.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
+
+
+def from_rows(g, shape):
+    """The inverse of to_rows for an array of the given (N, C, d1, ...) shape."""
+    return np.moveaxis(g.reshape((shape[0],) + shape[2:] + (shape[1],)), -1, 1)
+
+
+def ref_soft(z, t, w=None, eps=0.0, zl=0.0, reduction="mean"):
+    z, t = z.astype(np.float64), t.astype(np.float64)
+    n, c = z.shape
+    lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    a = np.exp(z - lse[:, None])
+    w = np.ones(c) if w is None else w.astype(np.float64)
+    tau = w[None, :] * ((1 - eps) * t + eps / c)
+    rows = (tau * (lse[:, None] - z)).sum(1) + zl * lse ** 2
+    S = 1 / n if reduction == "mean" else 1.0
+    grad = S * (a * tau.sum(1, keepdims=True) - tau) + 2 * zl * S * lse[:, None] * a
+    return (rows if reduction == "none" else rows.sum() * S), grad, lse
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3, 4), (3, 21, 17), (1, 1, 9), (2, 10, 2, 3, 5), (4, 150, 8)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_spatial_hard_labels_match_the_reference(ctx, shape, reduction):
+    rng = np.random.default_rng(sum(shape))
+    c = shape[1]
+    z = rng.uniform(-8, 8, shape).astype(np.float32)
+    y = rng.integers(0, c, (shape[0],) + shape[2:]).astype(np.int64)  # any integer type, as torch's int64
+    y.flat[::5] = -100
+    w = rng.uniform(0.5, 2, c).astype(np.float32)
+    for kw in [{}, dict(class_weight=w, label_smoothing=0.1), dict(z_loss=1e-2, softcap=5.0)]:
+        r = ctx.softmax_xent(z, y, reduction=reduction, lse=True, bias_grad=True, **kw)
+        J, g, lse = ref_softmax(to_rows(z), y.reshape(-1), w=kw.get("class_weight"), eps=kw.get("label_smoothing", 0),
+                                zl=kw.get("z_loss", 0), cap=kw.get("softcap", 0), reduction=reduction)
+        rows_shape = (shape[0],) + shape[2:]
+        if reduction == "none":
+            assert r.loss.shape == rows_shape
+            np.testing.assert_allclose(r.loss, J.reshape(rows_shape), rtol=1e-4, atol=1e-5)
+        else:
+            np.testing.assert_allclose(r.loss, J, rtol=1e-4, atol=1e-5)
+        assert r.grad.shape == shape and r.lse.shape == rows_shape
+        np.testing.assert_allclose(r.grad, from_rows(g, shape), rtol=1e-3, atol=1e-6 * max(1.0, np.abs(g).max()))
+        np.testing.assert_allclose(r.lse, lse.reshape(rows_shape), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(r.bias_grad, to_rows(r.grad.astype(np.float64)).sum(0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_spatial_soft_targets_match_the_reference(ctx, reduction):
+    rng = np.random.default_rng(7)
+    shape = (3, 6, 5, 7)
+    z = rng.uniform(-6, 6, shape).astype(np.float32)
+    t = rng.uniform(0, 1, shape).astype(np.float32)
+    t /= t.sum(1, keepdims=True)
+    w = rng.uniform(0.5, 2, 6).astype(np.float32)
+    r = ctx.softmax_xent_soft(z, t, reduction=reduction, class_weight=w, label_smoothing=0.05, z_loss=1e-3, lse=True)
+    J, g, lse = ref_soft(to_rows(z), to_rows(t), w=w, eps=0.05, zl=1e-3, reduction=reduction)
+    if reduction == "none":
+        assert r.loss.shape == (3, 5, 7)
+        J = J.reshape(3, 5, 7)
+    np.testing.assert_allclose(r.loss, J, rtol=1e-4, atol=1e-5)  # mean: over the N·d1·d2 rows
+    np.testing.assert_allclose(r.grad, from_rows(g, shape), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(r.lse, lse.reshape(3, 5, 7), rtol=1e-5, atol=1e-5)
+
+
+def test_spatial_in_place_storage_types_and_no_copy(ctx):
+    rng = np.random.default_rng(8)
+    shape = (2, 21, 4, 9)
+    z = rng.uniform(-4, 4, shape).astype(np.float32)
+    y = rng.integers(0, 21, (2, 4, 9)).astype(np.int32)
+    _, g, _ = ref_softmax(to_rows(z), y.reshape(-1))
+    work = z.copy()
+    r = ctx.softmax_xent(work, y, in_place=True)
+    assert r.grad is work or np.shares_memory(r.grad, work)
+    np.testing.assert_allclose(work, from_rows(g, shape), rtol=1e-4, atol=1e-7)
+    mine = np.empty_like(z)
+    assert ctx.softmax_xent(z, y, out=mine).grad is mine
+    np.testing.assert_allclose(mine, from_rows(g, shape), rtol=1e-4, atol=1e-7)
+    h = z.astype(np.float16)
+    r = ctx.softmax_xent(h, y)
+    assert r.grad.dtype == np.float16 and r.grad.shape == shape
+    _, gh, _ = ref_softmax(to_rows(h.astype(np.float32)), y.reshape(-1))
+    np.testing.assert_allclose(r.grad.astype(np.float64), from_rows(gh, shape), rtol=2e-3, atol=1e-6)
+    bf = (z.view(np.uint32) >> 16).astype(np.uint16)
+    r = ctx.softmax_xent(bf, y, dtype="bfloat16")
+    _, gb, _ = ref_softmax(to_rows((bf.astype(np.uint32) << 16).view(np.float32)), y.reshape(-1))
+    got = (r.grad.astype(np.uint32) << 16).view(np.float32)
+    np.testing.assert_allclose(got, from_rows(gb, shape), rtol=8e-3, atol=1e-6)
+    # a non-contiguous view is copied (the library reads C order), with the same result
+    zt = np.ascontiguousarray(np.moveaxis(z, 1, -1))
+    view = np.moveaxis(zt, -1, 1)
+    assert not view.flags.c_contiguous
+    np.testing.assert_allclose(ctx.softmax_xent(view, y).grad, from_rows(g, shape), rtol=1e-4, atol=1e-7)
+    with pytest.raises(clxent.InvalidArgument):
+        ctx.softmax_xent(view, y, in_place=True)
+
+
+def test_spatial_errors(ctx):
+    z = np.zeros((2, 4, 3), dtype=np.float32)
+    with pytest.raises(clxent.InvalidArgument, match=r"labels: expected shape \(2, 3\)"):
+        ctx.softmax_xent(z, np.zeros(6, dtype=np.int32))
+    with pytest.raises(clxent.InvalidArgument, match="empty spatial dimension"):
+        ctx.softmax_xent(np.zeros((2, 4, 0), dtype=np.float32), np.zeros((2, 0), dtype=np.int32))
+    y = np.zeros((2, 3), dtype=np.int32)
+    y[1, 2] = 4
+    with pytest.raises(clxent.LabelRange, match=r"labels\[5\] \(i = 1, s = 2 of inner = 3\) = 4"):
+        ctx.softmax_xent(z, y)
+    with pytest.raises(clxent.InvalidArgument, match=r"targets: expected shape \(2, 4, 3\)"):
+        ctx.softmax_xent_soft(z, np.zeros((2, 4, 4), dtype=np.float32))
+    with pytest.raises(clxent.InvalidArgument, match="2-D"):
+        ctx.sigmoid_xent(z, z)  # the binary losses are elementwise: no spatial form

@@ -318,6 +318,18 @@ def test_zero_copy(dtype):
     ctx.close()
 
 
+def test_zero_copy_extra_dimensions():
+    """(N, C, d1, d2) is read where it is (the library's class stride), and its gradient, in the
+    input's layout, is x.grad itself."""
+    ctx = Recorder()
+    x = logits(3, C, 4, 5).requires_grad_()
+    loss = ct.cross_entropy(x, labels(60, C, shape=(3, 4, 5)), context=ctx)
+    assert ctx.seen[0] == x.data_ptr()
+    loss.backward()
+    assert ctx.seen[1] == x.grad.data_ptr() and x.grad.shape == x.shape
+    ctx.close()
+
+
 def test_set_context_and_threads():
     import threading
     mine = clxent.Context()
