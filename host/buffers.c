@@ -10,7 +10,11 @@ static const char *const slot_names[SLOT_COUNT] = {
     [SLOT_LABELS] = "labels",            [SLOT_ROW_OUT] = "per-row results", [SLOT_PARTIAL_A] = "partial sums",
     [SLOT_PARTIAL_B] = "partial sums",   [SLOT_WEIGHT] = "weights",          [SLOT_LSE] = "log-sum-exp",
     [SLOT_BIAS_PARTIAL] = "bias partial sums", [SLOT_BIAS] = "bias gradient", [SLOT_SCALES] = "label statistics",
-    [SLOT_SUM_PARTIAL] = "chunk sums",  [SLOT_ROW_SCALE] = "upstream gradients", [SLOT_ARGMAX] = "argmax"};
+    [SLOT_SUM_PARTIAL] = "chunk sums",  [SLOT_ROW_SCALE] = "upstream gradients", [SLOT_ARGMAX] = "argmax",
+    [SLOT_LINEAR_Z] = "linear_xent logits block", [SLOT_LINEAR_STATE] = "linear_xent softmax state",
+    [SLOT_LINEAR_GH] = "linear_xent grad_hidden accumulators", [SLOT_LINEAR_GW] = "linear_xent grad_weight accumulators",
+    [SLOT_LINEAR_GB] = "linear_xent grad_bias accumulators", [SLOT_LINEAR_LSE] = "linear_xent log-sum-exp",
+    [SLOT_LINEAR_PACK_W] = "linear_xent packed weight block", [SLOT_LINEAR_PACK_H] = "linear_xent packed hidden block"};
 
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out) {
   if (bytes == 0) bytes = sizeof(float);

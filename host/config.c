@@ -118,6 +118,8 @@ static const size_t tuning_fields[] = {
     offsetof(clxent_tuning, split_count) + sizeof(size_t),
     offsetof(clxent_tuning, build_options) + sizeof(char *),
     offsetof(clxent_tuning, own_math) + sizeof(clxent_switch),
+    offsetof(clxent_tuning, linear_rows) + sizeof(size_t),
+    offsetof(clxent_tuning, linear_classes) + sizeof(size_t),
     sizeof(clxent_tuning)};
 
 /* The caller's values, checked; 0 / NULL / AUTO where unset. */
@@ -148,6 +150,10 @@ static clxent_status from_config(const clxent_config *config, clxent_settings *s
   if (t.row_threads && !is_pow2(t.row_threads))
     return clxent_fail(NULL, CLXENT_ERR_INVALID_ARG, "config->tuning->row_threads = %zu is not a power of two",
                        t.row_threads);
+  if (t.linear_rows > ((size_t)1 << 16) || t.linear_classes > ((size_t)1 << 24))
+    return clxent_fail(NULL, CLXENT_ERR_INVALID_ARG,
+                       "config->tuning->linear_rows = %zu, linear_classes = %zu: at most 65536 and 16777216",
+                       t.linear_rows, t.linear_classes);
   if ((t.split == NULL) != (t.split_count == 0) || t.split_count > CLXENT_MAX_MEMBERS)
     return clxent_fail(NULL, CLXENT_ERR_INVALID_ARG,
                        "config->tuning->split and split_count (%zu) must be given together, at most %d values",
@@ -170,6 +176,8 @@ static clxent_status from_config(const clxent_config *config, clxent_settings *s
   s->block_bytes = t.block_bytes;
   s->zero_copy = t.zero_copy;
   s->own_math = t.own_math;
+  s->linear_rows = t.linear_rows;
+  s->linear_classes = t.linear_classes;
   if (t.build_options) CHECK(copy_text("config->tuning->build_options", t.build_options, s->build_options,
                                        sizeof s->build_options));
   return CLXENT_OK;
@@ -208,6 +216,18 @@ static clxent_status from_environment(clxent_settings *s) {
     *pow2[k].field = (size_t)x;
   }
   if (!s->block_bytes) CHECK(env_unsigned("CLXENT_BLOCK_BYTES", 1, UINT64_MAX, &s->block_bytes));
+  const struct {
+    const char *name;
+    uint64_t most;
+    size_t *field;
+  } blocks[] = {{"CLXENT_LINEAR_ROWS", (uint64_t)1 << 16, &s->linear_rows},
+                {"CLXENT_LINEAR_CLASSES", (uint64_t)1 << 24, &s->linear_classes}};
+  for (size_t k = 0; k < 2; ++k) {
+    if (*blocks[k].field) continue;
+    x = 0;
+    CHECK(env_unsigned(blocks[k].name, 1, blocks[k].most, &x));
+    *blocks[k].field = (size_t)x;
+  }
   if (s->zero_copy == CLXENT_AUTO) CHECK(env_switch("CLXENT_ZERO_COPY", &s->zero_copy));
   if (s->own_math == CLXENT_AUTO) CHECK(env_switch("CLXENT_OWN_MATH", &s->own_math));
   if (!s->split_count && (v = env_value("CLXENT_SPLIT"))) CHECK(parse_split(v, s));

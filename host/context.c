@@ -119,7 +119,9 @@ clxent_status clxent_get_info(const clxent_ctx *ctx, size_t k, clxent_info *info
                       .block_bytes = d->block_bytes,
                       .max_alloc = d->max_alloc,
                       .global_mem = d->global_mem,
-                      .own_math = d->own_math};
+                      .own_math = d->own_math,
+                      .linear_rows = d->linear_rows,
+                      .linear_classes = d->linear_classes};
   /* an older caller's smaller struct gets the fields that fit */
   memcpy(info, &full, info->size < sizeof full ? info->size : sizeof full);
   return CLXENT_OK;

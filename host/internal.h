@@ -3,6 +3,8 @@
  * modules. Not installed. A call flows one way through them:
  *
  *   api.c / api_cl.c   public entries: read the caller's structs, validate, make the plan
+ *   linear.c           clxent_linear_xent (host pointers and device buffers): validates as api.c
+ *                      does, then walks its blocks of rows × classes through launch.c itself
  *   validate.c         every check of arguments, options and overlaps
  *   plan.c             the kernels' scalars and the reduction's divisor (clxent_plan)
  *   group.c            several devices: the plan split by rows, members run concurrently
@@ -63,12 +65,20 @@ typedef enum clxent_kernel_id {
   KERNEL_COLUMN_PARTIAL_STRIDED,
   KERNEL_SLICE_STATS, /* a column slice (softmax_slice.cl) */
   KERNEL_SLICE_GRAD,
+  KERNEL_LINEAR_LOGITS, /* linear_products.cl */
+  KERNEL_LINEAR_DHIDDEN,
+  KERNEL_LINEAR_DWEIGHT,
+  KERNEL_LINEAR_NARROW,
+  KERNEL_LINEAR_PACK,
   KERNEL_TYPED_COUNT,
   KERNEL_ROW_INFORMATION = KERNEL_TYPED_COUNT,
   KERNEL_REDUCE_SUM,
   KERNEL_COLUMN_SUM,
   KERNEL_LABEL_STATS,
   KERNEL_CHUNK_SUM,
+  KERNEL_LINEAR_STATS, /* linear_xent.cl */
+  KERNEL_LINEAR_GRAD,
+  KERNEL_LINEAR_DBIAS,
   KERNEL_COUNT
 } clxent_kernel_id;
 
@@ -93,6 +103,14 @@ enum clxent_slot {
   SLOT_ROW_SCALE,    /* NONE with opts->grad_output: the batch's per-row upstream gradients
                         (softmax), or a block's per-value ones (binary, pipelined) */
   SLOT_ARGMAX,       /* the batch's per-row argmax (int32) */
+  SLOT_LINEAR_Z,     /* linear_xent: one rows × classes block of logits, then of their gradient */
+  SLOT_LINEAR_STATE, /* linear_xent: the running softmax state of one chunk of rows */
+  SLOT_LINEAR_GH,    /* linear_xent, 16-bit: float32 accumulators of a row chunk's grad_hidden, */
+  SLOT_LINEAR_GW,    /* of grad_weight, */
+  SLOT_LINEAR_GB,    /* of grad_bias */
+  SLOT_LINEAR_LSE,   /* linear_xent: the rows' log-sum-exp (ex->lse) */
+  SLOT_LINEAR_PACK_W, /* linear_xent: a class block of the weight, packed (linear_pack) */
+  SLOT_LINEAR_PACK_H, /* linear_xent: a row block of hidden, packed */
   SLOT_COUNT
 };
 
@@ -112,6 +130,8 @@ typedef struct clxent_settings {
   uint64_t block_bytes;    /* 0 = from the device's memory */
   clxent_switch zero_copy;
   clxent_switch own_math;  /* AUTO = the tuning table's */
+  size_t linear_rows;      /* linear_xent's block of logits; 0 = the tuning table's */
+  size_t linear_classes;
   double split[CLXENT_MAX_MEMBERS];
   size_t split_count;      /* 0 = measured shares */
   const char *split_from;  /* where the split came from, for messages */
@@ -158,6 +178,8 @@ struct clxent_ctx {
   cl_ulong block_bytes;    /* largest block buffer the streaming loop uses */
   int zero_copy;           /* the device uses host memory in place: wrap the caller's arrays */
   int own_math;            /* kernels built with CLXENT_OWN_MATH=1: clxent's e^x, not the device's */
+  size_t linear_rows;      /* linear_xent: rows and classes per block of logits (tuning table) */
+  size_t linear_classes;
   int program_from_cache;  /* the program binary came from the on-disk cache */
 
   /* the pipelined host path (pipeline.c): transfer queues beside `queue`, pinned staging for two
@@ -269,6 +291,8 @@ typedef struct clxent_tuning_entry {
   size_t group_size;       /* a power of two; lowered to the device's limit */
   size_t row_threads;      /* group variant: work-items per row, a power of two; 0 = from c per call */
   int own_math;            /* 1: clxent's own e^x and tanh; 0: the device's */
+  size_t linear_rows;      /* linear_xent: rows × classes of one block of logits (its scratch) */
+  size_t linear_classes;
 } clxent_tuning_entry;
 /* The table's entry for a device: of those whose type, vendor and name match, the most specific
  * (name and vendor, then vendor, then the type alone); NULL vendor or name reads as "". Never NULL. */
@@ -386,6 +410,28 @@ clxent_status clxent_launch_slice_grad(clxent_ctx *ctx, clxent_dtype dtype, size
                                        const clxent_params *p, cl_mem lse, cl_mem wy, cl_mem row_scale, cl_mem grad);
 clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_mem labels, cl_mem weight,
                                         cl_int ignore_index, int mean, cl_mem scales, cl_mem bad_labels);
+
+/* linear_xent.cl's kernels, one launch each (launch.c); offsets and sizes in floats. */
+typedef struct clxent_linear_launch {
+  clxent_dtype dtype;            /* of hidden, weight, bias */
+  size_t rows, classes, v, d;    /* the block R × V; the call's classes v and hidden size d */
+  size_t first_row, first_class; /* the block's place in the batch and the vocabulary */
+  size_t gh_row;                 /* the row of gh that is the block's first (first_row, or 0 in scratch) */
+  cl_mem hidden, weight, bias, labels, class_weight, z, state, row_loss, row_lse, gh, gw, gb; /* gradients float32 */
+  cl_mem dev_scales; /* device-resident calls: label_stats's scales, or NULL */
+  cl_mem wp, hp;     /* the packed weight (class block) and hidden (row block) of the products */
+  cl_int ignore_index;
+  clxent_params params;
+  cl_int first, last;
+} clxent_linear_launch;
+enum clxent_linear_step { LINEAR_LOGITS, LINEAR_STATS, LINEAR_GRAD, LINEAR_DHIDDEN, LINEAR_DWEIGHT, LINEAR_DBIAS,
+                          LINEAR_PACK_W, LINEAR_PACK_H };
+/* floats of a block of `rows` rows of d packed by linear_pack (panels of 2·VEC columns) */
+size_t clxent_linear_packed(const clxent_ctx *ctx, size_t rows, size_t d);
+clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l);
+/* out[offset + e] = x[e] for e < count in dtype (linear_narrow). */
+clxent_status clxent_launch_linear_narrow(clxent_ctx *ctx, clxent_dtype dtype, size_t count, cl_mem x, cl_mem out,
+                                          size_t offset);
 
 /* stream.c: runs the plan over the batch on one device, in blocks; the partial results stay on
  * the device in *res. Returns with the queues drained, on every path. */

@@ -217,3 +217,97 @@ clxent_status clxent_launch_slice_grad(clxent_ctx *ctx, clxent_dtype dtype, size
   return enqueue(ctx, ctx->kernels[KERNEL_SLICE_GRAD][dtype], "softmax_slice_grad", args, COUNT(args), 1, &global,
                  &local);
 }
+
+/* linear_xent.cl's kernels over one block of rows × classes. The 2-D logits and gradient
+ * products are launched in groups of 64 tiles, so that a group's tiles share the rows of h and w
+ * they read while those are in the cache: 16 × 4 for the logits, 4 × 16 for the products (best of
+ * 8×8, 16×4, 4×16, 64×1, 1×64 on PoCL, docs/PERFORMANCE.md). */
+#define LINEAR_TR 4 /* the register tiles of kernels/linear_xent.cl: rows × classes of logits, */
+#define LINEAR_TC 2
+#define LINEAR_HR 4 /* rows (grad_hidden) or classes (grad_weight) × vectors of k */
+#define LINEAR_HK 2
+#define LINEAR_WC 4
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+size_t clxent_linear_packed(const clxent_ctx *ctx, size_t rows, size_t d) {
+  return rows * round_up(d, LINEAR_HK * ctx->vector_width);
+}
+
+clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l) {
+  const cl_ulong R = l->rows, V = l->classes, v = l->v, d = l->d, first_row = l->first_row, j0 = l->first_class;
+  const cl_ulong h_off = l->first_row * l->d, w_off = l->first_class * l->d, ldz = l->classes;
+  const cl_ulong gh_off = l->gh_row * l->d;
+  const clxent_dtype t = l->dtype;
+  const size_t vec = ctx->vector_width;
+  size_t global[2], local[2] = {4, 16};
+  switch (step) {
+    case LINEAR_LOGITS: {
+      const cl_ulong b_off = l->first_class;
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->hidden), ARG(h_off), ARG_MEM(l->weight), ARG(w_off),
+                          ARG_MEM(l->bias), ARG(b_off), ARG_MEM(l->z), ARG(ldz)};
+      local[0] = 16, local[1] = 4;
+      global[0] = round_up((l->classes + LINEAR_TC - 1) / LINEAR_TC, local[0]);
+      global[1] = round_up((l->rows + LINEAR_TR - 1) / LINEAR_TR, local[1]);
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_LOGITS][t], "linear_logits", args, COUNT(args), 2, global, local);
+    }
+    case LINEAR_STATS: {
+      const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(ldz),
+                          ARG_MEM(l->labels), ARG_MEM(l->class_weight), ARG(l->ignore_index), ARG(l->params),
+                          ARG_MEM(l->dev_scales), ARG_MEM(l->state), ARG(l->first), ARG(l->last),
+                          ARG_MEM(l->row_loss), ARG_MEM(l->row_lse)};
+      size_t g = l->rows, lg = item_group(ctx, l->rows, ctx->group_size);
+      g = round_up(g, lg);
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_STATS][0], "linear_stats", args, COUNT(args), 1, &g, &lg);
+    }
+    case LINEAR_GRAD: {
+      const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(ldz),
+                          ARG_MEM(l->labels), ARG_MEM(l->class_weight), ARG(l->ignore_index), ARG(l->params),
+                          ARG_MEM(l->dev_scales), ARG_MEM(l->state)};
+      global[0] = round_up((l->classes + vec - 1) / vec, local[0]);
+      global[1] = round_up(l->rows, local[1]);
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_GRAD][0], "linear_grad", args, COUNT(args), 2, global, local);
+    }
+    case LINEAR_PACK_W:
+    case LINEAR_PACK_H: { /* the class block of the weight, or the row block of hidden */
+      const int w = step == LINEAR_PACK_W;
+      const cl_ulong T = w ? V : R, dp = clxent_linear_packed(ctx, 1, l->d), off = w ? w_off : h_off;
+      const arg args[] = {ARG(T), ARG(d), ARG(dp), w ? ARG_MEM(l->weight) : ARG_MEM(l->hidden), ARG(off),
+                          w ? ARG_MEM(l->wp) : ARG_MEM(l->hp)};
+      local[0] = 4, local[1] = 16;
+      global[0] = round_up((size_t)dp / (LINEAR_HK * vec), local[0]), global[1] = round_up((size_t)T, local[1]);
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_PACK][t], "linear_pack", args, COUNT(args), 2, global, local);
+    }
+    case LINEAR_DHIDDEN: {
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->wp), ARG_MEM(l->gh),
+                          ARG(gh_off), ARG(l->first)};
+      global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
+      global[1] = round_up((l->rows + LINEAR_HR - 1) / LINEAR_HR, local[1]);
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DHIDDEN][t], "linear_dhidden", args, COUNT(args), 2, global,
+                     local);
+    }
+    case LINEAR_DWEIGHT: {
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->hp), ARG_MEM(l->gw),
+                          ARG(w_off), ARG(l->first)};
+      global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
+      global[1] = round_up((l->classes + LINEAR_WC - 1) / LINEAR_WC, local[1]);
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DWEIGHT][t], "linear_dweight", args, COUNT(args), 2, global,
+                     local);
+    }
+    default: { /* LINEAR_DBIAS */
+      const cl_ulong gb_off = l->first_class;
+      const arg args[] = {ARG(R), ARG(V), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->gb), ARG(gb_off), ARG(l->first)};
+      size_t g = l->classes, lg = item_group(ctx, l->classes, ctx->group_size);
+      g = round_up(g, lg);
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DBIAS][0], "linear_dbias", args, COUNT(args), 1, &g, &lg);
+    }
+  }
+}
+
+clxent_status clxent_launch_linear_narrow(clxent_ctx *ctx, clxent_dtype dtype, size_t count, cl_mem x, cl_mem out,
+                                          size_t offset) {
+  const cl_ulong count_arg = count, off = offset;
+  const arg args[] = {ARG(count_arg), ARG_MEM(x), ARG_MEM(out), ARG(off)};
+  size_t local = ctx->group_size, global = round_up(count, local);
+  return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_NARROW][dtype], "linear_narrow", args, COUNT(args), 1, &global,
+                 &local);
+}

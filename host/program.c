@@ -16,7 +16,11 @@ static const char *const kernel_names[KERNEL_COUNT] = {
     [KERNEL_SOFTMAX_STRIDED] = "softmax_xent_strided", [KERNEL_COLUMN_PARTIAL_STRIDED] = "column_partial_strided",  [KERNEL_ROW_INFORMATION] = "row_information",
     [KERNEL_REDUCE_SUM] = "reduce_sum",          [KERNEL_COLUMN_SUM] = "column_sum",
     [KERNEL_LABEL_STATS] = "label_stats",        [KERNEL_CHUNK_SUM] = "chunk_sum",
-    [KERNEL_SLICE_STATS] = "softmax_slice_stats", [KERNEL_SLICE_GRAD] = "softmax_slice_grad"};
+    [KERNEL_SLICE_STATS] = "softmax_slice_stats", [KERNEL_SLICE_GRAD] = "softmax_slice_grad",
+    [KERNEL_LINEAR_LOGITS] = "linear_logits",    [KERNEL_LINEAR_STATS] = "linear_stats",
+    [KERNEL_LINEAR_GRAD] = "linear_grad",        [KERNEL_LINEAR_DHIDDEN] = "linear_dhidden",
+    [KERNEL_LINEAR_DWEIGHT] = "linear_dweight",  [KERNEL_LINEAR_DBIAS] = "linear_dbias",
+    [KERNEL_LINEAR_NARROW] = "linear_narrow",   [KERNEL_LINEAR_PACK] = "linear_pack"};
 static const char *const storage_suffixes[CLXENT_STORAGE_COUNT] = {"_f32", "_f16", "_bf16"};
 static const char *const storage_lines[CLXENT_STORAGE_COUNT] = {
     "#undef CLXENT_STORAGE\n#define CLXENT_STORAGE CLXENT_STORAGE_F32\n",

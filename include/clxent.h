@@ -457,6 +457,63 @@ CLXENT_API clxent_status clxent_sigmoid_xent_ex(clxent_ctx *ctx, size_t n, size_
 CLXENT_API clxent_status clxent_bce_ex(clxent_ctx *ctx, size_t n, size_t c, const void *probs,
                                        const void *targets, const clxent_opts *opts, const clxent_ex *ex,
                                        float *loss, void *grad);
+/**
+ * @brief Fused linear layer + softmax cross-entropy: the loss of a language-model head and the
+ * gradients of its inputs, without the logits ever stored whole (since 1.1).
+ *
+ * z = hidden · weightᵀ + bias (z_ij = Σ_k hidden_ik weight_jk + bias_j) and then exactly the loss
+ * of clxent_softmax_xent() on z, with every option of it: reductions, ignore_index, class_weight,
+ * label_smoothing, z_loss, softcap (same validation, same messages). The gradients are
+ * grad_hidden = G · weight, grad_weight = Gᵀ · hidden, grad_bias = Σ_i G_i with G = dJ/dz.
+ * The logits are computed block by block (rows × classes, the block's shape from the tuning table)
+ * and the block is computed again for the gradients. Extra device memory beyond the inputs and
+ * outputs, in floats: R·V (one block of logits; CPUs: 256 × 512, GPUs: 1024 × 4096), 8·R, n (the
+ * per-row losses), and for the gradient products the block's weight rows and hidden rows packed,
+ * V·d' with grad_hidden and R·d' with grad_weight (d' = d rounded up to 16 on CPUs, 8 on GPUs) —
+ * never n·v: at n = 2048, d = 1024, v = 32000 on a CPU, 3.5 MiB, 1.4% of the 262 MB of logits.
+ * (On devices with memory of their own the inputs and outputs are copied to device buffers of
+ * their size.)
+ * Deterministic: every gradient element is the sum of its terms in increasing class (grad_hidden)
+ * or row (grad_weight, grad_bias) order, without atomics, whatever the block shape; repeated calls
+ * give the same bits. No BLAS: the matrix products are clxent's own kernels.
+ * opts->grad_output and opts->mean_denominator are not implemented for it yet (rejected).
+ * @param ctx          the context (one device).
+ * @param n, d, v      rows, hidden size, classes; v ≤ INT32_MAX.
+ * @param hidden       [n][d] float.
+ * @param weight       [v][d] float: row j is class j's vector (PyTorch's nn.Linear weight).
+ * @param bias         [v] float, or NULL (no bias).
+ * @param labels       [n], each in [0, v) or opts->ignore_index.
+ * @param opts         NULL = CLXENT_OPTS_INIT.
+ * @param loss         MEAN, SUM: 1 value; NONE: n values; or NULL.
+ * @param grad_hidden  [n][d], or NULL (not wanted).
+ * @param grad_weight  [v][d], or NULL.
+ * @param grad_bias    [v], or NULL (bias may be NULL: the gradient of a zero bias).
+ * @return a status of @ref losses; loss and the three gradients all NULL is
+ *   CLXENT_ERR_INVALID_ARG; no output may overlap an input or another output.
+ */
+CLXENT_API clxent_status clxent_linear_xent(clxent_ctx *ctx, size_t n, size_t d, size_t v, const float *hidden,
+                                            const float *weight, const float *bias, const int32_t *labels,
+                                            const clxent_opts *opts, float *loss, float *grad_hidden,
+                                            float *grad_weight, float *grad_bias);
+/**
+ * @brief clxent_linear_xent() on arrays of ex->dtype, with the rows' log-sum-exp (since 1.1).
+ *
+ * hidden, weight, bias and the three gradients in ex->dtype (uint16_t for the 16-bit types); every
+ * product and sum in float32; 16-bit gradients are accumulated in float32 and rounded once. That
+ * needs float32 accumulators beyond the block's scratch: R·d floats for grad_hidden and v·d for
+ * grad_weight (the float32 gradient's size), v for grad_bias. ex->lse (n floats) receives each
+ * row's log-sum-exp (after softcap), ignored rows included. ex->bias_grad does not apply (it is
+ * grad_bias).
+ * @param ctx, n, d, v, labels, opts, loss  as for clxent_linear_xent().
+ * @param hidden, weight, bias  n×d, v×d, v values of ex->dtype (bias may be NULL).
+ * @param ex           NULL = CLXENT_EX_INIT.
+ * @param grad_hidden, grad_weight, grad_bias  n×d, v×d, v values of ex->dtype, or NULL.
+ * @return as clxent_linear_xent(); also CLXENT_ERR_INVALID_ARG for an unknown ex->dtype.
+ */
+CLXENT_API clxent_status clxent_linear_xent_ex(clxent_ctx *ctx, size_t n, size_t d, size_t v, const void *hidden,
+                                               const void *weight, const void *bias, const int32_t *labels,
+                                               const clxent_opts *opts, const clxent_ex *ex, float *loss,
+                                               void *grad_hidden, void *grad_weight, void *grad_bias);
 /** @} */
 
 /**
@@ -516,10 +573,14 @@ typedef struct clxent_tuning {
                                  OFF: the device's exp and tanh, a hardware instruction on GPUs
                                  ($CLXENT_OWN_MATH=1|0; default from the tuning table: CPUs on,
                                  GPUs off) */
+  size_t linear_rows;       /**< clxent_linear_xent: rows per block of logits ($CLXENT_LINEAR_ROWS,
+                                 1..65536); 0 = the tuning table's */
+  size_t linear_classes;    /**< clxent_linear_xent: classes per block of logits
+                                 ($CLXENT_LINEAR_CLASSES, 1..2^24); 0 = the tuning table's */
 } clxent_tuning;
 
 /** Initializer of a clxent_tuning: everything from the environment or the tuning table. */
-#define CLXENT_TUNING_INIT {sizeof(clxent_tuning), CLXENT_VARIANT_AUTO, 0, 0, 0, 0, CLXENT_AUTO, NULL, 0, NULL, CLXENT_AUTO}
+#define CLXENT_TUNING_INIT {sizeof(clxent_tuning), CLXENT_VARIANT_AUTO, 0, 0, 0, 0, CLXENT_AUTO, NULL, 0, NULL, CLXENT_AUTO, 0, 0}
 
 /** What a context settled on (experimental), from clxent_get_info(). */
 typedef struct clxent_info {
@@ -535,10 +596,12 @@ typedef struct clxent_info {
   uint64_t max_alloc;          /**< largest device buffer (after any cap) */
   uint64_t global_mem;         /**< CL_DEVICE_GLOBAL_MEM_SIZE */
   int own_math;                /**< 1: the kernels use clxent's own e^x and tanh; 0: the device's */
+  size_t linear_rows;          /**< clxent_linear_xent's block of logits: rows ... */
+  size_t linear_classes;       /**< ... × classes (its scratch: rows·classes floats) */
 } clxent_info;
 
 /** Initializer of a clxent_info before clxent_get_info() fills it. */
-#define CLXENT_INFO_INIT {sizeof(clxent_info), 0, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define CLXENT_INFO_INIT {sizeof(clxent_info), 0, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /**
  * @brief Describes what device k of ctx settled on (experimental).

@@ -175,6 +175,29 @@ CLXENT_API clxent_status clxent_sigmoid_xent_mem(clxent_ctx *ctx, size_t n, size
 CLXENT_API clxent_status clxent_bce_mem(clxent_ctx *ctx, size_t n, size_t c, cl_mem probs, cl_mem targets,
                                         const clxent_opts *opts, const clxent_mem_ex *ex, cl_mem loss, cl_mem grad,
                                         cl_uint num_wait, const cl_event *wait, cl_event *done);
+/**
+ * @brief clxent_linear_xent_ex() on device buffers (since 1.1).
+ * hidden [n][d], weight [v][d], bias [v] (or NULL) and the gradients in ex->dtype; labels n cl_int
+ * (one outside [0, v) that is not ignore_index makes its row's loss, lse and gradients NaN and is
+ * counted in ex->bad_labels); ex->lse n floats or NULL; ex->bias_grad does not apply (it is
+ * grad_bias). Scratch as in clxent_linear_xent_ex(), from the context's buffers.
+ * @param ctx       a one-device context.
+ * @param n, d, v   rows, hidden size, classes.
+ * @param hidden, weight, bias, labels  the inputs (bias may be NULL).
+ * @param opts      NULL = CLXENT_OPTS_INIT; its weights are copied at once.
+ * @param ex        NULL = CLXENT_MEM_EX_INIT.
+ * @param loss      1 float (MEAN, SUM) or n (NONE), or NULL.
+ * @param grad_hidden, grad_weight, grad_bias  n×d, v×d, v values of ex->dtype, or NULL.
+ * @param num_wait  how many events in wait.
+ * @param wait      events every command waits for (NULL with num_wait 0).
+ * @param done      receives an event for the call's completion (the caller releases it), or NULL.
+ * @return a status of @ref mem_losses.
+ */
+CLXENT_API clxent_status clxent_linear_xent_mem(clxent_ctx *ctx, size_t n, size_t d, size_t v, cl_mem hidden,
+                                                cl_mem weight, cl_mem bias, cl_mem labels, const clxent_opts *opts,
+                                                const clxent_mem_ex *ex, cl_mem loss, cl_mem grad_hidden,
+                                                cl_mem grad_weight, cl_mem grad_bias, cl_uint num_wait,
+                                                const cl_event *wait, cl_event *done);
 /** @} */
 
 #ifdef __cplusplus

@@ -69,6 +69,14 @@
 #undef softmax_xent_strided
 #undef softmax_slice_stats
 #undef softmax_slice_grad
+#undef linear_logits
+#undef linear_dhidden
+#undef linear_dweight
+#undef linear_narrow
+#undef lin_product
+#undef linear_pack
+#undef lin_load_part
+#undef lin_store_part
 #define CLXENT_TYPED(name) CLXENT_CAT(name, CLXENT_SUFFIX)
 #define row_max CLXENT_TYPED(row_max)
 #define row_exp_sum_cached CLXENT_TYPED(row_exp_sum_cached)
@@ -91,6 +99,14 @@
 #define softmax_xent_strided CLXENT_TYPED(softmax_xent_strided)
 #define softmax_slice_stats CLXENT_TYPED(softmax_slice_stats)
 #define softmax_slice_grad CLXENT_TYPED(softmax_slice_grad)
+#define linear_logits CLXENT_TYPED(linear_logits)
+#define linear_dhidden CLXENT_TYPED(linear_dhidden)
+#define linear_dweight CLXENT_TYPED(linear_dweight)
+#define linear_narrow CLXENT_TYPED(linear_narrow)
+#define lin_product CLXENT_TYPED(lin_product)
+#define linear_pack CLXENT_TYPED(linear_pack)
+#define lin_load_part CLXENT_TYPED(lin_load_part)
+#define lin_store_part CLXENT_TYPED(lin_store_part)
 
 /* max_j z_j over a row (one-item-per-row variant): compare-select, one maxps per vector; a NaN is
  * skipped here and reaches the loss through the sum of exponentials instead. */

@@ -127,7 +127,9 @@ static void test_table_entries(void **state) {
     if (e->type == 0 || (e->variant != CLXENT_VARIANT_ITEM && e->variant != CLXENT_VARIANT_GROUP) ||
         (e->vector_width != 4 && e->vector_width != 8 && e->vector_width != 16) || !is_pow2(e->group_size) ||
         e->group_size > ((size_t)1 << 20) || (e->row_threads && (!is_pow2(e->row_threads) || e->row_threads > e->group_size)) ||
-        (e->own_math != 0 && e->own_math != 1) || !well_formed(e->vendor) || !well_formed(e->name))
+        (e->own_math != 0 && e->own_math != 1) || !well_formed(e->vendor) || !well_formed(e->name) ||
+        e->linear_rows == 0 || e->linear_classes == 0 || e->linear_rows > ((size_t)1 << 16) ||
+        e->linear_classes > ((size_t)1 << 20))
       fail_msg("table entry %zu (vendor %s, name %s) is not a shape the library accepts", k,
                e->vendor ? e->vendor : "any", e->name ? e->name : "any");
     expect_reachable(e, k);

@@ -28,7 +28,7 @@ import numpy as np
 from ._pool import GradientPool, PoolInfo
 
 __all__ = ["Context", "Error", "InvalidArgument", "InvalidType", "LabelRange", "NoDevice", "BuildError",
-           "OutOfMemory", "OpenCLError", "Result", "PoolInfo", "gradient_pool", "version", "STATUS_NAMES"]
+           "OutOfMemory", "OpenCLError", "Result", "LinearResult", "PoolInfo", "gradient_pool", "version", "STATUS_NAMES"]
 
 STATUS_NAMES = ["OK", "INVALID_ARG", "LABEL_RANGE", "NO_DEVICE", "BUILD", "OUT_OF_MEMORY", "OPENCL"]
 _REDUCTIONS = {"mean": 0, "sum": 1, "none": 2}
@@ -138,6 +138,9 @@ _SIGNATURES = {
     "clxent_sigmoid_xent_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P], ctypes.c_int),
     "clxent_bce_ex": ([_P, _S, _S, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P], ctypes.c_int),
     "clxent_entropy": ([_P, _S, _S, _P, _P], ctypes.c_int),
+    "clxent_linear_xent": ([_P, _S, _S, _S, _P, _P, _P, _P, ctypes.POINTER(_Opts), _P, _P, _P, _P], ctypes.c_int),
+    "clxent_linear_xent_ex": ([_P, _S, _S, _S, _P, _P, _P, _P, ctypes.POINTER(_Opts), ctypes.POINTER(_Ex), _P, _P, _P,
+                               _P], ctypes.c_int),
     "clxent_cross_entropy": ([_P, _S, _S, _P, _P, _P], ctypes.c_int),
     "clxent_kl_div": ([_P, _S, _S, _P, _P, _P], ctypes.c_int),
 }
@@ -250,6 +253,9 @@ def _labels(labels, n, c):
         y = y.astype(np.int32)
     return np.require(y, np.int32, ["C_CONTIGUOUS", "ALIGNED"])
 
+
+LinearResult = namedtuple("LinearResult", ["loss", "grad_hidden", "grad_weight", "grad_bias", "lse"])
+LinearResult.__doc__ = """loss: a float (mean, sum) or an array (none); the gradients and lse: arrays or None."""
 
 class Result(namedtuple("Result", ["loss", "grad", "lse", "bias_grad"])):
     """loss: a float (mean, sum) or an array (none); grad, lse, bias_grad: arrays or None. Two more
@@ -664,6 +670,49 @@ class Context:
                      _denominator(mean_denominator, code))
         return self._run(_lib.clxent_softmax_xent_ex, n, c, x, y, opts, code, grad, in_place, lse, bias_grad,
                          dtype, rows, out, logits, inner, rows_shape, bool(argmax), True)
+
+    def linear_xent(self, hidden, weight, labels, bias=None, *, reduction="mean", ignore_index=-100,
+                    class_weight=None, label_smoothing=0.0, z_loss=0.0, softcap=0.0, grad_hidden=True,
+                    grad_weight=True, grad_bias=None, lse=False, dtype=None):
+        """A linear layer fused with the softmax cross-entropy (a language model's head), never storing
+        the logits: z = hidden @ weight.T + bias, then softmax_xent(z, labels, ...) with every option.
+
+        hidden [n, d], weight [v, d] (row j: class j, as torch.nn.Linear's), bias [v] or None: float32,
+        float16, or uint16 bfloat16 bits with dtype="bfloat16" (all three of one type; sums in
+        float32); labels [n] ints in [0, v) or ignore_index. grad_hidden, grad_weight, grad_bias:
+        whether to return dJ/dhidden [n, d], dJ/dweight [v, d], dJ/dbias [v] in the inputs' type
+        (grad_bias defaults to True when a bias is given); lse=True also returns each row's
+        log-sum-exp (float32). Returns LinearResult(loss, grad_hidden, grad_weight, grad_bias, lse)."""
+        storage = self._storage(hidden, dtype)
+        bits = dtype is not None
+        h = self._matrix(hidden, "hidden", storage, bits)
+        w = self._matrix(weight, "weight", storage, bits)
+        n, d = h.shape
+        v = w.shape[0]
+        if w.shape[1] != d:
+            raise _invalid(f"weight: expected [v, {d}] to match hidden's {d} columns, got shape {w.shape}")
+        b = None
+        if bias is not None:
+            b = self._matrix(bias, "bias", storage, bits).reshape(-1)
+            if b.shape != (v,):
+                raise _invalid(f"bias: expected {v} values, got shape {np.shape(bias)}")
+        if grad_bias is None:
+            grad_bias = bias is not None
+        y = _labels(labels, n, v)
+        code = _reduction(reduction)
+        ignore_index = _int32(ignore_index, "ignore_index")
+        cw = None if class_weight is None else self._weights(class_weight, v, "class_weight")
+        opts = _opts(code, ignore_index, cw, label_smoothing, z_loss, softcap, None)
+        gh = np.empty((n, d), h.dtype) if grad_hidden else None
+        gw = np.empty((v, d), h.dtype) if grad_weight else None
+        gb = np.empty(v, h.dtype) if grad_bias else None
+        lse_out = np.empty(n, np.float32) if lse else None
+        loss = np.empty(n if code == 2 else 1, np.float32)
+        ex = _Ex(_DTYPES[storage], _ptr(lse_out), None)
+        st = _lib.clxent_linear_xent_ex(self._ctx, n, d, v, h.ctypes.data, w.ctypes.data, _ptr(b), y.ctypes.data,
+                                        opts, ex, loss.ctypes.data, _ptr(gh), _ptr(gw), _ptr(gb))
+        self._check(st)
+        return _result(LinearResult, (loss if code == 2 else float(loss[0]), gh, gw, gb, lse_out))
 
     def softmax_xent_soft(self, logits, targets, *, reduction="mean", class_weight=None, label_smoothing=0.0,
                           z_loss=0.0, softcap=0.0, grad=True, in_place=False, lse=False, bias_grad=False,
