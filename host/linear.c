@@ -148,6 +148,17 @@ done:
 
 static int overflows(size_t a, size_t b) { return b && a > SIZE_MAX / sizeof(float) / b; }
 
+/* The output checks both entries share: something to compute, and no ex->bias_grad (grad_bias is it). */
+static clxent_status check_outputs(clxent_ctx *ctx, int any_output, int bias_grad_set) {
+  if (!any_output)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "loss, grad_hidden, grad_weight, grad_bias and ex->lse are all NULL: nothing to compute");
+  if (bias_grad_set)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                       "ex->bias_grad does not apply to clxent_linear_xent: its grad_bias argument is the bias gradient");
+  return CLXENT_OK;
+}
+
 /* The checks of both entries before the arrays': context, shape, options. */
 static clxent_status check_common(clxent_ctx *ctx, size_t n, size_t d, size_t v, const clxent_opts *opts,
                                   clxent_opts *o) {
@@ -181,12 +192,7 @@ clxent_status clxent_linear_xent_ex(clxent_ctx *ctx, size_t n, size_t d, size_t 
   CHECK(clxent_check_ptr(ctx, labels, "labels"));
   CHECK(clxent_read_ex(ctx, ex, &x));
   CHECK(clxent_check_dtype(ctx, x.dtype));
-  if (!loss && !grad_hidden && !grad_weight && !grad_bias && !x.lse)
-    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
-                       "loss, grad_hidden, grad_weight, grad_bias and ex->lse are all NULL: nothing to compute");
-  if (x.bias_grad)
-    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
-                       "ex->bias_grad does not apply to clxent_linear_xent: its grad_bias argument is the bias gradient");
+  CHECK(check_outputs(ctx, loss || grad_hidden || grad_weight || grad_bias || x.lse, x.bias_grad != NULL));
   if (x.argmax || x.correct || x.inner > 1)
     return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
                        "ex->argmax, ex->correct and ex->inner are not implemented for clxent_linear_xent");
@@ -259,12 +265,7 @@ clxent_status clxent_linear_xent_mem(clxent_ctx *ctx, size_t n, size_t d, size_t
   clxent_mem_ex x = clxent_mem_ex_default();
   if (ex) CHECK(clxent_read_sized(ctx, "ex", ex, &x, sizeof x, mem_ex_fields, sizeof mem_ex_fields / sizeof(size_t)));
   CHECK(clxent_check_dtype(ctx, x.dtype));
-  if (!loss && !grad_hidden && !grad_weight && !grad_bias && !x.lse)
-    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
-                       "loss, grad_hidden, grad_weight, grad_bias and ex->lse are all NULL: nothing to compute");
-  if (x.bias_grad)
-    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
-                       "ex->bias_grad does not apply to clxent_linear_xent: its grad_bias argument is the bias gradient");
+  CHECK(check_outputs(ctx, loss || grad_hidden || grad_weight || grad_bias || x.lse, x.bias_grad != NULL));
   if (num_wait && !wait) return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "wait is NULL but num_wait = %u", num_wait);
   const size_t elem = clxent_dtype_size(x.dtype), hd = n * d * elem, wd = v * d * elem, vb = v * elem;
   clxent_region r[] = {{.name = "hidden", .mem = hidden, .bytes = hd},
