@@ -19,6 +19,17 @@ a stride); a non-contiguous input is copied into a contiguous one first. The gra
 straight into a new torch tensor.
 The loss has the input's dtype, as with torch (computed in float32 inside).
 
+linear_cross_entropy(input, weight, target, bias=None, ...) is F.cross_entropy(F.linear(input,
+weight, bias), target, weight=class_weight, ...) computed by Context.linear_xent, the fused linear
+layer + cross-entropy that never stores the (rows x classes) logits (a language model's head):
+input (N, d) or (B, T, d), weight (C, d), bias (C,) or None, target (N,) or (B, T) class indices.
+Its forward computes the loss and the gradients of input, weight and bias (those that require
+grad) in one call; backward multiplies them by grad_output (skipped when it is exactly 1).
+reduction="none" is forward-only: its per-row grad_output cannot be applied after the fact to
+weight's gradient (a sum over the rows), so it raises NotImplementedError when a gradient is
+wanted. LinearCrossEntropyLoss is the module, with Liger-Kernel's forward(lin_weight, _input,
+target, bias=None) argument order.
+
 Not differentiated (a clear error rather than a silently missing gradient): probability targets,
 class weights, pos_weight and the binary loss's weight that require grad; and double backward.
 Each thread uses its own clxent.Context, made on first use ($CLXENT_DEVICE or the default device);
@@ -36,8 +47,8 @@ from torch.nn import _reduction as _legacy
 
 from . import Context
 
-__all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "CrossEntropyLoss", "BCEWithLogitsLoss",
-           "get_context", "set_context"]
+__all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "linear_cross_entropy", "CrossEntropyLoss",
+           "BCEWithLogitsLoss", "LinearCrossEntropyLoss", "get_context", "set_context"]
 
 _local = threading.local()
 
@@ -373,6 +384,110 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return _apply(input, _binary_call(input, target, weight, reduction, pw, context), reduction)
 
 
+# ------------------------------------------------------------------- linear layer + cross-entropy
+
+def _from_array(a, dtype, shape):
+    """A tensor of dtype over the library's NumPy result (bfloat16: uint16 bits), reshaped."""
+    if dtype == torch.bfloat16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).reshape(shape)
+    return torch.from_numpy(a).reshape(shape)
+
+
+class _FusedLinear(torch.autograd.Function):
+    """loss = run(); the gradients of input, weight and bias (None where not wanted) come from the
+    same fused call and are saved; backward multiplies them by the scalar grad_output, or returns
+    them as they are when it is exactly 1 (as _Fused)."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, run):
+        loss, gh, gw, gb = run(True)
+        ctx.save_for_backward(gh, gw, gb)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        if torch.is_grad_enabled():
+            raise RuntimeError("clxent.torch: double backward (create_graph=True) is not supported: the gradient "
+                               "comes from the fused forward and is not differentiable; use torch.nn.functional "
+                               "for higher-order gradients")
+        grads = ctx.saved_tensors
+        if grad_output.item() != 1.0:
+            grads = [None if g is None else g * grad_output.to(g.dtype) for g in grads]
+        return grads[0], grads[1], grads[2], None
+
+
+def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                         *, class_weight=None, z_loss=0.0, softcap=0.0, context=None):
+    """F.cross_entropy(F.linear(input, weight, bias), target, weight=class_weight, ignore_index=...,
+    reduction=..., label_smoothing=...) computed by clxent's fused linear_xent, never storing the
+    logits. input: (N, d) or (B, T, d) (leading dimensions flattened; "none"'s loss gets them back);
+    weight: (C, d) (torch.nn.Linear's); bias: (C,) or None; all three CPU float32, float16 or
+    bfloat16 of one dtype. target: integer class indices of input.shape[:-1], in [0, C) or
+    ignore_index. class_weight, z_loss, softcap as cross_entropy's weight, z_loss, softcap.
+    Gradients of input, weight and bias (whichever require grad) are computed by the forward.
+    reduction="none" under a gradient raises NotImplementedError (use it under torch.no_grad())."""
+    reduction = _reduction(None, None, reduction)
+    _floating_input(input)
+    for t, name in ((weight, "weight"), (bias, "bias")):
+        if t is None and name == "bias":
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        _cpu(t, name)
+        if t.dtype != input.dtype:
+            raise TypeError(f"{name} is {t.dtype} but input is {input.dtype}: clxent's linear_cross_entropy takes "
+                            f"input, weight and bias of one dtype (as F.linear)")
+    if input.dim() < 2:
+        raise ValueError(f"linear_cross_entropy: input must be (N, d) or (B, T, d), got shape {tuple(input.shape)}")
+    d = input.shape[-1]
+    if weight.dim() != 2 or weight.shape[1] != d:
+        raise ValueError(f"weight: expected (C, {d}) for input of shape {tuple(input.shape)}, got "
+                         f"{tuple(weight.shape)}")
+    c = weight.shape[0]
+    if bias is not None and bias.shape != (c,):
+        raise ValueError(f"bias: expected shape ({c},), got {tuple(bias.shape)}")
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target: expected a torch.Tensor, got {type(target).__name__}")
+    _cpu(target, "target")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"target: class indices must be an integer tensor (got {target.dtype})")
+    if target.shape != input.shape[:-1]:
+        raise ValueError(f"target: expected class indices of shape {tuple(input.shape[:-1])} for input of shape "
+                         f"{tuple(input.shape)}, got {tuple(target.shape)}")
+    if not -2 ** 31 <= int(ignore_index) < 2 ** 31:
+        raise ValueError(f"ignore_index = {ignore_index} is outside int32, clxent's label type")
+    cw = _float32(class_weight, "class_weight", c)
+    wants = [torch.is_grad_enabled() and t is not None and t.requires_grad for t in (input, weight, bias)]
+    if reduction == "none" and any(wants):
+        raise NotImplementedError("linear_cross_entropy: reduction='none' has no gradient in clxent.torch: a "
+                                  "per-row grad_output cannot be applied after the fact to weight's gradient (a sum "
+                                  "over the rows). Use 'mean' or 'sum', or call it under torch.no_grad() (or on "
+                                  "tensors that do not require grad)")
+    shape, dtype = input.shape, input.dtype
+
+    def run(grad):
+        x = input.reshape(-1, d).contiguous()
+        n = x.shape[0]
+        gh, gw, gb = (w and grad for w in wants)
+        if n == 0:
+            return (_empty_loss(reduction, dtype, shape[:-1]), torch.zeros(shape, dtype=dtype) if gh else None,
+                    torch.zeros_like(weight) if gw else None, torch.zeros_like(bias) if gb else None)
+        ctx = context if context is not None else get_context()
+        r = ctx.linear_xent(_array(x), _array(weight.contiguous()),
+                            target.detach().reshape(-1).numpy(), None if bias is None else _array(bias.contiguous()),
+                            reduction=reduction, ignore_index=int(ignore_index), class_weight=cw,
+                            label_smoothing=float(label_smoothing), z_loss=float(z_loss), softcap=float(softcap),
+                            grad_hidden=gh, grad_weight=gw, grad_bias=gb, dtype=_storage(x))
+        loss = _loss_tensor(r.loss, dtype, shape[:-1] if reduction == "none" else None)
+        return (loss, None if r.grad_hidden is None else _from_array(r.grad_hidden, dtype, shape),
+                None if r.grad_weight is None else _from_array(r.grad_weight, dtype, weight.shape),
+                None if r.grad_bias is None else _from_array(r.grad_bias, dtype, (c,)))
+
+    if any(wants):
+        return _FusedLinear.apply(input, weight, bias, run)
+    return run(False)[0]
+
+
 # --------------------------------------------------------------------------------------- modules
 
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
@@ -407,3 +522,28 @@ class BCEWithLogitsLoss(torch.nn.BCEWithLogitsLoss):
     def forward(self, input, target):
         return binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
                                                 pos_weight=self.pos_weight, context=self.context)
+
+
+class LinearCrossEntropyLoss(torch.nn.Module):
+    """linear_cross_entropy as a module holding only options; the layer's weight and bias are the
+    forward's arguments, in Liger-Kernel's LigerFusedLinearCrossEntropyLoss order:
+    forward(lin_weight, _input, target, bias=None), lin_weight (C, d), _input (N, d) or (B, T, d).
+    z_loss is Liger's lse_square_scale; class_weight (a buffer) its ce_weight; softcap None or 0:
+    none."""
+
+    def __init__(self, ignore_index=-100, reduction="mean", label_smoothing=0.0, *, class_weight=None, z_loss=0.0,
+                 softcap=None, context=None):
+        super().__init__()
+        self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, float(label_smoothing)
+        self.z_loss, self.softcap, self.context = float(z_loss), float(softcap or 0.0), context
+        self.register_buffer("class_weight", None if class_weight is None else torch.as_tensor(class_weight))
+
+    def forward(self, lin_weight, _input, target, bias=None):
+        return linear_cross_entropy(_input, lin_weight, target, bias, ignore_index=self.ignore_index,
+                                    reduction=self.reduction, label_smoothing=self.label_smoothing,
+                                    class_weight=self.class_weight, z_loss=self.z_loss, softcap=self.softcap,
+                                    context=self.context)
+
+    def extra_repr(self):
+        return (f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
+                f"label_smoothing={self.label_smoothing}, z_loss={self.z_loss}, softcap={self.softcap}")

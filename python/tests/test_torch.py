@@ -528,3 +528,156 @@ def test_training_follows_torch():
     mine, theirs = np.array(curves)
     assert theirs[-1] < 0.7 * theirs[0]  # it did learn
     np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=0)
+
+
+# ------------------------------------------------------------------------ linear + cross-entropy
+
+def linear_problem(shape=(12,), d=7, c=9, seed=0, bias=True, ignore=False):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, d, generator=g)
+    w = torch.randn(c, d, generator=g) * 0.7
+    b = torch.randn(c, generator=g) if bias else None
+    y = torch.randint(0, c, shape, generator=g)
+    if ignore:
+        y.view(-1)[::3] = -100
+    return x, w, b, y
+
+
+def linear_reference(x, w, b, y, reduction="mean", class_weight=None, ignore_index=-100, label_smoothing=0.0,
+                     z_loss=0.0, softcap=0.0):
+    z = F.linear(x, w, b)
+    return reference_ce(z.reshape(-1, w.shape[0]), y.reshape(-1), weight=class_weight, ignore_index=ignore_index,
+                        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
+
+
+def linear_both(x, w, b, y, scale=1.0, **kw):
+    """Loss and the three gradients from clxent and from F.linear + the reference (autograd)."""
+    out = []
+    for fn in (lambda xs, ws, bs: ct.linear_cross_entropy(xs, ws, y, bs, **kw),
+               lambda xs, ws, bs: linear_reference(xs, ws, bs, y, **kw)):
+        xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+        bs = None if b is None else b.clone().requires_grad_()
+        loss = fn(xs, ws, bs)
+        (loss * scale if scale != 1.0 else loss).backward()
+        out.append((loss, xs.grad, ws.grad, None if bs is None else bs.grad))
+    return out
+
+
+LINEAR_OPTIONS = {
+    "plain": {},
+    "ignore": dict(ignore=True),
+    "ignore_index_is_a_class": dict(ignore=True, ignore_index=2),
+    "smoothing": dict(label_smoothing=0.1),
+    "class_weight": dict(class_weight=torch.rand(9, generator=torch.Generator().manual_seed(5)) + 0.5, ignore=True),
+    "weight_smoothing": dict(class_weight=torch.rand(9, generator=torch.Generator().manual_seed(6)) + 0.5,
+                             label_smoothing=0.2, ignore=True),
+    "z_loss": dict(z_loss=1e-2, ignore=True),
+    "softcap": dict(softcap=3.0),
+    "no_bias": dict(bias=False),
+    "batch_time": dict(shape=(3, 5), ignore=True, label_smoothing=0.05),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("name", sorted(LINEAR_OPTIONS))
+def test_linear_cross_entropy(name, reduction):
+    kw = dict(LINEAR_OPTIONS[name])
+    prob = dict(shape=kw.pop("shape", (12,)), bias=kw.pop("bias", True), ignore=kw.pop("ignore", False))
+    x, w, b, y = linear_problem(**prob)
+    if kw.get("ignore_index") is not None:
+        y[y == -100] = kw["ignore_index"]
+    (lc, *gc), (lr, *gr) = linear_both(x, w, b, y, reduction=reduction, **kw)
+    close(lc, lr)
+    for got, want in zip(gc, gr):
+        assert (got is None) == (want is None)
+        if got is not None:
+            close(got, want)
+
+
+def test_linear_cross_entropy_grad_output_and_partial_grads():
+    x, w, b, y = linear_problem(ignore=True)
+    (lc, *gc), (lr, *gr) = linear_both(x, w, b, y, scale=3.0, label_smoothing=0.1)
+    close(lc, lr)
+    for got, want in zip(gc, gr):
+        close(got, want)
+    # only the weight requires grad: the others get none, and are not computed
+    ws = w.clone().requires_grad_()
+    ct.linear_cross_entropy(x, ws, y, b).backward()
+    wr = w.clone().requires_grad_()
+    linear_reference(x, wr, b, y).backward()
+    close(ws.grad, wr.grad)
+
+
+def test_linear_cross_entropy_none():
+    x, w, b, y = linear_problem(shape=(3, 4), ignore=True)
+    with torch.no_grad():
+        got = ct.linear_cross_entropy(x, w, y, b, reduction="none")
+    assert got.shape == (3, 4)
+    close(got, linear_reference(x, w, b, y, reduction="none").reshape(3, 4))
+    got = ct.linear_cross_entropy(x, w, y, b, reduction="none")  # nothing requires grad
+    close(got, linear_reference(x, w, b, y, reduction="none").reshape(3, 4))
+    with pytest.raises(NotImplementedError, match="reduction='none' has no gradient"):
+        ct.linear_cross_entropy(x, w.requires_grad_(), y, b, reduction="none")
+
+
+def test_linear_cross_entropy_16_bit_and_refusals():
+    x, w, b, y = linear_problem()
+    for dtype in (torch.float16, torch.bfloat16):
+        xs, ws, bs = (t.to(dtype).requires_grad_() for t in (x, w, b))
+        loss = ct.linear_cross_entropy(xs, ws, y, bs)
+        assert loss.dtype == dtype
+        loss.backward()
+        xr, wr, br = (t.detach().float().requires_grad_() for t in (xs, ws, bs))
+        ref = linear_reference(xr, wr, br, y)
+        ref.backward()
+        tol = 4 * ULP[dtype]
+        torch.testing.assert_close(loss.float(), ref, rtol=tol, atol=tol)
+        for got, want in ((xs.grad, xr.grad), (ws.grad, wr.grad), (bs.grad, br.grad)):
+            assert got.dtype == dtype
+            torch.testing.assert_close(got.float(), want, rtol=tol, atol=tol * want.abs().max().item())
+    with pytest.raises(TypeError, match="one dtype"):
+        ct.linear_cross_entropy(x, w.half(), y, b)
+    with pytest.raises(ValueError, match="weight: expected"):
+        ct.linear_cross_entropy(x, w[:, :3], y, b)
+    with pytest.raises(ValueError, match="target: expected"):
+        ct.linear_cross_entropy(x, w, y[:3], b)
+    with pytest.raises(TypeError, match="integer"):
+        ct.linear_cross_entropy(x, w, y.float(), b)
+    with pytest.raises(TypeError, match="float32, float16 and bfloat16"):
+        ct.linear_cross_entropy(x.double(), w.double(), y)
+    ws = w.clone().requires_grad_()
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(ct.linear_cross_entropy(x, ws, y, b), ws, create_graph=True)
+    with torch.no_grad():
+        empty = ct.linear_cross_entropy(x[:0], w, y[:0], b, reduction="sum")
+    assert empty.item() == 0.0
+
+
+def test_linear_cross_entropy_training_follows_torch():
+    """An nn.Linear head on fixed features, trained 20 SGD steps through LinearCrossEntropyLoss
+    (Liger's argument order) and through F.linear + torch.nn.CrossEntropyLoss: the same loss
+    curve within float32 tolerance (as test_training_follows_torch)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 40, 16, generator=g)
+    y = (x[..., :5].argmax(-1) + (x[..., 5] > 0).long() * 5)
+    y[0, ::7] = -100
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 10)
+    fused = ct.LinearCrossEntropyLoss(label_smoothing=0.05, ignore_index=-100)
+    plain = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
+    curves = []
+    for step in (lambda m: fused(m.weight, x, y, m.bias),
+                 lambda m: plain(m(x).reshape(-1, 10), y.reshape(-1))):
+        m = copy.deepcopy(head)
+        opt = torch.optim.SGD(m.parameters(), lr=0.5)
+        curve = []
+        for _ in range(20):
+            opt.zero_grad()
+            loss = step(m)
+            loss.backward()
+            opt.step()
+            curve.append(loss.item())
+        curves.append(curve)
+    mine, theirs = np.array(curves)
+    assert theirs[-1] < 0.8 * theirs[0]
+    np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=0)
