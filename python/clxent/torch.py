@@ -148,6 +148,16 @@ def _empty_loss(reduction, dtype, shape):
 
 # ------------------------------------------------------------------------------ the autograd node
 
+def _no_double_backward():
+    """Refuses create_graph=True in a backward: the gradient would have to be differentiable itself,
+    and it is a constant computed by the fused forward. (once_differentiable only notices when
+    grad_output requires grad, and otherwise returns a gradient silently cut off from the input.)"""
+    if torch.is_grad_enabled():
+        raise RuntimeError("clxent.torch: double backward (create_graph=True) is not supported: the gradient "
+                           "comes from the fused forward and is not differentiable; use torch.nn.functional "
+                           "for higher-order gradients")
+
+
 class _Fused(torch.autograd.Function):
     """loss = run(); its gradient, computed by the same fused call, is saved (not the input) and
     backward multiplies it by grad_output: one scalar for mean/sum, and for "none" one value per
@@ -169,14 +179,7 @@ class _Fused(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        if torch.is_grad_enabled():
-            # create_graph=True: the gradient would have to be differentiable itself, and it is a
-            # constant computed by the fused forward. (once_differentiable only notices when
-            # grad_output requires grad, and otherwise returns a gradient silently cut off from
-            # the input.)
-            raise RuntimeError("clxent.torch: double backward (create_graph=True) is not supported: the gradient "
-                               "comes from the fused forward and is not differentiable; use torch.nn.functional "
-                               "for higher-order gradients")
+        _no_double_backward()
         (g,) = ctx.saved_tensors
         if ctx.none:  # one value per row (softmax: broadcast over the classes) or per element (binary)
             # softmax: [N] or (N, d1, ...) against the gradient's (N, C) or (N, C, d1, ...)
@@ -406,10 +409,7 @@ class _FusedLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        if torch.is_grad_enabled():
-            raise RuntimeError("clxent.torch: double backward (create_graph=True) is not supported: the gradient "
-                               "comes from the fused forward and is not differentiable; use torch.nn.functional "
-                               "for higher-order gradients")
+        _no_double_backward()
         grads = ctx.saved_tensors
         if grad_output.item() != 1.0:
             grads = [None if g is None else g * grad_output.to(g.dtype) for g in grads]
