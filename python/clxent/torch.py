@@ -35,6 +35,7 @@ class weights, pos_weight and the binary loss's weight that require grad; and do
 Each thread uses its own clxent.Context, made on first use ($CLXENT_DEVICE or the default device);
 set_context() replaces it, and every function and module takes a context= of its own.
 """
+import math
 import threading
 
 try:
@@ -45,7 +46,7 @@ except ImportError as _e:
 import numpy as np
 from torch.nn import _reduction as _legacy
 
-from . import Context
+from . import Context, LabelRange
 
 __all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "linear_cross_entropy", "CrossEntropyLoss",
            "BCEWithLogitsLoss", "LinearCrossEntropyLoss", "get_context", "set_context"]
@@ -231,6 +232,12 @@ def _softmax_call(input, target, probabilities, weight, ignore_index, reduction,
     def fn(grad):
         x, t, none_shape, restore = _as_rows(input, target, probabilities)
         if x.numel() == 0:
+            if not probabilities and t.numel() and bool((t != ignore_index).any()):
+                # rows but no classes (C = 0): every label that is not ignore_index is out of range,
+                # as torch's IndexError says; the library is not called, so it would go unnoticed
+                bad = int(t[t != ignore_index].reshape(-1)[0])
+                raise LabelRange(2, f"target holds class {bad}, but input has no classes (C = 0): labels must be in "
+                                    f"[0, 0) or ignore_index ({ignore_index})")
             g = torch.zeros_like(x) if grad else None
             return _empty_loss(reduction, input.dtype, none_shape), g, restore
         ctx = context if context is not None else get_context()
@@ -272,6 +279,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
             raise TypeError(f"target has input's shape, so it holds class probabilities, which must be floating point "
                             f"(got {target.dtype})")
         _no_grad(target, "target", " (probabilities)")
+        if int(ignore_index) >= 0:  # torch refuses it too, rather than computing as if it were not given
+            raise ValueError(f"ignore_index = {ignore_index} is not supported with probability targets (target has "
+                             f"input's shape); leave it at its default (-100)")
     else:
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise TypeError(f"target: class indices must be an integer tensor (got {target.dtype}); probabilities "
@@ -466,8 +476,8 @@ def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, re
     shape, dtype = input.shape, input.dtype
 
     def run(grad):
-        x = input.reshape(-1, d).contiguous()
-        n = x.shape[0]
+        n = math.prod(shape[:-1])  # not reshape(-1, d): with d = 0 the -1 is ambiguous
+        x = input.reshape(n, d).contiguous()
         gh, gw, gb = (w and grad for w in wants)
         if n == 0:
             return (_empty_loss(reduction, dtype, shape[:-1]), torch.zeros(shape, dtype=dtype) if gh else None,
