@@ -36,6 +36,7 @@ Each thread uses its own clxent.Context, made on first use ($CLXENT_DEVICE or th
 set_context() replaces it, and every function and module takes a context= of its own.
 """
 import math
+import operator
 import threading
 
 try:
@@ -123,6 +124,16 @@ def _float32(t, name, size):
     if t.shape != (size,):
         raise ValueError(f"{name}: expected {size} values (one per class), got shape {tuple(t.shape)}")
     return t.detach().to(torch.float32).contiguous().numpy()
+
+
+def _index(ignore_index):
+    """ignore_index as a Python int: an integer (or integer 0-d tensor), as torch requires; 1.5 was
+    truncated to class 1."""
+    try:
+        return operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(f"ignore_index must be an integer, not {type(ignore_index).__name__} "
+                        f"{ignore_index!r}") from None
 
 
 def _reduction(size_average, reduce, reduction):
@@ -266,6 +277,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     softcap s (clxent): logits z → s·tanh(z/s) before everything else.
     context: the clxent.Context to use (default: this thread's, see get_context)."""
     reduction = _reduction(size_average, reduce, reduction)
+    ignore_index = _index(ignore_index)
     _floating_input(input)
     if input.dim() == 0:
         raise ValueError("cross_entropy: input must have the classes in dimension 0 (unbatched) or 1, got a 0-d tensor")
@@ -437,6 +449,7 @@ def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, re
     Gradients of input, weight and bias (whichever require grad) are computed by the forward.
     reduction="none" under a gradient raises NotImplementedError (use it under torch.no_grad())."""
     reduction = _reduction(None, None, reduction)
+    ignore_index = _index(ignore_index)
     _floating_input(input)
     for t, name in ((weight, "weight"), (bias, "bias")):
         if t is None and name == "bias":
