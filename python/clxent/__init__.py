@@ -364,6 +364,24 @@ def _reduction(reduction):
         raise _invalid(f"reduction must be one of {sorted(_REDUCTIONS)}, got {reduction!r}") from None
 
 
+_opencl_pid = None  # the process whose Context initialized OpenCL, None before any Context
+
+
+def _forked(what):
+    return OpenCLError(6, f"{what}: OpenCL drivers do not survive fork (a call would hang). Make Contexts only in "
+                          f"processes that did not inherit one: start workers with the 'spawn' or 'forkserver' "
+                          f"method (multiprocessing.get_context('spawn'), DataLoader(multiprocessing_context="
+                          f"'spawn')), or fork before the parent's first Context")
+
+
+def _not_forked():
+    """Refuses a new Context in a process forked from one that had already initialized OpenCL: the
+    child inherits the driver's state without its threads, and PoCL (like CUDA) then hangs."""
+    if _opencl_pid is not None and _opencl_pid != os.getpid():
+        raise _forked(f"this process ({os.getpid()}) was forked from process {_opencl_pid} after that one had "
+                      f"made a clxent.Context")
+
+
 def gradient_pool(*, max_blocks=None, max_bytes=None, min_bytes=None, clear=False):
     """Settings and state of the memory that returned gradients live in; returns a PoolInfo.
 
@@ -408,7 +426,8 @@ class Context:
     small ones. None of these is ever aliased by a later call's result."""
 
     def __init__(self, device=None, *, cache=None, cache_dir=None, max_alloc=None):
-        self._ctx = None
+        self._handle = None
+        self._pid = os.getpid()
         self._loss = ctypes.c_float()  # a reduced loss lands here (one thread uses a Context at a time)
         self._loss_at = ctypes.addressof(self._loss)
         if cache is not None and not isinstance(cache, bool):
@@ -422,18 +441,37 @@ class Context:
                 raise _invalid(f"max_alloc = {max_alloc} is not a number of bytes in [1, 2**64)")
         config = _Config({None: 0, True: 1, False: 2}[cache], None if cache_dir is None else os.fsencode(cache_dir),
                          max_alloc or 0, None)
+        _not_forked()
+        global _opencl_pid
+        _opencl_pid = self._pid  # OpenCL is initialized in this process from here on (even if this fails)
         handle = ctypes.c_void_p()
         st = _lib.clxent_create_ex(ctypes.byref(handle), None if device is None else device.encode(),
                                    ctypes.byref(config))
         if st != 0:
             raise _error(st, _lib.clxent_last_error(None).decode())
-        self._ctx = handle
+        self._handle = handle
+
+    @property
+    def _ctx(self):
+        """The library's handle, refused in a process forked from the one that made it."""
+        if self._pid != os.getpid():
+            raise _forked(f"this clxent.Context was made in process {self._pid}, and this process ({os.getpid()}) "
+                          f"was forked from it")
+        return self._handle
 
     def close(self):
-        """Releases the device resources (also done by the garbage collector and `with`)."""
-        if getattr(self, "_ctx", None):
-            _lib.clxent_destroy(self._ctx)
-            self._ctx = None
+        """Releases the device resources (also done by the garbage collector and `with`). In a
+        process forked from the one that made the Context it only drops the handle: the driver's
+        state did not survive the fork, and releasing it could hang."""
+        if getattr(self, "_handle", None):
+            if self._pid == os.getpid():
+                _lib.clxent_destroy(self._handle)
+            self._handle = None
+
+    def __reduce__(self):
+        raise TypeError("a clxent.Context cannot be pickled or copied: it holds an OpenCL context and device "
+                        "buffers of this process. Make a new one where it is needed (clxent.torch's modules: "
+                        "leave context=None to use each thread's own)")
 
     def __del__(self):
         try:

@@ -35,6 +35,8 @@ class weights, pos_weight and the binary loss's weight that require grad; and do
 Each thread uses its own clxent.Context, made on first use ($CLXENT_DEVICE or the default device);
 set_context() replaces it, and every function and module takes a context= of its own.
 """
+import math
+import operator
 import threading
 
 try:
@@ -45,7 +47,7 @@ except ImportError as _e:
 import numpy as np
 from torch.nn import _reduction as _legacy
 
-from . import Context
+from . import Context, LabelRange
 
 __all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "linear_cross_entropy", "CrossEntropyLoss",
            "BCEWithLogitsLoss", "LinearCrossEntropyLoss", "get_context", "set_context"]
@@ -122,6 +124,16 @@ def _float32(t, name, size):
     if t.shape != (size,):
         raise ValueError(f"{name}: expected {size} values (one per class), got shape {tuple(t.shape)}")
     return t.detach().to(torch.float32).contiguous().numpy()
+
+
+def _index(ignore_index):
+    """ignore_index as a Python int: an integer (or integer 0-d tensor), as torch requires; 1.5 was
+    truncated to class 1."""
+    try:
+        return operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(f"ignore_index must be an integer, not {type(ignore_index).__name__} "
+                        f"{ignore_index!r}") from None
 
 
 def _reduction(size_average, reduce, reduction):
@@ -231,6 +243,12 @@ def _softmax_call(input, target, probabilities, weight, ignore_index, reduction,
     def fn(grad):
         x, t, none_shape, restore = _as_rows(input, target, probabilities)
         if x.numel() == 0:
+            if not probabilities and t.numel() and bool((t != ignore_index).any()):
+                # rows but no classes (C = 0): every label that is not ignore_index is out of range,
+                # as torch's IndexError says; the library is not called, so it would go unnoticed
+                bad = int(t[t != ignore_index].reshape(-1)[0])
+                raise LabelRange(2, f"target holds class {bad}, but input has no classes (C = 0): labels must be in "
+                                    f"[0, 0) or ignore_index ({ignore_index})")
             g = torch.zeros_like(x) if grad else None
             return _empty_loss(reduction, input.dtype, none_shape), g, restore
         ctx = context if context is not None else get_context()
@@ -259,6 +277,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     softcap s (clxent): logits z → s·tanh(z/s) before everything else.
     context: the clxent.Context to use (default: this thread's, see get_context)."""
     reduction = _reduction(size_average, reduce, reduction)
+    ignore_index = _index(ignore_index)
     _floating_input(input)
     if input.dim() == 0:
         raise ValueError("cross_entropy: input must have the classes in dimension 0 (unbatched) or 1, got a 0-d tensor")
@@ -272,6 +291,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
             raise TypeError(f"target has input's shape, so it holds class probabilities, which must be floating point "
                             f"(got {target.dtype})")
         _no_grad(target, "target", " (probabilities)")
+        if int(ignore_index) >= 0:  # torch refuses it too, rather than computing as if it were not given
+            raise ValueError(f"ignore_index = {ignore_index} is not supported with probability targets (target has "
+                             f"input's shape); leave it at its default (-100)")
     else:
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise TypeError(f"target: class indices must be an integer tensor (got {target.dtype}); probabilities "
@@ -427,6 +449,7 @@ def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, re
     Gradients of input, weight and bias (whichever require grad) are computed by the forward.
     reduction="none" under a gradient raises NotImplementedError (use it under torch.no_grad())."""
     reduction = _reduction(None, None, reduction)
+    ignore_index = _index(ignore_index)
     _floating_input(input)
     for t, name in ((weight, "weight"), (bias, "bias")):
         if t is None and name == "bias":
@@ -466,8 +489,8 @@ def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, re
     shape, dtype = input.shape, input.dtype
 
     def run(grad):
-        x = input.reshape(-1, d).contiguous()
-        n = x.shape[0]
+        n = math.prod(shape[:-1])  # not reshape(-1, d): with d = 0 the -1 is ambiguous
+        x = input.reshape(n, d).contiguous()
         gh, gw, gb = (w and grad for w in wants)
         if n == 0:
             return (_empty_loss(reduction, dtype, shape[:-1]), torch.zeros(shape, dtype=dtype) if gh else None,
