@@ -23,8 +23,9 @@
  *     the initializer (CLXENT_OPTS_INIT, clxent_opts_default(), ...), never from `{0}`. New fields
  *     are appended, in a layout without padding between them; an older library refuses a newer
  *     caller's struct only when a field it does not know is set (non-zero).
- *   - the experimental API (define CLXENT_EXPERIMENTAL_API before including): device shares and
- *     tuning knobs, which may change in any release.
+ *   - the experimental API (define CLXENT_EXPERIMENTAL_API before including): device shares,
+ *     tuning knobs and the building blocks of clxent_mpi (batch parts, column slices), which may
+ *     change in any release.
  */
 #ifndef CLXENT_H
 #define CLXENT_H
