@@ -9,9 +9,10 @@
  *      record per rank (status, message, n_local, counted rows, Σ w_{y_i}, hash) lets every rank
  *      compute the same verdict and the same global divisor, in rank order. A failure anywhere is
  *      returned everywhere before anything is written.
- *   2. each rank runs its rows through clxent_softmax_xent_ex() with reduction NONE and
- *      grad_output = the global MEAN scale per row (a product with 1 in the kernel: the bits of
- *      one process's scale), its per-row losses into a scratch array.
+ *   2. each rank runs its rows through the core's clxent_softmax_xent_part() with the global
+ *      batch's Σ w_{y_i} and counted rows: the scales, z-loss weight and weight rescaling of one
+ *      call on the concatenated batch, so its gradient bits; its rows' loss terms into a scratch
+ *      array, and the global divisor (a rank without rows asks for that alone).
  *   Before 1, one MPI_Allreduce of a fixed-size record (agree_status) says whether every rank has
  *   the O(ranks) agreement records, so that a rank short of memory still takes part: every
  *   allocation failure is agreed on in a collective that precedes any use, and after 2 the
@@ -144,8 +145,6 @@ static int read_sized(local_check *lc, const char *what, const void *caller, voi
 static int bad_scalar(float v, float lo, float hi, int hi_open) {
   return !(isfinite(v) && v >= lo && (hi_open ? v < hi : v <= hi));
 }
-
-static size_t dtype_size(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
 
 /* The host checks of one rank (the core's, for the arguments a data-parallel call can get wrong),
  * its label statistics and its hash of what must agree. */
@@ -335,7 +334,7 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
   int *counts = xmalloc((size_t)ranks * sizeof *counts, "agreement counts");
   int *displs = xmalloc((size_t)ranks * sizeof *displs, "agreement displacements");
   clxent_status st = CLXENT_OK;
-  float *rows = NULL, *scale_rows = NULL, *scaled_weights = NULL, *gathered = NULL, *lane = NULL, *block = NULL;
+  float *rows = NULL, *gathered = NULL, *lane = NULL, *block = NULL;
   float *send = NULL, *v1 = NULL;
   st = agree_status(comm, rank, all && counts && displs ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY,
                     "malloc of the agreement records failed", NULL);
@@ -374,8 +373,8 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
     if (all[q].ulp_exp < ulp_exp) ulp_exp = all[q].ulp_exp;
   }
   const size_t G = all[0].group_size, span = G * REDUCE_ITEMS;
-  const int mean = o.reduction == CLXENT_MEAN, reduced = o.reduction != CLXENT_NONE && loss != NULL;
-  if (o.class_weight && mean && o.mean_denominator == 0.0 && counted > 0) {
+  const int reduced = o.reduction != CLXENT_NONE && loss != NULL;
+  if (o.class_weight && o.reduction == CLXENT_MEAN && o.mean_denominator == 0.0 && counted > 0) {
     /* One process sums w_{y_i} in double, row by row. Every weight is a multiple of 2^ulp_exp and
      * all are ≥ 0, so when the total is below 2^(53 + ulp_exp) every partial sum is exact in
      * double, in any order: the rank-order sum is the one-process sum. Else the ranks share their
@@ -411,44 +410,9 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
   }
   if (!o.class_weight) weighted = (double)counted;
 
-  /* a weighted divisor far from 1: the core rescales the weights by a power of two (host/plan.c,
-   * clxent_scaled_weights), so do the same, in the same way */
-  const float *weights = o.class_weight;
-  if (o.class_weight && mean && o.mean_denominator == 0.0 && weighted > 0 && (weighted < 0x1p-64 || weighted > 0x1p64)) {
-    int e, top = 0;
-    frexp(weighted, &e);
-    float largest = 0.0f;
-    for (size_t j = 0; j < c; ++j) largest = o.class_weight[j] > largest ? o.class_weight[j] : largest;
-    frexpf(largest, &top);
-    if (1 - e > 126 - top) e = top - 125;
-    TOOK_PATH(2u); /* CLXENT_MPI_PATH_RESCALED */
-    scaled_weights = xmalloc(c * sizeof *scaled_weights, "rescaled weights");
-    for (size_t j = 0; scaled_weights && j < c; ++j) scaled_weights[j] = ldexpf(o.class_weight[j], 1 - e);
-    weights = scaled_weights; /* NULL: this rank fails below, and every rank learns it */
-    weighted = ldexp(weighted, 1 - e);
-  }
-
-  /* the scales of host/plan.c (clxent_loss_params) for the global batch */
-  float S = 1.0f, Sz = 1.0f, z_row = 1.0f, divisor = 1.0f;
-  if (mean && o.mean_denominator > 0) {
-    divisor = (float)o.mean_denominator;
-    S = Sz = 1.0f / divisor;
-  } else if (mean) {
-    divisor = weighted > 0 ? (float)weighted : NAN;
-    S = weighted > 0 ? 1.0f / (float)weighted : counted > 0 ? NAN : 0.0f;
-    Sz = counted > 0 ? 1.0f / (float)counted : 0.0f;
-    z_row = (weighted > 0 && counted > 0) ? (float)(weighted / (double)counted) : 0.0f;
-  }
-  if (o.grad_output && o.reduction != CLXENT_NONE) S *= o.grad_output[0], Sz *= o.grad_output[0];
-
-  /* the local call: NONE, each row's gradient scaled by S through grad_output (the kernel's scale
-   * is then 1·S, exactly the one-process S), the z-loss by z_row·λ, so that the per-row loss is
-   * the one process's bit for bit (its kernel adds z_loss_row·λ·lse², the same product). Its
-   * gradient's z-term is then 2·(z_row·λ)·lse·S: the one process's 2·λ·lse·S_z within rounding,
-   * and exactly it whenever z_row = 1 (no class weights, or no z-loss, or mean_denominator). */
-  clxent_status local = o.class_weight && !weights ? CLXENT_ERR_OUT_OF_MEMORY : CLXENT_OK;
   /* the reduction's buffers, had before the local call so that nothing after it allocates: a
    * failure here skips this rank's call and is agreed on with its status */
+  clxent_status local = CLXENT_OK;
   size_t total = 0, groups = 1;
   if (reduced) {
     size_t at = 0;
@@ -463,53 +427,27 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
     lane = xmalloc(G * sizeof *lane, "reduction lanes");
     block = xmalloc(span * sizeof *block, "reduction block");
     v1 = xmalloc(groups * sizeof *v1, "reduction first stage");
-    if (!send || !gathered || !lane || !block || !v1) {
+    if (n_local) rows = xmalloc(n_local * sizeof *rows, "per-row losses");
+    if (!send || !gathered || !lane || !block || !v1 || (n_local && !rows)) {
       local = CLXENT_ERR_OUT_OF_MEMORY;
       snprintf(mine.msg, sizeof mine.msg, "malloc of the reduction's buffers failed");
     }
   }
-  const int nan_grad = mean && !(S == S); /* rows counted, all of weight 0: 0/0 as in one process */
-  if (n_local) {
-    clxent_opts lo = o;
-    lo.reduction = CLXENT_NONE;
-    lo.mean_denominator = 0.0;
-    lo.class_weight = weights;
-    lo.z_loss = o.z_loss * z_row;
-    if (o.reduction != CLXENT_NONE && grad && !(S == 1.0f && !nan_grad)) {
-      scale_rows = xmalloc(n_local * sizeof *scale_rows, "row scales");
-      if (!scale_rows) local = CLXENT_ERR_OUT_OF_MEMORY;
-      for (size_t i = 0; scale_rows && i < n_local; ++i) scale_rows[i] = nan_grad ? 1.0f : S;
-      lo.grad_output = scale_rows;
-    } else if (o.reduction != CLXENT_NONE) {
-      lo.grad_output = NULL;
-    }
-    if (reduced) {
-      rows = xmalloc(n_local * sizeof *rows, "per-row losses");
-      if (!rows) local = CLXENT_ERR_OUT_OF_MEMORY;
-    }
-    clxent_ex lx = x;
-    lx.size = sizeof lx;
-    const int called = local == CLXENT_OK;
-    if (called)
-      local = clxent_softmax_xent_ex(ctx, n_local, c, logits, labels, &lo, &lx, reduced ? rows : o.reduction == CLXENT_NONE ? loss : NULL, grad);
-    if (called && local != CLXENT_OK && local != CLXENT_ERR_OUT_OF_MEMORY) snprintf(mine.msg, sizeof mine.msg, "%s", clxent_last_error(ctx));
-    else if (called && local != CLXENT_OK) snprintf(mine.msg, sizeof mine.msg, "out of memory: %s", clxent_last_error(ctx));
-    else if (local != CLXENT_OK && !mine.msg[0]) snprintf(mine.msg, sizeof mine.msg, "malloc failed");
-    if (local == CLXENT_OK && nan_grad) { /* the counted rows' gradient is NaN, as one process's */
-      const size_t es = dtype_size(x.dtype);
-      for (size_t i = 0; i < n_local; ++i)
-        if (labels[i] != o.ignore_index)
-          for (size_t j = 0; j < c; ++j) {
-            unsigned char *g = (unsigned char *)grad + (i * c + j) * es;
-            if (es == 4) {
-              const float v = NAN;
-              memcpy(g, &v, 4);
-            } else {
-              const uint16_t v = x.dtype == CLXENT_FLOAT16 ? 0x7e00 : 0x7fc0;
-              memcpy(g, &v, 2);
-            }
-          }
-    }
+  /* the local call: the core computes this rank's rows as rows of the global batch, with its
+   * Σ w_{y_i} and counted rows in place of their own, so with the scales (1/Σ w_{y_i}, 1/counted
+   * for the z-loss, g), the z-loss weight Σ w_{y_i}/counted in the row losses and the weight
+   * rescaling of one process's call on the concatenated batch: its operations, so its bits.
+   * Each row's loss goes to `rows` (MEAN, SUM) or the caller's loss (NONE). A rank without rows
+   * asks it for the global divisor only. */
+  float divisor = 1.0f;
+  if (local == CLXENT_OK) {
+    float *row_loss = reduced ? rows : o.reduction == CLXENT_NONE ? loss : NULL;
+    local = clxent_softmax_xent_part(ctx, n_local, c, logits, labels, &o, &x, weighted, counted, row_loss, grad,
+                                     &divisor);
+    if (local == CLXENT_ERR_OUT_OF_MEMORY)
+      snprintf(mine.msg, sizeof mine.msg, "out of memory: %s", clxent_last_error(ctx));
+    else if (local != CLXENT_OK)
+      snprintf(mine.msg, sizeof mine.msg, "%s", clxent_last_error(ctx));
   }
 
   /* collective 2: every rank's status (a fixed-size record); MEAN/SUM then collective 3, the
@@ -557,8 +495,7 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
   }
 
 out:
-  free(all), free(counts), free(displs), free(rows), free(scale_rows), free(scaled_weights), free(gathered), free(lane),
-      free(block), free(send), free(v1);
+  free(all), free(counts), free(displs), free(rows), free(gathered), free(lane), free(block), free(send), free(v1);
   return st;
 }
 
