@@ -395,8 +395,9 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
     /* One process sums w_{y_i} in double, row by row. Every weight is a multiple of 2^ulp_exp and
      * all are ≥ 0, so when the total is below 2^(53 + ulp_exp) every partial sum is exact in
      * double, in any order: the rank-order sum is the one-process sum. Else the ranks share their
-     * counted rows' weights (4 bytes a row) and every rank sums them in row order. */
-    if (!(weighted * (1.0 + 0x1p-50) < ldexp(1.0, 53 + ulp_exp))) {
+     * counted rows' weights (4 bytes a row) and every rank sums them in row order. No positive
+     * weight (ulp_exp INT32_MAX): every term is 0, the sum exact. */
+    if (ulp_exp != INT32_MAX && !(weighted * (1.0 + 0x1p-50) < ldexp(1.0, 53 + ulp_exp))) {
       TOOK_PATH(1u); /* CLXENT_MPI_PATH_WEIGHTS_SHARED */
       float *mine_w = xmalloc((mine.counted ? mine.counted : 1) * sizeof *mine_w, "shared weights (own)");
       gathered = xmalloc((counted ? counted : 1) * sizeof *gathered, "shared weights (all)");
