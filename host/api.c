@@ -27,6 +27,7 @@ typedef struct loss_call {
   const clxent_ex *ex;
   float *loss;
   void *grad;
+  int row_losses; /* loss holds one value per row whatever the reduction (clxent_softmax_xent_part) */
 } loss_call;
 
 static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_opts *o, clxent_ex *x,
@@ -71,7 +72,8 @@ static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_o
        .bytes = call->c * sizeof(float)},
       {.name = "opts->grad_output", .host = o->grad_output, .bytes = upstream * sizeof(float)},
       {.name = "grad", .host = call->grad, .bytes = mat, .output = 1, .element = elem},
-      {.name = "loss", .host = call->loss, .bytes = loss_count(o->reduction, softmax ? *rows : values) * sizeof(float),
+      {.name = call->row_losses ? "row_loss" : "loss", .host = call->loss,
+       .bytes = loss_count(call->row_losses ? CLXENT_NONE : o->reduction, softmax ? *rows : values) * sizeof(float),
        .output = 1},
       {.name = "ex->lse", .host = x->lse, .bytes = *rows * sizeof(float), .output = 1},
       {.name = "ex->argmax", .host = x->argmax, .bytes = *rows * sizeof(int32_t), .output = 1},
@@ -82,56 +84,125 @@ static clxent_status check_call(clxent_ctx *ctx, const loss_call *call, clxent_o
   return clxent_check_upstream(ctx, o, upstream);
 }
 
-clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const int32_t *labels,
-                                     const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
+/* What a call computes of a larger batch (clxent_softmax_xent_part): that batch's MEAN statistics
+ * in place of the call's own, and where J's divisor goes. */
+typedef struct batch_part {
+  double weight;    /* Σ w_{y_i} over the batch's counted rows, summed in row order */
+  uint64_t counted; /* the batch's counted rows */
+  float *divisor;   /* receives J's divisor, or NULL */
+} batch_part;
+
+static clxent_status check_part(clxent_ctx *ctx, const clxent_opts *o, const batch_part *part, size_t counted) {
+  if (!part || o->reduction != CLXENT_MEAN || o->mean_denominator > 0) return CLXENT_OK; /* the statistics unused */
+  if (o->class_weight && !(isfinite(part->weight) && part->weight >= 0.0))
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "batch_weight = %g must be finite and >= 0", part->weight);
+  if (part->counted < counted)
+    return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG, "batch_counted = %llu is below the %zu rows this call counts",
+                       (unsigned long long)part->counted, counted);
+  return CLXENT_OK;
+}
+
+/* The scales of the batch's reduction (plan.c), the class weights rescaled by a power of two when
+ * its divisor is far from 1: *scaled receives the copy (the caller frees it) or NULL. */
+static clxent_status batch_params(clxent_ctx *ctx, clxent_opts *o, size_t c, double weighted, size_t counted,
+                                  float weight_sum, float **scaled, clxent_params *p, float *divisor) {
+  int shift = 0;
+  *scaled = NULL;
+  /* a divisor far from 1: see plan.c (a caller's mean_denominator is the divisor as given) */
+  if (o->class_weight && o->reduction == CLXENT_MEAN && o->mean_denominator == 0.0)
+    CHECK(clxent_scaled_weights(ctx, o->class_weight, c, weighted, scaled, &weight_sum, &shift));
+  if (*scaled) o->class_weight = *scaled, weighted = ldexp(weighted, shift);
+  *p = clxent_loss_params(o, weighted, counted, weight_sum, divisor);
+  return CLXENT_OK;
+}
+
+/* A part of no rows: its options checked, and the batch's divisor, what a process holding none of
+ * the batch's rows needs to finish J as the others do. */
+static clxent_status empty_part(clxent_ctx *ctx, size_t c, const clxent_opts *opts, const clxent_ex *ex,
+                                const batch_part *part) {
+  clxent_opts o;
+  clxent_ex x;
+  float weight_sum, *scaled = NULL, divisor;
+  clxent_params p;
+  CHECK(clxent_check_shape(ctx, 1, c, "classes"));
+  CHECK(clxent_read_opts(ctx, opts, &o));
+  CHECK(clxent_read_ex(ctx, ex, &x));
+  CHECK(clxent_check_dtype(ctx, x.dtype));
+  CHECK(clxent_check_opts(ctx, &o, FAMILY_SOFTMAX, c, &weight_sum));
+  CHECK(clxent_check_upstream(ctx, &o, clxent_upstream_count(&o, 0)));
+  CHECK(check_part(ctx, &o, part, 0));
+  const double weighted = o.class_weight ? part->weight : (double)part->counted;
+  CHECK(batch_params(ctx, &o, c, weighted, part->counted, weight_sum, &scaled, &p, &divisor));
+  free(scaled);
+  if (part->divisor) *part->divisor = divisor;
+  return CLXENT_OK;
+}
+
+/* The hard-label softmax loss: a whole batch (part NULL), or some rows of one (part). */
+static clxent_status softmax_hard(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const int32_t *labels,
+                                  const clxent_opts *opts, const clxent_ex *ex, const batch_part *part, float *loss,
+                                  void *grad) {
   CHECK(clxent_check_ctx(ctx));
-  const loss_call call = {FAMILY_SOFTMAX, n, c, "logits", "labels", logits, NULL, labels, opts, ex, loss, grad};
+  if (part && n == 0) return empty_part(ctx, c, opts, ex, part);
+  const loss_call call = {FAMILY_SOFTMAX, n, c, "logits", "labels", logits, NULL, labels, opts, ex, loss, grad,
+                          part != NULL};
   clxent_opts o;
   clxent_ex x;
   float weight_sum;
   size_t counted;
   double weighted;
   float *scaled = NULL;
-  int shift = 0;
   size_t rows = 0;
   CHECK(check_call(ctx, &call, &o, &x, &weight_sum, &rows));
   CHECK(clxent_check_labels(ctx, labels, rows, c, x.inner, o.ignore_index, o.class_weight, &counted, &weighted));
-  /* a divisor far from 1: see plan.c (a caller's mean_denominator is the divisor as given) */
-  if (o.class_weight && o.reduction == CLXENT_MEAN && o.mean_denominator == 0.0)
-    CHECK(clxent_scaled_weights(ctx, o.class_weight, c, weighted, &scaled, &weight_sum, &shift));
-  if (scaled) o.class_weight = scaled, weighted = ldexp(weighted, shift);
+  CHECK(check_part(ctx, &o, part, counted));
+  if (part) /* the batch's statistics for the call's own: the scales of one call on the whole batch */
+    counted = (size_t)part->counted, weighted = o.class_weight ? part->weight : (double)part->counted;
   /* ex->correct without ex->argmax: the device's argmax goes to scratch of the call's own */
   int32_t *argmax = x.argmax, *own_argmax = NULL;
   if (x.correct && !argmax) {
     argmax = own_argmax = malloc(rows * sizeof(int32_t));
-    if (!argmax) {
-      free(scaled);
+    if (!argmax)
       return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY, "malloc of %zu bytes for the argmax behind ex->correct failed",
                          rows * sizeof(int32_t));
-    }
   }
+  /* a part writes each row's term of the batch's Σ loss_i (NONE's row losses, z-loss terms scaled
+   * by the batch's z_loss_row); its MEAN and SUM upstream gradient g is in the scales */
   clxent_plan plan = {.kernel = KERNEL_SOFTMAX_HARD, .dtype = x.dtype, .n = rows, .c = c, .inner = x.inner,
-                      .in = logits, .labels = labels,
-                      .weight = o.class_weight, .ignore_index = o.ignore_index, .grad = grad, .lse = x.lse,
+                      .in = logits, .labels = labels, .ignore_index = o.ignore_index, .grad = grad, .lse = x.lse,
                       .argmax = argmax, .bias_grad = x.bias_grad, .loss = loss,
-                      .row_scale = clxent_row_scale(&o, grad), .reduction = o.reduction};
-  plan.params = clxent_loss_params(&o, weighted, counted, weight_sum, &plan.divisor);
-  const clxent_status st = execute(ctx, &plan);
+                      .row_scale = clxent_row_scale(&o, grad), .reduction = part ? CLXENT_NONE : o.reduction};
+  clxent_status st = batch_params(ctx, &o, c, weighted, counted, weight_sum, &scaled, &plan.params, &plan.divisor);
+  plan.weight = o.class_weight;
+  if (st == CLXENT_OK) st = execute(ctx, &plan);
   if (st == CLXENT_OK && x.correct) { /* the rows counted whose argmax is their label */
     uint64_t hits = 0;
     for (size_t i = 0; i < rows; ++i) hits += labels[i] != o.ignore_index && argmax[i] == labels[i];
     *x.correct = hits;
   }
+  if (st == CLXENT_OK && part && part->divisor) *part->divisor = plan.divisor;
   free(own_argmax);
   free(scaled);
   return st;
+}
+
+clxent_status clxent_softmax_xent_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const int32_t *labels,
+                                     const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
+  return softmax_hard(ctx, n, c, logits, labels, opts, ex, NULL, loss, grad);
+}
+
+clxent_status clxent_softmax_xent_part(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const int32_t *labels,
+                                       const clxent_opts *opts, const clxent_ex *ex, double batch_weight,
+                                       uint64_t batch_counted, float *row_loss, void *grad, float *divisor) {
+  const batch_part part = {batch_weight, batch_counted, divisor};
+  return softmax_hard(ctx, n, c, logits, labels, opts, ex, &part, row_loss, grad);
 }
 
 clxent_status clxent_softmax_xent_soft_ex(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
                                           const void *targets, const clxent_opts *opts, const clxent_ex *ex,
                                           float *loss, void *grad) {
   CHECK(clxent_check_ctx(ctx));
-  const loss_call call = {FAMILY_SOFTMAX, n, c, "logits", "targets", logits, targets, NULL, opts, ex, loss, grad};
+  const loss_call call = {FAMILY_SOFTMAX, n, c, "logits", "targets", logits, targets, NULL, opts, ex, loss, grad, 0};
   clxent_opts o;
   clxent_ex x;
   float weight_sum;
@@ -152,7 +223,7 @@ static clxent_status binary_loss(clxent_ctx *ctx, clxent_kernel_id kernel, const
                                  const void *in, const void *targets, const clxent_opts *opts, const clxent_ex *ex,
                                  float *loss, void *grad) {
   CHECK(clxent_check_ctx(ctx));
-  const loss_call call = {FAMILY_BINARY, n, c, in_name, "targets", in, targets, NULL, opts, ex, loss, grad};
+  const loss_call call = {FAMILY_BINARY, n, c, in_name, "targets", in, targets, NULL, opts, ex, loss, grad, 0};
   clxent_opts o;
   clxent_ex x;
   float weight_sum;

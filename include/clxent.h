@@ -23,8 +23,9 @@
  *     the initializer (CLXENT_OPTS_INIT, clxent_opts_default(), ...), never from `{0}`. New fields
  *     are appended, in a layout without padding between them; an older library refuses a newer
  *     caller's struct only when a field it does not know is set (non-zero).
- *   - the experimental API (define CLXENT_EXPERIMENTAL_API before including): device shares and
- *     tuning knobs, which may change in any release.
+ *   - the experimental API (define CLXENT_EXPERIMENTAL_API before including): device shares,
+ *     tuning knobs and the building blocks of clxent_mpi (batch parts, column slices), which may
+ *     change in any release.
  */
 #ifndef CLXENT_H
 #define CLXENT_H
@@ -621,6 +622,39 @@ CLXENT_API size_t clxent_device_count(const clxent_ctx *ctx);
  * @return the fraction (they sum to 1; they follow the speeds measured in the calls, once those
  *   differ by 8 points, unless fixed shares were given); 0 when k is out of range. */
 CLXENT_API double clxent_device_share(const clxent_ctx *ctx, size_t k);
+
+/**
+ * @brief Some rows of a larger batch of softmax cross-entropy with hard labels: the rows' terms of
+ * the batch's loss and their gradient of it (experimental).
+ *
+ * The building block of a batch split across processes (clxent_mpi_softmax_xent): given the whole
+ * batch's MEAN statistics, the rows are computed with the scales of one clxent_softmax_xent_ex()
+ * call on the whole batch (plan.c: 1/divisor for the cross-entropy terms, 1/counted rows for the
+ * z-loss, the z-loss's weight divisor/counted in each row's loss, class weights rescaled by a
+ * power of two where the divisor lies outside 2^±64), so each row's gradient and term have that
+ * call's bits. Its J is the core's fixed-order sum of every row's term (host/reduce.c) divided by
+ * *divisor. Under SUM and NONE and with opts->mean_denominator the batch statistics are unused.
+ * @param ctx, c, logits, labels, opts, ex  as clxent_softmax_xent_ex(); opts->reduction and
+ *                        opts->grad_output (one value under MEAN and SUM, n under NONE) are the
+ *                        batch's.
+ * @param n               the rows here; 0 (a process holding none of the batch) checks c, opts and
+ *                        ex and writes *divisor only.
+ * @param batch_weight    MEAN with class weights: Σ w_{y_i} over the batch's counted rows, summed in
+ *                        row order in double (what clxent_softmax_xent_ex() sums); finite, ≥ 0.
+ *                        Ignored without class weights.
+ * @param batch_counted   MEAN: the batch's rows whose label is not ignore_index (at least this
+ *                        call's).
+ * @param row_loss        [n] each row's term of the batch's Σ_i loss_i (under NONE its loss), or NULL.
+ * @param grad            [n][c] of ex->dtype: the rows' gradient of the batch's J (times g), or NULL.
+ * @param divisor         receives J's divisor (1 for SUM and NONE; NaN for a MEAN of 0 weight or
+ *                        no rows counted), or NULL.
+ * @return as clxent_softmax_xent_ex(); CLXENT_ERR_INVALID_ARG also for batch_weight NaN, infinite
+ *   or negative, or batch_counted below the rows counted here (nothing written).
+ */
+CLXENT_API clxent_status clxent_softmax_xent_part(clxent_ctx *ctx, size_t n, size_t c, const void *logits,
+                                                  const int32_t *labels, const clxent_opts *opts, const clxent_ex *ex,
+                                                  double batch_weight, uint64_t batch_counted, float *row_loss,
+                                                  void *grad, float *divisor);
 
 /**
  * @defgroup slice Softmax cross-entropy over a slice of the classes (experimental)

@@ -46,9 +46,9 @@ extern "C" {
  * one process calling clxent_softmax_xent() on the concatenated batch (on a device of the same
  * kind), for any number of ranks and any split of the rows: the per-row losses are summed in the
  * library's own fixed reduction order over the global batch, with one small MPI_Allgatherv of the
- * few per-row values at each rank's block boundaries. One exception, documented in
- * docs/MPI.md: with class weights, z-loss and MEAN together the loss has the one-process bits and
- * the gradient agrees within float rounding.
+ * few per-row values at each rank's block boundaries. This holds for every option (class
+ * weights with z-loss under MEAN included): each rank's rows are computed with the global
+ * batch's divisor and counted rows (clxent_softmax_xent_part), as one process computes them.
  *
  * opts: as for clxent_softmax_xent(), the same on every rank (class_weight: the same c values
  * everywhere; grad_output: MEAN and SUM one value g, the same on every rank; NONE n_local values).

@@ -9,9 +9,10 @@
  *      record per rank (status, message, n_local, counted rows, Σ w_{y_i}, hash) lets every rank
  *      compute the same verdict and the same global divisor, in rank order. A failure anywhere is
  *      returned everywhere before anything is written.
- *   2. each rank runs its rows through clxent_softmax_xent_ex() with reduction NONE and
- *      grad_output = the global MEAN scale per row (a product with 1 in the kernel: the bits of
- *      one process's scale), its per-row losses into a scratch array.
+ *   2. each rank runs its rows through the core's clxent_softmax_xent_part() with the global
+ *      batch's Σ w_{y_i} and counted rows: the scales, z-loss weight and weight rescaling of one
+ *      call on the concatenated batch, so its gradient bits; its rows' loss terms into a scratch
+ *      array, and the global divisor (a rank without rows asks for that alone).
  *   Before 1, one MPI_Allreduce of a fixed-size record (agree_status) says whether every rank has
  *   the O(ranks) agreement records, so that a rank short of memory still takes part: every
  *   allocation failure is agreed on in a collective that precedes any use, and after 2 the
@@ -90,17 +91,23 @@ clxent_mpi_stats clxent_mpi_last_stats(void) { return last_stats; }
     ++last_stats.collectives;                        \
   } while (0)
 
-/* What a rank tells every other before anything is written. */
-typedef struct agree_rec {
+/* What every rank's agreement record starts with, whichever the call (agree_rec, vocab_rec):
+ * its verdict on its own arguments and its hash of what must be the same on every rank. */
+typedef struct rec_head {
   int32_t status;
-  uint32_t group_size;
+  uint32_t group_size; /* the reduction's (clxent_get_info); rank 0's serves every rank */
+  uint64_t hash;
+  char msg[MSG_MAX];
+} rec_head;
+
+/* What a rank tells every other before anything is written (data-parallel). */
+typedef struct agree_rec {
+  rec_head h;
   uint64_t n_local;
   uint64_t counted;
-  uint64_t hash;
   double weighted;  /* Σ w_{y_i} over this rank's counted rows, in row order */
   int32_t ulp_exp;  /* the smallest ulp exponent among those weights (INT32_MAX: none) */
   int32_t pad;
-  char msg[MSG_MAX];
 } agree_rec;
 
 /* A local failure's status and message, before the ranks agree. */
@@ -145,8 +152,6 @@ static int bad_scalar(float v, float lo, float hi, int hi_open) {
   return !(isfinite(v) && v >= lo && (hi_open ? v < hi : v <= hi));
 }
 
-static size_t dtype_size(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
-
 /* The host checks of one rank (the core's, for the arguments a data-parallel call can get wrong),
  * its label statistics and its hash of what must agree. */
 static void check_local(local_check *lc, agree_rec *r, clxent_ctx *ctx, size_t n, size_t c, const void *logits,
@@ -159,7 +164,7 @@ static void check_local(local_check *lc, agree_rec *r, clxent_ctx *ctx, size_t n
   }
   clxent_info info = CLXENT_INFO_INIT;
   if (clxent_get_info(ctx, 0, &info) != CLXENT_OK) fail(lc, CLXENT_ERR_INVALID_ARG, "clxent_get_info failed");
-  r->group_size = (uint32_t)info.group_size;
+  r->h.group_size = (uint32_t)info.group_size;
   if (c == 0) fail(lc, CLXENT_ERR_INVALID_ARG, "c (classes) is 0");
   else if (n > SIZE_MAX / c / 4) fail(lc, CLXENT_ERR_INVALID_ARG, "n_local * c overflows");
   if (n && !logits) fail(lc, CLXENT_ERR_INVALID_ARG, "logits is NULL");
@@ -227,7 +232,7 @@ static void check_local(local_check *lc, agree_rec *r, clxent_ctx *ctx, size_t n
   h = fnv(h, &o->mean_denominator, sizeof(double));
   if (o->grad_output && o->reduction != CLXENT_NONE && lc->st == CLXENT_OK) h = fnv(h, o->grad_output, sizeof(float));
   if (o->class_weight && lc->st == CLXENT_OK) h = fnv(h, o->class_weight, c * sizeof(float));
-  r->hash = h;
+  r->h.hash = h;
 }
 
 /* ---------------------------------------------------------------- the core's reduction order */
@@ -310,6 +315,36 @@ static clxent_status agree_status(MPI_Comm comm, int rank, clxent_status local, 
   return st;
 }
 
+/* Collectives 0 and 1 of every call: whether every rank has room for the ranks' agreement
+ * records (agree_status, so that a rank without it still takes part), then the records
+ * themselves, `size` bytes a rank, each starting with a rec_head. CLXENT_OK when every rank's
+ * status is OK and its hash equals rank 0's; else, on every rank, the first failing rank's
+ * status and message, or CLXENT_ERR_INVALID_ARG naming the first rank whose hash differs (the
+ * reason: `differs`). */
+static clxent_status gather_records(MPI_Comm comm, int rank, int ranks, int allocated, const void *mine, void *all,
+                                    size_t size, const char *differs) {
+  int err;
+  clxent_status st = agree_status(comm, rank, allocated ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY,
+                                  "malloc of the agreement records failed", NULL);
+  if (st != CLXENT_OK) return st;
+  TIMED(MPI_Allgather(mine, (int)size, MPI_BYTE, all, (int)size, MPI_BYTE, comm), size, (size_t)ranks * size);
+  if (err != MPI_SUCCESS) return mpi_fail(err, "MPI_Allgather");
+  /* record q's head: the first member of the caller's record type, so a valid pointer to it */
+#define HEAD(q) ((const rec_head *)(const void *)((const unsigned char *)all + (size_t)(q) * size))
+  for (int q = 0; q < ranks; ++q)
+    if (HEAD(q)->status != CLXENT_OK) {
+      snprintf(last_error, sizeof last_error, "rank %d: %s", q, HEAD(q)->msg);
+      return (clxent_status)HEAD(q)->status;
+    }
+  for (int q = 1; q < ranks; ++q)
+    if (HEAD(q)->hash != HEAD(0)->hash) {
+      snprintf(last_error, sizeof last_error, "rank %d: %s", q, differs);
+      return CLXENT_ERR_INVALID_ARG;
+    }
+#undef HEAD
+  return CLXENT_OK;
+}
+
 static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c,
                                          const void *logits, const int32_t *labels, const clxent_opts *opts,
                                          const clxent_ex *ex, float *loss, void *grad) {
@@ -326,8 +361,8 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
   agree_rec mine;
   memset(&mine, 0, sizeof mine);
   if (lc.st == CLXENT_OK) check_local(&lc, &mine, ctx, n_local, c, logits, labels, &o, &x, loss, grad);
-  mine.status = (int32_t)lc.st;
-  memcpy(mine.msg, lc.msg, sizeof mine.msg);
+  mine.h.status = (int32_t)lc.st;
+  memcpy(mine.h.msg, lc.msg, sizeof mine.h.msg);
 
   /* collective 0: whether every rank has its O(ranks) agreement records (a fixed-size record, so
    * that a rank without them still takes part and every rank returns the same status) */
@@ -335,31 +370,12 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
   int *counts = xmalloc((size_t)ranks * sizeof *counts, "agreement counts");
   int *displs = xmalloc((size_t)ranks * sizeof *displs, "agreement displacements");
   clxent_status st = CLXENT_OK;
-  float *rows = NULL, *scale_rows = NULL, *scaled_weights = NULL, *gathered = NULL, *lane = NULL, *block = NULL;
+  float *rows = NULL, *gathered = NULL, *lane = NULL, *block = NULL;
   float *send = NULL, *v1 = NULL;
-  st = agree_status(comm, rank, all && counts && displs ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY,
-                    "malloc of the agreement records failed", NULL);
+  /* collective 1: every rank's verdict and statistics (after collective 0) */
+  st = gather_records(comm, rank, ranks, all && counts && displs, &mine, all, sizeof mine,
+                      "c, the options or the outputs asked for differ from rank 0's (every rank must pass the same)");
   if (st != CLXENT_OK) goto out;
-  /* collective 1: every rank's verdict and statistics */
-  TIMED(MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm), sizeof mine,
-        (size_t)ranks * sizeof mine);
-  if (err != MPI_SUCCESS) {
-    st = mpi_fail(err, "MPI_Allgather");
-    goto out;
-  }
-  for (int q = 0; q < ranks; ++q)
-    if (all[q].status != CLXENT_OK) {
-      st = (clxent_status)all[q].status;
-      snprintf(last_error, sizeof last_error, "rank %d: %s", q, all[q].msg);
-      goto out;
-    }
-  for (int q = 1; q < ranks; ++q)
-    if (all[q].hash != all[0].hash) {
-      st = CLXENT_ERR_INVALID_ARG;
-      snprintf(last_error, sizeof last_error,
-               "rank %d: c, the options or the outputs asked for differ from rank 0's (every rank must pass the same)", q);
-      goto out;
-    }
 
   /* the global batch: offsets, counts and the divisor, in rank order (the same on every rank) */
   size_t N = 0, first = 0;
@@ -373,14 +389,15 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
     weighted += all[q].weighted;
     if (all[q].ulp_exp < ulp_exp) ulp_exp = all[q].ulp_exp;
   }
-  const size_t G = all[0].group_size, span = G * REDUCE_ITEMS;
-  const int mean = o.reduction == CLXENT_MEAN, reduced = o.reduction != CLXENT_NONE && loss != NULL;
-  if (o.class_weight && mean && o.mean_denominator == 0.0 && counted > 0) {
+  const size_t G = all[0].h.group_size, span = G * REDUCE_ITEMS;
+  const int reduced = o.reduction != CLXENT_NONE && loss != NULL;
+  if (o.class_weight && o.reduction == CLXENT_MEAN && o.mean_denominator == 0.0 && counted > 0) {
     /* One process sums w_{y_i} in double, row by row. Every weight is a multiple of 2^ulp_exp and
      * all are ≥ 0, so when the total is below 2^(53 + ulp_exp) every partial sum is exact in
      * double, in any order: the rank-order sum is the one-process sum. Else the ranks share their
-     * counted rows' weights (4 bytes a row) and every rank sums them in row order. */
-    if (!(weighted * (1.0 + 0x1p-50) < ldexp(1.0, 53 + ulp_exp))) {
+     * counted rows' weights (4 bytes a row) and every rank sums them in row order. No positive
+     * weight (ulp_exp INT32_MAX): every term is 0, the sum exact. */
+    if (ulp_exp != INT32_MAX && !(weighted * (1.0 + 0x1p-50) < ldexp(1.0, 53 + ulp_exp))) {
       TOOK_PATH(1u); /* CLXENT_MPI_PATH_WEIGHTS_SHARED */
       float *mine_w = xmalloc((mine.counted ? mine.counted : 1) * sizeof *mine_w, "shared weights (own)");
       gathered = xmalloc((counted ? counted : 1) * sizeof *gathered, "shared weights (all)");
@@ -411,44 +428,9 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
   }
   if (!o.class_weight) weighted = (double)counted;
 
-  /* a weighted divisor far from 1: the core rescales the weights by a power of two (host/plan.c,
-   * clxent_scaled_weights), so do the same, in the same way */
-  const float *weights = o.class_weight;
-  if (o.class_weight && mean && o.mean_denominator == 0.0 && weighted > 0 && (weighted < 0x1p-64 || weighted > 0x1p64)) {
-    int e, top = 0;
-    frexp(weighted, &e);
-    float largest = 0.0f;
-    for (size_t j = 0; j < c; ++j) largest = o.class_weight[j] > largest ? o.class_weight[j] : largest;
-    frexpf(largest, &top);
-    if (1 - e > 126 - top) e = top - 125;
-    TOOK_PATH(2u); /* CLXENT_MPI_PATH_RESCALED */
-    scaled_weights = xmalloc(c * sizeof *scaled_weights, "rescaled weights");
-    for (size_t j = 0; scaled_weights && j < c; ++j) scaled_weights[j] = ldexpf(o.class_weight[j], 1 - e);
-    weights = scaled_weights; /* NULL: this rank fails below, and every rank learns it */
-    weighted = ldexp(weighted, 1 - e);
-  }
-
-  /* the scales of host/plan.c (clxent_loss_params) for the global batch */
-  float S = 1.0f, Sz = 1.0f, z_row = 1.0f, divisor = 1.0f;
-  if (mean && o.mean_denominator > 0) {
-    divisor = (float)o.mean_denominator;
-    S = Sz = 1.0f / divisor;
-  } else if (mean) {
-    divisor = weighted > 0 ? (float)weighted : NAN;
-    S = weighted > 0 ? 1.0f / (float)weighted : counted > 0 ? NAN : 0.0f;
-    Sz = counted > 0 ? 1.0f / (float)counted : 0.0f;
-    z_row = (weighted > 0 && counted > 0) ? (float)(weighted / (double)counted) : 0.0f;
-  }
-  if (o.grad_output && o.reduction != CLXENT_NONE) S *= o.grad_output[0], Sz *= o.grad_output[0];
-
-  /* the local call: NONE, each row's gradient scaled by S through grad_output (the kernel's scale
-   * is then 1·S, exactly the one-process S), the z-loss by z_row·λ, so that the per-row loss is
-   * the one process's bit for bit (its kernel adds z_loss_row·λ·lse², the same product). Its
-   * gradient's z-term is then 2·(z_row·λ)·lse·S: the one process's 2·λ·lse·S_z within rounding,
-   * and exactly it whenever z_row = 1 (no class weights, or no z-loss, or mean_denominator). */
-  clxent_status local = o.class_weight && !weights ? CLXENT_ERR_OUT_OF_MEMORY : CLXENT_OK;
   /* the reduction's buffers, had before the local call so that nothing after it allocates: a
    * failure here skips this rank's call and is agreed on with its status */
+  clxent_status local = CLXENT_OK;
   size_t total = 0, groups = 1;
   if (reduced) {
     size_t at = 0;
@@ -463,58 +445,32 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
     lane = xmalloc(G * sizeof *lane, "reduction lanes");
     block = xmalloc(span * sizeof *block, "reduction block");
     v1 = xmalloc(groups * sizeof *v1, "reduction first stage");
-    if (!send || !gathered || !lane || !block || !v1) {
+    if (n_local) rows = xmalloc(n_local * sizeof *rows, "per-row losses");
+    if (!send || !gathered || !lane || !block || !v1 || (n_local && !rows)) {
       local = CLXENT_ERR_OUT_OF_MEMORY;
-      snprintf(mine.msg, sizeof mine.msg, "malloc of the reduction's buffers failed");
+      snprintf(mine.h.msg, sizeof mine.h.msg, "malloc of the reduction's buffers failed");
     }
   }
-  const int nan_grad = mean && !(S == S); /* rows counted, all of weight 0: 0/0 as in one process */
-  if (n_local) {
-    clxent_opts lo = o;
-    lo.reduction = CLXENT_NONE;
-    lo.mean_denominator = 0.0;
-    lo.class_weight = weights;
-    lo.z_loss = o.z_loss * z_row;
-    if (o.reduction != CLXENT_NONE && grad && !(S == 1.0f && !nan_grad)) {
-      scale_rows = xmalloc(n_local * sizeof *scale_rows, "row scales");
-      if (!scale_rows) local = CLXENT_ERR_OUT_OF_MEMORY;
-      for (size_t i = 0; scale_rows && i < n_local; ++i) scale_rows[i] = nan_grad ? 1.0f : S;
-      lo.grad_output = scale_rows;
-    } else if (o.reduction != CLXENT_NONE) {
-      lo.grad_output = NULL;
-    }
-    if (reduced) {
-      rows = xmalloc(n_local * sizeof *rows, "per-row losses");
-      if (!rows) local = CLXENT_ERR_OUT_OF_MEMORY;
-    }
-    clxent_ex lx = x;
-    lx.size = sizeof lx;
-    const int called = local == CLXENT_OK;
-    if (called)
-      local = clxent_softmax_xent_ex(ctx, n_local, c, logits, labels, &lo, &lx, reduced ? rows : o.reduction == CLXENT_NONE ? loss : NULL, grad);
-    if (called && local != CLXENT_OK && local != CLXENT_ERR_OUT_OF_MEMORY) snprintf(mine.msg, sizeof mine.msg, "%s", clxent_last_error(ctx));
-    else if (called && local != CLXENT_OK) snprintf(mine.msg, sizeof mine.msg, "out of memory: %s", clxent_last_error(ctx));
-    else if (local != CLXENT_OK && !mine.msg[0]) snprintf(mine.msg, sizeof mine.msg, "malloc failed");
-    if (local == CLXENT_OK && nan_grad) { /* the counted rows' gradient is NaN, as one process's */
-      const size_t es = dtype_size(x.dtype);
-      for (size_t i = 0; i < n_local; ++i)
-        if (labels[i] != o.ignore_index)
-          for (size_t j = 0; j < c; ++j) {
-            unsigned char *g = (unsigned char *)grad + (i * c + j) * es;
-            if (es == 4) {
-              const float v = NAN;
-              memcpy(g, &v, 4);
-            } else {
-              const uint16_t v = x.dtype == CLXENT_FLOAT16 ? 0x7e00 : 0x7fc0;
-              memcpy(g, &v, 2);
-            }
-          }
-    }
+  /* the local call: the core computes this rank's rows as rows of the global batch, with its
+   * Σ w_{y_i} and counted rows in place of their own, so with the scales (1/Σ w_{y_i}, 1/counted
+   * for the z-loss, g), the z-loss weight Σ w_{y_i}/counted in the row losses and the weight
+   * rescaling of one process's call on the concatenated batch: its operations, so its bits.
+   * Each row's loss goes to `rows` (MEAN, SUM) or the caller's loss (NONE). A rank without rows
+   * asks it for the global divisor only. */
+  float divisor = 1.0f;
+  if (local == CLXENT_OK) {
+    float *row_loss = reduced ? rows : o.reduction == CLXENT_NONE ? loss : NULL;
+    local = clxent_softmax_xent_part(ctx, n_local, c, logits, labels, &o, &x, weighted, counted, row_loss, grad,
+                                     &divisor);
+    if (local == CLXENT_ERR_OUT_OF_MEMORY)
+      snprintf(mine.h.msg, sizeof mine.h.msg, "out of memory: %s", clxent_last_error(ctx));
+    else if (local != CLXENT_OK)
+      snprintf(mine.h.msg, sizeof mine.h.msg, "%s", clxent_last_error(ctx));
   }
 
   /* collective 2: every rank's status (a fixed-size record); MEAN/SUM then collective 3, the
    * block sums and loose values */
-  st = agree_status(comm, rank, local, "the computation failed", mine.msg);
+  st = agree_status(comm, rank, local, "the computation failed", mine.h.msg);
   if (st != CLXENT_OK || !reduced) goto out;
   {
     const size_t mine_count = (size_t)counts[rank];
@@ -557,8 +513,7 @@ static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_loca
   }
 
 out:
-  free(all), free(counts), free(displs), free(rows), free(scale_rows), free(scaled_weights), free(gathered), free(lane),
-      free(block), free(send), free(v1);
+  free(all), free(counts), free(displs), free(rows), free(gathered), free(lane), free(block), free(send), free(v1);
   return st;
 }
 
@@ -579,13 +534,10 @@ out:
  * Before that, one MPI_Allgather of a record per rank agrees on validity, n, c_total, the options
  * and that the slices tile [0, c_total) — nothing is written on any rank unless all agree. */
 typedef struct vocab_rec {
-  int32_t status;
-  uint32_t group_size;
+  rec_head h;
   uint64_t n, c_local, c_offset, c_total;
-  uint64_t hash;
   double weighted; /* Σ w_{y_i} over the rows whose label this rank owns */
   double wsum;     /* Σ of this rank's class weights */
-  char msg[MSG_MAX];
 } vocab_rec;
 
 static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
@@ -606,7 +558,7 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
   if (lc.st == CLXENT_OK) {
     clxent_info info = CLXENT_INFO_INIT;
     if (clxent_get_info(ctx, 0, &info) != CLXENT_OK) fail(&lc, CLXENT_ERR_INVALID_ARG, "clxent_get_info failed");
-    mine.group_size = (uint32_t)info.group_size;
+    mine.h.group_size = (uint32_t)info.group_size;
   }
   if (n == 0 || c_local == 0 || c_total == 0) fail(&lc, CLXENT_ERR_INVALID_ARG, "n, c_local or c_total is 0");
   else if (c_offset > c_total || c_local > c_total - c_offset)
@@ -649,39 +601,26 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
       if ((size_t)y >= c_offset && (size_t)y < c_offset + c_local) weighted += o.class_weight ? o.class_weight[y - c_offset] : 1.0;
     }
     mine.weighted = weighted;
-    uint64_t h = scratch.hash; /* c_total, the options and flags (the weights differ by rank) */
+    uint64_t h = scratch.h.hash; /* c_total, the options and flags (the weights differ by rank) */
     h = fnv(h, &(int){o.class_weight != NULL}, sizeof(int));
     h = fnv(h, &c_total, sizeof c_total);
     h = fnv(h, &n, sizeof n);
     if (lc.st == CLXENT_OK) h = fnv(h, labels, n * sizeof *labels);
-    mine.hash = h;
+    mine.h.hash = h;
   }
-  mine.status = (int32_t)lc.st;
-  memcpy(mine.msg, lc.msg, sizeof mine.msg);
+  mine.h.status = (int32_t)lc.st;
+  memcpy(mine.h.msg, lc.msg, sizeof mine.h.msg);
   mine.n = n, mine.c_local = c_local, mine.c_offset = c_offset, mine.c_total = c_total;
 
-  /* collective 0: whether every rank has its agreement records (a fixed-size record) */
+  /* collectives 0 and 1: whether every rank has its agreement records, then the records */
   vocab_rec *all = xmalloc((size_t)ranks * sizeof *all, "agreement records");
   float *stats = NULL, *every = NULL, *row = NULL, *lane = NULL;
-  clxent_status st = agree_status(comm, rank, all ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY,
-                                  "malloc of the agreement records failed", NULL);
+  clxent_status st = gather_records(comm, rank, ranks, all != NULL, &mine, all, sizeof mine,
+                                    "n, c_total, the labels or the options differ from rank 0's");
   if (st != CLXENT_OK) goto out;
-  TIMED(MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm), sizeof mine,
-        (size_t)ranks * sizeof mine);
-  if (err != MPI_SUCCESS) {
-    st = mpi_fail(err, "MPI_Allgather");
-    goto out;
-  }
-  for (int q = 0; q < ranks; ++q)
-    if (all[q].status != CLXENT_OK) {
-      st = (clxent_status)all[q].status;
-      snprintf(last_error, sizeof last_error, "rank %d: %s", q, all[q].msg);
-      goto out;
-    }
   for (int q = 0; q < ranks; ++q) { /* the slices tile [0, c_total) in rank order */
     const uint64_t expect = q ? all[q - 1].c_offset + all[q - 1].c_local : 0;
-    const char *why = all[q].hash != all[0].hash ? "n, c_total, the labels or the options differ from rank 0's"
-                      : all[q].c_offset != expect ? "its columns do not start where the previous rank's end"
+    const char *why = all[q].c_offset != expect ? "its columns do not start where the previous rank's end"
                       : q == ranks - 1 && all[q].c_offset + all[q].c_local != all[q].c_total
                           ? "the last rank's columns do not end at c_total"
                           : NULL;
@@ -716,7 +655,7 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
   stats = xmalloc(n * ST_COUNT * sizeof *stats, "row statistics");
   every = xmalloc((size_t)ranks * n * ST_COUNT * sizeof *every, "every rank's row statistics");
   row = xmalloc(n * 3 * sizeof *row, "row results"); /* per row: lse, the losses, w_y */
-  lane = xmalloc(all[0].group_size * sizeof *lane, "reduction lanes");
+  lane = xmalloc(all[0].h.group_size * sizeof *lane, "reduction lanes");
   clxent_status local = stats && every && row && lane ? CLXENT_OK : CLXENT_ERR_OUT_OF_MEMORY;
   char detail[MSG_MAX] = "";
   if (local == CLXENT_OK) {
@@ -767,7 +706,7 @@ static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, si
   if (x.lse) memcpy(x.lse, row, n * sizeof *x.lse);
   if (loss && o.reduction == CLXENT_NONE) memcpy(loss, loss_rows, n * sizeof *loss);
   else if (loss) {
-    const size_t G = all[0].group_size, span = G * REDUCE_ITEMS, groups = (n + span - 1) / span;
+    const size_t G = all[0].h.group_size, span = G * REDUCE_ITEMS, groups = (n + span - 1) / span;
     for (size_t b = 0; b < groups; ++b) { /* the core's order, as in the data-parallel path */
       const size_t cnt = n - b * span < span ? n - b * span : span;
       loss_rows[b] = group_sum(loss_rows + b * span, cnt, G, lane);

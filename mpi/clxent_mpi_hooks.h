@@ -14,7 +14,6 @@ const char *clxent_mpi_test_failed_site(void);
 
 /* The paths the last call took (cleared at the start of each call). */
 #define CLXENT_MPI_PATH_WEIGHTS_SHARED 1u /* Σ w_{y_i} not exact in double: the rows' weights gathered */
-#define CLXENT_MPI_PATH_RESCALED 2u       /* the divisor outside [2^-64, 2^64]: the weights rescaled */
 unsigned clxent_mpi_test_paths(void);
 
 #endif

@@ -159,6 +159,20 @@ int is_poison(const float *x, size_t k) {
     if (memcmp(&x[i], &poison_bits, sizeof poison_bits)) return 0;
   return 1;
 }
+clxent_opts support_opts(clxent_reduction reduction, const float *w, int smoothing, int zloss, int softcap, int upstream,
+                         const float *up, int denominator) {
+  static const float g_one = 0.75f;
+  clxent_opts o = CLXENT_OPTS_INIT;
+  o.reduction = reduction;
+  o.class_weight = w;
+  if (smoothing) o.label_smoothing = 0.1f;
+  if (zloss) o.z_loss = 1e-3f;
+  if (softcap) o.softcap = 5.0f;
+  if (upstream) o.grad_output = reduction == CLXENT_NONE ? up : &g_one;
+  if (denominator) o.mean_denominator = 300.0;
+  return o;
+}
+
 void *xmalloc(size_t bytes) {
   void *p = malloc(bytes ? bytes : 1);
   if (!p) fail_msg("malloc(%zu) failed", bytes);

@@ -47,6 +47,12 @@ uint32_t rng_below(uint32_t bound);
 void fill_uniform(float *x, size_t k, double lo, double hi);
 void fill_distribution_rows(float *p, size_t n, size_t c, double zero_fraction); /* rows sum to 1 */
 
+/* The options the tests' configuration tables name: class weights w (or NULL), and where asked
+ * ε = 0.1, λ = 1e-3, softcap 5, grad_output (MEAN and SUM: g = 0.75; NONE: up, one per row) and
+ * mean_denominator 300 (MEAN only). */
+clxent_opts support_opts(clxent_reduction reduction, const float *w, int smoothing, int zloss, int softcap, int upstream,
+                         const float *up, int denominator);
+
 /* Outputs are poisoned with this NaN before every call, so an element the call did not write fails. */
 void poison(float *x, size_t k);
 int is_poison(const float *x, size_t k); /* every element still the exact poison bits */

@@ -1,11 +1,13 @@
 /*
  * clxent_mpi under mpirun -np 1..4 (tests/CMakeLists.txt). Every rank builds the same global
- * batch, computes the one-process result itself on its own context (clxent_softmax_xent on the
- * whole batch), and checks its share of the data-parallel result against it: the loss and the
- * gradient bit for bit (the one documented exception: class weights + z-loss + MEAN, whose
- * gradient agrees within float rounding). Splits: even, uneven, ranks with no rows, and sizes
- * that cross the reduction's blocks. Errors: a bad label, a bad option or options that differ on
- * one rank give the same status on every rank and leave every output untouched.
+ * batch, computes the one-process result itself on its own context (clxent_softmax_xent_ex on the
+ * whole batch), and checks its share of the data-parallel result against it: the loss, the
+ * gradient in its storage type and lse bit for bit, for every combination of the options (class
+ * weights + z-loss + MEAN included) in float32, float16 and bfloat16. Splits: even, uneven, ranks
+ * with no rows, and sizes that cross the reduction's blocks. The vocabulary-parallel path within
+ * float32 rounding (its documented guarantee), the same bits on every rank and run to run.
+ * Errors: a bad label, a bad option or options that differ on one rank give the same status on
+ * every rank and leave every output untouched.
  * Exit status 0 on every rank iff every check passed on every rank.
  */
 #include <math.h>
@@ -59,72 +61,7 @@ typedef struct config {
   const char *name;
   clxent_reduction reduction;
   int weights, ignore, smoothing, zloss, softcap, upstream, denominator;
-  int grad_tolerance; /* class weights + z-loss + MEAN: the gradient within rounding */
 } config;
-
-static void run_case(clxent_ctx *ctx, size_t n, size_t c, int split, const config *cf) {
-  float *z = malloc(n * c * sizeof *z), *g_ref = malloc(n * c * sizeof *g_ref), *w = malloc(c * sizeof *w);
-  int32_t *y = malloc(n * sizeof *y);
-  float *up = malloc(n * sizeof *up), *loss_ref = malloc(n * sizeof *loss_ref);
-  for (size_t k = 0; k < n * c; ++k) z[k] = (float)(uniform() * 8.0 - 4.0);
-  for (size_t i = 0; i < n; ++i) {
-    y[i] = (int32_t)(uniform() * (double)c);
-    if (cf->ignore && uniform() < 0.2) y[i] = -100;
-    if (cf->ignore == 2) y[i] = -100; /* every row ignored */
-    up[i] = (float)(uniform() + 0.5);
-  }
-  for (size_t j = 0; j < c; ++j) w[j] = (float)(uniform() * 2.0);
-  /* weights 2: one tiny weight, so that Σ w_{y_i} rounds in double and the ranks share their
-   * rows' weights; 3: every weight tiny, so that the divisor is below 2^-64 and the weights are
-   * rescaled as the core does */
-  if (cf->weights == 2) w[0] = 1e-30f;
-  if (cf->weights == 3)
-    for (size_t j = 0; j < c; ++j) w[j] = w[j] * 1e-36f + 1e-37f;
-  clxent_opts o = CLXENT_OPTS_INIT;
-  o.reduction = cf->reduction;
-  if (cf->weights) o.class_weight = w;
-  if (cf->smoothing) o.label_smoothing = 0.1f;
-  if (cf->zloss) o.z_loss = 1e-3f;
-  if (cf->softcap) o.softcap = 5.0f;
-  if (cf->denominator) o.mean_denominator = 300.0;
-  static const float g_one = 0.75f;
-  if (cf->upstream) o.grad_output = cf->reduction == CLXENT_NONE ? up : &g_one;
-  /* the one-process result on the whole batch */
-  const clxent_status st_ref = clxent_softmax_xent(ctx, n, c, z, y, &o, loss_ref, g_ref);
-  EXPECT(st_ref == CLXENT_OK, "%s: reference failed: %s", cf->name, clxent_last_error(ctx));
-
-  size_t start = 0, count = 0;
-  split_rows(n, split, &start, &count);
-  float *g = malloc((count ? count : 1) * c * sizeof *g), *loss = malloc((count ? count : 1) * sizeof *loss);
-  float one_loss = -1.0f;
-  clxent_opts lo = o;
-  if (cf->upstream && cf->reduction == CLXENT_NONE) lo.grad_output = up + start;
-  const clxent_status st = clxent_mpi_softmax_xent(ctx, MPI_COMM_WORLD, count, c, count ? z + start * c : NULL,
-                                                   count ? y + start : NULL, &lo,
-                                                   cf->reduction == CLXENT_NONE ? loss : &one_loss, g);
-  EXPECT(st == CLXENT_OK, "%s n=%zu c=%zu split %d: %s", cf->name, n, c, split, clxent_mpi_last_error());
-  if (st == CLXENT_OK) {
-    if (cf->reduction == CLXENT_NONE) {
-      for (size_t i = 0; i < count; ++i)
-        EXPECT(same_bits(loss[i], loss_ref[start + i]), "%s split %d: loss[%zu] %.9g vs %.9g", cf->name, split,
-               start + i, (double)loss[i], (double)loss_ref[start + i]);
-    } else {
-      EXPECT(same_bits(one_loss, loss_ref[0]), "%s n=%zu c=%zu split %d: loss %.9g vs one process %.9g", cf->name, n, c,
-             split, (double)one_loss, (double)loss_ref[0]);
-    }
-    size_t bad = 0, first_bad = 0;
-    float gmax = 0.0f; /* the tolerance's scale: the largest gradient value (z-term and label terms cancel) */
-    for (size_t k = 0; k < count * c; ++k) gmax = fmaxf(gmax, fabsf(g_ref[start * c + k]));
-    for (size_t k = 0; k < count * c; ++k) {
-      const float a = g[k], b = g_ref[start * c + k];
-      const int ok = cf->grad_tolerance ? (same_bits(a, b) || fabsf(a - b) <= 1e-6f * gmax) : same_bits(a, b);
-      if (!ok && bad++ == 0) first_bad = k;
-    }
-    EXPECT(bad == 0, "%s n=%zu c=%zu split %d: %zu gradient values differ, first at %zu: %.9g vs %.9g", cf->name, n, c,
-           split, bad, first_bad, (double)g[first_bad], (double)g_ref[start * c + first_bad]);
-  }
-  free(z), free(g_ref), free(w), free(y), free(up), free(loss_ref), free(g), free(loss);
-}
 
 /* A float in [-8, 8] as a float16 (truncated; tiny values to 0) or bfloat16 (truncated). */
 static uint16_t to_16(float v, clxent_dtype t) {
@@ -137,46 +74,125 @@ static uint16_t to_16(float v, clxent_dtype t) {
   return (uint16_t)(sign | (uint32_t)e << 10 | (b >> 13 & 0x3ffu));
 }
 
-/* clxent_mpi_softmax_xent_ex on 16-bit storage with ex->lse: the loss, the 16-bit gradient and
- * lse have the bits of one process's clxent_softmax_xent_ex on the concatenated batch. */
-static void run_case_16(clxent_ctx *ctx, size_t n, size_t c, int split, const config *cf, clxent_dtype t) {
-  uint16_t *z = malloc(n * c * sizeof *z), *g_ref = malloc(n * c * sizeof *g_ref), *g = malloc(n * c * sizeof *g);
-  float *w = malloc(c * sizeof *w), *loss_ref = malloc(n * sizeof *loss_ref), *loss = malloc(n * sizeof *loss);
-  float *lse_ref = malloc(n * sizeof *lse_ref), *lse = malloc(n * sizeof *lse);
-  int32_t *y = malloc(n * sizeof *y);
-  for (size_t k = 0; k < n * c; ++k) z[k] = to_16((float)(uniform() * 8.0 - 4.0), t);
-  for (size_t i = 0; i < n; ++i) y[i] = cf->ignore && uniform() < 0.2 ? -100 : (int32_t)(uniform() * (double)c);
-  for (size_t j = 0; j < c; ++j) w[j] = (float)(uniform() * 2.0);
-  clxent_opts o = CLXENT_OPTS_INIT;
-  o.reduction = cf->reduction;
-  if (cf->weights) o.class_weight = w;
-  if (cf->smoothing) o.label_smoothing = 0.1f;
-  if (cf->zloss) o.z_loss = 1e-3f;
-  if (cf->softcap) o.softcap = 5.0f;
-  clxent_ex x = CLXENT_EX_INIT;
-  x.dtype = t, x.lse = lse_ref;
-  EXPECT(clxent_softmax_xent_ex(ctx, n, c, z, y, &o, &x, loss_ref, g_ref) == CLXENT_OK, "16-bit %s: reference failed: %s",
-         cf->name, clxent_last_error(ctx));
-  size_t start = 0, count = 0;
-  split_rows(n, split, &start, &count);
-  x.lse = lse; /* asked for on every rank, also one without rows (the outputs must agree) */
-  const clxent_status st = clxent_mpi_softmax_xent_ex(ctx, MPI_COMM_WORLD, count, c, count ? z + start * c : NULL,
-                                                      count ? y + start : NULL, &o, &x, loss, g);
-  EXPECT(st == CLXENT_OK, "16-bit %s split %d: %s", cf->name, split, clxent_mpi_last_error());
-  if (st == CLXENT_OK) {
-    const size_t nl = cf->reduction == CLXENT_NONE ? count : 1;
-    const float *want = cf->reduction == CLXENT_NONE ? loss_ref + start : loss_ref;
-    EXPECT(!memcmp(loss, want, nl * sizeof *loss), "16-bit %s n=%zu c=%zu split %d dtype %d: loss %.9g vs %.9g", cf->name,
-           n, c, split, (int)t, (double)loss[0], (double)want[0]);
-    EXPECT(!memcmp(g, g_ref + start * c, count * c * sizeof *g), "16-bit %s split %d dtype %d: gradient bits differ",
-           cf->name, split, (int)t);
-    EXPECT(!memcmp(lse, lse_ref + start, count * sizeof *lse), "16-bit %s split %d dtype %d: lse differs", cf->name,
-           split, (int)t);
+static float from_16(uint16_t h, clxent_dtype t) {
+  uint32_t b;
+  if (t == CLXENT_BFLOAT16) {
+    b = (uint32_t)h << 16;
+  } else {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0) return (sign ? -1.0f : 1.0f) * ldexpf((float)m, -24);
+    b = sign | (e == 31 ? 0xffu : e - 15 + 127) << 23 | m << 13;
   }
-  free(z), free(g_ref), free(g), free(w), free(loss_ref), free(loss), free(lse_ref), free(lse), free(y);
+  float v;
+  memcpy(&v, &b, sizeof v);
+  return v;
 }
 
-/* A call that one rank gets wrong: every rank returns `want`, and nothing is written. */
+static size_t elem_size(clxent_dtype t) { return t == CLXENT_FLOAT32 ? 4 : 2; }
+
+/* Element k of an array of dtype t, as float. */
+static float value_at(const void *a, size_t k, clxent_dtype t) {
+  return t == CLXENT_FLOAT32 ? ((const float *)a)[k] : from_16(((const uint16_t *)a)[k], t);
+}
+
+/* One configuration's global batch, the same on every rank: n rows of c logits of dtype t in
+ * [-4, 4], labels (20% ignored with cf->ignore, all with 2), class weights, per-row upstream
+ * gradients. Weights 2: one tiny weight, so that Σ w_{y_i} rounds in double and the ranks share
+ * their rows' weights; 3: every weight tiny, so that the divisor is below 2^-64 and the weights
+ * are rescaled as the core does; 4: every weight 0, a MEAN of 0/0 (NaN loss, NaN gradient on the
+ * rows counted). */
+typedef struct batch {
+  size_t n, c;
+  clxent_dtype t;
+  void *z;
+  int32_t *y;
+  float *w, *up;
+  clxent_opts o; /* cf's options over w and up */
+} batch;
+
+static batch make_batch(size_t n, size_t c, const config *cf, clxent_dtype t) {
+  batch b = {n, c, t, malloc(n * c * elem_size(t)), malloc(n * sizeof(int32_t)), malloc(c * sizeof(float)),
+             malloc(n * sizeof(float)), CLXENT_OPTS_INIT};
+  for (size_t k = 0; k < n * c; ++k) {
+    const float v = (float)(uniform() * 8.0 - 4.0);
+    if (t == CLXENT_FLOAT32) ((float *)b.z)[k] = v;
+    else ((uint16_t *)b.z)[k] = to_16(v, t);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    b.y[i] = (int32_t)(uniform() * (double)c);
+    if (cf->ignore && uniform() < 0.2) b.y[i] = -100;
+    if (cf->ignore == 2) b.y[i] = -100;
+    b.up[i] = (float)(uniform() + 0.5);
+  }
+  for (size_t j = 0; j < c; ++j) b.w[j] = (float)(uniform() * 2.0);
+  if (cf->weights == 2) b.w[0] = 1e-30f;
+  for (size_t j = 0; cf->weights >= 3 && j < c; ++j) b.w[j] = cf->weights == 3 ? b.w[j] * 1e-36f + 1e-37f : 0.0f;
+  b.o.reduction = cf->reduction;
+  if (cf->weights) b.o.class_weight = b.w;
+  if (cf->smoothing) b.o.label_smoothing = 0.1f;
+  if (cf->zloss) b.o.z_loss = 1e-3f;
+  if (cf->softcap) b.o.softcap = 5.0f;
+  if (cf->denominator) b.o.mean_denominator = 300.0;
+  static const float g_one = 0.75f;
+  if (cf->upstream) b.o.grad_output = cf->reduction == CLXENT_NONE ? b.up : &g_one;
+  return b;
+}
+
+static void free_batch(batch *b) { free(b->z), free(b->y), free(b->w), free(b->up); }
+
+/* How many of count elements (elem bytes each) differ in their bits; *first the first. */
+static size_t bits_differ(const void *a, const void *b, size_t count, size_t elem, size_t *first) {
+  size_t bad = 0;
+  for (size_t k = 0; k < count; ++k)
+    if (memcmp((const char *)a + k * elem, (const char *)b + k * elem, elem) && bad++ == 0) *first = k;
+  return bad;
+}
+
+/* clxent_mpi_softmax_xent_ex, this rank's rows of a split, with ex->lse on every rank (also one
+ * without rows: the outputs asked for must agree), against one process's clxent_softmax_xent_ex
+ * on the whole batch: the loss, the gradient (in its storage type) and lse bit for bit. */
+static void run_case(clxent_ctx *ctx, size_t n, size_t c, int split, const config *cf, clxent_dtype t) {
+  batch b = make_batch(n, c, cf, t);
+  const size_t es = elem_size(t);
+  void *g_ref = malloc(n * c * es), *g = malloc(n * c * es);
+  float *loss_ref = malloc(n * sizeof(float)), *loss = malloc(n * sizeof(float));
+  float *lse_ref = malloc(n * sizeof(float)), *lse = malloc(n * sizeof(float));
+  clxent_ex x = CLXENT_EX_INIT;
+  x.dtype = t, x.lse = lse_ref;
+  EXPECT(clxent_softmax_xent_ex(ctx, n, c, b.z, b.y, &b.o, &x, loss_ref, g_ref) == CLXENT_OK,
+         "%s dtype %d: reference failed: %s", cf->name, (int)t, clxent_last_error(ctx));
+  if (cf->weights >= 3 && cf->reduction == CLXENT_MEAN) { /* that the case reaches what it is for */
+    double divisor = 0.0;
+    for (size_t i = 0; i < n; ++i) divisor += b.y[i] == -100 ? 0.0 : b.w[b.y[i]];
+    EXPECT(cf->weights == 3 ? divisor > 0.0 && divisor < 0x1p-64 : divisor == 0.0 && isnan(loss_ref[0]),
+           "%s: the divisor %g does not make the case", cf->name, divisor);
+  }
+  size_t start = 0, count = 0;
+  split_rows(n, split, &start, &count);
+  clxent_opts lo = b.o;
+  if (cf->upstream && cf->reduction == CLXENT_NONE) lo.grad_output = b.up + start;
+  x.lse = lse;
+  const clxent_status st =
+      clxent_mpi_softmax_xent_ex(ctx, MPI_COMM_WORLD, count, c, count ? (char *)b.z + start * c * es : NULL,
+                                 count ? b.y + start : NULL, &lo, &x, loss, g);
+  EXPECT(st == CLXENT_OK, "%s n=%zu c=%zu split %d dtype %d: %s", cf->name, n, c, split, (int)t,
+         clxent_mpi_last_error());
+  if (st == CLXENT_OK) {
+    const int none = cf->reduction == CLXENT_NONE;
+    const size_t losses = none ? count : 1;
+    const float *want = none ? loss_ref + start : loss_ref;
+    size_t k = 0, bad = bits_differ(loss, want, losses, sizeof(float), &k);
+    EXPECT(!bad, "%s n=%zu c=%zu split %d dtype %d: %zu losses differ, first [%zu] %.9g vs one process %.9g", cf->name,
+           n, c, split, (int)t, bad, k, (double)loss[k], (double)want[k]);
+    bad = bits_differ(g, (char *)g_ref + start * c * es, count * c, es, &k);
+    EXPECT(!bad, "%s n=%zu c=%zu split %d dtype %d: %zu gradient values differ, first at %zu: %.9g vs %.9g", cf->name,
+           n, c, split, (int)t, bad, k, (double)value_at(g, k, t), (double)value_at(g_ref, start * c + k, t));
+    bad = bits_differ(lse, lse_ref + start, count, sizeof(float), &k);
+    EXPECT(!bad, "%s n=%zu c=%zu split %d dtype %d: %zu lse values differ", cf->name, n, c, split, (int)t, bad);
+  }
+  free_batch(&b);
+  free(g_ref), free(g), free(loss_ref), free(loss), free(lse_ref), free(lse);
+}
 static void error_case(clxent_ctx *ctx, const char *what, clxent_status want) {
   const size_t n = 5, c = 4;
   float z[20], g[20], loss = 123.0f, w[4] = {1, 1, 1, 1};
@@ -215,136 +231,71 @@ static void split_cols(size_t c, int kind, size_t *off, size_t *width) {
   }
 }
 
-static void vocab_case(clxent_ctx *ctx, size_t n, size_t c, int split, const config *cf) {
-  float *z = malloc(n * c * sizeof *z), *g_ref = malloc(n * c * sizeof *g_ref), *w = malloc(c * sizeof *w);
-  int32_t *y = malloc(n * sizeof *y);
-  float *up = malloc(n * sizeof *up), *loss_ref = malloc(n * sizeof *loss_ref);
-  for (size_t k = 0; k < n * c; ++k) z[k] = (float)(uniform() * 8.0 - 4.0);
-  for (size_t i = 0; i < n; ++i) {
-    y[i] = (int32_t)(uniform() * (double)c);
-    if (cf->ignore && uniform() < 0.2) y[i] = -100;
-    if (cf->ignore == 2) y[i] = -100;
-    up[i] = (float)(uniform() + 0.5);
-  }
-  for (size_t j = 0; j < c; ++j) w[j] = (float)(uniform() * 2.0);
-  clxent_opts o = CLXENT_OPTS_INIT;
-  o.reduction = cf->reduction;
-  if (cf->weights) o.class_weight = w;
-  if (cf->smoothing) o.label_smoothing = 0.1f;
-  if (cf->zloss) o.z_loss = 1e-3f;
-  if (cf->softcap) o.softcap = 5.0f;
-  if (cf->denominator) o.mean_denominator = 300.0;
-  static const float g_one = 0.75f;
-  if (cf->upstream) o.grad_output = cf->reduction == CLXENT_NONE ? up : &g_one;
-  EXPECT(clxent_softmax_xent(ctx, n, c, z, y, &o, loss_ref, g_ref) == CLXENT_OK, "vocab %s: reference failed", cf->name);
+
+/* a within tol of r; NaN where r is NaN, whatever its sign (a MEAN of 0/0 on both sides) */
+static int near(float a, float r, float tol) { return same_bits(a, r) || (isnan(a) && isnan(r)) || fabsf(a - r) <= tol; }
+
+/* clxent_mpi_softmax_xent_vocab_ex, this rank's columns, against one process's
+ * clxent_softmax_xent_ex on the full rows: the loss and lse within float32 rounding, the gradient
+ * within float32 rounding plus, for 16-bit storage, one ulp of its type (each side rounds its own
+ * float32 value once); the same loss bits on every rank, and a second run's bits equal to the first. */
+static void vocab_case(clxent_ctx *ctx, size_t n, size_t c, int split, const config *cf, clxent_dtype t) {
+  batch b = make_batch(n, c, cf, t);
+  const size_t es = elem_size(t);
+  void *g_ref = malloc(n * c * es);
+  float *loss_ref = malloc(n * sizeof(float)), *lse_ref = malloc(n * sizeof(float));
+  clxent_ex x = CLXENT_EX_INIT;
+  x.dtype = t, x.lse = lse_ref;
+  EXPECT(clxent_softmax_xent_ex(ctx, n, c, b.z, b.y, &b.o, &x, loss_ref, g_ref) == CLXENT_OK,
+         "vocab %s dtype %d: reference failed: %s", cf->name, (int)t, clxent_last_error(ctx));
   size_t off = 0, width = 0;
   split_cols(c, split, &off, &width);
-  float *zl = malloc(n * width * sizeof *zl), *g = malloc(n * width * sizeof *g), *g2 = malloc(n * width * sizeof *g2);
-  float *loss = malloc(n * sizeof *loss), *loss2 = malloc(n * sizeof *loss2);
-  for (size_t i = 0; i < n; ++i) memcpy(zl + i * width, z + i * c + off, width * sizeof *zl);
-  clxent_opts lo = o;
-  if (cf->weights) lo.class_weight = w + off;
-  clxent_status st = clxent_mpi_softmax_xent_vocab(ctx, MPI_COMM_WORLD, n, width, off, c, zl, y, &lo, loss, g);
-  EXPECT(st == CLXENT_OK, "vocab %s n=%zu c=%zu split %d: %s", cf->name, n, c, split, clxent_mpi_last_error());
+  void *zl = malloc(n * width * es), *g = malloc(n * width * es), *g2 = malloc(n * width * es);
+  float *loss = malloc(n * sizeof(float)), *loss2 = malloc(n * sizeof(float));
+  float *lse = malloc(n * sizeof(float)), *lse2 = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; ++i) memcpy((char *)zl + i * width * es, (char *)b.z + (i * c + off) * es, width * es);
+  clxent_opts lo = b.o;
+  if (cf->weights) lo.class_weight = b.w + off;
+  x.lse = lse;
+  clxent_status st = clxent_mpi_softmax_xent_vocab_ex(ctx, MPI_COMM_WORLD, n, width, off, c, zl, b.y, &lo, &x, loss, g);
+  EXPECT(st == CLXENT_OK, "vocab %s n=%zu c=%zu split %d dtype %d: %s", cf->name, n, c, split, (int)t,
+         clxent_mpi_last_error());
   if (st == CLXENT_OK) {
-    const size_t nl = cf->reduction == CLXENT_NONE ? n : 1;
-    for (size_t i = 0; i < nl; ++i) {
-      const float a = loss[i], b = loss_ref[i];
-      EXPECT(same_bits(a, b) || fabsf(a - b) <= 2e-5f * fabsf(b) + 1e-6f, "vocab %s n=%zu c=%zu split %d: loss[%zu] %.9g vs %.9g",
-             cf->name, n, c, split, i, (double)a, (double)b);
-    }
+    const size_t losses = cf->reduction == CLXENT_NONE ? n : 1;
+    for (size_t i = 0; i < losses; ++i)
+      EXPECT(near(loss[i], loss_ref[i], 2e-5f * fabsf(loss_ref[i]) + 1e-6f),
+             "vocab %s n=%zu c=%zu split %d dtype %d: loss[%zu] %.9g vs %.9g", cf->name, n, c, split, (int)t, i,
+             (double)loss[i], (double)loss_ref[i]);
+    for (size_t i = 0; i < n; ++i)
+      EXPECT(near(lse[i], lse_ref[i], 1e-5f * fabsf(lse_ref[i]) + 1e-6f),
+             "vocab %s dtype %d: lse[%zu] %.9g vs %.9g", cf->name, (int)t, i, (double)lse[i], (double)lse_ref[i]);
     /* every rank holds the same loss bits */
     uint32_t bits, lo_bits, hi_bits;
     memcpy(&bits, &loss[0], sizeof bits);
     MPI_Allreduce(&bits, &lo_bits, 1, MPI_UINT32_T, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(&bits, &hi_bits, 1, MPI_UINT32_T, MPI_MAX, MPI_COMM_WORLD);
-    EXPECT(lo_bits == hi_bits, "vocab %s: the ranks hold different losses", cf->name);
+    EXPECT(lo_bits == hi_bits, "vocab %s dtype %d: the ranks hold different losses", cf->name, (int)t);
+    const float ulp = t == CLXENT_FLOAT16 ? 0x1p-10f : t == CLXENT_BFLOAT16 ? 0x1p-7f : 0.0f;
     float gmax = 0.0f;
-    for (size_t k = 0; k < n * c; ++k) gmax = fmaxf(gmax, fabsf(g_ref[k]));
+    for (size_t k = 0; k < n * c; ++k) gmax = fmaxf(gmax, fabsf(value_at(g_ref, k, t)));
     size_t bad = 0, first_bad = 0;
     for (size_t i = 0; i < n; ++i)
       for (size_t j = 0; j < width; ++j) {
-        const float a = g[i * width + j], b = g_ref[i * c + off + j];
-        if (!(same_bits(a, b) || fabsf(a - b) <= 1e-5f * gmax) && bad++ == 0) first_bad = i * width + j;
+        const float a = value_at(g, i * width + j, t), r = value_at(g_ref, i * c + off + j, t);
+        if (!near(a, r, ulp * fabsf(r) + 1e-5f * gmax) && bad++ == 0) first_bad = i * width + j;
       }
-    EXPECT(bad == 0, "vocab %s n=%zu c=%zu split %d: %zu gradient values differ, first at %zu", cf->name, n, c, split,
-           bad, first_bad);
+    EXPECT(bad == 0, "vocab %s n=%zu c=%zu split %d dtype %d: %zu gradient values differ, first at %zu", cf->name, n, c,
+           split, (int)t, bad, first_bad);
     /* run to run: the same bits */
-    st = clxent_mpi_softmax_xent_vocab(ctx, MPI_COMM_WORLD, n, width, off, c, zl, y, &lo, loss2, g2);
-    EXPECT(st == CLXENT_OK && !memcmp(loss, loss2, nl * sizeof *loss) && !memcmp(g, g2, n * width * sizeof *g),
-           "vocab %s: a second run differs", cf->name);
+    x.lse = lse2;
+    st = clxent_mpi_softmax_xent_vocab_ex(ctx, MPI_COMM_WORLD, n, width, off, c, zl, b.y, &lo, &x, loss2, g2);
+    EXPECT(st == CLXENT_OK && !memcmp(loss, loss2, losses * sizeof *loss) && !memcmp(g, g2, n * width * es) &&
+               !memcmp(lse, lse2, n * sizeof *lse),
+           "vocab %s dtype %d: a second run differs", cf->name, (int)t);
   }
-  free(z), free(g_ref), free(w), free(y), free(up), free(loss_ref), free(zl), free(g), free(g2), free(loss), free(loss2);
+  free_batch(&b);
+  free(g_ref), free(loss_ref), free(lse_ref), free(zl), free(g), free(g2), free(loss), free(loss2), free(lse), free(lse2);
 }
-
-static float from_16(uint16_t h, clxent_dtype t) {
-  uint32_t b;
-  if (t == CLXENT_BFLOAT16) {
-    b = (uint32_t)h << 16;
-  } else {
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    if (e == 0) return (sign ? -1.0f : 1.0f) * ldexpf((float)m, -24);
-    b = sign | (e == 31 ? 0xffu : e - 15 + 127) << 23 | m << 13;
-  }
-  float v;
-  memcpy(&v, &b, sizeof v);
-  return v;
-}
-
-/* clxent_mpi_softmax_xent_vocab_ex on 16-bit logits and gradient, with ex->lse, against one
- * process's clxent_softmax_xent_ex on the full rows: the loss and lse within float32 rounding,
- * the gradient within one 16-bit ulp (each side rounds its own float32 value once). */
-static void vocab_case_16(clxent_ctx *ctx, size_t n, size_t c, int split, const config *cf, clxent_dtype t) {
-  uint16_t *z = malloc(n * c * sizeof *z), *g_ref = malloc(n * c * sizeof *g_ref);
-  float *w = malloc(c * sizeof *w), *loss_ref = malloc(n * sizeof *loss_ref), *lse_ref = malloc(n * sizeof *lse_ref);
-  int32_t *y = malloc(n * sizeof *y);
-  for (size_t k = 0; k < n * c; ++k) z[k] = to_16((float)(uniform() * 8.0 - 4.0), t);
-  for (size_t i = 0; i < n; ++i) y[i] = cf->ignore && uniform() < 0.2 ? -100 : (int32_t)(uniform() * (double)c);
-  for (size_t j = 0; j < c; ++j) w[j] = (float)(uniform() * 2.0);
-  clxent_opts o = CLXENT_OPTS_INIT;
-  o.reduction = cf->reduction;
-  if (cf->weights) o.class_weight = w;
-  if (cf->smoothing) o.label_smoothing = 0.1f;
-  if (cf->zloss) o.z_loss = 1e-3f;
-  if (cf->softcap) o.softcap = 5.0f;
-  clxent_ex x = CLXENT_EX_INIT;
-  x.dtype = t, x.lse = lse_ref;
-  EXPECT(clxent_softmax_xent_ex(ctx, n, c, z, y, &o, &x, loss_ref, g_ref) == CLXENT_OK, "vocab 16-bit %s: reference failed",
-         cf->name);
-  size_t off = 0, width = 0;
-  split_cols(c, split, &off, &width);
-  uint16_t *zl = malloc(n * width * sizeof *zl), *g = malloc(n * width * sizeof *g);
-  float *loss = malloc(n * sizeof *loss), *lse = malloc(n * sizeof *lse);
-  for (size_t i = 0; i < n; ++i) memcpy(zl + i * width, z + i * c + off, width * sizeof *zl);
-  clxent_opts lo = o;
-  if (cf->weights) lo.class_weight = w + off;
-  x.lse = lse;
-  const clxent_status st = clxent_mpi_softmax_xent_vocab_ex(ctx, MPI_COMM_WORLD, n, width, off, c, zl, y, &lo, &x, loss, g);
-  EXPECT(st == CLXENT_OK, "vocab 16-bit %s split %d: %s", cf->name, split, clxent_mpi_last_error());
-  if (st == CLXENT_OK) {
-    const size_t nl = cf->reduction == CLXENT_NONE ? n : 1;
-    for (size_t i = 0; i < nl; ++i)
-      EXPECT(fabsf(loss[i] - loss_ref[i]) <= 2e-5f * fabsf(loss_ref[i]) + 1e-6f, "vocab 16-bit %s split %d: loss[%zu] %.9g vs %.9g",
-             cf->name, split, i, (double)loss[i], (double)loss_ref[i]);
-    for (size_t i = 0; i < n; ++i)
-      EXPECT(fabsf(lse[i] - lse_ref[i]) <= 1e-5f * fabsf(lse_ref[i]) + 1e-6f, "vocab 16-bit %s: lse[%zu] %.9g vs %.9g",
-             cf->name, i, (double)lse[i], (double)lse_ref[i]);
-    const float ulp = t == CLXENT_FLOAT16 ? 0x1p-10f : 0x1p-7f;
-    float gmax = 0.0f;
-    for (size_t k = 0; k < n * c; ++k) gmax = fmaxf(gmax, fabsf(from_16(g_ref[k], t)));
-    size_t bad = 0, first_bad = 0;
-    for (size_t i = 0; i < n; ++i)
-      for (size_t j = 0; j < width; ++j) {
-        const float a = from_16(g[i * width + j], t), b = from_16(g_ref[i * c + off + j], t);
-        if (!(fabsf(a - b) <= ulp * fabsf(b) + 1e-5f * gmax) && bad++ == 0) first_bad = i * width + j;
-      }
-    EXPECT(bad == 0, "vocab 16-bit %s split %d dtype %d: %zu gradient values differ, first at %zu", cf->name, split,
-           (int)t, bad, first_bad);
-  }
-  free(z), free(g_ref), free(w), free(loss_ref), free(lse_ref), free(y), free(zl), free(g), free(loss), free(lse);
-}
-
-/* Vocabulary-parallel calls one rank gets wrong: the same status everywhere, nothing written. */
 static void vocab_error_case(clxent_ctx *ctx, const char *what, clxent_status want) {
   const size_t n = 4, width = 2, c = 2 * (size_t)ranks;
   float z[8], g[8], loss = 123.0f;
@@ -488,64 +439,80 @@ int main(int argc, char **argv) {
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   static const config configs[] = {
-      {"plain mean", CLXENT_MEAN, 0, 0, 0, 0, 0, 0, 0, 0},
-      {"ignore_index", CLXENT_MEAN, 0, 1, 0, 0, 0, 0, 0, 0},
-      {"class weights", CLXENT_MEAN, 1, 1, 0, 0, 0, 0, 0, 0},
-      {"smoothing+weights", CLXENT_MEAN, 1, 1, 1, 0, 0, 0, 0, 0},
-      {"z-loss", CLXENT_MEAN, 0, 1, 0, 1, 0, 0, 0, 0},
-      {"softcap+smoothing+z", CLXENT_MEAN, 0, 1, 1, 1, 1, 0, 0, 0},
-      {"weights+z-loss", CLXENT_MEAN, 1, 1, 1, 1, 1, 0, 0, 1},
-      {"mean_denominator+weights+z", CLXENT_MEAN, 1, 1, 1, 1, 0, 0, 1, 0},
-      {"grad_output mean", CLXENT_MEAN, 1, 1, 0, 0, 1, 1, 0, 0},
-      {"sum", CLXENT_SUM, 1, 1, 1, 1, 0, 0, 0, 0},
-      {"sum grad_output", CLXENT_SUM, 0, 1, 0, 1, 1, 1, 0, 0},
-      {"none", CLXENT_NONE, 1, 1, 1, 1, 1, 0, 0, 0},
-      {"none grad_output", CLXENT_NONE, 0, 1, 0, 0, 0, 1, 0, 0},
-      {"all ignored", CLXENT_MEAN, 0, 2, 0, 0, 0, 0, 0, 0},
-      {"tiny weight (weights shared)", CLXENT_MEAN, 2, 1, 1, 0, 0, 0, 0, 0},
-      {"tiny weights (rescaled)", CLXENT_MEAN, 3, 1, 1, 0, 0, 0, 0, 0},
+      {"plain mean", CLXENT_MEAN, 0, 0, 0, 0, 0, 0, 0},
+      {"ignore_index", CLXENT_MEAN, 0, 1, 0, 0, 0, 0, 0},
+      {"class weights", CLXENT_MEAN, 1, 1, 0, 0, 0, 0, 0},
+      {"smoothing+weights", CLXENT_MEAN, 1, 1, 1, 0, 0, 0, 0},
+      {"z-loss", CLXENT_MEAN, 0, 1, 0, 1, 0, 0, 0},
+      {"softcap+smoothing+z", CLXENT_MEAN, 0, 1, 1, 1, 1, 0, 0},
+      {"weights+z-loss", CLXENT_MEAN, 1, 1, 1, 1, 1, 0, 0},
+      {"weights+z-loss+grad_output", CLXENT_MEAN, 1, 1, 0, 1, 0, 1, 0},
+      {"mean_denominator+weights+z", CLXENT_MEAN, 1, 1, 1, 1, 0, 0, 1},
+      {"grad_output mean", CLXENT_MEAN, 1, 1, 0, 0, 1, 1, 0},
+      {"sum", CLXENT_SUM, 1, 1, 1, 1, 0, 0, 0},
+      {"sum grad_output", CLXENT_SUM, 0, 1, 0, 1, 1, 1, 0},
+      {"none", CLXENT_NONE, 1, 1, 1, 1, 1, 0, 0},
+      {"none grad_output", CLXENT_NONE, 0, 1, 0, 0, 0, 1, 0},
+      {"all ignored", CLXENT_MEAN, 0, 2, 0, 0, 0, 0, 0},
+      {"all ignored, weights+z", CLXENT_MEAN, 1, 2, 0, 1, 0, 0, 0},
+      {"tiny weight (weights shared)", CLXENT_MEAN, 2, 1, 1, 1, 0, 0, 0},
+      {"tiny weights (rescaled)", CLXENT_MEAN, 3, 1, 1, 1, 0, 0, 0},
+      {"zero weights (0/0)", CLXENT_MEAN, 4, 1, 0, 1, 0, 0, 0},
   };
+  enum { CONFIGS = sizeof configs / sizeof configs[0] };
+  static const clxent_dtype dtypes[] = {CLXENT_FLOAT32, CLXENT_FLOAT16, CLXENT_BFLOAT16};
   for (int split = 0; split < 4; ++split) binade_case(ctx, split);
 #ifdef CLXENT_MPI_TEST_HOOKS
-  /* the test build: the allocation failures, and the paths the weight cases take */
+  /* the test build: the allocation failures, and the path the weight cases take */
   for (int mode = 0; mode < 4; ++mode)
     for (int culprit = 0; culprit < ranks; culprit += ranks > 1 ? ranks - 1 : 1) fault_sweep(ctx, mode, culprit);
-  run_case(ctx, 300, 40, 1, &configs[15]); /* tiny weights: the divisor below 2^-64 */
-  EXPECT(clxent_mpi_test_paths() & CLXENT_MPI_PATH_RESCALED, "tiny weights: the weights were not rescaled");
-  run_case(ctx, 300, 40, 1, &configs[2]);
-  EXPECT(!(clxent_mpi_test_paths() & (CLXENT_MPI_PATH_RESCALED | CLXENT_MPI_PATH_WEIGHTS_SHARED)),
-         "ordinary weights: a fallback path was taken");
+  run_case(ctx, 300, 40, 1, &configs[2], CLXENT_FLOAT32);
+  EXPECT(!(clxent_mpi_test_paths() & CLXENT_MPI_PATH_WEIGHTS_SHARED), "ordinary weights: the weights were shared");
   const int hooks_only = 1;
 #else
   const int hooks_only = 0;
 #endif
+  /* the named configurations: every shape and split in float32 (big batches, which cross the
+   * reduction's blocks: two splits), two shapes in each 16-bit type */
   static const size_t shapes[][2] = {{1, 5}, {37, 7}, {300, 40}, {70, 300}, {5000, 3}, {20011, 9}};
   for (size_t s = 0; !hooks_only && s < sizeof shapes / sizeof shapes[0]; ++s)
-    for (size_t k = 0; k < sizeof configs / sizeof configs[0]; ++k)
+    for (size_t k = 0; k < CONFIGS; ++k)
       for (int split = 0; split < 4; ++split) {
-        if (shapes[s][0] > 1000 && split != 1 && split != 2) continue; /* big batches: two splits */
-        run_case(ctx, shapes[s][0], shapes[s][1], split, &configs[k]);
+        if (shapes[s][0] > 1000 && split != 1 && split != 2) continue;
+        run_case(ctx, shapes[s][0], shapes[s][1], split, &configs[k], CLXENT_FLOAT32);
       }
-  for (size_t k = 0; !hooks_only && k < sizeof configs / sizeof configs[0]; ++k) {
-    if (configs[k].grad_tolerance || configs[k].upstream || configs[k].weights > 1) continue;
+  for (size_t k = 0; !hooks_only && k < CONFIGS; ++k)
     for (int split = 0; split < 4; ++split) {
-      run_case_16(ctx, 300, 40, split, &configs[k], split % 2 ? CLXENT_FLOAT16 : CLXENT_BFLOAT16);
-      run_case_16(ctx, 2100, 9, split, &configs[k], split % 2 ? CLXENT_BFLOAT16 : CLXENT_FLOAT16);
+      run_case(ctx, 300, 40, split, &configs[k], split % 2 ? CLXENT_FLOAT16 : CLXENT_BFLOAT16);
+      run_case(ctx, 2100, 9, split, &configs[k], split % 2 ? CLXENT_BFLOAT16 : CLXENT_FLOAT16);
     }
+  /* every combination of the options, in every storage type, on an uneven split and on one with
+   * ranks of no rows: reduction × class weights × ignore_index × label smoothing × z-loss ×
+   * softcap × grad_output (× mean_denominator for MEAN) */
+  for (int combo = 0; !hooks_only && combo < 3 * 128; ++combo) {
+    const clxent_reduction r = (clxent_reduction)(combo / 128);
+    const int bit = combo % 128;
+    if (r != CLXENT_MEAN && (bit & 64)) continue; /* mean_denominator: MEAN only */
+    char name[96];
+    snprintf(name, sizeof name, "combination %d (reduction %d, option bits %#x)", combo, (int)r, bit);
+    const config cf = {name, r, bit & 1, (bit >> 1) & 1, (bit >> 2) & 1, (bit >> 3) & 1, (bit >> 4) & 1,
+                       (bit >> 5) & 1, (bit >> 6) & 1};
+    for (size_t t = 0; t < sizeof dtypes / sizeof dtypes[0]; ++t)
+      for (int split = 1; split <= 2; ++split) run_case(ctx, 61, 13, split, &cf, dtypes[t]);
   }
   static const size_t vocab_shapes[][2] = {{1, 5}, {33, 17}, {40, 300}, {9000, 8}};
   for (size_t s = 0; !hooks_only && s < sizeof vocab_shapes / sizeof vocab_shapes[0]; ++s)
-    for (size_t k = 0; k < sizeof configs / sizeof configs[0]; ++k)
+    for (size_t k = 0; k < CONFIGS; ++k)
       for (int split = 0; split < 3; ++split) {
         if ((size_t)ranks > vocab_shapes[s][1]) continue;
-        vocab_case(ctx, vocab_shapes[s][0], vocab_shapes[s][1], split, &configs[k]);
+        vocab_case(ctx, vocab_shapes[s][0], vocab_shapes[s][1], split, &configs[k], CLXENT_FLOAT32);
       }
-  for (size_t k = 0; !hooks_only && k < sizeof configs / sizeof configs[0]; ++k) {
+  for (size_t k = 0; !hooks_only && k < CONFIGS; ++k) {
     if (configs[k].upstream || configs[k].weights > 1) continue;
     for (int split = 0; split < 3; ++split) {
       if ((size_t)ranks > 17) continue;
-      vocab_case_16(ctx, 33, 17, split, &configs[k], split % 2 ? CLXENT_FLOAT16 : CLXENT_BFLOAT16);
-      vocab_case_16(ctx, 40, 300, split, &configs[k], split % 2 ? CLXENT_BFLOAT16 : CLXENT_FLOAT16);
+      vocab_case(ctx, 33, 17, split, &configs[k], split % 2 ? CLXENT_FLOAT16 : CLXENT_BFLOAT16);
+      vocab_case(ctx, 40, 300, split, &configs[k], split % 2 ? CLXENT_BFLOAT16 : CLXENT_FLOAT16);
     }
   }
   vocab_error_case(ctx, "label", CLXENT_ERR_LABEL_RANGE);

@@ -45,14 +45,7 @@ static void check_case(clxent_ctx *ctx, size_t n, size_t c, const size_t *cut, s
     y[i] = f->ignore && rng_uniform(0, 1) < 0.2 ? -100 : (int32_t)rng_below((uint32_t)c);
     up[i] = (float)rng_uniform(0.5, 1.5);
   }
-  clxent_opts o = CLXENT_OPTS_INIT;
-  o.reduction = f->reduction;
-  if (f->weights) o.class_weight = w;
-  if (f->smoothing) o.label_smoothing = 0.1f;
-  if (f->zloss) o.z_loss = 1e-3f;
-  if (f->softcap) o.softcap = 5.0f;
-  static const float g_one = 0.75f;
-  if (f->upstream) o.grad_output = f->reduction == CLXENT_NONE ? up : &g_one;
+  clxent_opts o = support_opts(f->reduction, f->weights ? w : NULL, f->smoothing, f->zloss, f->softcap, f->upstream, up, 0);
   /* the reference: per-row losses and lse (NONE), the gradient of the call's reduction */
   double *rows = xmalloc(n * sizeof(double)), *lse = xmalloc(n * sizeof(double)), *grad = xmalloc(n * c * sizeof(double));
   ref_out r_rows = {.rows = rows, .lse = lse}, r_grad = {.grad = grad};
