@@ -27,9 +27,9 @@ static const clxent_tuning_entry table[] = {
      * exp (1024 x 32000: kernel 26 ms against 34 ms with CLXENT_OWN_MATH=0). */
     /* linear_xent (kernels/linear_xent.cl): blocks of 256 rows × 512 classes (512 KiB of
      * logits), measured in docs/PERFORMANCE.md ("Fused linear + cross-entropy"). */
-    /* direct_max: calls of at most 4096 values computed on the host with the kernels' bits
+    /* direct_max: calls of at most 8192 values computed on the host with the kernels' bits
      * (host/direct.c; docs/PERFORMANCE.md, "Small calls: the direct path"). */
-    {CL_DEVICE_TYPE_CPU, NULL, NULL, CLXENT_VARIANT_ITEM, 8, 64, 0, 1, 256, 512, 4096},
+    {CL_DEVICE_TYPE_CPU, NULL, NULL, CLXENT_VARIANT_ITEM, 8, 64, 0, 1, 256, 512, 8192},
 
     /* GPUs: a work-group per row (or per few rows), coalesced loads, and the device's exp, a
      * hardware instruction. Defaults, not measured yet: no GPU has run clxent. linear_xent:
