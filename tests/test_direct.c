@@ -2,10 +2,11 @@
  * host must give the kernels' bits. Two contexts on the same device, one with the direct path
  * forced on for every call it can take ($CLXENT_DIRECT_MAX=16777216), one with it off
  * ($CLXENT_DIRECT_MAX=0), run the same calls, outputs poisoned before each: the loss, the
- * gradient and lse must be the same bytes. Shapes cover both kernels the host mirrors (c ≤ 32:
+ * gradient and lse must be the same bytes (a NaN may differ in its sign only: see same()). Shapes cover both kernels the host mirrors (c ≤ 32:
  * softmax_xent_hard_short; 33..4096: softmax_xent_hard) at sizes off every vector width, every
  * option the direct path takes, and logits with ±1e4, -inf masks, NaN and zeros of both signs.
- * Also: the float64 reference's tolerance on the direct path, and a rejected call writes nothing.
+ * Also: the float64 reference's tolerance on the direct path, a rejected call writes nothing, and
+ * $CLXENT_DIRECT_MAX is parsed strictly.
  * Under the group variant (or the device's own math) the direct path is off by construction:
  * the suite then checks that both contexts still agree. */
 #define _POSIX_C_SOURCE 200809L /* setenv */
@@ -224,6 +225,29 @@ static void test_declined_calls(void **state) {
   assert_memory_equal(am[0], am[1], sizeof am[0]);
 }
 
+/* $CLXENT_DIRECT_MAX is parsed strictly, as every CLXENT_* value; a value is what the context says. */
+static void test_environment(void **state) {
+  (void)state;
+  static const char *const bad[] = {"8abc", "-1", "16777217", "1e3", " 5"};
+  for (size_t k = 0; k < COUNT(bad); ++k) {
+    setenv("CLXENT_DIRECT_MAX", bad[k], 1);
+    clxent_ctx *ctx = NULL;
+    const clxent_status st = clxent_create(&ctx, NULL);
+    clxent_destroy(ctx);
+    if (st != CLXENT_ERR_INVALID_ARG) fail_msg("CLXENT_DIRECT_MAX=\"%s\": %s", bad[k], clxent_status_str(st));
+    if (!strstr(clxent_last_error(NULL), "CLXENT_DIRECT_MAX")) fail_msg("the error does not name the variable");
+  }
+  setenv("CLXENT_DIRECT_MAX", "100", 1);
+  clxent_ctx *ctx = NULL;
+  ASSERT_OK(NULL, clxent_create(&ctx, NULL));
+  unsetenv("CLXENT_DIRECT_MAX");
+  clxent_info info = CLXENT_INFO_INIT, on = CLXENT_INFO_INIT;
+  clxent_get_info(ctx, 0, &info);
+  clxent_get_info(direct_ctx, 0, &on);
+  assert_int_equal(info.direct_max, on.direct_max ? 100 : 0);
+  clxent_destroy(ctx);
+}
+
 static clxent_ctx *create_with(const char *direct_max) {
   setenv("CLXENT_DIRECT_MAX", direct_max, 1);
   clxent_ctx *ctx = NULL;
@@ -251,7 +275,7 @@ int main(void) {
   if (info.is_cpu && info.variant == CLXENT_VARIANT_ITEM && info.own_math && info.direct_max == 0) return 1;
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_same_bits), cmocka_unit_test(test_reference),
                                      cmocka_unit_test(test_rejected_writes_nothing),
-                                     cmocka_unit_test(test_declined_calls)};
+                                     cmocka_unit_test(test_declined_calls), cmocka_unit_test(test_environment)};
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);
   clxent_destroy(direct_ctx);
   clxent_destroy(kernel_ctx);
