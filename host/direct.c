@@ -200,11 +200,15 @@ static void direct_rows(const direct_call *d, float *out) {
     for (size_t i = 0; i < pl->n; ++i) out[i] = item_row(d, i);
 }
 
+/* Besides the options: a call the kernels' path would refuse for its buffers (a row longer than a
+ * streaming block, per-row results past the largest allocation: settings that cap them) goes to
+ * it and is refused there, so that no call's status depends on the path either. */
 int clxent_direct_takes(const clxent_ctx *ctx, const clxent_plan *plan) {
   return ctx->direct_max && !ctx->group && plan->kernel == KERNEL_SOFTMAX_HARD && plan->dtype == CLXENT_FLOAT32 &&
          plan->inner <= 1 && !plan->elementwise && !plan->argmax && !plan->bias_grad &&
          plan->params.softcap == 0.0f && plan->c <= CLXENT_ROW_CHUNK && plan->n <= ctx->direct_max / plan->c &&
-         clxent_host_float_is_devices();
+         (cl_ulong)(plan->c * sizeof(float)) <= ctx->block_bytes &&
+         (cl_ulong)(plan->n * sizeof(float)) <= ctx->max_alloc && clxent_host_float_is_devices();
 }
 
 clxent_status clxent_direct(clxent_ctx *ctx, const clxent_plan *plan, int *done) {
