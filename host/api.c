@@ -10,6 +10,11 @@
 
 static clxent_status execute(clxent_ctx *ctx, const clxent_plan *plan) {
   PIECE(ctx, "checks and plan", NULL);
+  if (clxent_direct_takes(ctx, plan)) { /* small calls on a CPU device: the host, same bits */
+    int done;
+    CHECK(clxent_direct(ctx, plan, &done));
+    if (done) return CLXENT_OK;
+  }
   return ctx->group ? clxent_group_execute(ctx, plan) : clxent_execute(ctx, plan);
 }
 

@@ -228,6 +228,11 @@ static clxent_status from_environment(clxent_settings *s) {
     CHECK(env_unsigned(blocks[k].name, 1, blocks[k].most, &x));
     *blocks[k].field = (size_t)x;
   }
+  if (env_value("CLXENT_DIRECT_MAX")) { /* 0 is a value here: the direct path off */
+    x = 0;
+    CHECK(env_unsigned("CLXENT_DIRECT_MAX", 0, (uint64_t)1 << 24, &x));
+    s->direct_max = (size_t)x, s->direct_max_set = 1;
+  }
   if (s->zero_copy == CLXENT_AUTO) CHECK(env_switch("CLXENT_ZERO_COPY", &s->zero_copy));
   if (s->own_math == CLXENT_AUTO) CHECK(env_switch("CLXENT_OWN_MATH", &s->own_math));
   if (!s->split_count && (v = env_value("CLXENT_SPLIT"))) CHECK(parse_split(v, s));

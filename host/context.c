@@ -121,7 +121,8 @@ clxent_status clxent_get_info(const clxent_ctx *ctx, size_t k, clxent_info *info
                       .global_mem = d->global_mem,
                       .own_math = d->own_math,
                       .linear_rows = d->linear_rows,
-                      .linear_classes = d->linear_classes};
+                      .linear_classes = d->linear_classes,
+                      .direct_max = d->direct_max};
   /* an older caller's smaller struct gets the fields that fit */
   memcpy(info, &full, info->size < sizeof full ? info->size : sizeof full);
   return CLXENT_OK;

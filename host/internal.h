@@ -12,6 +12,8 @@
  *   launch.c           every kernel enqueue, through one argument-setting helper
  *   reduce.c           the fixed-order batch reduction (few values on a CPU device: on the host,
  *                      in the same order) and delivery of results to the host
+ *   direct.c           small hard-label calls on a CPU device computed on the calling thread, with
+ *                      the kernels' bits (api.c asks it before handing a plan to an engine)
  *
  * beside the context's own rooms: context.c (lifecycle), config.c (settings from the caller's
  * config and the environment), device.c (selection), tuning.c (kernel shape per device),
@@ -136,6 +138,8 @@ typedef struct clxent_settings {
   size_t split_count;      /* 0 = measured shares */
   const char *split_from;  /* where the split came from, for messages */
   char build_options[512];
+  size_t direct_max;       /* $CLXENT_DIRECT_MAX when direct_max_set (0 = off), else the table's */
+  int direct_max_set;
 } clxent_settings;
 
 /* ---------------------------------------------------------------- the context */
@@ -180,6 +184,7 @@ struct clxent_ctx {
   int own_math;            /* kernels built with CLXENT_OWN_MATH=1: clxent's e^x, not the device's */
   size_t linear_rows;      /* linear_xent: rows and classes per block of logits (tuning table) */
   size_t linear_classes;
+  size_t direct_max;       /* direct.c takes calls of at most this many values; 0: never */
   int program_from_cache;  /* the program binary came from the on-disk cache */
 
   /* the pipelined host path (pipeline.c): transfer queues beside `queue`, pinned staging for two
@@ -293,6 +298,7 @@ typedef struct clxent_tuning_entry {
   int own_math;            /* 1: clxent's own e^x and tanh; 0: the device's */
   size_t linear_rows;      /* linear_xent: rows × classes of one block of logits (its scratch) */
   size_t linear_classes;
+  size_t direct_max;       /* direct.c: calls of at most n·c values on the host (CPU devices); 0: off */
 } clxent_tuning_entry;
 /* The table's entry for a device: of those whose type, vendor and name match, the most specific
  * (name and vendor, then vendor, then the type alone); NULL vendor or name reads as "". Never NULL. */
@@ -462,6 +468,17 @@ clxent_status clxent_deliver(clxent_ctx *ctx, const clxent_plan *plan, const clx
 clxent_status clxent_read_floats(clxent_ctx *ctx, cl_mem from, size_t count, float *to, const char *what);
 /* The same for `bytes` bytes of any type (count 0 or `to` NULL: nothing). */
 clxent_status clxent_read_bytes(clxent_ctx *ctx, cl_mem from, size_t bytes, void *to, const char *what);
+/* Whether the calling thread's float arithmetic is the device threads' (round to nearest,
+ * subnormals kept, single precision): a few ns, tested per call. */
+int clxent_host_float_is_devices(void);
+/* Σ v[0..count) / divisor in reduce_sum's exact order, on the host; v is overwritten, lane holds
+ * group_size floats. */
+float clxent_host_reduce(float *v, size_t count, size_t group_size, float divisor, float *lane);
+
+/* direct.c: whether the plan is one the host computes itself on ctx, and the call itself (*done
+ * 0: it could not have its scratch memory, nothing was written, the kernels are to run it). */
+int clxent_direct_takes(const clxent_ctx *ctx, const clxent_plan *plan);
+clxent_status clxent_direct(clxent_ctx *ctx, const clxent_plan *plan, int *done);
 
 /* group.c: contexts over several devices. */
 int clxent_is_group_request(const char *request);

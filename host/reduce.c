@@ -48,7 +48,7 @@ clxent_status clxent_enqueue_reduce(clxent_ctx *ctx, cl_mem values, size_t n, fl
  * sums, the calling thread rounds otherwise (fesetround), or it flushes subnormals to zero
  * (FTZ/DAZ, e.g. set by code built with -ffast-math). The last two are the caller's thread
  * state, so they are tested per call (a few ns); PoCL's worker threads keep their own. */
-static int host_float_is_devices(void) {
+int clxent_host_float_is_devices(void) {
 #if FLT_EVAL_METHOD != 0 || defined(__FAST_MATH__)
   return 0;
 #else
@@ -62,7 +62,7 @@ static int host_float_is_devices(void) {
  * call's size and the context only, never on the block size. */
 static int host_reduces(const clxent_ctx *ctx, size_t count) {
   return ctx->zero_copy && (ctx->device_type & CL_DEVICE_TYPE_CPU) && count <= HOST_REDUCE_MAX &&
-         host_float_is_devices();
+         clxent_host_float_is_devices();
 }
 
 /* reduce_sum's stages (kernels/reduce.cl) over v[0..count), in place, returning the last one's
@@ -71,7 +71,7 @@ static int host_reduces(const clxent_ctx *ctx, size_t count) {
  * count; then the tree adds item i + step into item i for step = G/2, ..., 1; the group's value
  * is item 0's divided by the divisor on the last stage, by 1 before. `lane` holds G floats.
  * Stage s writes group g's value at v[g], which no later group of the stage reads (g ≤ g·G·R). */
-static float host_reduce(float *v, size_t count, size_t group_size, float divisor, float *lane) {
+float clxent_host_reduce(float *v, size_t count, size_t group_size, float divisor, float *lane) {
   const size_t span = group_size * CLXENT_REDUCE_ITEMS;
   do {
     const size_t groups = clxent_chunk_count(count, span);
@@ -151,7 +151,7 @@ drain: {
 }
   PIECE(ctx, "clFinish (wait for everything)", NULL);
   if (st == CLXENT_OK && on_host)
-    *plan->loss = host_reduce(on_host, count, ctx->group_size, plan->divisor, on_host + count);
+    *plan->loss = clxent_host_reduce(on_host, count, ctx->group_size, plan->divisor, on_host + count);
   PIECE(ctx, "reduce on the host", NULL);
   return st;
 }

@@ -27,27 +27,29 @@ static const clxent_tuning_entry table[] = {
      * exp (1024 x 32000: kernel 26 ms against 34 ms with CLXENT_OWN_MATH=0). */
     /* linear_xent (kernels/linear_xent.cl): blocks of 256 rows × 512 classes (512 KiB of
      * logits), measured in docs/PERFORMANCE.md ("Fused linear + cross-entropy"). */
-    {CL_DEVICE_TYPE_CPU, NULL, NULL, CLXENT_VARIANT_ITEM, 8, 64, 0, 1, 256, 512},
+    /* direct_max: calls of at most 8192 values computed on the host with the kernels' bits
+     * (host/direct.c; docs/PERFORMANCE.md, "Small calls: the direct path"). */
+    {CL_DEVICE_TYPE_CPU, NULL, NULL, CLXENT_VARIANT_ITEM, 8, 64, 0, 1, 256, 512, 8192},
 
     /* GPUs: a work-group per row (or per few rows), coalesced loads, and the device's exp, a
      * hardware instruction. Defaults, not measured yet: no GPU has run clxent. linear_xent:
      * blocks of 1024 rows × 4096 classes (16 MiB of logits), enough work-items per launch to
      * fill a large GPU; not measured either. */
-    {CL_DEVICE_TYPE_GPU, NULL, NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096},
+    {CL_DEVICE_TYPE_GPU, NULL, NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
     /* NVIDIA (warps of 32): defaults, not measured yet. */
-    {CL_DEVICE_TYPE_GPU, "NVIDIA", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096},
+    {CL_DEVICE_TYPE_GPU, "NVIDIA", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
     /* H100: a placeholder equal to the NVIDIA default, to be filled from
      * `clxent bench --device gpu` on one (docs/PERFORMANCE.md, "NVIDIA GPU"). */
-    {CL_DEVICE_TYPE_GPU, "NVIDIA", "H100", CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096},
+    {CL_DEVICE_TYPE_GPU, "NVIDIA", "H100", CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
     /* AMD (wavefronts of 64; ROCm says "Advanced Micro Devices, Inc.", Mesa's rusticl "AMD"):
      * defaults, not measured yet. */
-    {CL_DEVICE_TYPE_GPU, "Advanced Micro Devices|AMD", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096},
+    {CL_DEVICE_TYPE_GPU, "Advanced Micro Devices|AMD", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
     /* Intel GPUs ("Intel(R) Corporation"): defaults, not measured yet. */
-    {CL_DEVICE_TYPE_GPU, "Intel", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096},
+    {CL_DEVICE_TYPE_GPU, "Intel", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
 
     /* Any other type (accelerators, custom devices): the GPU shape, but clxent's own e^x, whose
      * accuracy tests/test_math.c establishes, since nothing is known of the device's. */
-    {CL_DEVICE_TYPE_ALL, NULL, NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 1, 1024, 4096},
+    {CL_DEVICE_TYPE_ALL, NULL, NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 1, 1024, 4096, 0},
 };
 #define TABLE_SIZE (sizeof table / sizeof table[0])
 
@@ -122,6 +124,12 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
   ctx->own_math = s->own_math == CLXENT_AUTO ? t->own_math : s->own_math == CLXENT_ON;
   ctx->linear_rows = s->linear_rows ? s->linear_rows : t->linear_rows;
   ctx->linear_classes = s->linear_classes ? s->linear_classes : t->linear_classes;
+  /* the direct path mirrors the row-per-item kernels built with clxent's own math and nothing
+   * else: extra build options (-cl-fast-relaxed-math, ...) may change their bits */
+  ctx->direct_max = s->direct_max_set ? s->direct_max : t->direct_max;
+  if (!(ctx->device_type & CL_DEVICE_TYPE_CPU) || ctx->variant != CLXENT_VARIANT_ITEM || !ctx->own_math ||
+      s->build_options[0])
+    ctx->direct_max = 0;
 
   size_t max_group = 1;
   CHECK(device_info(ctx, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group, &max_group,

@@ -599,10 +599,14 @@ typedef struct clxent_info {
   int own_math;                /**< 1: the kernels use clxent's own e^x and tanh; 0: the device's */
   size_t linear_rows;          /**< clxent_linear_xent's block of logits: rows ... */
   size_t linear_classes;       /**< ... × classes (its scratch: rows·classes floats) */
+  /* since 1.1 */
+  size_t direct_max;           /**< small float32 hard-label calls of at most this many values (n·c)
+                                    are computed on the host with the kernels' bits (CPU devices;
+                                    $CLXENT_DIRECT_MAX, 0 = off); 0: never */
 } clxent_info;
 
 /** Initializer of a clxent_info before clxent_get_info() fills it. */
-#define CLXENT_INFO_INIT {sizeof(clxent_info), 0, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define CLXENT_INFO_INIT {sizeof(clxent_info), 0, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /**
  * @brief Describes what device k of ctx settled on (experimental).

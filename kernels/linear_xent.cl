@@ -111,10 +111,10 @@ __kernel void linear_stats(const ulong R, const ulong V, const ulong v, const ul
   }
   if (last) {
     float loss = 0.0f, k = 0.0f;
-    if (row_lse) row_lse[first_row + i] = bad ? NAN : m + log(s);
+    if (row_lse) row_lse[first_row + i] = bad ? NAN : m + clxent_log(s);
     if (bad) loss = k = NAN;
     if (!ignored) {
-      const float log_s = log(s), lse = m + log_s, uy = cap_logit(zy, cap), inv_c = 1.0f / (float)v;
+      const float log_s = clxent_log(s), lse = m + log_s, uy = cap_logit(zy, cap), inv_c = 1.0f / (float)v;
       const float wy = weight ? weight[y] : 1.0f, W = p.weight_sum, S = p.scale;
       loss = (1.0f - eps) * wy * ((m - uy) + log_s);
       if (smooth) loss += eps * inv_c * (wdev + W * log_s);

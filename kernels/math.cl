@@ -1,26 +1,10 @@
 /*
- * clxent's own elementary functions for the hot loops: e^x, and from it tanh (softcap) and
- * ln(1 + e^-|z|) (binary cross-entropy). Scalar and CLXENT_VEC-wide forms compute the same
- * bits for the same input.
+ * clxent's own elementary functions for the hot loops: e^x and ln x (their scalar forms and the
+ * mathematics are in clxent_math.h, shared with the host's direct path), their CLXENT_VEC-wide
+ * forms, and from e^x tanh (softcap) and ln(1 + e^-|z|) (binary cross-entropy). Scalar and vector
+ * forms compute the same bits for the same input: a vector lane does the scalar's operations.
  *
- * e^x = 2^k · e^r,  k = round(x / ln 2),  r = x - k ln 2 ∈ [-ln2/2, ln2/2]
- *   - k comes from adding 1.5·2^23 (x·log2(e) + M rounds to an integer, which the float keeps in
- *     its low mantissa bits: as_int(x·log2(e) + M) = as_int(M) + k), so k needs no conversion
- *     instruction and 2^k is (as_int(...) << 23) + bits(1.0): the bits of M shift out;
- *   - r = x - k·LN2_HI - k·LN2_LO (Cody–Waite): LN2_HI has 15 significant bits, so k·LN2_HI is
- *     exact for |k| < 512 and so is the first subtraction; LN2_LO carries the rest of ln 2;
- *   - e^r = 1 + r + r²·P(r), P of degree 4, a near-minimax fit for the relative error on
- *     [-ln2/2, ln2/2] (Lawson's iteration in float64, coefficients rounded to float32): its
- *     approximation error is 0.07 ulp, so the result's error is that of the float arithmetic;
- *     tests/test_math.c checks every float32 input x ≤ 0 down to below the underflow threshold,
- *     and the positive range, against float64 e^x: ≤ 2 ulp.
- * |x| ≤ 87: 2^k is a normal float and one multiply scales e^r (a result below FLT_MIN is rounded
- * to a subnormal by that multiply). Else (rare in a loss: masks, overflow, underflow) x is clamped
- * to [-104, 89] and 2^k applied as 2^(k/2)·2^(k-k/2), two normal factors, so that overflow gives
- * inf, x < -103.97 gives 0 (-inf too) and gradual underflow rounds once. A NaN stays NaN on both
- * paths (it reaches e^r, and NaN times any scale is NaN).
- *
- * CLXENT_OWN_MATH 0 (the tuning table's choice per device) maps them to the device's exp, tanh
+ * CLXENT_OWN_MATH 0 (the tuning table's choice per device) maps them to the device's exp, log, tanh
  * and log1p instead: a GPU's exp is a hardware instruction and cheaper than this polynomial.
  */
 
@@ -28,56 +12,51 @@
 #define CLXENT_OWN_MATH 1
 #endif
 
-#define CLXENT_EXP_SHIFTER 12582912.0f /* 1.5·2^23 */
-#define CLXENT_EXP_SHIFTER_BITS 0x4b400000
-#define CLXENT_LOG2E 1.44269504088896341f
-#define CLXENT_LN2_HI 0.693145751953125f /* 0x3f317200 */
-#define CLXENT_LN2_LO 1.42860682030941723212e-6f
-#define CLXENT_EXP_POLY(r)                                                                        \
-  (1.0f + (r) * (1.0f + (r) * (0x1.fffffcp-2f +                                                   \
-                               (r) * (0x1.555492p-3f +                                            \
-                                      (r) * (0x1.5558f2p-5f + (r) * (0x1.1239d4p-7f + (r) * 0x1.6a244cp-10f))))))
-#define CLXENT_EXP_FAST_LIMIT 87.0f
-
-/* The two halves of e^x, written once for float and for floatv: T the float type, I the int type
- * of the same width, AS_F/AS_I the reinterpretations. */
-#define CLXENT_EXP_DEFINE(NAME, T, I, AS_F, AS_I)                                                 \
-  /* |x| > 87, ±inf, NaN */                                                                      \
-  inline T NAME##_wide(T x) {                                                                    \
-    T xc = select(x, (T)(-104.0f), x < -104.0f);                                                 \
-    xc = select(xc, (T)(89.0f), xc > 89.0f);                                                     \
-    const T t = xc * CLXENT_LOG2E + CLXENT_EXP_SHIFTER, kf = t - CLXENT_EXP_SHIFTER;             \
-    T r = xc - kf * CLXENT_LN2_HI;                                                               \
-    r = r - kf * CLXENT_LN2_LO;                                                                  \
-    const I k = AS_I(t) - CLXENT_EXP_SHIFTER_BITS, k1 = k >> 1, k2 = k - k1;                     \
-    return CLXENT_EXP_POLY(r) * AS_F((k1 + 127) << 23) * AS_F((k2 + 127) << 23);                 \
-  }                                                                                              \
-  /* |x| ≤ 87 or NaN */                                                                          \
-  inline T NAME##_narrow(T x) {                                                                  \
-    const T t = x * CLXENT_LOG2E + CLXENT_EXP_SHIFTER, kf = t - CLXENT_EXP_SHIFTER;              \
-    T r = x - kf * CLXENT_LN2_HI;                                                                \
-    r = r - kf * CLXENT_LN2_LO;                                                                  \
-    return CLXENT_EXP_POLY(r) * AS_F((AS_I(t) << 23) + 0x3f800000);                              \
-  }
-
-CLXENT_EXP_DEFINE(clxent_exp1, float, int, as_float, as_int)
-CLXENT_EXP_DEFINE(clxent_expv1, floatv, intv, CLXENT_CAT(as_float, CLXENT_VEC), CLXENT_CAT(as_int, CLXENT_VEC))
+/* The vector halves of e^x (clxent_math.h's scalar ones, lane by lane), contraction off as there. */
+#pragma OPENCL FP_CONTRACT OFF
+/* |x| > 87, ±inf, NaN */
+inline floatv clxent_expv1_wide(floatv x) {
+  floatv xc = select(x, (floatv)(-104.0f), x < -104.0f);
+  xc = select(xc, (floatv)(89.0f), xc > 89.0f);
+  const floatv t = CLXENT_EXP_T(floatv, xc), kf = t - CLXENT_EXP_SHIFTER;
+  const floatv r = CLXENT_EXP_R(floatv, xc, kf);
+  const intv k = CLXENT_CAT(as_int, CLXENT_VEC)(CLXENT_CAT(as_uint, CLXENT_VEC)(t) - CLXENT_EXP_SHIFTER_BITS);
+  const intv k1 = k >> 1, k2 = k - k1;
+  return CLXENT_EXP_POLY(floatv, r) * CLXENT_CAT(as_float, CLXENT_VEC)((k1 + 127) << 23) *
+         CLXENT_CAT(as_float, CLXENT_VEC)((k2 + 127) << 23);
+}
+/* |x| ≤ 87 or NaN */
+inline floatv clxent_expv1_narrow(floatv x) {
+  const floatv t = CLXENT_EXP_T(floatv, x), kf = t - CLXENT_EXP_SHIFTER;
+  const floatv r = CLXENT_EXP_R(floatv, x, kf);
+  return CLXENT_EXP_POLY(floatv, r) *
+         CLXENT_CAT(as_float, CLXENT_VEC)((CLXENT_CAT(as_uint, CLXENT_VEC)(t) << 23) + 0x3f800000u);
+}
+CLXENT_LOG_DEFINE(clxent_logv_own, floatv, intv, uintv, CLXENT_CAT(as_uint, CLXENT_VEC), CLXENT_CAT(as_int, CLXENT_VEC),
+                  CLXENT_CAT(as_float, CLXENT_VEC), CLXENT_CAT(convert_float, CLXENT_VEC))
+#pragma OPENCL FP_CONTRACT ON
 
 /* clxent_exp, clxent_expv: any x. clxent_expv_narrow: x known to be in [-87, 87] or NaN (the
  * softmax passes know it per chunk from the values' min and max), which skips the range test:
  * a vector test needs a horizontal reduction (any()), which PoCL compiles to a chain of shuffles
  * and branches costing as much as the exponential itself, so the general vector form selects
- * between both paths without a branch instead. */
+ * between both paths without a branch instead. On [-87, 87] the two paths give the same bits
+ * (clxent_math.h), so which one a chunk takes never shows in a result.
+ * clxent_log, clxent_logv: ln of the softmax sums (every softmax kernel), shared with the host. */
 #if CLXENT_OWN_MATH
-inline float clxent_exp(float x) { return fabs(x) > CLXENT_EXP_FAST_LIMIT ? clxent_exp1_wide(x) : clxent_exp1_narrow(x); }
+inline float clxent_exp(float x) { return clxent_exp_own(x); }
 inline floatv clxent_expv_narrow(floatv x) { return clxent_expv1_narrow(x); }
 inline floatv clxent_expv(floatv x) {
   return select(clxent_expv1_narrow(x), clxent_expv1_wide(x), fabs(x) > CLXENT_EXP_FAST_LIMIT);
 }
+inline float clxent_log(float x) { return clxent_log_own(x); }
+inline floatv clxent_logv(floatv x) { return clxent_logv_own(x); }
 #else
 inline float clxent_exp(float x) { return exp(x); }
 inline floatv clxent_expv_narrow(floatv x) { return exp(x); }
 inline floatv clxent_expv(floatv x) { return exp(x); }
+inline float clxent_log(float x) { return log(x); }
+inline floatv clxent_logv(floatv x) { return log(x); }
 #endif
 /* whether every x in [lo, hi] may take clxent_expv_narrow */
 inline int clxent_exp_narrow_range(float lo, float hi) {

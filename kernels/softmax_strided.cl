@@ -152,7 +152,7 @@ __kernel void softmax_xent_strided(const ulong rows, const ulong c, const ulong 
   intv skip[R];
   int narrow = 1; /* every lane's e^{u - m} in the narrow range: false with a -inf mask; NaN takes either */
   for (uint v = 0; v < nv; ++v) {
-    log_s[v] = log(s[v]), lse[v] = m[v] + log_s[v];
+    log_s[v] = clxent_logv(s[v]), lse[v] = m[v] + log_s[v];
     k[v] = soft ? (S * tsum[v] + 2.0f * zl * lse[v] * p.z_scale) / s[v]
                 : (S * ((1.0f - eps) * wy[v] + eps * p.weight_sum * inv_c) + 2.0f * zl * lse[v] * p.z_scale) / s[v];
     k[v] *= gup[v], Sg[v] = S * gup[v], Bg[v] = B * gup[v];

@@ -22,6 +22,12 @@
  * same work-item overwrites it.
  */
 
+/* No contraction of a*b + c into one rounding in this file's row-per-item kernels: the host's
+ * direct path (host/direct.c) computes their bits with the same operations in the same order,
+ * which an optional fusion would make the compiler's choice (clxent_math.h). The fused steps the
+ * exponential and logarithm want are written out there. */
+#pragma OPENCL FP_CONTRACT OFF
+
 /* The kernels' arguments:
  *   rows, c      the block's shape; first_row  its first row within the batch
  *   logits       [rows][c]; targets [rows][c] (soft); labels [batch], read at first_row + i (hard)
@@ -127,7 +133,7 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
     slope_y = select(slope_y, slope[j], at_y);
     u[j] = e; /* from here on, u holds e^{u - m} */
   }
-  const floatv log_s = log(sv), lse = m + log_s;
+  const floatv log_s = clxent_logv(sv), lse = m + log_s;
   const float inv_c = 1.0f / (float)c;
   floatv loss = (1.0f - eps) * wy * ((m - uy) + log_s);
   if (smooth) loss += eps * inv_c * (wdev + W * log_s);
@@ -460,7 +466,7 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   }
   if (row_argmax) row_argmax[first_row + i] = (int)(nan_at < c ? nan_at : best_at);
   if (cache == 1 && segs == 0) seg_start[0] = 0, seg_m[0] = m, segs = 1; /* no finite value: all NaN below */
-  const float log_s = log(s), lse = m + log_s;
+  const float log_s = clxent_log(s), lse = m + log_s;
   if (row_lse) row_lse[first_row + i] = lse;
   if (ignored) {
     row_loss[first_row + i] = 0.0f;
@@ -587,7 +593,7 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
     if (isfinite(zmax) && isnan(s)) nan_at = range_first_nan(cached && g ? (__global const store_t *)g : z, 0, c);
     row_argmax[first_row + i] = (int)(nan_at < c ? nan_at : best_at < c ? best_at : 0);
   }
-  const float log_s = log(s), lse = m + log_s;
+  const float log_s = clxent_log(s), lse = m + log_s;
   if (row_lse) row_lse[first_row + i] = lse;
   float loss = td + tsum * log_s;
   if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
@@ -616,6 +622,7 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
 }
 
 #else /* work-groups: T = p.row_threads items per row, CLXENT_GROUP_SIZE / T rows per group */
+#pragma OPENCL FP_CONTRACT ON /* GPUs: nothing mirrors these on the host */
 
 /* T items share a row: each keeps a running log-sum-exp over a strided slice (coalesced loads),
  * the row's segment merges them in a fixed tree, then a second pass writes the gradient and sums
@@ -650,13 +657,13 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   }
   st = segment_lse(st, scratch, T);
   if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint *)scratch, T); /* written at the end */
-  if (active && lane == 0 && row_lse) row_lse[first_row + i] = bad ? NAN : st.x + log(st.y);
+  if (active && lane == 0 && row_lse) row_lse[first_row + i] = bad ? NAN : st.x + clxent_log(st.y);
   if (active && ignored) {
     const float fill = bad ? NAN : 0.0f;
     if (g) for (ulong j = lane; j < c; j += T) STORE(fill, g, j);
     if (lane == 0) row_loss[first_row + i] = fill;
   }
-  const float m = st.x, log_s = log(st.y), lse = m + log_s; /* a = e^{(u - m) - ln s}: u - m exact near m */
+  const float m = st.x, log_s = clxent_log(st.y), lse = m + log_s; /* a = e^{(u - m) - ln s}: u - m exact near m */
   const float zy = ignored ? 0.0f : LOAD(z, y), uy = cap_logit(zy, cap);
   const float wy = ignored ? 0.0f : weight ? weight[y] : 1.0f;
   const float g_up = row_scale && !ignored ? row_scale[first_row + i] : 1.0f; /* the row's upstream gradient */
@@ -718,7 +725,7 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   tsum = segment_sum(tsum, (__local float *)scratch, T);
   if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint *)scratch, T);
   const float g_up = row_scale && active ? row_scale[first_row + i] : 1.0f; /* the row's upstream gradient */
-  const float m = st.x, log_s = log(st.y), lse = m + log_s, S = p.scale * g_up;
+  const float m = st.x, log_s = clxent_log(st.y), lse = m + log_s, S = p.scale * g_up;
   const float A = S * tsum + 2.0f * zl * lse * (p.z_scale * g_up);
   /* loss = Σ τ (m - u) + Στ · ln s, accumulated in the gradient pass: one read of z and t serves
    * both, and m - u keeps its precision where lse - u would cancel. */
@@ -740,3 +747,4 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
 }
 
 #endif
+#pragma OPENCL FP_CONTRACT ON

@@ -1,4 +1,6 @@
-/* Exhaustive accuracy of the kernels' own e^x and tanh (kernels/math.cl) against float64.
+/* Exhaustive accuracy of the kernels' own e^x, ln x and tanh (kernels/clxent_math.h, math.cl)
+ * against float64, and the host's copy of e^x and ln x (the same clxent_math.h compiled as C, as
+ * host/direct.c compiles it) against the device's bits.
  *
  * The functions are compiled for the default device exactly as the library compiles them (the
  * embedded shared sources, the device's vector width and CLXENT_OWN_MATH=1), evaluated on the
@@ -7,10 +9,14 @@
  *   e^x      every x in [-104, -0] (the losses' arguments: x = u - max ≤ 0, e^{-|z|}, e^{-2|z|};
  *            below -103.97 the result rounds to 0), and every 16th x in [0, 89] (overflow past
  *            88.72): error ≤ 2 ulp; plus -inf → 0, +inf → inf, NaN → NaN;
+ *   ln x     every x in [1, 2^40] (the softmax sums s ∈ [1, c]), every 64th other positive x,
+ *            subnormals included: error ≤ 1 ulp; plus 0 → -inf, x < 0 → NaN, inf → inf, NaN → NaN;
  *   tanh x   every x in [0, 9.1] (tanh rounds to 1 beyond), and sech² x = 1 - tanh² x, which
  *            the softcap's slope uses: error ≤ 2 ulp (tanh) and ≤ 3 ulp (sech²).
  * The vector form is what is measured; the scalar form (row tails) must give the same bits for
- * every input, which the device counts. A test of accuracy, not of speed.
+ * every input, which the device counts; and the host's e^x and ln x must give the device's bits for
+ * every input of their sweeps (host/direct.c's promise of the kernels' bits rests on it). A test
+ * of accuracy, not of speed.
  *
  * Usage: test_math [--stride S]   (every S-th input only: a quick look; the test uses 1)
  * Exit status 0: within bounds; 1: an error above the bound or a scalar/vector difference;
@@ -25,6 +31,7 @@
 #include <string.h>
 
 #include "clxent_cl.h"
+#include "clxent_math.h"
 #include "embedded.h"
 
 #define CHUNK (1u << 24) /* inputs per launch */
@@ -32,6 +39,7 @@
 /* sech² x ≈ 4e^{-2x} for x ≥ 0.55 inherits e^x's error, and adds the roundings of 1 + e(2 + e) and
  * of the division: a bound of its own */
 #define BOUND_SECH2_ULP 3.0
+#define BOUND_LOG_ULP 1.0
 
 static const char test_kernels[] =
     "__constant uint lanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};\n"
@@ -43,12 +51,12 @@ static const char test_kernels[] =
     "  const uintv bits = (uintv)(first + step * i) + step * CLXENT_CAT(vload, CLXENT_VEC)(0, lanes);\n"
     "  const floatv x = CLXENT_CAT(as_float, CLXENT_VEC)(bits);\n"
     "  floatv y, y2 = (floatv)(0.0f);\n"
-    "  if (fn == 0) y = clxent_expv(x); else y = tanh_nonnegv(x, &y2);\n"
+    "  if (fn == 0) y = clxent_expv(x); else if (fn == 2) y = clxent_logv(x); else y = tanh_nonnegv(x, &y2);\n"
     "  const uint n = min((uint)CLXENT_VEC, count - i);\n"
     "  for (uint l = 0; l < n; ++l) {\n"
     "    float s2 = 0.0f;\n"
     "    const float xl = as_float(first + step * (i + l));\n"
-    "    const float s = fn == 0 ? clxent_exp(xl) : tanh_nonneg(xl, &s2);\n"
+    "    const float s = fn == 0 ? clxent_exp(xl) : fn == 2 ? clxent_log(xl) : tanh_nonneg(xl, &s2);\n"
     "    const float v = ((float *)&y)[l], v2 = ((float *)&y2)[l];\n"
     "    out[i + l] = v, out2[i + l] = v2;\n"
     "    if (as_uint(s) != as_uint(v) || as_uint(s2) != as_uint(v2)) atomic_inc(mismatch);\n"
@@ -74,7 +82,14 @@ typedef struct {
   const float *y, *y2;
   double worst, worst2;
   float worst_x, worst2_x;
+  uint64_t host_differs; /* e^x, ln x: inputs where the host's bits are not the device's */
 } check_job;
+
+static uint32_t bits_of(float x) {
+  uint32_t b;
+  memcpy(&b, &x, sizeof b);
+  return b;
+}
 
 static void *check(void *arg) {
   check_job *j = arg;
@@ -85,6 +100,16 @@ static void *check(void *arg) {
     double err, err2 = 0;
     if (j->fn == 0) {
       err = ulp_error(j->y[i], exp((double)x));
+      const float h = clxent_exp_own(x);
+      if (bits_of(h) != bits_of(j->y[i]) && j->host_differs++ < 4)
+        printf("host e^x differs at x = %a (0x%08x): 0x%08x against the device's 0x%08x\n", (double)x, bits_of(x),
+               bits_of(h), bits_of(j->y[i]));
+    } else if (j->fn == 2) {
+      err = ulp_error(j->y[i], x < 0 ? NAN : log((double)x));
+      const float h = clxent_log_own(x);
+      if (bits_of(h) != bits_of(j->y[i]) && j->host_differs++ < 4)
+        printf("host ln x differs at x = %a (0x%08x): 0x%08x against the device's 0x%08x\n", (double)x, bits_of(x),
+               bits_of(h), bits_of(j->y[i]));
     } else {
       const double ch = cosh((double)x);
       err = ulp_error(j->y[i], tanh((double)x));
@@ -112,7 +137,7 @@ static int failed(const char *what, cl_int err) {
 
 /* Every input from first, stepping by step, count of them: worst errors into *worst, *worst2. */
 static int sweep(device *d, unsigned fn, uint32_t first, uint32_t step, uint64_t count, double *worst,
-                 float *worst_x, double *worst2, float *worst2_x, unsigned *mismatches) {
+                 float *worst_x, double *worst2, float *worst2_x, unsigned *mismatches, uint64_t *host_differs) {
   for (uint64_t done = 0; done < count; done += CHUNK) {
     const cl_uint n = (cl_uint)(count - done < CHUNK ? count - done : CHUNK);
     const cl_uint from = first + step * (cl_uint)done;
@@ -135,22 +160,17 @@ static int sweep(device *d, unsigned fn, uint32_t first, uint32_t step, uint64_t
     check_job jobs[2];
     pthread_t thread;
     for (int t = 0; t < 2; ++t)
-      jobs[t] = (check_job){fn, from, step, t ? n / 2 : 0, t ? n : n / 2, d->y, d->y2, 0, 0, 0, 0};
+      jobs[t] = (check_job){fn, from, step, t ? n / 2 : 0, t ? n : n / 2, d->y, d->y2, 0, 0, 0, 0, 0};
     if (pthread_create(&thread, NULL, check, &jobs[1]) != 0) return failed("pthread_create", -1);
     check(&jobs[0]);
     pthread_join(thread, NULL);
     for (int t = 0; t < 2; ++t) {
+      *host_differs += jobs[t].host_differs;
       if (!(jobs[t].worst <= *worst)) *worst = jobs[t].worst, *worst_x = jobs[t].worst_x;
       if (!(jobs[t].worst2 <= *worst2)) *worst2 = jobs[t].worst2, *worst2_x = jobs[t].worst2_x;
     }
   }
   return 0;
-}
-
-static uint32_t bits_of(float x) {
-  uint32_t b;
-  memcpy(&b, &x, sizeof b);
-  return b;
 }
 
 int main(int argc, char **argv) {
@@ -213,34 +233,48 @@ int main(int argc, char **argv) {
       {0, "exp", NULL, -0.0f, -104.0f, 1},
       {0, "exp", NULL, 0.0f, 89.0f, 16},
       {1, "tanh", "sech^2", 0.0f, 9.1f, 1},
+      {2, "log", NULL, 1.0f, 0x1p40f, 1},
+      {2, "log", NULL, 0x1p-149f, 1.0f, 64},
+      {2, "log", NULL, 0x1p40f, 0x1.fffffep127f, 64},
   };
   int status = 0;
   unsigned mismatches = 0;
+  uint64_t host_differs = 0;
   for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; ++r) {
     const uint32_t step = stride * ranges[r].thin, first = bits_of(ranges[r].from);
     const uint64_t count = (bits_of(ranges[r].to) - first) / step + 1;
     double worst = 0, worst2 = 0;
     float wx = 0, wx2 = 0;
-    if (sweep(&d, ranges[r].fn, first, step, count, &worst, &wx, &worst2, &wx2, &mismatches)) return 1;
+    if (sweep(&d, ranges[r].fn, first, step, count, &worst, &wx, &worst2, &wx2, &mismatches, &host_differs)) return 1;
     printf("%-4s on [%g, %g], %llu inputs: max error %.3f ulp at x = %a", ranges[r].name, (double)ranges[r].from,
            (double)ranges[r].to, (unsigned long long)count, worst, (double)wx);
     if (ranges[r].name2) printf("; %s %.3f ulp at x = %a", ranges[r].name2, worst2, (double)wx2);
     printf("\n");
-    if (!(worst <= BOUND_ULP) || !(worst2 <= BOUND_SECH2_ULP)) status = 1;
+    if (!(worst <= (ranges[r].fn == 2 ? BOUND_LOG_ULP : BOUND_ULP)) || !(worst2 <= BOUND_SECH2_ULP)) status = 1;
   }
   /* the specials, through the same kernel */
-  static const float specials[] = {-INFINITY, INFINITY, NAN, 88.8f, -150.0f};
-  static const float expected[] = {0.0f, INFINITY, NAN, INFINITY, 0.0f};
+  static const struct {
+    unsigned fn;
+    float x, want;
+  } specials[] = {{0, -INFINITY, 0.0f}, {0, INFINITY, INFINITY}, {0, NAN, NAN},      {0, 88.8f, INFINITY},
+                  {0, -150.0f, 0.0f},   {2, 0.0f, -INFINITY},    {2, -0.0f, -INFINITY}, {2, -1.0f, NAN},
+                  {2, -INFINITY, NAN},  {2, INFINITY, INFINITY}, {2, NAN, NAN},      {2, 1.0f, 0.0f}};
   for (size_t s = 0; s < sizeof specials / sizeof specials[0]; ++s) {
     double worst = 0, worst2 = 0;
     float wx = 0, wx2 = 0;
     d.y[0] = 1.0f;
-    if (sweep(&d, 0, bits_of(specials[s]), 1, 1, &worst, &wx, &worst2, &wx2, &mismatches)) return 1;
-    const int ok = isnan(expected[s]) ? isnan(d.y[0]) : d.y[0] == expected[s];
-    printf("exp(%g) = %g%s\n", (double)specials[s], (double)d.y[0], ok ? "" : "  WRONG");
+    if (sweep(&d, specials[s].fn, bits_of(specials[s].x), 1, 1, &worst, &wx, &worst2, &wx2, &mismatches,
+              &host_differs))
+      return 1;
+    const int ok = isnan(specials[s].want) ? isnan(d.y[0]) : d.y[0] == specials[s].want;
+    printf("%s(%g) = %g%s\n", specials[s].fn ? "log" : "exp", (double)specials[s].x, (double)d.y[0],
+           ok ? "" : "  WRONG");
     if (!ok) status = 1;
   }
   if (mismatches) printf("scalar and vector forms differ on %u inputs\n", mismatches), status = 1;
+  if (host_differs)
+    printf("the host's e^x or ln x differs from the device's on %llu inputs\n", (unsigned long long)host_differs),
+        status = 1;
   printf("%s (bounds: %.1f ulp, sech^2 %.1f ulp)\n", status ? "FAILED" : "passed", BOUND_ULP, BOUND_SECH2_ULP);
   clReleaseMemObject(d.out), clReleaseMemObject(d.out2), clReleaseMemObject(d.mismatch);
   clReleaseKernel(d.kernel), clReleaseProgram(program);

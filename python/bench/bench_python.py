@@ -17,7 +17,9 @@ side" is the binding with the library function swapped for a C function that doe
 with cc, else a ctypes callback, which costs a little more). "C call with a new gradient array"
 is the C call given np.empty_like's array each time: what a couple of microseconds of Python
 between two calls add on this machine. Rounds of --inner calls each,
-interleaved, medians of the per-call time.
+interleaved, medians of the per-call time. "direct path off" is the same binding and C call on a
+second context made with CLXENT_DIRECT_MAX=0: the kernels, where the first context's small calls
+take the host's direct path (host/direct.c) on a CPU device.
 """
 import argparse
 import ctypes
@@ -149,6 +151,16 @@ def small(ctx, ctx_device, shapes, rounds, inner):
             module._lib.clxent_softmax_xent_ex = lib_fn
 
     old = None if before is None else before.Context(ctx_device)
+    # the same calls through the kernels: a context with the direct path off (host/direct.c)
+    saved = os.environ.get("CLXENT_DIRECT_MAX")
+    os.environ["CLXENT_DIRECT_MAX"] = "0"
+    try:
+        kctx = clxent.Context(ctx_device)
+    finally:
+        if saved is None:
+            del os.environ["CLXENT_DIRECT_MAX"]
+        else:
+            os.environ["CLXENT_DIRECT_MAX"] = saved
 
     fns = {}
     for n, c in shapes:
@@ -162,9 +174,14 @@ def small(ctx, ctx_device, shapes, rounds, inner):
         fns[(n, c, "binding")] = lambda z=z, y=y: ctx.softmax_xent(z, y)
         fns[(n, c, "C call")] = lambda args=args, opts=opts, ex=ex: real(*args)
         # the same with a new gradient array and its pointer taken per call (~2 us of Python)
-        fns[(n, c, "C call, new grad")] = lambda args=args, z=z, opts=opts, ex=ex: real(
-            *args[:-1], np.empty_like(z).ctypes.data)
+        # (the array held by a name through the call: a temporary's memory would be freed before
+        # the call writes it, corrupting the allocator's free lists)
+        fns[(n, c, "C call, new grad")] = lambda args=args, z=z, opts=opts, ex=ex: (
+            lambda g: real(*args[:-1], g.ctypes.data))(np.empty_like(z))
         fns[(n, c, "Python side")] = lambda z=z, y=y: stubbed(z, y)
+        kargs = (kctx._ctx,) + args[1:]
+        fns[(n, c, "binding, kernels")] = lambda z=z, y=y: kctx.softmax_xent(z, y)
+        fns[(n, c, "C call, kernels")] = lambda kargs=kargs, opts=opts, ex=ex: real(*kargs)
         if old is not None:
             fns[(n, c, "binding --before")] = lambda z=z, y=y: old.softmax_xent(z, y)
             fns[(n, c, "Python side --before")] = lambda z=z, y=y: stubbed(z, y, before, old)
@@ -177,6 +194,8 @@ def small(ctx, ctx_device, shapes, rounds, inner):
         b, cc, p, new = (med[(n, c, k)] * 1e6 for k in ("binding", "C call", "Python side", "C call, new grad"))
         print(f"{n}x{c}  binding {b:7.1f} us   C call {cc:7.1f} us   Python side {p:6.1f} us   "
               f"binding - C call {b - cc:6.1f} us   C call with a new gradient array {new:7.1f} us")
+        kb, kc = (med[(n, c, k)] * 1e6 for k in ("binding, kernels", "C call, kernels"))
+        print(f"{n}x{c}  direct path off (CLXENT_DIRECT_MAX=0): binding {kb:7.1f} us   C call {kc:7.1f} us")
         if old is not None:
             b, p = (med[(n, c, k)] * 1e6 for k in ("binding --before", "Python side --before"))
             print(f"{n}x{c}  --before: binding {b:7.1f} us   Python side {p:6.1f} us   "

@@ -1,0 +1,231 @@
+/*
+ * The direct path (issue 14, small calls): a small float32 hard-label softmax call on a CPU device
+ * computed on the calling thread, with the bits the kernels would give it.
+ *
+ * On PoCL a call's fixed cost is ~100 µs, most of it waking the device's worker threads and
+ * waiting for them; a 1×10 call has well under a microsecond of arithmetic. Where the device is
+ * the host's own CPU the host can do that arithmetic itself, and does, for calls of at most
+ * ctx->direct_max values (the tuning table's, or $CLXENT_DIRECT_MAX; 0 turns it off).
+ *
+ * The promise is the project's determinism guarantee: a row's loss, lse and gradient bits do not
+ * depend on which path ran. So each row is computed with exactly the operations of the kernel the
+ * call would have launched (kernels/softmax_xent.cl), in the same order:
+ *   c ≤ CLXENT_SHORT_C   softmax_xent_hard_short: a lane per row, scalar in each lane;
+ *   c ≤ CLXENT_ROW_CHUNK softmax_xent_hard (row per item): one chunk of pass 1, its max and its
+ *                        sum of exponentials in CLXENT_VEC lanes (j ≡ lane mod VEC) plus a scalar
+ *                        tail, the lanes folded by hsum/hmax's fixed halving tree (common.cl);
+ *                        then pass 2 from the cached exponentials;
+ * the batch sum in reduce_sum's order (clxent_host_reduce). The exponential and logarithm are the
+ * kernels' own (kernels/clxent_math.h, the same source compiled as C); the kernels there and in
+ * softmax_xent.cl are compiled without contraction and this file with -ffp-contract=off, so every
+ * a*b + c is two roundings on both sides and every fused step is an explicit fma. Where the
+ * kernel picks the narrow or the general exponential per chunk, the host takes the general one:
+ * they agree bit for bit on the narrow range (clxent_math.h). tests/test_math.c checks the host's
+ * e^x and ln x against the device's on every input of their sweeps; tests/test_direct.c checks
+ * whole calls, direct against kernels, byte for byte.
+ *
+ * What it takes: float32, classes innermost, hard labels, no softcap, no argmax/correct, no bias
+ * gradient, c ≤ CLXENT_ROW_CHUNK; every reduction, ignore_index, class weights, label smoothing,
+ * z-loss, mean_denominator, grad_output, lse, gradient in place. Anything else, and a context
+ * whose kernels are not the ones mirrored here (group variant, the device's own math, extra build
+ * options), or a calling thread that does not round to nearest with subnormals (the device's
+ * threads do), goes to the kernels.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "clxent_math.h"
+#include "internal.h"
+
+#if defined(__GNUC__)
+#define DIRECT_INLINE static inline __attribute__((always_inline))
+#else
+#define DIRECT_INLINE static inline
+#endif
+
+/* hsum / hmax of common.cl: lanes [0, w) folded in halves, lane i taking lane i + w/2 */
+DIRECT_INLINE float fold_sum(float *v, unsigned w) {
+  for (w /= 2; w > 0; w /= 2)
+    for (unsigned i = 0; i < w; ++i) v[i] = v[i] + v[i + w];
+  return v[0];
+}
+DIRECT_INLINE float fold_max(float *v, unsigned w) {
+  for (w /= 2; w > 0; w /= 2)
+    for (unsigned i = 0; i < w; ++i) v[i] = fmaxf(v[i], v[i + w]);
+  return v[0];
+}
+
+/* What every row of the call shares. */
+typedef struct direct_call {
+  const clxent_plan *plan;
+  unsigned vec;   /* CLXENT_VEC of the context's program */
+  float *e;       /* c floats: the row's exponentials (the kernel's cache) */
+} direct_call;
+
+/* One row as softmax_xent_hard_short computes a lane: returns the row's loss. */
+DIRECT_INLINE float short_row(const direct_call *d, size_t i) {
+  const clxent_plan *pl = d->plan;
+  const size_t c = pl->c;
+  const float *z = (const float *)pl->in + i * c;
+  const float *weight = pl->weight;
+  const clxent_params p = pl->params;
+  const int y = pl->labels[i], ignored = y == pl->ignore_index;
+  const float eps = p.smoothing, zl = p.z_loss, W = p.weight_sum;
+  const int smooth = eps > 0.0f;
+  float m = -INFINITY;
+  for (size_t j = 0; j < c; ++j) m = z[j] > m ? z[j] : m;
+  float sv = 0.0f, wdev = 0.0f, uy = 0.0f, ey = 0.0f, wy = 0.0f;
+  for (size_t j = 0; j < c; ++j) {
+    const float u = z[j], e = clxent_exp_own(u - m);
+    sv = sv + e;
+    const float w = weight ? weight[j] : 1.0f;
+    if (smooth && w != 0.0f) wdev = wdev + w * (m - u);
+    if ((size_t)y == j && y >= 0) uy = u, ey = e, wy = w;
+    d->e[j] = e;
+  }
+  const float log_s = clxent_log_own(sv), lse = m + log_s, inv_c = 1.0f / (float)c;
+  float loss = (1.0f - eps) * wy * ((m - uy) + log_s);
+  if (smooth) loss = loss + eps * inv_c * (wdev + W * log_s);
+  if (zl != 0.0f) loss = loss + p.z_loss_row * zl * lse * lse;
+  if (ignored) loss = 0.0f;
+  if (pl->lse) pl->lse[i] = lse;
+  float *g = pl->grad ? (float *)pl->grad + i * c : NULL;
+  if (!g) return loss;
+  const float g_up = pl->row_scale ? pl->row_scale[i] : 1.0f;
+  const float S = p.scale * g_up, Sz = p.z_scale * g_up;
+  const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Sz) / sv;
+  const float K = S * (1.0f - eps) * wy;
+  const float B = S * eps * inv_c;
+  for (size_t j = 0; j < c; ++j) {
+    const float w = weight ? weight[j] : 1.0f;
+    const float gv = (size_t)y == j && y >= 0 ? (k * ey - B * wy - K) * 1.0f : (k * d->e[j] - B * w) * 1.0f;
+    g[j] = ignored ? 0.0f : gv;
+  }
+  return loss;
+}
+
+/* One row as softmax_xent_hard (row per item) computes it, for c ≤ CLXENT_ROW_CHUNK: one chunk.
+ * Returns the row's loss. */
+DIRECT_INLINE float item_row(const direct_call *d, size_t i) {
+  const clxent_plan *pl = d->plan;
+  const size_t c = pl->c, V = d->vec, jv = c - c % V;
+  const float *z = (const float *)pl->in + i * c;
+  const float *weight = pl->weight;
+  float *g = pl->grad ? (float *)pl->grad + i * c : NULL;
+  const clxent_params p = pl->params;
+  const int y = pl->labels[i], ignored = y == pl->ignore_index;
+  if (ignored && !pl->lse) {
+    if (g) memset(g, 0, c * sizeof *g);
+    return 0.0f;
+  }
+  const float eps = p.smoothing, zl = p.z_loss;
+  const int smooth = eps > 0.0f && !ignored;
+  const float zy = ignored ? 0.0f : z[y];
+  float lanes[16], wl[16];
+
+  /* range_max over the chunk: compare-select per lane (NaN skipped), hmax, fmax over the tail */
+  for (size_t l = 0; l < V; ++l) lanes[l] = -INFINITY;
+  for (size_t j = 0; j < jv; j += V)
+    for (size_t l = 0; l < V; ++l) lanes[l] = z[j + l] > lanes[l] ? z[j + l] : lanes[l];
+  float hi = fold_max(lanes, (unsigned)V);
+  for (size_t j = jv; j < c; ++j) hi = fmaxf(hi, z[j]);
+  const float m = hi; /* the kernel's m: -inf, raised to the chunk's max (never NaN) */
+  const float ref = m == -INFINITY ? 0.0f : m;
+
+  /* range_exp_sum against ref: lanes, then the tail from 0, then the folded lanes */
+  float wdev = 0.0f;
+  for (size_t l = 0; l < V; ++l) lanes[l] = 0.0f, wl[l] = 0.0f;
+  for (size_t j = 0; j < jv; j += V)
+    for (size_t l = 0; l < V; ++l) {
+      const float u = z[j + l], e = clxent_exp_own(u - ref);
+      d->e[j + l] = e;
+      lanes[l] = lanes[l] + e;
+      if (smooth) {
+        const float w = weight ? weight[j + l] : 1.0f;
+        wl[l] = wl[l] + (w == 0.0f ? 0.0f : w * (ref - u));
+      }
+    }
+  float tail = 0.0f;
+  for (size_t j = jv; j < c; ++j) {
+    const float u = z[j], w = weight ? weight[j] : 1.0f, e = clxent_exp_own(u - ref);
+    d->e[j] = e;
+    tail = tail + e;
+    if (smooth && w != 0.0f) wdev = wdev + w * (ref - u);
+  }
+  if (smooth) wdev = wdev + fold_sum(wl, (unsigned)V);
+  const float s = 0.0f + (fold_sum(lanes, (unsigned)V) + tail);
+
+  const float log_s = clxent_log_own(s), lse = m + log_s;
+  if (pl->lse) pl->lse[i] = lse;
+  if (ignored) {
+    if (g) memset(g, 0, c * sizeof *g);
+    return 0.0f;
+  }
+  const float wy = weight ? weight[y] : 1.0f, uy = zy, inv_c = 1.0f / (float)c;
+  const float W = p.weight_sum;
+  float loss = (1.0f - eps) * wy * ((m - uy) + log_s);
+  if (smooth) loss = loss + eps * inv_c * (wdev + W * log_s);
+  if (zl != 0.0f) loss = loss + p.z_loss_row * zl * lse * lse;
+  if (!g) return loss;
+
+  const float g_up = pl->row_scale ? pl->row_scale[i] : 1.0f;
+  const float S = p.scale * g_up, Sz = p.z_scale * g_up;
+  const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Sz) / s;
+  const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy;
+  /* the cache holds e^{u - m} of one segment: f = k */
+  const float f = k;
+  if (B == 0.0f) {
+    for (size_t j = 0; j < jv; ++j) g[j] = d->e[j] * f;
+  } else {
+    for (size_t j = 0; j < jv; ++j) g[j] = d->e[j] * f - B * (weight ? weight[j] : 1.0f);
+  }
+  for (size_t j = jv; j < c; ++j) g[j] = d->e[j] * f - B * (weight ? weight[j] : 1.0f);
+  g[y] = (k * clxent_exp_own(uy - m) - B * wy - K) * 1.0f;
+  return loss;
+}
+
+/* Every row: the row losses into out (n floats). Compiled twice where the compiler can (GCC,
+ * clang on x86-64 ELF): with FMA instructions for the fmaf of clxent_math.h, and without (fmaf
+ * from libm, the same bits, slower), picked once by the loader. */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+__attribute__((target_clones("fma", "default")))
+#endif
+#endif
+static void direct_rows(const direct_call *d, float *out) {
+  const clxent_plan *pl = d->plan;
+  if (pl->c <= CLXENT_SHORT_C)
+    for (size_t i = 0; i < pl->n; ++i) out[i] = short_row(d, i);
+  else
+    for (size_t i = 0; i < pl->n; ++i) out[i] = item_row(d, i);
+}
+
+/* Besides the options: a call the kernels' path would refuse for its buffers (a row longer than a
+ * streaming block, per-row results past the largest allocation: settings that cap them) goes to
+ * it and is refused there, so that no call's status depends on the path either. */
+int clxent_direct_takes(const clxent_ctx *ctx, const clxent_plan *plan) {
+  return ctx->direct_max && !ctx->group && plan->kernel == KERNEL_SOFTMAX_HARD && plan->dtype == CLXENT_FLOAT32 &&
+         plan->inner <= 1 && !plan->elementwise && !plan->argmax && !plan->bias_grad &&
+         plan->params.softcap == 0.0f && plan->c <= CLXENT_ROW_CHUNK && plan->n <= ctx->direct_max / plan->c &&
+         (cl_ulong)(plan->c * sizeof(float)) <= ctx->block_bytes &&
+         (cl_ulong)(plan->n * sizeof(float)) <= ctx->max_alloc && clxent_host_float_is_devices();
+}
+
+clxent_status clxent_direct(clxent_ctx *ctx, const clxent_plan *plan, int *done) {
+  *done = 0;
+  const size_t n = plan->n, c = plan->c, G = ctx->group_size;
+  /* row losses, the reduction's G lanes, the row's exponentials */
+  float *scratch = clxent_host_scratch(ctx, (n + G + c) * sizeof(float));
+  if (!scratch) return CLXENT_OK; /* the kernels then */
+  const direct_call d = {plan, ctx->vector_width, scratch + n + G};
+  direct_rows(&d, scratch);
+  if (plan->loss) {
+    if (plan->reduction == CLXENT_NONE)
+      memcpy(plan->loss, scratch, n * sizeof(float));
+    else
+      *plan->loss = clxent_host_reduce(scratch, n, G, plan->divisor, scratch + n);
+  }
+  *done = 1;
+  PIECE(ctx, "direct: rows and reduction on the host", NULL);
+  return CLXENT_OK;
+}
