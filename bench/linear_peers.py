@@ -55,8 +55,8 @@ def main():
           f"({torch.get_num_threads() if torch else 0} threads); {args.rounds} rounds, medians\n")
     print("| n × d × v | clxent loss s | clxent all s | numpy matmul s | torch eager fwd+bwd s | clxent loss GFLOP/s "
           "| clxent all GFLOP/s | numpy GFLOP/s | clxent loss / numpy throughput | clxent all / torch time "
-          "| clxent scratch (with gradients) / n·v·4 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| all / torch, each round | clxent scratch (with gradients) / n·v·4 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with clxent.Context() as ctx:
         for shape in args.shapes:
             n, d, v = (int(x) for x in shape.split("x"))
@@ -99,13 +99,15 @@ def main():
             info = ctx_block(ctx)
             rows, classes = min(info[0], n), min(info[1], v)
             dp = -(-d // (2 * info[2])) * 2 * info[2]
+            rp = -(-rows // (2 * info[2])) * 2 * info[2]  # rows of the transposed pack of hidden
             # the library's scratch with the gradients (include/clxent.h): block, state, losses, packs
-            scratch = (rows * classes + rows * 8 + n + classes * dp + rows * dp) * 4
+            scratch = (rows * classes + rows * 8 + n + rp * d + classes * dp + rows * dp) * 4
             tt = med.get("torch", float("nan"))
+            rounds = " ".join(f"{a / t:.2f}" for a, t in zip(times["all"], times.get("torch", []))) or "—"
             print(f"| {n} × {d} × {v} | {med['loss']:.3f} | {med['all']:.3f} | {med['numpy']:.3f} | {tt:.3f} "
                   f"| {2 * ndv / med['loss'] / 1e9:.1f} | {8 * ndv / med['all'] / 1e9:.1f} "
                   f"| {2 * ndv / med['numpy'] / 1e9:.1f} | {med['numpy'] / med['loss']:.2f} "
-                  f"| {med['all'] / tt:.2f} | {100 * scratch / (n * v * 4):.2f}% |", flush=True)
+                  f"| {med['all'] / tt:.2f} | {rounds} | {100 * scratch / (n * v * 4):.2f}% |", flush=True)
     return 0
 
 

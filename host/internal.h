@@ -70,6 +70,7 @@ typedef enum clxent_kernel_id {
   KERNEL_LINEAR_DWEIGHT,
   KERNEL_LINEAR_NARROW,
   KERNEL_LINEAR_PACK,
+  KERNEL_LINEAR_PACK_T,
   KERNEL_TYPED_COUNT,
   KERNEL_ROW_INFORMATION = KERNEL_TYPED_COUNT,
   KERNEL_REDUCE_SUM,
@@ -111,6 +112,7 @@ enum clxent_slot {
   SLOT_LINEAR_LSE,   /* linear_xent: the rows' log-sum-exp (ex->lse) */
   SLOT_LINEAR_PACK_W, /* linear_xent: a class block of the weight, packed (linear_pack) */
   SLOT_LINEAR_PACK_H, /* linear_xent: a row block of hidden, packed */
+  SLOT_LINEAR_PACK_HT, /* linear_xent: a row block of hidden, packed transposed for the logits (linear_pack_t) */
   SLOT_COUNT
 };
 
@@ -420,14 +422,17 @@ typedef struct clxent_linear_launch {
   cl_mem hidden, weight, bias, labels, class_weight, z, state, row_loss, row_lse, gh, gw, gb; /* gradients float32 */
   cl_mem dev_scales; /* device-resident calls: label_stats's scales, or NULL */
   cl_mem wp, hp;     /* the packed weight (class block) and hidden (row block) of the products */
+  cl_mem hq;         /* the row block of hidden packed transposed, the logits' operand */
   cl_int ignore_index;
   clxent_params params;
   cl_int first, last;
 } clxent_linear_launch;
 enum clxent_linear_step { LINEAR_LOGITS, LINEAR_STATS, LINEAR_GRAD, LINEAR_DHIDDEN, LINEAR_DWEIGHT, LINEAR_DBIAS,
-                          LINEAR_PACK_W, LINEAR_PACK_H };
+                          LINEAR_PACK_W, LINEAR_PACK_H, LINEAR_PACK_HT };
 /* floats of a block of `rows` rows of d packed by linear_pack (panels of 2·VEC columns) */
 size_t clxent_linear_packed(const clxent_ctx *ctx, size_t rows, size_t d);
+/* floats of a block of `rows` rows of d packed transposed by linear_pack_t (panels of 2·VEC rows) */
+size_t clxent_linear_packed_t(const clxent_ctx *ctx, size_t rows, size_t d);
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l);
 /* out[offset + e] = x[e] for e < count in dtype (linear_narrow). */
 clxent_status clxent_launch_linear_narrow(clxent_ctx *ctx, clxent_dtype dtype, size_t count, cl_mem x, cl_mem out,

@@ -222,8 +222,8 @@ clxent_status clxent_launch_slice_grad(clxent_ctx *ctx, clxent_dtype dtype, size
  * products are launched in groups of 64 tiles, so that a group's tiles share the rows of h and w
  * they read while those are in the cache: 16 × 4 for the logits, 4 × 16 for the products (best of
  * 8×8, 16×4, 4×16, 64×1, 1×64 on PoCL, docs/PERFORMANCE.md). */
-#define LINEAR_TR 4 /* the register tiles of kernels/linear_xent.cl: rows × classes of logits, */
-#define LINEAR_TC 2
+#define LINEAR_TC 4 /* the register tiles of kernels/linear_products.cl: classes × vectors of rows (logits), */
+#define LINEAR_TR 2
 #define LINEAR_HR 4 /* rows (grad_hidden) or classes (grad_weight) × vectors of k */
 #define LINEAR_HK 2
 #define LINEAR_WC 4
@@ -231,6 +231,10 @@ static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
 size_t clxent_linear_packed(const clxent_ctx *ctx, size_t rows, size_t d) {
   return rows * round_up(d, LINEAR_HK * ctx->vector_width);
+}
+
+size_t clxent_linear_packed_t(const clxent_ctx *ctx, size_t rows, size_t d) {
+  return round_up(rows, LINEAR_TR * ctx->vector_width) * d;
 }
 
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l) {
@@ -243,11 +247,11 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
   switch (step) {
     case LINEAR_LOGITS: {
       const cl_ulong b_off = l->first_class;
-      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->hidden), ARG(h_off), ARG_MEM(l->weight), ARG(w_off),
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->hq), ARG_MEM(l->weight), ARG(w_off),
                           ARG_MEM(l->bias), ARG(b_off), ARG_MEM(l->z), ARG(ldz)};
       local[0] = 16, local[1] = 4;
       global[0] = round_up((l->classes + LINEAR_TC - 1) / LINEAR_TC, local[0]);
-      global[1] = round_up((l->rows + LINEAR_TR - 1) / LINEAR_TR, local[1]);
+      global[1] = round_up((l->rows + LINEAR_TR * vec - 1) / (LINEAR_TR * vec), local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_LOGITS][t], "linear_logits", args, COUNT(args), 2, global, local);
     }
     case LINEAR_STATS: {
@@ -276,6 +280,12 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
       local[0] = 4, local[1] = 16;
       global[0] = round_up((size_t)dp / (LINEAR_HK * vec), local[0]), global[1] = round_up((size_t)T, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_PACK][t], "linear_pack", args, COUNT(args), 2, global, local);
+    }
+    case LINEAR_PACK_HT: { /* the row block of hidden, transposed, for the logits */
+      const arg args[] = {ARG(R), ARG(d), ARG_MEM(l->hidden), ARG(h_off), ARG_MEM(l->hq)};
+      local[0] = 64, local[1] = 1;
+      global[0] = round_up((size_t)d, local[0]), global[1] = (l->rows + LINEAR_TR * vec - 1) / (LINEAR_TR * vec);
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_PACK_T][t], "linear_pack_t", args, COUNT(args), 2, global, local);
     }
     case LINEAR_DHIDDEN: {
       const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->wp), ARG_MEM(l->gh),

@@ -8,8 +8,10 @@
  * (reduce.c), so the loss has their bits for the same logits' state.
  *
  * Device memory beyond the inputs and outputs: the block of logits (R·V floats), the state of a
- * row chunk (R·8 floats), the n per-row losses (and n lse if wanted), the packed operands of the
- * gradient products (V·d' and R·d' floats, d' = d rounded up to a panel); with 16-bit storage also the
+ * row chunk (R·8 floats), the n per-row losses (and n lse if wanted), the row chunk of hidden
+ * packed transposed for the logits (R'·d floats, R' = R rounded up to a panel of 2·VEC rows), the
+ * packed operands of the gradient products (V·d' and R·d' floats, d' = d rounded up to a panel);
+ * with 16-bit storage also the
  * float32 accumulators of the gradients asked for: R·d (grad_hidden), v·d (grad_weight), v
  * (grad_bias), each rounded once into the caller's type. The inputs and outputs are used in place on a
  * device that shares host memory (PoCL), else copied to and from buffers of their size.
@@ -70,6 +72,7 @@ static clxent_status enqueue_blocks(clxent_ctx *ctx, const linear_call *c, clxen
   const int narrow = c->dtype != CLXENT_FLOAT32; /* 16-bit gradients: float32 accumulators, rounded once */
   CHECK(clxent_buffer(ctx, SLOT_LINEAR_Z, R * V * sizeof(float), &l.z));
   CHECK(clxent_buffer(ctx, SLOT_LINEAR_STATE, R * LINEAR_STATE * sizeof(float), &l.state));
+  CHECK(clxent_buffer(ctx, SLOT_LINEAR_PACK_HT, clxent_linear_packed_t(ctx, R, d) * sizeof(float), &l.hq));
   l.gh = gh, l.gw = gw, l.gb = gb;
   if (narrow && gh) CHECK(clxent_buffer(ctx, SLOT_LINEAR_GH, R * d * sizeof(float), &l.gh));
   if (narrow && gw) CHECK(clxent_buffer(ctx, SLOT_LINEAR_GW, v * d * sizeof(float), &l.gw));
@@ -80,6 +83,7 @@ static clxent_status enqueue_blocks(clxent_ctx *ctx, const linear_call *c, clxen
   for (size_t r0 = 0; r0 < n; r0 += R) {
     l.first_row = r0, l.rows = n - r0 < R ? n - r0 : R;
     l.gh_row = narrow ? 0 : r0;
+    CHECK(clxent_launch_linear(ctx, LINEAR_PACK_HT, &l)); /* both passes' logits read it */
     for (size_t j0 = 0; j0 < v; j0 += V) {
       l.first_class = j0, l.classes = v - j0 < V ? v - j0 : V;
       l.first = j0 == 0, l.last = j0 + V >= v;

@@ -25,16 +25,17 @@
  * Each output element is owned by one work-item per launch, which starts from the value in memory
  * (or 0 on the first chunk) and adds the chunk's terms one by one in index order: so each element
  * is the sum of its terms in increasing j (grad_hidden) or i (grad_weight, grad_bias) whatever the
- * chunk sizes, with no atomics — the same bits run after run and for any chunking. The logits'
- * sums over k run in a fixed order too (VEC-wide partial sums, then hsum, then the tail).
+ * chunk sizes, with no atomics — the same bits run after run and for any chunking. Each logit is
+ * one fma per k in increasing k (linear_logits), so it too has the same bits in both passes and
+ * for any block shape.
  *
  * The matrix products are in kernels/linear_products.cl, once per storage type (hidden, weight,
  * bias and the gradients in float32, float16 or bfloat16; every sum in float32; 16-bit gradients
  * are accumulated in float32 scratch and rounded once, by linear_narrow).
- * Register tiles: a work-item computes 4 × 2 logits (dot products of VEC-wide pieces of h and w
- * rows, lanes summed at the end), 4 rows × 2 vectors of grad_hidden, 4 classes × 2 vectors of
- * grad_weight (outer products, no horizontal sums): loops a CPU compiler (PoCL) vectorises within a
- * work-item, no barriers; every multiply-add is an fma.
+ * Register tiles, all outer products (no horizontal sums): a work-item computes 4 classes × 2
+ * vectors of rows of logits (the row block of h packed transposed once per row chunk,
+ * linear_pack_t), 4 rows × 2 vectors of grad_hidden, 4 classes × 2 vectors of grad_weight: loops a
+ * CPU compiler (PoCL) vectorises within a work-item, no barriers; every multiply-add is an fma.
  */
 
 /* floats of per-row state kept across a row chunk's class chunks */
