@@ -306,8 +306,8 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
     default: { /* LINEAR_DBIAS */
       const cl_ulong gb_off = l->first_class;
       const arg args[] = {ARG(R), ARG(V), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->gb), ARG(gb_off), ARG(l->first)};
-      size_t g = l->classes, lg = item_group(ctx, l->classes, ctx->group_size);
-      g = round_up(g, lg);
+      const size_t items = (l->classes + vec - 1) / vec, lg = item_group(ctx, items, ctx->group_size);
+      size_t g = round_up(items, lg);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DBIAS][0], "linear_dbias", args, COUNT(args), 1, &g, &lg);
     }
   }

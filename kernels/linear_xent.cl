@@ -174,12 +174,23 @@ __kernel void linear_grad(const ulong R, const ulong V, const ulong v, const ulo
   }
 }
 
-/* grad_bias[j] (+)= Σ_i g[i][j] over the chunk's R rows, in increasing i. */
+/* grad_bias[j] (+)= Σ_i g[i][j] over the chunk's R rows, in increasing i. Item: VEC classes, one
+ * vector add per row (a lane's sum is its class's, in the same order as one add at a time); a
+ * block's last classes scalar. One class per item read one float per row, a new cache line per
+ * row: 0.3 s of a 10 s call at 2048 × 1024 × 32000. */
 __kernel void linear_dbias(const ulong R, const ulong V, __global const float *g, const ulong ldg, __global float *gb,
                            const ulong gb_off, const int first) {
-  const ulong j = get_global_id(0);
-  if (j >= V) return;
-  float acc = first ? 0.0f : gb[gb_off + j];
-  for (ulong i = 0; i < R; ++i) acc += g[i * ldg + j];
-  gb[gb_off + j] = acc;
+  const ulong j0 = get_global_id(0) * CLXENT_VEC;
+  if (j0 >= V) return;
+  if (j0 + CLXENT_VEC <= V) {
+    floatv acc = first ? (floatv)(0.0f) : vloadv(0, gb + gb_off + j0);
+    for (ulong i = 0; i < R; ++i) acc += vloadv(0, g + i * ldg + j0);
+    vstorev(acc, 0, gb + gb_off + j0);
+    return;
+  }
+  for (ulong j = j0; j < V; ++j) {
+    float acc = first ? 0.0f : gb[gb_off + j];
+    for (ulong i = 0; i < R; ++i) acc += g[i * ldg + j];
+    gb[gb_off + j] = acc;
+  }
 }
