@@ -99,9 +99,10 @@ def main():
             info = ctx_block(ctx)
             rows, classes = min(info[0], n), min(info[1], v)
             dp = -(-d // (2 * info[2])) * 2 * info[2]
+            ldz = -(-classes // 16) * 16 + 16  # a row of the block of logits (host/launch.c)
             rp = -(-rows // (2 * info[2])) * 2 * info[2]  # rows of the transposed pack of hidden
             # the library's scratch with the gradients (include/clxent.h): block, state, losses, packs
-            scratch = (rows * classes + rows * 8 + n + rp * d + classes * dp + rows * dp) * 4
+            scratch = (rows * ldz + rows * 8 + n + rp * d + classes * dp + rows * dp) * 4
             tt = med.get("torch", float("nan"))
             rounds = " ".join(f"{a / t:.2f}" for a, t in zip(times["all"], times.get("torch", []))) or "—"
             print(f"| {n} × {d} × {v} | {med['loss']:.3f} | {med['all']:.3f} | {med['numpy']:.3f} | {tt:.3f} "

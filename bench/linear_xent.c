@@ -98,13 +98,14 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n; ++i) y[i] = (int32_t)((i * 2654435761u) % v);
     const size_t R = info.linear_rows < n ? info.linear_rows : n, V = info.linear_classes < v ? info.linear_classes : v;
     const size_t dp = (d + 2 * info.vector_width - 1) / (2 * info.vector_width) * (2 * info.vector_width);
+    const size_t ldz = (V + 15) / 16 * 16 + 16; /* a row of the block of logits (host/launch.c) */
     const size_t rp = (R + 2 * info.vector_width - 1) / (2 * info.vector_width) * (2 * info.vector_width);
     const double logits = (double)n * (double)v * 4.0;
     for (int mode = 0; mode < 2 && !status; ++mode) {
       /* the library's scratch (include/clxent.h): the block, the rows' state and losses, the row
        * block of hidden packed for the logits, and with the gradients the packed weight and hidden
        * blocks of the products */
-      const double extra = (double)(R * V + R * 8 + n + rp * d + (mode ? V * dp + R * dp : 0)) * 4.0;
+      const double extra = (double)(R * ldz + R * 8 + n + rp * d + (mode ? V * dp + R * dp : 0)) * 4.0;
       double *t = malloc((size_t)repeat * sizeof(double));
       float loss;
       for (int r = -warmup; r < repeat; ++r) {

@@ -431,6 +431,10 @@ enum clxent_linear_step { LINEAR_LOGITS, LINEAR_STATS, LINEAR_GRAD, LINEAR_DHIDD
                           LINEAR_PACK_W, LINEAR_PACK_H, LINEAR_PACK_HT };
 /* floats of a block of `rows` rows of d packed by linear_pack (panels of 2·VEC columns) */
 size_t clxent_linear_packed(const clxent_ctx *ctx, size_t rows, size_t d);
+/* floats from one row of the block of logits to the next: `classes` rounded up to a 64-byte line,
+ * and one line more, so that a column's rows (grad_weight's operand walks them) do not all fall in
+ * the same few cache sets when classes is a multiple of 256 */
+size_t clxent_linear_ldz(size_t classes);
 /* floats of a block of `rows` rows of d packed transposed by linear_pack_t (panels of 2·VEC rows) */
 size_t clxent_linear_packed_t(const clxent_ctx *ctx, size_t rows, size_t d);
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l);

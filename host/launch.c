@@ -233,13 +233,15 @@ size_t clxent_linear_packed(const clxent_ctx *ctx, size_t rows, size_t d) {
   return rows * round_up(d, LINEAR_HK * ctx->vector_width);
 }
 
+size_t clxent_linear_ldz(size_t classes) { return round_up(classes, 16) + 16; }
+
 size_t clxent_linear_packed_t(const clxent_ctx *ctx, size_t rows, size_t d) {
   return round_up(rows, LINEAR_TR * ctx->vector_width) * d;
 }
 
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l) {
   const cl_ulong R = l->rows, V = l->classes, v = l->v, d = l->d, first_row = l->first_row, j0 = l->first_class;
-  const cl_ulong h_off = l->first_row * l->d, w_off = l->first_class * l->d, ldz = l->classes;
+  const cl_ulong h_off = l->first_row * l->d, w_off = l->first_class * l->d, ldz = clxent_linear_ldz(l->classes);
   const cl_ulong gh_off = l->gh_row * l->d;
   const clxent_dtype t = l->dtype;
   const size_t vec = ctx->vector_width;

@@ -70,7 +70,7 @@ static clxent_status enqueue_blocks(clxent_ctx *ctx, const linear_call *c, clxen
   const size_t n = c->n, v = c->v, d = c->d;
   const size_t R = ctx->linear_rows < n ? ctx->linear_rows : n, V = ctx->linear_classes < v ? ctx->linear_classes : v;
   const int narrow = c->dtype != CLXENT_FLOAT32; /* 16-bit gradients: float32 accumulators, rounded once */
-  CHECK(clxent_buffer(ctx, SLOT_LINEAR_Z, R * V * sizeof(float), &l.z));
+  CHECK(clxent_buffer(ctx, SLOT_LINEAR_Z, R * clxent_linear_ldz(V) * sizeof(float), &l.z));
   CHECK(clxent_buffer(ctx, SLOT_LINEAR_STATE, R * LINEAR_STATE * sizeof(float), &l.state));
   CHECK(clxent_buffer(ctx, SLOT_LINEAR_PACK_HT, clxent_linear_packed_t(ctx, R, d) * sizeof(float), &l.hq));
   l.gh = gh, l.gw = gw, l.gb = gb;
