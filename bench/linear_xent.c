@@ -105,7 +105,13 @@ int main(int argc, char **argv) {
       /* the library's scratch (include/clxent.h): the block, the rows' state and losses, the row
        * block of hidden packed for the logits, and with the gradients the packed weight and hidden
        * blocks of the products */
-      const double extra = (double)(R * ldz + R * 8 + n + rp * d + (mode ? V * dp + R * dp : 0)) * 4.0;
+      const size_t rest = R * ldz + R * 8 + n + rp * d + (mode ? V * dp + R * dp : 0);
+      /* with the gradients, the blocks kept for the backward (host/linear.c, kept_blocks) */
+      const size_t chunks = (v + V - 1) / V;
+      const double room = mode ? (0.045 * (double)n * (double)v - (double)rest) / (double)(R * ldz) - 1.0 : -1.0;
+      const size_t kept = room < 0.0 ? 0 : room >= (double)chunks ? chunks : (size_t)room;
+      const size_t slots = kept < chunks ? kept + 1 : chunks;
+      const double extra = (double)(rest + (slots - 1) * R * ldz) * 4.0;
       double *t = malloc((size_t)repeat * sizeof(double));
       float loss;
       for (int r = -warmup; r < repeat; ++r) {

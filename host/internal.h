@@ -423,6 +423,7 @@ typedef struct clxent_linear_launch {
   cl_mem dev_scales; /* device-resident calls: label_stats's scales, or NULL */
   cl_mem wp, hp;     /* the packed weight (class block) and hidden (row block) of the products */
   cl_mem hq;         /* the row block of hidden packed transposed, the logits' operand */
+  size_t z_off;      /* where in z the block's logits are (floats): the slot of a kept block */
   cl_int ignore_index;
   clxent_params params;
   cl_int first, last;

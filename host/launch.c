@@ -242,7 +242,7 @@ size_t clxent_linear_packed_t(const clxent_ctx *ctx, size_t rows, size_t d) {
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l) {
   const cl_ulong R = l->rows, V = l->classes, v = l->v, d = l->d, first_row = l->first_row, j0 = l->first_class;
   const cl_ulong h_off = l->first_row * l->d, w_off = l->first_class * l->d, ldz = clxent_linear_ldz(l->classes);
-  const cl_ulong gh_off = l->gh_row * l->d;
+  const cl_ulong gh_off = l->gh_row * l->d, z_off = l->z_off;
   const clxent_dtype t = l->dtype;
   const size_t vec = ctx->vector_width;
   size_t global[2], local[2] = {4, 16};
@@ -250,14 +250,14 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
     case LINEAR_LOGITS: {
       const cl_ulong b_off = l->first_class;
       const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->hq), ARG_MEM(l->weight), ARG(w_off),
-                          ARG_MEM(l->bias), ARG(b_off), ARG_MEM(l->z), ARG(ldz)};
+                          ARG_MEM(l->bias), ARG(b_off), ARG_MEM(l->z), ARG(z_off), ARG(ldz)};
       local[0] = 16, local[1] = 4;
       global[0] = round_up((l->classes + LINEAR_TC - 1) / LINEAR_TC, local[0]);
       global[1] = round_up((l->rows + LINEAR_TR * vec - 1) / (LINEAR_TR * vec), local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_LOGITS][t], "linear_logits", args, COUNT(args), 2, global, local);
     }
     case LINEAR_STATS: {
-      const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(ldz),
+      const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(z_off), ARG(ldz),
                           ARG_MEM(l->labels), ARG_MEM(l->class_weight), ARG(l->ignore_index), ARG(l->params),
                           ARG_MEM(l->dev_scales), ARG_MEM(l->state), ARG(l->first), ARG(l->last),
                           ARG_MEM(l->row_loss), ARG_MEM(l->row_lse)};
@@ -266,7 +266,7 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_STATS][0], "linear_stats", args, COUNT(args), 1, &g, &lg);
     }
     case LINEAR_GRAD: {
-      const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(ldz),
+      const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(z_off), ARG(ldz),
                           ARG_MEM(l->labels), ARG_MEM(l->class_weight), ARG(l->ignore_index), ARG(l->params),
                           ARG_MEM(l->dev_scales), ARG_MEM(l->state)};
       global[0] = round_up((l->classes + vec - 1) / vec, local[0]);
@@ -290,7 +290,7 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_PACK_T][t], "linear_pack_t", args, COUNT(args), 2, global, local);
     }
     case LINEAR_DHIDDEN: {
-      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->wp), ARG_MEM(l->gh),
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(z_off), ARG(ldz), ARG_MEM(l->wp), ARG_MEM(l->gh),
                           ARG(gh_off), ARG(l->first)};
       global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
       global[1] = round_up((l->rows + LINEAR_HR - 1) / LINEAR_HR, local[1]);
@@ -298,7 +298,7 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
                      local);
     }
     case LINEAR_DWEIGHT: {
-      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->hp), ARG_MEM(l->gw),
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(z_off), ARG(ldz), ARG_MEM(l->hp), ARG_MEM(l->gw),
                           ARG(w_off), ARG(l->first)};
       global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
       global[1] = round_up((l->classes + LINEAR_WC - 1) / LINEAR_WC, local[1]);
@@ -307,7 +307,7 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
     }
     default: { /* LINEAR_DBIAS */
       const cl_ulong gb_off = l->first_class;
-      const arg args[] = {ARG(R), ARG(V), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->gb), ARG(gb_off), ARG(l->first)};
+      const arg args[] = {ARG(R), ARG(V), ARG_MEM(l->z), ARG(z_off), ARG(ldz), ARG_MEM(l->gb), ARG(gb_off), ARG(l->first)};
       const size_t items = (l->classes + vec - 1) / vec, lg = item_group(ctx, items, ctx->group_size);
       size_t g = round_up(items, lg);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DBIAS][0], "linear_dbias", args, COUNT(args), 1, &g, &lg);

@@ -24,9 +24,10 @@
  * packed hidden panel (LIN_KT·d floats) stays in L2 across the group's classes. */
 __kernel void linear_logits(const ulong R, const ulong V, const ulong d, __global const float *hq,
                             __global const store_t *weight, const ulong w_off, __global const store_t *bias,
-                            const ulong b_off, __global float *z, const ulong ldz) {
+                            const ulong b_off, __global float *z, const ulong z_off, const ulong ldz) {
   const ulong c0 = get_global_id(0) * 4, r0 = get_global_id(1) * LIN_KT;
   if (c0 >= V || r0 >= R) return;
+  z += z_off;
   /* classes past the block read the last class's row and write nothing */
   __global const store_t *w0 = weight + w_off + c0 * d, *w1 = weight + w_off + min(c0 + 1, V - 1) * d;
   __global const store_t *w2 = weight + w_off + min(c0 + 2, V - 1) * d, *w3 = weight + w_off + min(c0 + 3, V - 1) * d;
@@ -130,21 +131,23 @@ inline void lin_product(const ulong T, const ulong rows, const ulong d, const ul
 
 /* grad_hidden[r][k] (+)= Σ_j g[r][j] w[j][k] over the chunk's V classes, in increasing j, w packed
  * (V rows). Item (kt, rt): 4 rows × LIN_KT of k. */
-__kernel void linear_dhidden(const ulong R, const ulong V, const ulong d, __global const float *g, const ulong ldg,
-                             __global const float *wp, __global float *gh, const ulong gh_off, const int first) {
+__kernel void linear_dhidden(const ulong R, const ulong V, const ulong d, __global const float *g, const ulong g_off,
+                             const ulong ldg, __global const float *wp, __global float *gh, const ulong gh_off,
+                             const int first) {
   const ulong k0 = get_global_id(0) * LIN_KT, r0 = get_global_id(1) * 4;
   if (k0 >= d || r0 >= R) return;
-  lin_product(V, min(4ul, R - r0), d, k0, g + r0 * ldg, 1, ldg, wp + (k0 / LIN_KT) * V * LIN_KT,
+  lin_product(V, min(4ul, R - r0), d, k0, g + g_off + r0 * ldg, 1, ldg, wp + (k0 / LIN_KT) * V * LIN_KT,
               gh + gh_off + r0 * d, first);
 }
 
 /* grad_weight[j][k] (+)= Σ_i g[i][j] h[i][k] over the chunk's R rows, in increasing i, h packed
  * (R rows). Item (kt, ct): 4 classes × LIN_KT of k. */
-__kernel void linear_dweight(const ulong R, const ulong V, const ulong d, __global const float *g, const ulong ldg,
-                             __global const float *hp, __global float *gw, const ulong gw_off, const int first) {
+__kernel void linear_dweight(const ulong R, const ulong V, const ulong d, __global const float *g, const ulong g_off,
+                             const ulong ldg, __global const float *hp, __global float *gw, const ulong gw_off,
+                             const int first) {
   const ulong k0 = get_global_id(0) * LIN_KT, c0 = get_global_id(1) * 4;
   if (k0 >= d || c0 >= V) return;
-  lin_product(R, min(4ul, V - c0), d, k0, g + c0, ldg, 1, hp + (k0 / LIN_KT) * R * LIN_KT, gw + gw_off + c0 * d,
+  lin_product(R, min(4ul, V - c0), d, k0, g + g_off + c0, ldg, 1, hp + (k0 / LIN_KT) * R * LIN_KT, gw + gw_off + c0 * d,
               first);
 }
 
