@@ -17,6 +17,7 @@ library uses the machine's cores (PoCL's threads, OpenBLAS's, torch's intra-op t
 """
 import argparse
 import io
+import os
 import statistics
 import sys
 import time
@@ -99,17 +100,7 @@ def main():
             ndv = float(n) * d * v
             info = ctx_block(ctx)
             rows, classes = min(info[0], n), min(info[1], v)
-            dp = -(-d // (2 * info[2])) * 2 * info[2]
-            ldz = -(-classes // 16) * 16 + 16  # a row of the block of logits (host/launch.c)
-            rp = -(-rows // (2 * info[2])) * 2 * info[2]  # rows of the transposed pack of hidden
-            # the library's scratch with the gradients (include/clxent.h): block, state, losses, packs
-            rest = rows * ldz + rows * 8 + n + rp * d + classes * dp + rows * dp
-            # and the blocks of logits kept for the backward (host/linear.c, kept_blocks)
-            chunks = -(-v // classes)
-            room = (0.045 * n * v - rest) / (rows * ldz) - 1.0
-            kept = 0 if room < 0 else min(chunks, int(room))
-            slots = kept + 1 if kept < chunks else chunks
-            scratch = (rest + (slots - 1) * rows * ldz) * 4
+            scratch = scratch_floats(n, d, v, rows, classes, info[2], not os.environ.get("CLXENT_LINEAR_ROWS")) * 4
             tt = med.get("torch", float("nan"))
             rounds = " ".join(f"{a / t:.2f}" for a, t in zip(times["all"], times.get("torch", []))) or "—"
             print(f"| {n} × {d} × {v} | {med['loss']:.3f} | {med['all']:.3f} | {med['numpy']:.3f} | {tt:.3f} "
@@ -117,6 +108,32 @@ def main():
                   f"| {2 * ndv / med['numpy'] / 1e9:.1f} | {med['numpy'] / med['loss']:.2f} "
                   f"| {med['all'] / tt:.2f} | {rounds} | {100 * scratch / (n * v * 4):.2f}% |", flush=True)
     return 0
+
+
+def scratch_floats(n, d, v, rows, classes, vec, table_rows):
+    """The call's device scratch with the gradients, in floats, as host/linear.c allocates it
+    (include/clxent.h): the block of logits and the blocks kept for the backward (kept_blocks), the
+    state, the row losses, the packs; the rows per block fewer than the table's where a row chunk
+    then keeps every block (rows_per_block), unless CLXENT_LINEAR_ROWS set them."""
+    chunks, ldz = -(-v // classes), -(-classes // 16) * 16 + 16
+    dp = -(-d // (2 * vec)) * 2 * vec
+
+    def plan(r):
+        rp = -(-r // (2 * vec)) * 2 * vec
+        rest = r * ldz + r * 8 + n + rp * d + classes * dp + r * dp
+        room = (0.045 * n * v - rest) / (r * ldz) - 1.0
+        return rest, 0 if room < 0 else min(chunks, int(room))
+
+    R, (rest, kept) = rows, plan(rows)
+    r = rows
+    while table_rows and r >= 64:
+        rr, k = plan(r)
+        if k == chunks:
+            R, rest, kept = r, rr, k
+            break
+        r = (r - 1) // 16 * 16
+    slots = kept + 1 if kept < chunks else chunks
+    return rest + (slots - 1) * R * ldz
 
 
 def ctx_block(ctx):

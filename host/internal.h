@@ -181,6 +181,7 @@ struct clxent_ctx {
   int zero_copy;           /* the device uses host memory in place: wrap the caller's arrays */
   int own_math;            /* kernels built with CLXENT_OWN_MATH=1: clxent's e^x, not the device's */
   size_t linear_rows;      /* linear_xent: rows and classes per block of logits (tuning table) */
+  int linear_rows_table;   /* linear_rows is the table's, not the caller's: a call may take fewer (linear.c) */
   size_t linear_classes;
   int program_from_cache;  /* the program binary came from the on-disk cache */
 

@@ -82,18 +82,41 @@ static size_t kept_blocks(size_t n, size_t v, size_t rest, size_t block, size_t 
 /* Every kernel of a call whose arrays are in buffers: l holds the inputs, the per-row outputs and
  * the scales; gh, gw, gb are the gradients' buffers (of the call's type) or NULL. Float32
  * gradients are accumulated in them directly, 16-bit ones in float32 scratch and rounded once. */
+/* The scratch of a call but its kept blocks, in floats, with R rows per block: one block, the
+ * state, the row losses, the packs, the 16-bit gradients' accumulators. */
+static size_t scratch_rest(const clxent_ctx *ctx, const linear_call *c, size_t R, size_t V, int gh, int gw, int gb) {
+  const size_t n = c->n, v = c->v, d = c->d;
+  return R * clxent_linear_ldz(V) + R * LINEAR_STATE + n + clxent_linear_packed_t(ctx, R, d) +
+         (gh ? clxent_linear_packed(ctx, V, d) : 0) + (gw ? clxent_linear_packed(ctx, R, d) : 0) +
+         (c->dtype != CLXENT_FLOAT32 ? (gh ? R * d : 0) + (gw ? v * d : 0) + (gb ? v : 0) : 0);
+}
+
+/* Rows per block with a gradient, where the caller did not set them: the tuning table's R, or
+ * fewer (a multiple of 16, at least 64) if with them a row chunk keeps every one of its blocks
+ * (kept_blocks): each logit then computed once, 6ndv flops instead of 8ndv. At 2048 × 1024 ×
+ * 32000 that is 64 rows, and the call 6.5-6.8 s against 7.8-8.2 s with 256 (two runs each,
+ * docs/PERFORMANCE.md); the cost is grad_hidden's weight packed once per 64 rows, not 256. Below
+ * 64 rows that packing grows past what the pass saves, so the table's R stays. The results are the
+ * same bits for any R (test_block_shapes). */
+static size_t rows_per_block(const clxent_ctx *ctx, const linear_call *c, size_t V, int gh, int gw, int gb) {
+  const size_t n = c->n, v = c->v, chunks = (v + V - 1) / V;
+  const size_t R = ctx->linear_rows < n ? ctx->linear_rows : n;
+  if (!ctx->linear_rows_table || !(gh || gw || gb)) return R;
+  for (size_t r = R; r >= 64; r = (r - 1) / 16 * 16)
+    if (kept_blocks(n, v, scratch_rest(ctx, c, r, V, gh, gw, gb), r * clxent_linear_ldz(V), chunks) == chunks) return r;
+  return R;
+}
+
 static clxent_status enqueue_blocks(clxent_ctx *ctx, const linear_call *c, clxent_linear_launch l, cl_mem gh, cl_mem gw,
                                     cl_mem gb) {
   const size_t n = c->n, v = c->v, d = c->d;
-  const size_t R = ctx->linear_rows < n ? ctx->linear_rows : n, V = ctx->linear_classes < v ? ctx->linear_classes : v;
+  const size_t V = ctx->linear_classes < v ? ctx->linear_classes : v;
+  const size_t R = rows_per_block(ctx, c, V, gh != NULL, gw != NULL, gb != NULL);
   const int narrow = c->dtype != CLXENT_FLOAT32; /* 16-bit gradients: float32 accumulators, rounded once */
   const int backward = gh || gw || gb;
-  /* the scratch but the kept blocks, in floats: one block, the state, the row losses, the packs,
-   * the 16-bit gradients' accumulators */
   const size_t block = R * clxent_linear_ldz(V), chunks = (v + V - 1) / V, packed_t = clxent_linear_packed_t(ctx, R, d);
   const size_t packed_w = gh ? clxent_linear_packed(ctx, V, d) : 0, packed_h = gw ? clxent_linear_packed(ctx, R, d) : 0;
-  const size_t rest = block + R * LINEAR_STATE + n + packed_t + packed_w + packed_h +
-                      (narrow ? (gh ? R * d : 0) + (gw ? v * d : 0) + (gb ? v : 0) : 0);
+  const size_t rest = scratch_rest(ctx, c, R, V, gh != NULL, gw != NULL, gb != NULL);
   const size_t kept = backward ? kept_blocks(n, v, rest, block, chunks) : 0;
   /* slots 0..kept-1: the kept chunks chunks-kept.. in order; slot kept: every other chunk */
   const size_t slots = kept < chunks ? kept + 1 : chunks;
