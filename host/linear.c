@@ -94,8 +94,9 @@ static size_t scratch_rest(const clxent_ctx *ctx, const linear_call *c, size_t R
 /* Rows per block with a gradient, where the caller did not set them: the tuning table's R, or
  * fewer (a multiple of 16, at least 64) if with them a row chunk keeps every one of its blocks
  * (kept_blocks): each logit then computed once, 6ndv flops instead of 8ndv. At 2048 × 1024 ×
- * 32000 that is 64 rows, and the call 6.5-6.8 s against 7.8-8.2 s with 256 (two runs each,
- * docs/PERFORMANCE.md); the cost is grad_hidden's weight packed once per 64 rows, not 256. Below
+ * 32000 that is 64 rows: 6.5-6.8 s against 7.8-8.2 s with 256 beside a test suite, medians of
+ * 4.62 against 4.78 s on a quiet machine (docs/PERFORMANCE.md); the cost is grad_hidden's weight
+ * packed once per 64 rows, not 256, and four times the launches. Below
  * 64 rows that packing grows past what the pass saves, so the table's R stays. The results are the
  * same bits for any R (test_block_shapes). */
 static size_t rows_per_block(const clxent_ctx *ctx, const linear_call *c, size_t V, int gh, int gw, int gb) {
