@@ -4,7 +4,7 @@ interleaved round by round (the order rotated each round), medians:
   clxent loss      Context.linear_xent, loss only (one product: 2ndv flops)
   clxent all       Context.linear_xent with grad_hidden, grad_weight, grad_bias (8ndv flops counted:
                    the logits twice, G·W, Gᵀ·H; fewer done where blocks of logits are kept from
-                   the forward pass, 7.6ndv at 2048 × 1024 × 32000)
+                   the forward pass: 6ndv at 2048 × 1024 × 32000, where every block is kept)
   numpy matmul     hidden @ weight.T, the logits' product alone (2ndv): NumPy's BLAS throughput
   torch eager      F.linear + F.cross_entropy forward and backward (float32; 6ndv in its three
                    products), which materialises n·v logits and their gradient
