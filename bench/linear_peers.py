@@ -2,8 +2,9 @@
 interleaved round by round (the order rotated each round), medians:
 
   clxent loss      Context.linear_xent, loss only (one product: 2ndv flops)
-  clxent all       Context.linear_xent with grad_hidden, grad_weight, grad_bias (8ndv flops done:
-                   the logits twice, G·W, Gᵀ·H)
+  clxent all       Context.linear_xent with grad_hidden, grad_weight, grad_bias (8ndv flops counted:
+                   the logits twice, G·W, Gᵀ·H; fewer done where blocks of logits are kept from
+                   the forward pass: 6ndv at 2048 × 1024 × 32000, where every block is kept)
   numpy matmul     hidden @ weight.T, the logits' product alone (2ndv): NumPy's BLAS throughput
   torch eager      F.linear + F.cross_entropy forward and backward (float32; 6ndv in its three
                    products), which materialises n·v logits and their gradient
@@ -16,6 +17,7 @@ library uses the machine's cores (PoCL's threads, OpenBLAS's, torch's intra-op t
 """
 import argparse
 import io
+import os
 import statistics
 import sys
 import time
@@ -55,8 +57,8 @@ def main():
           f"({torch.get_num_threads() if torch else 0} threads); {args.rounds} rounds, medians\n")
     print("| n × d × v | clxent loss s | clxent all s | numpy matmul s | torch eager fwd+bwd s | clxent loss GFLOP/s "
           "| clxent all GFLOP/s | numpy GFLOP/s | clxent loss / numpy throughput | clxent all / torch time "
-          "| clxent scratch (with gradients) / n·v·4 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| all / torch, each round | clxent scratch (with gradients) / n·v·4 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with clxent.Context() as ctx:
         for shape in args.shapes:
             n, d, v = (int(x) for x in shape.split("x"))
@@ -98,15 +100,40 @@ def main():
             ndv = float(n) * d * v
             info = ctx_block(ctx)
             rows, classes = min(info[0], n), min(info[1], v)
-            dp = -(-d // (2 * info[2])) * 2 * info[2]
-            # the library's scratch with the gradients (include/clxent.h): block, state, losses, packs
-            scratch = (rows * classes + rows * 8 + n + classes * dp + rows * dp) * 4
+            scratch = scratch_floats(n, d, v, rows, classes, info[2], not os.environ.get("CLXENT_LINEAR_ROWS")) * 4
             tt = med.get("torch", float("nan"))
+            rounds = " ".join(f"{a / t:.2f}" for a, t in zip(times["all"], times.get("torch", []))) or "—"
             print(f"| {n} × {d} × {v} | {med['loss']:.3f} | {med['all']:.3f} | {med['numpy']:.3f} | {tt:.3f} "
                   f"| {2 * ndv / med['loss'] / 1e9:.1f} | {8 * ndv / med['all'] / 1e9:.1f} "
                   f"| {2 * ndv / med['numpy'] / 1e9:.1f} | {med['numpy'] / med['loss']:.2f} "
-                  f"| {med['all'] / tt:.2f} | {100 * scratch / (n * v * 4):.2f}% |", flush=True)
+                  f"| {med['all'] / tt:.2f} | {rounds} | {100 * scratch / (n * v * 4):.2f}% |", flush=True)
     return 0
+
+
+def scratch_floats(n, d, v, rows, classes, vec, table_rows):
+    """The call's device scratch with the gradients, in floats, as host/linear.c allocates it
+    (include/clxent.h): the block of logits and the blocks kept for the backward (kept_blocks), the
+    state, the row losses, the packs; the rows per block fewer than the table's where a row chunk
+    then keeps every block (rows_per_block), unless CLXENT_LINEAR_ROWS set them."""
+    chunks, ldz = -(-v // classes), -(-classes // 16) * 16 + 16
+    dp = -(-d // (2 * vec)) * 2 * vec
+
+    def plan(r):
+        rp = -(-r // (2 * vec)) * 2 * vec
+        rest = r * ldz + r * 8 + n + rp * d + classes * dp + r * dp
+        room = (0.045 * n * v - rest) / (r * ldz) - 1.0
+        return rest, 0 if room < 0 else min(chunks, int(room))
+
+    R, (rest, kept) = rows, plan(rows)
+    r = rows
+    while table_rows and r >= 64:
+        rr, k = plan(r)
+        if k == chunks:
+            R, rest, kept = r, rr, k
+            break
+        r = (r - 1) // 16 * 16
+    slots = kept + 1 if kept < chunks else chunks
+    return rest + (slots - 1) * R * ldz
 
 
 def ctx_block(ctx):

@@ -6,10 +6,11 @@
  *
  *   clxent_bench_linear [--device D] [--shape NxDxV]... [--repeat R] [--warmup W] [--csv]
  *
- * Flops counted are the ones done: 2·n·d·v per product of the logits (the forward computes them
- * once; with gradients the backward computes them again), 2·n·d·v for grad_hidden = G·W and
- * 2·n·d·v for grad_weight = Gᵀ·H: 2ndv loss only, 8ndv with both gradients. The exponentials
- * and the bias's column sums are not counted.
+ * Flops counted: 2·n·d·v per product of the logits (the forward computes them once; with
+ * gradients the backward computes them again, but for the blocks kept from the forward pass: at
+ * most 8ndv done, 6ndv where a row chunk keeps all its blocks), 2·n·d·v for grad_hidden = G·W and
+ * 2·n·d·v for grad_weight = Gᵀ·H: 2ndv loss only, 8ndv counted with both gradients. The
+ * exponentials and the bias's column sums are not counted.
  */
 #define CLXENT_EXPERIMENTAL_API
 #include <clxent.h>
@@ -29,6 +30,30 @@ static void fill(float *x, size_t k, unsigned *seed, float scale) {
     *seed = *seed * 1664525u + 1013904223u;
     x[e] = scale * ((float)(*seed >> 8) / 16777216.0f * 2.0f - 1.0f);
   }
+}
+
+/* The floats of device scratch of one call, as host/linear.c allocates them (include/clxent.h):
+ * the block of logits (rows of ldz floats), the state, the row losses, the row block of hidden
+ * packed for the logits; with the gradients the products' packs and the blocks kept for the
+ * backward (kept_blocks), with the rows per block the call takes (rows_per_block: fewer than the
+ * table's when a row chunk then keeps every block, unless CLXENT_LINEAR_ROWS set them). */
+static double scratch_floats(size_t n, size_t d, size_t v, size_t R0, size_t V, size_t vec, int grads, int table_rows) {
+  const size_t chunks = (v + V - 1) / V, ldz = (V + 15) / 16 * 16 + 16, dp = (d + 2 * vec - 1) / (2 * vec) * (2 * vec);
+  size_t R = R0, kept = 0;
+  for (size_t r = R0; r >= 1; r = (r - 1) / 16 * 16) {
+    const size_t rp = (r + 2 * vec - 1) / (2 * vec) * (2 * vec);
+    const size_t rest = r * ldz + r * 8 + n + rp * d + (grads ? V * dp + r * dp : 0);
+    const double room = grads ? (0.045 * (double)n * (double)v - (double)rest) / (double)(r * ldz) - 1.0 : -1.0;
+    const size_t k = room < 0.0 ? 0 : room >= (double)chunks ? chunks : (size_t)room;
+    if (r == R0) kept = k;
+    if (!grads || !table_rows || r < 64) break;
+    if (k == chunks) {
+      R = r, kept = k;
+      break;
+    }
+  }
+  const size_t rp = (R + 2 * vec - 1) / (2 * vec) * (2 * vec), slots = kept < chunks ? kept + 1 : chunks;
+  return (double)(slots * R * ldz + R * 8 + n + rp * d + (grads ? V * dp + R * dp : 0));
 }
 
 static int parse_shape(const char *s, size_t *n, size_t *d, size_t *v) {
@@ -97,12 +122,11 @@ int main(int argc, char **argv) {
     fill(h, n * d, &seed, 1.0f), fill(w, v * d, &seed, 0.05f), fill(b, v, &seed, 0.1f);
     for (size_t i = 0; i < n; ++i) y[i] = (int32_t)((i * 2654435761u) % v);
     const size_t R = info.linear_rows < n ? info.linear_rows : n, V = info.linear_classes < v ? info.linear_classes : v;
-    const size_t dp = (d + 2 * info.vector_width - 1) / (2 * info.vector_width) * (2 * info.vector_width);
     const double logits = (double)n * (double)v * 4.0;
+    const char *rows_env = getenv("CLXENT_LINEAR_ROWS");
     for (int mode = 0; mode < 2 && !status; ++mode) {
-      /* the library's scratch (include/clxent.h): the block, the rows' state and losses, and with
-       * the gradients the packed weight and hidden blocks */
-      const double extra = (double)(R * V + R * 8 + n + (mode ? V * dp + R * dp : 0)) * 4.0;
+      const double extra =
+          scratch_floats(n, d, v, R, V, info.vector_width, mode, !rows_env || !*rows_env) * 4.0;
       double *t = malloc((size_t)repeat * sizeof(double));
       float loss;
       for (int r = -warmup; r < repeat; ++r) {

@@ -14,7 +14,8 @@ static const char *const slot_names[SLOT_COUNT] = {
     [SLOT_LINEAR_Z] = "linear_xent logits block", [SLOT_LINEAR_STATE] = "linear_xent softmax state",
     [SLOT_LINEAR_GH] = "linear_xent grad_hidden accumulators", [SLOT_LINEAR_GW] = "linear_xent grad_weight accumulators",
     [SLOT_LINEAR_GB] = "linear_xent grad_bias accumulators", [SLOT_LINEAR_LSE] = "linear_xent log-sum-exp",
-    [SLOT_LINEAR_PACK_W] = "linear_xent packed weight block", [SLOT_LINEAR_PACK_H] = "linear_xent packed hidden block"};
+    [SLOT_LINEAR_PACK_W] = "linear_xent packed weight block", [SLOT_LINEAR_PACK_H] = "linear_xent packed hidden block",
+    [SLOT_LINEAR_PACK_HT] = "linear_xent hidden block packed for the logits"};
 
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out) {
   if (bytes == 0) bytes = sizeof(float);

@@ -72,6 +72,7 @@ typedef enum clxent_kernel_id {
   KERNEL_LINEAR_DWEIGHT,
   KERNEL_LINEAR_NARROW,
   KERNEL_LINEAR_PACK,
+  KERNEL_LINEAR_PACK_T,
   KERNEL_TYPED_COUNT,
   KERNEL_ROW_INFORMATION = KERNEL_TYPED_COUNT,
   KERNEL_REDUCE_SUM,
@@ -113,6 +114,7 @@ enum clxent_slot {
   SLOT_LINEAR_LSE,   /* linear_xent: the rows' log-sum-exp (ex->lse) */
   SLOT_LINEAR_PACK_W, /* linear_xent: a class block of the weight, packed (linear_pack) */
   SLOT_LINEAR_PACK_H, /* linear_xent: a row block of hidden, packed */
+  SLOT_LINEAR_PACK_HT, /* linear_xent: a row block of hidden, packed transposed for the logits (linear_pack_t) */
   SLOT_COUNT
 };
 
@@ -183,6 +185,7 @@ struct clxent_ctx {
   int zero_copy;           /* the device uses host memory in place: wrap the caller's arrays */
   int own_math;            /* kernels built with CLXENT_OWN_MATH=1: clxent's e^x, not the device's */
   size_t linear_rows;      /* linear_xent: rows and classes per block of logits (tuning table) */
+  int linear_rows_table;   /* linear_rows is the table's, not the caller's: a call may take fewer (linear.c) */
   size_t linear_classes;
   size_t direct_max;       /* direct.c takes calls of at most this many values; 0: never */
   int program_from_cache;  /* the program binary came from the on-disk cache */
@@ -426,14 +429,22 @@ typedef struct clxent_linear_launch {
   cl_mem hidden, weight, bias, labels, class_weight, z, state, row_loss, row_lse, gh, gw, gb; /* gradients float32 */
   cl_mem dev_scales; /* device-resident calls: label_stats's scales, or NULL */
   cl_mem wp, hp;     /* the packed weight (class block) and hidden (row block) of the products */
+  cl_mem hq;         /* the row block of hidden packed transposed, the logits' operand */
+  size_t z_off;      /* where in z the block's logits are (floats): the slot of a kept block */
   cl_int ignore_index;
   clxent_params params;
   cl_int first, last;
 } clxent_linear_launch;
 enum clxent_linear_step { LINEAR_LOGITS, LINEAR_STATS, LINEAR_GRAD, LINEAR_DHIDDEN, LINEAR_DWEIGHT, LINEAR_DBIAS,
-                          LINEAR_PACK_W, LINEAR_PACK_H };
+                          LINEAR_PACK_W, LINEAR_PACK_H, LINEAR_PACK_HT };
 /* floats of a block of `rows` rows of d packed by linear_pack (panels of 2·VEC columns) */
 size_t clxent_linear_packed(const clxent_ctx *ctx, size_t rows, size_t d);
+/* floats from one row of the block of logits to the next: `classes` rounded up to a 64-byte line,
+ * and one line more, so that a column's rows (grad_weight's operand walks them) do not all fall in
+ * the same few cache sets when classes is a multiple of 256 */
+size_t clxent_linear_ldz(size_t classes);
+/* floats of a block of `rows` rows of d packed transposed by linear_pack_t (panels of 2·VEC rows) */
+size_t clxent_linear_packed_t(const clxent_ctx *ctx, size_t rows, size_t d);
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l);
 /* out[offset + e] = x[e] for e < count in dtype (linear_narrow). */
 clxent_status clxent_launch_linear_narrow(clxent_ctx *ctx, clxent_dtype dtype, size_t count, cl_mem x, cl_mem out,

@@ -222,8 +222,8 @@ clxent_status clxent_launch_slice_grad(clxent_ctx *ctx, clxent_dtype dtype, size
  * products are launched in groups of 64 tiles, so that a group's tiles share the rows of h and w
  * they read while those are in the cache: 16 × 4 for the logits, 4 × 16 for the products (best of
  * 8×8, 16×4, 4×16, 64×1, 1×64 on PoCL, docs/PERFORMANCE.md). */
-#define LINEAR_TR 4 /* the register tiles of kernels/linear_xent.cl: rows × classes of logits, */
-#define LINEAR_TC 2
+#define LINEAR_TC 4 /* the register tiles of kernels/linear_products.cl: classes × vectors of rows (logits), */
+#define LINEAR_TR 2
 #define LINEAR_HR 4 /* rows (grad_hidden) or classes (grad_weight) × vectors of k */
 #define LINEAR_HK 2
 #define LINEAR_WC 4
@@ -233,25 +233,31 @@ size_t clxent_linear_packed(const clxent_ctx *ctx, size_t rows, size_t d) {
   return rows * round_up(d, LINEAR_HK * ctx->vector_width);
 }
 
+size_t clxent_linear_ldz(size_t classes) { return round_up(classes, 16) + 16; }
+
+size_t clxent_linear_packed_t(const clxent_ctx *ctx, size_t rows, size_t d) {
+  return round_up(rows, LINEAR_TR * ctx->vector_width) * d;
+}
+
 clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step, const clxent_linear_launch *l) {
   const cl_ulong R = l->rows, V = l->classes, v = l->v, d = l->d, first_row = l->first_row, j0 = l->first_class;
-  const cl_ulong h_off = l->first_row * l->d, w_off = l->first_class * l->d, ldz = l->classes;
-  const cl_ulong gh_off = l->gh_row * l->d;
+  const cl_ulong h_off = l->first_row * l->d, w_off = l->first_class * l->d, ldz = clxent_linear_ldz(l->classes);
+  const cl_ulong gh_off = l->gh_row * l->d, z_off = l->z_off;
   const clxent_dtype t = l->dtype;
   const size_t vec = ctx->vector_width;
   size_t global[2], local[2] = {4, 16};
   switch (step) {
     case LINEAR_LOGITS: {
       const cl_ulong b_off = l->first_class;
-      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->hidden), ARG(h_off), ARG_MEM(l->weight), ARG(w_off),
-                          ARG_MEM(l->bias), ARG(b_off), ARG_MEM(l->z), ARG(ldz)};
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->hq), ARG_MEM(l->weight), ARG(w_off),
+                          ARG_MEM(l->bias), ARG(b_off), ARG_MEM(l->z), ARG(z_off), ARG(ldz)};
       local[0] = 16, local[1] = 4;
       global[0] = round_up((l->classes + LINEAR_TC - 1) / LINEAR_TC, local[0]);
-      global[1] = round_up((l->rows + LINEAR_TR - 1) / LINEAR_TR, local[1]);
+      global[1] = round_up((l->rows + LINEAR_TR * vec - 1) / (LINEAR_TR * vec), local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_LOGITS][t], "linear_logits", args, COUNT(args), 2, global, local);
     }
     case LINEAR_STATS: {
-      const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(ldz),
+      const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(z_off), ARG(ldz),
                           ARG_MEM(l->labels), ARG_MEM(l->class_weight), ARG(l->ignore_index), ARG(l->params),
                           ARG_MEM(l->dev_scales), ARG_MEM(l->state), ARG(l->first), ARG(l->last),
                           ARG_MEM(l->row_loss), ARG_MEM(l->row_lse)};
@@ -260,7 +266,7 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_STATS][0], "linear_stats", args, COUNT(args), 1, &g, &lg);
     }
     case LINEAR_GRAD: {
-      const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(ldz),
+      const arg args[] = {ARG(R), ARG(V), ARG(v), ARG(j0), ARG(first_row), ARG_MEM(l->z), ARG(z_off), ARG(ldz),
                           ARG_MEM(l->labels), ARG_MEM(l->class_weight), ARG(l->ignore_index), ARG(l->params),
                           ARG_MEM(l->dev_scales), ARG_MEM(l->state)};
       global[0] = round_up((l->classes + vec - 1) / vec, local[0]);
@@ -277,8 +283,14 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
       global[0] = round_up((size_t)dp / (LINEAR_HK * vec), local[0]), global[1] = round_up((size_t)T, local[1]);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_PACK][t], "linear_pack", args, COUNT(args), 2, global, local);
     }
+    case LINEAR_PACK_HT: { /* the row block of hidden, transposed, for the logits */
+      const arg args[] = {ARG(R), ARG(d), ARG_MEM(l->hidden), ARG(h_off), ARG_MEM(l->hq)};
+      local[0] = 64, local[1] = 1;
+      global[0] = round_up((size_t)d, local[0]), global[1] = (l->rows + LINEAR_TR * vec - 1) / (LINEAR_TR * vec);
+      return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_PACK_T][t], "linear_pack_t", args, COUNT(args), 2, global, local);
+    }
     case LINEAR_DHIDDEN: {
-      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->wp), ARG_MEM(l->gh),
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(z_off), ARG(ldz), ARG_MEM(l->wp), ARG_MEM(l->gh),
                           ARG(gh_off), ARG(l->first)};
       global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
       global[1] = round_up((l->rows + LINEAR_HR - 1) / LINEAR_HR, local[1]);
@@ -286,7 +298,7 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
                      local);
     }
     case LINEAR_DWEIGHT: {
-      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->hp), ARG_MEM(l->gw),
+      const arg args[] = {ARG(R), ARG(V), ARG(d), ARG_MEM(l->z), ARG(z_off), ARG(ldz), ARG_MEM(l->hp), ARG_MEM(l->gw),
                           ARG(w_off), ARG(l->first)};
       global[0] = round_up((l->d + LINEAR_HK * vec - 1) / (LINEAR_HK * vec), local[0]);
       global[1] = round_up((l->classes + LINEAR_WC - 1) / LINEAR_WC, local[1]);
@@ -295,9 +307,9 @@ clxent_status clxent_launch_linear(clxent_ctx *ctx, enum clxent_linear_step step
     }
     default: { /* LINEAR_DBIAS */
       const cl_ulong gb_off = l->first_class;
-      const arg args[] = {ARG(R), ARG(V), ARG_MEM(l->z), ARG(ldz), ARG_MEM(l->gb), ARG(gb_off), ARG(l->first)};
-      size_t g = l->classes, lg = item_group(ctx, l->classes, ctx->group_size);
-      g = round_up(g, lg);
+      const arg args[] = {ARG(R), ARG(V), ARG_MEM(l->z), ARG(z_off), ARG(ldz), ARG_MEM(l->gb), ARG(gb_off), ARG(l->first)};
+      const size_t items = (l->classes + vec - 1) / vec, lg = item_group(ctx, items, ctx->group_size);
+      size_t g = round_up(items, lg);
       return enqueue(ctx, ctx->kernels[KERNEL_LINEAR_DBIAS][0], "linear_dbias", args, COUNT(args), 1, &g, &lg);
     }
   }

@@ -4,12 +4,16 @@
  * writes nothing), makes the kernels' scalars as clxent_softmax_xent does (plan.c), then walks the
  * batch in blocks of R rows × V classes: per row chunk, the logits of every class chunk for the
  * running softmax state and the rows' losses, then, if a gradient is wanted, every class chunk
- * again for G and the three products. The per-row losses are reduced as the softmax losses' are
- * (reduce.c), so the loss has their bits for the same logits' state.
+ * again for G and the three products (the last few chunks' logits kept from the forward pass where
+ * the memory bound allows: kept_blocks). The per-row losses are reduced as the softmax losses'
+ * are (reduce.c), so the loss has their bits for the same logits' state.
  *
- * Device memory beyond the inputs and outputs: the block of logits (R·V floats), the state of a
- * row chunk (R·8 floats), the n per-row losses (and n lse if wanted), the packed operands of the
- * gradient products (V·d' and R·d' floats, d' = d rounded up to a panel); with 16-bit storage also the
+ * Device memory beyond the inputs and outputs: the block of logits (R·V' floats, V' = V rounded
+ * up to 16, plus 16; with a gradient up to kept_blocks more of them), the state of a
+ * row chunk (R·8 floats), the n per-row losses (and n lse if wanted), the row chunk of hidden
+ * packed transposed for the logits (R'·d floats, R' = R rounded up to a panel of 2·VEC rows), the
+ * packed operands of the gradient products (V·d' and R·d' floats, d' = d rounded up to a panel);
+ * with 16-bit storage also the
  * float32 accumulators of the gradients asked for: R·d (grad_hidden), v·d (grad_weight), v
  * (grad_bias), each rounded once into the caller's type. The inputs and outputs are used in place on a
  * device that shares host memory (PoCL), else copied to and from buffers of their size.
@@ -60,37 +64,90 @@ typedef struct linear_call {
   clxent_params params;
 } linear_call;
 
+/* Blocks of logits the forward pass keeps for the backward: of each row chunk's `chunks` class
+ * chunks, the last K, which the backward then does not compute again. Each logit has the same bits
+ * either way (linear_logits's sum depends on its hidden and weight rows alone), so K changes the
+ * time, never the results. K is as many blocks as fit, beside the call's other scratch (`rest`
+ * floats, one block among them), in 4.5% of the n·v floats of the logits (issue 17 bounds the
+ * scratch by 5%), at most every chunk. A whole row chunk kept (logits once, 6ndv flops) would need
+ * small row chunks at large v, and those pack the weight for grad_hidden once per row chunk:
+ * docs/PERFORMANCE.md measures that trade. */
+static size_t kept_blocks(size_t n, size_t v, size_t rest, size_t block, size_t chunks) {
+  const double budget = 0.045 * (double)n * (double)v;
+  if (budget < (double)(rest + block)) return 0;
+  const double k = (budget - (double)rest) / (double)block - 1.0;
+  return k >= (double)chunks ? chunks : (size_t)k;
+}
+
 /* Every kernel of a call whose arrays are in buffers: l holds the inputs, the per-row outputs and
  * the scales; gh, gw, gb are the gradients' buffers (of the call's type) or NULL. Float32
  * gradients are accumulated in them directly, 16-bit ones in float32 scratch and rounded once. */
+/* The scratch of a call but its kept blocks, in floats, with R rows per block: one block, the
+ * state, the row losses, the packs, the 16-bit gradients' accumulators. */
+static size_t scratch_rest(const clxent_ctx *ctx, const linear_call *c, size_t R, size_t V, int gh, int gw, int gb) {
+  const size_t n = c->n, v = c->v, d = c->d;
+  return R * clxent_linear_ldz(V) + R * LINEAR_STATE + n + clxent_linear_packed_t(ctx, R, d) +
+         (gh ? clxent_linear_packed(ctx, V, d) : 0) + (gw ? clxent_linear_packed(ctx, R, d) : 0) +
+         (c->dtype != CLXENT_FLOAT32 ? (gh ? R * d : 0) + (gw ? v * d : 0) + (gb ? v : 0) : 0);
+}
+
+/* Rows per block with a gradient, where the caller did not set them: the tuning table's R, or
+ * fewer (a multiple of 16, at least 64) if with them a row chunk keeps every one of its blocks
+ * (kept_blocks): each logit then computed once, 6ndv flops instead of 8ndv. At 2048 × 1024 ×
+ * 32000 that is 64 rows: 6.5-6.8 s against 7.8-8.2 s with 256 beside a test suite, medians of
+ * 4.62 against 4.78 s on a quiet machine (docs/PERFORMANCE.md); the cost is grad_hidden's weight
+ * packed once per 64 rows, not 256, and four times the launches. Below
+ * 64 rows that packing grows past what the pass saves, so the table's R stays. The results are the
+ * same bits for any R (test_block_shapes). */
+static size_t rows_per_block(const clxent_ctx *ctx, const linear_call *c, size_t V, int gh, int gw, int gb) {
+  const size_t n = c->n, v = c->v, chunks = (v + V - 1) / V;
+  const size_t R = ctx->linear_rows < n ? ctx->linear_rows : n;
+  if (!ctx->linear_rows_table || !(gh || gw || gb)) return R;
+  for (size_t r = R; r >= 64; r = (r - 1) / 16 * 16)
+    if (kept_blocks(n, v, scratch_rest(ctx, c, r, V, gh, gw, gb), r * clxent_linear_ldz(V), chunks) == chunks) return r;
+  return R;
+}
+
 static clxent_status enqueue_blocks(clxent_ctx *ctx, const linear_call *c, clxent_linear_launch l, cl_mem gh, cl_mem gw,
                                     cl_mem gb) {
   const size_t n = c->n, v = c->v, d = c->d;
-  const size_t R = ctx->linear_rows < n ? ctx->linear_rows : n, V = ctx->linear_classes < v ? ctx->linear_classes : v;
+  const size_t V = ctx->linear_classes < v ? ctx->linear_classes : v;
+  const size_t R = rows_per_block(ctx, c, V, gh != NULL, gw != NULL, gb != NULL);
   const int narrow = c->dtype != CLXENT_FLOAT32; /* 16-bit gradients: float32 accumulators, rounded once */
-  CHECK(clxent_buffer(ctx, SLOT_LINEAR_Z, R * V * sizeof(float), &l.z));
+  const int backward = gh || gw || gb;
+  const size_t block = R * clxent_linear_ldz(V), chunks = (v + V - 1) / V, packed_t = clxent_linear_packed_t(ctx, R, d);
+  const size_t packed_w = gh ? clxent_linear_packed(ctx, V, d) : 0, packed_h = gw ? clxent_linear_packed(ctx, R, d) : 0;
+  const size_t rest = scratch_rest(ctx, c, R, V, gh != NULL, gw != NULL, gb != NULL);
+  const size_t kept = backward ? kept_blocks(n, v, rest, block, chunks) : 0;
+  /* slots 0..kept-1: the kept chunks chunks-kept.. in order; slot kept: every other chunk */
+  const size_t slots = kept < chunks ? kept + 1 : chunks;
+  CHECK(clxent_buffer(ctx, SLOT_LINEAR_Z, slots * block * sizeof(float), &l.z));
   CHECK(clxent_buffer(ctx, SLOT_LINEAR_STATE, R * LINEAR_STATE * sizeof(float), &l.state));
+  CHECK(clxent_buffer(ctx, SLOT_LINEAR_PACK_HT, packed_t * sizeof(float), &l.hq));
   l.gh = gh, l.gw = gw, l.gb = gb;
   if (narrow && gh) CHECK(clxent_buffer(ctx, SLOT_LINEAR_GH, R * d * sizeof(float), &l.gh));
   if (narrow && gw) CHECK(clxent_buffer(ctx, SLOT_LINEAR_GW, v * d * sizeof(float), &l.gw));
   if (narrow && gb) CHECK(clxent_buffer(ctx, SLOT_LINEAR_GB, v * sizeof(float), &l.gb));
-  const int backward = gh || gw || gb;
-  if (gh) CHECK(clxent_buffer(ctx, SLOT_LINEAR_PACK_W, clxent_linear_packed(ctx, V, d) * sizeof(float), &l.wp));
-  if (gw) CHECK(clxent_buffer(ctx, SLOT_LINEAR_PACK_H, clxent_linear_packed(ctx, R, d) * sizeof(float), &l.hp));
+  if (gh) CHECK(clxent_buffer(ctx, SLOT_LINEAR_PACK_W, packed_w * sizeof(float), &l.wp));
+  if (gw) CHECK(clxent_buffer(ctx, SLOT_LINEAR_PACK_H, packed_h * sizeof(float), &l.hp));
   for (size_t r0 = 0; r0 < n; r0 += R) {
     l.first_row = r0, l.rows = n - r0 < R ? n - r0 : R;
     l.gh_row = narrow ? 0 : r0;
-    for (size_t j0 = 0; j0 < v; j0 += V) {
+    CHECK(clxent_launch_linear(ctx, LINEAR_PACK_HT, &l)); /* both passes' logits read it */
+    for (size_t j0 = 0, q = 0; j0 < v; j0 += V, ++q) {
       l.first_class = j0, l.classes = v - j0 < V ? v - j0 : V;
       l.first = j0 == 0, l.last = j0 + V >= v;
+      l.z_off = (q + kept >= chunks ? q + kept - chunks : kept) * block;
       CHECK(clxent_launch_linear(ctx, LINEAR_LOGITS, &l));
       CHECK(clxent_launch_linear(ctx, LINEAR_STATS, &l));
     }
     if (!backward) continue;
     if (gw) CHECK(clxent_launch_linear(ctx, LINEAR_PACK_H, &l));
-    for (size_t j0 = 0; j0 < v; j0 += V) {
+    for (size_t j0 = 0, q = 0; j0 < v; j0 += V, ++q) { /* in increasing j: the gradients' sums' order */
       l.first_class = j0, l.classes = v - j0 < V ? v - j0 : V;
-      CHECK(clxent_launch_linear(ctx, LINEAR_LOGITS, &l));
+      const int is_kept = q + kept >= chunks;
+      l.z_off = (is_kept ? q + kept - chunks : kept) * block;
+      if (!is_kept) CHECK(clxent_launch_linear(ctx, LINEAR_LOGITS, &l));
       CHECK(clxent_launch_linear(ctx, LINEAR_GRAD, &l));
       l.first = j0 == 0; /* grad_hidden's rows start at the first class chunk */
       if (gh) CHECK(clxent_launch_linear(ctx, LINEAR_PACK_W, &l));

@@ -20,7 +20,8 @@ static const char *const kernel_names[KERNEL_COUNT] = {
     [KERNEL_LINEAR_LOGITS] = "linear_logits",    [KERNEL_LINEAR_STATS] = "linear_stats",
     [KERNEL_LINEAR_GRAD] = "linear_grad",        [KERNEL_LINEAR_DHIDDEN] = "linear_dhidden",
     [KERNEL_LINEAR_DWEIGHT] = "linear_dweight",  [KERNEL_LINEAR_DBIAS] = "linear_dbias",
-    [KERNEL_LINEAR_NARROW] = "linear_narrow",   [KERNEL_LINEAR_PACK] = "linear_pack"};
+    [KERNEL_LINEAR_NARROW] = "linear_narrow",   [KERNEL_LINEAR_PACK] = "linear_pack",
+    [KERNEL_LINEAR_PACK_T] = "linear_pack_t"};
 static const char *const storage_suffixes[CLXENT_STORAGE_COUNT] = {"_f32", "_f16", "_bf16"};
 static const char *const storage_lines[CLXENT_STORAGE_COUNT] = {
     "#undef CLXENT_STORAGE\n#define CLXENT_STORAGE CLXENT_STORAGE_F32\n",

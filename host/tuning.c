@@ -123,6 +123,7 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
   ctx->vector_width = s->vector_width ? s->vector_width : t->vector_width;
   ctx->own_math = s->own_math == CLXENT_AUTO ? t->own_math : s->own_math == CLXENT_ON;
   ctx->linear_rows = s->linear_rows ? s->linear_rows : t->linear_rows;
+  ctx->linear_rows_table = !s->linear_rows;
   ctx->linear_classes = s->linear_classes ? s->linear_classes : t->linear_classes;
   /* the direct path mirrors the row-per-item kernels built with clxent's own math and nothing
    * else: extra build options (-cl-fast-relaxed-math, ...) may change their bits */

@@ -467,11 +467,18 @@ CLXENT_API clxent_status clxent_bce_ex(clxent_ctx *ctx, size_t n, size_t c, cons
  * label_smoothing, z_loss, softcap (same validation, same messages). The gradients are
  * grad_hidden = G · weight, grad_weight = Gᵀ · hidden, grad_bias = Σ_i G_i with G = dJ/dz.
  * The logits are computed block by block (rows × classes, the block's shape from the tuning table)
- * and the block is computed again for the gradients. Extra device memory beyond the inputs and
- * outputs, in floats: R·V (one block of logits; CPUs: 256 × 512, GPUs: 1024 × 4096), 8·R, n (the
- * per-row losses), and for the gradient products the block's weight rows and hidden rows packed,
- * V·d' with grad_hidden and R·d' with grad_weight (d' = d rounded up to 16 on CPUs, 8 on GPUs) —
- * never n·v: at n = 2048, d = 1024, v = 32000 on a CPU, 3.5 MiB, 1.4% of the 262 MB of logits.
+ * and the block is computed again for the gradients, but for a row chunk's last blocks, kept from
+ * the forward pass while the whole scratch stays within 4.5% of n·v floats; with a gradient and
+ * the table's rows per block, a call takes fewer rows (at least 64) if then a row chunk keeps all
+ * its blocks, so that each logit is computed once. Extra device memory
+ * beyond the inputs and outputs, in floats: R·V' (one block of logits, V' = V rounded up to 16,
+ * plus 16; CPUs: 256 × 512, GPUs: 1024 × 4096), R'·d (the row block of hidden packed for the
+ * logits, R' = R rounded up to 16 on CPUs, 8 on GPUs), 8·R, n (the per-row losses), for the
+ * gradient products the block's weight rows and hidden rows packed, V·d' with grad_hidden and R·d'
+ * with grad_weight (d' = d rounded up to 16 on CPUs, 8 on GPUs), and with a gradient the kept
+ * blocks, R·V' each, as many as fit in 4.5% of n·v with the rest — never n·v: at n = 2048,
+ * d = 1024, v = 32000 on a CPU, 10.6 MiB with the gradients (64 rows per block, all 63 blocks of a
+ * row chunk kept), 4.3% of the 262 MB of logits; 1.5 MiB for the loss alone.
  * (On devices with memory of their own the inputs and outputs are copied to device buffers of
  * their size.)
  * Deterministic: every gradient element is the sum of its terms in increasing class (grad_hidden)
@@ -575,7 +582,8 @@ typedef struct clxent_tuning {
                                  ($CLXENT_OWN_MATH=1|0; default from the tuning table: CPUs on,
                                  GPUs off) */
   size_t linear_rows;       /**< clxent_linear_xent: rows per block of logits ($CLXENT_LINEAR_ROWS,
-                                 1..65536); 0 = the tuning table's */
+                                 1..65536); 0 = the tuning table's, which a call with a gradient
+                                 may lower (clxent_linear_xent()); set, every call takes it */
   size_t linear_classes;    /**< clxent_linear_xent: classes per block of logits
                                  ($CLXENT_LINEAR_CLASSES, 1..2^24); 0 = the tuning table's */
 } clxent_tuning;
@@ -597,7 +605,8 @@ typedef struct clxent_info {
   uint64_t max_alloc;          /**< largest device buffer (after any cap) */
   uint64_t global_mem;         /**< CL_DEVICE_GLOBAL_MEM_SIZE */
   int own_math;                /**< 1: the kernels use clxent's own e^x and tanh; 0: the device's */
-  size_t linear_rows;          /**< clxent_linear_xent's block of logits: rows ... */
+  size_t linear_rows;          /**< clxent_linear_xent's block of logits: rows (the table's may be
+                                    lowered per call with a gradient) ... */
   size_t linear_classes;       /**< ... × classes (its scratch: rows·classes floats) */
   /* since 1.1 */
   size_t direct_max;           /**< small float32 hard-label calls of at most this many values (n·c)

@@ -75,6 +75,7 @@
 #undef linear_narrow
 #undef lin_product
 #undef linear_pack
+#undef linear_pack_t
 #undef lin_load_part
 #undef lin_store_part
 #define CLXENT_TYPED(name) CLXENT_CAT(name, CLXENT_SUFFIX)
@@ -105,6 +106,7 @@
 #define linear_narrow CLXENT_TYPED(linear_narrow)
 #define lin_product CLXENT_TYPED(lin_product)
 #define linear_pack CLXENT_TYPED(linear_pack)
+#define linear_pack_t CLXENT_TYPED(linear_pack_t)
 #define lin_load_part CLXENT_TYPED(lin_load_part)
 #define lin_store_part CLXENT_TYPED(lin_store_part)
 

@@ -250,6 +250,75 @@ static void test_block_shapes(void **state) {
   free_problem(&p);
 }
 
+/* Blocks kept from the forward pass for the backward (host/linear.c, kept_blocks): how many of a
+ * row chunk's class chunks fit in 4.5% of n·v floats beside the rest of the scratch depends on the
+ * rows per block. At 64 × 8 × 3000 in class chunks of 64 (47 chunks), 64 rows per block keep none,
+ * 16 keep 3, 4 keep about 20, 1 keeps all 47 (with 8-float vectors; other widths move these a
+ * little): the same bits each time, since a kept logit is the one the backward would compute,
+ * and each against the reference. */
+static void test_kept_blocks(void **state) {
+  (void)state;
+  problem p = make_problem(64, 8, 3000, 1, 0.1, 31);
+  clxent_opts o = clxent_opts_default();
+  o.label_smoothing = 0.05f, o.z_loss = 1e-4f;
+  static const size_t rows[] = {64, 16, 4, 1};
+  const size_t sizes[4] = {1, p.n * p.d, p.v * p.d, p.v};
+  float *first[4];
+  for (size_t b = 0; b < sizeof rows / sizeof rows[0]; ++b) {
+    clxent_tuning t = CLXENT_TUNING_INIT;
+    t.linear_rows = rows[b], t.linear_classes = 64;
+    clxent_ctx *ctx = support_create(NULL, &t, NULL);
+    if (b == 0 || b == 2) check_call(ctx, &p, o, WANT_ALL, "kept blocks");
+    float *out[4];
+    for (int a = 0; a < 4; ++a) out[a] = xmalloc(sizes[a] * sizeof(float));
+    ASSERT_OK(ctx, clxent_linear_xent(ctx, p.n, p.d, p.v, p.h, p.w, p.b, p.labels, &o, out[0], out[1], out[2], out[3]));
+    for (int a = 0; a < 4; ++a) {
+      if (b == 0) first[a] = out[a];
+      else {
+        assert_memory_equal(first[a], out[a], sizes[a] * sizeof(float));
+        free(out[a]);
+      }
+    }
+    clxent_destroy(ctx);
+  }
+  for (int a = 0; a < 4; ++a) free(first[a]);
+  free_problem(&p);
+}
+
+/* Rows per block chosen by the call (host/linear.c, rows_per_block): with the table's rows (256 on
+ * CPUs) a row chunk of 4096 × 8 × 1100 keeps none of its 3 blocks of 512 classes, with 64 rows it
+ * keeps all three, so a context left to the table takes 64 for the gradients. The results are the
+ * bits of a context told 256 rows, and of one told 64, and match the reference; the loss alone
+ * keeps the table's rows. */
+static void test_rows_for_kept(void **state) {
+  (void)state;
+  problem p = make_problem(4096, 8, 1100, 1, 0.05, 37);
+  clxent_opts o = clxent_opts_default();
+  o.label_smoothing = 0.1f, o.softcap = 15.0f;
+  static const size_t rows[] = {0, 256, 64};
+  const size_t sizes[4] = {1, p.n * p.d, p.v * p.d, p.v};
+  float *first[4];
+  for (size_t b = 0; b < sizeof rows / sizeof rows[0]; ++b) {
+    clxent_tuning t = CLXENT_TUNING_INIT;
+    t.linear_rows = rows[b];
+    clxent_ctx *ctx = support_create(NULL, &t, NULL);
+    if (b == 0) check_call(ctx, &p, o, WANT_ALL, "rows for kept blocks");
+    float *out[4];
+    for (int a = 0; a < 4; ++a) out[a] = xmalloc(sizes[a] * sizeof(float));
+    ASSERT_OK(ctx, clxent_linear_xent(ctx, p.n, p.d, p.v, p.h, p.w, p.b, p.labels, &o, out[0], out[1], out[2], out[3]));
+    for (int a = 0; a < 4; ++a) {
+      if (b == 0) first[a] = out[a];
+      else {
+        assert_memory_equal(first[a], out[a], sizes[a] * sizeof(float));
+        free(out[a]);
+      }
+    }
+    clxent_destroy(ctx);
+  }
+  for (int a = 0; a < 4; ++a) free(first[a]);
+  free_problem(&p);
+}
+
 /* 16-bit storage: hidden, weight and bias rounded to the type; the call on them gives exactly the
  * float32 call's loss on the same values and its gradients rounded once to the type (both sum in
  * float32 in the same order), and the lse matches the reference on every row, ignored ones too. */
@@ -450,7 +519,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shapes),       cmocka_unit_test(test_vocabulary),    cmocka_unit_test(test_options),
       cmocka_unit_test(test_all_ignored),  cmocka_unit_test(test_null_outputs),  cmocka_unit_test(test_deterministic),
-      cmocka_unit_test(test_rejected),     cmocka_unit_test(test_block_shapes),  cmocka_unit_test(test_storage),
+      cmocka_unit_test(test_rejected),     cmocka_unit_test(test_block_shapes),  cmocka_unit_test(test_kept_blocks),
+      cmocka_unit_test(test_rows_for_kept),  cmocka_unit_test(test_storage),
       cmocka_unit_test(test_device_buffers),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
