@@ -250,6 +250,34 @@ static void test_block_shapes(void **state) {
   free_problem(&p);
 }
 
+/* The call with each rows-per-block of `rows` (0: the table's) and `classes` classes per block:
+ * loss and all three gradients the same bits every time; the calls whose bit is set in
+ * `reference_mask` also checked against the float64 reference. */
+static void same_bits_for_rows(const problem *p, clxent_opts o, const size_t *rows, size_t count, size_t classes,
+                               unsigned reference_mask, const char *what) {
+  const size_t sizes[4] = {1, p->n * p->d, p->v * p->d, p->v};
+  float *first[4];
+  for (size_t b = 0; b < count; ++b) {
+    clxent_tuning t = CLXENT_TUNING_INIT;
+    t.linear_rows = rows[b], t.linear_classes = classes;
+    clxent_ctx *ctx = support_create(NULL, &t, NULL);
+    if (reference_mask >> b & 1u) check_call(ctx, p, o, WANT_ALL, what);
+    float *out[4];
+    for (int a = 0; a < 4; ++a) out[a] = xmalloc(sizes[a] * sizeof(float));
+    ASSERT_OK(ctx, clxent_linear_xent(ctx, p->n, p->d, p->v, p->h, p->w, p->b, p->labels, &o, out[0], out[1], out[2],
+                                      out[3]));
+    for (int a = 0; a < 4; ++a) {
+      if (b == 0) first[a] = out[a];
+      else {
+        assert_memory_equal(first[a], out[a], sizes[a] * sizeof(float));
+        free(out[a]);
+      }
+    }
+    clxent_destroy(ctx);
+  }
+  for (int a = 0; a < 4; ++a) free(first[a]);
+}
+
 /* Blocks kept from the forward pass for the backward (host/linear.c, kept_blocks): how many of a
  * row chunk's class chunks fit in 4.5% of n·v floats beside the rest of the scratch depends on the
  * rows per block. At 64 × 8 × 3000 in class chunks of 64 (47 chunks), 64 rows per block keep none,
@@ -262,26 +290,7 @@ static void test_kept_blocks(void **state) {
   clxent_opts o = clxent_opts_default();
   o.label_smoothing = 0.05f, o.z_loss = 1e-4f;
   static const size_t rows[] = {64, 16, 4, 1};
-  const size_t sizes[4] = {1, p.n * p.d, p.v * p.d, p.v};
-  float *first[4];
-  for (size_t b = 0; b < sizeof rows / sizeof rows[0]; ++b) {
-    clxent_tuning t = CLXENT_TUNING_INIT;
-    t.linear_rows = rows[b], t.linear_classes = 64;
-    clxent_ctx *ctx = support_create(NULL, &t, NULL);
-    if (b == 0 || b == 2) check_call(ctx, &p, o, WANT_ALL, "kept blocks");
-    float *out[4];
-    for (int a = 0; a < 4; ++a) out[a] = xmalloc(sizes[a] * sizeof(float));
-    ASSERT_OK(ctx, clxent_linear_xent(ctx, p.n, p.d, p.v, p.h, p.w, p.b, p.labels, &o, out[0], out[1], out[2], out[3]));
-    for (int a = 0; a < 4; ++a) {
-      if (b == 0) first[a] = out[a];
-      else {
-        assert_memory_equal(first[a], out[a], sizes[a] * sizeof(float));
-        free(out[a]);
-      }
-    }
-    clxent_destroy(ctx);
-  }
-  for (int a = 0; a < 4; ++a) free(first[a]);
+  same_bits_for_rows(&p, o, rows, 4, 64, 0x5u, "kept blocks");
   free_problem(&p);
 }
 
@@ -296,26 +305,7 @@ static void test_rows_for_kept(void **state) {
   clxent_opts o = clxent_opts_default();
   o.label_smoothing = 0.1f, o.softcap = 15.0f;
   static const size_t rows[] = {0, 256, 64};
-  const size_t sizes[4] = {1, p.n * p.d, p.v * p.d, p.v};
-  float *first[4];
-  for (size_t b = 0; b < sizeof rows / sizeof rows[0]; ++b) {
-    clxent_tuning t = CLXENT_TUNING_INIT;
-    t.linear_rows = rows[b];
-    clxent_ctx *ctx = support_create(NULL, &t, NULL);
-    if (b == 0) check_call(ctx, &p, o, WANT_ALL, "rows for kept blocks");
-    float *out[4];
-    for (int a = 0; a < 4; ++a) out[a] = xmalloc(sizes[a] * sizeof(float));
-    ASSERT_OK(ctx, clxent_linear_xent(ctx, p.n, p.d, p.v, p.h, p.w, p.b, p.labels, &o, out[0], out[1], out[2], out[3]));
-    for (int a = 0; a < 4; ++a) {
-      if (b == 0) first[a] = out[a];
-      else {
-        assert_memory_equal(first[a], out[a], sizes[a] * sizeof(float));
-        free(out[a]);
-      }
-    }
-    clxent_destroy(ctx);
-  }
-  for (int a = 0; a < 4; ++a) free(first[a]);
+  same_bits_for_rows(&p, o, rows, 3, 0, 0x1u, "rows for kept blocks");
   free_problem(&p);
 }
 
