@@ -16,6 +16,11 @@
 #      replaces its buffers when a call needs bigger ones, so in one long process this reports
 #      correct data; a fresh process per unit never replaces a buffer. (The same shadow is also
 #      wrong after clEnqueueFillBuffer, which the driver therefore does not use.)
+#      Not the linear + cross-entropy and vocabulary-slice units (the last ones, past
+#      --units-uninitialized): there Oclgrind 21.10 crashes (SIGSEGV in a memcpy in
+#      Uninitialized::instructionExecuted, a worker thread) in the first linear_stats or
+#      softmax_slice_stats it runs, whatever CLXENT_VEC and own math; pass 1 runs them (bounds,
+#      races, API) and checks every result.
 # Oclgrind's messages are taken from stderr, which the driver leaves to them (its own reports go
 # to stdout): `--log FILE` is no use, Oclgrind reopens (truncates) it for every OpenCL context.
 # `oclgrind` preloads its own OpenCL runtime, so no other platform (PoCL) is visible; the driver
@@ -54,8 +59,8 @@ fi
 check_log "$logs/pass1.log" "pass 1"
 echo "pass 1: $((SECONDS - start)) s"
 
-units="$("$prog" --units)"
-echo "== pass 2: uninitialised values, $units units, a process each"
+units="$("$prog" --units-uninitialized)"
+echo "== pass 2: uninitialised values, $units of $("$prog" --units) units (not the linear and slice ones), a process each"
 start=$SECONDS
 export logs prog
 seq 0 $((units - 1)) | xargs -P 2 -I{} sh -c '

@@ -19,11 +19,22 @@
  * chunks, the strided layout of ex->inner (softmax_strided.cl), and the _mem entries (label_stats,
  * bad labels counted on the device).
  *
- * Usage: oclgrind_kernels [--require-device NAME] [--config K | --unit K | --units]
+ * After the four configurations, units of their own context each (configuration 4 for --config):
+ * the fused linear + cross-entropy (clxent_linear_xent(_ex): kernels/linear_xent.cl and
+ * linear_products.cl) on tiny shapes with blocks of logits of a few rows × classes, the blocks kept
+ * from the forward pass (host/linear.c), float32 and 16-bit; and the vocabulary slices
+ * (clxent_softmax_slice_stats/_grad: kernels/softmax_slice.cl) of a 37-class batch in several
+ * streaming blocks. (clxent_softmax_xent_part launches softmax_xent.cl's kernels under NONE, as
+ * the units above do: nothing of its own to run here.)
+ *
+ * Usage: oclgrind_kernels [--require-device NAME] [--config K | --unit K | --units | --units-uninitialized]
  *   --require-device  fail unless the device's name contains NAME (the wrapper: "Oclgrind")
  *   --config          run only configuration K (0-based), for debugging
  *   --unit            run only unit K, one call or a few (0-based; a fresh context, as run alone)
  *   --units           print the number of units
+ *   --units-uninitialized  print the number of units that tests/oclgrind.sh's --uninitialized pass
+ *                     runs: those before the linear and slice units, on which Oclgrind 21.10's
+ *                     uninitialised-value checker itself crashes (tests/oclgrind.sh)
  * Exit status 0: every result matched; 1: a mismatch or a failed call; 2: bad usage.
  */
 #define CLXENT_EXPERIMENTAL_API /* clxent_tuning */
@@ -628,6 +639,357 @@ static void run_config(size_t index, const char *require) {
   clxent_destroy(ctx);
 }
 
+/* ---------------------------------------------------------------- fused linear + cross-entropy */
+
+/* clxent_linear_xent(_ex) (kernels/linear_xent.cl, linear_products.cl; host/linear.c) against the
+ * float64 reference of tests/test_linear_xent.c: z = hidden · weightᵀ + bias in double rounded to
+ * float, the reference softmax cross-entropy on it, then grad_hidden = G · W, grad_weight = Gᵀ · H,
+ * grad_bias = Σ_i G in double, each element within 1e-4 of the sum of its terms' magnitudes
+ * (plus the storage type's rounding). Each unit has a context of its own, the group variant as
+ * above, with the block of logits (rows × classes) set small so that a call runs several row and
+ * class blocks, or 0 (the tuning table's: one block at these shapes). */
+enum { WANT_LOSS = 1, WANT_GH = 2, WANT_GW = 4, WANT_GB = 8, WANT_ALL = 15 };
+
+typedef struct linear_case {
+  size_t n, d, v;
+  int bias, want; /* want: WANT_* (the others NULL) */
+  clxent_dtype dtype;
+  clxent_reduction reduction;
+  int opts;             /* 0: none; 1: class weights (one 0), smoothing, z-loss, softcap, ignore_index 5; 2: smoothing */
+  size_t rows, classes; /* tuning.linear_rows, linear_classes (0: the table's) */
+  const char *note;
+} linear_case;
+
+static void run_linear(clxent_ctx *ctx, const linear_case *k, uint64_t seed) {
+  const size_t n = k->n, d = k->d, v = k->v, eb = ref_dtype_bytes(k->dtype);
+  snprintf(what, sizeof what, "linear %zux%zux%zu %s %s bias=%d want=%d opts=%d block %zux%zu%s%s", n, d, v,
+           dtype_names[k->dtype], reduction_names[k->reduction], k->bias, k->want, k->opts, k->rows, k->classes,
+           k->note ? ": " : "", k->note ? k->note : "");
+  rng_state = seed;
+  unsigned char *h = xmalloc(n * d * eb), *w = xmalloc(v * d * eb), *b = k->bias ? xmalloc(v * eb) : NULL;
+  float *hf = xmalloc(n * d * sizeof(float)), *wf = xmalloc(v * d * sizeof(float)), *bf = xmalloc(v * sizeof(float));
+  for (size_t e = 0; e < n * d; ++e) ref_encode(h, e, (float)uniform(-1, 1), k->dtype), hf[e] = ref_decode(h, e, k->dtype);
+  for (size_t e = 0; e < v * d; ++e) ref_encode(w, e, (float)uniform(-1, 1), k->dtype), wf[e] = ref_decode(w, e, k->dtype);
+  for (size_t j = 0; j < v; ++j) {
+    bf[j] = 0.0f;
+    if (b) ref_encode(b, j, (float)uniform(-2, 2), k->dtype), bf[j] = ref_decode(b, j, k->dtype);
+  }
+  const int32_t ignore = k->opts == 1 && v > 5 ? 5 : -100; /* 5: a valid class, its rows ignored */
+  int32_t *labels = xmalloc(n * sizeof(int32_t));
+  for (size_t i = 0; i < n; ++i) /* about one row in six ignored, the first always where n > 2 */
+    labels[i] = (n > 2 && (i == 0 || uniform(0, 1) < 0.15)) ? ignore : (int32_t)below((uint32_t)v);
+  float *cw = NULL;
+  clxent_opts o = clxent_opts_default();
+  o.reduction = k->reduction;
+  if (k->opts == 1) {
+    cw = xmalloc(v * sizeof(float));
+    for (size_t j = 0; j < v; ++j) cw[j] = (float)uniform(0.2, 2.0);
+    if (v > 3) cw[3] = 0.0f;
+    o.class_weight = cw, o.label_smoothing = 0.1f, o.z_loss = 1e-3f, o.softcap = 4.0f, o.ignore_index = ignore;
+  } else if (k->opts == 2) {
+    o.label_smoothing = 0.2f;
+  }
+  const size_t nl = k->reduction == CLXENT_NONE ? n : 1;
+  float *loss = xmalloc(nl * sizeof(float)), *lse = xmalloc(n * sizeof(float));
+  unsigned char *gh = xmalloc(n * d * eb), *gw = xmalloc(v * d * eb), *gb = xmalloc(v * eb);
+  for (size_t i = 0; i < nl; ++i) loss[i] = NAN;
+  for (size_t i = 0; i < n; ++i) lse[i] = NAN;
+  memset(gh, 0xFF, n * d * eb), memset(gw, 0xFF, v * d * eb), memset(gb, 0xFF, v * eb); /* NaN in every type */
+  clxent_ex ex = clxent_ex_default();
+  ex.dtype = k->dtype, ex.lse = lse;
+  float *gh_out = k->want & WANT_GH ? (float *)(void *)gh : NULL; /* for the float32 entry */
+  clxent_status st;
+  if (k->dtype == CLXENT_FLOAT32 && !(k->want & WANT_LOSS)) /* the plain entry too (no lse) */
+    st = clxent_linear_xent(ctx, n, d, v, hf, wf, b ? bf : NULL, labels, &o, NULL, gh_out,
+                            k->want & WANT_GW ? (float *)(void *)gw : NULL, k->want & WANT_GB ? (float *)(void *)gb : NULL);
+  else
+    st = clxent_linear_xent_ex(ctx, n, d, v, h, w, b, labels, &o, &ex, k->want & WANT_LOSS ? loss : NULL,
+                               k->want & WANT_GH ? gh : NULL, k->want & WANT_GW ? gw : NULL, k->want & WANT_GB ? gb : NULL);
+  check_status(ctx, st, "the call");
+  if (st == CLXENT_OK) {
+    float *z = xmalloc(n * v * sizeof(float));
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < v; ++j) {
+        double acc = bf[j];
+        for (size_t q = 0; q < d; ++q) acc += (double)hf[i * d + q] * wf[j * d + q];
+        z[i * v + j] = (float)acc;
+      }
+    ref_out r = {.rows = xmalloc(n * sizeof(double)), .grad = xmalloc(n * v * sizeof(double)),
+                 .lse = xmalloc(n * sizeof(double))};
+    ref_softmax_xent(n, v, z, labels, &o, &r);
+    const double tol = 1e-4 * (1.0 + log((double)v));
+    if (k->want & WANT_LOSS) {
+      if (k->reduction == CLXENT_NONE) check_close(loss, r.rows, n, tol, tol, "loss");
+      else check_close(loss, &r.loss, 1, tol, tol, "loss");
+    }
+    if ((k->want & WANT_LOSS || k->dtype != CLXENT_FLOAT32)) check_close(lse, r.lse, n, 1e-4, 1e-5, "lse");
+    const double *G = r.grad;
+    const double rt = k->dtype == CLXENT_FLOAT32 ? 0.0 : storage_rtol(k->dtype);
+    /* three products: out[a][b] = Σ_c L[a][c] R[c][b] over the reference's G, checked elementwise */
+    for (int p = 0; p < 3; ++p) {
+      const int bit = p == 0 ? WANT_GH : p == 1 ? WANT_GW : WANT_GB;
+      const size_t count = p == 0 ? n * d : p == 1 ? v * d : v;
+      const unsigned char *out = p == 0 ? gh : p == 1 ? gw : gb;
+      static const char *const names[] = {"grad_hidden", "grad_weight", "grad_bias"};
+      if (!(k->want & bit)) { /* unwanted: untouched (still NaN) */
+        for (size_t e = 0; e < count; ++e)
+          if (!isnan(ref_decode(out, e, k->dtype))) {
+            FAIL("%s written though not wanted (element %zu)", names[p], e);
+            break;
+          }
+        continue;
+      }
+      for (size_t e = 0; e < count; ++e) {
+        double s = 0, a = 0;
+        if (p == 0) { /* row i, k: Σ_j G_ij w_jk */
+          const size_t i = e / d, q = e % d;
+          for (size_t j = 0; j < v; ++j) s += G[i * v + j] * wf[j * d + q], a += fabs(G[i * v + j] * wf[j * d + q]);
+        } else if (p == 1) { /* class j, k: Σ_i G_ij h_ik */
+          const size_t j = e / d, q = e % d;
+          for (size_t i = 0; i < n; ++i) s += G[i * v + j] * hf[i * d + q], a += fabs(G[i * v + j] * hf[i * d + q]);
+        } else {
+          for (size_t i = 0; i < n; ++i) s += G[i * v + e], a += fabs(G[i * v + e]);
+        }
+        const double g = ref_decode(out, e, k->dtype);
+        if (!(isnan(s) ? isnan(g) : !isnan(g) && fabs(g - s) <= 1e-4 * a + 1e-7 + rt * (fabs(s) + 1e-4 * a))) {
+          FAIL("%s[%zu]: got %.9g, reference %.9g (sum of |terms| %g)", names[p], e, g, s, a);
+          break;
+        }
+      }
+    }
+    free(z), free(r.rows), free(r.grad), free(r.lse);
+  }
+  free(h), free(w), free(b), free(hf), free(wf), free(bf), free(labels), free(cw), free(loss), free(lse), free(gh),
+      free(gw), free(gb);
+}
+
+/* ---------------------------------------------------------------- vocabulary slices */
+
+/* clxent_softmax_slice_stats and clxent_softmax_slice_grad (kernels/softmax_slice.cl, host/slice.c)
+ * as tests/test_slice.c checks them: rows of c classes cut into slices; each slice's statistics
+ * against float64 sums over its columns, the slices' statistics combined (as clxent_mpi combines
+ * them) into each row's lse and loss against the reference of the whole rows, and each slice's
+ * gradient, given the reference's lse and the batch's scales, against the reference gradient's
+ * columns. */
+typedef struct slice_case {
+  clxent_dtype dtype;
+  clxent_reduction reduction;
+  int weights, smoothing, zloss, softcap, upstream, ignore, in_place;
+} slice_case;
+
+static double cap_d(double z, double s) { return s == 0.0 ? z : s * tanh(z / s); }
+
+static void run_slice(clxent_ctx *ctx, size_t n, size_t c, const size_t *cut, size_t slices, const slice_case *f,
+                      uint64_t seed) {
+  const size_t eb = ref_dtype_bytes(f->dtype);
+  const int before = failures;
+  snprintf(what, sizeof what, "slices of %zux%zu %s %s weights=%d eps=%d z=%d cap=%d upstream=%d ignore=%d%s", n, c,
+           dtype_names[f->dtype], reduction_names[f->reduction], f->weights, f->smoothing, f->zloss, f->softcap,
+           f->upstream, f->ignore, f->in_place ? " in place" : "");
+  rng_state = seed;
+  float *z = xmalloc(n * c * sizeof(float)), *w = xmalloc(c * sizeof(float)), *up = xmalloc(n * sizeof(float));
+  int32_t *y = xmalloc(n * sizeof(int32_t));
+  for (size_t e = 0; e < n * c; ++e) z[e] = (float)uniform(-6, 6);
+  if (f->dtype != CLXENT_FLOAT32) /* the values the 16-bit type holds */
+    for (size_t e = 0; e < n * c; ++e) z[e] = f->dtype == CLXENT_FLOAT16 ? ref_from_f16(ref_to_f16(z[e])) : ref_from_bf16(ref_to_bf16(z[e]));
+  for (size_t j = 0; j < c; ++j) w[j] = (float)uniform(0.1, 2.0);
+  if (f->weights) w[1] = 0.0f; /* a zero weight: skipped by the smoothing term */
+  for (size_t i = 0; i < n; ++i) {
+    y[i] = f->ignore && (i == 0 || uniform(0, 1) < 0.2) ? -100 : (int32_t)below((uint32_t)c);
+    up[i] = (float)uniform(0.5, 1.5);
+  }
+  clxent_opts o = clxent_opts_default();
+  o.reduction = f->reduction;
+  if (f->weights) o.class_weight = w;
+  if (f->smoothing) o.label_smoothing = 0.1f;
+  if (f->zloss) o.z_loss = 1e-3f;
+  if (f->softcap) o.softcap = 4.0f;
+  if (f->upstream) o.grad_output = up;
+  double *rows = xmalloc(n * sizeof(double)), *lse = xmalloc(n * sizeof(double)), *grad = xmalloc(n * c * sizeof(double));
+  ref_out r_rows = {.rows = rows, .lse = lse}, r_grad = {.grad = grad};
+  clxent_opts o_none = o;
+  o_none.reduction = CLXENT_NONE, o_none.grad_output = NULL;
+  ref_softmax_xent(n, c, z, y, &o_none, &r_rows);
+  ref_softmax_xent(n, c, z, y, &o, &r_grad);
+  double D = 0.0, W = 0.0; /* the batch's scales and W, as a caller of the grad entry computes them */
+  size_t counted = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (y[i] != -100) ++counted, D += f->weights ? w[y[i]] : 1.0;
+  for (size_t j = 0; j < c; ++j) W += f->weights ? w[j] : 1.0;
+  const float S = f->reduction == CLXENT_MEAN ? (float)(1.0 / D) : 1.0f;
+  const float Sz = f->reduction == CLXENT_MEAN ? (float)(1.0 / (double)counted) : 1.0f;
+  float *lse_f = xmalloc(n * sizeof(float)), *wy = xmalloc(n * sizeof(float));
+  for (size_t i = 0; i < n; ++i) lse_f[i] = (float)lse[i], wy[i] = y[i] == -100 ? 0.0f : f->weights ? w[y[i]] : 1.0f;
+  double *m = xmalloc(n * sizeof(double)), *s = xmalloc(n * sizeof(double)), *dd = xmalloc(n * sizeof(double));
+  double *uy = xmalloc(n * sizeof(double)), wprev = 0.0;
+  for (size_t i = 0; i < n; ++i) m[i] = -INFINITY, s[i] = dd[i] = uy[i] = 0.0;
+  float *st = xmalloc(n * CLXENT_SLICE_VALUES * sizeof(float));
+  for (size_t k = 0; k < slices && failures == before; ++k) {
+    const size_t off = cut[k], width = cut[k + 1] - cut[k];
+    unsigned char *zl = xmalloc(n * width * eb), *g = xmalloc(n * width * eb);
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < width; ++j) ref_encode(zl, i * width + j, z[i * c + off + j], f->dtype);
+    clxent_opts ol = o;
+    if (f->weights) ol.class_weight = w + off;
+    for (size_t e = 0; e < n * CLXENT_SLICE_VALUES; ++e) st[e] = NAN;
+    clxent_status status = clxent_softmax_slice_stats(ctx, n, width, off, c, f->dtype, zl, y, &ol, st);
+    check_status(ctx, status, "clxent_softmax_slice_stats");
+    double wsl = 0.0;
+    for (size_t j = off; j < off + width; ++j) wsl += f->weights ? w[j] : 1.0;
+    for (size_t i = 0; i < n && status == CLXENT_OK; ++i) { /* the slice's own statistics, in double */
+      const float *sr = st + i * CLXENT_SLICE_VALUES;
+      double mm = -INFINITY, ss = 0.0, d = 0.0;
+      for (size_t j = 0; j < width; ++j) mm = fmax(mm, cap_d(z[i * c + off + j], o.softcap));
+      for (size_t j = 0; j < width; ++j) {
+        const double u = cap_d(z[i * c + off + j], o.softcap), wj = f->weights ? w[off + j] : 1.0;
+        ss += exp(u - mm);
+        if (f->smoothing && wj != 0.0) d += wj * (mm - u);
+      }
+      const int owns = y[i] != -100 && (size_t)y[i] >= off && (size_t)y[i] < off + width;
+      const double want[5] = {mm, ss, d, owns ? cap_d(z[i * c + y[i]], o.softcap) : 0.0,
+                              owns ? (f->weights ? w[y[i]] : 1.0) : 0.0};
+      for (int q = 0; q < 5; ++q)
+        if (!(fabs(sr[q] - want[q]) <= 1e-5 * fabs(want[q]) + 1e-5 * (q == 2 ? ss * 10.0 + (double)width : 1.0))) {
+          FAIL("slice %zu row %zu value %d: %.9g, reference %.9g", k, i, q, (double)sr[q], want[q]);
+          break;
+        }
+      const double mk = sr[0]; /* combined as clxent_mpi does */
+      if (mk > m[i]) {
+        if (m[i] != -INFINITY) s[i] *= exp(m[i] - mk), dd[i] += wprev * (mk - m[i]);
+        m[i] = mk;
+      }
+      s[i] += sr[1] * exp(mk - m[i]);
+      dd[i] += sr[2] + wsl * (m[i] - mk);
+      uy[i] += sr[3];
+    }
+    wprev += wsl;
+    unsigned char *gout = f->in_place ? zl : g;
+    if (!f->in_place) memset(g, 0xFF, n * width * eb); /* NaN in every type */
+    status = clxent_softmax_slice_grad(ctx, n, width, off, c, f->dtype, zl, y, &ol, lse_f, f->weights ? wy : NULL,
+                                       (float)W, S, Sz, gout);
+    check_status(ctx, status, "clxent_softmax_slice_grad");
+    if (status == CLXENT_OK) {
+      float *got = xmalloc(n * width * sizeof(float));
+      double *gref = xmalloc(n * width * sizeof(double));
+      for (size_t i = 0; i < n; ++i)
+        for (size_t j = 0; j < width; ++j)
+          got[i * width + j] = ref_decode(gout, i * width + j, f->dtype), gref[i * width + j] = grad[i * c + off + j];
+      char name[32];
+      snprintf(name, sizeof name, "slice %zu grad", k);
+      check_close(got, gref, n * width, 2e-5 * r_grad.gscale + (f->dtype == CLXENT_FLOAT16 ? 6e-8 : 0),
+                  f->dtype == CLXENT_FLOAT32 ? 1e-4 : storage_rtol(f->dtype), name);
+      free(got), free(gref);
+    }
+    free(zl), free(g);
+  }
+  const double eps = o.label_smoothing; /* each row's lse and loss from the combined statistics */
+  for (size_t i = 0; i < n && failures == before; ++i) {
+    const double lse_i = m[i] + log(s[i]);
+    if (!(fabs(lse_i - lse[i]) <= 1e-5 * (1.0 + fabs(lse[i])))) {
+      FAIL("row %zu: lse %.9g from the slices, reference %.9g", i, lse_i, lse[i]);
+      break;
+    }
+    if (y[i] == -100) continue;
+    const double l = (1.0 - eps) * wy[i] * (lse_i - uy[i]) + eps / (double)c * (dd[i] + W * log(s[i])) +
+                     o.z_loss * lse_i * lse_i;
+    if (!(fabs(l - rows[i]) <= 2e-5 * (1.0 + fabs(rows[i])))) {
+      FAIL("row %zu: loss %.9g from the slices, reference %.9g", i, l, rows[i]);
+      break;
+    }
+  }
+  free(z), free(w), free(up), free(y), free(rows), free(lse), free(grad), free(lse_f), free(wy), free(m), free(s),
+      free(dd), free(uy), free(st);
+}
+
+/* ---------------------------------------------------------------- the linear and slice units */
+
+/* A context as run_config's (the group variant, G = 16, copying, compiled from source) with the
+ * linear block and streaming block given; NULL (a failure counted) if it cannot be made. */
+static clxent_ctx *unit_context(const char *require, size_t rows, size_t classes, uint64_t block_bytes) {
+  clxent_tuning tuning = CLXENT_TUNING_INIT;
+  tuning.variant = CLXENT_VARIANT_GROUP, tuning.zero_copy = CLXENT_OFF, tuning.group_size = 16;
+  tuning.linear_rows = rows, tuning.linear_classes = classes, tuning.block_bytes = block_bytes;
+  clxent_config config = CLXENT_CONFIG_INIT;
+  config.cache = CLXENT_OFF, config.tuning = &tuning;
+  clxent_ctx *ctx;
+  const clxent_status st = clxent_create_ex(&ctx, NULL, &config);
+  if (st != CLXENT_OK) {
+    FAIL("clxent_create_ex: %s: %s", clxent_status_str(st), clxent_last_error(NULL));
+    return NULL;
+  }
+  clxent_info info = CLXENT_INFO_INIT;
+  clxent_get_info(ctx, 0, &info);
+  if (require && !strstr(clxent_device_name(ctx), require))
+    FAIL("the device is \"%s\", not one named \"%s\"", clxent_device_name(ctx), require);
+  if (info.variant != CLXENT_VARIANT_GROUP || info.zero_copy || info.program_from_cache ||
+      (rows && info.linear_rows != rows) || (classes && info.linear_classes != classes))
+    FAIL("the context is not the group variant, copying, compiled from source, with the block asked for");
+  return ctx;
+}
+
+/* Shapes n in {1, 5, 19}, d in {1, 7, 33}, v in {1, 9, 70}, with and without bias, every reduction,
+ * gradients wanted or not, the options, float32 and both 16-bit types; blocks of 1 to 8 rows and
+ * 1 to 16 classes: several row and class blocks (partial ones at the ends). The last three keep
+ * blocks of logits from the forward pass for the backward (host/linear.c, kept_blocks: as many as
+ * fit in 4.5% of n·v floats beside the other scratch, which needs n·v larger than the rest):
+ * some of a row chunk's class chunks (the others computed again, in the one slot left), then all
+ * of them (no slot left). */
+static const linear_case linear_cases[] = {
+    /* n  d   v  bias want      dtype            reduction    opts rows classes */
+    {1, 1, 1, 1, WANT_ALL, CLXENT_FLOAT32, CLXENT_MEAN, 0, 0, 0, "the table's block"},
+    {5, 7, 9, 0, WANT_ALL, CLXENT_FLOAT32, CLXENT_SUM, 0, 2, 4, NULL},
+    {19, 33, 70, 1, WANT_ALL, CLXENT_FLOAT32, CLXENT_MEAN, 1, 4, 16, NULL},
+    {19, 7, 70, 1, WANT_LOSS, CLXENT_FLOAT32, CLXENT_NONE, 1, 8, 16, NULL},
+    {19, 7, 9, 0, WANT_GH | WANT_GW, CLXENT_FLOAT32, CLXENT_MEAN, 2, 4, 4, NULL},
+    {5, 33, 70, 1, WANT_GW | WANT_GB, CLXENT_FLOAT32, CLXENT_SUM, 2, 1, 16, NULL},
+    {1, 33, 9, 1, WANT_LOSS | WANT_GH, CLXENT_FLOAT32, CLXENT_NONE, 1, 1, 1, NULL},
+    {19, 1, 70, 0, WANT_ALL, CLXENT_FLOAT32, CLXENT_NONE, 0, 0, 0, "the table's block"},
+    {5, 33, 70, 1, WANT_ALL, CLXENT_FLOAT16, CLXENT_MEAN, 1, 2, 16, NULL},
+    {19, 7, 9, 1, WANT_ALL, CLXENT_BFLOAT16, CLXENT_NONE, 2, 4, 4, NULL},
+    {19, 7, 70, 0, WANT_LOSS | WANT_GH, CLXENT_FLOAT16, CLXENT_SUM, 0, 8, 16, NULL},
+    {64, 1, 640, 1, WANT_ALL, CLXENT_FLOAT32, CLXENT_MEAN, 1, 8, 16, "some blocks kept"},
+    {200, 1, 512, 1, WANT_ALL, CLXENT_FLOAT32, CLXENT_MEAN, 2, 4, 64, "every block kept"},
+    {100, 1, 640, 1, WANT_ALL, CLXENT_FLOAT16, CLXENT_SUM, 0, 8, 16, "some blocks kept"},
+};
+#define LINEAR_UNITS (sizeof linear_cases / sizeof linear_cases[0])
+
+/* 37 classes in 3 uneven slices (one narrower than a vector), 40 rows; the streaming blocks of
+ * 2 KiB cut each slice's rows into several blocks. */
+static const slice_case slice_cases[] = {
+    /* dtype           reduction    w  eps z cap up ign in-place */
+    {CLXENT_FLOAT32, CLXENT_MEAN, 0, 0, 0, 0, 0, 0, 0},
+    {CLXENT_FLOAT32, CLXENT_MEAN, 1, 1, 1, 1, 0, 1, 1},
+    {CLXENT_FLOAT32, CLXENT_NONE, 1, 1, 1, 1, 1, 1, 0},
+    {CLXENT_FLOAT16, CLXENT_SUM, 1, 1, 1, 0, 1, 1, 1},
+    {CLXENT_BFLOAT16, CLXENT_MEAN, 0, 1, 1, 1, 0, 1, 0},
+};
+#define SLICE_UNITS (sizeof slice_cases / sizeof slice_cases[0])
+
+static void run_new_units(const char *require) {
+  for (size_t k = 0; k < LINEAR_UNITS; ++k) {
+    if (!take_unit()) continue;
+    const linear_case *lc = &linear_cases[k];
+    clxent_ctx *ctx = unit_context(require, lc->rows, lc->classes, 0);
+    if (!ctx) continue;
+    const clock_t t0 = clock();
+    run_linear(ctx, lc, 5000 + k);
+    if (only_unit < 0) printf("  %s: %.1f s CPU\n", what, (double)(clock() - t0) / CLOCKS_PER_SEC);
+    fflush(stdout);
+    clxent_destroy(ctx);
+  }
+  static const size_t cut[] = {0, 3, 20, 37};
+  for (size_t k = 0; k < SLICE_UNITS; ++k) {
+    if (!take_unit()) continue;
+    clxent_ctx *ctx = unit_context(require, 0, 0, 2048);
+    if (!ctx) continue;
+    const clock_t t0 = clock();
+    run_slice(ctx, 40, 37, cut, 3, &slice_cases[k], 6000 + k);
+    if (only_unit < 0) printf("  %s: %.1f s CPU\n", what, (double)(clock() - t0) / CLOCKS_PER_SEC);
+    fflush(stdout);
+    clxent_destroy(ctx);
+  }
+}
+
 int main(int argc, char **argv) {
   const char *require = NULL;
   long only_config = -1;
@@ -638,15 +1000,22 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[a], "--units")) {
       size_t units = 0;
       for (size_t k = 0; k < CONFIGS; ++k) units += config_units(k);
+      units += LINEAR_UNITS + SLICE_UNITS;
+      printf("%zu\n", units);
+      return 0;
+    } else if (!strcmp(argv[a], "--units-uninitialized")) { /* the units before the linear and slice ones */
+      size_t units = 0;
+      for (size_t k = 0; k < CONFIGS; ++k) units += config_units(k);
       printf("%zu\n", units);
       return 0;
     } else {
-      fprintf(stderr, "usage: %s [--require-device NAME] [--config K | --unit K | --units]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--require-device NAME] [--config K | --unit K | --units | --units-uninitialized]\n", argv[0]);
       return 2;
     }
   }
   for (size_t k = 0; k < CONFIGS; ++k)
     if (only_config < 0 || (size_t)only_config == k) run_config(k, require);
+  if (only_config < 0 || (size_t)only_config == CONFIGS) run_new_units(require);
   if (failures) {
     printf("oclgrind_kernels: %d failure(s)\n", failures);
     return 1;
