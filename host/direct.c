@@ -186,8 +186,18 @@ DIRECT_INLINE float item_row(const direct_call *d, size_t i) {
 
 /* Every row: the row losses into out (n floats). Compiled twice where the compiler can (GCC,
  * clang on x86-64 ELF): with FMA instructions for the fmaf of clxent_math.h, and without (fmaf
- * from libm, the same bits, slower), picked once by the loader. */
-#if defined(__x86_64__) && defined(__ELF__) && defined(__has_attribute)
+ * from libm, the same bits, slower), picked once by the loader. Not under ThreadSanitizer: the
+ * loader runs the clones' ifunc resolver while relocating the library, before TSan's runtime is
+ * up, and every program linking the library then crashes before main. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CLXENT_NO_CLONES 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CLXENT_NO_CLONES 1
+#endif
+#if defined(__x86_64__) && defined(__ELF__) && defined(__has_attribute) && !defined(CLXENT_NO_CLONES)
 #if __has_attribute(target_clones)
 __attribute__((target_clones("fma", "default")))
 #endif
