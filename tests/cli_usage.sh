@@ -77,6 +77,7 @@ for bad in bogus "" "weights,,zloss" "weights," ",weights" "weights,bogus" \
 done
 expect 2 --dtype "$tool" bench --dtype
 expect 2 --options "$tool" bench --options
+expect 2 --kernel-only "$tool" bench --device $nodev --kernel-only --host-path
 expect 2 --device "$tool" check --device
 expect 2 --bogus "$tool" check --bogus
 expect 2 --device "$tool" demo --device

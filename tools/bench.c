@@ -257,7 +257,7 @@ static const char *exp_text(const clxent_info *info) { return info->own_math ? "
 
 static int bench_usage(FILE *to) {
   fprintf(to, "usage: clxent bench [--device D] [--shape NxC]... [--repeat R] [--warmup W] [--csv] [--quick]\n"
-              "                    [--dtype f32|f16|bf16] [--options LIST] [--host-path]\n"
+              "                    [--dtype f32|f16|bf16] [--options LIST] [--host-path | --kernel-only]\n"
               "  --device   as clxent_create: gpu, cpu, P:D, a name, all, or a list (gpu,cpu)\n"
               "  --shape    N rows x C classes, 1 <= C <= 2147483647, up to 16 shapes; default shapes:\n"
               "             8192x32000 2048x128256 65536x1000 1048576x10 1x10; --quick: small shapes\n"
@@ -267,6 +267,8 @@ static int bench_usage(FILE *to) {
               "  --host-path  also the offload table: transfer bandwidth (pinned, pageable) and the call\n"
               "             with ordinary and with pinned arrays over the ideal transfer time; on by\n"
               "             default where the device has memory of its own (not zero-copy)\n"
+              "  --kernel-only  only the copy and kernel columns: no call through host memory, no host-path\n"
+              "             table (tuning sweeps, where each setting's run should cost seconds)\n"
               "  exit 0 success, 2 bad usage, 3 the device, the library or host memory failed\n");
   return to == stderr ? 2 : 0;
 }
@@ -274,7 +276,7 @@ static int bench_usage(FILE *to) {
 int clxent_bench_main(int argc, char **argv) {
   static const char prog[] = "clxent bench";
   bench_opts o = {NULL, {{0, 0}}, 0, 10, 2, 0, CLXENT_FLOAT32, 0, 0, 0, 0, 0, 0};
-  int quick = 0, host_path = 0, repeat_given = 0;
+  int quick = 0, host_path = 0, repeat_given = 0, kernel_only = 0;
   for (int i = 1; i < argc; ++i) {
     const char *flag = argv[i], *value = NULL, *why = NULL;
     const int takes_value = !strcmp(flag, "--device") || !strcmp(flag, "--shape") || !strcmp(flag, "--repeat") ||
@@ -301,6 +303,7 @@ int clxent_bench_main(int argc, char **argv) {
     } else if (!strcmp(flag, "--csv")) o.csv = 1;
     else if (!strcmp(flag, "--quick")) quick = 1;
     else if (!strcmp(flag, "--host-path")) host_path = 1;
+    else if (!strcmp(flag, "--kernel-only")) kernel_only = 1;
     else if (!strcmp(flag, "--help")) return bench_usage(stdout);
     else {
       fprintf(stderr, "%s: unknown argument %s\n", prog, flag);
@@ -310,6 +313,10 @@ int clxent_bench_main(int argc, char **argv) {
       fprintf(stderr, "%s: %s %s %s\n", prog, flag, value, why);
       return 2;
     }
+  }
+  if (kernel_only && host_path) {
+    fprintf(stderr, "%s: --kernel-only and --host-path exclude each other\n", prog);
+    return 2;
   }
   if (o.shape_count == 0) {
     static const shape full[] = {{8192, 32000}, {2048, 128256}, {65536, 1000}, {1048576, 10}, {1, 10}};
@@ -364,6 +371,12 @@ int clxent_bench_main(int argc, char **argv) {
     clxent_destroy(ctx);
     return 3;
   }
+  if (kernel_only && !resident) {
+    fprintf(stderr, "%s: --kernel-only needs one device (the kernel column runs on its queue)\n", prog);
+    clxent_destroy(ctx);
+    return 2;
+  }
+  if (kernel_only) host_path = -1;
   if (!host_path && !info.zero_copy) host_path = 1;
   char threads[32];
   printf("# context creation %.0f ms (kernels %s); zero-copy %s\n", t_created * 1e3,
@@ -457,8 +470,9 @@ int clxent_bench_main(int argc, char **argv) {
     }
     clxent_ex ex = clxent_ex_default();
     ex.dtype = o.dtype, ex.lse = o.lse ? lse : NULL, ex.bias_grad = o.bias ? bias : NULL;
-    TIME_MEDIAN(t_call, &o, clxent_softmax_xent_ex(ctx, n, c, call_logits, labels, &call_opts, &ex, &loss, grad));
-    if (t_call < 0) {
+    if (!kernel_only)
+      TIME_MEDIAN(t_call, &o, clxent_softmax_xent_ex(ctx, n, c, call_logits, labels, &call_opts, &ex, &loss, grad));
+    if (t_call < 0 && !kernel_only) {
       fprintf(stderr, "clxent bench: %zux%zu: %s\n", n, c, clxent_last_error(ctx));
       status = 3;
     }
