@@ -100,7 +100,11 @@ static clxent_status run_blocks(clxent_ctx *ctx, const slice_call *s) {
                                           s->o.ignore_index, &s->p, m[A_LSE], m[A_WY], m[A_SCALE], m[A_OUT]),
                  st, block_done);
     }
-    if (!ctx->zero_copy) { /* zero-copy: the wrapped output is the caller's memory */
+    {
+      /* Zero-copy too: the output wraps the caller's memory (CL_MEM_USE_HOST_PTR), but a device
+       * may compute in a cached copy of it (NVIDIA does) and the host memory is current only after
+       * a read or map. A read into its own host_ptr, as stream.c does for the gradient; a device
+       * that worked in place (PoCL) copies nothing. */
       const cl_int err = clEnqueueReadBuffer(ctx->queue, m[A_OUT], CL_FALSE, 0, out_bytes, out_host, 0, NULL, NULL);
       if (err != CL_SUCCESS) st = clxent_fail_cl(ctx, "clEnqueueReadBuffer(slice block)", err);
     }
