@@ -70,12 +70,27 @@ static clxent_status build_from_source(clxent_ctx *ctx, const char *options) {
   if (err != CL_SUCCESS) return clxent_fail_cl(ctx, "clCreateProgramWithSource", err);
   err = clBuildProgram(ctx->program, 1, &ctx->device, options, NULL, NULL);
   if (err == CL_SUCCESS) return CLXENT_OK;
-  char log[CLXENT_ERROR_MAX - 256] = "";
+  /* The whole log, then the part that fits the message. A driver's log can be far longer than the
+   * message (NVIDIA repeats a warning per kernel before the error), and a buffer too small for it
+   * makes clGetProgramBuildInfo fail and write nothing: ask for its size first. The excerpt starts
+   * at the first line that says "error", where there is one, since that is what the caller needs. */
   size_t len = 0;
-  clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, &len);
-  if (len == 0 || len > sizeof log - 1) log[sizeof log - 1] = '\0';
-  return clxent_fail(ctx, CLXENT_ERR_BUILD, "clBuildProgram for %s with \"%s\" failed: %s (%d); log:\n%s",
-                     ctx->device_name, options, clxent_cl_error_name(err), (int)err, log);
+  char *log = NULL;
+  if (clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) == CL_SUCCESS && len > 0 &&
+      (log = calloc(len + 1, 1)) != NULL &&
+      clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, len, log, NULL) != CL_SUCCESS)
+    log[0] = '\0';
+  const char *excerpt = log && log[0] ? log : "(the driver gave no build log)";
+  const char *first_error = log ? strstr(log, "error") : NULL;
+  if (first_error && strlen(log) > CLXENT_ERROR_MAX - 512) {
+    while (first_error > log && first_error[-1] != '\n') --first_error;
+    excerpt = first_error;
+  }
+  const clxent_status st = clxent_fail(ctx, CLXENT_ERR_BUILD, "clBuildProgram for %s with \"%s\" failed: %s (%d); log%s:\n%s",
+                                       ctx->device_name, options, clxent_cl_error_name(err), (int)err,
+                                       excerpt == log || !log ? "" : " (from its first error)", excerpt);
+  free(log);
+  return st;
 }
 
 clxent_status clxent_build_program(clxent_ctx *ctx, const clxent_settings *s) {

@@ -23,6 +23,11 @@
 #ifndef CLXENT_GROUP_SIZE
 #define CLXENT_GROUP_SIZE 256
 #endif
+/* first, before any type is made of it: a compiler stops at the first error or lists it first
+ * (NVIDIA's lists every later error too, and the build log is cut to the first in the message) */
+#if CLXENT_VEC != 4 && CLXENT_VEC != 8 && CLXENT_VEC != 16
+#error "CLXENT_VEC must be 4, 8 or 16"
+#endif
 
 #define CLXENT_CAT_(a, b) a##b
 #define CLXENT_CAT(a, b) CLXENT_CAT_(a, b)
