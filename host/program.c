@@ -93,12 +93,19 @@ static clxent_status build_from_source(clxent_ctx *ctx, const char *options) {
   return st;
 }
 
+const char *clxent_division_option(cl_device_id device) {
+  cl_device_fp_config fp = 0;
+  if (clGetDeviceInfo(device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL) != CL_SUCCESS) fp = 0;
+  return fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT ? "-cl-fp32-correctly-rounded-divide-sqrt" : "";
+}
+
 clxent_status clxent_build_program(clxent_ctx *ctx, const clxent_settings *s) {
   char options[768];
   /* the options are part of the cache key, so programs of either exponential never mix */
   snprintf(options, sizeof options,
-           "-cl-std=CL1.2 -DCLXENT_ROW_PER_ITEM=%d -DCLXENT_VEC=%u -DCLXENT_GROUP_SIZE=%zu -DCLXENT_OWN_MATH=%d %s",
-           ctx->variant == CLXENT_VARIANT_ITEM, ctx->vector_width, ctx->group_size, ctx->own_math, s->build_options);
+           "-cl-std=CL1.2 -DCLXENT_ROW_PER_ITEM=%d -DCLXENT_VEC=%u -DCLXENT_GROUP_SIZE=%zu -DCLXENT_OWN_MATH=%d %s %s",
+           ctx->variant == CLXENT_VARIANT_ITEM, ctx->vector_width, ctx->group_size, ctx->own_math,
+           clxent_division_option(ctx->device), s->build_options);
   char key[2048], path[1200], dir[1100];
   program_key(ctx, options, key, sizeof key);
   const int cached = clxent_cache_path(s, key, path, sizeof path, dir, sizeof dir);
