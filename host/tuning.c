@@ -165,10 +165,16 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
   ctx->block_bytes = s->block_bytes && s->block_bytes < block ? s->block_bytes : block;
   /* Zero-copy where the device computes in host memory anyway: a CPU device (PoCL) sharing it. A
    * GPU with unified memory (integrated) may also profit, but is left to measurement. */
+  /* OpenCL 3.0 deprecates the query: a device that does not answer it is taken as not unified
+   * (device buffers, the safe default), rather than failing the context. */
   cl_bool unified = CL_FALSE;
-  CHECK(device_info(ctx, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified,
-                    "clGetDeviceInfo(CL_DEVICE_HOST_UNIFIED_MEMORY)"));
+  if (clGetDeviceInfo(ctx->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL) != CL_SUCCESS)
+    unified = CL_FALSE;
+  /* A setting turns it on only where the device shares host memory. Elsewhere the driver computes
+   * in a copy of the caller's memory anyway, and NVIDIA's registers that memory: two contexts
+   * wrapping the same array at once failed with CL_OUT_OF_RESOURCES, and every later context
+   * of the process with it (tests/test_reliability.c, contexts in threads, on an H200). */
   ctx->zero_copy = s->zero_copy == CLXENT_AUTO ? unified && (ctx->device_type & CL_DEVICE_TYPE_CPU)
-                                               : s->zero_copy == CLXENT_ON;
+                                               : s->zero_copy == CLXENT_ON && unified;
   return CLXENT_OK;
 }

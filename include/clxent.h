@@ -572,7 +572,8 @@ typedef struct clxent_tuning {
                                  ($CLXENT_ROW_THREADS); 0 = chosen from c per call */
   uint64_t block_bytes;     /**< cap on the streaming block in bytes ($CLXENT_BLOCK_BYTES) */
   clxent_switch zero_copy;  /**< compute in the caller's memory in place ($CLXENT_ZERO_COPY=0|1;
-                                 default on for CPU devices that share host memory) */
+                                 default on for CPU devices that share host memory; ON applies
+                                 only to devices that share it: clxent_info.zero_copy says) */
   const double *split;      /**< several devices: fixed relative shares, split_count positive values
                                  ($CLXENT_SPLIT="w0,w1,..."); NULL = measured and refined */
   size_t split_count;       /**< values in split */
