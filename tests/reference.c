@@ -221,3 +221,17 @@ uint64_t ref_correct(size_t n, const int32_t *argmax, const int32_t *labels, int
   for (size_t i = 0; i < n; ++i) hits += labels[i] != ignore_index && argmax[i] == labels[i];
   return hits;
 }
+
+ref_slice_scales ref_slice_batch(size_t n, size_t c, const int32_t *labels, const float *w, clxent_reduction reduction,
+                                 const double *lse, float *lse_f, float *wy) {
+  double D = 0.0, W = 0.0;
+  size_t counted = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (labels[i] != -100) ++counted, D += w ? w[labels[i]] : 1.0;
+  for (size_t j = 0; j < c; ++j) W += w ? w[j] : 1.0;
+  for (size_t i = 0; i < n; ++i)
+    lse_f[i] = (float)lse[i], wy[i] = labels[i] == -100 ? 0.0f : w ? w[labels[i]] : 1.0f;
+  const ref_slice_scales r = {W, reduction == CLXENT_MEAN ? (float)(1.0 / D) : 1.0f,
+                              reduction == CLXENT_MEAN ? (float)(1.0 / (double)counted) : 1.0f};
+  return r;
+}

@@ -66,6 +66,17 @@ uint64_t ref_correct(size_t n, const int32_t *argmax, const int32_t *labels, int
 enum ref_information_kind { REF_ENTROPY = 0, REF_CROSS_ENTROPY = 1, REF_KL_DIV = 2 };
 void ref_information(enum ref_information_kind kind, size_t n, size_t c, const float *p, const float *q, double *out);
 
+/* What a caller of clxent_softmax_slice_grad computes from the whole batch (hard labels,
+ * ignore_index -100, class weights w or NULL for all 1): W = Σ_j w_j, the loss scale S (MEAN: one
+ * over the counted rows' weight sum, else 1) and the z-loss scale Sz (MEAN: one over the counted
+ * rows); and per row the lse as float (lse_f) and the label's weight (wy, 0 for an ignored row). */
+typedef struct ref_slice_scales {
+  double W;
+  float S, Sz;
+} ref_slice_scales;
+ref_slice_scales ref_slice_batch(size_t n, size_t c, const int32_t *labels, const float *w, clxent_reduction reduction,
+                                 const double *lse, float *lse_f, float *wy);
+
 /* The 16-bit storage formats, written independently of the library: round to nearest even,
  * NaN kept a NaN. decode/encode read and write element k of an array of type t. */
 uint16_t ref_to_bf16(float f);

@@ -54,15 +54,10 @@ static void check_case(clxent_ctx *ctx, size_t n, size_t c, const size_t *cut, s
   ref_softmax_xent(n, c, z, y, &o_none, &r_rows);
   ref_softmax_xent(n, c, z, y, &o, &r_grad);
   /* the batch's scales and W, as a caller of the grad entry computes them */
-  double D = 0.0, W = 0.0;
-  size_t counted = 0;
-  for (size_t i = 0; i < n; ++i)
-    if (y[i] != -100) ++counted, D += f->weights ? w[y[i]] : 1.0;
-  for (size_t j = 0; j < c; ++j) W += f->weights ? w[j] : 1.0;
-  const float S = f->reduction == CLXENT_MEAN ? (float)(1.0 / D) : 1.0f;
-  const float Sz = f->reduction == CLXENT_MEAN ? (float)(1.0 / (double)counted) : 1.0f;
   float *lse_f = xmalloc(n * sizeof(float)), *wy = xmalloc(n * sizeof(float));
-  for (size_t i = 0; i < n; ++i) lse_f[i] = (float)lse[i], wy[i] = y[i] == -100 ? 0.0f : f->weights ? w[y[i]] : 1.0f;
+  const ref_slice_scales sc = ref_slice_batch(n, c, y, f->weights ? w : NULL, f->reduction, lse, lse_f, wy);
+  const double W = sc.W;
+  const float S = sc.S, Sz = sc.Sz;
   /* the combination of the slices, in double from the float statistics */
   double *m = xmalloc(n * sizeof(double)), *s = xmalloc(n * sizeof(double)), *d = xmalloc(n * sizeof(double));
   double *uy = xmalloc(n * sizeof(double));
