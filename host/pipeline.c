@@ -5,8 +5,8 @@
  * alternate between two sets of device buffers, so that while the kernels work on block b the
  * next block is uploading and block b-1's gradient is downloading. Transfers go through pinned
  * host memory (CL_MEM_ALLOC_HOST_PTR, mapped once): from the caller's arrays directly when they
- * lie in clxent_host_alloc memory, else through pinned staging (pinned.c) that the host thread
- * fills and drains while the device works. Events order the reuse of every buffer:
+ * lie in clxent_host_alloc memory, else through pinned staging (pinned.c) that the host fills
+ * and drains while the device works, large copies split over threads (copy.c). Events order the reuse of every buffer:
  *   upload b    waits for block b-2's last use of the same device buffers (`done`);
  *   kernels b   wait for upload b;  download b waits for kernels b;
  *   staging in  is refilled once upload b-2 has read it; staging out is drained after download.
@@ -37,7 +37,7 @@ static clxent_status drain_block(clxent_ctx *ctx, const clxent_plan *plan, pipe_
   const size_t elem = clxent_dtype_size(plan->dtype), bytes = slot->rows * plan->c * elem;
   unsigned char *dst = (unsigned char *)plan->grad + slot->first * plan->c * elem;
   CHECK(wait_event(ctx, slot->done, "clWaitForEvents(gradient download)"));
-  if (!clxent_host_pinned(ctx, dst, bytes)) memcpy(dst, ctx->staging[s][PIPE_GRAD].ptr, bytes);
+  if (!clxent_host_pinned(ctx, dst, bytes)) clxent_copy(dst, ctx->staging[s][PIPE_GRAD].ptr, bytes);
   slot->rows = 0;
   return CLXENT_OK;
 }
@@ -59,7 +59,7 @@ static clxent_status pipe_block(clxent_ctx *ctx, const clxent_plan *plan, size_t
     if (staged[a]) {
       unsigned char *stage;
       CHECK(clxent_staging_buffer(ctx, s, a, bytes, &stage));
-      memcpy(stage, from, bytes);
+      clxent_copy(stage, from, bytes);
       from = stage;
     }
     cl_event up = NULL;
