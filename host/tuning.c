@@ -36,11 +36,16 @@ static const clxent_tuning_entry table[] = {
      * blocks of 1024 rows × 4096 classes (16 MiB of logits), enough work-items per launch to
      * fill a large GPU; not measured either. */
     {CL_DEVICE_TYPE_GPU, NULL, NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
-    /* NVIDIA (warps of 32): defaults, not measured yet. */
+    /* NVIDIA (warps of 32): the Hopper entry's shape, the best guess until other chips are
+     * measured. */
     {CL_DEVICE_TYPE_GPU, "NVIDIA", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
-    /* H100: a placeholder equal to the NVIDIA default, to be filled from
-     * `clxent bench --device gpu` on one (docs/PERFORMANCE.md, "NVIDIA GPU"). */
-    {CL_DEVICE_TYPE_GPU, "NVIDIA", "H100", CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
+    /* Hopper, measured on an H200 (NVIDIA OpenCL 3.0, CUDA 13.0 driver 580; docs/PERFORMANCE.md,
+     * "NVIDIA GPU"): of groups 128-1024 × vectors 4/8 × both exponentials, 256 with the device's
+     * exp was fastest on 8192×32000 and 2048×128256 (512 by 6% on 65536×1000, 1024 by 3× on
+     * 1048576×10, but 19-32% slower on the long rows); the vector width changed nothing (<0.2%),
+     * clxent's own exp cost 6-7%. The H100 is the same chip design (not measured). linear_xent's
+     * blocks: not measured (its kernels are shaped for CPUs). */
+    {CL_DEVICE_TYPE_GPU, "NVIDIA", "H100|H200", CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
     /* AMD (wavefronts of 64; ROCm says "Advanced Micro Devices, Inc.", Mesa's rusticl "AMD"):
      * defaults, not measured yet. */
     {CL_DEVICE_TYPE_GPU, "Advanced Micro Devices|AMD", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},

@@ -43,8 +43,9 @@ static void test_lookup(void **state) {
   const cl_device_type gpu = CL_DEVICE_TYPE_GPU, cpu = CL_DEVICE_TYPE_CPU;
   const char *amd = "Advanced Micro Devices|AMD";
   /* NVIDIA: the device name's entry first, the vendor's for the others; any case */
-  expect(gpu, "NVIDIA Corporation", "NVIDIA H100 80GB HBM3", gpu, "NVIDIA", "H100");
-  expect(gpu, "nvidia corporation", "nvidia h100 pcie", gpu, "NVIDIA", "H100");
+  expect(gpu, "NVIDIA Corporation", "NVIDIA H100 80GB HBM3", gpu, "NVIDIA", "H100|H200");
+  expect(gpu, "nvidia corporation", "nvidia h100 pcie", gpu, "NVIDIA", "H100|H200");
+  expect(gpu, "NVIDIA Corporation", "NVIDIA H200", gpu, "NVIDIA", "H100|H200"); /* as the H200 names itself */
   expect(gpu, "NVIDIA Corporation", "NVIDIA GeForce RTX 4090", gpu, "NVIDIA", NULL);
   /* a name alone does not make the entry: it is NVIDIA's H100 */
   expect(gpu, "Some Vendor", "H100 lookalike", gpu, NULL, NULL);
