@@ -345,19 +345,32 @@ static clxent_status gather_records(MPI_Comm comm, int rank, int ranks, int allo
   return CLXENT_OK;
 }
 
+/* The start of both entries: the thread's last error cleared, this rank's place in comm, and the
+ * caller's opts and ex read into this library's layout (checked in lc, which the ranks then
+ * compare, so that a bad struct on one rank fails them all). An MPI failure here returns at once:
+ * nothing has been exchanged yet. */
+static clxent_status begin_call(MPI_Comm comm, const clxent_opts *opts, const clxent_ex *ex, int *rank, int *ranks,
+                                local_check *lc, clxent_opts *o, clxent_ex *x) {
+  last_error[0] = '\0';
+  int err;
+  if ((err = MPI_Comm_rank(comm, rank)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_rank");
+  if ((err = MPI_Comm_size(comm, ranks)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_size");
+  lc->st = CLXENT_OK, lc->msg[0] = '\0';
+  *o = clxent_opts_default();
+  *x = clxent_ex_default();
+  if (opts) read_sized(lc, "opts", opts, o, sizeof *o);
+  if (ex) read_sized(lc, "ex", ex, x, sizeof *x);
+  return CLXENT_OK;
+}
 static clxent_status data_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n_local, size_t c,
                                          const void *logits, const int32_t *labels, const clxent_opts *opts,
                                          const clxent_ex *ex, float *loss, void *grad) {
-  last_error[0] = '\0';
   int rank = 0, ranks = 1, err;
-  if ((err = MPI_Comm_rank(comm, &rank)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_rank");
-  if ((err = MPI_Comm_size(comm, &ranks)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_size");
-
-  local_check lc = {CLXENT_OK, ""};
-  clxent_opts o = clxent_opts_default();
-  clxent_ex x = clxent_ex_default();
-  if (opts) read_sized(&lc, "opts", opts, &o, sizeof o);
-  if (ex) read_sized(&lc, "ex", ex, &x, sizeof x);
+  local_check lc;
+  clxent_opts o;
+  clxent_ex x;
+  const clxent_status started = begin_call(comm, opts, ex, &rank, &ranks, &lc, &o, &x);
+  if (started != CLXENT_OK) return started;
   agree_rec mine;
   memset(&mine, 0, sizeof mine);
   if (lc.st == CLXENT_OK) check_local(&lc, &mine, ctx, n_local, c, logits, labels, &o, &x, loss, grad);
@@ -543,15 +556,12 @@ typedef struct vocab_rec {
 static clxent_status vocab_parallel(clxent_ctx *ctx, MPI_Comm comm, size_t n, size_t c_local, size_t c_offset,
                                     size_t c_total, const void *logits, const int32_t *labels,
                                     const clxent_opts *opts, const clxent_ex *ex, float *loss, void *grad) {
-  last_error[0] = '\0';
   int rank = 0, ranks = 1, err;
-  if ((err = MPI_Comm_rank(comm, &rank)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_rank");
-  if ((err = MPI_Comm_size(comm, &ranks)) != MPI_SUCCESS) return mpi_fail(err, "MPI_Comm_size");
-  local_check lc = {CLXENT_OK, ""};
-  clxent_opts o = clxent_opts_default();
-  clxent_ex x = clxent_ex_default();
-  if (opts) read_sized(&lc, "opts", opts, &o, sizeof o);
-  if (ex) read_sized(&lc, "ex", ex, &x, sizeof x);
+  local_check lc;
+  clxent_opts o;
+  clxent_ex x;
+  const clxent_status started = begin_call(comm, opts, ex, &rank, &ranks, &lc, &o, &x);
+  if (started != CLXENT_OK) return started;
   vocab_rec mine;
   memset(&mine, 0, sizeof mine);
   if (!ctx) fail(&lc, CLXENT_ERR_INVALID_ARG, "ctx is NULL");
