@@ -15,11 +15,14 @@ set -u
 DEV=${DEV:-gpu}
 BUDGET=${BUDGET:-480}
 T0=$(date +%s)
-R=$PWD S=${SYSROOT:-$PWD/.gpu/sysroot}/usr B=$(cd "${BUILD:-build}" && pwd)
+R=$PWD S=${SYSROOT:-$PWD/.gpu/sysroot}/usr
+B=$(cd "${BUILD:-build}" 2>/dev/null && pwd) && [ -x "$B/clxent" ] || { echo "gpu_run.sh: no build in ${BUILD:-build}" >&2; exit 2; }
 OUT=${OUT:-/tmp/gpu-out}
 CLINFO=$(command -v clinfo || echo "$S/bin/clinfo")
 mkdir -p "$OUT"
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
+# a step's timeout: its own limit, or what is left of the budget if less (at least 5 s)
+cap() { local t=$1 l; l=$(left); [ "$l" -lt "$t" ] && t=$l; [ "$t" -lt 5 ] && t=5; echo "$t"; }
 stamp() { echo "== $* [t=$(($(date +%s) - T0)) s]"; }
 exec > >(tee "$OUT/log.txt") 2>&1
 
@@ -45,28 +48,31 @@ export CLXENT_CACHE_DIR=/tmp/clxent-cache
 
 stamp devices and demo
 "$B/clxent" devices 2>&1
-if ! timeout 60 "$B/clxent" demo --device "$DEV"; then
+if ! timeout "$(cap 60)" "$B/clxent" demo --device "$DEV"; then
   echo "DEMO FAILED: stopping here so that a second run has device time"
   exit 1
 fi
-timeout 60 "$B/clxent" check --device "$DEV" --quiet; echo "check exit $?"
+timeout "$(cap 60)" "$B/clxent" check --device "$DEV" --quiet; echo "check exit $?"
 
 stamp bench default
-timeout 150 "$B/clxent" bench --device "$DEV" 2>&1 | tee "$OUT/bench_default.txt"
+timeout "$(cap 150)" "$B/clxent" bench --device "$DEV" 2>&1 | tee "$OUT/bench_default.txt"
 
 stamp tests on the GPU
 # a build made in another checkout names that checkout's paths: point them here
 oldb=$(sed -n 's/^# Build directory: \(.*\)$/\1/p' "$B/CTestTestfile.cmake")
 old=$(sed -n 's/^# Source directory: \(.*\)$/\1/p' "$B/CTestTestfile.cmake")
-[ -n "$oldb" ] && [ "$oldb" != "$B" ] && find "$B" -name CTestTestfile.cmake -exec sed -i "s#$oldb#$B#g" {} +
-[ -n "$old" ] && [ "$old" != "$R" ] && find "$B" -name CTestTestfile.cmake -exec sed -i "s#$old#$R#g" {} +
+if [ -n "$old" ] && { [ "$old" != "$R" ] || [ "$oldb" != "$B" ]; }; then
+  # one pass, the paths taken literally, the build directory first where both match
+  find "$B" -name CTestTestfile.cmake -exec env OLDB="$oldb" OLD="$old" NEWB="$B" NEW="$R" \
+    perl -pi -e 's{(\Q$ENV{OLDB}\E)|(\Q$ENV{OLD}\E)}{defined $1 ? $ENV{NEWB} : $ENV{NEW}}ge' {} +
+fi
 CTEST=$(command -v ctest || echo "$(dirname "$(command -v cmake)")/ctest")
-CLXENT_DEVICE=$DEV timeout 200 "$CTEST" --test-dir "$B" -j 12 --timeout 170 -E 'math_accuracy' \
+CLXENT_DEVICE=$DEV timeout "$(cap 200)" "$CTEST" --test-dir "$B" -j 12 --timeout 170 -E 'math_accuracy' \
   --output-on-failure >"$OUT/ctest.txt" 2>&1
 echo "ctest exit $?"; grep -E "tests passed|Failed|\*\*\*|Not Run|Timeout" "$OUT/ctest.txt" | head -30
 
 stamp torch eager
-PYTHONUNBUFFERED=1 timeout 60 python3 bench/torch_xent.py --repeat 20 2>&1 | tee "$OUT/torch.txt"
+PYTHONUNBUFFERED=1 timeout "$(cap 60)" python3 bench/torch_xent.py --repeat 20 2>&1 | tee "$OUT/torch.txt"
 
 stamp sweep
 {
@@ -74,38 +80,44 @@ stamp sweep
     [ "$(left)" -lt 90 ] && break 3
     echo "# sweep OWN_MATH=$e GROUP=$g VEC=$v"
     CLXENT_OWN_MATH=$e CLXENT_GROUP_SIZE=$g CLXENT_VEC=$v timeout 40 "$B/clxent" bench --device "$DEV" --kernel-only \
-      --csv --repeat 7 --warmup 2 --shape 8192x32000 --shape 2048x128256 --shape 65536x1000 --shape 1048576x10 2>/dev/null
+      --csv --repeat 7 --warmup 2 --shape 8192x32000 --shape 2048x128256 --shape 65536x1000 --shape 1048576x10 2>>"$OUT/sweep_errors.txt"
   done; done; done
   for v in 4 8; do for rt in 1 2 4; do
     [ "$(left)" -lt 70 ] && break 2
     echo "# sweep short rows VEC=$v ROW_THREADS=$rt"
     CLXENT_ROW_THREADS=$rt CLXENT_VEC=$v timeout 30 "$B/clxent" bench --device "$DEV" --kernel-only --csv --repeat 7 \
-      --shape 65536x1000 --shape 1048576x10 2>/dev/null
+      --shape 65536x1000 --shape 1048576x10 2>>"$OUT/sweep_errors.txt"
   done; done
   for v in 4 8; do
     [ "$(left)" -lt 60 ] && break
     echo "# sweep item variant VEC=$v"
     CLXENT_VARIANT=item CLXENT_VEC=$v timeout 30 "$B/clxent" bench --device "$DEV" --kernel-only --csv --repeat 7 \
-      --shape 65536x1000 --shape 1048576x10 2>/dev/null
+      --shape 65536x1000 --shape 1048576x10 2>>"$OUT/sweep_errors.txt"
   done
   for t in f16 bf16; do
     [ "$(left)" -lt 45 ] && break
     echo "# dtype $t"
-    timeout 30 "$B/clxent" bench --device "$DEV" --kernel-only --csv --repeat 7 --dtype $t --shape 8192x32000 --shape 2048x128256 2>/dev/null
+    timeout 30 "$B/clxent" bench --device "$DEV" --kernel-only --csv --repeat 7 --dtype $t --shape 8192x32000 --shape 2048x128256 2>>"$OUT/sweep_errors.txt"
   done
   for op in softcap smoothing bias all; do
     [ "$(left)" -lt 35 ] && break
     echo "# options $op"
-    timeout 30 "$B/clxent" bench --device "$DEV" --kernel-only --csv --repeat 7 --options $op --shape 8192x32000 2>/dev/null
+    timeout 30 "$B/clxent" bench --device "$DEV" --kernel-only --csv --repeat 7 --options $op --shape 8192x32000 2>>"$OUT/sweep_errors.txt"
   done
 } 2>&1 | tee "$OUT/sweep.txt"
 
 stamp math accuracy
-[ "$(left)" -gt 60 ] && CLXENT_DEVICE=$DEV timeout $(($(left) - 30)) "$B/tests/test_math" >"$OUT/math.txt" 2>&1
-echo "math exit $?"; tail -5 "$OUT/math.txt" 2>/dev/null
+if [ "$(left)" -gt 60 ]; then
+  CLXENT_DEVICE=$DEV timeout $(($(left) - 30)) "$B/tests/test_math" >"$OUT/math.txt" 2>&1
+  echo "math exit $?"; tail -5 "$OUT/math.txt"
+else echo "math: skipped (budget)"; fi
 stamp linear bench
-[ "$(left)" -gt 100 ] && timeout 60 "$B/clxent_bench_linear" --device "$DEV" --shape 4096x1024x32000 --repeat 3 --warmup 1 2>&1
+if [ "$(left)" -gt 100 ]; then
+  timeout 60 "$B/clxent_bench_linear" --device "$DEV" --shape 4096x1024x32000 --repeat 3 --warmup 1 2>&1
+else echo "linear: skipped (budget)"; fi
 stamp torch.compile
-[ "$(left)" -gt 40 ] && PYTHONUNBUFFERED=1 timeout $(($(left) - 10)) python3 bench/torch_xent.py --repeat 20 --compile \
-  --shape 8192x32000 --shape 65536x1000 --shape 1048576x10 2>&1 | tee "$OUT/torch_compile.txt"
+if [ "$(left)" -gt 40 ]; then
+  PYTHONUNBUFFERED=1 timeout $(($(left) - 10)) python3 bench/torch_xent.py --repeat 20 --compile \
+    --shape 8192x32000 --shape 65536x1000 --shape 1048576x10 2>&1 | tee "$OUT/torch_compile.txt"
+else echo "torch.compile: skipped (budget)"; fi
 stamp end

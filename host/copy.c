@@ -6,7 +6,8 @@
  * the call with ordinary arrays took 8.2× the transfer time, against 0.63× with pinned arrays,
  * and the difference was the calling thread's staging copies (docs/PERFORMANCE.md, "NVIDIA GPU").
  * A copy of at least COPY_SPLIT_MIN bytes is cut into one piece per thread, up to COPY_THREADS
- * threads and no more than the machine's processors; the calling thread copies the first piece.
+ * threads and no more than the processors online (sysconf: a container's CPU quota is not seen,
+ * which costs only threads that wait their turn); the calling thread copies the first piece.
  * Threads are made per copy (tens of microseconds against milliseconds of copying), so nothing
  * outlives the call: no pool to stop at clxent_destroy, nothing to break across fork(). A thread
  * that cannot be made leaves its piece to the calling thread: the copy is always whole.
@@ -45,9 +46,10 @@ static size_t copy_threads(size_t bytes) {
   return t ? t : 1;
 }
 
-void clxent_copy(void *dst, const void *src, size_t bytes) {
-  const size_t t = copy_threads(bytes);
-  if (t == 1) {
+void clxent_copy_split(void *dst, const void *src, size_t bytes, size_t t) {
+  if (t > COPY_THREADS) t = COPY_THREADS;
+  if (t > bytes / 64) t = bytes / 64; /* pieces of whole cache lines */
+  if (t <= 1) {
     memcpy(dst, src, bytes);
     return;
   }
@@ -68,3 +70,5 @@ void clxent_copy(void *dst, const void *src, size_t bytes) {
     else copy_piece_run(&pieces[k]);
   }
 }
+
+void clxent_copy(void *dst, const void *src, size_t bytes) { clxent_copy_split(dst, src, bytes, copy_threads(bytes)); }

@@ -331,8 +331,10 @@ clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes
 float *clxent_host_scratch(clxent_ctx *ctx, size_t bytes);
 void clxent_release_buffers(clxent_ctx *ctx);
 
-/* copy.c: memcpy, split over threads when large (the staging copies of pipeline.c) */
+/* copy.c: memcpy, split over threads when large (the staging copies of pipeline.c); _split with
+ * a given number of threads (at most 8; tests) */
 void clxent_copy(void *dst, const void *src, size_t bytes);
+void clxent_copy_split(void *dst, const void *src, size_t bytes, size_t threads);
 
 /* pinned.c */
 clxent_status clxent_staging_buffer(clxent_ctx *ctx, int set, int array, size_t bytes, unsigned char **out);

@@ -4,6 +4,7 @@
  * every kernel.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "embedded.h"
@@ -72,23 +73,31 @@ static clxent_status build_from_source(clxent_ctx *ctx, const char *options) {
   if (err == CL_SUCCESS) return CLXENT_OK;
   /* The whole log, then the part that fits the message. A driver's log can be far longer than the
    * message (NVIDIA repeats a warning per kernel before the error), and a buffer too small for it
-   * makes clGetProgramBuildInfo fail and write nothing: ask for its size first. The excerpt starts
-   * at the first line that says "error", where there is one, since that is what the caller needs. */
+   * makes clGetProgramBuildInfo fail and write nothing: ask for its size first. Where the log does
+   * not fit beside the message's own text, the excerpt starts at the first line that says
+   * "error", since that is what the caller needs. */
   size_t len = 0;
   char *log = NULL;
-  if (clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) == CL_SUCCESS && len > 0 &&
-      (log = calloc(len + 1, 1)) != NULL &&
-      clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, len, log, NULL) != CL_SUCCESS)
-    log[0] = '\0';
-  const char *excerpt = log && log[0] ? log : "(the driver gave no build log)";
-  const char *first_error = log ? strstr(log, "error") : NULL;
-  if (first_error && strlen(log) > CLXENT_ERROR_MAX - 512) {
-    while (first_error > log && first_error[-1] != '\n') --first_error;
-    excerpt = first_error;
+  const char *excerpt = "(the driver gave no build log)";
+  if (clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) == CL_SUCCESS && len > 1) {
+    if (!(log = calloc(len + 1, 1)))
+      excerpt = "(not fetched: out of host memory)";
+    else if (clGetProgramBuildInfo(ctx->program, ctx->device, CL_PROGRAM_BUILD_LOG, len, log, NULL) == CL_SUCCESS &&
+             log[0])
+      excerpt = log;
   }
-  const clxent_status st = clxent_fail(ctx, CLXENT_ERR_BUILD, "clBuildProgram for %s with \"%s\" failed: %s (%d); log%s:\n%s",
-                                       ctx->device_name, options, clxent_cl_error_name(err), (int)err,
-                                       excerpt == log || !log ? "" : " (from its first error)", excerpt);
+  int from_error = 0;
+  const size_t room = CLXENT_ERROR_MAX - 128 - strlen(options) - strlen(ctx->device_name);
+  if (excerpt == log && strlen(log) > room) {
+    const char *first_error = strstr(log, "error");
+    if (first_error) {
+      while (first_error > log && first_error[-1] != '\n') --first_error;
+      excerpt = first_error, from_error = first_error > log;
+    }
+  }
+  const clxent_status st =
+      clxent_fail(ctx, CLXENT_ERR_BUILD, "clBuildProgram for %s with \"%s\" failed: %s (%d); log%s:\n%s", ctx->device_name,
+                  options, clxent_cl_error_name(err), (int)err, from_error ? " (from its first error)" : "", excerpt);
   free(log);
   return st;
 }
