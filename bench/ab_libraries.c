@@ -5,8 +5,11 @@
  * the same arrays. Prints each build's median time and the per-round ratio after/before (median,
  * range), then each build's device shares (several devices).
  *
- *   clxent_bench_ab [--in-place] BEFORE.so AFTER.so DEVICE ROUNDS NxC...
+ *   clxent_bench_ab [--in-place] [--softcap S] [--bf16] BEFORE.so AFTER.so DEVICE ROUNDS NxC...
  *
+ * --softcap S calls both with opts->softcap = S (the options struct is read by its size, so one
+ * struct serves any two versions that know the field); --bf16 stores logits and gradient as
+ * bfloat16 (clxent_softmax_xent_ex, API 1.1 and later); the copy then moves those bytes.
  * --in-place writes the gradient over the logits (what a training loop does; the values then
  * change from call to call, which the timing does not depend on). Each round also times a copy
  * of the same bytes by two threads (memcpy, each half the array: the machine's two cores), the
@@ -25,9 +28,11 @@
 #include <time.h>
 
 #include "../host/clock.h" /* clxent_seconds, clxent_median (compiled in from host/clock.c) */
+#include "clxent.h"         /* clxent_opts_default: inline, nothing linked */
 
 typedef int (*create_fn)(void **, const char *);
-typedef int (*xent_fn)(void *, size_t, size_t, const float *, const int32_t *, const void *, float *, float *);
+typedef int (*xent_fn)(void *, size_t, size_t, const void *, const int32_t *, const void *, const void *, float *,
+                       void *);
 typedef const char *(*error_fn)(const void *);
 typedef double (*share_fn)(const void *, size_t);
 
@@ -73,10 +78,27 @@ static double two_thread_copy(float *dst, const float *src, size_t count) {
 }
 
 int main(int argc, char **argv) {
-  const int in_place = argc > 1 && strcmp(argv[1], "--in-place") == 0;
-  argc -= in_place, argv += in_place;
+  int in_place = 0;
+  clxent_opts opts = clxent_opts_default();
+  clxent_ex ex = clxent_ex_default();
+  const char *prog = argv[0];
+  for (;;) {
+    if (argc > 1 && strcmp(argv[1], "--in-place") == 0) {
+      in_place = 1, argc -= 1, argv += 1;
+    } else if (argc > 1 && strcmp(argv[1], "--bf16") == 0) {
+      ex.dtype = CLXENT_BFLOAT16, argc -= 1, argv += 1;
+    } else if (argc > 2 && strcmp(argv[1], "--softcap") == 0) {
+      char *end;
+      opts.softcap = strtof(argv[2], &end);
+      if (*end || !(opts.softcap > 0)) return fprintf(stderr, "--softcap %s: a positive number\n", argv[2]), 2;
+      argc -= 2, argv += 2;
+    } else {
+      break;
+    }
+  }
+  argv[0] = (char *)prog;
   if (argc < 6) {
-    fprintf(stderr, "usage: %s [--in-place] BEFORE.so AFTER.so DEVICE ROUNDS NxC...\n", argv[0]);
+    fprintf(stderr, "usage: %s [--in-place] [--softcap S] [--bf16] BEFORE.so AFTER.so DEVICE ROUNDS NxC...\n", argv[0]);
     return 2;
   }
   build b[2];
@@ -84,7 +106,7 @@ int main(int argc, char **argv) {
     b[l].lib = dlopen(argv[1 + l], RTLD_NOW | RTLD_LOCAL);
     if (!b[l].lib) return fprintf(stderr, "%s\n", dlerror()), 1;
     if (!symbol(b[l].lib, "clxent_create", &b[l].create, sizeof b[l].create) ||
-        !symbol(b[l].lib, "clxent_softmax_xent", &b[l].xent, sizeof b[l].xent) ||
+        !symbol(b[l].lib, "clxent_softmax_xent_ex", &b[l].xent, sizeof b[l].xent) ||
         !symbol(b[l].lib, "clxent_last_error", &b[l].error, sizeof b[l].error) ||
         !symbol(b[l].lib, "clxent_device_share", &b[l].share, sizeof b[l].share))
       return 1;
@@ -92,7 +114,8 @@ int main(int argc, char **argv) {
   }
   const int rounds = atoi(argv[4]);
   if (rounds < 1 || rounds > 256) return fprintf(stderr, "ROUNDS: 1 to 256\n"), 2;
-  printf("# gradient %s\n", in_place ? "in place (over the logits)" : "in a separate array");
+  printf("# gradient %s; softcap %g; %s\n", in_place ? "in place (over the logits)" : "in a separate array",
+         (double)opts.softcap, ex.dtype == CLXENT_BFLOAT16 ? "bfloat16" : "float32");
   printf("shape,before_ms,after_ms,ratio_median,ratio_min,ratio_max,after_GBps,copy_ms,copy_GBps,after_pct_copy\n");
   for (int s = 5; s < argc; ++s) {
     size_t n, c;
@@ -102,25 +125,34 @@ int main(int argc, char **argv) {
     int32_t *y = malloc(n * sizeof *y);
     if (!z || !g0 || !y) return fprintf(stderr, "out of memory\n"), 1;
     for (size_t i = 0; i < n * c; ++i) z[i] = (float)((i * 2654435761u) % 1000) * 0.01f - 5.0f;
+    const size_t esize = ex.dtype == CLXENT_BFLOAT16 ? 2 : 4;
+    if (esize == 2) { /* bfloat16 in place, front to back: element i's bytes lie below float i's */
+      uint16_t *h = (uint16_t *)(void *)z;
+      for (size_t i = 0; i < n * c; ++i) {
+        uint32_t u;
+        memcpy(&u, &z[i], sizeof u);
+        h[i] = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+      }
+    }
     for (size_t i = 0; i < n; ++i) y[i] = (int32_t)(i * 7919 % c);
     double t[2][256], ratio[256], copy[256], of_copy[256];
     memset(g0, 0, n * c * sizeof *g0); /* the copy's destination, faulted in before the rounds */
     for (int warm = 0; warm < 2; ++warm)
-      for (int l = 0; l < 2; ++l) b[l].xent(b[l].ctx, n, c, z, y, NULL, &loss, g);
+      for (int l = 0; l < 2; ++l) b[l].xent(b[l].ctx, n, c, z, y, &opts, &ex, &loss, g);
     for (int r = 0; r < rounds; ++r) {
       for (int k = 0; k < 2; ++k) {
         const int l = (r + k) % 2; /* who goes first alternates */
         const double t0 = clxent_seconds();
-        if (b[l].xent(b[l].ctx, n, c, z, y, NULL, &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
+        if (b[l].xent(b[l].ctx, n, c, z, y, &opts, &ex, &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
         t[l][r] = clxent_seconds() - t0;
       }
       ratio[r] = t[1][r] / t[0][r];
-      copy[r] = two_thread_copy(g0, z, n * c); /* g0: the gradient, or (in place) a spare array */
+      copy[r] = two_thread_copy(g0, z, n * c * esize / 4); /* g0: the gradient, or (in place) a spare array */
       of_copy[r] = copy[r] / t[1][r];
     }
     double lo = ratio[0], hi = ratio[0];
     for (int r = 1; r < rounds; ++r) lo = ratio[r] < lo ? ratio[r] : lo, hi = ratio[r] > hi ? ratio[r] : hi;
-    const double after = clxent_median(t[1], rounds), copied = clxent_median(copy, rounds), bytes = 2.0 * (double)(n * c * sizeof(float));
+    const double after = clxent_median(t[1], rounds), copied = clxent_median(copy, rounds), bytes = 2.0 * (double)(n * c * esize);
     printf("%zux%zu,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f,%.3f,%.1f,%.1f\n", n, c, 1e3 * clxent_median(t[0], rounds), 1e3 * after,
            clxent_median(ratio, rounds), lo, hi, bytes / after / 1e9, 1e3 * copied, bytes / copied / 1e9,
            100 * clxent_median(of_copy, rounds));

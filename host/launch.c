@@ -99,6 +99,10 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
       if (!grouped && !short_rows && l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
           (c + 15) / 16 * 16 * sizeof(float) <= ctx->local_mem / 2) {
         stride = (c + 15) / 16 * 16;
+        /* softcap: u and e side by side (a stride of two rows, where it fits), so that pass 2
+         * needs no exponential (kernels/softmax_xent.cl, cache 3); the same for every storage
+         * type, whose results must stay float32's rounded once */
+        if (p.softcap != 0.0f && 2 * stride * sizeof(float) <= ctx->local_mem / 2) stride *= 2;
         while (item_local > 1 && item_local * stride * sizeof(float) > ctx->local_mem / 2) item_local /= 2;
       }
       if (!grouped) global = (items + item_local - 1) / item_local * item_local;

@@ -275,9 +275,9 @@ inline ulong range_first_nan(__global const store_t *z, ulong j0, ulong j1) {
     sv += e;                                                            \
   }
 inline float range_exp_sum(__global const store_t *z, __global store_t *g, __local float *sc,
-                           __global const float *weight, ulong j0, ulong j1, float m, float cap, int smooth, int cache,
-                           int narrow, float *wdev, float *wsum, ulong n0, ulong n1, float *next_hi,
-                           float *next_lo) {
+                           __local float *se, __global const float *weight, ulong j0, ulong j1, float m, float cap,
+                           int smooth, int cache, int narrow, float *wdev, float *wsum, ulong n0, ulong n1,
+                           float *next_hi, float *next_lo) {
   const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
   floatv sv = (floatv)(0.0f), wv = (floatv)(0.0f), wsv = (floatv)(0.0f);
   float s = 0.0f;
@@ -340,7 +340,8 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     floatv u = LOADV(z, j);
     if (cap != 0.0f) u = cap_logitv(u, cap);
     const floatv e = narrow ? clxent_expv_narrow(u - m) : clxent_expv(u - m);
-    if (cache && sc) vstorev(cache == 1 ? e : u, 0, sc + j);
+    if (cache == 3) vstorev(u, 0, sc + j), vstorev(e, 0, se + j); /* u in the scratch, e beside it */
+    else if (cache && sc) vstorev(cache == 1 ? e : u, 0, sc + j);
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
     else if (cache) STOREV(cache == 1 ? e : u, g, j);
 #endif
@@ -353,7 +354,8 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
   }
   for (ulong j = jv; j < j1; ++j) {
     const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
-    if (cache && sc) sc[j] = cache == 1 ? e : u;
+    if (cache == 3) sc[j] = u, se[j] = e;
+    else if (cache && sc) sc[j] = cache == 1 ? e : u;
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
     else if (cache) STORE(cache == 1 ? e : u, g, j);
 #endif
@@ -406,13 +408,18 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   }
   const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   const int smooth = eps > 0.0f && !ignored;
-  /* what pass 1 leaves in the gradient row for pass 2 (float32 storage only): e (1), or with
-   * softcap u itself (2), so that pass 2 needs no second tanh: u' = 1 - (u/s)² */
+  /* what pass 1 leaves for pass 2: e (1), or with softcap u itself (2), so that pass 2 needs no
+   * second tanh: u' = 1 - (u/s)²; or with softcap both (3): u in the scratch and e in its second
+   * half (se: the host made the stride two rows long where they fit), so that pass 2 needs no
+   * exponential either (a softcapped value costs a tanh and one e^x, not a tanh and two). Every
+   * storage type takes the same mode for the same c, so that 16-bit results stay the float32
+   * ones rounded once. */
   /* the cache: the item's stretch of the group's local scratch when the host gave one (rows that
    * fit: every storage type), else the gradient row itself (float32 only; 16-bit storage then
    * computes the exponentials again in pass 2) */
   __local float *sc = row_cache_stride ? row_cache + get_local_id(0) * row_cache_stride : 0;
-  const int cache = !ignored && g && (sc || CLXENT_STORAGE == CLXENT_STORAGE_F32) ? (cap == 0.0f ? 1 : 2) : 0;
+  __local float *se = sc && cap != 0.0f && row_cache_stride / 2 >= c ? sc + row_cache_stride / 2 : 0;
+  const int cache = !ignored && g && (sc || CLXENT_STORAGE == CLXENT_STORAGE_F32) ? (cap == 0.0f ? 1 : se ? 3 : 2) : 0;
   const float zy = ignored ? 0.0f : LOAD(z, y); /* before an in-place pass overwrites it */
 
   /* pass 1; seg_start/seg_m: where each m of the cached e begins (at most CLXENT_ROW_SEGMENTS;
@@ -435,10 +442,11 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
     if (mc > m) {
       if (s != 0.0f) s *= clxent_exp(m - mc);
       if (wsum != 0.0f) wdev += wsum * (mc - m);
-      if (cache == 1) {
+      if (cache == 1 || cache == 3) { /* cache 3 keeps its e in se */
         if (segs == CLXENT_ROW_SEGMENTS) {
           for (uint t = 0; t < segs; ++t)
-            range_scale(g, sc, seg_start[t], t + 1 < segs ? seg_start[t + 1] : j0, clxent_exp(seg_m[t] - mc));
+            range_scale(g, cache == 3 ? se : sc, seg_start[t], t + 1 < segs ? seg_start[t + 1] : j0,
+                        clxent_exp(seg_m[t] - mc));
           segs = 0;
         }
         seg_start[segs] = segs ? j0 : 0, seg_m[segs++] = mc;
@@ -454,7 +462,7 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
       if (hi_next > best) best = hi_next, best_at = range_first_eq(z, j0, j1, hi_next);
       if (ref == INFINITY && (nan_at = range_first_nan(z, j0, j1)) == j1) nan_at = c;
     }
-    const float chunk_s = range_exp_sum(z, g, sc, weight, j0, j1, ref, cap, smooth, cache,
+    const float chunk_s = range_exp_sum(z, g, sc, se, weight, j0, j1, ref, cap, smooth, cache,
                                         clxent_exp_narrow_range(ulo - ref, mc - ref), &wdev, &wsum, j1, n1, &hi_next,
                                         &lo_next);
     s += chunk_s;
@@ -465,7 +473,7 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
       nan_at = c; /* not reached: a NaN sum against a finite m has a NaN z */
   }
   if (row_argmax) row_argmax[first_row + i] = (int)(nan_at < c ? nan_at : best_at);
-  if (cache == 1 && segs == 0) seg_start[0] = 0, seg_m[0] = m, segs = 1; /* no finite value: all NaN below */
+  if ((cache == 1 || cache == 3) && segs == 0) seg_start[0] = 0, seg_m[0] = m, segs = 1; /* no finite value: all NaN below */
   const float log_s = clxent_log(s), lse = m + log_s;
   if (row_lse) row_lse[first_row + i] = lse;
   if (ignored) {
@@ -489,7 +497,24 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
    * has no pointer that spans both address spaces) */
 #define CACHED_V(j) (sc ? vloadv(0, sc + (j)) : LOADV(g, j))
 #define CACHED(j) (sc ? sc[j] : LOAD(g, j))
-  if (cache == 1) { /* the cache holds e^{u - m_seg}; no cap, so u' = 1 */
+  if (cache == 3) { /* se holds e^{u - m_seg}, the scratch u: u' = 1 - (u/s)², 0 where u = -inf */
+    const float inv_cap = 1.0f / cap;
+    for (uint t = 0; t < segs; ++t) {
+      const ulong j0 = seg_start[t], j1 = t + 1 < segs ? seg_start[t + 1] : c;
+      const float f = t + 1 < segs ? k * clxent_exp(seg_m[t] - m) : k;
+      const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
+      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+        const floatv u = vloadv(0, sc + j), tv = u * inv_cap;
+        floatv gv = vloadv(0, se + j) * f;
+        if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
+        STOREV(gv * select(1.0f - tv * tv, (floatv)(0.0f), u == (floatv)(-INFINITY)), g, j);
+      }
+      for (ulong j = jv; j < j1; ++j) {
+        const float u = sc[j], tj = u * inv_cap;
+        STORE((se[j] * f - B * (weight ? weight[j] : 1.0f)) * (u == -INFINITY ? 0.0f : 1.0f - tj * tj), g, j);
+      }
+    }
+  } else if (cache == 1) { /* the cache holds e^{u - m_seg}; no cap, so u' = 1 */
     for (uint t = 0; t < segs; ++t) {
       const ulong j0 = seg_start[t], j1 = t + 1 < segs ? seg_start[t + 1] : c;
       const float f = t + 1 < segs ? k * clxent_exp(seg_m[t] - m) : k; /* the last segment's m is m */
