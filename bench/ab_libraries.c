@@ -31,20 +31,29 @@
 #include "clxent.h"         /* clxent_opts_default: inline, nothing linked */
 
 typedef int (*create_fn)(void **, const char *);
-typedef int (*xent_fn)(void *, size_t, size_t, const void *, const int32_t *, const void *, const void *, float *,
-                       void *);
+typedef int (*xent_fn)(void *, size_t, size_t, const float *, const int32_t *, const void *, float *, float *);
+typedef int (*xent_ex_fn)(void *, size_t, size_t, const void *, const int32_t *, const void *, const void *, float *,
+                          void *);
 typedef const char *(*error_fn)(const void *);
 typedef double (*share_fn)(const void *, size_t);
 
 typedef struct build {
   void *lib, *ctx;
   create_fn create;
-  xent_fn xent;
+  xent_fn xent;       /* every version */
+  xent_ex_fn xent_ex; /* API 1.1 on: --bf16 */
   error_fn error;
   share_fn share;
 } build;
 
 /* dlsym's object pointer into a function pointer, the way POSIX allows (ISO C has no cast for it). */
+/* One call of a build: the float32 entry that every version has, or _ex for 16-bit storage. */
+static int call(const build *b, size_t n, size_t c, const float *z, const int32_t *y, const clxent_opts *opts,
+                const clxent_ex *ex, float *loss, float *g) {
+  return ex->dtype == CLXENT_FLOAT32 ? b->xent(b->ctx, n, c, z, y, opts, loss, g)
+                                     : b->xent_ex(b->ctx, n, c, z, y, opts, ex, loss, g);
+}
+
 static int symbol(void *lib, const char *name, void *fn, size_t size) {
   void *p = dlsym(lib, name);
   if (!p) return fprintf(stderr, "%s: %s\n", name, dlerror()), 0;
@@ -106,7 +115,8 @@ int main(int argc, char **argv) {
     b[l].lib = dlopen(argv[1 + l], RTLD_NOW | RTLD_LOCAL);
     if (!b[l].lib) return fprintf(stderr, "%s\n", dlerror()), 1;
     if (!symbol(b[l].lib, "clxent_create", &b[l].create, sizeof b[l].create) ||
-        !symbol(b[l].lib, "clxent_softmax_xent_ex", &b[l].xent, sizeof b[l].xent) ||
+        !symbol(b[l].lib, "clxent_softmax_xent", &b[l].xent, sizeof b[l].xent) ||
+        (ex.dtype != CLXENT_FLOAT32 && !symbol(b[l].lib, "clxent_softmax_xent_ex", &b[l].xent_ex, sizeof b[l].xent_ex)) ||
         !symbol(b[l].lib, "clxent_last_error", &b[l].error, sizeof b[l].error) ||
         !symbol(b[l].lib, "clxent_device_share", &b[l].share, sizeof b[l].share))
       return 1;
@@ -138,12 +148,12 @@ int main(int argc, char **argv) {
     double t[2][256], ratio[256], copy[256], of_copy[256];
     memset(g0, 0, n * c * sizeof *g0); /* the copy's destination, faulted in before the rounds */
     for (int warm = 0; warm < 2; ++warm)
-      for (int l = 0; l < 2; ++l) b[l].xent(b[l].ctx, n, c, z, y, &opts, &ex, &loss, g);
+      for (int l = 0; l < 2; ++l) call(&b[l], n, c, z, y, &opts, &ex, &loss, g);
     for (int r = 0; r < rounds; ++r) {
       for (int k = 0; k < 2; ++k) {
         const int l = (r + k) % 2; /* who goes first alternates */
         const double t0 = clxent_seconds();
-        if (b[l].xent(b[l].ctx, n, c, z, y, &opts, &ex, &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
+        if (call(&b[l], n, c, z, y, &opts, &ex, &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
         t[l][r] = clxent_seconds() - t0;
       }
       ratio[r] = t[1][r] / t[0][r];
