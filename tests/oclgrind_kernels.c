@@ -777,8 +777,6 @@ typedef struct slice_case {
   int weights, smoothing, zloss, softcap, upstream, ignore, in_place;
 } slice_case;
 
-static double cap_d(double z, double s) { return s == 0.0 ? z : s * tanh(z / s); }
-
 static void run_slice(clxent_ctx *ctx, size_t n, size_t c, const size_t *cut, size_t slices, const slice_case *f,
                       uint64_t seed) {
   const size_t eb = ref_dtype_bytes(f->dtype);
@@ -833,21 +831,10 @@ static void run_slice(clxent_ctx *ctx, size_t n, size_t c, const size_t *cut, si
     for (size_t j = off; j < off + width; ++j) wsl += f->weights ? w[j] : 1.0;
     for (size_t i = 0; i < n && status == CLXENT_OK; ++i) { /* the slice's own statistics, in double */
       const float *sr = st + i * CLXENT_SLICE_VALUES;
-      double mm = -INFINITY, ss = 0.0, d = 0.0;
-      for (size_t j = 0; j < width; ++j) mm = fmax(mm, cap_d(z[i * c + off + j], o.softcap));
-      for (size_t j = 0; j < width; ++j) {
-        const double u = cap_d(z[i * c + off + j], o.softcap), wj = f->weights ? w[off + j] : 1.0;
-        ss += exp(u - mm);
-        if (f->smoothing && wj != 0.0) d += wj * (mm - u);
-      }
-      const int owns = y[i] != -100 && (size_t)y[i] >= off && (size_t)y[i] < off + width;
-      const double want[5] = {mm, ss, d, owns ? cap_d(z[i * c + y[i]], o.softcap) : 0.0,
-                              owns ? (f->weights ? w[y[i]] : 1.0) : 0.0};
-      for (int q = 0; q < 5; ++q)
-        if (!(fabs(sr[q] - want[q]) <= 1e-5 * fabs(want[q]) + 1e-5 * (q == 2 ? ss * 10.0 + (double)width : 1.0))) {
-          FAIL("slice %zu row %zu value %d: %.9g, reference %.9g", k, i, q, (double)sr[q], want[q]);
-          break;
-        }
+      double want[5];
+      ref_slice_row(z + i * c, off, width, y[i], f->weights ? w : NULL, o.softcap, f->smoothing, want);
+      const int q = ref_slice_row_mismatch(sr, want, width);
+      if (q >= 0) FAIL("slice %zu row %zu value %d: %.9g, reference %.9g", k, i, q, (double)sr[q], want[q]);
       const double mk = sr[0]; /* combined as clxent_mpi does */
       if (mk > m[i]) {
         if (m[i] != -INFINITY) s[i] *= exp(m[i] - mk), dd[i] += wprev * (mk - m[i]);

@@ -235,3 +235,27 @@ ref_slice_scales ref_slice_batch(size_t n, size_t c, const int32_t *labels, cons
                               reduction == CLXENT_MEAN ? (float)(1.0 / (double)counted) : 1.0f};
   return r;
 }
+
+static double capped(double z, double s) { return s == 0.0 ? z : s * tanh(z / s); }
+
+void ref_slice_row(const float *z, size_t off, size_t width, int32_t label, const float *w, float softcap, int smoothing,
+                   double want[5]) {
+  double mm = -INFINITY, ss = 0.0, dd = 0.0;
+  for (size_t j = 0; j < width; ++j) mm = fmax(mm, capped(z[off + j], softcap));
+  for (size_t j = 0; j < width; ++j) {
+    const double u = capped(z[off + j], softcap), wj = w ? w[off + j] : 1.0;
+    ss += exp(u - mm);
+    if (smoothing && wj != 0.0) dd += wj * (mm - u);
+  }
+  const int owns = label != -100 && (size_t)label >= off && (size_t)label < off + width;
+  want[0] = mm, want[1] = ss, want[2] = dd;
+  want[3] = owns ? capped(z[label], softcap) : 0.0;
+  want[4] = owns ? (w ? w[label] : 1.0) : 0.0;
+}
+
+int ref_slice_row_mismatch(const float *got, const double want[5], size_t width) {
+  for (int v = 0; v < 5; ++v)
+    if (!(fabs(got[v] - want[v]) <= 1e-5 * fabs(want[v]) + 1e-5 * (v == 2 ? want[1] * 10.0 + (double)width : 1.0)))
+      return v;
+  return -1;
+}

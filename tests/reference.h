@@ -77,6 +77,15 @@ typedef struct ref_slice_scales {
 ref_slice_scales ref_slice_batch(size_t n, size_t c, const int32_t *labels, const float *w, clxent_reduction reduction,
                                  const double *lse, float *lse_f, float *wy);
 
+/* The statistics clxent_softmax_slice_stats gives a row over its slice [off, off + width) of the
+ * row z [c_total] (hard labels, ignore_index -100, class weights w or NULL, softcap s or 0):
+ * max u, Σ e^(u - max), Σ w_j (max - u_j) if smoothing (w_j = 0 skipped), and u_y and w_y where
+ * the slice holds the label (else 0). */
+void ref_slice_row(const float *z, size_t off, size_t width, int32_t label, const float *w, float softcap, int smoothing,
+                   double want[5]);
+/* The first of a row's five slice statistics outside the slice tests' tolerance, or -1. */
+int ref_slice_row_mismatch(const float *got, const double want[5], size_t width);
+
 /* The 16-bit storage formats, written independently of the library: round to nearest even,
  * NaN kept a NaN. decode/encode read and write element k of an array of type t. */
 uint16_t ref_to_bf16(float f);

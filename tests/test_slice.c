@@ -29,7 +29,6 @@ static const cfg cfgs[] = {
     {"none grad_output", CLXENT_NONE, 1, 1, 1, 1, 1, 1},
 };
 
-static double cap_d(double z, double s) { return s == 0.0 ? z : s * tanh(z / s); }
 
 /* n rows of c classes in slices [cut[k], cut[k+1]); in_place: the gradient over a copy of the
  * slice's logits. */
@@ -78,20 +77,12 @@ static void check_case(clxent_ctx *ctx, size_t n, size_t c, const size_t *cut, s
     /* the slice's own statistics, in double */
     for (size_t i = 0; i < n; ++i) {
       const float *st = stats[k] + i * CLXENT_SLICE_VALUES;
-      double mm = -INFINITY, ss = 0.0, dd = 0.0;
-      for (size_t j = 0; j < width; ++j) mm = fmax(mm, cap_d(zl[i * width + j], o.softcap));
-      for (size_t j = 0; j < width; ++j) {
-        const double u = cap_d(zl[i * width + j], o.softcap), wj = f->weights ? w[off + j] : 1.0;
-        ss += exp(u - mm);
-        if (f->smoothing && wj != 0.0) dd += wj * (mm - u);
-      }
-      const int owns = y[i] != -100 && (size_t)y[i] >= off && (size_t)y[i] < off + width;
-      const double want[5] = {mm, ss, dd, owns ? cap_d(z[i * c + y[i]], o.softcap) : 0.0,
-                              owns ? (f->weights ? w[y[i]] : 1.0) : 0.0};
-      for (int v = 0; v < 5; ++v)
-        if (!(fabs(st[v] - want[v]) <= 1e-5 * fabs(want[v]) + 1e-5 * (v == 2 ? ss * 10.0 + width : 1.0)))
-          fail_msg("%s n=%zu c=%zu slice %zu row %zu value %d: %.9g vs %.9g", f->name, n, c, k, i, v, (double)st[v],
-                   want[v]);
+      double want[5];
+      ref_slice_row(z + i * c, off, width, y[i], f->weights ? w : NULL, o.softcap, f->smoothing, want);
+      const int v = ref_slice_row_mismatch(st, want, width);
+      if (v >= 0)
+        fail_msg("%s n=%zu c=%zu slice %zu row %zu value %d: %.9g vs %.9g", f->name, n, c, k, i, v, (double)st[v],
+                 want[v]);
       const double mk = st[0];
       if (mk > m[i]) {
         if (m[i] != -INFINITY) s[i] *= exp(m[i] - mk);
