@@ -1,5 +1,6 @@
 /* Device buffers kept by the context between calls, and one host scratch array: a call that
  * needs no more than the buffer already held reuses it; a bigger one replaces it. */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -62,4 +63,14 @@ void clxent_release_buffers(clxent_ctx *ctx) {
     ctx->buffers[s] = NULL;
     ctx->buffer_sizes[s] = 0;
   }
+}
+
+clxent_status clxent_wrap_host(clxent_ctx *ctx, cl_mem_flags flags, const void *ptr, size_t bytes, const char *what,
+                               cl_mem *out) {
+  cl_int err;
+  *out = clCreateBuffer(ctx->context, flags | CL_MEM_USE_HOST_PTR, bytes, (void *)(uintptr_t)ptr, &err);
+  if (err == CL_SUCCESS) return CLXENT_OK;
+  *out = NULL;
+  return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(CL_MEM_USE_HOST_PTR, %zu bytes of %s) failed: %s (%d)",
+                     bytes, what, clxent_cl_error_name(err), (int)err);
 }

@@ -326,6 +326,11 @@ clxent_status clxent_alloc_context(clxent_ctx **out);
 
 /* buffers.c: a buffer of at least `bytes` in slot, reusing the one held when it is big enough. */
 clxent_status clxent_buffer(clxent_ctx *ctx, enum clxent_slot slot, size_t bytes, cl_mem *out);
+/* Caller memory as a buffer the device uses in place (CL_MEM_USE_HOST_PTR; zero-copy contexts).
+ * A device may still compute in a cached copy of it (NVIDIA does): an output is current in host
+ * memory only after a read of the buffer into its own pointer (stream.c, slice.c, linear.c). */
+clxent_status clxent_wrap_host(clxent_ctx *ctx, cl_mem_flags flags, const void *ptr, size_t bytes, const char *what,
+                               cl_mem *out);
 /* Host memory of at least `bytes` kept by the context likewise, or NULL (no message: callers
  * have another way). */
 float *clxent_host_scratch(clxent_ctx *ctx, size_t bytes);

@@ -31,22 +31,18 @@
  * it when `upload`. */
 static clxent_status array_buffer(clxent_ctx *ctx, const void *host, size_t bytes, int upload, const char *what,
                                   cl_mem *out) {
+  if (ctx->zero_copy) return clxent_wrap_host(ctx, CL_MEM_READ_WRITE, host, bytes, what, out);
+  if ((cl_ulong)bytes > ctx->max_alloc)
+    return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY, "%s (%zu bytes) exceeds the largest buffer of %s (%llu bytes)",
+                       what, bytes, ctx->device_name, (unsigned long long)ctx->max_alloc);
   cl_int err;
-  if (ctx->zero_copy) {
-    *out = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, bytes, (void *)(uintptr_t)host,
-                          &err);
-  } else {
-    if ((cl_ulong)bytes > ctx->max_alloc)
-      return clxent_fail(ctx, CLXENT_ERR_OUT_OF_MEMORY, "%s (%zu bytes) exceeds the largest buffer of %s (%llu bytes)",
-                         what, bytes, ctx->device_name, (unsigned long long)ctx->max_alloc);
-    *out = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
-  }
+  *out = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
   if (err != CL_SUCCESS) {
     *out = NULL;
     return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(%zu bytes of %s) failed: %s (%d)", bytes, what,
                        clxent_cl_error_name(err), (int)err);
   }
-  if (upload && !ctx->zero_copy)
+  if (upload)
     CHECK_CL(ctx, clEnqueueWriteBuffer(ctx->queue, *out, CL_FALSE, 0, bytes, host, 0, NULL, NULL),
              "clEnqueueWriteBuffer(linear_xent input)");
   return CLXENT_OK;

@@ -17,14 +17,8 @@ static clxent_status block_array(clxent_ctx *ctx, enum clxent_slot slot, const v
   *out = NULL, *owned = 0;
   if (!host) return CLXENT_OK;
   if (ctx->zero_copy) {
-    cl_int err;
     const cl_mem_flags flags = (writable ? (input ? CL_MEM_READ_WRITE : CL_MEM_WRITE_ONLY) : CL_MEM_READ_ONLY);
-    *out = clCreateBuffer(ctx->context, flags | CL_MEM_USE_HOST_PTR, bytes, (void *)(uintptr_t)host, &err);
-    if (err != CL_SUCCESS) {
-      *out = NULL;
-      return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(CL_MEM_USE_HOST_PTR, %zu bytes of %s) failed: %s (%d)",
-                         bytes, what, clxent_cl_error_name(err), (int)err);
-    }
+    CHECK(clxent_wrap_host(ctx, flags, host, bytes, what, out));
     *owned = 1;
     return CLXENT_OK;
   }

@@ -9,17 +9,6 @@
 
 #include "internal.h"
 
-/* Wraps caller memory as a buffer the device uses in place. */
-static clxent_status wrap_host(clxent_ctx *ctx, cl_mem_flags flags, const void *ptr, size_t bytes, const char *what,
-                               cl_mem *out) {
-  cl_int err;
-  *out = clCreateBuffer(ctx->context, flags | CL_MEM_USE_HOST_PTR, bytes, (void *)(uintptr_t)ptr, &err);
-  if (err == CL_SUCCESS) return CLXENT_OK;
-  *out = NULL;
-  return clxent_fail(ctx, clxent_cl_status(err), "clCreateBuffer(CL_MEM_USE_HOST_PTR, %zu bytes of %s) failed: %s (%d)",
-                     bytes, what, clxent_cl_error_name(err), (int)err);
-}
-
 static void release_mems(cl_mem *mems, int count) {
   for (int i = 0; i < count; ++i)
     if (mems[i]) clReleaseMemObject(mems[i]), mems[i] = NULL;
@@ -73,17 +62,17 @@ static clxent_status zero_copy_block(clxent_ctx *ctx, const clxent_plan *plan, s
   const int in_place = plan->grad && plan->grad == plan->in;
   cl_mem own[4] = {NULL, NULL, NULL, NULL}; /* wrapped in, aux, grad, the block's upstream gradients */
   clxent_status st = CLXENT_OK;
-  CHECK_GOTO(wrap_host(ctx, in_place ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY, (const unsigned char *)plan->in + offset,
+  CHECK_GOTO(clxent_wrap_host(ctx, in_place ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY, (const unsigned char *)plan->in + offset,
                        bytes, "the input", &own[0]),
              st, done);
   if (plan->aux)
-    CHECK_GOTO(wrap_host(ctx, CL_MEM_READ_ONLY, (const unsigned char *)plan->aux + offset, bytes, "the targets", &own[1]),
+    CHECK_GOTO(clxent_wrap_host(ctx, CL_MEM_READ_ONLY, (const unsigned char *)plan->aux + offset, bytes, "the targets", &own[1]),
                st, done);
   if (plan->grad && !in_place) /* read-write: the row-per-item kernel caches e^(z-m) in the gradient */
-    CHECK_GOTO(wrap_host(ctx, CL_MEM_READ_WRITE, (unsigned char *)plan->grad + offset, bytes, "the gradient", &own[2]),
+    CHECK_GOTO(clxent_wrap_host(ctx, CL_MEM_READ_WRITE, (unsigned char *)plan->grad + offset, bytes, "the gradient", &own[2]),
                st, done);
   if (plan->row_scale && plan->elementwise) /* per value: the block's own stretch, like its values */
-    CHECK_GOTO(wrap_host(ctx, CL_MEM_READ_ONLY, plan->row_scale + first * plan->c, rows * plan->c * sizeof(float),
+    CHECK_GOTO(clxent_wrap_host(ctx, CL_MEM_READ_ONLY, plan->row_scale + first * plan->c, rows * plan->c * sizeof(float),
                          "opts->grad_output", &own[3]),
                st, done);
   const cl_mem grad = in_place ? own[0] : own[2];
@@ -112,7 +101,7 @@ done:
 static clxent_status upload(clxent_ctx *ctx, enum clxent_slot slot, const void *host, size_t bytes, const char *what,
                             cl_mem *wrapped, cl_mem *out) {
   if (ctx->zero_copy) {
-    CHECK(wrap_host(ctx, CL_MEM_READ_ONLY, host, bytes, what, wrapped));
+    CHECK(clxent_wrap_host(ctx, CL_MEM_READ_ONLY, host, bytes, what, wrapped));
     *out = *wrapped;
     return CLXENT_OK;
   }
