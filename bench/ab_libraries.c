@@ -5,11 +5,14 @@
  * the same arrays. Prints each build's median time and the per-round ratio after/before (median,
  * range), then each build's device shares (several devices).
  *
- *   clxent_bench_ab [--in-place] [--softcap S] [--bf16] BEFORE.so AFTER.so DEVICE ROUNDS NxC...
+ *   clxent_bench_ab [--in-place] [--softcap S] [--bf16] [--bias] [--plain-before] BEFORE.so AFTER.so DEVICE ROUNDS NxC...
  *
  * --softcap S calls both with opts->softcap = S (the options struct is read by its size, so one
  * struct serves any two versions that know the field); --bf16 stores logits and gradient as
- * bfloat16 (clxent_softmax_xent_ex, API 1.1 and later); the copy then moves those bytes.
+ * bfloat16 (clxent_softmax_xent_ex, API 1.1 and later); the copy then moves those bytes. --bias
+ * asks both for the bias gradient (ex->bias_grad, API 1.1 and later). --plain-before calls the
+ * before build without --softcap and --bias: with the same library as both builds, the ratio is
+ * then the option's cost over the plain call, measured interleaved (docs/PERFORMANCE.md's goals).
  * --in-place writes the gradient over the logits (what a training loop does; the values then
  * change from call to call, which the timing does not depend on). Each round also times a copy
  * of the same bytes by two threads (memcpy, each half the array: the machine's two cores), the
@@ -50,8 +53,8 @@ typedef struct build {
 /* One call of a build: the float32 entry that every version has, or _ex for 16-bit storage. */
 static int call(const build *b, size_t n, size_t c, const float *z, const int32_t *y, const clxent_opts *opts,
                 const clxent_ex *ex, float *loss, float *g) {
-  return ex->dtype == CLXENT_FLOAT32 ? b->xent(b->ctx, n, c, z, y, opts, loss, g)
-                                     : b->xent_ex(b->ctx, n, c, z, y, opts, ex, loss, g);
+  return ex->dtype == CLXENT_FLOAT32 && !ex->bias_grad ? b->xent(b->ctx, n, c, z, y, opts, loss, g)
+                                                       : b->xent_ex(b->ctx, n, c, z, y, opts, ex, loss, g);
 }
 
 static int symbol(void *lib, const char *name, void *fn, size_t size) {
@@ -87,13 +90,17 @@ static double two_thread_copy(float *dst, const float *src, size_t count) {
 }
 
 int main(int argc, char **argv) {
-  int in_place = 0;
+  int in_place = 0, bias = 0, plain_before = 0;
   clxent_opts opts = clxent_opts_default();
   clxent_ex ex = clxent_ex_default();
   const char *prog = argv[0];
   for (;;) {
     if (argc > 1 && strcmp(argv[1], "--in-place") == 0) {
       in_place = 1, argc -= 1, argv += 1;
+    } else if (argc > 1 && strcmp(argv[1], "--bias") == 0) {
+      bias = 1, argc -= 1, argv += 1;
+    } else if (argc > 1 && strcmp(argv[1], "--plain-before") == 0) {
+      plain_before = 1, argc -= 1, argv += 1;
     } else if (argc > 1 && strcmp(argv[1], "--bf16") == 0) {
       ex.dtype = CLXENT_BFLOAT16, argc -= 1, argv += 1;
     } else if (argc > 2 && strcmp(argv[1], "--softcap") == 0) {
@@ -107,7 +114,8 @@ int main(int argc, char **argv) {
   }
   argv[0] = (char *)prog;
   if (argc < 6) {
-    fprintf(stderr, "usage: %s [--in-place] [--softcap S] [--bf16] BEFORE.so AFTER.so DEVICE ROUNDS NxC...\n", argv[0]);
+    fprintf(stderr, "usage: %s [--in-place] [--softcap S] [--bf16] [--bias] [--plain-before] BEFORE.so AFTER.so DEVICE ROUNDS NxC...\n",
+            argv[0]);
     return 2;
   }
   build b[2];
@@ -116,7 +124,7 @@ int main(int argc, char **argv) {
     if (!b[l].lib) return fprintf(stderr, "%s\n", dlerror()), 1;
     if (!symbol(b[l].lib, "clxent_create", &b[l].create, sizeof b[l].create) ||
         !symbol(b[l].lib, "clxent_softmax_xent", &b[l].xent, sizeof b[l].xent) ||
-        (ex.dtype != CLXENT_FLOAT32 && !symbol(b[l].lib, "clxent_softmax_xent_ex", &b[l].xent_ex, sizeof b[l].xent_ex)) ||
+        ((ex.dtype != CLXENT_FLOAT32 || bias) && !symbol(b[l].lib, "clxent_softmax_xent_ex", &b[l].xent_ex, sizeof b[l].xent_ex)) ||
         !symbol(b[l].lib, "clxent_last_error", &b[l].error, sizeof b[l].error) ||
         !symbol(b[l].lib, "clxent_device_share", &b[l].share, sizeof b[l].share))
       return 1;
@@ -124,16 +132,23 @@ int main(int argc, char **argv) {
   }
   const int rounds = atoi(argv[4]);
   if (rounds < 1 || rounds > 256) return fprintf(stderr, "ROUNDS: 1 to 256\n"), 2;
-  printf("# gradient %s; softcap %g; %s\n", in_place ? "in place (over the logits)" : "in a separate array",
-         (double)opts.softcap, ex.dtype == CLXENT_BFLOAT16 ? "bfloat16" : "float32");
+  printf("# gradient %s; softcap %g; bias gradient %s; %s%s\n", in_place ? "in place (over the logits)" : "in a separate array",
+         (double)opts.softcap, bias ? "yes" : "no", ex.dtype == CLXENT_BFLOAT16 ? "bfloat16" : "float32",
+         plain_before ? "; before: the plain call (no softcap, no bias gradient)" : "");
+  const clxent_opts plain_opts = clxent_opts_default();
   printf("shape,before_ms,after_ms,ratio_median,ratio_min,ratio_max,after_GBps,copy_ms,copy_GBps,after_pct_copy\n");
   for (int s = 5; s < argc; ++s) {
     size_t n, c;
     if (sscanf(argv[s], "%zux%zu", &n, &c) != 2 || !n || !c) return fprintf(stderr, "bad shape %s\n", argv[s]), 2;
-    float *z = malloc(n * c * sizeof *z), *g0 = malloc(n * c * sizeof *g0), loss;
+    float *z = malloc(n * c * sizeof *z), *g0 = malloc(n * c * sizeof *g0), *b_grad = malloc(c * sizeof *b_grad), loss;
     float *g = in_place ? z : g0;
     int32_t *y = malloc(n * sizeof *y);
-    if (!z || !g0 || !y) return fprintf(stderr, "out of memory\n"), 1;
+    if (!z || !g0 || !y || !b_grad) return fprintf(stderr, "out of memory\n"), 1;
+    clxent_ex ex_opt = ex, ex_plain = ex;
+    ex_opt.bias_grad = bias ? b_grad : NULL, ex_plain.bias_grad = NULL;
+    /* build l's options: the before build's are the plain call's with --plain-before */
+    const clxent_opts *o_of[2] = {plain_before ? &plain_opts : &opts, &opts};
+    const clxent_ex *x_of[2] = {plain_before ? &ex_plain : &ex_opt, &ex_opt};
     for (size_t i = 0; i < n * c; ++i) z[i] = (float)((i * 2654435761u) % 1000) * 0.01f - 5.0f;
     const size_t esize = ex.dtype == CLXENT_BFLOAT16 ? 2 : 4;
     if (esize == 2) { /* bfloat16 in place, front to back: element i's bytes lie below float i's */
@@ -148,12 +163,12 @@ int main(int argc, char **argv) {
     double t[2][256], ratio[256], copy[256], of_copy[256];
     memset(g0, 0, n * c * sizeof *g0); /* the copy's destination, faulted in before the rounds */
     for (int warm = 0; warm < 2; ++warm)
-      for (int l = 0; l < 2; ++l) call(&b[l], n, c, z, y, &opts, &ex, &loss, g);
+      for (int l = 0; l < 2; ++l) call(&b[l], n, c, z, y, o_of[l], x_of[l], &loss, g);
     for (int r = 0; r < rounds; ++r) {
       for (int k = 0; k < 2; ++k) {
         const int l = (r + k) % 2; /* who goes first alternates */
         const double t0 = clxent_seconds();
-        if (call(&b[l], n, c, z, y, &opts, &ex, &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
+        if (call(&b[l], n, c, z, y, o_of[l], x_of[l], &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
         t[l][r] = clxent_seconds() - t0;
       }
       ratio[r] = t[1][r] / t[0][r];
@@ -166,7 +181,7 @@ int main(int argc, char **argv) {
     printf("%zux%zu,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f,%.3f,%.1f,%.1f\n", n, c, 1e3 * clxent_median(t[0], rounds), 1e3 * after,
            clxent_median(ratio, rounds), lo, hi, bytes / after / 1e9, 1e3 * copied, bytes / copied / 1e9,
            100 * clxent_median(of_copy, rounds));
-    free(z), free(g0), free(y);
+    free(z), free(g0), free(y), free(b_grad);
   }
   for (int l = 0; l < 2; ++l) {
     printf("# %s shares:", l ? "after" : "before");

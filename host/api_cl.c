@@ -151,18 +151,17 @@ static clxent_status enqueue_mem_call(clxent_ctx *ctx, const mem_call *m, const 
   }
   /* the per-row results need a home of their own when they are to be reduced, or not kept */
   if (o->reduction != CLXENT_NONE || !m->loss) CHECK(clxent_buffer(ctx, SLOT_ROW_OUT, rows * sizeof(float), &row_out));
+  if (x->bias_grad)
+    CHECK(clxent_buffer(ctx, SLOT_BIAS_PARTIAL, clxent_chunk_count(m->n, CLXENT_BIAS_CHUNK) * m->c * sizeof(float),
+                        &partial));
   const clxent_rows_launch l = {.kernel = m->kernel, .dtype = x->dtype, .rows = rows, .c = elementwise ? 1 : m->c,
                                 .first_row = 0, .cols = (int)m->c, .in = m->in, .aux = m->aux, .labels = m->labels,
                                 .weight = weight, .ignore_index = o->ignore_index, .params = params,
                                 .grad = m->grad, .out = row_out ? row_out : m->loss, .lse = x->lse,
-                                .scales = device_scales ? scales : NULL, .row_scale = row_scale};
+                                .scales = device_scales ? scales : NULL, .row_scale = row_scale,
+                                .bias_partial = partial};
   CHECK(clxent_launch_rows(ctx, &l));
-  if (x->bias_grad) {
-    CHECK(clxent_buffer(ctx, SLOT_BIAS_PARTIAL, clxent_chunk_count(m->n, CLXENT_BIAS_CHUNK) * m->c * sizeof(float),
-                        &partial));
-    CHECK(clxent_launch_column_partial(ctx, x->dtype, 0, m->n, m->c, 0, m->grad, partial));
-    CHECK(clxent_launch_column_sum(ctx, m->n, m->c, partial, x->bias_grad));
-  }
+  if (x->bias_grad) CHECK(clxent_launch_column_sum(ctx, m->n, m->c, partial, x->bias_grad));
   if (m->loss && o->reduction != CLXENT_NONE)
     CHECK(clxent_enqueue_reduce(ctx, row_out, rows, divisor, device_scales ? scales : NULL, m->loss, &total));
   if (m->done) CHECK_CL(ctx, clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, m->done), "clEnqueueMarkerWithWaitList(done)");

@@ -60,6 +60,7 @@ typedef enum clxent_kernel_id {
   KERNEL_SOFTMAX_HARD,
   KERNEL_SOFTMAX_SOFT,
   KERNEL_SOFTMAX_HARD_SHORT,
+  KERNEL_SOFTMAX_HARD_BIAS, /* the row-per-item variant only (NULL in the group variant's program) */
   KERNEL_SIGMOID_XENT,
   KERNEL_BCE,
   KERNEL_COLUMN_PARTIAL,
@@ -134,6 +135,7 @@ typedef struct clxent_settings {
   uint64_t block_bytes;    /* 0 = from the device's memory */
   clxent_switch zero_copy;
   clxent_switch own_math;  /* AUTO = the tuning table's */
+  clxent_switch fused_bias; /* $CLXENT_FUSED_BIAS: OFF never, ON wherever the kernel exists, AUTO by chunk count */
   size_t linear_rows;      /* linear_xent's block of logits; 0 = the tuning table's */
   size_t linear_classes;
   double split[CLXENT_MAX_MEMBERS];
@@ -184,6 +186,7 @@ struct clxent_ctx {
   cl_ulong block_bytes;    /* largest block buffer the streaming loop uses */
   int zero_copy;           /* the device uses host memory in place: wrap the caller's arrays */
   int own_math;            /* kernels built with CLXENT_OWN_MATH=1: clxent's e^x, not the device's */
+  clxent_switch fused_bias; /* settings' fused_bias (launch.c: clxent_bias_fused) */
   size_t linear_rows;      /* linear_xent: rows and classes per block of logits (tuning table) */
   int linear_rows_table;   /* linear_rows is the table's, not the caller's: a call may take fewer (linear.c) */
   size_t linear_classes;
@@ -411,8 +414,11 @@ typedef struct clxent_rows_launch { /* a row or elementwise loss kernel over a b
   cl_mem row_scale; /* per-value upstream gradients, or NULL: softmax [batch] read at first_row + i;
                        elementwise the launch's own `rows` values */
   cl_mem argmax;    /* softmax: per-row argmax (int32, batch-indexed like lse), or NULL */
+  cl_mem bias_partial; /* the bias gradient's chunk sums (bias.cl) that the block's gradient rows are
+                          added to, or NULL: fused into the softmax kernel where clxent_bias_fused says so */
 } clxent_rows_launch;
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l);
+int clxent_bias_fused(const clxent_ctx *ctx, const clxent_rows_launch *l);
 clxent_status clxent_launch_chunk_sum(clxent_ctx *ctx, size_t first, size_t count, cl_mem values, cl_mem partial);
 clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, size_t first, size_t rows, size_t c,
                                            size_t inner, cl_mem grad, cl_mem partial);

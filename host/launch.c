@@ -68,7 +68,37 @@ static clxent_status launch_strided(clxent_ctx *ctx, const clxent_rows_launch *l
                  &global, &local);
 }
 
+/* Whether launch l adds its gradient rows to the bias partial sums inside the softmax kernel
+ * (softmax_xent_hard_bias: one item per chunk of CLXENT_BIAS_CHUNK rows, each row summed while it
+ * is in the cache) rather than in column_partial's pass over the whole gradient. The same bits
+ * either way; fused only where the long-row kernel runs (hard labels, classes innermost, c past
+ * the short rows) and, left to itself, where the block has chunks enough to keep every compute
+ * unit busy: an item now owns 64 rows, and a batch of a few chunks would leave cores idle.
+ * $CLXENT_FUSED_BIAS=0 never fuses, =1 wherever the kernel can (the tests compare both). */
+int clxent_bias_fused(const clxent_ctx *ctx, const clxent_rows_launch *l) {
+  if (!l->bias_partial || !l->grad || l->kernel != KERNEL_SOFTMAX_HARD || l->inner > 1 ||
+      ctx->variant != CLXENT_VARIANT_ITEM || l->c <= CLXENT_SHORT_C || ctx->fused_bias == CLXENT_OFF)
+    return 0;
+  const size_t chunks = (l->first_row + l->rows - 1) / CLXENT_BIAS_CHUNK - l->first_row / CLXENT_BIAS_CHUNK + 1;
+  return ctx->fused_bias == CLXENT_ON || chunks >= 2 * (size_t)ctx->compute_units;
+}
+
+static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l);
+
+/* The block's loss kernel, and the bias gradient's chunk sums of its rows when asked for: fused
+ * into it (clxent_bias_fused) or by column_partial after it. */
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
+  CHECK(launch_rows(ctx, l));
+  if (!l->bias_partial || clxent_bias_fused(ctx, l)) return CLXENT_OK;
+  /* elementwise launches count values (rows · cols from value first_row · cols); the partial
+   * sums are over their rows of cols classes */
+  const int elementwise = l->kernel == KERNEL_SIGMOID_XENT || l->kernel == KERNEL_BCE;
+  const size_t cols = elementwise ? (size_t)l->cols : l->c;
+  return clxent_launch_column_partial(ctx, l->dtype, l->first_row / (elementwise ? cols : 1),
+                                      l->rows / (elementwise ? cols : 1), cols, l->inner, l->grad, l->bias_partial);
+}
+
+static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
   if (l->inner > 1 && (l->kernel == KERNEL_SOFTMAX_HARD || l->kernel == KERNEL_SOFTMAX_SOFT))
     return launch_strided(ctx, l);
   const cl_kernel k = ctx->kernels[l->kernel][l->kernel < KERNEL_TYPED_COUNT ? l->dtype : CLXENT_FLOAT32];
@@ -93,7 +123,10 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
        * buffer per worker thread, so the cache stays in its L2 and never goes to memory; the group
        * is as large as half the device's local memory holds. */
       const int short_rows = !grouped && l->kernel == KERNEL_SOFTMAX_HARD && l->c <= CLXENT_SHORT_C;
-      const size_t items = short_rows ? (l->rows + ctx->vector_width - 1) / ctx->vector_width : l->rows;
+      const int fused = clxent_bias_fused(ctx, l); /* an item per chunk of the bias partial sums */
+      const size_t items = short_rows ? (l->rows + ctx->vector_width - 1) / ctx->vector_width
+                           : fused    ? (l->first_row + l->rows - 1) / CLXENT_BIAS_CHUNK - l->first_row / CLXENT_BIAS_CHUNK + 1
+                                      : l->rows;
       size_t item_local = grouped ? local : item_group(ctx, items, ctx->group_size);
       cl_ulong stride = 0;
       if (!grouped && !short_rows && l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
@@ -107,16 +140,19 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
       }
       if (!grouped) global = (items + item_local - 1) / item_local * item_local;
       if (l->kernel == KERNEL_SOFTMAX_HARD) {
-        const cl_kernel kh = short_rows ? ctx->kernels[KERNEL_SOFTMAX_HARD_SHORT][l->dtype] : k;
+        const cl_kernel kh = short_rows ? ctx->kernels[KERNEL_SOFTMAX_HARD_SHORT][l->dtype]
+                             : fused    ? ctx->kernels[KERNEL_SOFTMAX_HARD_BIAS][l->dtype]
+                                        : k;
         const arg args[] = {ARG(rows),        ARG(c),         ARG(first),
                             ARG_MEM(l->in),   ARG_MEM(l->labels), ARG_MEM(l->weight),
                             ARG(l->ignore_index), ARG(p),     ARG_MEM(l->grad),
                             ARG_MEM(l->out),  ARG_MEM(l->lse), ARG_MEM(l->scales),
                             ARG_MEM(l->row_scale),
                             {stride ? item_local * stride * sizeof(float) : sizeof(float), NULL},
-                            ARG(stride),      ARG_MEM(l->argmax)};
-        return enqueue(ctx, kh, short_rows ? "softmax_xent_hard_short" : "softmax_xent_hard", args, COUNT(args), 1,
-                       &global, &item_local);
+                            ARG(stride),      ARG_MEM(l->argmax), ARG_MEM(l->bias_partial)};
+        return enqueue(ctx, kh,
+                       short_rows ? "softmax_xent_hard_short" : fused ? "softmax_xent_hard_bias" : "softmax_xent_hard",
+                       args, COUNT(args) - !fused, 1, &global, &item_local);
       }
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight),
                           ARG(p), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->lse), ARG_MEM(l->row_scale),
@@ -171,7 +207,8 @@ clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, 
 clxent_status clxent_launch_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_mem partial, cl_mem out) {
   const cl_ulong chunks = clxent_chunk_count(n, CLXENT_BIAS_CHUNK), c_arg = c;
   const arg args[] = {ARG(chunks), ARG(c_arg), ARG_MEM(partial), ARG_MEM(out)};
-  return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_SUM][0], "column_sum", args, COUNT(args), 1, &c, NULL);
+  const size_t items = (c + ctx->vector_width - 1) / ctx->vector_width;
+  return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_SUM][0], "column_sum", args, COUNT(args), 1, &items, NULL);
 }
 
 clxent_status clxent_launch_reduce_stage(clxent_ctx *ctx, size_t count, cl_mem in, cl_mem out, float divisor,

@@ -38,7 +38,8 @@ clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, siz
                                 .lse = res->lse,
                                 .scales = NULL,
                                 .row_scale = grad ? row_scale : NULL,
-                                .argmax = res->argmax};
+                                .argmax = res->argmax,
+                                .bias_partial = res->bias_partial};
   CHECK(clxent_launch_rows(ctx, &l));
   if (plan->elementwise && plan->loss) {
     if (plan->reduction != CLXENT_NONE) {
@@ -50,7 +51,6 @@ clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, siz
                "clEnqueueReadBuffer(per-value losses)");
     }
   }
-  if (res->bias_partial) CHECK(clxent_launch_column_partial(ctx, plan->dtype, first, rows, c, plan->inner, grad, res->bias_partial));
   return CLXENT_OK;
 }
 

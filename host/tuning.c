@@ -127,6 +127,7 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
   ctx->variant = s->variant != CLXENT_VARIANT_AUTO ? s->variant : t->variant;
   ctx->vector_width = s->vector_width ? s->vector_width : t->vector_width;
   ctx->own_math = s->own_math == CLXENT_AUTO ? t->own_math : s->own_math == CLXENT_ON;
+  ctx->fused_bias = s->fused_bias;
   ctx->linear_rows = s->linear_rows ? s->linear_rows : t->linear_rows;
   ctx->linear_rows_table = !s->linear_rows;
   ctx->linear_classes = s->linear_classes ? s->linear_classes : t->linear_classes;

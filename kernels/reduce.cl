@@ -24,11 +24,19 @@ void reduce_sum(const ulong n, __global const float *in, __global float *out,
 
 /* Second step of the bias gradient (bias.cl): out[j] = Σ_k partial[k][j], k in order. */
 __kernel void column_sum(const ulong chunks, const ulong c, __global const float *partial, __global float *out) {
-  const ulong j = get_global_id(0);
-  if (j >= c) return;
-  float acc = 0.0f;
-  for (ulong k = 0; k < chunks; ++k) acc += partial[k * c + j];
-  out[j] = acc;
+  const ulong j0 = get_global_id(0) * CLXENT_VEC;
+  if (j0 >= c) return;
+  if (j0 + CLXENT_VEC <= c) { /* CLXENT_VEC columns an item, in explicit vectors (PoCL) */
+    floatv acc = (floatv)(0.0f);
+    for (ulong k = 0; k < chunks; ++k) acc += vloadv(0, partial + k * c + j0);
+    vstorev(acc, 0, out + j0);
+    return;
+  }
+  for (ulong j = j0; j < c; ++j) {
+    float acc = 0.0f;
+    for (ulong k = 0; k < chunks; ++k) acc += partial[k * c + j];
+    out[j] = acc;
+  }
 }
 
 /* Device-resident hard-label calls (host/api_cl.c): the label statistics the host path computes

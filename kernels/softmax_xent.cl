@@ -387,10 +387,19 @@ inline void row_fill(__global store_t *g, ulong c, float v) {
   for (ulong j = cv; j < c; ++j) STORE(v, g, j);
 }
 
-__kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
-  const clxent_params p = call_params(p_host, dev_scales);
-  const ulong i = get_global_id(0);
-  if (i >= rows) return;
+/* Row i of the launch (batch row first_row + i), all three passes: softmax_xent_hard's item, and
+ * each of softmax_xent_hard_bias's rows in turn. p: call_params, made once per item.
+ * acc (softmax_xent_hard_bias): the bias partial sums this row is added to, acc_j += g_j with g_j
+ * as stored (16-bit values read back from L1 right after their store, as column_partial reads
+ * them); the common gradient loops add as they go and return 1, the others return 0 and the
+ * caller adds the written row with row_add. */
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32 /* the stored value is v itself: no read-back */
+#define ACC_V(j, v) vstorev(vloadv(0, acc + (j)) + (v), 0, acc + (j))
+#else
+#define ACC_V(j, v) vstorev(vloadv(0, acc + (j)) + LOADV(g, j), 0, acc + (j))
+#endif
+#define ACC_1(j) (acc[j] += LOAD(g, j))
+inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __global float *acc) {
   __global const store_t *z = logits + i * c;
   __global store_t *g = grad ? grad + i * c : 0;
   const int y = labels[first_row + i];
@@ -399,12 +408,12 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
     row_loss[first_row + i] = NAN;
     if (row_lse) row_lse[first_row + i] = NAN;
     if (g) row_fill(g, c, NAN);
-    return;
+    return 0;
   }
   if (ignored && !row_lse && !row_argmax) {
     row_loss[first_row + i] = 0.0f;
     if (g) row_fill(g, c, 0.0f);
-    return;
+    return 0;
   }
   const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss;
   const int smooth = eps > 0.0f && !ignored;
@@ -479,7 +488,7 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   if (ignored) {
     row_loss[first_row + i] = 0.0f;
     if (g) row_fill(g, c, 0.0f);
-    return;
+    return 0;
   }
   const float wy = weight ? weight[y] : 1.0f, uy = cap_logit(zy, cap), inv_c = 1.0f / (float)c;
   const float W = p.weight_sum;
@@ -487,7 +496,11 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   if (smooth) loss += eps * inv_c * (wdev + W * log_s);
   if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
   row_loss[first_row + i] = loss;
-  if (!g) return;
+  if (!g) return 0;
+  /* acc at the label before this row: its element is written twice below (the loop's value,
+   * then the label's), and added once, as stored last */
+  const float acc_y = acc ? acc[y] : 0.0f;
+  const int fused = acc && (cache == 1 || cache == 3);
 
   const float g_up = row_scale ? row_scale[first_row + i] : 1.0f; /* the row's upstream gradient */
   const float S = p.scale * g_up, Sz = p.z_scale * g_up;
@@ -507,11 +520,14 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
         const floatv u = vloadv(0, sc + j), tv = u * inv_cap;
         floatv gv = vloadv(0, se + j) * f;
         if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
-        STOREV(gv * select(1.0f - tv * tv, (floatv)(0.0f), u == (floatv)(-INFINITY)), g, j);
+        gv *= select(1.0f - tv * tv, (floatv)(0.0f), u == (floatv)(-INFINITY));
+        STOREV(gv, g, j);
+        if (acc) ACC_V(j, gv);
       }
       for (ulong j = jv; j < j1; ++j) {
         const float u = sc[j], tj = u * inv_cap;
         STORE((se[j] * f - B * (weight ? weight[j] : 1.0f)) * (u == -INFINITY ? 0.0f : 1.0f - tj * tj), g, j);
+        if (acc) ACC_1(j);
       }
     }
   } else if (cache == 1) { /* the cache holds e^{u - m_seg}; no cap, so u' = 1 */
@@ -519,17 +535,32 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
       const ulong j0 = seg_start[t], j1 = t + 1 < segs ? seg_start[t + 1] : c;
       const float f = t + 1 < segs ? k * clxent_exp(seg_m[t] - m) : k; /* the last segment's m is m */
       const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
-      if (B == 0.0f && sc) {
+      if (B == 0.0f && sc && acc) {
+        for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+          const floatv gv = vloadv(0, sc + j) * f;
+          STOREV(gv, g, j);
+          ACC_V(j, gv);
+        }
+      } else if (B == 0.0f && sc) {
         for (ulong j = j0; j < jv; j += CLXENT_VEC) STOREV(vloadv(0, sc + j) * f, g, j);
       } else if (B == 0.0f) {
-        for (ulong j = j0; j < jv; j += CLXENT_VEC) STOREV(LOADV(g, j) * f, g, j);
+        for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+          const floatv gv = LOADV(g, j) * f;
+          STOREV(gv, g, j);
+          if (acc) ACC_V(j, gv);
+        }
       } else {
         for (ulong j = j0; j < jv; j += CLXENT_VEC) {
           const floatv w = weight ? vloadv(0, weight + j) : (floatv)(1.0f);
-          STOREV(CACHED_V(j) * f - B * w, g, j);
+          const floatv gv = CACHED_V(j) * f - B * w;
+          STOREV(gv, g, j);
+          if (acc) ACC_V(j, gv);
         }
       }
-      for (ulong j = jv; j < j1; ++j) STORE(CACHED(j) * f - B * (weight ? weight[j] : 1.0f), g, j);
+      for (ulong j = jv; j < j1; ++j) {
+        STORE(CACHED(j) * f - B * (weight ? weight[j] : 1.0f), g, j);
+        if (acc) ACC_1(j);
+      }
     }
   } else {
     const ulong cv = c - c % CLXENT_VEC;
@@ -565,7 +596,50 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
 #undef CACHED
   /* the label's element, from scratch so that a 16-bit gradient is rounded once */
   STORE((k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap), g, y);
+  if (fused) acc[y] = acc_y + LOAD(g, y);
+  return fused;
 }
+#undef ACC_V
+#undef ACC_1
+#define SOFTMAX_HARD_PASS                                                                                  \
+  rows, c, first_row, logits, labels, weight, ignore_index, p_host, grad, row_loss, row_lse, dev_scales, row_scale, \
+      row_cache, row_cache_stride, row_argmax
+
+__kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
+  const ulong i = get_global_id(0);
+  if (i < rows) hard_row(SOFTMAX_HARD_PASS, call_params(p_host, dev_scales), i, 0);
+}
+
+/* acc[j] += g_j: one row's additions of column_partial (bias.cl), in the same order with the same
+ * operands (the stored, possibly 16-bit, gradient read back), so that the partial sums come out
+ * bit for bit as that kernel's; a chunk's sums start from +0, as its do (0 + g = g, -0 too). */
+inline void row_add(__global float *acc, __global const store_t *g, ulong c) {
+  const ulong cv = c - c % CLXENT_VEC;
+  for (ulong j = 0; j < cv; j += CLXENT_VEC) vstorev(vloadv(0, acc + j) + LOADV(g, j), 0, acc + j);
+  for (ulong j = cv; j < c; ++j) acc[j] += LOAD(g, j);
+}
+
+/* softmax_xent_hard with the bias gradient's first step fused in: one work-item per chunk of
+ * CLXENT_BIAS_CHUNK batch rows (column_partial's chunks), its rows of this launch in order, each
+ * added to partial[k] as its gradient is written (hard_row), or right after. The row is then in the cache
+ * (L2 on a CPU, with partial[k]'s c floats beside it), where column_partial, a launch of its
+ * own, read the whole gradient from memory again: a third pass over the largest array. A chunk
+ * cut by a streaming block is continued from the stored partial sums, as column_partial does. */
+__kernel void softmax_xent_hard_bias(SOFTMAX_HARD_ARGS, __global float *partial) {
+  const ulong k = first_row / CLXENT_BIAS_CHUNK + get_global_id(0), chunk_begin = k * CLXENT_BIAS_CHUNK;
+  const ulong begin = max(chunk_begin, first_row), end = min(chunk_begin + CLXENT_BIAS_CHUNK, first_row + rows);
+  if (begin >= end) return; /* an item past the block's last chunk */
+  const clxent_params p = call_params(p_host, dev_scales);
+  __global float *acc = partial + k * c;
+  if (begin == chunk_begin) { /* the chunk starts here: its sums from +0 */
+    const ulong cv = c - c % CLXENT_VEC;
+    for (ulong j = 0; j < cv; j += CLXENT_VEC) vstorev((floatv)(0.0f), 0, acc + j);
+    for (ulong j = cv; j < c; ++j) acc[j] = 0.0f;
+  }
+  for (ulong r = begin; r < end; ++r)
+    if (!hard_row(SOFTMAX_HARD_PASS, p, r - first_row, acc)) row_add(acc, grad + (r - first_row) * c, c);
+}
+#undef SOFTMAX_HARD_PASS
 
 /* Dense targets, one work-item per row: the same three passes with τ_j from the targets. */
 __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {

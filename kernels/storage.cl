@@ -59,6 +59,9 @@
 #undef softmax_xent_hard
 #undef softmax_xent_soft
 #undef softmax_xent_hard_short
+#undef hard_row
+#undef row_add
+#undef softmax_xent_hard_bias
 #undef pos_weight_of
 #undef sigmoid_xent
 #undef bce
@@ -90,6 +93,9 @@
 #define softmax_xent_hard CLXENT_TYPED(softmax_xent_hard)
 #define softmax_xent_soft CLXENT_TYPED(softmax_xent_soft)
 #define softmax_xent_hard_short CLXENT_TYPED(softmax_xent_hard_short)
+#define hard_row CLXENT_TYPED(hard_row)
+#define row_add CLXENT_TYPED(row_add)
+#define softmax_xent_hard_bias CLXENT_TYPED(softmax_xent_hard_bias)
 #define pos_weight_of CLXENT_TYPED(pos_weight_of)
 #define sigmoid_xent CLXENT_TYPED(sigmoid_xent)
 #define bce CLXENT_TYPED(bce)

@@ -1,0 +1,178 @@
+/* The bias gradient's first step fused into the softmax kernel (softmax_xent_hard_bias; launch.c:
+ * clxent_bias_fused) gives the bits of column_partial's pass over the stored gradient: loss,
+ * gradient, lse, argmax and bias_grad of every storage type, on shapes around the 64-row chunks
+ * and the kernel's paths (several chunks in a row, the local-memory cache and the gradient row
+ * as cache, softcap's u-and-e cache, the weights' and smoothing's loops, rows that write no
+ * cached values: ignored, bad-free NaN and -inf rows), in place and not, in one block and in
+ * blocks that cut the chunks (a small block_bytes: the partial sums continued by the next block).
+ * $CLXENT_FUSED_BIAS=1 fuses wherever the kernel can, =0 never (the reference). The bias is also
+ * checked against the float64 sum of the stored gradient, so that both agreeing on a wrong value
+ * fails too. Row-per-item variant only: the group variant has no fused kernel. */
+#define CLXENT_EXPERIMENTAL_API
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reference.h"
+#include "support.h"
+
+typedef struct shape {
+  size_t n, c;
+} shape;
+/* around 64-row chunks; c past the short rows (32), off the vector widths, several 4096-value
+ * chunks per row (1 row fewer than a chunk's rows too), and one short-row shape (never fused) */
+static const shape shapes[] = {{1, 33}, {63, 40}, {64, 100}, {65, 1001}, {130, 4099}, {200, 300}, {3, 7 * 4096 + 3},
+                               {129, 12}};
+
+enum { PLAIN, WEIGHTED_SMOOTHING, SOFTCAP, ZLOSS_UPSTREAM_NONE, IN_PLACE, LSE_ARGMAX, OPTION_SETS };
+static const char *const option_names[OPTION_SETS] = {"plain", "weights+smoothing", "softcap", "z-loss+grad_output NONE",
+                                                      "in place", "lse+argmax"};
+
+typedef struct outputs {
+  void *grad;
+  float *loss, *lse, *bias;
+  int32_t *argmax;
+} outputs;
+
+static void store(void *x, size_t i, clxent_dtype t, float v) {
+  if (t == CLXENT_FLOAT32) ((float *)x)[i] = v;
+  else if (t == CLXENT_BFLOAT16) ((uint16_t *)x)[i] = ref_to_bf16(v);
+  else ((uint16_t *)x)[i] = ref_to_f16(v);
+}
+static double load(const void *x, size_t i, clxent_dtype t) {
+  if (t == CLXENT_FLOAT32) return ((const float *)x)[i];
+  return t == CLXENT_BFLOAT16 ? ref_from_bf16(((const uint16_t *)x)[i]) : ref_from_f16(((const uint16_t *)x)[i]);
+}
+
+/* One call: the outputs poisoned first, so an element the call left unwritten differs. */
+static void call(clxent_ctx *ctx, const shape *s, clxent_dtype t, int set, const void *logits, const int32_t *labels,
+                 const float *w, const float *up, outputs *o) {
+  const size_t n = s->n, c = s->c, esize = t == CLXENT_FLOAT32 ? 4 : 2;
+  const clxent_reduction r = set == ZLOSS_UPSTREAM_NONE ? CLXENT_NONE : CLXENT_MEAN;
+  clxent_opts opts = support_opts(r, set == WEIGHTED_SMOOTHING ? w : NULL, set == WEIGHTED_SMOOTHING,
+                                  set == ZLOSS_UPSTREAM_NONE, set == SOFTCAP, set == ZLOSS_UPSTREAM_NONE, up, 0);
+  opts.ignore_index = -100;
+  clxent_ex x = clxent_ex_default();
+  x.dtype = t, x.bias_grad = o->bias;
+  if (set == LSE_ARGMAX) x.lse = o->lse, x.argmax = o->argmax;
+  memset(o->grad, 0xA5, n * c * esize);
+  poison(o->loss, n), poison(o->lse, n), poison(o->bias, c);
+  memset(o->argmax, 0xA5, n * sizeof(int32_t));
+  const void *in = logits;
+  if (set == IN_PLACE) memcpy(o->grad, logits, n * c * esize), in = o->grad;
+  const clxent_status st = clxent_softmax_xent_ex(ctx, n, c, in, labels, &opts, &x, o->loss, o->grad);
+  if (st != CLXENT_OK)
+    fail_msg("%zux%zu dtype %d %s: %s: %s", n, c, (int)t, option_names[set], clxent_status_str(st), clxent_last_error(ctx));
+}
+
+static void assert_same(const void *got, const void *want, size_t bytes, const char *what, const shape *s, clxent_dtype t,
+                        int set, const char *how) {
+  if (memcmp(got, want, bytes) == 0) return;
+  const unsigned char *a = got, *b = want;
+  size_t at = 0;
+  while (a[at] == b[at]) ++at;
+  fail_msg("%s, %zux%zu dtype %d %s: %s differs from the unfused call's at byte %zu", how, s->n, s->c, (int)t,
+           option_names[set], what, at);
+}
+
+static void test_fused_bias_gives_column_partial_bits(void **state) {
+  (void)state;
+  /* the environment is read when a context is made */
+  env_set("CLXENT_FUSED_BIAS", "0");
+  clxent_ctx *unfused = support_create(NULL, NULL, NULL);
+  env_set("CLXENT_FUSED_BIAS", "1");
+  clxent_ctx *fused = support_create(NULL, NULL, NULL);
+  clxent_tuning small = CLXENT_TUNING_INIT;
+  small.block_bytes = 120 * 1024; /* one row of the widest shape; 30 of c = 1001: the chunks cut */
+  clxent_ctx *blocked = support_create(NULL, &small, NULL);
+  env_set("CLXENT_FUSED_BIAS", NULL);
+  clxent_ctx *automatic = support_create(NULL, NULL, NULL); /* fuses where the chunks fill the device */
+
+  size_t most = 0, most_n = 0, most_c = 0;
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; ++k) {
+    if (shapes[k].n * shapes[k].c > most) most = shapes[k].n * shapes[k].c;
+    if (shapes[k].n > most_n) most_n = shapes[k].n;
+    if (shapes[k].c > most_c) most_c = shapes[k].c;
+  }
+  void *logits = xmalloc(most * 4);
+  int32_t *labels = xmalloc(most_n * sizeof(int32_t));
+  float *w = xmalloc(most_c * sizeof(float)), *up = xmalloc(most_n * sizeof(float));
+  outputs o[2];
+  for (int k = 0; k < 2; ++k)
+    o[k] = (outputs){.grad = xmalloc(most * 4), .loss = xmalloc(most_n * sizeof(float)),
+                     .lse = xmalloc(most_n * sizeof(float)), .bias = xmalloc(most_c * sizeof(float)),
+                     .argmax = xmalloc(most_n * sizeof(int32_t))};
+  rng_seed(11);
+  int compared = 0;
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; ++k) {
+    const shape *s = &shapes[k];
+    const size_t n = s->n, c = s->c;
+    for (size_t j = 0; j < c; ++j) w[j] = (float)rng_uniform(0.25, 2.0);
+    for (size_t i = 0; i < n; ++i) up[i] = (float)rng_uniform(-1.0, 1.0);
+    for (int t = CLXENT_FLOAT32; t <= CLXENT_BFLOAT16; ++t) {
+      const clxent_dtype dtype = (clxent_dtype)t;
+      const size_t esize = dtype == CLXENT_FLOAT32 ? 4 : 2;
+      for (size_t i = 0; i < n; ++i) {
+        labels[i] = (int32_t)rng_below((uint32_t)c);
+        for (size_t j = 0; j < c; ++j) store(logits, i * c + j, dtype, (float)rng_uniform(-4.0, 4.0));
+      }
+      /* rows that take other paths: an ignored row, a masked stretch with a +1e4 logit, a NaN */
+      if (n > 2) labels[n / 2] = -100;
+      if (n > 4) {
+        for (size_t j = 0; j < c / 2; ++j) store(logits, 3 * c + j, dtype, -INFINITY);
+        store(logits, 3 * c + c - 1, dtype, 1e4f);
+        labels[3] = (int32_t)(c - 1);
+      }
+      if (n > 5) store(logits, 5 * c + c / 3, dtype, NAN);
+      for (int set = 0; set < OPTION_SETS; ++set) {
+        call(unfused, s, dtype, set, logits, labels, w, up, &o[0]);
+        clxent_ctx *const others[] = {fused, blocked, automatic};
+        const char *const how[] = {"fused", "fused in small blocks", "automatic"};
+        for (int v = 0; v < 3; ++v) {
+          call(others[v], s, dtype, set, logits, labels, w, up, &o[1]);
+          const size_t losses = set == ZLOSS_UPSTREAM_NONE ? n : 1;
+          assert_same(o[1].grad, o[0].grad, n * c * esize, "gradient", s, dtype, set, how[v]);
+          assert_same(o[1].loss, o[0].loss, losses * sizeof(float), "loss", s, dtype, set, how[v]);
+          assert_same(o[1].bias, o[0].bias, c * sizeof(float), "bias_grad", s, dtype, set, how[v]);
+          if (set == LSE_ARGMAX) {
+            assert_same(o[1].lse, o[0].lse, n * sizeof(float), "lse", s, dtype, set, how[v]);
+            assert_same(o[1].argmax, o[0].argmax, n * sizeof(int32_t), "argmax", s, dtype, set, how[v]);
+          }
+          ++compared;
+        }
+        /* and the value itself: Σ_i of the stored gradient in float64 (NaN where a NaN row is) */
+        double *sum = xmalloc(c * sizeof(double));
+        double gmax = 0;
+        for (size_t j = 0; j < c; ++j) {
+          double acc = 0;
+          for (size_t i = 0; i < n; ++i) {
+            const double g = load(o[0].grad, i * c + j, dtype);
+            acc += g;
+            if (fabs(g) > gmax) gmax = fabs(g);
+          }
+          sum[j] = acc;
+        }
+        assert_close(o[0].bias, sum, c, 1e-6 * (double)n * gmax, 1e-5, "bias_grad against the float64 sum");
+        free(sum);
+      }
+    }
+  }
+  assert_int_equal(compared, (int)(sizeof shapes / sizeof shapes[0]) * 3 * OPTION_SETS * 3);
+  for (int k = 0; k < 2; ++k) free(o[k].grad), free(o[k].loss), free(o[k].lse), free(o[k].bias), free(o[k].argmax);
+  free(logits), free(labels), free(w), free(up);
+  clxent_destroy(unfused), clxent_destroy(fused), clxent_destroy(blocked), clxent_destroy(automatic);
+}
+
+static int save_env(void **state) {
+  (void)state;
+  static const env_setting list[] = {{"CLXENT_FUSED_BIAS", NULL}, {NULL, NULL}};
+  return env_override(list);
+}
+
+int main(void) {
+  if (!support_device_present()) return SUPPORT_SKIP;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_fused_bias_gives_column_partial_bits, save_env, env_restore)};
+  return cmocka_run_group_tests(tests, support_setup, support_teardown);
+}
