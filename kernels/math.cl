@@ -94,6 +94,17 @@ inline floatv tanh_nonnegv(floatv x, floatv *sech2) {
   return t;
 }
 
+/* tanh x alone, x ≥ 0 (softcap's pass 1, which needs no slope): tanh_nonnegv's t bit for bit, with
+ * one exponential instead of clxent_expv's two paths. e^{-2x} is taken at max(-2x, -87), in the
+ * narrow exponential's range: below it, any e ≤ e^-87 gives 2e/(1+e) < 2^-124, and 1 minus that
+ * rounds to 1, as the true e does (x = +inf too); NaN stays NaN (the select keeps it). The slope
+ * needs the true e (sech² x = 4e/(1+e)² underflows gradually), so tanh_nonnegv keeps both paths. */
+inline floatv tanh_nonnegv_value(floatv x) {
+  const floatv a = -2.0f * x;
+  const floatv e = clxent_expv_narrow(select(a, (floatv)(-CLXENT_EXP_FAST_LIMIT), a < -CLXENT_EXP_FAST_LIMIT));
+  return select(1.0f - 2.0f * e / (1.0f + e), CLXENT_TANH_POLY(x, x * x), x < CLXENT_TANH_SPLIT);
+}
+
 /* Logit softcap with its slope, for s > 0:  u = s·tanh(z/s),  du/dz = 1 - tanh²(z/s) = sech²(z/s).
  * z = -inf stays -inf with slope 0: a masked class remains masked. s = 0 means no cap: u = z,
  * slope 1. */
@@ -122,7 +133,8 @@ inline floatv cap_logit_slopev(floatv z, float s, floatv *slope) {
   *slope = select(*slope, (floatv)(0.0f), masked);
   return select(copysign(s * t, z), z, masked);
 }
+/* u alone, vectors (pass 1) */
 inline floatv cap_logitv(floatv z, float s) {
-  floatv slope;
-  return cap_logit_slopev(z, s, &slope);
+  const floatv t = tanh_nonnegv_value(fabs(z) * (1.0f / s));
+  return select(copysign(s * t, z), z, z == (floatv)(-INFINITY));
 }

@@ -260,9 +260,9 @@ inline ulong range_first_nan(__global const store_t *z, ulong j0, ulong j1) {
  * chunk streams in from memory while this one's exponentials are computed from L1 (the phases
  * one after the other left memory idle during the arithmetic, and the arithmetic during the
  * reads). */
-#define CLXENT_FUSED_LOOP(EXPF, KEEP)                                   \
+#define CLXENT_FUSED_LOOP_U(UF, EXPF, KEEP)                             \
   for (ulong k = 0; k < nvc; k += CLXENT_VEC) {                         \
-    const floatv e = EXPF(LOADV(z, j0 + k) - m);                        \
+    const floatv u = UF(LOADV(z, j0 + k)), e = EXPF(u - m);             \
     KEEP;                                                               \
     sv += e;                                                            \
     const floatv v = LOADV(z, n0 + k);                                  \
@@ -270,10 +270,12 @@ inline ulong range_first_nan(__global const store_t *z, ulong j0, ulong j1) {
     lv = v < lv ? v : lv;                                               \
   }                                                                     \
   for (ulong k = nvc; k < jv - j0; k += CLXENT_VEC) {                   \
-    const floatv e = EXPF(LOADV(z, j0 + k) - m);                        \
+    const floatv u = UF(LOADV(z, j0 + k)), e = EXPF(u - m);             \
     KEEP;                                                               \
     sv += e;                                                            \
   }
+#define CLXENT_AS_IS(v) (v)
+#define CLXENT_FUSED_LOOP(EXPF, KEEP) CLXENT_FUSED_LOOP_U(CLXENT_AS_IS, EXPF, KEEP)
 inline float range_exp_sum(__global const store_t *z, __global store_t *g, __local float *sc,
                            __local float *se, __global const float *weight, ulong j0, ulong j1, float m, float cap,
                            int smooth, int cache, int narrow, float *wdev, float *wsum, ulong n0, ulong n1,
@@ -309,6 +311,34 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
       else if (cache) STORE(e, g, j);
 #endif
+      s += e;
+    }
+    float hi = hmax(hv), lo = -hmax(-lv);
+    for (ulong j = n0 + nvc; j < n1; ++j) hi = fmax(hi, LOAD(z, j)), lo = fmin(lo, LOAD(z, j));
+    *next_hi = hi, *next_lo = lo;
+    return hsum(sv) + s;
+  }
+  if (cap != 0.0f && !smooth && sc && (cache == 2 || cache == 3)) {
+    /* softcap in its own loops, as the plain call: u = s·tanh(z/s) (tanh alone: the slope comes
+     * from u in pass 2) and e^{u - m} kept in the scratch (cache 3: u and e side by side; 2: u),
+     * the next chunk's max and min read in the same loop */
+    const ulong nvc = (n1 - n0) - (n1 - n0) % CLXENT_VEC;
+    floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
+#define CLXENT_CAP_V(v) cap_logitv(v, cap)
+    if (cache == 3 && narrow) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k)))
+    } else if (cache == 3) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv, (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k)))
+    } else if (narrow) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, vstorev(u, 0, sc + j0 + k))
+    } else {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv, vstorev(u, 0, sc + j0 + k))
+    }
+#undef CLXENT_CAP_V
+    for (ulong j = jv; j < j1; ++j) {
+      const float u = cap_logit(LOAD(z, j), cap), e = clxent_exp(u - m);
+      sc[j] = u;
+      if (cache == 3) se[j] = e;
       s += e;
     }
     float hi = hmax(hv), lo = -hmax(-lv);
@@ -368,6 +398,8 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
   return hsum(sv) + s;
 }
 #undef CLXENT_FUSED_LOOP
+#undef CLXENT_FUSED_LOOP_U
+#undef CLXENT_AS_IS
 
 /* cache[j0, j1) *= f (the cached e of a segment whose m was overtaken), in sc or else g */
 inline void range_scale(__global store_t *g, __local float *sc, ulong j0, ulong j1, float f) {

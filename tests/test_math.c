@@ -12,7 +12,10 @@
  *   ln x     every x in [1, 2^40] (the softmax sums s ∈ [1, c]), every 64th other positive x,
  *            subnormals included: error ≤ 1 ulp; plus 0 → -inf, x < 0 → NaN, inf → inf, NaN → NaN;
  *   tanh x   every x in [0, 9.1] (tanh rounds to 1 beyond), and sech² x = 1 - tanh² x, which
- *            the softcap's slope uses: error ≤ 2 ulp (tanh) and ≤ 3 ulp (sech²).
+ *            the softcap's slope uses: error ≤ 2 ulp (tanh) and ≤ 3 ulp (sech²); and tanh alone
+ *            (tanh_nonnegv_value, softcap's pass 1, one exponential of a clamped argument) on
+ *            the same inputs and every 256th x up to +inf: error ≤ 2 ulp, the scalar tanh's bits;
+ *            plus +inf → 1, NaN → NaN.
  * The vector form is what is measured; the scalar form (row tails) must give the same bits for
  * every input, which the device counts; and the host's e^x and ln x must give the device's bits for
  * every input of their sweeps (host/direct.c's promise of the kernels' bits rests on it). A test
@@ -51,12 +54,14 @@ static const char test_kernels[] =
     "  const uintv bits = (uintv)(first + step * i) + step * CLXENT_CAT(vload, CLXENT_VEC)(0, lanes);\n"
     "  const floatv x = CLXENT_CAT(as_float, CLXENT_VEC)(bits);\n"
     "  floatv y, y2 = (floatv)(0.0f);\n"
-    "  if (fn == 0) y = clxent_expv(x); else if (fn == 2) y = clxent_logv(x); else y = tanh_nonnegv(x, &y2);\n"
+    "  if (fn == 0) y = clxent_expv(x); else if (fn == 2) y = clxent_logv(x);\n"
+    "  else if (fn == 3) y = tanh_nonnegv_value(x); else y = tanh_nonnegv(x, &y2);\n"
     "  const uint n = min((uint)CLXENT_VEC, count - i);\n"
     "  for (uint l = 0; l < n; ++l) {\n"
     "    float s2 = 0.0f;\n"
     "    const float xl = as_float(first + step * (i + l));\n"
     "    const float s = fn == 0 ? clxent_exp(xl) : fn == 2 ? clxent_log(xl) : tanh_nonneg(xl, &s2);\n"
+    "    if (fn == 3) s2 = 0.0f; /* the value alone: its t must be the scalar's */\n"
     "    const float v = ((float *)&y)[l], v2 = ((float *)&y2)[l];\n"
     "    out[i + l] = v, out2[i + l] = v2;\n"
     "    if (as_uint(s) != as_uint(v) || as_uint(s2) != as_uint(v2)) atomic_inc(mismatch);\n"
@@ -116,6 +121,8 @@ static void *check(void *arg) {
       if (!same_result(h, j->y[i]) && j->host_differs++ < 4)
         printf("host ln x differs at x = %a (0x%08x): 0x%08x against the device's 0x%08x\n", (double)x, bits_of(x),
                bits_of(h), bits_of(j->y[i]));
+    } else if (j->fn == 3) {
+      err = ulp_error(j->y[i], tanh((double)x));
     } else {
       const double ch = cosh((double)x);
       err = ulp_error(j->y[i], tanh((double)x));
@@ -240,6 +247,10 @@ int main(int argc, char **argv) {
       {0, "exp", NULL, -0.0f, -104.0f, 1},
       {0, "exp", NULL, 0.0f, 89.0f, 16},
       {1, "tanh", "sech^2", 0.0f, 9.1f, 1},
+      /* softcap's pass 1: tanh alone, one narrow exponential; the same bits as the scalar tanh on
+       * all of [0, inf] (the kernel counts any difference), thinned past the losses' range */
+      {3, "tanh", NULL, 0.0f, 9.1f, 1},
+      {3, "tanh", NULL, 9.1f, INFINITY, 256},
       {2, "log", NULL, 1.0f, 0x1p40f, 1},
       {2, "log", NULL, 0x1p-149f, 1.0f, 64},
       {2, "log", NULL, 0x1p40f, 0x1.fffffep127f, 64},
@@ -265,7 +276,9 @@ int main(int argc, char **argv) {
     float x, want;
   } specials[] = {{0, -INFINITY, 0.0f}, {0, INFINITY, INFINITY}, {0, NAN, NAN},      {0, 88.8f, INFINITY},
                   {0, -150.0f, 0.0f},   {2, 0.0f, -INFINITY},    {2, -0.0f, -INFINITY}, {2, -1.0f, NAN},
-                  {2, -INFINITY, NAN},  {2, INFINITY, INFINITY}, {2, NAN, NAN},      {2, 1.0f, 0.0f}};
+                  {2, -INFINITY, NAN},  {2, INFINITY, INFINITY}, {2, NAN, NAN},      {2, 1.0f, 0.0f},
+                  {3, INFINITY, 1.0f},  {3, NAN, NAN}};
+  static const char *const fn_names[] = {"exp", "tanh", "log", "tanh"};
   for (size_t s = 0; s < sizeof specials / sizeof specials[0]; ++s) {
     double worst = 0, worst2 = 0;
     float wx = 0, wx2 = 0;
@@ -274,7 +287,7 @@ int main(int argc, char **argv) {
               &host_differs))
       return 1;
     const int ok = isnan(specials[s].want) ? isnan(d.y[0]) : d.y[0] == specials[s].want;
-    printf("%s(%g) = %g%s\n", specials[s].fn ? "log" : "exp", (double)specials[s].x, (double)d.y[0],
+    printf("%s(%g) = %g%s\n", fn_names[specials[s].fn], (double)specials[s].x, (double)d.y[0],
            ok ? "" : "  WRONG");
     if (!ok) status = 1;
   }
