@@ -133,6 +133,13 @@ inline floatv cap_logit_slopev(floatv z, float s, floatv *slope) {
   *slope = select(*slope, (floatv)(0.0f), masked);
   return select(copysign(s * t, z), z, masked);
 }
+/* u where every |z|/s < CLXENT_TANH_SPLIT (a softcap chunk whose max and min say so): the series
+ * alone, which the general form selects there anyway: the same bits, at a fraction of the cost
+ * (no exponential, no division). Logits within ±0.55·s, the common case (s = 30: |z| < 16.5). */
+inline floatv cap_logitv_small(floatv z, float s) {
+  const floatv x = fabs(z) * (1.0f / s);
+  return copysign(s * CLXENT_TANH_POLY(x, x * x), z);
+}
 /* u alone, vectors (pass 1) */
 inline floatv cap_logitv(floatv z, float s) {
   const floatv t = tanh_nonnegv_value(fabs(z) * (1.0f / s));

@@ -259,7 +259,8 @@ inline ulong range_first_nan(__global const store_t *z, ulong j0, ulong j1) {
  * [n0, n1) (no longer than this one): in the plain call within the same loop, so that the next
  * chunk streams in from memory while this one's exponentials are computed from L1 (the phases
  * one after the other left memory idle during the arithmetic, and the arithmetic during the
- * reads). */
+ * reads). small (softcap): every |z|/s of the chunk is below the tanh's series split, so its u are
+ * the series' alone (the general tanh's bits for every finite z; only a NaN's payload may differ). */
 #define CLXENT_FUSED_LOOP_U(UF, EXPF, KEEP)                             \
   for (ulong k = 0; k < nvc; k += CLXENT_VEC) {                         \
     const floatv u = UF(LOADV(z, j0 + k)), e = EXPF(u - m);             \
@@ -278,8 +279,8 @@ inline ulong range_first_nan(__global const store_t *z, ulong j0, ulong j1) {
 #define CLXENT_FUSED_LOOP(EXPF, KEEP) CLXENT_FUSED_LOOP_U(CLXENT_AS_IS, EXPF, KEEP)
 inline float range_exp_sum(__global const store_t *z, __global store_t *g, __local float *sc,
                            __local float *se, __global const float *weight, ulong j0, ulong j1, float m, float cap,
-                           int smooth, int cache, int narrow, float *wdev, float *wsum, ulong n0, ulong n1,
-                           float *next_hi, float *next_lo) {
+                           int smooth, int cache, int narrow, int small, float *wdev, float *wsum, ulong n0,
+                           ulong n1, float *next_hi, float *next_lo) {
   const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
   floatv sv = (floatv)(0.0f), wv = (floatv)(0.0f), wsv = (floatv)(0.0f);
   float s = 0.0f;
@@ -325,7 +326,13 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     const ulong nvc = (n1 - n0) - (n1 - n0) % CLXENT_VEC;
     floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
 #define CLXENT_CAP_V(v) cap_logitv(v, cap)
-    if (cache == 3 && narrow) {
+#define CLXENT_CAP_SMALL_V(v) cap_logitv_small(v, cap)
+    if (cache == 3 && narrow && small) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow,
+                          (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k)))
+    } else if (narrow && small) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, vstorev(u, 0, sc + j0 + k))
+    } else if (cache == 3 && narrow) {
       CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k)))
     } else if (cache == 3) {
       CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv, (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k)))
@@ -335,6 +342,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
       CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv, vstorev(u, 0, sc + j0 + k))
     }
 #undef CLXENT_CAP_V
+#undef CLXENT_CAP_SMALL_V
     for (ulong j = jv; j < j1; ++j) {
       const float u = cap_logit(LOAD(z, j), cap), e = clxent_exp(u - m);
       sc[j] = u;
@@ -503,9 +511,11 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
       if (hi_next > best) best = hi_next, best_at = range_first_eq(z, j0, j1, hi_next);
       if (ref == INFINITY && (nan_at = range_first_nan(z, j0, j1)) == j1) nan_at = c;
     }
+    /* softcap: every |z|/s of the chunk below the tanh's series split (its max and min say so) */
+    const int small = cap != 0.0f && fmax(fabs(hi_next), fabs(lo)) * (1.0f / cap) < CLXENT_TANH_SPLIT;
     const float chunk_s = range_exp_sum(z, g, sc, se, weight, j0, j1, ref, cap, smooth, cache,
-                                        clxent_exp_narrow_range(ulo - ref, mc - ref), &wdev, &wsum, j1, n1, &hi_next,
-                                        &lo_next);
+                                        clxent_exp_narrow_range(ulo - ref, mc - ref), small, &wdev, &wsum, j1, n1,
+                                        &hi_next, &lo_next);
     s += chunk_s;
     /* a NaN sum against a finite m: a NaN z in the chunk. The cache in the gradient row (float32,
      * which may be z itself) holds e or u, each a NaN exactly where z is one */
