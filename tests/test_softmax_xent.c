@@ -109,6 +109,34 @@ static void test_chunked_rows(void **state) {
   chunked_rows(test_ctx(state), 7 * 4096 + 3);
 }
 
+/* Softcap's chunks of small logits (every |z|/s below the tanh's series split) take the series
+ * alone in the gradient pass: the same u, bit for bit, as the general tanh of the loss-only call,
+ * which caches nothing; rows of several chunks, one of them with a chunk past the split, every
+ * storage type's float32 path. And the gradient against the float64 reference. */
+static void test_softcap_small_chunks(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  enum { N = 3, C = 3 * 4096 + 5 };
+  float *z = xmalloc((size_t)N * C * sizeof(float)), *grad = xmalloc((size_t)N * C * sizeof(float));
+  int32_t labels[N] = {11, 4096 + 3, C - 1};
+  rng_seed(5);
+  fill_uniform(z, (size_t)N * C, -5, 5);
+  z[C + 2 * 4096 + 17] = 20.0f; /* row 1's last chunk: 20/30 > 0.55, the general tanh */
+  float with_grad[N], alone[N], lse_g[N], lse_a[N];
+  clxent_opts o = clxent_opts_default();
+  o.reduction = CLXENT_NONE, o.softcap = 30.0f;
+  clxent_ex x = clxent_ex_default();
+  x.lse = lse_g;
+  poison(with_grad, N), poison(alone, N), poison(lse_g, N), poison(lse_a, N);
+  ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, N, C, z, labels, &o, &x, with_grad, grad));
+  x.lse = lse_a;
+  ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, N, C, z, labels, &o, &x, alone, NULL));
+  assert_memory_equal(with_grad, alone, sizeof alone);
+  assert_memory_equal(lse_g, lse_a, sizeof lse_a);
+  check_hard(ctx, N, C, z, labels, o, GRAD_SEPARATE);
+  check_hard(ctx, N, C, z, labels, o, GRAD_IN_PLACE);
+  free(z), free(grad);
+}
+
 /* Every reduction × every gradient mode over shapes from 1 class to 250k+ classes and 1M rows,
  * including sizes that are no multiple of any vector width or work-group size. */
 static void test_random_shapes(void **state) {
@@ -291,7 +319,7 @@ static void test_deterministic(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_worked_values),     cmocka_unit_test(test_random_shapes),
-      cmocka_unit_test(test_chunked_rows),
+      cmocka_unit_test(test_chunked_rows),      cmocka_unit_test(test_softcap_small_chunks),
       cmocka_unit_test(test_extremes),          cmocka_unit_test(test_ignore_index),
       cmocka_unit_test(test_one_class),         cmocka_unit_test(test_soft_targets),
       cmocka_unit_test(test_soft_one_hot_equals_hard), cmocka_unit_test(test_deterministic),
