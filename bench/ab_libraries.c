@@ -5,14 +5,17 @@
  * the same arrays. Prints each build's median time and the per-round ratio after/before (median,
  * range), then each build's device shares (several devices).
  *
- *   clxent_bench_ab [--in-place] [--softcap S] [--bf16] [--bias] [--plain-before] BEFORE.so AFTER.so DEVICE ROUNDS NxC...
+ *   clxent_bench_ab [--in-place] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before]
+ *                   BEFORE.so AFTER.so DEVICE ROUNDS NxC...
  *
  * --softcap S calls both with opts->softcap = S (the options struct is read by its size, so one
  * struct serves any two versions that know the field); --bf16 stores logits and gradient as
  * bfloat16 (clxent_softmax_xent_ex, API 1.1 and later); the copy then moves those bytes. --bias
- * asks both for the bias gradient (ex->bias_grad, API 1.1 and later). --plain-before calls the
- * before build without --softcap and --bias: with the same library as both builds, the ratio is
- * then the option's cost over the plain call, measured interleaved (docs/PERFORMANCE.md's goals).
+ * asks both for the bias gradient (ex->bias_grad, API 1.1 and later). --options LIST takes
+ * `clxent bench`'s list and values (weights, smoothing 0.1, zloss 1e-4, softcap 30, lse, bias, all).
+ * --plain-before calls the before build without any option: with the same library as both
+ * builds, the ratio is then the options' cost over the plain call, measured interleaved
+ * (docs/PERFORMANCE.md's goals).
  * --in-place writes the gradient over the logits (what a training loop does; the values then
  * change from call to call, which the timing does not depend on). Each round also times a copy
  * of the same bytes by two threads (memcpy, each half the array: the machine's two cores), the
@@ -90,7 +93,7 @@ static double two_thread_copy(float *dst, const float *src, size_t count) {
 }
 
 int main(int argc, char **argv) {
-  int in_place = 0, bias = 0, plain_before = 0;
+  int in_place = 0, bias = 0, plain_before = 0, weights = 0, lse = 0;
   clxent_opts opts = clxent_opts_default();
   clxent_ex ex = clxent_ex_default();
   const char *prog = argv[0];
@@ -99,6 +102,23 @@ int main(int argc, char **argv) {
       in_place = 1, argc -= 1, argv += 1;
     } else if (argc > 1 && strcmp(argv[1], "--bias") == 0) {
       bias = 1, argc -= 1, argv += 1;
+    } else if (argc > 2 && strcmp(argv[1], "--options") == 0) {
+      static const char *const names[] = {"weights", "smoothing", "zloss", "softcap", "lse", "bias", "all"};
+      for (const char *item = argv[2];; ++item) {
+        const size_t len = strcspn(item, ",");
+        int k = 0;
+        while (k < 7 && !(strlen(names[k]) == len && !strncmp(item, names[k], len))) ++k;
+        if (k == 7) return fprintf(stderr, "--options %s: a list of weights,smoothing,zloss,softcap,lse,bias,all\n", argv[2]), 2;
+        if (k == 0 || k == 6) weights = 1;
+        if (k == 1 || k == 6) opts.label_smoothing = 0.1f;
+        if (k == 2 || k == 6) opts.z_loss = 1e-4f;
+        if (k == 3 || k == 6) opts.softcap = 30.0f;
+        if (k == 4 || k == 6) lse = 1;
+        if (k == 5 || k == 6) bias = 1;
+        item += len;
+        if (!*item) break;
+      }
+      argc -= 2, argv += 2;
     } else if (argc > 1 && strcmp(argv[1], "--plain-before") == 0) {
       plain_before = 1, argc -= 1, argv += 1;
     } else if (argc > 1 && strcmp(argv[1], "--bf16") == 0) {
@@ -114,7 +134,9 @@ int main(int argc, char **argv) {
   }
   argv[0] = (char *)prog;
   if (argc < 6) {
-    fprintf(stderr, "usage: %s [--in-place] [--softcap S] [--bf16] [--bias] [--plain-before] BEFORE.so AFTER.so DEVICE ROUNDS NxC...\n",
+    fprintf(stderr,
+            "usage: %s [--in-place] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before] BEFORE.so AFTER.so "
+            "DEVICE ROUNDS NxC...\n",
             argv[0]);
     return 2;
   }
@@ -124,7 +146,7 @@ int main(int argc, char **argv) {
     if (!b[l].lib) return fprintf(stderr, "%s\n", dlerror()), 1;
     if (!symbol(b[l].lib, "clxent_create", &b[l].create, sizeof b[l].create) ||
         !symbol(b[l].lib, "clxent_softmax_xent", &b[l].xent, sizeof b[l].xent) ||
-        ((ex.dtype != CLXENT_FLOAT32 || bias) && !symbol(b[l].lib, "clxent_softmax_xent_ex", &b[l].xent_ex, sizeof b[l].xent_ex)) ||
+        ((ex.dtype != CLXENT_FLOAT32 || bias || lse) && !symbol(b[l].lib, "clxent_softmax_xent_ex", &b[l].xent_ex, sizeof b[l].xent_ex)) ||
         !symbol(b[l].lib, "clxent_last_error", &b[l].error, sizeof b[l].error) ||
         !symbol(b[l].lib, "clxent_device_share", &b[l].share, sizeof b[l].share))
       return 1;
@@ -132,20 +154,24 @@ int main(int argc, char **argv) {
   }
   const int rounds = atoi(argv[4]);
   if (rounds < 1 || rounds > 256) return fprintf(stderr, "ROUNDS: 1 to 256\n"), 2;
-  printf("# gradient %s; softcap %g; bias gradient %s; %s%s\n", in_place ? "in place (over the logits)" : "in a separate array",
-         (double)opts.softcap, bias ? "yes" : "no", ex.dtype == CLXENT_BFLOAT16 ? "bfloat16" : "float32",
-         plain_before ? "; before: the plain call (no softcap, no bias gradient)" : "");
+  printf("# gradient %s; softcap %g; smoothing %g; z-loss %g; class weights %s; lse %s; bias gradient %s; %s%s\n",
+         in_place ? "in place (over the logits)" : "in a separate array", (double)opts.softcap,
+         (double)opts.label_smoothing, (double)opts.z_loss, weights ? "yes" : "no", lse ? "yes" : "no", bias ? "yes" : "no",
+         ex.dtype == CLXENT_BFLOAT16 ? "bfloat16" : "float32", plain_before ? "; before: the plain call (no option)" : "");
   const clxent_opts plain_opts = clxent_opts_default();
   printf("shape,before_ms,after_ms,ratio_median,ratio_min,ratio_max,after_GBps,copy_ms,copy_GBps,after_pct_copy\n");
   for (int s = 5; s < argc; ++s) {
     size_t n, c;
     if (sscanf(argv[s], "%zux%zu", &n, &c) != 2 || !n || !c) return fprintf(stderr, "bad shape %s\n", argv[s]), 2;
     float *z = malloc(n * c * sizeof *z), *g0 = malloc(n * c * sizeof *g0), *b_grad = malloc(c * sizeof *b_grad), loss;
+    float *w = malloc(c * sizeof *w), *row_lse = malloc(n * sizeof *row_lse);
     float *g = in_place ? z : g0;
     int32_t *y = malloc(n * sizeof *y);
-    if (!z || !g0 || !y || !b_grad) return fprintf(stderr, "out of memory\n"), 1;
+    if (!z || !g0 || !y || !b_grad || !w || !row_lse) return fprintf(stderr, "out of memory\n"), 1;
+    for (size_t j = 0; j < c; ++j) w[j] = 0.5f + (float)(j * 40503u % 1000) * 1.5e-3f; /* in [0.5, 2) */
     clxent_ex ex_opt = ex, ex_plain = ex;
-    ex_opt.bias_grad = bias ? b_grad : NULL, ex_plain.bias_grad = NULL;
+    ex_opt.bias_grad = bias ? b_grad : NULL, ex_opt.lse = lse ? row_lse : NULL;
+    opts.class_weight = weights ? w : NULL;
     /* build l's options: the before build's are the plain call's with --plain-before */
     const clxent_opts *o_of[2] = {plain_before ? &plain_opts : &opts, &opts};
     const clxent_ex *x_of[2] = {plain_before ? &ex_plain : &ex_opt, &ex_opt};
@@ -181,7 +207,7 @@ int main(int argc, char **argv) {
     printf("%zux%zu,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f,%.3f,%.1f,%.1f\n", n, c, 1e3 * clxent_median(t[0], rounds), 1e3 * after,
            clxent_median(ratio, rounds), lo, hi, bytes / after / 1e9, 1e3 * copied, bytes / copied / 1e9,
            100 * clxent_median(of_copy, rounds));
-    free(z), free(g0), free(y), free(b_grad);
+    free(z), free(g0), free(y), free(b_grad), free(w), free(row_lse);
   }
   for (int l = 0; l < 2; ++l) {
     printf("# %s shares:", l ? "after" : "before");

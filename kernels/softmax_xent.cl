@@ -319,15 +319,28 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     *next_hi = hi, *next_lo = lo;
     return hsum(sv) + s;
   }
-  if (cap != 0.0f && !smooth && sc && (cache == 2 || cache == 3)) {
+  if (cap != 0.0f && sc && (cache == 3 || (cache == 2 && !smooth)) && (!smooth || narrow)) {
     /* softcap in its own loops, as the plain call: u = s·tanh(z/s) (tanh alone: the slope comes
      * from u in pass 2) and e^{u - m} kept in the scratch (cache 3: u and e side by side; 2: u),
-     * the next chunk's max and min read in the same loop */
+     * the next chunk's max and min read in the same loop; with label smoothing (cache 3, narrow
+     * chunks) its sums as the general loop below makes them, in the same order */
     const ulong nvc = (n1 - n0) - (n1 - n0) % CLXENT_VEC;
     floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
 #define CLXENT_CAP_V(v) cap_logitv(v, cap)
 #define CLXENT_CAP_SMALL_V(v) cap_logitv_small(v, cap)
-    if (cache == 3 && narrow && small) {
+#define CLXENT_KEEP_UE_SMOOTH                                                                      \
+  {                                                                                                \
+    vstorev(u, 0, sc + j0 + k);                                                                    \
+    vstorev(e, 0, se + j0 + k);                                                                    \
+    const floatv w = weight ? vloadv(0, weight + j0 + k) : (floatv)(1.0f);                         \
+    wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));                                \
+    wsv += w;                                                                                      \
+  }
+    if (smooth && small) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_UE_SMOOTH)
+    } else if (smooth) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_UE_SMOOTH)
+    } else if (cache == 3 && narrow && small) {
       CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow,
                           (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k)))
     } else if (narrow && small) {
@@ -343,12 +356,16 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     }
 #undef CLXENT_CAP_V
 #undef CLXENT_CAP_SMALL_V
+#undef CLXENT_KEEP_UE_SMOOTH
     for (ulong j = jv; j < j1; ++j) {
-      const float u = cap_logit(LOAD(z, j), cap), e = clxent_exp(u - m);
+      const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
       sc[j] = u;
       if (cache == 3) se[j] = e;
       s += e;
+      if (smooth && w != 0.0f) *wdev += w * (m - u);
+      if (smooth) *wsum += w;
     }
+    *wdev += hsum(wv), *wsum += hsum(wsv);
     float hi = hmax(hv), lo = -hmax(-lv);
     for (ulong j = n0 + nvc; j < n1; ++j) hi = fmax(hi, LOAD(z, j)), lo = fmin(lo, LOAD(z, j));
     *next_hi = hi, *next_lo = lo;
