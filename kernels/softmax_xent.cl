@@ -319,6 +319,47 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     *next_hi = hi, *next_lo = lo;
     return hsum(sv) + s;
   }
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+  if (cap != 0.0f && !sc && cache == 2 && narrow) {
+    /* softcap on float32 rows past the scratch: u kept in the gradient row (pass 2 computes e
+     * again), as the general loop keeps it; the same loops otherwise as below */
+    const ulong nvc = (n1 - n0) - (n1 - n0) % CLXENT_VEC;
+    floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
+#define CLXENT_CAP_V(v) cap_logitv(v, cap)
+#define CLXENT_CAP_SMALL_V(v) cap_logitv_small(v, cap)
+#define CLXENT_KEEP_U_SMOOTH                                                                       \
+  {                                                                                                \
+    STOREV(u, g, j0 + k);                                                                          \
+    const floatv w = weight ? vloadv(0, weight + j0 + k) : (floatv)(1.0f);                         \
+    wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));                                \
+    wsv += w;                                                                                      \
+  }
+    if (smooth && small) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH)
+    } else if (smooth) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH)
+    } else if (small) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, STOREV(u, g, j0 + k))
+    } else {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, STOREV(u, g, j0 + k))
+    }
+#undef CLXENT_CAP_V
+#undef CLXENT_CAP_SMALL_V
+#undef CLXENT_KEEP_U_SMOOTH
+    for (ulong j = jv; j < j1; ++j) {
+      const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
+      STORE(u, g, j);
+      s += e;
+      if (smooth && w != 0.0f) *wdev += w * (m - u);
+      if (smooth) *wsum += w;
+    }
+    *wdev += hsum(wv), *wsum += hsum(wsv);
+    float hi = hmax(hv), lo = -hmax(-lv);
+    for (ulong j = n0 + nvc; j < n1; ++j) hi = fmax(hi, LOAD(z, j)), lo = fmin(lo, LOAD(z, j));
+    *next_hi = hi, *next_lo = lo;
+    return hsum(sv) + s;
+  }
+#endif
   if (cap != 0.0f && sc && (cache == 3 || (cache == 2 && !smooth)) && (!smooth || narrow)) {
     /* softcap in its own loops, as the plain call: u = s·tanh(z/s) (tanh alone: the slope comes
      * from u in pass 2) and e^{u - m} kept in the scratch (cache 3: u and e side by side; 2: u),
@@ -371,12 +412,20 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     *next_hi = hi, *next_lo = lo;
     return hsum(sv) + s;
   }
-  if (cap == 0.0f && narrow && cache && sc) {
-    /* label smoothing without softcap: the common case of the options, in loops without tests */
+  if (cap == 0.0f && narrow && cache) {
+    /* label smoothing without softcap: the common case of the options, in loops without tests;
+     * e kept in the scratch, or (float32 rows past it) in the gradient row */
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+#define CLXENT_KEEP_E(j, e) \
+  if (sc) vstorev(e, 0, sc + (j)); \
+  else STOREV(e, g, j)
+#else
+#define CLXENT_KEEP_E(j, e) vstorev(e, 0, sc + (j)) /* 16-bit: cache is 0 without the scratch */
+#endif
     if (weight) {
       for (ulong j = j0; j < jv; j += CLXENT_VEC) {
         const floatv u = LOADV(z, j), e = clxent_expv_narrow(u - m), w = vloadv(0, weight + j);
-        vstorev(e, 0, sc + j);
+        CLXENT_KEEP_E(j, e);
         sv += e;
         wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));
         wsv += w;
@@ -384,12 +433,13 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     } else {
       for (ulong j = j0; j < jv; j += CLXENT_VEC) {
         const floatv u = LOADV(z, j), e = clxent_expv_narrow(u - m);
-        vstorev(e, 0, sc + j);
+        CLXENT_KEEP_E(j, e);
         sv += e;
         wv += m - u;
       }
       *wsum += (float)(jv - j0);
     }
+#undef CLXENT_KEEP_E
   } else
   for (ulong j = j0; j < jv; j += CLXENT_VEC) {
     floatv u = LOADV(z, j);

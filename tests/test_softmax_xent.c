@@ -78,17 +78,19 @@ static void chunked_rows(clxent_ctx *ctx, size_t c) {
   }
   float *cw = xmalloc(c * sizeof(float));
   for (size_t j = 0; j < c; ++j) cw[j] = (float)rng_uniform(0.5, 2);
-  for (int opt = 0; opt < 4; ++opt)
+  for (int opt = 0; opt < 5; ++opt)
     for (int gm = GRAD_SEPARATE; gm <= GRAD_IN_PLACE; ++gm) {
       clxent_opts o = clxent_opts_default();
       o.reduction = CLXENT_NONE;
       if (opt == 1) o.label_smoothing = 0.1f, o.class_weight = cw;
       if (opt == 2) o.softcap = 30.0f, o.z_loss = 1e-4f;
       if (opt == 3) o.class_weight = cw, o.reduction = CLXENT_MEAN;
+      if (opt == 4) o.softcap = 30.0f, o.label_smoothing = 0.1f, o.class_weight = cw;
       /* smoothing spreads target mass onto the masked classes: an infinite loss, which the
        * reference gives too; the masked row is left out of that case */
-      check_hard(ctx, opt == 1 ? 1 : N, c, z, labels, o, (enum grad_mode)gm);
-      if (opt == 1) check_hard(ctx, 2, c, z + 2 * c, labels + 2, o, (enum grad_mode)gm);
+      const int smoothing = opt == 1 || opt == 4;
+      check_hard(ctx, smoothing ? 1 : N, c, z, labels, o, (enum grad_mode)gm);
+      if (smoothing) check_hard(ctx, 2, c, z + 2 * c, labels + 2, o, (enum grad_mode)gm);
     }
   /* a row of -inf only */
   for (size_t j = 0; j < c; ++j) z[j] = -INFINITY;
