@@ -56,8 +56,8 @@ typedef struct build {
 /* One call of a build: the float32 entry that every version has, or _ex for 16-bit storage. */
 static int call(const build *b, size_t n, size_t c, const float *z, const int32_t *y, const clxent_opts *opts,
                 const clxent_ex *ex, float *loss, float *g) {
-  return ex->dtype == CLXENT_FLOAT32 && !ex->bias_grad ? b->xent(b->ctx, n, c, z, y, opts, loss, g)
-                                                       : b->xent_ex(b->ctx, n, c, z, y, opts, ex, loss, g);
+  return ex->dtype == CLXENT_FLOAT32 && !ex->bias_grad && !ex->lse ? b->xent(b->ctx, n, c, z, y, opts, loss, g)
+                                                                    : b->xent_ex(b->ctx, n, c, z, y, opts, ex, loss, g);
 }
 
 static int symbol(void *lib, const char *name, void *fn, size_t size) {
