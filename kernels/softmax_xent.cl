@@ -327,7 +327,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
 #define CLXENT_CAP_V(v) cap_logitv(v, cap)
 #define CLXENT_CAP_SMALL_V(v) cap_logitv_small(v, cap)
-#define CLXENT_KEEP_U_SMOOTH                                                                       \
+#define CLXENT_KEEP_U_SMOOTH_G                                                                       \
   {                                                                                                \
     STOREV(u, g, j0 + k);                                                                          \
     const floatv w = weight ? vloadv(0, weight + j0 + k) : (floatv)(1.0f);                         \
@@ -335,9 +335,9 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     wsv += w;                                                                                      \
   }
     if (smooth && small) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH)
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH_G)
     } else if (smooth) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH)
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH_G)
     } else if (small) {
       CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, STOREV(u, g, j0 + k))
     } else {
@@ -345,7 +345,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     }
 #undef CLXENT_CAP_V
 #undef CLXENT_CAP_SMALL_V
-#undef CLXENT_KEEP_U_SMOOTH
+#undef CLXENT_KEEP_U_SMOOTH_G
     for (ulong j = jv; j < j1; ++j) {
       const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
       STORE(u, g, j);
@@ -360,27 +360,33 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     return hsum(sv) + s;
   }
 #endif
-  if (cap != 0.0f && sc && (cache == 3 || (cache == 2 && !smooth)) && (!smooth || narrow)) {
+  if (cap != 0.0f && sc && (cache == 3 || cache == 2) && (!smooth || narrow)) {
     /* softcap in its own loops, as the plain call: u = s·tanh(z/s) (tanh alone: the slope comes
      * from u in pass 2) and e^{u - m} kept in the scratch (cache 3: u and e side by side; 2: u),
-     * the next chunk's max and min read in the same loop; with label smoothing (cache 3, narrow
-     * chunks) its sums as the general loop below makes them, in the same order */
+     * the next chunk's max and min read in the same loop; with label smoothing (narrow chunks) its
+     * sums as the general loop below makes them, in the same order */
     const ulong nvc = (n1 - n0) - (n1 - n0) % CLXENT_VEC;
     floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
 #define CLXENT_CAP_V(v) cap_logitv(v, cap)
 #define CLXENT_CAP_SMALL_V(v) cap_logitv_small(v, cap)
-#define CLXENT_KEEP_UE_SMOOTH                                                                      \
+#define CLXENT_KEEP_SMOOTH(KEEP_E)                                                                 \
   {                                                                                                \
     vstorev(u, 0, sc + j0 + k);                                                                    \
-    vstorev(e, 0, se + j0 + k);                                                                    \
+    KEEP_E;                                                                                        \
     const floatv w = weight ? vloadv(0, weight + j0 + k) : (floatv)(1.0f);                         \
     wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));                                \
     wsv += w;                                                                                      \
   }
-    if (smooth && small) {
+#define CLXENT_KEEP_UE_SMOOTH CLXENT_KEEP_SMOOTH(vstorev(e, 0, se + j0 + k))
+#define CLXENT_KEEP_U_SMOOTH CLXENT_KEEP_SMOOTH((void)0)
+    if (smooth && small && cache == 3) {
       CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_UE_SMOOTH)
-    } else if (smooth) {
+    } else if (smooth && cache == 3) {
       CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_UE_SMOOTH)
+    } else if (smooth && small) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH)
+    } else if (smooth) {
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH)
     } else if (cache == 3 && narrow && small) {
       CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow,
                           (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k)))
@@ -398,6 +404,8 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
 #undef CLXENT_CAP_V
 #undef CLXENT_CAP_SMALL_V
 #undef CLXENT_KEEP_UE_SMOOTH
+#undef CLXENT_KEEP_U_SMOOTH
+#undef CLXENT_KEEP_SMOOTH
     for (ulong j = jv; j < j1; ++j) {
       const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
       sc[j] = u;

@@ -105,9 +105,11 @@ static void chunked_rows(clxent_ctx *ctx, size_t c) {
 }
 
 /* Rows longer than the item's local scratch (the caches in the gradient row), and rows that fit
- * it on PoCL (7 chunks: with softcap the scratch holds u and e side by side) */
+ * it on PoCL (7 chunks: with softcap the scratch holds u and e side by side; 17 chunks: the
+ * whole scratch holds one row, with softcap its u alone) */
 static void test_chunked_rows(void **state) {
   chunked_rows(test_ctx(state), 40 * 4096 + 5);
+  chunked_rows(test_ctx(state), 17 * 4096 + 9);
   chunked_rows(test_ctx(state), 7 * 4096 + 3);
 }
 
