@@ -319,97 +319,64 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     *next_hi = hi, *next_lo = lo;
     return hsum(sv) + s;
   }
-#if CLXENT_STORAGE == CLXENT_STORAGE_F32
-  if (cap != 0.0f && !sc && cache == 2 && narrow) {
-    /* softcap on float32 rows past the scratch: u kept in the gradient row (pass 2 computes e
-     * again), as the general loop keeps it; the same loops otherwise as below */
-    const ulong nvc = (n1 - n0) - (n1 - n0) % CLXENT_VEC;
-    floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
-#define CLXENT_CAP_V(v) cap_logitv(v, cap)
-#define CLXENT_CAP_SMALL_V(v) cap_logitv_small(v, cap)
-#define CLXENT_KEEP_U_SMOOTH_G                                                                       \
-  {                                                                                                \
-    STOREV(u, g, j0 + k);                                                                          \
-    const floatv w = weight ? vloadv(0, weight + j0 + k) : (floatv)(1.0f);                         \
-    wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));                                \
-    wsv += w;                                                                                      \
-  }
-    if (smooth && small) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH_G)
-    } else if (smooth) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH_G)
-    } else if (small) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, STOREV(u, g, j0 + k))
-    } else {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, STOREV(u, g, j0 + k))
-    }
-#undef CLXENT_CAP_V
-#undef CLXENT_CAP_SMALL_V
-#undef CLXENT_KEEP_U_SMOOTH_G
-    for (ulong j = jv; j < j1; ++j) {
-      const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
-      STORE(u, g, j);
-      s += e;
-      if (smooth && w != 0.0f) *wdev += w * (m - u);
-      if (smooth) *wsum += w;
-    }
-    *wdev += hsum(wv), *wsum += hsum(wsv);
-    float hi = hmax(hv), lo = -hmax(-lv);
-    for (ulong j = n0 + nvc; j < n1; ++j) hi = fmax(hi, LOAD(z, j)), lo = fmin(lo, LOAD(z, j));
-    *next_hi = hi, *next_lo = lo;
-    return hsum(sv) + s;
-  }
-#endif
-  if (cap != 0.0f && sc && (cache == 3 || cache == 2) && (!smooth || narrow)) {
+  if (cap != 0.0f && (cache == 3 || cache == 2) && ((sc && !smooth) || narrow)) {
     /* softcap in its own loops, as the plain call: u = s·tanh(z/s) (tanh alone: the slope comes
-     * from u in pass 2) and e^{u - m} kept in the scratch (cache 3: u and e side by side; 2: u),
+     * from u in pass 2) and e^{u - m} kept (cache 3: u and e side by side in the scratch; 2: u, in
+     * the scratch or, float32 rows past it, in the gradient row, as the general loop keeps it),
      * the next chunk's max and min read in the same loop; with label smoothing (narrow chunks) its
      * sums as the general loop below makes them, in the same order */
     const ulong nvc = (n1 - n0) - (n1 - n0) % CLXENT_VEC;
     floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
 #define CLXENT_CAP_V(v) cap_logitv(v, cap)
 #define CLXENT_CAP_SMALL_V(v) cap_logitv_small(v, cap)
-#define CLXENT_KEEP_SMOOTH(KEEP_E)                                                                 \
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+#define CLXENT_KEEP_U                          \
+  if (sc) vstorev(u, 0, sc + j0 + k);          \
+  else STOREV(u, g, j0 + k)
+#else /* 16-bit: cache 2 only with the scratch */
+#define CLXENT_KEEP_U vstorev(u, 0, sc + j0 + k)
+#endif
+#define CLXENT_KEEP_UE (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k))
+#define CLXENT_KEEP_SMOOTH(KEEP)                                                                   \
   {                                                                                                \
-    vstorev(u, 0, sc + j0 + k);                                                                    \
-    KEEP_E;                                                                                        \
+    KEEP;                                                                                          \
     const floatv w = weight ? vloadv(0, weight + j0 + k) : (floatv)(1.0f);                         \
     wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));                                \
     wsv += w;                                                                                      \
   }
-#define CLXENT_KEEP_UE_SMOOTH CLXENT_KEEP_SMOOTH(vstorev(e, 0, se + j0 + k))
-#define CLXENT_KEEP_U_SMOOTH CLXENT_KEEP_SMOOTH((void)0)
     if (smooth && small && cache == 3) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_UE_SMOOTH)
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_SMOOTH(CLXENT_KEEP_UE))
     } else if (smooth && cache == 3) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_UE_SMOOTH)
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_SMOOTH(CLXENT_KEEP_UE))
     } else if (smooth && small) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH)
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_SMOOTH(CLXENT_KEEP_U))
     } else if (smooth) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_U_SMOOTH)
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_SMOOTH(CLXENT_KEEP_U))
     } else if (cache == 3 && narrow && small) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow,
-                          (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k)))
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_UE)
     } else if (narrow && small) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, vstorev(u, 0, sc + j0 + k))
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_SMALL_V, clxent_expv_narrow, CLXENT_KEEP_U)
     } else if (cache == 3 && narrow) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k)))
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_UE)
     } else if (cache == 3) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv, (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k)))
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv, CLXENT_KEEP_UE)
     } else if (narrow) {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, vstorev(u, 0, sc + j0 + k))
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv_narrow, CLXENT_KEEP_U)
     } else {
-      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv, vstorev(u, 0, sc + j0 + k))
+      CLXENT_FUSED_LOOP_U(CLXENT_CAP_V, clxent_expv, CLXENT_KEEP_U)
     }
 #undef CLXENT_CAP_V
 #undef CLXENT_CAP_SMALL_V
-#undef CLXENT_KEEP_UE_SMOOTH
-#undef CLXENT_KEEP_U_SMOOTH
+#undef CLXENT_KEEP_U
+#undef CLXENT_KEEP_UE
 #undef CLXENT_KEEP_SMOOTH
     for (ulong j = jv; j < j1; ++j) {
       const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
-      sc[j] = u;
-      if (cache == 3) se[j] = e;
+      if (cache == 3) sc[j] = u, se[j] = e;
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+      else if (!sc) STORE(u, g, j);
+#endif
+      else sc[j] = u;
       s += e;
       if (smooth && w != 0.0f) *wdev += w * (m - u);
       if (smooth) *wsum += w;
