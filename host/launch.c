@@ -68,6 +68,12 @@ static clxent_status launch_strided(clxent_ctx *ctx, const clxent_rows_launch *l
                  &global, &local);
 }
 
+/* The chunks of `chunk` batch positions that [first, first + count) touches, count >= 1: the
+ * work-items of the chunk-sum kernels (bias.cl, reduce.cl) and of softmax_xent_hard_bias. */
+static size_t chunks_touched(size_t first, size_t count, size_t chunk) {
+  return (first + count - 1) / chunk - first / chunk + 1;
+}
+
 /* Whether launch l adds its gradient rows to the bias partial sums inside the softmax kernel
  * (softmax_xent_hard_bias: one item per chunk of CLXENT_BIAS_CHUNK rows, each row summed while it
  * is in the cache) rather than in column_partial's pass over the whole gradient. The same bits
@@ -79,17 +85,18 @@ int clxent_bias_fused(const clxent_ctx *ctx, const clxent_rows_launch *l) {
   if (!l->bias_partial || !l->grad || l->kernel != KERNEL_SOFTMAX_HARD || l->inner > 1 ||
       ctx->variant != CLXENT_VARIANT_ITEM || l->c <= CLXENT_SHORT_C || ctx->fused_bias == CLXENT_OFF)
     return 0;
-  const size_t chunks = (l->first_row + l->rows - 1) / CLXENT_BIAS_CHUNK - l->first_row / CLXENT_BIAS_CHUNK + 1;
-  return ctx->fused_bias == CLXENT_ON || chunks >= 2 * (size_t)ctx->compute_units;
+  return ctx->fused_bias == CLXENT_ON ||
+         chunks_touched(l->first_row, l->rows, CLXENT_BIAS_CHUNK) >= 2 * (size_t)ctx->compute_units;
 }
 
-static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l);
+static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, int fused);
 
 /* The block's loss kernel, and the bias gradient's chunk sums of its rows when asked for: fused
  * into it (clxent_bias_fused) or by column_partial after it. */
 clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
-  CHECK(launch_rows(ctx, l));
-  if (!l->bias_partial || clxent_bias_fused(ctx, l)) return CLXENT_OK;
+  const int fused = clxent_bias_fused(ctx, l);
+  CHECK(launch_rows(ctx, l, fused));
+  if (!l->bias_partial || fused) return CLXENT_OK;
   /* elementwise launches count values (rows · cols from value first_row · cols); the partial
    * sums are over their rows of cols classes */
   const int elementwise = l->kernel == KERNEL_SIGMOID_XENT || l->kernel == KERNEL_BCE;
@@ -98,7 +105,8 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
                                       l->rows / (elementwise ? cols : 1), cols, l->inner, l->grad, l->bias_partial);
 }
 
-static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
+/* fused: clxent_bias_fused(ctx, l), decided once by the caller */
+static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, const int fused) {
   if (l->inner > 1 && (l->kernel == KERNEL_SOFTMAX_HARD || l->kernel == KERNEL_SOFTMAX_SOFT))
     return launch_strided(ctx, l);
   const cl_kernel k = ctx->kernels[l->kernel][l->kernel < KERNEL_TYPED_COUNT ? l->dtype : CLXENT_FLOAT32];
@@ -125,9 +133,8 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
        * it holds a row (PoCL's 512 KiB: c up to 131072, so that a 128256-class bfloat16 row
        * computes each exponential once: 0.44x its time with the half). */
       const int short_rows = !grouped && l->kernel == KERNEL_SOFTMAX_HARD && l->c <= CLXENT_SHORT_C;
-      const int fused = clxent_bias_fused(ctx, l); /* an item per chunk of the bias partial sums */
       const size_t items = short_rows ? (l->rows + ctx->vector_width - 1) / ctx->vector_width
-                           : fused    ? (l->first_row + l->rows - 1) / CLXENT_BIAS_CHUNK - l->first_row / CLXENT_BIAS_CHUNK + 1
+                           : fused    ? chunks_touched(l->first_row, l->rows, CLXENT_BIAS_CHUNK) /* an item per chunk */
                                       : l->rows;
       size_t item_local = grouped ? local : item_group(ctx, items, ctx->group_size);
       cl_ulong stride = 0;
@@ -184,7 +191,7 @@ size_t clxent_chunk_count(size_t values, size_t chunk) { return (values + chunk 
 clxent_status clxent_launch_chunk_sum(clxent_ctx *ctx, size_t first, size_t count, cl_mem values, cl_mem partial) {
   const cl_ulong count_arg = count, first_arg = first;
   const arg args[] = {ARG(count_arg), ARG(first_arg), ARG_MEM(values), ARG_MEM(partial)};
-  const size_t chunks = (first + count - 1) / CLXENT_SUM_CHUNK - first / CLXENT_SUM_CHUNK + 1;
+  const size_t chunks = chunks_touched(first, count, CLXENT_SUM_CHUNK);
   return enqueue(ctx, ctx->kernels[KERNEL_CHUNK_SUM][0], "chunk_sum", args, COUNT(args), 1, &chunks, NULL);
 }
 
@@ -194,12 +201,12 @@ clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, 
   const cl_ulong rows_arg = rows, c_arg = c, first_arg = first, inner_arg = inner;
   if (inner > 1) { /* the strided layout: an item per (column, chunk) */
     const arg args[] = {ARG(rows_arg), ARG(c_arg), ARG(inner_arg), ARG(first_arg), ARG_MEM(grad), ARG_MEM(partial)};
-    const size_t global[2] = {c, (first + rows - 1) / CLXENT_BIAS_CHUNK - first / CLXENT_BIAS_CHUNK + 1};
+    const size_t global[2] = {c, chunks_touched(first, rows, CLXENT_BIAS_CHUNK)};
     return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_PARTIAL_STRIDED][dtype], "column_partial_strided", args,
                    COUNT(args), 2, global, NULL);
   }
   const arg args[] = {ARG(rows_arg), ARG(c_arg), ARG(first_arg), ARG_MEM(grad), ARG_MEM(partial)};
-  const size_t chunks = (first + rows - 1) / CLXENT_BIAS_CHUNK - first / CLXENT_BIAS_CHUNK + 1;
+  const size_t chunks = chunks_touched(first, rows, CLXENT_BIAS_CHUNK);
   const size_t global[2] = {(c + ctx->vector_width - 1) / ctx->vector_width, chunks};
   return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_PARTIAL][dtype], "column_partial", args, COUNT(args), 2, global,
                  NULL);
