@@ -388,8 +388,11 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     return hsum(sv) + s;
   }
   if (cap == 0.0f && narrow && cache) {
-    /* label smoothing without softcap: the common case of the options, in loops without tests;
-     * e kept in the scratch, or (float32 rows past it) in the gradient row */
+    /* label smoothing without softcap: the common case of the options, in the plain call's loops
+     * (the next chunk's max and min in the same loop), with the smoothing sums beside the
+     * exponentials; e kept in the scratch, or (float32 rows past it) in the gradient row */
+    const ulong nvc = (n1 - n0) - (n1 - n0) % CLXENT_VEC;
+    floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
 #define CLXENT_KEEP_E(j, e) \
   if (sc) vstorev(e, 0, sc + (j)); \
@@ -397,25 +400,43 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
 #else
 #define CLXENT_KEEP_E(j, e) vstorev(e, 0, sc + (j)) /* 16-bit: cache is 0 without the scratch */
 #endif
+#define CLXENT_KEEP_SMOOTH_W                                                   \
+  {                                                                            \
+    CLXENT_KEEP_E(j0 + k, e);                                                  \
+    const floatv w = vloadv(0, weight + j0 + k);                               \
+    wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));            \
+    wsv += w;                                                                  \
+  }
+#define CLXENT_KEEP_SMOOTH_1      \
+  {                               \
+    CLXENT_KEEP_E(j0 + k, e);     \
+    wv += m - u;                  \
+  }
     if (weight) {
-      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
-        const floatv u = LOADV(z, j), e = clxent_expv_narrow(u - m), w = vloadv(0, weight + j);
-        CLXENT_KEEP_E(j, e);
-        sv += e;
-        wv += select(w * (m - u), (floatv)(0.0f), w == (floatv)(0.0f));
-        wsv += w;
-      }
+      CLXENT_FUSED_LOOP(clxent_expv_narrow, CLXENT_KEEP_SMOOTH_W)
     } else {
-      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
-        const floatv u = LOADV(z, j), e = clxent_expv_narrow(u - m);
-        CLXENT_KEEP_E(j, e);
-        sv += e;
-        wv += m - u;
-      }
+      CLXENT_FUSED_LOOP(clxent_expv_narrow, CLXENT_KEEP_SMOOTH_1)
       *wsum += (float)(jv - j0);
     }
+#undef CLXENT_KEEP_SMOOTH_W
+#undef CLXENT_KEEP_SMOOTH_1
 #undef CLXENT_KEEP_E
-  } else
+    for (ulong j = jv; j < j1; ++j) {
+      const float u = LOAD(z, j), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
+      if (sc) sc[j] = e;
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+      else STORE(e, g, j);
+#endif
+      s += e;
+      if (w != 0.0f) *wdev += w * (m - u);
+      *wsum += w;
+    }
+    *wdev += hsum(wv), *wsum += hsum(wsv);
+    float hi = hmax(hv), lo = -hmax(-lv);
+    for (ulong j = n0 + nvc; j < n1; ++j) hi = fmax(hi, LOAD(z, j)), lo = fmin(lo, LOAD(z, j));
+    if (n1 > n0) *next_hi = hi, *next_lo = lo;
+    return hsum(sv) + s;
+  }
   for (ulong j = j0; j < jv; j += CLXENT_VEC) {
     floatv u = LOADV(z, j);
     if (cap != 0.0f) u = cap_logitv(u, cap);
