@@ -98,7 +98,6 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   for (uint j = 0; j < cc; ++j) {
 #define SHORT_Z(l) LOAD(z, SHORT_ROW(l) + j)
     floatv v = (floatv)CLXENT_LANES(SHORT_Z);
-    slope[j] = (floatv)(1.0f);
     if (cap != 0.0f) v = cap_logit_slopev(v, cap, &slope[j]);
     u[j] = v;
     m = v > m ? v : m;
@@ -121,16 +120,25 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   }
   /* one range test per item (math.cl): every lane's u - m within the narrow exponential's range */
   const int narrow = hmax(m - lo) <= CLXENT_EXP_FAST_LIMIT;
-  floatv sv = (floatv)(0.0f), wdev = (floatv)(0.0f), uy = (floatv)(0.0f), ey = (floatv)(0.0f);
-  floatv wy = (floatv)(0.0f), slope_y = (floatv)(1.0f);
+  /* the label's column per lane (any column where the label is ignored or bad: those lanes'
+   * results are replaced below), gathered once, read before an in-place gradient overwrites it;
+   * its u, u', e and w are the column loops' values for that column, computed alike */
+  int yl[CLXENT_VEC];
+  vstorev(select(y, (intv)(0), (y < 0) | (y >= (int)cc)), 0, yl);
+#define SHORT_ZY(l) LOAD(z, SHORT_ROW(l) + (uint)yl[l])
+#define SHORT_WY(l) weight[yl[l]]
+  floatv slope_y = (floatv)(1.0f), uy = (floatv)CLXENT_LANES(SHORT_ZY);
+  if (cap != 0.0f) uy = cap_logit_slopev(uy, cap, &slope_y);
+  const floatv ey = narrow ? clxent_expv_narrow(uy - m) : clxent_expv(uy - m);
+  const floatv wy = weight ? (floatv)CLXENT_LANES(SHORT_WY) : (floatv)(1.0f);
+#undef SHORT_ZY
+#undef SHORT_WY
+  floatv sv = (floatv)(0.0f), wdev = (floatv)(0.0f);
   for (uint j = 0; j < cc; ++j) {
     const floatv e = narrow ? clxent_expv_narrow(u[j] - m) : clxent_expv(u[j] - m);
     sv += e;
     const float w = weight ? weight[j] : 1.0f;
     if (smooth && w != 0.0f) wdev += w * (m - u[j]);
-    const intv at_y = y == (int)j;
-    uy = select(uy, u[j], at_y), ey = select(ey, e, at_y), wy = select(wy, (floatv)(w), at_y);
-    slope_y = select(slope_y, slope[j], at_y);
     u[j] = e; /* from here on, u holds e^{u - m} */
   }
   const floatv log_s = clxent_logv(sv), lse = m + log_s;
@@ -161,13 +169,22 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   __global store_t *g = grad + r0 * c;
   for (uint j = 0; j < cc; ++j) {
     const float w = weight ? weight[j] : 1.0f;
-    const intv at_y = y == (int)j;
-    const floatv gv = select((k * u[j] - B * w) * slope[j], (k * ey - B * wy - K) * slope_y, at_y);
+    floatv gv = k * u[j] - B * w;
+    if (cap != 0.0f) gv *= slope[j]; /* u' = 1 without softcap: no product */
     vstorev(select(gv, fill, skip), 0, out);
-#define SHORT_PUT(l) if ((l) < nr) STORE(out[l], g, (l) * cc + j);
-    CLXENT_EACH_LANE(SHORT_PUT) /* unrolled: constant lanes, no loop per column */
+#define SHORT_PUT(l) STORE(out[l], g, (l) * cc + j);
+#define SHORT_PUT_IF(l) if ((l) < nr) STORE(out[l], g, (l) * cc + j);
+    if (nr == CLXENT_VEC) { /* unrolled: constant lanes, no loop per column, no test per lane */
+      CLXENT_EACH_LANE(SHORT_PUT)
+    } else {
+      CLXENT_EACH_LANE(SHORT_PUT_IF)
+    }
 #undef SHORT_PUT
+#undef SHORT_PUT_IF
   }
+  /* the label's element, written again (a skipped lane's with its fill again) */
+  vstorev(select((k * ey - B * wy - K) * slope_y, fill, skip), 0, out);
+  for (uint l = 0; l < nr; ++l) STORE(out[l], g, l * cc + (uint)yl[l]);
 #undef SHORT_ROW
 #undef SHORT_Y
 #undef SHORT_Z
