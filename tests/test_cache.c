@@ -63,8 +63,11 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[1200];
-  snprintf(cmd, sizeof cmd, "chmod -R u+rwx %s* 2>/dev/null; rm -rf %s %s-att %s-victim", dir, dir, dir, dir);
+  char cmd[2048];
+  /* the test's own three directories by name: a glob on the prefix would also take those of a test
+   * whose pid starts with this one's (two suites run side by side: ctest -j) */
+  snprintf(cmd, sizeof cmd, "chmod -R u+rwx %s %s-att %s-victim 2>/dev/null; rm -rf %s %s-att %s-victim", dir, dir, dir,
+           dir, dir, dir);
   return system(cmd) == 0 ? 0 : -1;
 }
 
