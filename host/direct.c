@@ -10,7 +10,7 @@
  * The promise is the project's determinism guarantee: a row's loss, lse and gradient bits do not
  * depend on which path ran. So each row is computed with exactly the operations of the kernel the
  * call would have launched (kernels/softmax_xent.cl), in the same order:
- *   c ≤ CLXENT_SHORT_C   softmax_xent_hard_short: a lane per row, scalar in each lane;
+ *   CLXENT_SHORT_ROWS    softmax_xent_hard_short: a lane per row, scalar in each lane;
  *   c ≤ CLXENT_ROW_CHUNK softmax_xent_hard (row per item): one chunk of pass 1, its max and its
  *                        sum of exponentials in CLXENT_VEC lanes (j ≡ lane mod VEC) plus a scalar
  *                        tail, the lanes folded by hsum/hmax's fixed halving tree (common.cl);
@@ -204,7 +204,7 @@ __attribute__((target_clones("fma", "default")))
 #endif
 static void direct_rows(const direct_call *d, float *out) {
   const clxent_plan *pl = d->plan;
-  if (pl->c <= CLXENT_SHORT_C)
+  if (CLXENT_SHORT_ROWS(pl->c, pl->params.softcap))
     for (size_t i = 0; i < pl->n; ++i) out[i] = short_row(d, i);
   else
     for (size_t i = 0; i < pl->n; ++i) out[i] = item_row(d, i);

@@ -83,7 +83,8 @@ static size_t chunks_touched(size_t first, size_t count, size_t chunk) {
  * $CLXENT_FUSED_BIAS=0 never fuses, =1 wherever the kernel can (the tests compare both). */
 int clxent_bias_fused(const clxent_ctx *ctx, const clxent_rows_launch *l) {
   if (!l->bias_partial || !l->grad || l->kernel != KERNEL_SOFTMAX_HARD || l->inner > 1 ||
-      ctx->variant != CLXENT_VARIANT_ITEM || l->c <= CLXENT_SHORT_C || ctx->fused_bias == CLXENT_OFF)
+      ctx->variant != CLXENT_VARIANT_ITEM || CLXENT_SHORT_ROWS(l->c, l->params.softcap) ||
+      ctx->fused_bias == CLXENT_OFF)
     return 0;
   return ctx->fused_bias == CLXENT_ON ||
          chunks_touched(l->first_row, l->rows, CLXENT_BIAS_CHUNK) >= 2 * (size_t)ctx->compute_units;
@@ -132,7 +133,7 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
        * is as large as half the device's local memory holds, or one item where only the whole of
        * it holds a row (PoCL's 512 KiB: c up to 131072, so that a 128256-class bfloat16 row
        * computes each exponential once: 0.44x its time with the half). */
-      const int short_rows = !grouped && l->kernel == KERNEL_SOFTMAX_HARD && l->c <= CLXENT_SHORT_C;
+      const int short_rows = !grouped && l->kernel == KERNEL_SOFTMAX_HARD && CLXENT_SHORT_ROWS(l->c, l->params.softcap);
       const size_t items = short_rows ? (l->rows + ctx->vector_width - 1) / ctx->vector_width
                            : fused    ? chunks_touched(l->first_row, l->rows, CLXENT_BIAS_CHUNK) /* an item per chunk */
                                       : l->rows;

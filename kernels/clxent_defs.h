@@ -33,8 +33,14 @@ typedef struct clxent_params {
 /* Values each work-item adds in one stage of the batch reduction (reduce.cl reduce_sum). */
 #define CLXENT_REDUCE_ITEMS 16
 /* Rows of at most this many classes take the short-row kernel (softmax_xent.cl) on the
- * row-per-item variant: a work-item owns CLXENT_VEC rows, one per vector lane. */
-#define CLXENT_SHORT_C 32
+ * row-per-item variant: a work-item owns CLXENT_VEC rows, one per vector lane; with softcap, whose
+ * slopes take a second array, at most CLXENT_SHORT_CAP_C (a work-item's two arrays of 64 vectors
+ * made PoCL's code twice as slow; one of 64 and one of 32 did not). On PoCL the short kernel beats
+ * the row kernel up to c = 64 (1.8x at c = 33, 1.1x at 48, the same at 64). The host's launch and
+ * its direct path (host/direct.c) decide with the same macro. */
+#define CLXENT_SHORT_C 64
+#define CLXENT_SHORT_CAP_C 32
+#define CLXENT_SHORT_ROWS(c, softcap) ((c) <= ((softcap) != 0.0f ? CLXENT_SHORT_CAP_C : CLXENT_SHORT_C))
 /* The row-per-item kernels' first pass walks a row in chunks of this many values (16 KiB of
  * float32: read twice from the L1 cache), and keeps at most this many segments of one running max. */
 #define CLXENT_ROW_CHUNK 4096

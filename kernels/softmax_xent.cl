@@ -60,7 +60,7 @@
       __global store_t *grad, __global float *row_loss, __global float *row_lse,                        \
       __global const float *row_scale, __global int *row_argmax
 
-/* Short rows (c ≤ CLXENT_SHORT_C, the one-item-per-row variant): a row's vector loop would be
+/* Short rows (CLXENT_SHORT_ROWS: c ≤ 64, with softcap c ≤ 32; the one-item-per-row variant): a row's vector loop would be
  * all tail, so a work-item owns CLXENT_VEC consecutive rows instead, one per vector lane: column j
  * of its rows is one vector, gathered from the rows' contiguous stretch of memory (lanes past
  * the block repeat its last row and write nothing). The math is the row kernel's, lane by lane,
@@ -93,7 +93,7 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   const int smooth = eps > 0.0f;
 
   /* the columns, capped (u, with u' in slope when capped), and their max and min per lane */
-  floatv u[CLXENT_SHORT_C], slope[CLXENT_SHORT_C];
+  floatv u[CLXENT_SHORT_C], slope[CLXENT_SHORT_CAP_C]; /* slope: softcap only, c ≤ CLXENT_SHORT_CAP_C */
   floatv m = (floatv)(-INFINITY), lo = (floatv)(INFINITY);
   for (uint j = 0; j < cc; ++j) {
 #define SHORT_Z(l) LOAD(z, SHORT_ROW(l) + j)

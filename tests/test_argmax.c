@@ -170,11 +170,11 @@ static void special_row(float *z, size_t c, int kind) {
 }
 
 /* Every storage type and gradient mode, with and without softcap, over row lengths around the
- * vector widths (4, 8, 16), the short-row kernel (c ≤ 32), and rows of several chunks; random rows
+ * vector widths (4, 8, 16), the short-row kernel (c ≤ 64, with softcap ≤ 32), and rows of several chunks; random rows
  * and the special ones. Hard labels (argmax and correct) and soft targets (argmax). */
 static void test_shapes_and_special_rows(void **state) {
   static const size_t shapes[][2] = {{1, 1}, {5, 1}, {3, 2}, {13, 3}, {9, 4}, {17, 7}, {11, 8}, {10, 9},
-                                     {4, 15}, {6, 16}, {7, 17}, {13, 31}, {9, 32}, {8, 33}, {5, 100}, {3, 1023},
+                                     {4, 15}, {6, 16}, {7, 17}, {13, 31}, {9, 32}, {8, 33}, {9, 64}, {7, 65}, {5, 100}, {3, 1023},
                                      {3, 4096}, {4, 4097}, {2, 3 * 4096 + 5}};
   clxent_ctx *ctx = test_ctx(state);
   rng_seed(1501);

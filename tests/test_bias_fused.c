@@ -20,12 +20,13 @@
 typedef struct shape {
   size_t n, c;
 } shape;
-/* around 64-row chunks; c past the short rows (32), off the vector widths, several 4096-value
+/* around 64-row chunks; c past the short rows (64, with softcap 32), off the vector widths, several 4096-value
  * chunks per row (1 row fewer than a chunk's rows too), rows whose u alone fits the scratch with
  * softcap (40003) and rows past the scratch (70001 on PoCL: float32 caches in the gradient row,
- * 16-bit computes again and adds the row after it), and one short-row shape (never fused) */
-static const shape shapes[] = {{1, 33},   {63, 40},  {64, 100}, {65, 1001}, {130, 4099}, {200, 300}, {3, 7 * 4096 + 3},
-                               {66, 40003}, {70, 70001}, {129, 12}};
+ * 16-bit computes again and adds the row after it), and short-row shapes (never fused; 40 only
+ * without softcap) */
+static const shape shapes[] = {{1, 65},     {63, 72},    {64, 100},  {65, 1001}, {130, 4099}, {200, 300},
+                               {3, 7 * 4096 + 3}, {66, 40003}, {70, 70001}, {129, 12},  {65, 40}};
 
 enum { PLAIN, WEIGHTED_SMOOTHING, SOFTCAP, SOFTCAP_SMOOTHING, ZLOSS_UPSTREAM_NONE, IN_PLACE, LSE_ARGMAX, OPTION_SETS };
 static const char *const option_names[OPTION_SETS] = {"plain",   "weights+smoothing", "softcap", "softcap+weights+smoothing",

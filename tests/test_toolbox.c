@@ -159,9 +159,11 @@ static float *random_weights(size_t c, int with_zero) {
   return w;
 }
 
-/* c ≤ 32 takes the short-row kernel (8 rows per work-item: 37 rows leave a partial item); 4099 and
+/* c ≤ 64 takes the short-row kernel (8 rows per work-item: 37 rows leave a partial item), with
+ * softcap c ≤ 32 (33 and 64 take the row kernel there); 65 is the row kernel's shortest; 4099 and
  * 262147 span several chunks of the row kernel's first pass */
-static const size_t shapes[][2] = {{1, 1}, {1, 2}, {7, 3}, {13, 17}, {37, 32}, {9, 33}, {64, 1000}, {5, 4099}, {130, 129}, {2, 262147}};
+static const size_t shapes[][2] = {{1, 1},  {1, 2},    {7, 3},    {13, 17},  {37, 32},   {9, 33},
+                                   {37, 64}, {5, 65}, {64, 1000}, {5, 4099}, {130, 129}, {2, 262147}};
 #define SHAPES (sizeof shapes / sizeof shapes[0])
 
 /* Each option alone, on every shape and reduction (float32). */

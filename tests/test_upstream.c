@@ -15,11 +15,12 @@ enum loss_kind { HARD, SOFT, SIGMOID, BCE };
 static const char *const kind_names[] = {"hard", "soft", "sigmoid", "bce"};
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 
-/* c ≤ 32: the short-row kernel (CLXENT_VEC rows per work-item; 37 and 13 rows leave a partial
- * item); c off the vector widths 4/8/16; 4099 and 9000 span chunks of the row kernel's first pass;
- * n = 130 and 67 cross the 64-row boundaries of the bias sums and of a split over devices. */
-static const size_t shapes[][2] = {{1, 1}, {1, 2}, {7, 3}, {13, 17}, {37, 32}, {9, 33},
-                                   {67, 8}, {130, 129}, {5, 4099}, {2, 9000}};
+/* c ≤ 64 (32 with softcap): the short-row kernel (CLXENT_VEC rows per work-item; 37, 13 and 21
+ * rows leave a partial item); c off the vector widths 4/8/16; 65 the row kernel's shortest; 4099
+ * and 9000 span chunks of the row kernel's first pass; n = 130 and 67 cross the 64-row boundaries
+ * of the bias sums and of a split over devices. */
+static const size_t shapes[][2] = {{1, 1}, {1, 2}, {7, 3}, {13, 17}, {37, 32}, {9, 33}, {21, 64},
+                                   {6, 65}, {67, 8}, {130, 129}, {5, 4099}, {2, 9000}};
 #define SHAPES (sizeof shapes / sizeof shapes[0])
 
 /* One call's inputs, stored in its type, and what they mean as floats (the reference's input). */
