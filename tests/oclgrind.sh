@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The group (GPU) variant's kernels under Oclgrind, a simulated GPU-like device that reports what
-# PoCL's CPU execution hides (issue 13 §7). Fails (exit 1) on any mismatch against the float64
-# reference and on ANY message from Oclgrind, which itself exits 0 after reporting.
+# The group (GPU) variant's kernels, and the item (CPU) variant's on short rows, under Oclgrind, a
+# simulated GPU-like device that reports what PoCL's CPU execution hides (issue 13 §7). Fails
+# (exit 1) on any mismatch against the float64 reference and on ANY message from Oclgrind, which
+# itself exits 0 after reporting.
 #
 #   tests/oclgrind.sh [build-dir]     (default: build; needs build/tests/oclgrind_kernels)
 #

@@ -1,4 +1,5 @@
-/* The work-group (GPU) variant's kernels on small shapes, for a device simulator (issue 13 §7).
+/* The work-group (GPU) variant's kernels on small shapes, and the row-per-item (CPU) variant's on
+ * short and short-ish rows, for a device simulator (issue 13 §7).
  *
  * No GPU has run clxent; PoCL runs the group variant on the CPU, where local-memory races,
  * divergent barriers and out-of-bounds accesses go unseen. tests/oclgrind.sh runs this program
@@ -14,12 +15,16 @@
  *   - G = 16 and G = 256 (the tuning table's GPU default) with T chosen from c per call, as a GPU
  *     runs them. (Oclgrind's device reports every device type, CPU included, so the library's
  *     own choice would be the CPU row of the table: the group size is set here.)
+ *   - the item variant, PoCL's, on rows of 10 to 300 classes: the short-row kernel (8 rows an
+ *     item, its label gathers and scatters) and the row kernel's shortest rows, where an index
+ *     bug would write into the next item's rows (a race Oclgrind reports; PoCL's results may
+ *     still come out right).
  * On each: every loss and storage type and option, lse, argmax, correct and bias_grad, every
  * reduction, in-place gradients, a batch long enough for a two-stage reduction and several bias
  * chunks, the strided layout of ex->inner (softmax_strided.cl), and the _mem entries (label_stats,
  * bad labels counted on the device).
  *
- * After the four configurations, units of their own context each (configuration 4 for --config):
+ * After the five configurations, units of their own context each (configuration 5 for --config):
  * the fused linear + cross-entropy (clxent_linear_xent(_ex): kernels/linear_xent.cl and
  * linear_products.cl) on tiny shapes with blocks of logits of a few rows × classes, the blocks kept
  * from the forward pass (host/linear.c), float32 and 16-bit; and the vocabulary slices
@@ -570,19 +575,27 @@ typedef struct config_case {
   const char *name;
   size_t group_size, row_threads; /* 0: the library's choice */
   uint64_t block_bytes;           /* 0: the library's choice */
+  int item;                       /* the row-per-item variant (the CPU's) instead of the group one */
 } config_case;
 
 static const config_case configs[] = {
-    {"G = 16, a row per group (T = 16)", 16, 16, 0},
-    {"G = 32, 4 rows per group (T = 8), 2 KiB blocks", 32, 8, 2048},
-    {"G = 16, T from c", 16, 0, 0},
-    {"G = 256 (the GPU default), T from c", 256, 0, 0},
+    {"G = 16, a row per group (T = 16)", 16, 16, 0, 0},
+    {"G = 32, 4 rows per group (T = 8), 2 KiB blocks", 32, 8, 2048, 0},
+    {"G = 16, T from c", 16, 0, 0, 0},
+    {"G = 256 (the GPU default), T from c", 256, 0, 0, 0},
+    {"the item variant (CPU): short rows (c <= 64, softcap c <= 32) and the row kernel", 0, 0, 0, 1},
 };
 #define CONFIGS (sizeof configs / sizeof configs[0])
 
 /* Configuration k's shapes for group size G and row threads T: rows shorter than, as long as and
  * longer than a row's items and the group; n never a multiple of the rows per group. */
 static size_t config_shapes(size_t k, size_t G, size_t T, size_t shapes[][2]) {
+  if (configs[k].item) { /* short rows, 8 per item: partial items, c past 32 (softcap: the row
+                          * kernel), the longest short rows and the row kernel's shortest */
+    const size_t item[][2] = {{37, 10}, {13, 33}, {11, 64}, {5, 65}, {2, 300}};
+    memcpy(shapes, item, sizeof item);
+    return sizeof item / sizeof item[0];
+  }
   const size_t base[][2] = {{5, 1}, {7, 3}, {3, 17}, {5, T}, {3, T + 5}, {2, 2 * G + 3}};
   size_t count = sizeof base / sizeof base[0];
   memcpy(shapes, base, sizeof base);
@@ -603,7 +616,8 @@ static void run_config(size_t index, const char *require) {
   }
   const config_case *cc = &configs[index];
   clxent_tuning tuning = CLXENT_TUNING_INIT;
-  tuning.variant = CLXENT_VARIANT_GROUP, tuning.zero_copy = CLXENT_OFF;
+  const clxent_variant variant = cc->item ? CLXENT_VARIANT_ITEM : CLXENT_VARIANT_GROUP;
+  tuning.variant = variant, tuning.zero_copy = CLXENT_OFF;
   tuning.group_size = cc->group_size, tuning.row_threads = cc->row_threads, tuning.block_bytes = cc->block_bytes;
   clxent_config config = CLXENT_CONFIG_INIT;
   config.cache = CLXENT_OFF, config.tuning = &tuning;
@@ -622,8 +636,8 @@ static void run_config(size_t index, const char *require) {
   fflush(stdout);
   if (require && !strstr(clxent_device_name(ctx), require))
     FAIL("the device is \"%s\", not one named \"%s\"", clxent_device_name(ctx), require);
-  if (info.variant != CLXENT_VARIANT_GROUP || info.zero_copy || info.program_from_cache)
-    FAIL("the context is not the group variant, copying, compiled from source");
+  if (info.variant != variant || info.zero_copy || info.program_from_cache)
+    FAIL("the context is not the %s variant, copying, compiled from source", cc->item ? "item" : "group");
   const size_t G = info.group_size, T = cc->row_threads ? cc->row_threads : G;
   size_t shapes[8][2];
   const size_t count = config_shapes(index, G, T, shapes);
