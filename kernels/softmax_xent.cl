@@ -63,9 +63,11 @@
 /* Short rows (CLXENT_SHORT_ROWS: c ≤ 64, with softcap c ≤ 32; the one-item-per-row variant): a row's vector loop would be
  * all tail, so a work-item owns CLXENT_VEC consecutive rows instead, one per vector lane: column j
  * of its rows is one vector, gathered from the rows' contiguous stretch of memory (lanes past
- * the block repeat its last row and write nothing). The math is the row kernel's, lane by lane,
- * with the label's terms picked out by comparing j with y. (Vectors are built element by element:
- * through a private array, PoCL's code stalls on store-to-load forwarding.) */
+ * the block repeat its last row and write nothing). The math is the row kernel's, lane by lane;
+ * the label's column is gathered once per item (column 0 for a lane whose label is out of range:
+ * its results are replaced by 0 or NaN) and its gradient element written after the row's.
+ * (Vectors are built element by element: through a private array, PoCL's code stalls on
+ * store-to-load forwarding.) */
 #if CLXENT_VEC == 4
 #define CLXENT_LANES(F) (F(0), F(1), F(2), F(3))
 #define CLXENT_EACH_LANE(F) F(0) F(1) F(2) F(3)
@@ -277,7 +279,10 @@ inline ulong range_first_nan(__global const store_t *z, ulong j0, ulong j1) {
  * chunk streams in from memory while this one's exponentials are computed from L1 (the phases
  * one after the other left memory idle during the arithmetic, and the arithmetic during the
  * reads). small (softcap): every |z|/s of the chunk is below the tanh's series split, so its u are
- * the series' alone (the general tanh's bits for every finite z; only a NaN's payload may differ). */
+ * the series' alone (the general tanh's bits for every finite z; only a NaN's payload may differ).
+ * The fused loops read the next chunk's first nvc values within this chunk's vector loop: the
+ * next chunk must be no longer than this one (the caller's chunks are CLXENT_ROW_CHUNK values, a
+ * multiple of CLXENT_VEC, and only the row's last may be shorter). */
 #define CLXENT_FUSED_LOOP_U(UF, EXPF, KEEP)                             \
   for (ulong k = 0; k < nvc; k += CLXENT_VEC) {                         \
     const floatv u = UF(LOADV(z, j0 + k)), e = EXPF(u - m);             \

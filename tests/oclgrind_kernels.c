@@ -649,7 +649,9 @@ static void run_config(size_t index, const char *require) {
     fflush(stdout);
   }
   run_strided_units(ctx, 55 + index);
-  run_mem(ctx, index == 0 ? 300 : 9, index == 0 ? 3 : T + 1, 77 + index); /* label_stats: n > G */
+  /* label_stats: n > G; the item configuration's _mem call on short rows (T + 1 = 65 would be the
+   * row kernel), where a bad label's lane gets NaN from the short kernel itself */
+  run_mem(ctx, index == 0 ? 300 : 9, index == 0 ? 3 : cc->item ? 10 : T + 1, 77 + index);
   clxent_destroy(ctx);
 }
 

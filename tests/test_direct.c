@@ -2,8 +2,8 @@
  * host must give the kernels' bits. Two contexts on the same device, one with the direct path
  * forced on for every call it can take ($CLXENT_DIRECT_MAX=16777216), one with it off
  * ($CLXENT_DIRECT_MAX=0), run the same calls, outputs poisoned before each: the loss, the
- * gradient and lse must be the same bytes (a NaN may differ in its sign only: see same()). Shapes cover both kernels the host mirrors (c ≤ 32:
- * softmax_xent_hard_short; 33..4096: softmax_xent_hard) at sizes off every vector width, every
+ * gradient and lse must be the same bytes (a NaN may differ in its sign only: see same()). Shapes cover both kernels the host mirrors (c ≤ 64:
+ * softmax_xent_hard_short; 65..4096: softmax_xent_hard) at sizes off every vector width, every
  * option the direct path takes, and logits with ±1e4, -inf masks, NaN and zeros of both signs.
  * Also: the float64 reference's tolerance on the direct path, a rejected call writes nothing, and
  * $CLXENT_DIRECT_MAX is parsed strictly.
