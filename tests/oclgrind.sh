@@ -17,10 +17,13 @@
 #      replaces its buffers when a call needs bigger ones, so in one long process this reports
 #      correct data; a fresh process per unit never replaces a buffer. (The same shadow is also
 #      wrong after clEnqueueFillBuffer, which the driver therefore does not use.)
-#      Not the linear + cross-entropy and vocabulary-slice units (the last ones, past
-#      --units-uninitialized): there Oclgrind 21.10 crashes (SIGSEGV in a memcpy in
+#      Not the item configuration's, linear + cross-entropy and vocabulary-slice units (the last
+#      ones, past --units-uninitialized): there Oclgrind 21.10 crashes (SIGSEGV in a memcpy in
 #      Uninitialized::instructionExecuted, a worker thread) in the first linear_stats or
-#      softmax_slice_stats it runs, whatever CLXENT_VEC and own math; pass 1 runs them (bounds,
+#      softmax_slice_stats it runs, whatever CLXENT_VEC and own math, and in the item variant's
+#      row kernels (a SIGSEGV in 30 of its 83 units: every one of softmax_xent_soft and of
+#      softmax_xent_hard where the row kernel runs, softcap past 32 classes or c >= 65; its
+#      short-row units run clean); pass 1 runs them (bounds,
 #      races, API) and checks every result.
 # Oclgrind's messages are taken from stderr, which the driver leaves to them (its own reports go
 # to stdout): `--log FILE` is no use, Oclgrind reopens (truncates) it for every OpenCL context.

@@ -38,8 +38,9 @@
  *   --unit            run only unit K, one call or a few (0-based; a fresh context, as run alone)
  *   --units           print the number of units
  *   --units-uninitialized  print the number of units that tests/oclgrind.sh's --uninitialized pass
- *                     runs: those before the linear and slice units, on which Oclgrind 21.10's
- *                     uninitialised-value checker itself crashes (tests/oclgrind.sh)
+ *                     runs: those of the group configurations, before the item configuration's
+ *                     and the linear and slice units, on which Oclgrind 21.10's uninitialised-value
+ *                     checker itself crashes (tests/oclgrind.sh)
  * Exit status 0: every result matched; 1: a mismatch or a failed call; 2: bad usage.
  */
 #define CLXENT_EXPERIMENTAL_API /* clxent_tuning */
@@ -1001,9 +1002,9 @@ int main(int argc, char **argv) {
       units += LINEAR_UNITS + SLICE_UNITS;
       printf("%zu\n", units);
       return 0;
-    } else if (!strcmp(argv[a], "--units-uninitialized")) { /* the units before the linear and slice ones */
-      size_t units = 0;
-      for (size_t k = 0; k < CONFIGS; ++k) units += config_units(k);
+    } else if (!strcmp(argv[a], "--units-uninitialized")) { /* the group configurations' units: those */
+      size_t units = 0;                                          /* before the item, linear and slice ones */
+      for (size_t k = 0; k < CONFIGS && !configs[k].item; ++k) units += config_units(k);
       printf("%zu\n", units);
       return 0;
     } else {
