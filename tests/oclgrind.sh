@@ -64,7 +64,7 @@ check_log "$logs/pass1.log" "pass 1"
 echo "pass 1: $((SECONDS - start)) s"
 
 units="$("$prog" --units-uninitialized)"
-echo "== pass 2: uninitialised values, $units of $("$prog" --units) units (not the linear and slice ones), a process each"
+echo "== pass 2: uninitialised values, $units of $("$prog" --units) units (the group configurations: not the item, linear and slice ones), a process each"
 start=$SECONDS
 export logs prog
 seq 0 $((units - 1)) | xargs -P 2 -I{} sh -c '
