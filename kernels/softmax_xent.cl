@@ -271,6 +271,16 @@ inline ulong range_first_nan(__global const store_t *z, ulong j0, ulong j1) {
   return j1;
 }
 
+/* The fused loops' epilogue: the next chunk's max and min, from the loop's lanes hv and lv and
+ * the values [j, n1) past the next chunk's vector part (the caller ignores them after the last
+ * chunk, where the next chunk is empty). */
+inline void next_range(__global const store_t *z, floatv hv, floatv lv, ulong j, ulong n1, float *next_hi,
+                       float *next_lo) {
+  float hi = hmax(hv), lo = -hmax(-lv);
+  for (; j < n1; ++j) hi = fmax(hi, LOAD(z, j)), lo = fmin(lo, LOAD(z, j));
+  *next_hi = hi, *next_lo = lo;
+}
+
 /* Pass 1 over [j0, j1) with the running max m: returns Σ e^{u_j - m}; adds Σ_{w≠0} w_j (m - u_j)
  * to *wdev and Σ w_j to *wsum when smoothing; caches e (cache 1) or u (cache 2) in sc (the item's
  * local scratch) if given, else in g (float32 storage only). narrow: every u_j - m is in the
@@ -336,9 +346,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
 #endif
       s += e;
     }
-    float hi = hmax(hv), lo = -hmax(-lv);
-    for (ulong j = n0 + nvc; j < n1; ++j) hi = fmax(hi, LOAD(z, j)), lo = fmin(lo, LOAD(z, j));
-    *next_hi = hi, *next_lo = lo;
+    next_range(z, hv, lv, n0 + nvc, n1, next_hi, next_lo);
     return hsum(sv) + s;
   }
   if (cap != 0.0f && (cache == 3 || cache == 2) && ((sc && !smooth) || narrow)) {
@@ -404,9 +412,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
       if (smooth) *wsum += w;
     }
     *wdev += hsum(wv), *wsum += hsum(wsv);
-    float hi = hmax(hv), lo = -hmax(-lv);
-    for (ulong j = n0 + nvc; j < n1; ++j) hi = fmax(hi, LOAD(z, j)), lo = fmin(lo, LOAD(z, j));
-    *next_hi = hi, *next_lo = lo;
+    next_range(z, hv, lv, n0 + nvc, n1, next_hi, next_lo);
     return hsum(sv) + s;
   }
   if (cap == 0.0f && narrow && cache) {
@@ -454,9 +460,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
       *wsum += w;
     }
     *wdev += hsum(wv), *wsum += hsum(wsv);
-    float hi = hmax(hv), lo = -hmax(-lv);
-    for (ulong j = n0 + nvc; j < n1; ++j) hi = fmax(hi, LOAD(z, j)), lo = fmin(lo, LOAD(z, j));
-    if (n1 > n0) *next_hi = hi, *next_lo = lo;
+    next_range(z, hv, lv, n0 + nvc, n1, next_hi, next_lo);
     return hsum(sv) + s;
   }
   for (ulong j = j0; j < jv; j += CLXENT_VEC) {

@@ -54,6 +54,7 @@
 #undef range_first_eq
 #undef range_first_nan
 #undef range_exp_sum
+#undef next_range
 #undef range_scale
 #undef row_fill
 #undef softmax_xent_hard
@@ -88,6 +89,7 @@
 #define range_first_eq CLXENT_TYPED(range_first_eq)
 #define range_first_nan CLXENT_TYPED(range_first_nan)
 #define range_exp_sum CLXENT_TYPED(range_exp_sum)
+#define next_range CLXENT_TYPED(next_range)
 #define range_scale CLXENT_TYPED(range_scale)
 #define row_fill CLXENT_TYPED(row_fill)
 #define softmax_xent_hard CLXENT_TYPED(softmax_xent_hard)
