@@ -35,7 +35,7 @@ typedef struct clxent_params {
 /* Rows of at most this many classes take the short-row kernel (softmax_xent.cl) on the
  * row-per-item variant: a work-item owns CLXENT_VEC rows, one per vector lane; with softcap, whose
  * slopes take a second array, at most CLXENT_SHORT_CAP_C (a work-item's two arrays of 64 vectors
- * made PoCL's code twice as slow; one of 64 and one of 32 did not). On PoCL the short kernel takes
+ * took 2x the time at c = 32 in one back-to-back run; one of 64 and one of 32 did not). On PoCL the short kernel takes
  * 0.62x the row kernel's time at c = 33, 0.87x at 48, 0.89-1.02x at 64 (docs/PERFORMANCE.md,
  * fourth round). The host's launch and its direct path (host/direct.c) decide with the same
  * macro. Rows of 33 to 64 classes without softcap took the row kernel before 2026-11-26: their
