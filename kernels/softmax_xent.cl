@@ -80,14 +80,15 @@
 #endif
 #define SHORT_LANE(l) (l)
 
-__kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
+/* The rows [r0, r0 + nr) of softmax_xent_hard_short, nr ≤ CLXENT_VEC: the kernel calls it with
+ * nr = CLXENT_VEC as a constant for every item but the last, whose lanes the compiler then knows
+ * (no min(l, nr - 1) per lane, no test per store). */
+__attribute__((always_inline)) inline void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const uint nr) {
   const clxent_params p = call_params(p_host, dev_scales);
-  const ulong r0 = get_global_id(0) * CLXENT_VEC;
-  if (r0 >= rows) return;
-  const uint nr = (uint)min((ulong)CLXENT_VEC, rows - r0), cc = (uint)c;
+  const uint cc = (uint)c;
   __global const store_t *z = logits + r0 * c;
   const intv lane = (intv)CLXENT_LANES(SHORT_LANE);
-#define SHORT_ROW(l) (min((uint)(l), nr - 1) * cc)
+#define SHORT_ROW(l) ((ulong)min((uint)(l), nr - 1) * c)
 #define SHORT_Y(l) labels[first_row + r0 + min((uint)(l), nr - 1)]
   const intv y = select((intv)CLXENT_LANES(SHORT_Y), (intv)(ignore_index), lane >= (int)nr);
   const intv ignored = y == ignore_index, bad = !ignored & ((y < 0) | (y >= (int)cc));
@@ -97,13 +98,21 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   /* the columns, capped (u, with u' in slope when capped), and their max and min per lane */
   floatv u[CLXENT_SHORT_C], slope[CLXENT_SHORT_CAP_C]; /* slope: softcap only, c ≤ CLXENT_SHORT_CAP_C */
   floatv m = (floatv)(-INFINITY), lo = (floatv)(INFINITY);
-  for (uint j = 0; j < cc; ++j) {
 #define SHORT_Z(l) LOAD(z, SHORT_ROW(l) + j)
-    floatv v = (floatv)CLXENT_LANES(SHORT_Z);
-    if (cap != 0.0f) v = cap_logit_slopev(v, cap, &slope[j]);
-    u[j] = v;
-    m = v > m ? v : m;
-    lo = v < lo ? v : lo;
+  if (cap == 0.0f) { /* without the test per column */
+    for (uint j = 0; j < cc; ++j) {
+      const floatv v = (floatv)CLXENT_LANES(SHORT_Z);
+      u[j] = v;
+      m = v > m ? v : m;
+      lo = v < lo ? v : lo;
+    }
+  } else {
+    for (uint j = 0; j < cc; ++j) {
+      const floatv v = cap_logit_slopev((floatv)CLXENT_LANES(SHORT_Z), cap, &slope[j]);
+      u[j] = v;
+      m = v > m ? v : m;
+      lo = v < lo ? v : lo;
+    }
   }
   /* argmax of the raw z per lane (u is z itself without softcap; with it, z is gathered again,
    * from L1): the first max, else the first NaN; a lane of -inf only keeps 0 */
@@ -136,12 +145,23 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
 #undef SHORT_ZY
 #undef SHORT_WY
   floatv sv = (floatv)(0.0f), wdev = (floatv)(0.0f);
-  for (uint j = 0; j < cc; ++j) {
-    const floatv e = narrow ? clxent_expv_narrow(u[j] - m) : clxent_expv(u[j] - m);
-    sv += e;
-    const float w = weight ? weight[j] : 1.0f;
-    if (smooth && w != 0.0f) wdev += w * (m - u[j]);
-    u[j] = e; /* from here on, u holds e^{u - m} */
+  /* from here on, u holds e^{u - m}. The common case in a loop of its own: PoCL's compiler kept
+   * the general loop's tests in it, and the exponential's constants on the stack (65
+   * instructions a column at c = 10, callgrind) */
+  if (narrow && !smooth) {
+    for (uint j = 0; j < cc; ++j) {
+      const floatv e = clxent_expv_narrow(u[j] - m);
+      sv += e;
+      u[j] = e;
+    }
+  } else {
+    for (uint j = 0; j < cc; ++j) {
+      const floatv e = narrow ? clxent_expv_narrow(u[j] - m) : clxent_expv(u[j] - m);
+      sv += e;
+      const float w = weight ? weight[j] : 1.0f;
+      if (smooth && w != 0.0f) wdev += w * (m - u[j]);
+      u[j] = e;
+    }
   }
   const floatv log_s = clxent_logv(sv), lse = m + log_s;
   const float inv_c = 1.0f / (float)c;
@@ -169,27 +189,46 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   const floatv fill = select((floatv)(0.0f), (floatv)(NAN), bad); /* ignored rows: 0; bad labels: NaN */
   const intv skip = ignored | bad;
   __global store_t *g = grad + r0 * c;
-  for (uint j = 0; j < cc; ++j) {
-    const float w = weight ? weight[j] : 1.0f;
-    floatv gv = k * u[j] - B * w;
-    if (cap != 0.0f) gv *= slope[j]; /* u' = 1 without softcap: no product */
-    vstorev(select(gv, fill, skip), 0, out);
-#define SHORT_PUT(l) STORE(out[l], g, (l) * cc + j);
-#define SHORT_PUT_IF(l) if ((l) < nr) STORE(out[l], g, (l) * cc + j);
-    if (nr == CLXENT_VEC) { /* unrolled: constant lanes, no loop per column, no test per lane */
-      CLXENT_EACH_LANE(SHORT_PUT)
-    } else {
-      CLXENT_EACH_LANE(SHORT_PUT_IF)
+#define SHORT_PUT(l) STORE(out[l], g, (ulong)(l) * c + j);
+#define SHORT_PUT_IF(l) if ((l) < nr) STORE(out[l], g, (ulong)(l) * c + j);
+  /* the stores: unrolled where the item has all its rows (constant lanes, no test per lane) */
+#define SHORT_SCATTER(gv)                          \
+  vstorev(select(gv, fill, skip), 0, out);         \
+  if (nr == CLXENT_VEC) {                          \
+    CLXENT_EACH_LANE(SHORT_PUT)                    \
+  } else {                                         \
+    CLXENT_EACH_LANE(SHORT_PUT_IF)                 \
+  }
+  if (!weight && cap == 0.0f) { /* w = 1 and u' = 1: k u - B, the general loop's bits */
+    for (uint j = 0; j < cc; ++j) {
+      SHORT_SCATTER(k * u[j] - B)
     }
+  } else {
+    for (uint j = 0; j < cc; ++j) {
+      const float w = weight ? weight[j] : 1.0f;
+      floatv gv = k * u[j] - B * w;
+      if (cap != 0.0f) gv *= slope[j]; /* u' = 1 without softcap: no product */
+      SHORT_SCATTER(gv)
+    }
+  }
+#undef SHORT_SCATTER
 #undef SHORT_PUT
 #undef SHORT_PUT_IF
-  }
   /* the label's element, written again (a skipped lane's with its fill again) */
   vstorev(select((k * ey - B * wy - K) * slope_y, fill, skip), 0, out);
-  for (uint l = 0; l < nr; ++l) STORE(out[l], g, l * cc + (uint)yl[l]);
+  for (uint l = 0; l < nr; ++l) STORE(out[l], g, (ulong)l * c + (uint)yl[l]);
 #undef SHORT_ROW
 #undef SHORT_Y
 #undef SHORT_Z
+}
+__kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
+  const ulong r0 = get_global_id(0) * CLXENT_VEC;
+  if (r0 + CLXENT_VEC <= rows)
+    short_block(rows, c, first_row, logits, labels, weight, ignore_index, p_host, grad, row_loss, row_lse, dev_scales,
+                row_scale, row_cache, row_cache_stride, row_argmax, r0, CLXENT_VEC);
+  else if (r0 < rows)
+    short_block(rows, c, first_row, logits, labels, weight, ignore_index, p_host, grad, row_loss, row_lse, dev_scales,
+                row_scale, row_cache, row_cache_stride, row_argmax, r0, (uint)(rows - r0));
 }
 
 #if CLXENT_ROW_PER_ITEM

@@ -60,6 +60,7 @@
 #undef softmax_xent_hard
 #undef softmax_xent_soft
 #undef softmax_xent_hard_short
+#undef short_block
 #undef hard_row
 #undef row_add
 #undef softmax_xent_hard_bias
@@ -95,6 +96,7 @@
 #define softmax_xent_hard CLXENT_TYPED(softmax_xent_hard)
 #define softmax_xent_soft CLXENT_TYPED(softmax_xent_soft)
 #define softmax_xent_hard_short CLXENT_TYPED(softmax_xent_hard_short)
+#define short_block CLXENT_TYPED(short_block)
 #define hard_row CLXENT_TYPED(hard_row)
 #define row_add CLXENT_TYPED(row_add)
 #define softmax_xent_hard_bias CLXENT_TYPED(softmax_xent_hard_bias)
