@@ -11,6 +11,8 @@
  *   three-pass   max, e^(z - m) cached over z with its sum, then z *= 1/s (what clxent did)
  *   pipelined    chunks of 2048: the next chunk's max read in the loop of this chunk's
  *                exponentials, then the scale pass (what clxent's row kernel does now)
+ *   exp+pf, pipelined+pf   the same with a software prefetch ahead of the reads (64 KiB ahead;
+ *                4 KiB past the next chunk's read, as the kernels' CLXENT_PREFETCH_AHEAD)
  *
  * The exponential is kernels/math.cl's narrow one (the same polynomial and reduction), eight lanes
  * in GCC vector extensions. What this shows: the exponential alone, one pass, takes about the time
@@ -79,6 +81,12 @@ static void row_max(float *r) {
 static void row_exp(float *r) {
   for (size_t j = 0; j < c; j += 8) store(r + j, vexp(load(r + j) - 3.0f));
 }
+static void row_exp_prefetch(float *r) { /* 64 KiB ahead: into the next row */
+  for (size_t j = 0; j < c; j += 8) {
+    __builtin_prefetch(r + j + 16384, 0, 2);
+    store(r + j, vexp(load(r + j) - 3.0f));
+  }
+}
 static void row_three_pass(float *r) {
   v8 mv = splat(-INFINITY), sv = splat(0);
   for (size_t j = 0; j < c; j += 8) mv = vmax(load(r + j), mv);
@@ -93,7 +101,8 @@ static void row_three_pass(float *r) {
 }
 #define CHUNK 2048
 #define MAX_CHUNKS 1024
-static void row_pipelined(float *r) {
+/* ahead: 0, or how many values past the next chunk's read to prefetch (the kernels' CLXENT_PREFETCH) */
+static void pipelined(float *r, size_t ahead) {
   static _Thread_local float seg_m[MAX_CHUNKS];
   float m = -INFINITY, s = 0;
   v8 nm = splat(-INFINITY);
@@ -114,7 +123,10 @@ static void row_pipelined(float *r) {
       const v8 e = vexp(load(r + j0 + j) - m);
       store(r + j0 + j, e);
       sv += e;
-      if (j < next) nm = vmax(load(r + n0 + j), nm);
+      if (j < next) {
+        if (ahead) __builtin_prefetch(r + n0 + j + ahead, 0, 2);
+        nm = vmax(load(r + n0 + j), nm);
+      }
     }
     s += hsum(sv);
   }
@@ -126,10 +138,14 @@ static void row_pipelined(float *r) {
     for (size_t j = j0; j < j1; j += 8) store(r + j, load(r + j) * f);
   }
 }
+static void row_pipelined(float *r) { pipelined(r, 0); }
+static void row_pipelined_prefetch(float *r) { pipelined(r, 1024); }
 
-enum { MEMCPY, SCALE, MAX, EXP, THREE_PASS, PIPELINED, VARIANTS };
-static const char *const names[VARIANTS] = {"memcpy", "scale", "max", "exp", "three-pass", "pipelined"};
-static void (*const row_fn[VARIANTS])(float *) = {NULL, row_scale, row_max, row_exp, row_three_pass, row_pipelined};
+enum { MEMCPY, SCALE, MAX, EXP, EXP_PREFETCH, THREE_PASS, PIPELINED, PIPELINED_PREFETCH, VARIANTS };
+static const char *const names[VARIANTS] = {"memcpy",     "scale",     "max",       "exp",
+                                            "exp+pf",     "three-pass", "pipelined", "pipelined+pf"};
+static void (*const row_fn[VARIANTS])(float *) = {NULL,           row_scale,      row_max,       row_exp,
+                                                  row_exp_prefetch, row_three_pass, row_pipelined, row_pipelined_prefetch};
 
 typedef struct {
   int variant;

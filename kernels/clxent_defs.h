@@ -47,6 +47,14 @@ typedef struct clxent_params {
  * float32: read twice from the L1 cache), and keeps at most this many segments of one running max. */
 #define CLXENT_ROW_CHUNK 4096
 #define CLXENT_ROW_SEGMENTS 32
+/* The row-per-item kernels' software prefetch (softmax_xent.cl, CLXENT_PREFETCH): how many values
+ * past the next chunk's read pass 1 asks the cache for, and how many of the next row's first
+ * values pass 2 (which reads only the cache) asks for. On PoCL, interleaved with the kernels
+ * without it (docs/PERFORMANCE.md, fifth round): 0.94-0.96x the time at 4096 x 32000,
+ * 0.96-0.98x at 1024 x 128256, 0.85-0.94x at 16384 x 1000 (float32, in place); 16 384 values
+ * ahead instead of 1024 did no better. */
+#define CLXENT_PREFETCH_AHEAD 1024
+#define CLXENT_PREFETCH_NEXT_ROW (CLXENT_ROW_CHUNK + CLXENT_PREFETCH_AHEAD)
 /* Floats written by label_stats: the three gradient scales, then the final divisor. */
 #define CLXENT_SCALES_COUNT 4
 

@@ -35,6 +35,18 @@
 #define vloadv CLXENT_CAT(vload, CLXENT_VEC)
 #define vstorev CLXENT_CAT(vstore, CLXENT_VEC)
 
+/* CLXENT_PREFETCH(p, j): ask the cache for p[j] ahead of its use (the row-per-item kernels on a
+ * CPU: clxent_defs.h's CLXENT_PREFETCH_AHEAD says why). Clang's builtin, which becomes a
+ * prefetcht1 on x86 (OpenCL's own prefetch() is a no-op on PoCL 3.1), where the kernels are
+ * compiled for the CPU itself (PoCL); nothing elsewhere: Oclgrind compiles for SPIR and its
+ * interpreter has no prefetch. A prefetch never faults: an address past the buffer's end is
+ * harmless. */
+#if CLXENT_ROW_PER_ITEM && defined(__clang__) && (defined(__x86_64__) || defined(__aarch64__))
+#define CLXENT_PREFETCH(p, j) __builtin_prefetch((p) + (j), 0, 2)
+#else
+#define CLXENT_PREFETCH(p, j) ((void)0)
+#endif
+
 /* The scalars in force: the host's, with the three reduction scales from the device if given
  * (device-resident hard-label calls, whose label counts the host never sees: label_stats). The
  * host's scale and z_scale then hold the upstream gradient g (1 without), which multiplies them. */

@@ -276,6 +276,7 @@ inline float range_max(__global const store_t *z, ulong j0, ulong j1, float *lo)
   const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
   floatv mv = (floatv)(-INFINITY), nv = (floatv)(INFINITY);
   for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+    CLXENT_PREFETCH(z, j + CLXENT_PREFETCH_AHEAD);
     const floatv v = LOADV(z, j);
     mv = v > mv ? v : mv;
     nv = v < nv ? v : nv;
@@ -337,6 +338,7 @@ inline void next_range(__global const store_t *z, floatv hv, floatv lv, ulong j,
     const floatv u = UF(LOADV(z, j0 + k)), e = EXPF(u - m);             \
     KEEP;                                                               \
     sv += e;                                                            \
+    CLXENT_PREFETCH(z, n0 + k + CLXENT_PREFETCH_AHEAD);                 \
     const floatv v = LOADV(z, n0 + k);                                  \
     hv = v > hv ? v : hv;                                               \
     lv = v < lv ? v : lv;                                               \
@@ -679,6 +681,11 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   /* CACHED(j): the cached vector at j, from the scratch or the gradient row (macros: OpenCL 1.2
    * has no pointer that spans both address spaces) */
 #define CACHED_V(j) (sc ? vloadv(0, sc + (j)) : LOADV(g, j))
+  /* pass 2 reads the cache, not memory: meanwhile the next row's first chunk is asked for (the
+   * next item's row, which this thread most likely runs next: a group's items run in order) */
+  const ulong pf_next = min(c, (ulong)CLXENT_PREFETCH_NEXT_ROW);
+#define PREFETCH_NEXT_ROW(j) \
+  if ((j) < pf_next) CLXENT_PREFETCH(z + c, j)
 #define CACHED(j) (sc ? sc[j] : LOAD(g, j))
   if (cache == 3) { /* se holds e^{u - m_seg}, the scratch u: u' = 1 - (u/s)², 0 where u = -inf */
     const float inv_cap = 1.0f / cap;
@@ -688,6 +695,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
       const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
       for (ulong j = j0; j < jv; j += CLXENT_VEC) {
         const floatv u = vloadv(0, sc + j), tv = u * inv_cap;
+        PREFETCH_NEXT_ROW(j);
         floatv gv = vloadv(0, se + j) * f;
         if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
         gv *= select(1.0f - tv * tv, (floatv)(0.0f), u == (floatv)(-INFINITY));
@@ -707,20 +715,26 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
       const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
       if (B == 0.0f && sc && acc) {
         for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+          PREFETCH_NEXT_ROW(j);
           const floatv gv = vloadv(0, sc + j) * f;
           STOREV(gv, g, j);
           ACC_V(j, gv);
         }
       } else if (B == 0.0f && sc) {
-        for (ulong j = j0; j < jv; j += CLXENT_VEC) STOREV(vloadv(0, sc + j) * f, g, j);
+        for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+          PREFETCH_NEXT_ROW(j);
+          STOREV(vloadv(0, sc + j) * f, g, j);
+        }
       } else if (B == 0.0f) {
         for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+          PREFETCH_NEXT_ROW(j);
           const floatv gv = LOADV(g, j) * f;
           STOREV(gv, g, j);
           if (acc) ACC_V(j, gv);
         }
       } else {
         for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+          PREFETCH_NEXT_ROW(j);
           const floatv w = weight ? vloadv(0, weight + j) : (floatv)(1.0f);
           const floatv gv = CACHED_V(j) * f - B * w;
           STOREV(gv, g, j);
@@ -764,6 +778,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   }
 #undef CACHED_V
 #undef CACHED
+#undef PREFETCH_NEXT_ROW
   /* the label's element, from scratch so that a 16-bit gradient is rounded once */
   STORE((k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap), g, y);
   if (fused) acc[y] = acc_y + LOAD(g, y);
