@@ -732,6 +732,11 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
           STOREV(gv, g, j);
           if (acc) ACC_V(j, gv);
         }
+      } else if (sc && !weight && !acc) { /* label smoothing without weights: w = 1, the same bits */
+        for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+          PREFETCH_NEXT_ROW(j);
+          STOREV(vloadv(0, sc + j) * f - B, g, j);
+        }
       } else {
         for (ulong j = j0; j < jv; j += CLXENT_VEC) {
           PREFETCH_NEXT_ROW(j);
