@@ -134,7 +134,8 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
        * it holds a row (PoCL's 512 KiB: c up to 131072, so that a 128256-class bfloat16 row
        * computes each exponential once: 0.44x its time with the half). */
       const int short_rows = !grouped && l->kernel == KERNEL_SOFTMAX_HARD && CLXENT_SHORT_ROWS(l->c, l->params.softcap);
-      const size_t items = short_rows ? (l->rows + ctx->vector_width - 1) / ctx->vector_width
+      const size_t items = short_rows ? (l->rows + CLXENT_SHORT_BLOCKS * ctx->vector_width - 1) /
+                                            (CLXENT_SHORT_BLOCKS * ctx->vector_width)
                            : fused    ? chunks_touched(l->first_row, l->rows, CLXENT_BIAS_CHUNK) /* an item per chunk */
                                       : l->rows;
       size_t item_local = grouped ? local : item_group(ctx, items, ctx->group_size);

@@ -43,6 +43,12 @@ typedef struct clxent_params {
 #define CLXENT_SHORT_C 64
 #define CLXENT_SHORT_CAP_C 32
 #define CLXENT_SHORT_ROWS(c, softcap) ((c) <= ((softcap) != 0.0f ? CLXENT_SHORT_CAP_C : CLXENT_SHORT_C))
+/* Blocks of CLXENT_VEC rows each work-item of the short-row kernel takes, one after the other:
+ * PoCL's loop over a group's items costs a hundred-odd instructions per item, as much as the
+ * arithmetic of a few columns at c = 10. */
+#ifndef CLXENT_SHORT_BLOCKS
+#define CLXENT_SHORT_BLOCKS 2
+#endif
 /* The row-per-item kernels' first pass walks a row in chunks of this many values (16 KiB of
  * float32: read twice from the L1 cache), and keeps at most this many segments of one running max. */
 #define CLXENT_ROW_CHUNK 4096

@@ -61,10 +61,11 @@
       __global const float *row_scale, __global int *row_argmax
 
 /* Short rows (CLXENT_SHORT_ROWS: c ≤ 64, with softcap c ≤ 32; the one-item-per-row variant): a row's vector loop would be
- * all tail, so a work-item owns CLXENT_VEC consecutive rows instead, one per vector lane: column j
- * of its rows is one vector, gathered from the rows' contiguous stretch of memory (lanes past
- * the block repeat its last row and write nothing). The math is the row kernel's, lane by lane;
- * the label's column is gathered once per item (column 0 for a lane whose label is out of range:
+ * all tail, so a work-item owns blocks of CLXENT_VEC consecutive rows instead (CLXENT_SHORT_BLOCKS
+ * of them, one after the other), one row per vector lane: column j of a block is one vector,
+ * gathered from the rows' contiguous stretch of memory (lanes past the batch repeat its last row
+ * and write nothing). The math is the row kernel's, lane by lane;
+ * the label's column is gathered once per block (column 0 for a lane whose label is out of range:
  * its results are replaced by 0 or NaN) and its gradient element written after the row's.
  * (Vectors are built element by element: through a private array, PoCL's code stalls on
  * store-to-load forwarding.) */
@@ -222,13 +223,15 @@ __attribute__((always_inline)) inline void short_block(SOFTMAX_HARD_ARGS, const 
 #undef SHORT_Z
 }
 __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
-  const ulong r0 = get_global_id(0) * CLXENT_VEC;
-  if (r0 + CLXENT_VEC <= rows)
-    short_block(rows, c, first_row, logits, labels, weight, ignore_index, p_host, grad, row_loss, row_lse, dev_scales,
-                row_scale, row_cache, row_cache_stride, row_argmax, r0, CLXENT_VEC);
-  else if (r0 < rows)
-    short_block(rows, c, first_row, logits, labels, weight, ignore_index, p_host, grad, row_loss, row_lse, dev_scales,
-                row_scale, row_cache, row_cache_stride, row_argmax, r0, (uint)(rows - r0));
+  for (uint b = 0; b < CLXENT_SHORT_BLOCKS; ++b) {
+    const ulong r0 = (get_global_id(0) * CLXENT_SHORT_BLOCKS + b) * CLXENT_VEC;
+    if (r0 + CLXENT_VEC <= rows)
+      short_block(rows, c, first_row, logits, labels, weight, ignore_index, p_host, grad, row_loss, row_lse,
+                  dev_scales, row_scale, row_cache, row_cache_stride, row_argmax, r0, CLXENT_VEC);
+    else if (r0 < rows)
+      short_block(rows, c, first_row, logits, labels, weight, ignore_index, p_host, grad, row_loss, row_lse,
+                  dev_scales, row_scale, row_cache, row_cache_stride, row_argmax, r0, (uint)(rows - r0));
+  }
 }
 
 #if CLXENT_ROW_PER_ITEM
