@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
   for (int v = 0; v < VARIANTS; ++v) {
     const double med = clxent_median(t[v], rounds);
     if (v == SCALE) ref = med;
-    printf("%-11s %9.2f ms %7.1f GB/s", names[v], 1e3 * med, bytes / med / 1e9);
+    printf("%-12s %9.2f ms %7.1f GB/s", names[v], 1e3 * med, bytes / med / 1e9);
     if (v > SCALE) printf("   %5.0f%% of scale's speed", 100 * ref / med);
     printf("\n");
   }

@@ -125,11 +125,12 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
         global = (l->rows + rows_per_group - 1) / rows_per_group * local;
       }
       /* Row-per-item: an explicit group (item_group). Short rows (kernels/softmax_xent.cl) take
-       * CLXENT_VEC rows per item, whose private arrays also rule out PoCL's own choice of thousands
-       * of items per group (they overflowed a worker thread's stack). Long rows with a gradient
-       * get a stretch of local memory per item, where pass 1 caches the row's exponentials
-       * (16-bit storage then computes them once, not twice): on a CPU device local memory is a
-       * buffer per worker thread, so the cache stays in its L2 and never goes to memory; the group
+       * CLXENT_SHORT_BLOCKS blocks of CLXENT_VEC rows per item, whose private arrays also rule out
+       * PoCL's own choice of thousands of items per group (they overflowed a worker thread's
+       * stack). Long rows with a gradient get a stretch of local memory per item, where pass 1
+       * caches the row's exponentials (16-bit storage then computes them once, not twice): on a
+       * CPU device local memory is a buffer per worker thread, so the cache stays in its L2 and
+       * never goes to memory; the group
        * is as large as half the device's local memory holds, or one item where only the whole of
        * it holds a row (PoCL's 512 KiB: c up to 131072, so that a 128256-class bfloat16 row
        * computes each exponential once: 0.44x its time with the half). */

@@ -46,9 +46,7 @@ typedef struct clxent_params {
 /* Blocks of CLXENT_VEC rows each work-item of the short-row kernel takes, one after the other:
  * PoCL's loop over a group's items costs a hundred-odd instructions per item, as much as the
  * arithmetic of a few columns at c = 10. */
-#ifndef CLXENT_SHORT_BLOCKS
-#define CLXENT_SHORT_BLOCKS 2
-#endif
+#define CLXENT_SHORT_BLOCKS 2 /* not a build option: the host's launch divides by the same value */
 /* The row-per-item kernels' first pass walks a row in chunks of this many values (16 KiB of
  * float32: read twice from the L1 cache), and keeps at most this many segments of one running max. */
 #define CLXENT_ROW_CHUNK 4096

@@ -82,9 +82,16 @@
 #define SHORT_LANE(l) (l)
 
 /* The rows [r0, r0 + nr) of softmax_xent_hard_short, nr ≤ CLXENT_VEC: the kernel calls it with
- * nr = CLXENT_VEC as a constant for every item but the last, whose lanes the compiler then knows
- * (no min(l, nr - 1) per lane, no test per store). */
-__attribute__((always_inline)) inline void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const uint nr) {
+ * nr = CLXENT_VEC as a constant for every block but the batch's last, whose lanes the compiler
+ * then knows (no min(l, nr - 1) per lane, no test per store). Inlined by force where the compiler
+ * is Clang (PoCL, Oclgrind; PoCL called it out of line otherwise); the group variant's programs
+ * compile this kernel too but never launch it. */
+#if defined(__clang__)
+#define CLXENT_INLINE_ALWAYS __attribute__((always_inline)) inline
+#else
+#define CLXENT_INLINE_ALWAYS inline
+#endif
+CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const uint nr) {
   const clxent_params p = call_params(p_host, dev_scales);
   const uint cc = (uint)c;
   __global const store_t *z = logits + r0 * c;
@@ -687,8 +694,10 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   /* pass 2 reads the cache, not memory: meanwhile the next row's first chunk is asked for (the
    * next item's row, which this thread most likely runs next: a group's items run in order) */
   const ulong pf_next = min(c, (ulong)CLXENT_PREFETCH_NEXT_ROW);
-#define PREFETCH_NEXT_ROW(j) \
-  if ((j) < pf_next) CLXENT_PREFETCH(z + c, j)
+#define PREFETCH_NEXT_ROW(j)                       \
+  do {                                             \
+    if ((j) < pf_next) CLXENT_PREFETCH(z + c, j); \
+  } while (0)
 #define CACHED(j) (sc ? sc[j] : LOAD(g, j))
   if (cache == 3) { /* se holds e^{u - m_seg}, the scratch u: u' = 1 - (u/s)², 0 where u = -inf */
     const float inv_cap = 1.0f / cap;
