@@ -82,8 +82,12 @@ static void test_damaged_entries_are_rebuilt(void **state) {
   for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; ++k) {
     assert_int_equal(truncate(path, cuts[k]), 0);
     assert_int_equal(start(), 0);
-    /* healed: written whole again (not necessarily at the first size: PoCL's binary carries the
-     * work-group functions it has compiled by then) and taken by the next start */
+    /* healed: written whole again and taken by the next start. Not necessarily at the first
+     * entry's size: PoCL's program binary carries the work-group functions compiled so far for
+     * that program, in ~/.cache/pocl, which suites running beside this one (ctest -j) fill too
+     * (a rebuilt entry of 0xc9db65 bytes against the first 0xc928f2 failed an exact check in
+     * three runs on 2026-11-26). A private PoCL cache (POCL_CACHE_DIR) would make PoCL compile
+     * in this process, whose LLVM objects LeakSanitizer then reported in CI's ASan stage. */
     assert_true(file_size(path) > cuts[k]);
     assert_int_equal(start(), 1);
   }
@@ -178,26 +182,11 @@ static void test_unsafe_directories_are_not_used(void **state) {
 
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/clxent-cache-test-%ld", (long)getpid());
-  /* PoCL's own kernel cache private to this process, before OpenCL starts: PoCL's program binary
-   * (what clxent's cache stores) carries the work-group functions compiled so far for that
-   * program, and a suite running beside this one (ctest -j) compiling into the shared
-   * ~/.cache/pocl changed this test's entries under it (a rebuilt entry's size, checked against
-   * the first one's, differed in three runs on 2026-11-26) */
-  char pocl[300];
-  snprintf(pocl, sizeof pocl, "%s-pocl", dir);
-  setenv("POCL_CACHE_DIR", pocl, 1);
-  char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", pocl);
-  if (!support_device_present()) {
-    if (system(cmd) != 0) fprintf(stderr, "test_cache: could not remove %s\n", pocl);
-    return SUPPORT_SKIP;
-  }
+  if (!support_device_present()) return SUPPORT_SKIP;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_damaged_entries_are_rebuilt),
       cmocka_unit_test(test_entries_that_are_not_files),
       cmocka_unit_test(test_unsafe_directories_are_not_used),
   };
-  const int failed = cmocka_run_group_tests(tests, setup, teardown);
-  if (system(cmd) != 0) fprintf(stderr, "test_cache: could not remove %s\n", pocl);
-  return failed;
+  return cmocka_run_group_tests(tests, setup, teardown);
 }
