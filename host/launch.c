@@ -130,9 +130,8 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
        * stack). Long rows with a gradient get a stretch of local memory per item, where pass 1
        * caches the row's exponentials (16-bit storage then computes them once, not twice): on a
        * CPU device local memory is a buffer per worker thread, so the cache stays in its L2 and
-       * never goes to memory; the group
-       * is as large as half the device's local memory holds, or one item where only the whole of
-       * it holds a row (PoCL's 512 KiB: c up to 131072, so that a 128256-class bfloat16 row
+       * never goes to memory; the group is as large as half the device's local memory holds, or
+       * one item where only the whole of it holds a row (PoCL's 512 KiB: c up to 131072, so that a 128256-class bfloat16 row
        * computes each exponential once: 0.44x its time with the half). */
       const int short_rows = !grouped && l->kernel == KERNEL_SOFTMAX_HARD && CLXENT_SHORT_ROWS(l->c, l->params.softcap);
       const size_t items = short_rows ? (l->rows + CLXENT_SHORT_BLOCKS * ctx->vector_width - 1) /

@@ -57,6 +57,7 @@ static long file_size(const char *path) {
 
 static int setup(void **state) {
   (void)state;
+  snprintf(dir, sizeof dir, "/tmp/clxent-cache-test-%ld", (long)getpid());
   return 0;
 }
 
@@ -181,7 +182,6 @@ static void test_unsafe_directories_are_not_used(void **state) {
 }
 
 int main(void) {
-  snprintf(dir, sizeof dir, "/tmp/clxent-cache-test-%ld", (long)getpid());
   if (!support_device_present()) return SUPPORT_SKIP;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_damaged_entries_are_rebuilt),
