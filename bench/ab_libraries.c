@@ -5,7 +5,7 @@
  * the same arrays. Prints each build's median time and the per-round ratio after/before (median,
  * range), then each build's device shares (several devices).
  *
- *   clxent_bench_ab [--in-place] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before]
+ *   clxent_bench_ab [--in-place] [--after-env NAME=VALUE] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before]
  *                   BEFORE.so AFTER.so DEVICE ROUNDS NxC...
  *
  * --softcap S calls both with opts->softcap = S (the options struct is read by its size, so one
@@ -16,6 +16,9 @@
  * --plain-before calls the before build without any option: with the same library as both
  * builds, the ratio is then the options' cost over the plain call, measured interleaved
  * (docs/PERFORMANCE.md's goals).
+ * --after-env NAME=VALUE (repeatable) sets an environment variable after the before build's
+ * context is made and before the after build's: one library against itself under two settings
+ * (CLXENT_VEC=16, say), compared interleaved like two builds.
  * --in-place writes the gradient over the logits (what a training loop does; the values then
  * change from call to call, which the timing does not depend on). Each round also times a copy
  * of the same bytes by two threads (memcpy, each half the array: the machine's two cores), the
@@ -97,9 +100,15 @@ int main(int argc, char **argv) {
   clxent_opts opts = clxent_opts_default();
   clxent_ex ex = clxent_ex_default();
   const char *prog = argv[0];
+  char *after_env[16];
+  int n_after_env = 0;
   for (;;) {
     if (argc > 1 && strcmp(argv[1], "--in-place") == 0) {
       in_place = 1, argc -= 1, argv += 1;
+    } else if (argc > 2 && strcmp(argv[1], "--after-env") == 0) {
+      if (!strchr(argv[2], '=') || argv[2][0] == '=' || n_after_env == 16)
+        return fprintf(stderr, "--after-env %s: NAME=VALUE, at most 16 of them\n", argv[2]), 2;
+      after_env[n_after_env++] = argv[2], argc -= 2, argv += 2;
     } else if (argc > 1 && strcmp(argv[1], "--bias") == 0) {
       bias = 1, argc -= 1, argv += 1;
     } else if (argc > 2 && strcmp(argv[1], "--options") == 0) {
@@ -135,7 +144,7 @@ int main(int argc, char **argv) {
   argv[0] = (char *)prog;
   if (argc < 6) {
     fprintf(stderr,
-            "usage: %s [--in-place] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before] BEFORE.so AFTER.so "
+            "usage: %s [--in-place] [--after-env NAME=VALUE] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before] BEFORE.so AFTER.so "
             "DEVICE ROUNDS NxC...\n",
             argv[0]);
     return 2;
@@ -150,6 +159,13 @@ int main(int argc, char **argv) {
         !symbol(b[l].lib, "clxent_last_error", &b[l].error, sizeof b[l].error) ||
         !symbol(b[l].lib, "clxent_device_share", &b[l].share, sizeof b[l].share))
       return 1;
+    for (int k = 0; l == 1 && k < n_after_env; ++k) {
+      char name[256];
+      const size_t len = (size_t)(strchr(after_env[k], '=') - after_env[k]);
+      if (len >= sizeof name) return fprintf(stderr, "--after-env %s: name too long\n", after_env[k]), 2;
+      memcpy(name, after_env[k], len), name[len] = '\0';
+      if (setenv(name, after_env[k] + len + 1, 1)) return perror("setenv"), 1;
+    }
     if (b[l].create(&b[l].ctx, argv[3])) return fprintf(stderr, "create: %s\n", b[l].error(NULL)), 1;
   }
   const int rounds = atoi(argv[4]);
