@@ -298,7 +298,7 @@ typedef struct clxent_tuning_entry {
   const char *vendor;      /* CL_DEVICE_VENDOR contains one of these "|"-separated words (any case); NULL: any */
   const char *name;        /* CL_DEVICE_NAME likewise; NULL: any */
   clxent_variant variant;  /* ITEM or GROUP */
-  unsigned vector_width;   /* 4, 8 or 16 */
+  unsigned vector_width;   /* 4, 8 or 16; or CLXENT_VEC_NATIVE: the device's native float vector (below) */
   size_t group_size;       /* a power of two; lowered to the device's limit */
   size_t row_threads;      /* group variant: work-items per row, a power of two; 0 = from c per call */
   int own_math;            /* 1: clxent's own e^x and tanh; 0: the device's */
@@ -306,6 +306,10 @@ typedef struct clxent_tuning_entry {
   size_t linear_classes;
   size_t direct_max;       /* direct.c: calls of at most n·c values on the host (CPU devices); 0: off */
 } clxent_tuning_entry;
+/* A table entry's vector width that follows the device: CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT held to
+ * [8, 16] (PoCL: 8 with AVX2, 16 with AVX-512; 4 on NEON, where 8 stays, as measured nowhere). */
+#define CLXENT_VEC_NATIVE 0u
+unsigned clxent_native_vector_width(cl_uint native_float_width);
 /* The table's entry for a device: of those whose type, vendor and name match, the most specific
  * (name and vendor, then vendor, then the type alone); NULL vendor or name reads as "". Never NULL. */
 const clxent_tuning_entry *clxent_tuning_lookup(cl_device_type type, const char *vendor, const char *name);

@@ -29,7 +29,10 @@ static const clxent_tuning_entry table[] = {
      * logits), measured in docs/PERFORMANCE.md ("Fused linear + cross-entropy"). */
     /* direct_max: calls of at most 8192 values computed on the host with the kernels' bits
      * (host/direct.c; docs/PERFORMANCE.md, "Small calls: the direct path"). */
-    {CL_DEVICE_TYPE_CPU, NULL, NULL, CLXENT_VARIANT_ITEM, 8, 64, 0, 1, 256, 512, 8192},
+    /* The vector width follows the CPU's (CLXENT_VEC_NATIVE): 8 with AVX2 (the AMD EPYC runs),
+     * 16 with AVX-512, where float16 loops were 0.72-0.94x float8's time on every shape, option
+     * and storage (Xeon, skylake-avx512; docs/PERFORMANCE.md, "Sixth round"). */
+    {CL_DEVICE_TYPE_CPU, NULL, NULL, CLXENT_VARIANT_ITEM, CLXENT_VEC_NATIVE, 64, 0, 1, 256, 512, 8192},
 
     /* GPUs: a work-group per row (or per few rows), coalesced loads, and the device's exp, a
      * hardware instruction. Defaults, not measured yet: no GPU has run clxent. linear_xent:
@@ -100,6 +103,10 @@ const clxent_tuning_entry *clxent_tuning_lookup(cl_device_type type, const char 
   return best;
 }
 
+unsigned clxent_native_vector_width(cl_uint native_float_width) {
+  return native_float_width >= 16 ? 16 : 8;
+}
+
 static size_t floor_pow2(size_t x) {
   size_t p = 1;
   while (p <= x / 2) p *= 2;
@@ -126,6 +133,12 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
   if (!t) return clxent_fail_cl(ctx, "clGetDeviceInfo(CL_DEVICE_VENDOR)", err);
   ctx->variant = s->variant != CLXENT_VARIANT_AUTO ? s->variant : t->variant;
   ctx->vector_width = s->vector_width ? s->vector_width : t->vector_width;
+  if (ctx->vector_width == CLXENT_VEC_NATIVE) {
+    cl_uint native = 0;
+    CHECK(device_info(ctx, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof native, &native,
+                      "clGetDeviceInfo(CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT)"));
+    ctx->vector_width = clxent_native_vector_width(native);
+  }
   ctx->own_math = s->own_math == CLXENT_AUTO ? t->own_math : s->own_math == CLXENT_ON;
   ctx->fused_bias = s->fused_bias;
   ctx->linear_rows = s->linear_rows ? s->linear_rows : t->linear_rows;

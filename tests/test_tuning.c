@@ -68,7 +68,12 @@ static void test_lookup(void **state) {
    * row and the device's exp (not measured yet), other devices the GPU shape with clxent's e^x */
   const clxent_tuning_entry *c = lookup(cpu, "AuthenticAMD", "pthread-haswell-AMD EPYC");
   assert_int_equal(c->variant, CLXENT_VARIANT_ITEM);
-  assert_int_equal(c->vector_width, 8);
+  assert_int_equal(c->vector_width, CLXENT_VEC_NATIVE); /* the CPU's own width, held to [8, 16]: */
+  assert_int_equal(clxent_native_vector_width(0), 8);
+  assert_int_equal(clxent_native_vector_width(4), 8); /* NEON, SSE: 8, as before (not measured) */
+  assert_int_equal(clxent_native_vector_width(8), 8); /* AVX2 */
+  assert_int_equal(clxent_native_vector_width(16), 16); /* AVX-512 */
+  assert_int_equal(clxent_native_vector_width(32), 16);
   assert_int_equal(c->group_size, 64);
   assert_int_equal(c->row_threads, 0);
   assert_int_equal(c->own_math, 1);
@@ -126,7 +131,8 @@ static void test_table_entries(void **state) {
   for (size_t k = 0; k < count; ++k) {
     const clxent_tuning_entry *e = &table[k];
     if (e->type == 0 || (e->variant != CLXENT_VARIANT_ITEM && e->variant != CLXENT_VARIANT_GROUP) ||
-        (e->vector_width != 4 && e->vector_width != 8 && e->vector_width != 16) || !is_pow2(e->group_size) ||
+        (e->vector_width != 4 && e->vector_width != 8 && e->vector_width != 16 && e->vector_width != CLXENT_VEC_NATIVE) ||
+        !is_pow2(e->group_size) ||
         e->group_size > ((size_t)1 << 20) || (e->row_threads && (!is_pow2(e->row_threads) || e->row_threads > e->group_size)) ||
         (e->own_math != 0 && e->own_math != 1) || !well_formed(e->vendor) || !well_formed(e->name) ||
         e->linear_rows == 0 || e->linear_classes == 0 || e->linear_rows > ((size_t)1 << 16) ||
