@@ -195,24 +195,46 @@ clxent_status clxent_check_upstream(clxent_ctx *ctx, const clxent_opts *o, size_
 
 /* ---------------------------------------------------------------- input values read on the host */
 
+/* A label's message: the first one of labels[b, e) outside [0, c) and not ignore_index (there is one). */
+static clxent_status bad_label(clxent_ctx *ctx, const int32_t *labels, size_t b, size_t e, size_t c, size_t inner,
+                               int32_t ignore_index) {
+  size_t i = b;
+  while (i < e && (labels[i] == ignore_index || (labels[i] >= 0 && (size_t)labels[i] < c))) ++i;
+  const int y = (int)labels[i < e ? i : b];
+  if (inner > 1)
+    return clxent_fail(ctx, CLXENT_ERR_LABEL_RANGE,
+                       "labels[%zu] (i = %zu, s = %zu of inner = %zu) = %d is outside [0, %zu) and is not "
+                       "ignore_index (%d)",
+                       i, i / inner, i % inner, inner, y, c, (int)ignore_index);
+  return clxent_fail(ctx, CLXENT_ERR_LABEL_RANGE, "labels[%zu] = %d is outside [0, %zu) and is not ignore_index (%d)",
+                     i, y, c, (int)ignore_index);
+}
+
+/* Every label checked in blocks whose count and range test are branch-free, which the compiler
+ * vectorises: as one loop with an early exit, 65536 labels took 119 µs, a sixth of a 65536 × 10
+ * call (docs/PERFORMANCE.md, "Sixth round"). A block holding a bad label is scanned again for the
+ * first one, for the message. The class weights' sum stays one loop in row order (its bits). */
+#define LABEL_BLOCK 4096
 clxent_status clxent_check_labels(clxent_ctx *ctx, const int32_t *labels, size_t n, size_t c, size_t inner,
                                   int32_t ignore_index, const float *weight, size_t *counted, double *weighted) {
-  size_t count = 0; /* locals, not the callers' variables: this loop runs over every row */
-  double sum = 0.0;
-  for (size_t i = 0; i < n; ++i) {
-    const int32_t y = labels[i];
-    if (y == ignore_index) continue;
-    if ((y < 0 || (size_t)y >= c) && inner > 1)
-      return clxent_fail(ctx, CLXENT_ERR_LABEL_RANGE,
-                         "labels[%zu] (i = %zu, s = %zu of inner = %zu) = %d is outside [0, %zu) and is not "
-                         "ignore_index (%d)",
-                         i, i / inner, i % inner, inner, (int)y, c, (int)ignore_index);
-    if (y < 0 || (size_t)y >= c)
-      return clxent_fail(ctx, CLXENT_ERR_LABEL_RANGE, "labels[%zu] = %d is outside [0, %zu) and is not ignore_index (%d)",
-                         i, (int)y, c, (int)ignore_index);
-    ++count;
-    if (weight) sum += weight[y];
+  /* (uint32_t)y >= limit  <=>  y < 0 or y >= c, for any c (y < 0 wraps to 2^31 or more) */
+  const uint32_t limit = c > (size_t)INT32_MAX ? (uint32_t)INT32_MAX + 1u : (uint32_t)c;
+  size_t count = 0; /* locals, not the callers' variables: these loops run over every row */
+  for (size_t b = 0; b < n; b += LABEL_BLOCK) {
+    const size_t e = n - b > LABEL_BLOCK ? b + LABEL_BLOCK : n;
+    uint32_t bad = 0, kept = 0;
+    for (size_t i = b; i < e; ++i) {
+      const uint32_t y = (uint32_t)labels[i], keep = labels[i] != ignore_index;
+      bad |= keep & (y >= limit);
+      kept += keep;
+    }
+    if (bad) return bad_label(ctx, labels, b, e, c, inner, ignore_index);
+    count += kept;
   }
+  double sum = 0.0;
+  if (weight)
+    for (size_t i = 0; i < n; ++i)
+      if (labels[i] != ignore_index) sum += weight[labels[i]];
   *counted = count;
   *weighted = weight ? sum : (double)count;
   return CLXENT_OK;

@@ -154,6 +154,43 @@ static void test_rejected_calls_write_nothing(void **state) {
   assert_true(isfinite(loss[0]));
 }
 
+/* The labels are checked in blocks of 4096 (host/validate.c): the first bad label is named wherever it
+ * falls (first, last, past a block's edge, behind ignored rows), every int32 outside [0, c) is caught
+ * (INT32_MIN, INT32_MAX, c), and a batch of valid labels with ignored rows among them still runs,
+ * its mean over the rows counted. */
+static void test_labels_in_blocks(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  enum { N = 3 * 4096 + 5, C = 3 };
+  float *logits = xmalloc(N * C * sizeof(float)), *grad = xmalloc(N * C * sizeof(float)), loss;
+  int32_t *labels = xmalloc(N * sizeof(int32_t));
+  fill_uniform(logits, N * C, -1, 1);
+  clxent_opts o = clxent_opts_default();
+  const size_t at[] = {0, 4095, 4096, 8191, 8200, N - 1};
+  const int32_t bad[] = {C, -1, INT32_MIN, INT32_MAX, -99, 3};
+  char needle[64];
+  for (size_t k = 0; k < sizeof at / sizeof at[0]; ++k) {
+    for (size_t i = 0; i < N; ++i) labels[i] = i % 7 == 3 ? -100 : (int32_t)(i % C);
+    labels[at[k]] = bad[k];
+    if (at[k] + 1 < N) labels[at[k] + 1] = bad[(k + 1) % 6]; /* a second bad label: not the one named */
+    poison(grad, N * C);
+    assert_int_equal(clxent_softmax_xent(ctx, N, C, logits, labels, &o, &loss, grad), CLXENT_ERR_LABEL_RANGE);
+    snprintf(needle, sizeof needle, "labels[%zu] = %d is outside [0, 3)", at[k], (int)bad[k]);
+    assert_error_mentions(ctx, needle);
+    assert_true(is_poison(grad, N * C));
+  }
+  /* valid: the mean counts the rows not ignored; ignored rows' gradient is 0 */
+  size_t counted = 0;
+  for (size_t i = 0; i < N; ++i) labels[i] = i % 7 == 3 ? -100 : (int32_t)(i % C), counted += i % 7 != 3;
+  o.reduction = CLXENT_SUM;
+  float sum;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, N, C, logits, labels, &o, &sum, grad));
+  o.reduction = CLXENT_MEAN;
+  ASSERT_OK(ctx, clxent_softmax_xent(ctx, N, C, logits, labels, &o, &loss, grad));
+  assert_float_equal(loss, sum / (float)counted, 1e-6 * fabs(sum / (float)counted));
+  for (size_t j = 0; j < C; ++j) assert_true(grad[3 * C + j] == 0.0f);
+  free(logits), free(grad), free(labels);
+}
+
 /* A context whose blocks hold few rows gives the same bits as one that takes the batch at once. */
 static void test_streaming_blocks_same_bits(void **state) {
   clxent_tuning blocks = CLXENT_TUNING_INIT;
@@ -286,6 +323,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_variant, sideways_variant, env_restore),
       cmocka_unit_test(test_build_failure),
       cmocka_unit_test(test_rejected_calls_write_nothing),
+      cmocka_unit_test(test_labels_in_blocks),
       cmocka_unit_test(test_streaming_blocks_same_bits),
       cmocka_unit_test_setup_teardown(test_program_cache, private_cache, env_restore),
   };
