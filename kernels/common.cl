@@ -47,6 +47,17 @@
 #define CLXENT_PREFETCH(p, j) ((void)0)
 #endif
 
+/* CLXENT_HAS_GATHER_16: the 16-lane gather and scatter of AVX-512 (vgatherdps, vscatterdps) through
+ * Clang's builtins, where the kernels are compiled for such an x86 CPU (PoCL passes the CPU's
+ * features: __AVX512F__) with 16 lanes. OpenCL has no gather; built lane by lane, a 16-row block's
+ * column took 16 loads and permutes, and its store 16 extracts and stores (the short-row kernel:
+ * 57% of its time at c = 10, perf). 0 elsewhere (8 or 4 lanes, other CPUs, GPUs, Oclgrind's SPIR). */
+#if CLXENT_ROW_PER_ITEM && defined(__clang__) && CLXENT_VEC == 16 && defined(__AVX512F__)
+#define CLXENT_HAS_GATHER_16 1
+#else
+#define CLXENT_HAS_GATHER_16 0
+#endif
+
 /* The scalars in force: the host's, with the three reduction scales from the device if given
  * (device-resident hard-label calls, whose label counts the host never sees: label_stats). The
  * host's scale and z_scale then hold the upstream gradient g (1 without), which multiplies them. */

@@ -91,6 +91,16 @@
 #else
 #define CLXENT_INLINE_ALWAYS inline
 #endif
+/* float32 with AVX-512's 16 lanes (common.cl): columns gathered and scattered by one instruction
+ * each, from 32-bit offsets (a block spans at most 16 × 64 values). The same values in the same
+ * lanes: the same bits. */
+#if CLXENT_HAS_GATHER_16 && CLXENT_STORAGE == CLXENT_STORAGE_F32
+#define SHORT_GATHER 1
+#define SHORT_GATHER16(p, off) __builtin_ia32_gathersiv16sf((floatv)(0.0f), (p), (off), (ushort)0xffffu, 4)
+#define SHORT_SCATTER16(p, mask, off, v) __builtin_ia32_scattersiv16sf((p), (mask), (off), (v), 4)
+#else
+#define SHORT_GATHER 0
+#endif
 CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const uint nr) {
   const clxent_params p = call_params(p_host, dev_scales);
   const uint cc = (uint)c;
@@ -107,16 +117,24 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   floatv u[CLXENT_SHORT_C], slope[CLXENT_SHORT_CAP_C]; /* slope: softcap only, c ≤ CLXENT_SHORT_CAP_C */
   floatv m = (floatv)(-INFINITY), lo = (floatv)(INFINITY);
 #define SHORT_Z(l) LOAD(z, SHORT_ROW(l) + j)
+#if SHORT_GATHER
+  /* each lane's row offset (past the batch's last row a lane repeats it), and the lanes to store */
+  const intv row_off = min(lane, (intv)((int)nr - 1)) * (int)cc;
+  const ushort lanes = nr == CLXENT_VEC ? (ushort)0xffffu : (ushort)((1u << nr) - 1u);
+#define SHORT_COLUMN SHORT_GATHER16(z + j, row_off)
+#else
+#define SHORT_COLUMN (floatv)CLXENT_LANES(SHORT_Z)
+#endif
   if (cap == 0.0f) { /* without the test per column */
     for (uint j = 0; j < cc; ++j) {
-      const floatv v = (floatv)CLXENT_LANES(SHORT_Z);
+      const floatv v = SHORT_COLUMN;
       u[j] = v;
       m = v > m ? v : m;
       lo = v < lo ? v : lo;
     }
   } else {
     for (uint j = 0; j < cc; ++j) {
-      const floatv v = cap_logit_slopev((floatv)CLXENT_LANES(SHORT_Z), cap, &slope[j]);
+      const floatv v = cap_logit_slopev(SHORT_COLUMN, cap, &slope[j]);
       u[j] = v;
       m = v > m ? v : m;
       lo = v < lo ? v : lo;
@@ -128,7 +146,7 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
     floatv best = (floatv)(-INFINITY);
     intv at = (intv)(0), nan_at = (intv)(-1);
     for (uint j = 0; j < cc; ++j) {
-      const floatv v = cap != 0.0f ? (floatv)CLXENT_LANES(SHORT_Z) : u[j];
+      const floatv v = cap != 0.0f ? SHORT_COLUMN : u[j];
       const intv gt = v > best;
       best = select(best, v, gt), at = select(at, (intv)((int)j), gt);
       nan_at = select(nan_at, (intv)((int)j), isnan(v) & (nan_at < 0));
@@ -142,11 +160,16 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   /* the label's column per lane (any column where the label is ignored or bad: those lanes'
    * results are replaced below), gathered once, read before an in-place gradient overwrites it;
    * its u, u', e and w are the column loops' values for that column, computed alike */
+  const intv yv = select(y, (intv)(0), (y < 0) | (y >= (int)cc));
   int yl[CLXENT_VEC];
-  vstorev(select(y, (intv)(0), (y < 0) | (y >= (int)cc)), 0, yl);
+  vstorev(yv, 0, yl);
 #define SHORT_ZY(l) LOAD(z, SHORT_ROW(l) + (uint)yl[l])
 #define SHORT_WY(l) weight[yl[l]]
+#if SHORT_GATHER
+  floatv slope_y = (floatv)(1.0f), uy = SHORT_GATHER16(z, row_off + yv);
+#else
   floatv slope_y = (floatv)(1.0f), uy = (floatv)CLXENT_LANES(SHORT_ZY);
+#endif
   if (cap != 0.0f) uy = cap_logit_slopev(uy, cap, &slope_y);
   const floatv ey = narrow ? clxent_expv_narrow(uy - m) : clxent_expv(uy - m);
   const floatv wy = weight ? (floatv)CLXENT_LANES(SHORT_WY) : (floatv)(1.0f);
@@ -200,6 +223,9 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
 #define SHORT_PUT(l) STORE(out[l], g, (ulong)(l) * c + j);
 #define SHORT_PUT_IF(l) if ((l) < nr) STORE(out[l], g, (ulong)(l) * c + j);
   /* the stores: unrolled where the item has all its rows (constant lanes, no test per lane) */
+#if SHORT_GATHER
+#define SHORT_SCATTER(gv) SHORT_SCATTER16(g + j, lanes, row_off, select(gv, fill, skip));
+#else
 #define SHORT_SCATTER(gv)                          \
   vstorev(select(gv, fill, skip), 0, out);         \
   if (nr == CLXENT_VEC) {                          \
@@ -207,6 +233,7 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   } else {                                         \
     CLXENT_EACH_LANE(SHORT_PUT_IF)                 \
   }
+#endif
   if (!weight && cap == 0.0f) { /* w = 1 and u' = 1: k u - B, the general loop's bits */
     for (uint j = 0; j < cc; ++j) {
       SHORT_SCATTER(k * u[j] - B)
@@ -223,12 +250,20 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
 #undef SHORT_PUT
 #undef SHORT_PUT_IF
   /* the label's element, written again (a skipped lane's with its fill again) */
+#if SHORT_GATHER
+  SHORT_SCATTER16(g, lanes, row_off + yv, select((k * ey - B * wy - K) * slope_y, fill, skip));
+#else
   vstorev(select((k * ey - B * wy - K) * slope_y, fill, skip), 0, out);
   for (uint l = 0; l < nr; ++l) STORE(out[l], g, (ulong)l * c + (uint)yl[l]);
+#endif
+#undef SHORT_COLUMN
 #undef SHORT_ROW
 #undef SHORT_Y
 #undef SHORT_Z
 }
+#undef SHORT_GATHER
+#undef SHORT_GATHER16
+#undef SHORT_SCATTER16
 __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
   for (uint b = 0; b < CLXENT_SHORT_BLOCKS; ++b) {
     const ulong r0 = (get_global_id(0) * CLXENT_SHORT_BLOCKS + b) * CLXENT_VEC;
