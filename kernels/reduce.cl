@@ -52,12 +52,32 @@ void label_stats(const ulong n, const ulong c, __global const int *labels, __glo
   const uint lid = get_local_id(0);
   uint counted_item = 0, bad_item = 0;
   float weighted = 0.0f;
-  for (ulong i = lid; i < n; i += CLXENT_GROUP_SIZE) {
-    const int y = labels[i];
-    if (y == ignore_index) continue;
-    if (y < 0 || (ulong)y >= c) { ++bad_item; continue; }
-    ++counted_item;
-    if (weight) weighted += weight[y];
+#if CLXENT_ROW_PER_ITEM
+  /* a CPU: each item a contiguous share of the labels, counted without a branch where there are
+   * no weights (vectorised). With the GPU's stride below, each of a CPU's items walked all n
+   * labels, the group's 64 items 64 passes through the cache: a quarter of a 1048576 × 10
+   * device-resident call (perf, docs/PERFORMANCE.md "Sixth round"). (uint)y ≥ c: y < 0 or
+   * y ≥ c, c < 2^31. */
+  const ulong share = (n + CLXENT_GROUP_SIZE - 1) / CLXENT_GROUP_SIZE;
+  const ulong i0 = min(n, (ulong)lid * share), i1 = min(n, i0 + share);
+  if (!weight) {
+    for (ulong i = i0; i < i1; ++i) {
+      const int y = labels[i];
+      const uint keep = y != ignore_index, out = keep & ((ulong)(uint)y >= c);
+      counted_item += keep & !out, bad_item += out;
+    }
+  } else {
+    for (ulong i = i0; i < i1; ++i) {
+#else
+  {
+    for (ulong i = lid; i < n; i += CLXENT_GROUP_SIZE) {
+#endif
+      const int y = labels[i];
+      if (y == ignore_index) continue;
+      if (y < 0 || (ulong)y >= c) { ++bad_item; continue; }
+      ++counted_item;
+      if (weight) weighted += weight[y];
+    }
   }
   /* exact counts past 2^24 rows, where a float sum of ones stops counting: each item's count is
    * split into 12-bit halves, whose group sums stay below 2^24 (for n < 2^32) */
