@@ -58,6 +58,25 @@
 #define CLXENT_HAS_GATHER_16 0
 #endif
 
+/* vstorev_g(v, p): vstorev(v, 0, p) for a __global or __local p. PoCL 3.1 compiles vstore16 into
+ * three stores (16 + 16 + 32 bytes, seen in perf of the row kernel's loops); a store through a
+ * vector type aligned to one float is one instruction. Against vstore16, interleaved
+ * (docs/PERFORMANCE.md, "Sixth round"): 0.95-0.99x the time of the plain call, 0.94-0.97x with
+ * the bias gradient (two stores a vector), 0.96-0.99x with softcap, 0.93-0.99x in bfloat16. The
+ * row-per-item kernels under Clang (PoCL, Oclgrind's item configuration) only: a GPU's compiler
+ * keeps its own vstore, whose alignment it knows best. */
+#if CLXENT_ROW_PER_ITEM && defined(__clang__)
+typedef float clxent_floatv_unaligned __attribute__((ext_vector_type(CLXENT_VEC), aligned(4)));
+inline void __attribute__((overloadable)) vstorev_g(floatv v, __global float *p) {
+  *(__global clxent_floatv_unaligned *)p = v;
+}
+inline void __attribute__((overloadable)) vstorev_g(floatv v, __local float *p) {
+  *(__local clxent_floatv_unaligned *)p = v;
+}
+#else
+#define vstorev_g(v, p) vstorev((v), 0, (p))
+#endif
+
 /* The scalars in force: the host's, with the three reduction scales from the device if given
  * (device-resident hard-label calls, whose label counts the host never sees: label_stats). The
  * host's scale and z_scale then hold the upstream gradient g (1 without), which multiplies them. */

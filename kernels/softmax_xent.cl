@@ -407,9 +407,9 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
     if (cache && sc) {
       if (narrow) {
-        CLXENT_FUSED_LOOP(clxent_expv_narrow, vstorev(e, 0, sc + j0 + k))
+        CLXENT_FUSED_LOOP(clxent_expv_narrow, vstorev_g(e, sc + j0 + k))
       } else {
-        CLXENT_FUSED_LOOP(clxent_expv, vstorev(e, 0, sc + j0 + k))
+        CLXENT_FUSED_LOOP(clxent_expv, vstorev_g(e, sc + j0 + k))
       }
     }
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
@@ -447,12 +447,12 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
 #define CLXENT_CAP_SMALL_V(v) cap_logitv_small(v, cap)
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
 #define CLXENT_KEEP_U                          \
-  if (sc) vstorev(u, 0, sc + j0 + k);          \
+  if (sc) vstorev_g(u, sc + j0 + k);          \
   else STOREV(u, g, j0 + k)
 #else /* 16-bit: cache 2 only with the scratch */
-#define CLXENT_KEEP_U vstorev(u, 0, sc + j0 + k)
+#define CLXENT_KEEP_U vstorev_g(u, sc + j0 + k)
 #endif
-#define CLXENT_KEEP_UE (vstorev(u, 0, sc + j0 + k), vstorev(e, 0, se + j0 + k))
+#define CLXENT_KEEP_UE (vstorev_g(u, sc + j0 + k), vstorev_g(e, se + j0 + k))
 #define CLXENT_KEEP_SMOOTH(KEEP)                                                                   \
   {                                                                                                \
     KEEP;                                                                                          \
@@ -509,10 +509,10 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     floatv hv = (floatv)(-INFINITY), lv = (floatv)(INFINITY);
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
 #define CLXENT_KEEP_E(j, e) \
-  if (sc) vstorev(e, 0, sc + (j)); \
+  if (sc) vstorev_g(e, sc + (j)); \
   else STOREV(e, g, j)
 #else
-#define CLXENT_KEEP_E(j, e) vstorev(e, 0, sc + (j)) /* 16-bit: cache is 0 without the scratch */
+#define CLXENT_KEEP_E(j, e) vstorev_g(e, sc + (j)) /* 16-bit: cache is 0 without the scratch */
 #endif
 #define CLXENT_KEEP_SMOOTH_W                                                   \
   {                                                                            \
@@ -553,8 +553,8 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     floatv u = LOADV(z, j);
     if (cap != 0.0f) u = cap_logitv(u, cap);
     const floatv e = narrow ? clxent_expv_narrow(u - m) : clxent_expv(u - m);
-    if (cache == 3) vstorev(u, 0, sc + j), vstorev(e, 0, se + j); /* u in the scratch, e beside it */
-    else if (cache && sc) vstorev(cache == 1 ? e : u, 0, sc + j);
+    if (cache == 3) vstorev_g(u, sc + j), vstorev_g(e, se + j); /* u in the scratch, e beside it */
+    else if (cache && sc) vstorev_g(cache == 1 ? e : u, sc + j);
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
     else if (cache) STOREV(cache == 1 ? e : u, g, j);
 #endif
@@ -588,7 +588,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
 inline void range_scale(__global store_t *g, __local float *sc, ulong j0, ulong j1, float f) {
   const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
   if (sc) {
-    for (ulong j = j0; j < jv; j += CLXENT_VEC) vstorev(vloadv(0, sc + j) * f, 0, sc + j);
+    for (ulong j = j0; j < jv; j += CLXENT_VEC) vstorev_g(vloadv(0, sc + j) * f, sc + j);
     for (ulong j = jv; j < j1; ++j) sc[j] *= f;
     return;
   }
@@ -609,9 +609,9 @@ inline void row_fill(__global store_t *g, ulong c, float v) {
  * them); the common gradient loops add as they go and return 1, the others return 0 and the
  * caller adds the written row with row_add. */
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32 /* the stored value is v itself: no read-back */
-#define ACC_V(j, v) vstorev(vloadv(0, acc + (j)) + (v), 0, acc + (j))
+#define ACC_V(j, v) vstorev_g(vloadv(0, acc + (j)) + (v), acc + (j))
 #else
-#define ACC_V(j, v) vstorev(vloadv(0, acc + (j)) + LOADV(g, j), 0, acc + (j))
+#define ACC_V(j, v) vstorev_g(vloadv(0, acc + (j)) + LOADV(g, j), acc + (j))
 #endif
 #define ACC_1(j) (acc[j] += LOAD(g, j))
 inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __global float *acc) {
@@ -852,7 +852,7 @@ __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
  * bit for bit as that kernel's; a chunk's sums start from +0, as its do (0 + g = g, -0 too). */
 inline void row_add(__global float *acc, __global const store_t *g, ulong c) {
   const ulong cv = c - c % CLXENT_VEC;
-  for (ulong j = 0; j < cv; j += CLXENT_VEC) vstorev(vloadv(0, acc + j) + LOADV(g, j), 0, acc + j);
+  for (ulong j = 0; j < cv; j += CLXENT_VEC) vstorev_g(vloadv(0, acc + j) + LOADV(g, j), acc + j);
   for (ulong j = cv; j < c; ++j) acc[j] += LOAD(g, j);
 }
 

@@ -28,7 +28,7 @@
 #define LOAD(p, j) ((p)[j])
 #define STORE(v, p, j) ((p)[j] = (v))
 #define LOADV(p, j) vloadv(0, (p) + (j))
-#define STOREV(v, p, j) vstorev((v), 0, (p) + (j))
+#define STOREV(v, p, j) vstorev_g((v), (p) + (j))
 #elif CLXENT_STORAGE == CLXENT_STORAGE_F16
 #define store_t ushort
 #define CLXENT_SUFFIX _f16
