@@ -10,7 +10,7 @@ static const char *const slot_names[SLOT_COUNT] = {
     [SLOT_IN_1] = "input block",         [SLOT_AUX_1] = "target block",     [SLOT_GRAD_1] = "gradient block",
     [SLOT_LABELS] = "labels",            [SLOT_ROW_OUT] = "per-row results", [SLOT_PARTIAL_A] = "partial sums",
     [SLOT_PARTIAL_B] = "partial sums",   [SLOT_WEIGHT] = "weights",          [SLOT_LSE] = "log-sum-exp",
-    [SLOT_BIAS_PARTIAL] = "bias partial sums", [SLOT_BIAS] = "bias gradient", [SLOT_SCALES] = "label statistics",
+    [SLOT_BIAS_PARTIAL] = "bias partial sums", [SLOT_BIAS] = "bias gradient", [SLOT_SCALES] = "label statistics", [SLOT_LABEL_PARTS] = "label counts per span",
     [SLOT_SUM_PARTIAL] = "chunk sums",  [SLOT_ROW_SCALE] = "upstream gradients", [SLOT_ARGMAX] = "argmax",
     [SLOT_LINEAR_Z] = "linear_xent logits block", [SLOT_LINEAR_STATE] = "linear_xent softmax state",
     [SLOT_LINEAR_GH] = "linear_xent grad_hidden accumulators", [SLOT_LINEAR_GW] = "linear_xent grad_weight accumulators",

@@ -79,6 +79,7 @@ typedef enum clxent_kernel_id {
   KERNEL_REDUCE_SUM,
   KERNEL_COLUMN_SUM,
   KERNEL_LABEL_STATS,
+  KERNEL_LABEL_STATS_PART,
   KERNEL_CHUNK_SUM,
   KERNEL_LINEAR_STATS, /* linear_xent.cl */
   KERNEL_LINEAR_GRAD,
@@ -103,6 +104,7 @@ enum clxent_slot {
   SLOT_BIAS_PARTIAL, /* bias gradient: per-chunk column sums */
   SLOT_BIAS,         /* bias gradient */
   SLOT_SCALES,       /* device-resident calls: label statistics and reduction scales */
+  SLOT_LABEL_PARTS,  /* device-resident calls on a GPU: label_stats_part's counts per span */
   SLOT_SUM_PARTIAL,  /* elementwise losses: chunk sums of the per-value losses */
   SLOT_ROW_SCALE,    /* NONE with opts->grad_output: the batch's per-row upstream gradients
                         (softmax), or a block's per-value ones (binary, pipelined) */

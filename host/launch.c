@@ -235,9 +235,24 @@ clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_
                                         cl_int ignore_index, int mean, cl_mem scales, cl_mem bad_labels) {
   const cl_ulong n_arg = n, c_arg = c;
   const cl_int mean_arg = mean;
-  const arg args[] = {ARG(n_arg),        ARG(c_arg),     ARG_MEM(labels), ARG_MEM(weight),
-                      ARG(ignore_index), ARG(mean_arg),  ARG_MEM(scales), ARG_MEM(bad_labels)};
   const size_t local = ctx->group_size;
+  /* a GPU: spans of the labels counted by up to a group's worth of groups (kernels/reduce.cl);
+   * the spans depend on n and the group size alone, so the sums' order does too */
+  cl_mem parts = NULL;
+  cl_uint part_count = 0;
+  if (ctx->variant == CLXENT_VARIANT_GROUP && n > local * CLXENT_LABEL_ITEMS) {
+    const size_t want = (n + local * CLXENT_LABEL_ITEMS - 1) / (local * CLXENT_LABEL_ITEMS);
+    part_count = (cl_uint)(want < local ? want : local);
+    const cl_ulong span = (n + part_count - 1) / part_count;
+    CHECK(clxent_buffer(ctx, SLOT_LABEL_PARTS, 3 * (size_t)part_count * sizeof(cl_uint), &parts));
+    const arg part_args[] = {ARG(n_arg), ARG(c_arg), ARG_MEM(labels), ARG_MEM(weight), ARG(ignore_index), ARG(span),
+                             ARG_MEM(parts)};
+    const size_t global = part_count * local;
+    CHECK(enqueue(ctx, ctx->kernels[KERNEL_LABEL_STATS_PART][0], "label_stats_part", part_args, COUNT(part_args), 1,
+                  &global, &local));
+  }
+  const arg args[] = {ARG(n_arg),        ARG(c_arg),    ARG_MEM(labels), ARG_MEM(weight), ARG(ignore_index),
+                      ARG(mean_arg),     ARG_MEM(scales), ARG_MEM(bad_labels), ARG_MEM(parts), ARG(part_count)};
   return enqueue(ctx, ctx->kernels[KERNEL_LABEL_STATS][0], "label_stats", args, COUNT(args), 1, &local, &local);
 }
 

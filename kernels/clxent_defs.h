@@ -59,6 +59,9 @@ typedef struct clxent_params {
  * ahead instead of 1024 did no better. */
 #define CLXENT_PREFETCH_AHEAD 1024
 #define CLXENT_PREFETCH_NEXT_ROW (CLXENT_ROW_CHUNK + CLXENT_PREFETCH_AHEAD)
+/* Labels per work-item above which label_stats on a GPU (the group variant) counts in several
+ * work-groups first (reduce.cl label_stats_part): more than CLXENT_GROUP_SIZE times this many. */
+#define CLXENT_LABEL_ITEMS 16
 /* Floats written by label_stats: the three gradient scales, then the final divisor. */
 #define CLXENT_SCALES_COUNT 4
 

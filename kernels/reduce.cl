@@ -40,51 +40,81 @@ __kernel void column_sum(const ulong chunks, const ulong c, __global const float
 }
 
 /* Device-resident hard-label calls (host/api_cl.c): the label statistics the host path computes
- * on the host. One work-group, a fixed-order reduction over the n labels:
+ * on the host, in a fixed order over the n labels:
  *   counted  rows whose label is not ignore_index;  bad  those outside [0, c);
  *   divisor  Σ weight[y] over the valid counted rows (their number without weights);
  * and from them scales[0..2] = clxent_params scale, z_scale, z_loss_row for `mean` (else 1, 1, 1),
- * scales[3] = the final divisor of reduce_sum, and bad_out[0] = bad (if bad_out). */
+ * scales[3] = the final divisor of reduce_sum, and bad_out[0] = bad (if bad_out).
+ * One work-group (label_stats) walks the labels, or on a GPU with more than CLXENT_GROUP_SIZE ·
+ * CLXENT_LABEL_ITEMS labels, part_count groups (label_stats_part) count a span each first and
+ * label_stats adds their parts: a single group's items, each waiting on one label at a time, took
+ * most of a 1048576 × 10 call on an H200 (docs/PERFORMANCE.md, "NVIDIA GPU"). */
+inline void count_label(const int y, const ulong c, const int ignore_index, __global const float *weight,
+                        uint *counted, uint *bad, float *weighted) {
+  if (y == ignore_index) return;
+  if (y < 0 || (ulong)y >= c) { ++*bad; return; }
+  ++*counted;
+  if (weight) *weighted += weight[y];
+}
+
+/* exact counts past 2^24 rows, where a float sum of ones stops counting: each item's count is
+ * split into 12-bit halves, whose group sums stay below 2^24 (for a total below 2^32) */
+inline uint group_count(const uint v, __local float *scratch) {
+  return (uint)group_sum((float)(v >> 12), scratch) * 4096u + (uint)group_sum((float)(v & 4095u), scratch);
+}
+
+/* Group g's span [g·span, (g+1)·span) of the labels: parts[3g..3g+2] = counted, bad, and the bits
+ * of the weighted sum. */
+__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
+void label_stats_part(const ulong n, const ulong c, __global const int *labels, __global const float *weight,
+                      const int ignore_index, const ulong span, __global uint *parts) {
+  __local float scratch[CLXENT_GROUP_SIZE];
+  const uint lid = get_local_id(0);
+  const ulong g = get_group_id(0), i1 = min(n, (g + 1) * span);
+  uint counted_item = 0, bad_item = 0;
+  float weighted = 0.0f;
+  for (ulong i = g * span + lid; i < i1; i += CLXENT_GROUP_SIZE)
+    count_label(labels[i], c, ignore_index, weight, &counted_item, &bad_item, &weighted);
+  const uint counted = group_count(counted_item, scratch), bad = group_count(bad_item, scratch);
+  weighted = group_sum(weighted, scratch);
+  if (lid == 0) parts[3 * g] = counted, parts[3 * g + 1] = bad, parts[3 * g + 2] = as_uint(weighted);
+}
+
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
 void label_stats(const ulong n, const ulong c, __global const int *labels, __global const float *weight,
-                 const int ignore_index, const int mean, __global float *scales, __global uint *bad_out) {
+                 const int ignore_index, const int mean, __global float *scales, __global uint *bad_out,
+                 __global const uint *parts, const uint part_count) {
   __local float scratch[CLXENT_GROUP_SIZE];
   const uint lid = get_local_id(0);
   uint counted_item = 0, bad_item = 0;
   float weighted = 0.0f;
-#if CLXENT_ROW_PER_ITEM
-  /* a CPU: each item a contiguous share of the labels, counted without a branch where there are
-   * no weights (vectorised). With the GPU's stride below, each of a CPU's items walked all n
-   * labels, the group's 64 items 64 passes through the cache: a quarter of a 1048576 × 10
-   * device-resident call (perf, docs/PERFORMANCE.md "Sixth round"). (uint)y ≥ c: y < 0 or
-   * y ≥ c, c < 2^31. */
-  const ulong share = (n + CLXENT_GROUP_SIZE - 1) / CLXENT_GROUP_SIZE;
-  const ulong i0 = min(n, (ulong)lid * share), i1 = min(n, i0 + share);
-  if (!weight) {
-    for (ulong i = i0; i < i1; ++i) {
-      const int y = labels[i];
-      const uint keep = y != ignore_index, out = keep & ((ulong)(uint)y >= c);
-      counted_item += keep & !out, bad_item += out;
-    }
+  if (parts) { /* label_stats_part's counts, in the order of their spans */
+    for (uint k = lid; k < part_count; k += CLXENT_GROUP_SIZE)
+      counted_item += parts[3 * k], bad_item += parts[3 * k + 1], weighted += as_float(parts[3 * k + 2]);
   } else {
-    for (ulong i = i0; i < i1; ++i) {
-#else
-  {
-    for (ulong i = lid; i < n; i += CLXENT_GROUP_SIZE) {
-#endif
-      const int y = labels[i];
-      if (y == ignore_index) continue;
-      if (y < 0 || (ulong)y >= c) { ++bad_item; continue; }
-      ++counted_item;
-      if (weight) weighted += weight[y];
+#if CLXENT_ROW_PER_ITEM
+    /* a CPU: each item a contiguous share of the labels, counted without a branch where there are
+     * no weights (vectorised). With the GPU's stride below, each of a CPU's items walked all n
+     * labels, the group's 64 items 64 passes through the cache: a quarter of a 1048576 × 10
+     * device-resident call (perf, docs/PERFORMANCE.md "Sixth round"). (uint)y ≥ c: y < 0 or
+     * y ≥ c, c < 2^31. */
+    const ulong share = (n + CLXENT_GROUP_SIZE - 1) / CLXENT_GROUP_SIZE;
+    const ulong i0 = min(n, (ulong)lid * share), i1 = min(n, i0 + share);
+    if (!weight) {
+      for (ulong i = i0; i < i1; ++i) {
+        const int y = labels[i];
+        const uint keep = y != ignore_index, out = keep & ((ulong)(uint)y >= c);
+        counted_item += keep & !out, bad_item += out;
+      }
+    } else {
+      for (ulong i = i0; i < i1; ++i) count_label(labels[i], c, ignore_index, weight, &counted_item, &bad_item, &weighted);
     }
+#else
+    for (ulong i = lid; i < n; i += CLXENT_GROUP_SIZE)
+      count_label(labels[i], c, ignore_index, weight, &counted_item, &bad_item, &weighted);
+#endif
   }
-  /* exact counts past 2^24 rows, where a float sum of ones stops counting: each item's count is
-   * split into 12-bit halves, whose group sums stay below 2^24 (for n < 2^32) */
-  const uint counted_all = (uint)group_sum((float)(counted_item >> 12), scratch) * 4096u +
-                           (uint)group_sum((float)(counted_item & 4095u), scratch);
-  const uint bad_all = (uint)group_sum((float)(bad_item >> 12), scratch) * 4096u +
-                       (uint)group_sum((float)(bad_item & 4095u), scratch);
+  const uint counted_all = group_count(counted_item, scratch), bad_all = group_count(bad_item, scratch);
   const float counted = (float)counted_all; /* rounded once, as the host path rounds its count */
   const float divisor = weight ? group_sum(weighted, scratch) : counted;
   if (lid == 0) {
