@@ -960,6 +960,54 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
 #else /* work-groups: T = p.row_threads items per row, CLXENT_GROUP_SIZE / T rows per group */
 #pragma OPENCL FP_CONTRACT ON /* GPUs: nothing mirrors these on the host */
 
+/* Loads each item has in flight in the hard kernel's two passes: CLXENT_GROUP_UNROLL strided
+ * values are read before any is used. With one (a load, then its exponential, then the next
+ * load) an H200 moved 30% of its copy bandwidth on 8192 × 32000: 2048 items per SM with one
+ * 4-byte load each are too few bytes in flight to cover the memory's latency (docs/PERFORMANCE.md,
+ * "NVIDIA GPU"). A build option: -DCLXENT_GROUP_UNROLL=n (CLXENT_BUILD_OPTIONS) to measure. */
+#ifndef CLXENT_GROUP_UNROLL
+#define CLXENT_GROUP_UNROLL 4
+#endif
+#define GU CLXENT_GROUP_UNROLL
+
+/* Pass 1 over an item's slice j, j + T, ... < c of a row: the running (m, s) of lse_push, taken
+ * GU values at a time: the block's max first (fmax passes over a NaN, which then reaches s through
+ * its exponential, as in lse_push), then their exponentials against the new max. While m is still
+ * -inf a block adds nothing but a NaN. With `argmax`, best and best_at follow the item's first max
+ * of z (or first NaN) in the order of j. */
+inline float2 strided_lse(__global const store_t *z, ulong j, const ulong c, const uint T, const float cap,
+                          const int argmax, float *best, uint *best_at) {
+  float2 st = (float2)(-INFINITY, 0.0f);
+  for (; j + (ulong)(GU - 1) * T < c; j += (ulong)GU * T) {
+    float v[GU];
+#pragma unroll
+    for (uint k = 0; k < GU; ++k) v[k] = LOAD(z, j + k * T);
+    if (argmax) {
+#pragma unroll
+      for (uint k = 0; k < GU; ++k)
+        if (!isnan(*best) && (v[k] > *best || isnan(v[k]))) *best = v[k], *best_at = (uint)(j + k * T);
+    }
+    float mb = -INFINITY;
+#pragma unroll
+    for (uint k = 0; k < GU; ++k) v[k] = cap_logit(v[k], cap), mb = fmax(mb, v[k]);
+    if (mb > st.x) st.y *= exp(st.x - mb), st.x = mb;
+    if (st.x != -INFINITY) {
+#pragma unroll
+      for (uint k = 0; k < GU; ++k) st.y += exp(v[k] - st.x);
+    } else { /* the block is -inf and NaN alone (fmax passes over NaN): a NaN is kept in s */
+#pragma unroll
+      for (uint k = 0; k < GU; ++k)
+        if (isnan(v[k])) st.y = v[k];
+    }
+  }
+  for (; j < c; j += T) {
+    const float v = LOAD(z, j);
+    if (argmax && !isnan(*best) && (v > *best || isnan(v))) *best = v, *best_at = (uint)j;
+    st = lse_push(st, cap_logit(v, cap));
+  }
+  return st;
+}
+
 /* T items share a row: each keeps a running log-sum-exp over a strided slice (coalesced loads),
  * the row's segment merges them in a fixed tree, then a second pass writes the gradient and sums
  * the smoothing term Σ_j w_j (m - u_j). The host picks T from c (T = 256 for a vocabulary, a few
@@ -981,16 +1029,9 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   float2 st = (float2)(-INFINITY, 0.0f);
   float best = -INFINITY; /* argmax: each item's first max of z, or first NaN, over its slice */
   uint best_at = lane;    /* an item with no element (lane ≥ c) or -inf only ties at its lane */
-  if (row_argmax) {       /* uniform: the same loop, with the argmax beside it */
-    if (active && !bad)
-      for (ulong j = lane; j < c; j += T) {
-        const float v = LOAD(z, j);
-        if (!isnan(best) && (v > best || isnan(v))) best = v, best_at = (uint)j;
-        st = lse_push(st, cap_logit(v, cap));
-      }
-  } else if (!ignored || (active && !bad && row_lse)) {
-    for (ulong j = lane; j < c; j += T) st = lse_push(st, cap_logit(LOAD(z, j), cap));
-  }
+  /* the argmax (uniform) beside the same sums */
+  if (row_argmax ? active && !bad : !ignored || (active && !bad && row_lse))
+    st = strided_lse(z, lane, c, T, cap, row_argmax != 0, &best, &best_at);
   st = segment_lse(st, scratch, T);
   if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint *)scratch, T); /* written at the end */
   if (active && lane == 0 && row_lse) row_lse[first_row + i] = bad ? NAN : st.x + clxent_log(st.y);
@@ -1009,13 +1050,26 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy;
   barrier(CLK_GLOBAL_MEM_FENCE); /* z[y] is read by all before anyone overwrites it in place */
   float wdev = 0.0f;
-  if (!ignored && (g || smooth))
-    for (ulong j = lane; j < c; j += T) {
-      float slope;
-      const float u = cap_logit_slope(LOAD(z, j), cap, &slope), w = weight ? weight[j] : 1.0f;
-      if (smooth && w != 0.0f) wdev += w * (m - u);
-      if (g) STORE((A * clxent_exp((u - m) - log_s) - B * w - (j == (ulong)y ? K : 0.0f)) * slope, g, j);
+  /* pass 2: GU values (and weights) read, then used in the order of one at a time: the same sums */
+#define PASS2_VALUE(zj, wj, j)                                                                        \
+  do {                                                                                              \
+    float slope;                                                                                    \
+    const float u = cap_logit_slope((zj), cap, &slope), w = (wj);                                   \
+    if (smooth && w != 0.0f) wdev += w * (m - u);                                                   \
+    if (g) STORE((A * clxent_exp((u - m) - log_s) - B * w - ((j) == (ulong)y ? K : 0.0f)) * slope, g, (j)); \
+  } while (0)
+  if (!ignored && (g || smooth)) {
+    ulong j = lane;
+    for (; j + (ulong)(GU - 1) * T < c; j += (ulong)GU * T) {
+      float zv[GU], wv[GU];
+#pragma unroll
+      for (uint k = 0; k < GU; ++k) zv[k] = LOAD(z, j + k * T), wv[k] = weight ? weight[j + k * T] : 1.0f;
+#pragma unroll
+      for (uint k = 0; k < GU; ++k) PASS2_VALUE(zv[k], wv[k], j + k * T);
     }
+    for (; j < c; j += T) PASS2_VALUE(LOAD(z, j), weight ? weight[j] : 1.0f, j);
+  }
+#undef PASS2_VALUE
   if (smooth) wdev = segment_sum(wdev, (__local float *)scratch, T);
   if (!ignored && lane == 0) {
     float loss = (1.0f - eps) * wy * ((m - uy) + log_s);

@@ -57,6 +57,7 @@
 #undef next_range
 #undef range_scale
 #undef row_fill
+#undef strided_lse
 #undef softmax_xent_hard
 #undef softmax_xent_soft
 #undef softmax_xent_hard_short
@@ -93,6 +94,7 @@
 #define next_range CLXENT_TYPED(next_range)
 #define range_scale CLXENT_TYPED(range_scale)
 #define row_fill CLXENT_TYPED(row_fill)
+#define strided_lse CLXENT_TYPED(strided_lse)
 #define softmax_xent_hard CLXENT_TYPED(softmax_xent_hard)
 #define softmax_xent_soft CLXENT_TYPED(softmax_xent_soft)
 #define softmax_xent_hard_short CLXENT_TYPED(softmax_xent_hard_short)
