@@ -960,46 +960,61 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
 #else /* work-groups: T = p.row_threads items per row, CLXENT_GROUP_SIZE / T rows per group */
 #pragma OPENCL FP_CONTRACT ON /* GPUs: nothing mirrors these on the host */
 
-/* Loads each item has in flight in the hard kernel's two passes: CLXENT_GROUP_UNROLL strided
- * values are read before any is used. With one (a load, then its exponential, then the next
- * load) an H200 moved 30% of its copy bandwidth on 8192 × 32000: 2048 items per SM with one
- * 4-byte load each are too few bytes in flight to cover the memory's latency (docs/PERFORMANCE.md,
- * "NVIDIA GPU"). A build option: -DCLXENT_GROUP_UNROLL=n (CLXENT_BUILD_OPTIONS) to measure. */
+/* Loads each item has in flight in the hard kernel's two passes: GU strided values are read
+ * before any is used, GU_LONG on rows of at least 4 · GU_LONG values per item. With one (a load,
+ * then its exponential, then the next load) an H200 moved 27% of its copy bandwidth on 8192 ×
+ * 32000: 2048 items per SM with one 4-byte load each are too few bytes in flight to cover the
+ * memory's latency (docs/PERFORMANCE.md, "NVIDIA GPU"). Build options (-D...,
+ * CLXENT_BUILD_OPTIONS) to measure others. */
 #ifndef CLXENT_GROUP_UNROLL
 #define CLXENT_GROUP_UNROLL 4
 #endif
+#ifndef CLXENT_GROUP_UNROLL_LONG
+#define CLXENT_GROUP_UNROLL_LONG CLXENT_GROUP_UNROLL
+#endif
+/* one count for every storage type: 16-bit rows must take float32's sums in float32's order
+ * (a 16-bit result is float32's rounded once, tests/test_toolbox.c) */
 #define GU CLXENT_GROUP_UNROLL
+#define GU_LONG CLXENT_GROUP_UNROLL_LONG
+#define GU_LONG_FROM(T) ((ulong)(T) * 4 * GU_LONG) /* the row length from which GU_LONG applies */
+/* the blocks' loops unrolled, so that v[] stays in registers; a compiler without _Pragma (not
+ * Clang-based) unrolls such short constant loops by itself */
+#if defined(__clang__)
+#define UNROLL_ALL _Pragma("unroll")
+#else
+#define UNROLL_ALL
+#endif
 
-/* Pass 1 over an item's slice j, j + T, ... < c of a row: the running (m, s) of lse_push, taken
- * GU values at a time: the block's max first (fmax passes over a NaN, which then reaches s through
- * its exponential, as in lse_push), then their exponentials against the new max. While m is still
- * -inf a block adds nothing but a NaN. With `argmax`, best and best_at follow the item's first max
- * of z (or first NaN) in the order of j. */
+/* Pass 1's blocks of N values of an item's slice: the block's max first (fmax passes over a NaN,
+ * which then reaches s through its exponential, as in lse_push), then their exponentials against
+ * the new max. While m is still -inf a block adds nothing but a NaN. With `argmax`, best and
+ * best_at follow the item's first max of z (or first NaN) in the order of j. */
+#define LSE_BLOCKS(N)                                                                               \
+  for (; j + (ulong)((N) - 1) * T < c; j += (ulong)(N) * T) {                                        \
+    float v[N];                                                                                     \
+    UNROLL_ALL for (uint k = 0; k < (N); ++k) v[k] = LOAD(z, j + k * T);                     \
+    if (argmax) {                                                                                   \
+      UNROLL_ALL for (uint k = 0; k < (N); ++k) if (!isnan(*best) && (v[k] > *best || isnan(v[k]))) \
+          *best = v[k], *best_at = (uint)(j + k * T);                                               \
+    }                                                                                               \
+    float mb = -INFINITY;                                                                           \
+    UNROLL_ALL for (uint k = 0; k < (N); ++k) v[k] = cap_logit(v[k], cap), mb = fmax(mb, v[k]); \
+    if (mb > st.x) st.y *= exp(st.x - mb), st.x = mb;                                               \
+    if (st.x != -INFINITY) {                                                                        \
+      UNROLL_ALL for (uint k = 0; k < (N); ++k) st.y += exp(v[k] - st.x);                    \
+    } else { /* the block is -inf and NaN alone: a NaN is kept in s */                              \
+      UNROLL_ALL for (uint k = 0; k < (N); ++k) if (isnan(v[k])) st.y = v[k];                \
+    }                                                                                               \
+  }
+
+/* Pass 1 over an item's slice j, j + T, ... < c of a row: the running (m, s) of lse_push. */
 inline float2 strided_lse(__global const store_t *z, ulong j, const ulong c, const uint T, const float cap,
                           const int argmax, float *best, uint *best_at) {
   float2 st = (float2)(-INFINITY, 0.0f);
-  for (; j + (ulong)(GU - 1) * T < c; j += (ulong)GU * T) {
-    float v[GU];
-#pragma unroll
-    for (uint k = 0; k < GU; ++k) v[k] = LOAD(z, j + k * T);
-    if (argmax) {
-#pragma unroll
-      for (uint k = 0; k < GU; ++k)
-        if (!isnan(*best) && (v[k] > *best || isnan(v[k]))) *best = v[k], *best_at = (uint)(j + k * T);
-    }
-    float mb = -INFINITY;
-#pragma unroll
-    for (uint k = 0; k < GU; ++k) v[k] = cap_logit(v[k], cap), mb = fmax(mb, v[k]);
-    if (mb > st.x) st.y *= exp(st.x - mb), st.x = mb;
-    if (st.x != -INFINITY) {
-#pragma unroll
-      for (uint k = 0; k < GU; ++k) st.y += exp(v[k] - st.x);
-    } else { /* the block is -inf and NaN alone (fmax passes over NaN): a NaN is kept in s */
-#pragma unroll
-      for (uint k = 0; k < GU; ++k)
-        if (isnan(v[k])) st.y = v[k];
-    }
-  }
+#if CLXENT_GROUP_UNROLL_LONG != CLXENT_GROUP_UNROLL
+  if (c >= GU_LONG_FROM(T)) LSE_BLOCKS(GU_LONG)
+#endif
+  LSE_BLOCKS(GU)
   for (; j < c; j += T) {
     const float v = LOAD(z, j);
     if (argmax && !isnan(*best) && (v > *best || isnan(v))) *best = v, *best_at = (uint)j;
@@ -1058,17 +1073,21 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
     if (smooth && w != 0.0f) wdev += w * (m - u);                                                   \
     if (g) STORE((A * clxent_exp((u - m) - log_s) - B * w - ((j) == (ulong)y ? K : 0.0f)) * slope, g, (j)); \
   } while (0)
+#define PASS2_BLOCKS(N)                                                                             \
+  for (; j + (ulong)((N) - 1) * T < c; j += (ulong)(N) * T) {                                        \
+    float zv[N], wv[N];                                                                             \
+    UNROLL_ALL for (uint k = 0; k < (N); ++k) zv[k] = LOAD(z, j + k * T), wv[k] = weight ? weight[j + k * T] : 1.0f; \
+    UNROLL_ALL for (uint k = 0; k < (N); ++k) PASS2_VALUE(zv[k], wv[k], j + k * T);          \
+  }
   if (!ignored && (g || smooth)) {
     ulong j = lane;
-    for (; j + (ulong)(GU - 1) * T < c; j += (ulong)GU * T) {
-      float zv[GU], wv[GU];
-#pragma unroll
-      for (uint k = 0; k < GU; ++k) zv[k] = LOAD(z, j + k * T), wv[k] = weight ? weight[j + k * T] : 1.0f;
-#pragma unroll
-      for (uint k = 0; k < GU; ++k) PASS2_VALUE(zv[k], wv[k], j + k * T);
-    }
+#if CLXENT_GROUP_UNROLL_LONG != CLXENT_GROUP_UNROLL
+    if (c >= GU_LONG_FROM(T)) PASS2_BLOCKS(GU_LONG)
+#endif
+    PASS2_BLOCKS(GU)
     for (; j < c; j += T) PASS2_VALUE(LOAD(z, j), weight ? weight[j] : 1.0f, j);
   }
+#undef PASS2_BLOCKS
 #undef PASS2_VALUE
   if (smooth) wdev = segment_sum(wdev, (__local float *)scratch, T);
   if (!ignored && lane == 0) {
