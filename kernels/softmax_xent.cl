@@ -278,25 +278,40 @@ __kernel void softmax_xent_hard_short(SOFTMAX_HARD_ARGS) {
 
 #if CLXENT_ROW_PER_ITEM
 
-/* Pass 2 of the one-item-per-row kernels: s = Σ_j e^{u_j - m}. Float32 storage without softcap
+/* SOFT_CHUNKS: the soft kernel's sums over a row (s, Σ τ, Σ τ (m - u)) add per-chunk sums of
+ * CLXENT_ROW_CHUNK values, as the hard kernel's pass 1 does, instead of one running sum per
+ * lane: with 4 lanes a 262147-class row put 65536 similar values in each, whose roundings
+ * gathered to a relative 2.4e-4 in a gradient element (tests/test_toolbox.c's soft 2 × 262147
+ * on an H200, item variant). Rows of one chunk keep their bits (0 + x is x).
+ *
+ * Pass 2 of the one-item-per-row kernels: s = Σ_j e^{u_j - m}. Float32 storage without softcap
  * caches each e in the gradient row (which may alias z: each element is read before it is
  * written), so that pass 3 scales it instead of recomputing it. */
 inline float row_exp_sum_cached(__global const store_t *z, __global store_t *g, ulong c, float m) {
   const ulong cv = c - c % CLXENT_VEC;
   floatv sv = (floatv)(0.0f);
   float s = 0.0f;
+  for (ulong j0 = 0; j0 < cv; j0 += CLXENT_ROW_CHUNK) { /* SOFT_CHUNKS */
+    const ulong j1 = min(cv, j0 + (ulong)CLXENT_ROW_CHUNK);
+    floatv part = (floatv)(0.0f);
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+    if (g) {
+      for (ulong j = j0; j < j1; j += CLXENT_VEC) {
+        const floatv e = clxent_expv(LOADV(z, j) - m);
+        STOREV(e, g, j);
+        part += e;
+      }
+    } else
+#endif
+      for (ulong j = j0; j < j1; j += CLXENT_VEC) part += clxent_expv(LOADV(z, j) - m);
+    sv += part;
+  }
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
   if (g) {
-    for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-      const floatv e = clxent_expv(LOADV(z, j) - m);
-      STOREV(e, g, j);
-      sv += e;
-    }
     for (ulong j = cv; j < c; ++j) { const float e = clxent_exp(LOAD(z, j) - m); STORE(e, g, j); s += e; }
     return hsum(sv) + s;
   }
 #endif
-  for (ulong j = 0; j < cv; j += CLXENT_VEC) sv += clxent_expv(LOADV(z, j) - m);
   for (ulong j = cv; j < c; ++j) s += clxent_exp(LOAD(z, j) - m);
   return hsum(sv) + s;
 }
@@ -901,12 +916,17 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
    * read z before pass 2 may overwrite it in place. */
   const ulong cv = c - c % CLXENT_VEC;
   floatv tdv = (floatv)(0.0f), tv = (floatv)(0.0f);
-  for (ulong j = 0; j < cv; j += CLXENT_VEC) {
-    const floatv tau = soft_target_v(LOADV(t, j), weight, j, keep, spread);
-    floatv u = LOADV(z, j);
-    if (cap != 0.0f) u = cap_logitv(u, cap);
-    tdv += select(tau * (m - u), (floatv)(0.0f), tau == (floatv)(0.0f));
-    tv += tau;
+  for (ulong j0 = 0; j0 < cv; j0 += CLXENT_ROW_CHUNK) { /* SOFT_CHUNKS */
+    const ulong j1 = min(cv, j0 + (ulong)CLXENT_ROW_CHUNK);
+    floatv tdp = (floatv)(0.0f), tp = (floatv)(0.0f);
+    for (ulong j = j0; j < j1; j += CLXENT_VEC) {
+      const floatv tau = soft_target_v(LOADV(t, j), weight, j, keep, spread);
+      floatv u = LOADV(z, j);
+      if (cap != 0.0f) u = cap_logitv(u, cap);
+      tdp += select(tau * (m - u), (floatv)(0.0f), tau == (floatv)(0.0f));
+      tp += tau;
+    }
+    tdv += tdp, tv += tp;
   }
   float td = hsum(tdv), tsum = hsum(tv);
   for (ulong j = cv; j < c; ++j) {
@@ -920,7 +940,12 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
   } else {
     floatv sv = (floatv)(0.0f);
     s = 0.0f;
-    for (ulong j = 0; j < cv; j += CLXENT_VEC) sv += clxent_expv(cap_logitv(LOADV(z, j), cap) - m);
+    for (ulong j0 = 0; j0 < cv; j0 += CLXENT_ROW_CHUNK) { /* SOFT_CHUNKS */
+      const ulong j1 = min(cv, j0 + (ulong)CLXENT_ROW_CHUNK);
+      floatv part = (floatv)(0.0f);
+      for (ulong j = j0; j < j1; j += CLXENT_VEC) part += clxent_expv(cap_logitv(LOADV(z, j), cap) - m);
+      sv += part;
+    }
     for (ulong j = cv; j < c; ++j) s += clxent_exp(cap_logit(LOAD(z, j), cap) - m);
     s += hsum(sv);
   }
