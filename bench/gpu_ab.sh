@@ -7,8 +7,13 @@
 #   OLD=build-old BUILD=build BUDGET=420 OUT=/tmp/gpu-out bash bench/gpu_ab.sh   (repository root)
 #
 # OLD needs only its clxent and libclxent.so (a build of the older commit); BUILD the tests too.
-# SWEEP: build options to time the new build under, one run each (default: the group kernel's
-# loads in flight, CLXENT_GROUP_UNROLL, and the group size).
+# Settings (lists separated by "|"; empty to skip): NEW_OPTIONS, build options of the new build's
+# contenders in the alternated rounds (default: one, as built); TESTS=0 skips the suite
+# (gpu_env.sh: TESTS_R, TEST_OPTIONS; TESTS_LIMIT seconds, default 170); SWEEP,
+# build options for one more run each (default: CLXENT_GROUP_UNROLL 1, 2, 8, 16); GROUP_SIZES,
+# group sizes (space-separated, default 512 1024); DTYPES, the 16-bit types
+# (default f16 bf16) and DTYPE_OPTIONS, build options for their runs;
+# OPTIONS, the loss options to time (space-separated, default softcap smoothing bias all).
 set -u
 . bench/gpu_env.sh
 OLD=$(cd "${OLD:-build-old}" 2>/dev/null && pwd) && [ -x "$OLD/clxent" ] || { echo "no OLD build" >&2; exit 2; }
@@ -31,33 +36,45 @@ timed() { # LABEL BUILD [VAR=VALUE...]
   env LD_LIBRARY_PATH="$S/lib/x86_64-linux-gnu:$b" "$@" timeout "$(cap 60)" "$b/clxent" bench --device "$DEV" \
     --kernel-only --csv --repeat 10 --warmup 2 $SHAPES 2>>"$OUT/errors.txt"
 }
+# the contenders of each round: the old build, then the new one under each of NEW_OPTIONS
+# ("|"-separated build options; default: the new build as it is), the order reversed every
+# other round
+IFS='|' read -r -a variants <<<"${NEW_OPTIONS-}"
+[ ${#variants[@]} -eq 0 ] && variants=("")
 stamp "old/new alternated, $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
-  [ "$(left)" -lt 200 ] && break
-  if [ $((r % 2)) = 1 ]; then timed "old round $r" "$OLD"; timed "new round $r" "$B"
-  else timed "new round $r" "$B"; timed "old round $r" "$OLD"; fi
+  [ "$(left)" -lt "${AB_RESERVE:-200}" ] && break
+  order=(old "${variants[@]/#/new:}")
+  if [ $((r % 2)) = 0 ]; then for ((k = 0, e = ${#order[@]} - 1; k < e; k++, e--)); do t=${order[k]}; order[k]=${order[e]}; order[e]=$t; done; fi
+  for x in "${order[@]}"; do
+    if [ "$x" = old ]; then timed "old round $r" "$OLD"
+    else timed "new ${x#new:} round $r" "$B" CLXENT_BUILD_OPTIONS="${x#new:}"; fi
+  done
 done 2>&1 | tee "$OUT/ab.txt"
 
 stamp tests on the GPU
-[ "$(left)" -gt 150 ] && gpu_ctest 170
+[ "${TESTS:-1}" = 1 ] && [ "$(left)" -gt "${TESTS_LIMIT:-170}" ] && gpu_ctest "${TESTS_LIMIT:-170}"
 
 stamp sweep
 {
-  for o in ${SWEEP:-"-DCLXENT_GROUP_UNROLL=1" "-DCLXENT_GROUP_UNROLL=2" "-DCLXENT_GROUP_UNROLL=8" "-DCLXENT_GROUP_UNROLL=16"}; do
+  IFS='|' read -r -a sweep <<<"${SWEEP--DCLXENT_GROUP_UNROLL=1|-DCLXENT_GROUP_UNROLL=2|-DCLXENT_GROUP_UNROLL=8|-DCLXENT_GROUP_UNROLL=16}"
+  for o in "${sweep[@]}"; do
     [ "$(left)" -lt 90 ] && break
     timed "new CLXENT_BUILD_OPTIONS=$o" "$B" CLXENT_BUILD_OPTIONS="$o"
   done
-  for g in 512 1024; do
+  for g in ${GROUP_SIZES-512 1024}; do
     [ "$(left)" -lt 80 ] && break
     timed "new CLXENT_GROUP_SIZE=$g" "$B" CLXENT_GROUP_SIZE=$g
   done
-  for t in f16 bf16; do
-    [ "$(left)" -lt 60 ] && break
-    echo "# new dtype $t"
-    timeout 30 "$B/clxent" bench --device "$DEV" --kernel-only --csv --repeat 10 --dtype $t --shape 8192x32000 \
-      --shape 2048x128256 2>>"$OUT/errors.txt"
-  done
-  for op in softcap smoothing bias all; do
+  IFS='|' read -r -a dopts <<<"${DTYPE_OPTIONS-}"
+  [ ${#dopts[@]} -eq 0 ] && dopts=("")
+  for o in "${dopts[@]}"; do for t in ${DTYPES-f16 bf16}; do
+    [ "$(left)" -lt 60 ] && break 2
+    echo "# new dtype $t ${o:+CLXENT_BUILD_OPTIONS=$o}"
+    CLXENT_BUILD_OPTIONS="$o" timeout 30 "$B/clxent" bench --device "$DEV" --kernel-only --csv --repeat 10 --dtype $t \
+      --shape 8192x32000 --shape 2048x128256 2>>"$OUT/errors.txt"
+  done; done
+  for op in ${OPTIONS-softcap smoothing bias all}; do
     [ "$(left)" -lt 45 ] && break
     echo "# new options $op"
     timeout 30 "$B/clxent" bench --device "$DEV" --kernel-only --csv --repeat 10 --options $op --shape 8192x32000 \

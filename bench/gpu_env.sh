@@ -39,7 +39,8 @@ gpu_setup() {
   "$CLINFO" -l 2>&1
 }
 
-# The build's test suite on DEV, bounded by LIMIT seconds (and the budget), into $OUT/ctest.txt.
+# The build's test suite on DEV, bounded by LIMIT seconds (and the budget), into $OUT/ctest.txt;
+# TESTS_R: only the tests it matches (ctest -R); TEST_OPTIONS: build options they all take.
 gpu_ctest() {
   local limit=$1 oldb old CTEST
   # a build made in another checkout names that checkout's paths: point them here
@@ -51,7 +52,7 @@ gpu_ctest() {
       perl -pi -e 's{(\Q$ENV{OLDB}\E)|(\Q$ENV{OLD}\E)}{defined $1 ? $ENV{NEWB} : $ENV{NEW}}ge' {} +
   fi
   CTEST=$(command -v ctest || echo "$(dirname "$(command -v cmake)")/ctest")
-  CLXENT_DEVICE=$DEV timeout "$(cap "$limit")" "$CTEST" --test-dir "$B" -j 12 --timeout $((limit - 20)) \
-    -E 'math_accuracy' --output-on-failure >"$OUT/ctest.txt" 2>&1
+  CLXENT_DEVICE=$DEV CLXENT_BUILD_OPTIONS="${TEST_OPTIONS-}" timeout "$(cap "$limit")" "$CTEST" --test-dir "$B" -j 12 \
+    --timeout $((limit - 20)) -E 'math_accuracy' ${TESTS_R:+-R "$TESTS_R"} --output-on-failure >"$OUT/ctest.txt" 2>&1
   echo "ctest exit $?"; grep -E "tests passed|Failed|\*\*\*|Not Run|Timeout" "$OUT/ctest.txt" | head -30
 }
