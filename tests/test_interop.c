@@ -315,6 +315,54 @@ static void test_upstream_matches_host_api(void **state) {
   free(z), free(t), free(gh), free(gd);
 }
 
+/* label_stats over more labels than one work-group counts alone on a GPU (kernels/reduce.cl:
+ * above CLXENT_GROUP_SIZE · CLXENT_LABEL_ITEMS labels the group variant counts spans in several
+ * groups, then adds them): N spans 3 of them at a GPU's group of 256 and 9 at PoCL's 64. Class
+ * weights and ignored rows: the mean's divisor as the host API finds it; bad labels (past c,
+ * negative) counted across the spans, the first and last label among them. */
+static void test_label_counts_in_spans(void **state) {
+  (void)state;
+  enum { N = 9001, C = 5 };
+  float *z = xmalloc(N * C * sizeof(float)), *gh = xmalloc(N * C * sizeof(float)), *gd = xmalloc(N * C * sizeof(float));
+  float w[C], lh = 0, ld = 0;
+  int32_t *y = xmalloc(N * sizeof(int32_t)), *yb = xmalloc(N * sizeof(int32_t));
+  rng_seed(91);
+  fill_uniform(z, N * C, -4, 4);
+  for (int j = 0; j < C; ++j) w[j] = (float)rng_uniform(0.25, 3);
+  cl_uint bad_expected = 0;
+  for (int i = 0; i < N; ++i) {
+    y[i] = i % 7 == 3 ? -100 : (int32_t)rng_below(C);
+    yb[i] = i == 0 || i == N - 1 || i % 997 == 5 ? (i % 2 ? -7 : C + 3) : y[i];
+    bad_expected += yb[i] != y[i];
+  }
+  cl_mem dz = upload(z, N * C * sizeof(float)), dy = upload(y, N * sizeof(int32_t)), dyb = upload(yb, N * sizeof(int32_t));
+  cl_mem dl = device_buffer(sizeof(float)), dg = device_buffer(N * C * sizeof(float)), dbad = device_buffer(sizeof(cl_uint));
+  clxent_mem_ex mx = clxent_mem_ex_default();
+  mx.bad_labels = dbad;
+  for (int weighted = 0; weighted < 2; ++weighted) {
+    clxent_opts o = clxent_opts_default(); /* mean */
+    if (weighted) o.class_weight = w;
+    ASSERT_OK(env.host, clxent_softmax_xent(env.host, N, C, z, y, &o, &lh, gh));
+    ASSERT_OK(env.ctx, clxent_softmax_xent_mem(env.ctx, N, C, dz, dy, &o, &mx, dl, dg, 0, NULL, NULL));
+    clFinish(env.queue);
+    cl_uint bad = 99;
+    download(dl, &ld, sizeof ld), download(dg, gd, N * C * sizeof(float)), download(dbad, &bad, sizeof bad);
+    assert_int_equal(bad, 0);
+    if (!(fabsf(ld - lh) <= 1e-5f * fabsf(lh))) fail_msg("weights %d: loss %.9g vs the host API's %.9g", weighted, ld, lh);
+    for (int k = 0; k < N * C; ++k)
+      if (!(fabsf(gd[k] - gh[k]) <= 1e-10f + 1e-5f * fabsf(gh[k])))
+        fail_msg("weights %d: grad[%d] %g vs the host API's %g", weighted, k, gd[k], gh[k]);
+    ASSERT_OK(env.ctx, clxent_softmax_xent_mem(env.ctx, N, C, dz, dyb, &o, &mx, dl, dg, 0, NULL, NULL));
+    clFinish(env.queue);
+    download(dl, &ld, sizeof ld), download(dbad, &bad, sizeof bad);
+    if (bad != bad_expected) fail_msg("weights %d: %u bad labels counted, %u in the batch", weighted, bad, bad_expected);
+    assert_true(isnan(ld)); /* their rows' NaN reaches the mean */
+  }
+  clReleaseMemObject(dz), clReleaseMemObject(dy), clReleaseMemObject(dyb);
+  clReleaseMemObject(dl), clReleaseMemObject(dg), clReleaseMemObject(dbad);
+  free(z), free(gh), free(gd), free(y), free(yb);
+}
+
 /* Bad arguments: named, and nothing enqueued (the outputs keep their poison). */
 static void test_rejected_arguments(void **state) {
   (void)state;
@@ -369,7 +417,7 @@ int main(void) {
       cmocka_unit_test(test_context_on_the_callers_queue), cmocka_unit_test(test_hard_labels_match_host_api),
       cmocka_unit_test(test_bad_labels_on_the_device),     cmocka_unit_test(test_wait_list_and_done_event),
       cmocka_unit_test(test_other_losses_match_host_api),  cmocka_unit_test(test_rejected_arguments),
-      cmocka_unit_test(test_upstream_matches_host_api),
+      cmocka_unit_test(test_upstream_matches_host_api), cmocka_unit_test(test_label_counts_in_spans),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
   return cmocka_run_group_tests(tests, setup, teardown);
