@@ -44,10 +44,11 @@ static const clxent_tuning_entry table[] = {
     {CL_DEVICE_TYPE_GPU, "NVIDIA", NULL, CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
     /* Hopper, measured on an H200 (NVIDIA OpenCL 3.0, CUDA 13.0 driver 580; docs/PERFORMANCE.md,
      * "NVIDIA GPU"): of groups 128-1024 × vectors 4/8 × both exponentials, 256 with the device's
-     * exp was fastest on 8192×32000 and 2048×128256 (512 by 6% on 65536×1000, 1024 by 3× on
-     * 1048576×10, but 19-32% slower on the long rows); the vector width changed nothing (<0.2%),
-     * clxent's own exp cost 6-7%. The H100 is the same chip design (not measured). linear_xent's
-     * blocks: not measured (its kernels are shaped for CPUs). */
+     * exp was fastest on 8192×32000 and 2048×128256 (512 by 6% on 65536×1000; 1024's 3× on
+     * 1048576×10 was label_stats' one group, since spread over many: the second session has 256
+     * fastest there too); the vector width changed nothing (<0.2%), clxent's own exp cost 6-7%.
+     * The H100 is the same chip design (not measured). linear_xent's blocks: not measured (its
+     * kernels are shaped for CPUs). */
     {CL_DEVICE_TYPE_GPU, "NVIDIA", "H100|H200", CLXENT_VARIANT_GROUP, 4, 256, 0, 0, 1024, 4096, 0},
     /* AMD (wavefronts of 64; ROCm says "Advanced Micro Devices, Inc.", Mesa's rusticl "AMD"):
      * defaults, not measured yet. */
