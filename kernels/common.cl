@@ -195,9 +195,11 @@ inline uint segment_argmax(float v, uint at, __local uint *scratch, uint T) {
  * result is the same bits on every run. */
 inline float group_sum(float v, __local float *scratch) { return segment_sum(v, scratch, CLXENT_GROUP_SIZE); }
 
-/* Adds one logit to a running (m, s): s·e^m = Σ e^z. A -inf logit (a mask) adds nothing. */
+/* Adds one logit to a running (m, s): s·e^m = Σ e^z. A -inf logit (a mask) adds nothing. A +inf
+ * one makes s NaN (its e^{z - m} is e^{inf - inf}), as in the group kernels' blocks of values,
+ * the row-per-item kernels, the float64 reference and PyTorch: no softmax has a +inf logit. */
 inline float2 lse_push(float2 st, float z) {
-  if (z > st.x) return (float2)(z, st.y * exp(st.x - z) + 1.0f);
+  if (z > st.x) return (float2)(z, st.y * exp(st.x - z) + (z == INFINITY ? NAN : 1.0f));
   return (float2)(st.x, st.y + (z == -INFINITY ? 0.0f : exp(z - st.x)));
 }
 

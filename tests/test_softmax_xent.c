@@ -190,15 +190,17 @@ static void test_worked_values(void **state) {
 static void test_extremes(void **state) {
   clxent_ctx *ctx = test_ctx(state);
   const float inf = INFINITY, nan = NAN;
-  enum { N = 6, C = 5 };
+  enum { N = 8, C = 5 };
   const float logits[N * C] = {
       1e4f, -1e4f, 0, 1, 2,          /* label 0: loss ≈ 0 */
       1e4f, -1e4f, 0, 1, 2,          /* label 1: loss = 2e4 */
       -inf, 2, -inf, 1, -inf,        /* masked classes: gradient 0 there */
       -inf, 2, -inf, 1, -inf,        /* label on a masked class: loss +inf */
       0.5f, nan, 0.25f, 1, 2,        /* NaN: loss and gradient NaN */
-      -1e4f, -1e4f, -1e4f, -1e4f, -1e4f /* uniform at -1e4: loss ln 5 */};
-  const int32_t labels[N] = {0, 1, 1, 0, 3, 2};
+      -1e4f, -1e4f, -1e4f, -1e4f, -1e4f, /* uniform at -1e4: loss ln 5 */
+      0, inf, 1, 2, 3,               /* +inf: no softmax, loss NaN; in the group kernel's block of 4 */
+      0, 1, 2, 3, inf};              /* and in its tail (a row of 5 is one item's there) */
+  const int32_t labels[N] = {0, 1, 1, 0, 3, 2, 0, 0};
   for (int gm = GRAD_SEPARATE; gm <= GRAD_IN_PLACE; ++gm)
     for (int r = CLXENT_MEAN; r <= CLXENT_NONE; ++r) {
       clxent_opts o = clxent_opts_default();
@@ -217,6 +219,7 @@ static void test_extremes(void **state) {
   assert_true(isnan(loss[4]));
   for (int j = 0; j < C; ++j) assert_true(isnan(grad[4 * C + j]));
   assert_float_equal(loss[5], log(5.0), 1e-6);
+  assert_true(isnan(loss[6]) && isnan(loss[7]));
   float mean;
   ASSERT_OK(ctx, clxent_softmax_xent(ctx, N, C, logits, labels, NULL, &mean, NULL));
   assert_true(isnan(mean)); /* a NaN never vanishes in the batch loss */
