@@ -165,6 +165,12 @@ inline float2 segment_lse(float2 state, __local float2 *scratch, uint T) {
   return total;
 }
 
+/* An item's argmax step over its slice (the group kernels): v at j replaces the best while no NaN
+ * has been seen, if it is larger or a NaN: the first max of z, or the first NaN, in the order of j. */
+inline void argmax_push(float *best, uint *best_at, const float v, const ulong j) {
+  if (!isnan(*best) && (v > *best || isnan(v))) *best = v, *best_at = (uint)j;
+}
+
 /* argmax over a segment: each item gives the first max of its slice (value v, index at), or its
  * first NaN (v NaN); each item gets the segment's: the smallest index among the NaNs, else among
  * the largest values (the first on ties, whatever the slices' order). scratch holds 2 uints per

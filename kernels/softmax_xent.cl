@@ -986,22 +986,17 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
 #pragma OPENCL FP_CONTRACT ON /* GPUs: nothing mirrors these on the host */
 
 /* Loads each item has in flight in the hard kernel's two passes: GU strided values are read
- * before any is used, GU_LONG on rows of at least 4 · GU_LONG values per item. With one (a load,
- * then its exponential, then the next load) an H200 moved 27% of its copy bandwidth on 8192 ×
- * 32000: 2048 items per SM with one 4-byte load each are too few bytes in flight to cover the
- * memory's latency (docs/PERFORMANCE.md, "NVIDIA GPU"). Build options (-D...,
- * CLXENT_BUILD_OPTIONS) to measure others. */
+ * before any is used. With one (a load, then its exponential, then the next load) an H200 moved
+ * 27% of its copy bandwidth on 8192 × 32000: 2048 items per SM with one 4-byte load each are too
+ * few bytes in flight to cover the memory's latency (docs/PERFORMANCE.md, "NVIDIA GPU"). A second
+ * count for long rows only (8) was slower than 4 on every shape but 2048 × 128256 and is gone.
+ * Build options (-D..., CLXENT_BUILD_OPTIONS) to measure others. */
 #ifndef CLXENT_GROUP_UNROLL
 #define CLXENT_GROUP_UNROLL 4
-#endif
-#ifndef CLXENT_GROUP_UNROLL_LONG
-#define CLXENT_GROUP_UNROLL_LONG CLXENT_GROUP_UNROLL
 #endif
 /* one count for every storage type: 16-bit rows must take float32's sums in float32's order
  * (a 16-bit result is float32's rounded once, tests/test_toolbox.c) */
 #define GU CLXENT_GROUP_UNROLL
-#define GU_LONG CLXENT_GROUP_UNROLL_LONG
-#define GU_LONG_FROM(T) ((ulong)(T) * 4 * GU_LONG) /* the row length from which GU_LONG applies */
 /* the blocks' loops unrolled, so that v[] stays in registers; a compiler without _Pragma (not
  * Clang-based) unrolls such short constant loops by itself */
 #if defined(__clang__)
@@ -1019,8 +1014,7 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
     float v[N];                                                                                     \
     UNROLL_ALL for (uint k = 0; k < (N); ++k) v[k] = LOAD(z, j + k * T);                     \
     if (argmax) {                                                                                   \
-      UNROLL_ALL for (uint k = 0; k < (N); ++k) if (!isnan(*best) && (v[k] > *best || isnan(v[k]))) \
-          *best = v[k], *best_at = (uint)(j + k * T);                                               \
+      UNROLL_ALL for (uint k = 0; k < (N); ++k) argmax_push(best, best_at, v[k], j + k * T);       \
     }                                                                                               \
     float mb = -INFINITY;                                                                           \
     UNROLL_ALL for (uint k = 0; k < (N); ++k) v[k] = cap_logit(v[k], cap), mb = fmax(mb, v[k]); \
@@ -1036,13 +1030,10 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
 inline float2 strided_lse(__global const store_t *z, ulong j, const ulong c, const uint T, const float cap,
                           const int argmax, float *best, uint *best_at) {
   float2 st = (float2)(-INFINITY, 0.0f);
-#if CLXENT_GROUP_UNROLL_LONG != CLXENT_GROUP_UNROLL
-  if (c >= GU_LONG_FROM(T)) LSE_BLOCKS(GU_LONG)
-#endif
   LSE_BLOCKS(GU)
   for (; j < c; j += T) {
     const float v = LOAD(z, j);
-    if (argmax && !isnan(*best) && (v > *best || isnan(v))) *best = v, *best_at = (uint)j;
+    if (argmax) argmax_push(best, best_at, v, j);
     st = lse_push(st, cap_logit(v, cap));
   }
   return st;
@@ -1106,9 +1097,6 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   }
   if (!ignored && (g || smooth)) {
     ulong j = lane;
-#if CLXENT_GROUP_UNROLL_LONG != CLXENT_GROUP_UNROLL
-    if (c >= GU_LONG_FROM(T)) PASS2_BLOCKS(GU_LONG)
-#endif
     PASS2_BLOCKS(GU)
     for (; j < c; j += T) PASS2_VALUE(LOAD(z, j), weight ? weight[j] : 1.0f, j);
   }
@@ -1145,7 +1133,7 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   if (row_argmax) {
     for (ulong j = lane; j < cols; j += T) {
       const float v = LOAD(z, j);
-      if (!isnan(best) && (v > best || isnan(v))) best = v, best_at = (uint)j;
+      argmax_push(&best, &best_at, v, j);
       st = lse_push(st, cap_logit(v, cap));
       tsum += soft_target(LOAD(t, j), weight, j, keep, spread);
     }
