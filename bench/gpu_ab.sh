@@ -11,7 +11,8 @@
 # contenders in the alternated rounds (default: one, as built); TESTS=0 skips the suite
 # (gpu_env.sh: TESTS_R, TEST_OPTIONS; TESTS_LIMIT seconds, default 170); SWEEP,
 # build options for one more run each (default: CLXENT_GROUP_UNROLL 1, 2, 8, 16); GROUP_SIZES,
-# group sizes (space-separated, default 512 1024); DTYPES, the 16-bit types
+# group sizes (space-separated, default 512 1024); ROW_THREADS, items per row to force
+# (space-separated, default none) on ROW_SHAPES (default SHAPES) under ROW_OPTIONS; DTYPES, the 16-bit types
 # (default f16 bf16) and DTYPE_OPTIONS, build options for their runs;
 # OPTIONS, the loss options to time (space-separated, default softcap smoothing bias all).
 set -u
@@ -65,6 +66,11 @@ stamp sweep
   for g in ${GROUP_SIZES-512 1024}; do
     [ "$(left)" -lt 80 ] && break
     timed "new CLXENT_GROUP_SIZE=$g" "$B" CLXENT_GROUP_SIZE=$g
+  done
+  for t in ${ROW_THREADS-}; do
+    [ "$(left)" -lt 70 ] && break
+    SHAPES=${ROW_SHAPES:-$SHAPES} timed "new CLXENT_ROW_THREADS=$t ${ROW_OPTIONS:+CLXENT_BUILD_OPTIONS=$ROW_OPTIONS}" "$B" \
+      CLXENT_ROW_THREADS=$t CLXENT_BUILD_OPTIONS="${ROW_OPTIONS-}"
   done
   IFS='|' read -r -a dopts <<<"${DTYPE_OPTIONS-}"
   [ ${#dopts[@]} -eq 0 ] && dopts=("")

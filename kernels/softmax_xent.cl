@@ -997,6 +997,26 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
 /* one count for every storage type: 16-bit rows must take float32's sums in float32's order
  * (a 16-bit result is float32's rounded once, tests/test_toolbox.c) */
 #define GU CLXENT_GROUP_UNROLL
+/* Pass 2 from the slice's end (1) or start (0): pass 1's last reads may still be in the L2 when a
+ * long row's pass 2 begins (an experiment for the GPU; the gradient is the same, the smoothing
+ * sum's order is not) */
+#ifndef CLXENT_GROUP_PASS2_REVERSE
+#define CLXENT_GROUP_PASS2_REVERSE 0
+#endif
+/* Rows of at most CLXENT_GROUP_TILE classes, one item each (T = 1), staged through local memory
+ * (an experiment for the GPU; 0: off): the group reads its rows' values into a tile with
+ * neighbouring items on neighbouring values, each item works on its row there, and the gradient
+ * leaves the same way. Read in place, a row per item puts its values c · 4 bytes apart across a
+ * warp: ten times the cache transactions of coalesced reads and writes at c = 10. The same
+ * operations on the same values: the same bits. */
+#ifndef CLXENT_GROUP_TILE
+#define CLXENT_GROUP_TILE 0
+#endif
+#if CLXENT_GROUP_TILE
+#define ZV(j) (zt ? zt[j] : LOAD(z, (j))) /* an item's value j: from its row in the tile, if tiled */
+#else
+#define ZV(j) LOAD(z, (j))
+#endif
 /* the blocks' loops unrolled, so that v[] stays in registers; a compiler without _Pragma (not
  * Clang-based) unrolls such short constant loops by itself */
 #if defined(__clang__)
@@ -1012,7 +1032,7 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
 #define LSE_BLOCKS(N)                                                                               \
   for (; j + (ulong)((N) - 1) * T < c; j += (ulong)(N) * T) {                                        \
     float v[N];                                                                                     \
-    UNROLL_ALL for (uint k = 0; k < (N); ++k) v[k] = LOAD(z, j + k * T);                     \
+    UNROLL_ALL for (uint k = 0; k < (N); ++k) v[k] = ZV(j + k * T);                          \
     if (argmax) {                                                                                   \
       UNROLL_ALL for (uint k = 0; k < (N); ++k) argmax_push(best, best_at, v[k], j + k * T);       \
     }                                                                                               \
@@ -1027,12 +1047,12 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
   }
 
 /* Pass 1 over an item's slice j, j + T, ... < c of a row: the running (m, s) of lse_push. */
-inline float2 strided_lse(__global const store_t *z, ulong j, const ulong c, const uint T, const float cap,
-                          const int argmax, float *best, uint *best_at) {
+inline float2 strided_lse(__global const store_t *z, __local const float *zt, ulong j, const ulong c, const uint T,
+                          const float cap, const int argmax, float *best, uint *best_at) {
   float2 st = (float2)(-INFINITY, 0.0f);
   LSE_BLOCKS(GU)
   for (; j < c; j += T) {
-    const float v = LOAD(z, j);
+    const float v = ZV(j);
     if (argmax) argmax_push(best, best_at, v, j);
     st = lse_push(st, cap_logit(v, cap));
   }
@@ -1060,19 +1080,32 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   float2 st = (float2)(-INFINITY, 0.0f);
   float best = -INFINITY; /* argmax: each item's first max of z, or first NaN, over its slice */
   uint best_at = lane;    /* an item with no element (lane ≥ c) or -inf only ties at its lane */
+#if CLXENT_GROUP_TILE
+  __local float tile[CLXENT_GROUP_SIZE * CLXENT_GROUP_TILE];
+  const int tiled = T == 1 && c <= CLXENT_GROUP_TILE; /* uniform */
+  const ulong first_i = (ulong)get_group_id(0) * CLXENT_GROUP_SIZE;
+  const ulong tile_n = tiled ? (min((ulong)CLXENT_GROUP_SIZE, rows - first_i)) * c : 0;
+  __local float *zt = tiled ? tile + lid * c : 0;
+  for (ulong k = lid; k < tile_n; k += CLXENT_GROUP_SIZE) tile[k] = LOAD(logits + first_i * c, k);
+  barrier(CLK_LOCAL_MEM_FENCE); /* unconditional: PoCL 3.1 misplaced stores around barriers under an if */
+#define GSTORE(v, j) (zt ? (void)(zt[j] = (v)) : (void)STORE((v), g, (j))) /* into the tile, if tiled */
+#else
+  __local const float *zt = 0;
+#define GSTORE(v, j) STORE((v), g, (j))
+#endif
   /* the argmax (uniform) beside the same sums */
   if (row_argmax ? active && !bad : !ignored || (active && !bad && row_lse))
-    st = strided_lse(z, lane, c, T, cap, row_argmax != 0, &best, &best_at);
+    st = strided_lse(z, zt, lane, c, T, cap, row_argmax != 0, &best, &best_at);
   st = segment_lse(st, scratch, T);
   if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint *)scratch, T); /* written at the end */
   if (active && lane == 0 && row_lse) row_lse[first_row + i] = bad ? NAN : st.x + clxent_log(st.y);
   if (active && ignored) {
     const float fill = bad ? NAN : 0.0f;
-    if (g) for (ulong j = lane; j < c; j += T) STORE(fill, g, j);
+    if (g) for (ulong j = lane; j < c; j += T) GSTORE(fill, j);
     if (lane == 0) row_loss[first_row + i] = fill;
   }
   const float m = st.x, log_s = clxent_log(st.y), lse = m + log_s; /* a = e^{(u - m) - ln s}: u - m exact near m */
-  const float zy = ignored ? 0.0f : LOAD(z, y), uy = cap_logit(zy, cap);
+  const float zy = ignored ? 0.0f : ZV(y), uy = cap_logit(zy, cap);
   const float wy = ignored ? 0.0f : weight ? weight[y] : 1.0f;
   const float g_up = row_scale && !ignored ? row_scale[first_row + i] : 1.0f; /* the row's upstream gradient */
   const float inv_c = 1.0f / (float)c, W = p.weight_sum, S = p.scale * g_up;
@@ -1087,19 +1120,40 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
     float slope;                                                                                    \
     const float u = cap_logit_slope((zj), cap, &slope), w = (wj);                                   \
     if (smooth && w != 0.0f) wdev += w * (m - u);                                                   \
-    if (g) STORE((A * clxent_exp((u - m) - log_s) - B * w - ((j) == (ulong)y ? K : 0.0f)) * slope, g, (j)); \
+    if (g) GSTORE((A * clxent_exp((u - m) - log_s) - B * w - ((j) == (ulong)y ? K : 0.0f)) * slope, (j)); \
   } while (0)
 #define PASS2_BLOCKS(N)                                                                             \
   for (; j + (ulong)((N) - 1) * T < c; j += (ulong)(N) * T) {                                        \
     float zv[N], wv[N];                                                                             \
-    UNROLL_ALL for (uint k = 0; k < (N); ++k) zv[k] = LOAD(z, j + k * T), wv[k] = weight ? weight[j + k * T] : 1.0f; \
+    UNROLL_ALL for (uint k = 0; k < (N); ++k) zv[k] = ZV(j + k * T), wv[k] = weight ? weight[j + k * T] : 1.0f; \
     UNROLL_ALL for (uint k = 0; k < (N); ++k) PASS2_VALUE(zv[k], wv[k], j + k * T);          \
   }
   if (!ignored && (g || smooth)) {
+#if CLXENT_GROUP_PASS2_REVERSE
+    /* the slice from its end: the values pass 1 read last are the likeliest still in the L2 */
+    ulong q = lane < c ? (c - 1 - lane) / T + 1 : 0; /* the item's values not yet written */
+    for (; q % GU; --q) {
+      const ulong j = lane + (q - 1) * T;
+      PASS2_VALUE(ZV(j), weight ? weight[j] : 1.0f, j);
+    }
+    for (; q; q -= GU) {
+      const ulong j = lane + (q - GU) * T; /* the block's first */
+      float zv[GU], wv[GU];
+      UNROLL_ALL for (uint k = 0; k < GU; ++k) zv[k] = ZV(j + k * T), wv[k] = weight ? weight[j + k * T] : 1.0f;
+      UNROLL_ALL for (uint k = GU; k-- > 0;) PASS2_VALUE(zv[k], wv[k], j + k * T);
+    }
+#else
     ulong j = lane;
     PASS2_BLOCKS(GU)
-    for (; j < c; j += T) PASS2_VALUE(LOAD(z, j), weight ? weight[j] : 1.0f, j);
+    for (; j < c; j += T) PASS2_VALUE(ZV(j), weight ? weight[j] : 1.0f, j);
+#endif
   }
+#if CLXENT_GROUP_TILE
+  barrier(CLK_LOCAL_MEM_FENCE); /* the gradient out of the tile (every active row wrote its part) */
+  if (grad)
+    for (ulong k = lid; k < tile_n; k += CLXENT_GROUP_SIZE) STORE(tile[k], grad + first_i * c, k);
+#endif
+#undef GSTORE
 #undef PASS2_BLOCKS
 #undef PASS2_VALUE
   if (smooth) wdev = segment_sum(wdev, (__local float *)scratch, T);
