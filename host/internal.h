@@ -61,6 +61,7 @@ typedef enum clxent_kernel_id {
   KERNEL_SOFTMAX_SOFT,
   KERNEL_SOFTMAX_HARD_SHORT,
   KERNEL_SOFTMAX_HARD_BIAS, /* the row-per-item variant only (NULL in the group variant's program) */
+  KERNEL_SOFTMAX_HARD_TILE, /* the group variant only (NULL in the row-per-item variant's program) */
   KERNEL_SIGMOID_XENT,
   KERNEL_BCE,
   KERNEL_COLUMN_PARTIAL,

@@ -150,19 +150,30 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
         while (item_local > 1 && item_local * stride * sizeof(float) > ctx->local_mem / 2) item_local /= 2;
       }
       if (!grouped) global = (items + item_local - 1) / item_local * item_local;
+      /* the group variant's short rows, one item each: softmax_xent_hard_tile, with a tile of
+       * the group's rows in local memory (row_cache) */
+      const int tiled = grouped && !fused && l->kernel == KERNEL_SOFTMAX_HARD && p.row_threads == 1 &&
+                        c >= CLXENT_GROUP_TILE_MIN && c <= CLXENT_GROUP_TILE &&
+                        local * c * sizeof(float) <= ctx->local_mem / 2;
+      if (tiled) stride = c;
+      const size_t cache_bytes = !stride ? sizeof(float) : (grouped ? local : item_local) * stride * sizeof(float);
       if (l->kernel == KERNEL_SOFTMAX_HARD) {
         const cl_kernel kh = short_rows ? ctx->kernels[KERNEL_SOFTMAX_HARD_SHORT][l->dtype]
                              : fused    ? ctx->kernels[KERNEL_SOFTMAX_HARD_BIAS][l->dtype]
+                             : tiled    ? ctx->kernels[KERNEL_SOFTMAX_HARD_TILE][l->dtype]
                                         : k;
         const arg args[] = {ARG(rows),        ARG(c),         ARG(first),
                             ARG_MEM(l->in),   ARG_MEM(l->labels), ARG_MEM(l->weight),
                             ARG(l->ignore_index), ARG(p),     ARG_MEM(l->grad),
                             ARG_MEM(l->out),  ARG_MEM(l->lse), ARG_MEM(l->scales),
                             ARG_MEM(l->row_scale),
-                            {stride ? item_local * stride * sizeof(float) : sizeof(float), NULL},
+                            {cache_bytes, NULL},
                             ARG(stride),      ARG_MEM(l->argmax), ARG_MEM(l->bias_partial)};
         return enqueue(ctx, kh,
-                       short_rows ? "softmax_xent_hard_short" : fused ? "softmax_xent_hard_bias" : "softmax_xent_hard",
+                       short_rows ? "softmax_xent_hard_short"
+                       : fused    ? "softmax_xent_hard_bias"
+                       : tiled    ? "softmax_xent_hard_tile"
+                                  : "softmax_xent_hard",
                        args, COUNT(args) - !fused, 1, &global, &item_local);
       }
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight),

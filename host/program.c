@@ -12,7 +12,7 @@
 
 static const char *const kernel_names[KERNEL_COUNT] = {
     [KERNEL_SOFTMAX_HARD] = "softmax_xent_hard", [KERNEL_SOFTMAX_SOFT] = "softmax_xent_soft", [KERNEL_SOFTMAX_HARD_SHORT] = "softmax_xent_hard_short",
-    [KERNEL_SOFTMAX_HARD_BIAS] = "softmax_xent_hard_bias",
+    [KERNEL_SOFTMAX_HARD_BIAS] = "softmax_xent_hard_bias", [KERNEL_SOFTMAX_HARD_TILE] = "softmax_xent_hard_tile",
     [KERNEL_SIGMOID_XENT] = "sigmoid_xent",      [KERNEL_BCE] = "bce",
     [KERNEL_COLUMN_PARTIAL] = "column_partial",
     [KERNEL_SOFTMAX_STRIDED] = "softmax_xent_strided", [KERNEL_COLUMN_PARTIAL_STRIDED] = "column_partial_strided",  [KERNEL_ROW_INFORMATION] = "row_information",
@@ -128,6 +128,7 @@ clxent_status clxent_build_program(clxent_ctx *ctx, const clxent_settings *s) {
   for (int k = 0; k < KERNEL_COUNT; ++k)
     for (int t = 0; t < (k < KERNEL_TYPED_COUNT ? CLXENT_STORAGE_COUNT : 1); ++t) {
       if (k == KERNEL_SOFTMAX_HARD_BIAS && ctx->variant != CLXENT_VARIANT_ITEM) continue; /* one item per row only */
+      if (k == KERNEL_SOFTMAX_HARD_TILE && ctx->variant != CLXENT_VARIANT_GROUP) continue; /* work-groups only */
       char name[64];
       snprintf(name, sizeof name, "%s%s", kernel_names[k], k < KERNEL_TYPED_COUNT ? storage_suffixes[t] : "");
       cl_int err;

@@ -47,6 +47,12 @@ typedef struct clxent_params {
  * PoCL's loop over a group's items costs a hundred-odd instructions per item, as much as the
  * arithmetic of a few columns at c = 10. */
 #define CLXENT_SHORT_BLOCKS 2 /* not a build option: the host's launch divides by the same value */
+/* The group variant stages rows of CLXENT_GROUP_TILE_MIN to CLXENT_GROUP_TILE classes, one
+ * work-item each, through local memory (softmax_xent_hard_tile in kernels/softmax_xent.cl; the
+ * host gives it group size · c floats). H100: c = 10 and 16 took 0.67-0.75x the time, c = 3
+ * 1.17x (a warp's reads 12 bytes apart are coalesced enough); c = 4 to 9 unmeasured. */
+#define CLXENT_GROUP_TILE_MIN 8
+#define CLXENT_GROUP_TILE 16
 /* The row-per-item kernels' first pass walks a row in chunks of this many values (16 KiB of
  * float32: read twice from the L1 cache), and keeps at most this many segments of one running max. */
 #define CLXENT_ROW_CHUNK 4096

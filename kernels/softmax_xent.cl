@@ -997,26 +997,10 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
 /* one count for every storage type: 16-bit rows must take float32's sums in float32's order
  * (a 16-bit result is float32's rounded once, tests/test_toolbox.c) */
 #define GU CLXENT_GROUP_UNROLL
-/* Pass 2 from the slice's end (1) or start (0): pass 1's last reads may still be in the L2 when a
- * long row's pass 2 begins (an experiment for the GPU; the gradient is the same, the smoothing
- * sum's order is not) */
-#ifndef CLXENT_GROUP_PASS2_REVERSE
-#define CLXENT_GROUP_PASS2_REVERSE 0
-#endif
-/* Rows of at most CLXENT_GROUP_TILE classes, one item each (T = 1), staged through local memory
- * (an experiment for the GPU; 0: off): the group reads its rows' values into a tile with
- * neighbouring items on neighbouring values, each item works on its row there, and the gradient
- * leaves the same way. Read in place, a row per item puts its values c · 4 bytes apart across a
- * warp: ten times the cache transactions of coalesced reads and writes at c = 10. The same
- * operations on the same values: the same bits. */
-#ifndef CLXENT_GROUP_TILE
-#define CLXENT_GROUP_TILE 0
-#endif
-#if CLXENT_GROUP_TILE
-#define ZV(j) (zt ? zt[j] : LOAD(z, (j))) /* an item's value j: from its row in the tile, if tiled */
-#else
-#define ZV(j) LOAD(z, (j))
-#endif
+/* Where an item's values are: ZG, the row in global memory (its storage type); ZT, the row in the
+ * group's local tile (float32), for rows of at most CLXENT_GROUP_TILE classes (clxent_defs.h). */
+#define ZG(j) LOAD(z, (j))
+#define ZT(j) zt[j]
 /* the blocks' loops unrolled, so that v[] stays in registers; a compiler without _Pragma (not
  * Clang-based) unrolls such short constant loops by itself */
 #if defined(__clang__)
@@ -1029,10 +1013,10 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
  * which then reaches s through its exponential, as in lse_push), then their exponentials against
  * the new max. While m is still -inf a block adds nothing but a NaN. With `argmax`, best and
  * best_at follow the item's first max of z (or first NaN) in the order of j. */
-#define LSE_BLOCKS(N)                                                                               \
+#define LSE_BLOCKS(N, ZL)                                                                           \
   for (; j + (ulong)((N) - 1) * T < c; j += (ulong)(N) * T) {                                        \
     float v[N];                                                                                     \
-    UNROLL_ALL for (uint k = 0; k < (N); ++k) v[k] = ZV(j + k * T);                          \
+    UNROLL_ALL for (uint k = 0; k < (N); ++k) v[k] = ZL(j + k * T);                          \
     if (argmax) {                                                                                   \
       UNROLL_ALL for (uint k = 0; k < (N); ++k) argmax_push(best, best_at, v[k], j + k * T);       \
     }                                                                                               \
@@ -1047,26 +1031,33 @@ __kernel void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
   }
 
 /* Pass 1 over an item's slice j, j + T, ... < c of a row: the running (m, s) of lse_push. */
-inline float2 strided_lse(__global const store_t *z, __local const float *zt, ulong j, const ulong c, const uint T,
-                          const float cap, const int argmax, float *best, uint *best_at) {
-  float2 st = (float2)(-INFINITY, 0.0f);
-  LSE_BLOCKS(GU)
-  for (; j < c; j += T) {
-    const float v = ZV(j);
-    if (argmax) argmax_push(best, best_at, v, j);
-    st = lse_push(st, cap_logit(v, cap));
-  }
+#define STRIDED_LSE_BODY(ZL)                                                                        \
+  float2 st = (float2)(-INFINITY, 0.0f);                                                            \
+  LSE_BLOCKS(GU, ZL)                                                                                \
+  for (; j < c; j += T) {                                                                           \
+    const float v = ZL(j);                                                                          \
+    if (argmax) argmax_push(best, best_at, v, j);                                                   \
+    st = lse_push(st, cap_logit(v, cap));                                                           \
+  }                                                                                                 \
   return st;
+inline float2 strided_lse(__global const store_t *z, ulong j, const ulong c, const uint T, const float cap,
+                          const int argmax, float *best, uint *best_at) {
+  STRIDED_LSE_BODY(ZG)
 }
+/* the same over a row in the tile (T = 1 there): the same operations, the same bits */
+inline float2 tile_lse(__local const float *zt, ulong j, const ulong c, const uint T, const float cap,
+                       const int argmax, float *best, uint *best_at) {
+  STRIDED_LSE_BODY(ZT)
+}
+#undef STRIDED_LSE_BODY
 
 /* T items share a row: each keeps a running log-sum-exp over a strided slice (coalesced loads),
  * the row's segment merges them in a fixed tree, then a second pass writes the gradient and sums
  * the smoothing term Σ_j w_j (m - u_j). The host picks T from c (T = 256 for a vocabulary, a few
  * items for c = 10, so that short rows still fill the device). Items of a row past the block, or
  * of an ignored row, keep taking part in the group's barriers. */
-__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
+CLXENT_INLINE_ALWAYS void hard_group_rows(SOFTMAX_HARD_ARGS, __local float2 *scratch, const int tiled) {
   const clxent_params p = call_params(p_host, dev_scales);
-  __local float2 scratch[CLXENT_GROUP_SIZE];
   const uint T = p.row_threads, lid = get_local_id(0), lane = lid & (T - 1);
   const ulong i = (ulong)get_group_id(0) * (CLXENT_GROUP_SIZE / T) + lid / T;
   const int active = i < rows;
@@ -1080,32 +1071,28 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   float2 st = (float2)(-INFINITY, 0.0f);
   float best = -INFINITY; /* argmax: each item's first max of z, or first NaN, over its slice */
   uint best_at = lane;    /* an item with no element (lane ≥ c) or -inf only ties at its lane */
-#if CLXENT_GROUP_TILE
-  __local float tile[CLXENT_GROUP_SIZE * CLXENT_GROUP_TILE];
-  const int tiled = T == 1 && c <= CLXENT_GROUP_TILE; /* uniform */
+  /* tiled (softmax_xent_hard_tile): the group's rows are in row_cache, a row of c floats per item */
   const ulong first_i = (ulong)get_group_id(0) * CLXENT_GROUP_SIZE;
-  const ulong tile_n = tiled ? (min((ulong)CLXENT_GROUP_SIZE, rows - first_i)) * c : 0;
-  __local float *zt = tiled ? tile + lid * c : 0;
-  for (ulong k = lid; k < tile_n; k += CLXENT_GROUP_SIZE) tile[k] = LOAD(logits + first_i * c, k);
-  barrier(CLK_LOCAL_MEM_FENCE); /* unconditional: PoCL 3.1 misplaced stores around barriers under an if */
-#define GSTORE(v, j) (zt ? (void)(zt[j] = (v)) : (void)STORE((v), g, (j))) /* into the tile, if tiled */
-#else
-  __local const float *zt = 0;
-#define GSTORE(v, j) STORE((v), g, (j))
-#endif
+  const ulong tile_n = tiled ? min((ulong)CLXENT_GROUP_SIZE, rows - first_i) * c : 0;
+  __local float *zt = row_cache + (tiled ? lid * c : 0);
+  if (tiled) {
+    for (ulong k = lid; k < tile_n; k += CLXENT_GROUP_SIZE) row_cache[k] = LOAD(logits + first_i * c, k);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
   /* the argmax (uniform) beside the same sums */
   if (row_argmax ? active && !bad : !ignored || (active && !bad && row_lse))
-    st = strided_lse(z, zt, lane, c, T, cap, row_argmax != 0, &best, &best_at);
+    st = tiled ? tile_lse(zt, lane, c, T, cap, row_argmax != 0, &best, &best_at)
+               : strided_lse(z, lane, c, T, cap, row_argmax != 0, &best, &best_at);
   st = segment_lse(st, scratch, T);
   if (row_argmax) best_at = segment_argmax(best, best_at, (__local uint *)scratch, T); /* written at the end */
   if (active && lane == 0 && row_lse) row_lse[first_row + i] = bad ? NAN : st.x + clxent_log(st.y);
   if (active && ignored) {
     const float fill = bad ? NAN : 0.0f;
-    if (g) for (ulong j = lane; j < c; j += T) GSTORE(fill, j);
+    if (g) for (ulong j = lane; j < c; j += T) tiled ? (void)(zt[j] = fill) : (void)STORE(fill, g, j);
     if (lane == 0) row_loss[first_row + i] = fill;
   }
   const float m = st.x, log_s = clxent_log(st.y), lse = m + log_s; /* a = e^{(u - m) - ln s}: u - m exact near m */
-  const float zy = ignored ? 0.0f : ZV(y), uy = cap_logit(zy, cap);
+  const float zy = ignored ? 0.0f : tiled ? zt[y] : LOAD(z, y), uy = cap_logit(zy, cap);
   const float wy = ignored ? 0.0f : weight ? weight[y] : 1.0f;
   const float g_up = row_scale && !ignored ? row_scale[first_row + i] : 1.0f; /* the row's upstream gradient */
   const float inv_c = 1.0f / (float)c, W = p.weight_sum, S = p.scale * g_up;
@@ -1115,45 +1102,39 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
   barrier(CLK_GLOBAL_MEM_FENCE); /* z[y] is read by all before anyone overwrites it in place */
   float wdev = 0.0f;
   /* pass 2: GU values (and weights) read, then used in the order of one at a time: the same sums */
-#define PASS2_VALUE(zj, wj, j)                                                                        \
+#define PASS2_VALUE(zj, wj, j, GS)                                                                    \
   do {                                                                                              \
     float slope;                                                                                    \
     const float u = cap_logit_slope((zj), cap, &slope), w = (wj);                                   \
     if (smooth && w != 0.0f) wdev += w * (m - u);                                                   \
-    if (g) GSTORE((A * clxent_exp((u - m) - log_s) - B * w - ((j) == (ulong)y ? K : 0.0f)) * slope, (j)); \
+    if (g) GS((A * clxent_exp((u - m) - log_s) - B * w - ((j) == (ulong)y ? K : 0.0f)) * slope, (j)); \
   } while (0)
-#define PASS2_BLOCKS(N)                                                                             \
+#define PASS2_BLOCKS(N, ZL, GS)                                                                     \
   for (; j + (ulong)((N) - 1) * T < c; j += (ulong)(N) * T) {                                        \
     float zv[N], wv[N];                                                                             \
-    UNROLL_ALL for (uint k = 0; k < (N); ++k) zv[k] = ZV(j + k * T), wv[k] = weight ? weight[j + k * T] : 1.0f; \
-    UNROLL_ALL for (uint k = 0; k < (N); ++k) PASS2_VALUE(zv[k], wv[k], j + k * T);          \
+    UNROLL_ALL for (uint k = 0; k < (N); ++k) zv[k] = ZL(j + k * T), wv[k] = weight ? weight[j + k * T] : 1.0f; \
+    UNROLL_ALL for (uint k = 0; k < (N); ++k) PASS2_VALUE(zv[k], wv[k], j + k * T, GS);      \
   }
+#define GS_G(v, j) STORE((v), g, (j))
+#define GS_T(v, j) (zt[j] = (v))
+#define PASS2(ZL, GS)                                                                               \
+  do {                                                                                              \
+    ulong j = lane;                                                                                 \
+    PASS2_BLOCKS(GU, ZL, GS)                                                                        \
+    for (; j < c; j += T) PASS2_VALUE(ZL(j), weight ? weight[j] : 1.0f, j, GS);                     \
+  } while (0)
   if (!ignored && (g || smooth)) {
-#if CLXENT_GROUP_PASS2_REVERSE
-    /* the slice from its end: the values pass 1 read last are the likeliest still in the L2 */
-    ulong q = lane < c ? (c - 1 - lane) / T + 1 : 0; /* the item's values not yet written */
-    for (; q % GU; --q) {
-      const ulong j = lane + (q - 1) * T;
-      PASS2_VALUE(ZV(j), weight ? weight[j] : 1.0f, j);
-    }
-    for (; q; q -= GU) {
-      const ulong j = lane + (q - GU) * T; /* the block's first */
-      float zv[GU], wv[GU];
-      UNROLL_ALL for (uint k = 0; k < GU; ++k) zv[k] = ZV(j + k * T), wv[k] = weight ? weight[j + k * T] : 1.0f;
-      UNROLL_ALL for (uint k = GU; k-- > 0;) PASS2_VALUE(zv[k], wv[k], j + k * T);
-    }
-#else
-    ulong j = lane;
-    PASS2_BLOCKS(GU)
-    for (; j < c; j += T) PASS2_VALUE(ZV(j), weight ? weight[j] : 1.0f, j);
-#endif
+    if (tiled) PASS2(ZT, GS_T);
+    else PASS2(ZG, GS_G);
   }
-#if CLXENT_GROUP_TILE
-  barrier(CLK_LOCAL_MEM_FENCE); /* the gradient out of the tile (every active row wrote its part) */
-  if (grad)
-    for (ulong k = lid; k < tile_n; k += CLXENT_GROUP_SIZE) STORE(tile[k], grad + first_i * c, k);
-#endif
-#undef GSTORE
+  if (tiled) { /* the gradient out of the tile (every active row wrote its part) */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (grad)
+      for (ulong k = lid; k < tile_n; k += CLXENT_GROUP_SIZE) STORE(row_cache[k], grad + first_i * c, k);
+  }
+#undef PASS2
+#undef GS_T
+#undef GS_G
 #undef PASS2_BLOCKS
 #undef PASS2_VALUE
   if (smooth) wdev = segment_sum(wdev, (__local float *)scratch, T);
@@ -1167,6 +1148,29 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
    * call (under `if (row_argmax)`) and the next ones went to rows past the block (valgrind) */
   if (row_argmax && active && !bad && lane == 0) row_argmax[first_row + i] = (int)best_at;
 }
+
+#define HARD_ARG_NAMES                                                                              \
+  rows, c, first_row, logits, labels, weight, ignore_index, p_host, grad, row_loss, row_lse, dev_scales, row_scale, \
+      row_cache, row_cache_stride, row_argmax
+__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
+  __local float2 scratch[CLXENT_GROUP_SIZE];
+  hard_group_rows(HARD_ARG_NAMES, scratch, 0);
+}
+
+/* Rows of at most CLXENT_GROUP_TILE classes (from CLXENT_GROUP_TILE_MIN), one item each: the host
+ * gives the group a tile of local memory (row_cache: group size · c floats) and the group reads
+ * its rows into it with neighbouring items on neighbouring values, each item works on its row
+ * there, and the gradient leaves the same way. In place, a row per item puts a warp's accesses
+ * c · 4 bytes apart: c times the cache transactions of coalesced ones (H100: 1.4x the time at
+ * c = 10). A kernel of its own: the same code with the tile in softmax_xent_hard took the long
+ * rows 1.09-1.16x their time (registers, or local memory where it was static). tiled is a
+ * constant once inlined, so that no barrier is under a runtime if: under one, PoCL 3.1 misplaced
+ * the stores around it. The same operations on the same values as softmax_xent_hard: its bits. */
+__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_hard_tile(SOFTMAX_HARD_ARGS) {
+  __local float2 scratch[CLXENT_GROUP_SIZE];
+  hard_group_rows(HARD_ARG_NAMES, scratch, 1);
+}
+#undef HARD_ARG_NAMES
 
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_soft(SOFTMAX_SOFT_ARGS) {
   const clxent_params p = p_host;

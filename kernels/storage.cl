@@ -58,7 +58,10 @@
 #undef range_scale
 #undef row_fill
 #undef strided_lse
+#undef tile_lse
 #undef softmax_xent_hard
+#undef softmax_xent_hard_tile
+#undef hard_group_rows
 #undef softmax_xent_soft
 #undef softmax_xent_hard_short
 #undef short_block
@@ -95,7 +98,10 @@
 #define range_scale CLXENT_TYPED(range_scale)
 #define row_fill CLXENT_TYPED(row_fill)
 #define strided_lse CLXENT_TYPED(strided_lse)
+#define tile_lse CLXENT_TYPED(tile_lse)
 #define softmax_xent_hard CLXENT_TYPED(softmax_xent_hard)
+#define softmax_xent_hard_tile CLXENT_TYPED(softmax_xent_hard_tile)
+#define hard_group_rows CLXENT_TYPED(hard_group_rows)
 #define softmax_xent_soft CLXENT_TYPED(softmax_xent_soft)
 #define softmax_xent_hard_short CLXENT_TYPED(softmax_xent_hard_short)
 #define short_block CLXENT_TYPED(short_block)

@@ -145,7 +145,9 @@ static void test_softcap_small_chunks(void **state) {
  * including sizes that are no multiple of any vector width or work-group size. */
 static void test_random_shapes(void **state) {
   static const size_t shapes[][2] = {{1, 1},   {1, 2},    {7, 2},    {5, 3},    {13, 17},  {64, 1000},
-                                     {3, 1023}, {9, 4097}, {2, 32000}, {257, 129}, {3, 262147}, {1048579, 3}};
+                                     {3, 1023}, {9, 4097}, {2, 32000}, {257, 129}, {3, 262147}, {1048579, 3},
+                                     /* the group variant's tiled short rows (CLXENT_GROUP_TILE_MIN to CLXENT_GROUP_TILE) */
+                                     {70, 8},   {1001, 10}, {301, 16}};
   clxent_ctx *ctx = test_ctx(state);
   rng_seed(42);
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
