@@ -49,8 +49,9 @@ typedef struct clxent_params {
 #define CLXENT_SHORT_BLOCKS 2 /* not a build option: the host's launch divides by the same value */
 /* The group variant stages rows of CLXENT_GROUP_TILE_MIN to CLXENT_GROUP_TILE classes, one
  * work-item each, through local memory (softmax_xent_hard_tile in kernels/softmax_xent.cl; the
- * host gives it group size · c floats). H100: c = 10 and 16 took 0.67-0.75x the time, c = 3
- * 1.17x (a warp's reads 12 bytes apart are coalesced enough); c = 4 to 9 unmeasured. */
+ * host gives it group size · c floats). H100, with the tile still inside softmax_xent_hard
+ * (docs/PERFORMANCE.md, third GPU session): c = 10 and 16 took 0.67-0.75x the time, c = 3 1.17x
+ * (a warp's reads 12 bytes apart are coalesced enough); c = 4 to 9 unmeasured. */
 #define CLXENT_GROUP_TILE_MIN 8
 #define CLXENT_GROUP_TILE 16
 /* The row-per-item kernels' first pass walks a row in chunks of this many values (16 KiB of

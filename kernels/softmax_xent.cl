@@ -40,8 +40,10 @@
  *   row_scale    0, or [batch] floats read at first_row + i: row i's gradient scales S and S_z are
  *                multiplied by it (opts->grad_output under NONE: g_i · dloss_i/dz_i; the loss is not
  *                scaled). A product with 1 is exact: g_i = 1 gives the bits of row_scale = 0
- *   row_cache, row_cache_stride  (hard, row-per-item) local memory, row_cache_stride floats per work-item,
- *                where pass 1 caches the row's exponentials for pass 2; stride 0: none
+ *   row_cache, row_cache_stride  (hard) local memory, row_cache_stride floats per work-item: the
+ *                row-per-item kernel caches the row's exponentials there in pass 1 for pass 2; the
+ *                group variant's softmax_xent_hard_tile holds its group's rows there (stride c);
+ *                stride 0: none
  *   row_argmax   [batch] or 0: written at first_row + i, the index of the row's largest raw logit z
  *                (not u: softcap's saturation makes ties), the first on ties; a row holding a NaN:
  *                its first NaN (torch.argmax); a row of -inf only: 0. Every row but a bad label's
@@ -1053,9 +1055,9 @@ inline float2 tile_lse(__local const float *zt, ulong j, const ulong c, const ui
 
 /* T items share a row: each keeps a running log-sum-exp over a strided slice (coalesced loads),
  * the row's segment merges them in a fixed tree, then a second pass writes the gradient and sums
- * the smoothing term Σ_j w_j (m - u_j). The host picks T from c (T = 256 for a vocabulary, a few
- * items for c = 10, so that short rows still fill the device). Items of a row past the block, or
- * of an ignored row, keep taking part in the group's barriers. */
+ * the smoothing term Σ_j w_j (m - u_j). The host picks T from c (about c / 16 items, at most the
+ * group: 256 for a vocabulary, one for c ≤ 16, so that short rows still fill the device). Items of
+ * a row past the block, or of an ignored row, keep taking part in the group's barriers. */
 CLXENT_INLINE_ALWAYS void hard_group_rows(SOFTMAX_HARD_ARGS, __local float2 *scratch, const int tiled) {
   const clxent_params p = call_params(p_host, dev_scales);
   const uint T = p.row_threads, lid = get_local_id(0), lane = lid & (T - 1);
@@ -1162,8 +1164,10 @@ __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void sof
  * its rows into it with neighbouring items on neighbouring values, each item works on its row
  * there, and the gradient leaves the same way. In place, a row per item puts a warp's accesses
  * c · 4 bytes apart: c times the cache transactions of coalesced ones (H100: 1.4x the time at
- * c = 10). A kernel of its own: the same code with the tile in softmax_xent_hard took the long
- * rows 1.09-1.16x their time (registers, or local memory where it was static). tiled is a
+ * c = 10, measured with the tile still inside softmax_xent_hard, c97bef9 + the host's tile; this
+ * split form has not run on a GPU yet). A kernel of its own: the same code with the tile in
+ * softmax_xent_hard took the long rows 1.09-1.16x their time (registers, or local memory where
+ * it was static). tiled is a
  * constant once inlined, so that no barrier is under a runtime if: under one, PoCL 3.1 misplaced
  * the stores around it. The same operations on the same values as softmax_xent_hard: its bits. */
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1))) void softmax_xent_hard_tile(SOFTMAX_HARD_ARGS) {
