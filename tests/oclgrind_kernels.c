@@ -13,7 +13,8 @@
  *   - four rows per group (G = 32, T = 8) with 2 KiB blocks: partial groups, rows past the
  *     block's end, and batches streamed in several blocks (chunk sums continued across blocks);
  *   - G = 16 and G = 256 (the tuning table's GPU default) with T chosen from c per call, as a GPU
- *     runs them. (Oclgrind's device reports every device type, CPU included, so the library's
+ *     runs them (rows of 8 to 16 classes through the group's local tile: 5 × 16, and 37 × 10 at
+ *     G = 16). (Oclgrind's device reports every device type, CPU included, so the library's
  *     own choice would be the CPU row of the table: the group size is set here.)
  *   - the item variant, PoCL's, on rows of 10 to 300 classes: the short-row kernel (8 rows an
  *     item, its label gathers and scatters) and the row kernel's shortest rows, where an index
@@ -602,6 +603,7 @@ static size_t config_shapes(size_t k, size_t G, size_t T, size_t shapes[][2]) {
   memcpy(shapes, base, sizeof base);
   if (k == 0) shapes[count][0] = 150, shapes[count++][1] = 3; /* two bias chunks, two reduce stages (G·16 = 256 < 450 values) */
   if (k == 1) shapes[count][0] = 70, shapes[count++][1] = 13; /* 27-row blocks: chunks cut by block ends */
+  if (k == 2) shapes[count][0] = 37, shapes[count++][1] = 10; /* T = 1, the local tile (softmax_xent_hard_tile): two whole groups and a partial one */
   if (k == 3) shapes[count][0] = 2, shapes[count++][1] = 16 * G + 7; /* T = G: the longest rows */
   return count;
 }
