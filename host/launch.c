@@ -140,7 +140,13 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
                                       : l->rows;
       size_t item_local = grouped ? local : item_group(ctx, items, ctx->group_size);
       cl_ulong stride = 0;
-      if (!grouped && !short_rows && l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
+      /* float32 without softcap may cache its e in its own gradient row (the kernel's cache 1
+       * through g: the same values, the same bits) instead of the scratch: on the AVX-512 Xeon
+       * (vector width 16) that took 0.78-0.85x the time on long rows in place, 0.71-0.80x into a
+       * separate gradient, 0.76-0.83x with the bias gradient; on the AVX2 EPYC (width 8) the
+       * fifth round measured 1.00x and 1.14x (docs/PERFORMANCE.md, issue 14's seventh round) */
+      const int own_row = l->dtype == CLXENT_FLOAT32 && p.softcap == 0.0f && ctx->vector_width == 16;
+      if (!grouped && !short_rows && !own_row && l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
           (c + 15) / 16 * 16 * sizeof(float) <= ctx->local_mem) {
         stride = (c + 15) / 16 * 16;
         /* softcap: u and e side by side (a stride of two rows, where it fits), so that pass 2
