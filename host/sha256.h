@@ -6,5 +6,8 @@
 #include <stdint.h>
 
 void clxent_sha256(const void *data, size_t size, unsigned char digest[32]);
+/* The same with portable != 0: the C rounds even where the CPU's SHA extensions would be used
+ * (tests/test_sha256.c compares the two). */
+void clxent_sha256_ex(const void *data, size_t size, unsigned char digest[32], int portable);
 
 #endif
