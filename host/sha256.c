@@ -63,6 +63,7 @@ __attribute__((target("sha,sse4.1"))) static void blocks_sha_ni(uint32_t h[8], c
     const __m128i abef0 = abef, cdgh0 = cdgh;
     __m128i w[4]; /* words 4t..4t+3 of the schedule, in w[t % 4] */
     for (int t = 0; t < 4; ++t) w[t] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * t)), swap);
+#pragma GCC unroll 16 /* w[] in registers: 1.0-1.2 GB/s against 0.75 rolled (GCC 12 and Clang 14, the AVX-512 Xeon) */
     for (int t = 0; t < 16; ++t) {
       const __m128i wk = _mm_add_epi32(w[t & 3], _mm_loadu_si128((const __m128i *)(K + 4 * t)));
       cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
