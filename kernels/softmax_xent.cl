@@ -28,6 +28,16 @@
  * exponential and logarithm want are written out there. */
 #pragma OPENCL FP_CONTRACT OFF
 
+/* Softcap's cache 3 (hard_row) keeps e in the gradient row itself, not in the scratch's second half,
+ * for float32 on AVX-512 CPUs (CLXENT_VEC 16, as the host's own_row for the plain call): the store
+ * goes to the line pass 1 has just read, in L1, not to a second 4c-byte stretch of L2. The same
+ * values and operations: the same bits, so 16-bit storage (e in the scratch) stays float32's
+ * rounded once. The host still makes the stride two rows long where 16-bit storage would be given
+ * the two, so that every storage type takes cache 3 for the same c. */
+#ifndef CLXENT_E_IN_G
+#define CLXENT_E_IN_G (CLXENT_STORAGE == CLXENT_STORAGE_F32 && CLXENT_VEC == 16)
+#endif
+
 /* The kernels' arguments:
  *   rows, c      the block's shape; first_row  its first row within the batch
  *   logits       [rows][c]; targets [rows][c] (soft); labels [batch], read at first_row + i (hard)
@@ -395,6 +405,14 @@ inline void next_range(__global const store_t *z, floatv hv, floatv lv, ulong j,
  * The fused loops read the next chunk's first nvc values within this chunk's vector loop: the
  * next chunk must be no longer than this one (the caller's chunks are CLXENT_ROW_CHUNK values, a
  * multiple of CLXENT_VEC, and only the row's last may be shorter). */
+/* cache 3's e: in the gradient row or the scratch's second half (CLXENT_E_IN_G) */
+#if CLXENT_E_IN_G
+#define KEEP_E_V(e, j) STOREV(e, g, j)
+#define KEEP_E_1(e, j) STORE(e, g, j)
+#else
+#define KEEP_E_V(e, j) vstorev_g(e, se + (j))
+#define KEEP_E_1(e, j) (se[j] = (e))
+#endif
 #define CLXENT_FUSED_LOOP_U(UF, EXPF, KEEP)                             \
   for (ulong k = 0; k < nvc; k += CLXENT_VEC) {                         \
     const floatv u = UF(LOADV(z, j0 + k)), e = EXPF(u - m);             \
@@ -469,7 +487,11 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
 #else /* 16-bit: cache 2 only with the scratch */
 #define CLXENT_KEEP_U vstorev_g(u, sc + j0 + k)
 #endif
+#if CLXENT_E_IN_G
+#define CLXENT_KEEP_UE (vstorev_g(u, sc + j0 + k), STOREV(e, g, j0 + k))
+#else
 #define CLXENT_KEEP_UE (vstorev_g(u, sc + j0 + k), vstorev_g(e, se + j0 + k))
+#endif
 #define CLXENT_KEEP_SMOOTH(KEEP)                                                                   \
   {                                                                                                \
     KEEP;                                                                                          \
@@ -505,7 +527,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
 #undef CLXENT_KEEP_SMOOTH
     for (ulong j = jv; j < j1; ++j) {
       const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
-      if (cache == 3) sc[j] = u, se[j] = e;
+      if (cache == 3) sc[j] = u, KEEP_E_1(e, j);
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
       else if (!sc) STORE(u, g, j);
 #endif
@@ -570,7 +592,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
     floatv u = LOADV(z, j);
     if (cap != 0.0f) u = cap_logitv(u, cap);
     const floatv e = narrow ? clxent_expv_narrow(u - m) : clxent_expv(u - m);
-    if (cache == 3) vstorev_g(u, sc + j), vstorev_g(e, se + j); /* u in the scratch, e beside it */
+    if (cache == 3) vstorev_g(u, sc + j), KEEP_E_V(e, j); /* u in the scratch, e beside it (or in g) */
     else if (cache && sc) vstorev_g(cache == 1 ? e : u, sc + j);
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
     else if (cache) STOREV(cache == 1 ? e : u, g, j);
@@ -584,7 +606,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
   }
   for (ulong j = jv; j < j1; ++j) {
     const float u = cap_logit(LOAD(z, j), cap), w = weight ? weight[j] : 1.0f, e = clxent_exp(u - m);
-    if (cache == 3) sc[j] = u, se[j] = e;
+    if (cache == 3) sc[j] = u, KEEP_E_1(e, j);
     else if (cache && sc) sc[j] = cache == 1 ? e : u;
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
     else if (cache) STORE(cache == 1 ? e : u, g, j);
@@ -598,6 +620,8 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
   return hsum(sv) + s;
 }
 #undef CLXENT_FUSED_LOOP
+#undef KEEP_E_V
+#undef KEEP_E_1
 #undef CLXENT_FUSED_LOOP_U
 #undef CLXENT_AS_IS
 
@@ -686,7 +710,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
       if (cache == 1 || cache == 3) { /* cache 3 keeps its e in se */
         if (segs == CLXENT_ROW_SEGMENTS) {
           for (uint t = 0; t < segs; ++t)
-            range_scale(g, cache == 3 ? se : sc, seg_start[t], t + 1 < segs ? seg_start[t + 1] : j0,
+            range_scale(g, cache == 3 ? (CLXENT_E_IN_G ? 0 : se) : sc, seg_start[t], t + 1 < segs ? seg_start[t + 1] : j0,
                         clxent_exp(seg_m[t] - mc));
           segs = 0;
         }
@@ -712,7 +736,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
     /* a NaN sum against a finite m: a NaN z in the chunk. The cache in the gradient row (float32,
      * which may be z itself) holds e or u, each a NaN exactly where z is one */
     if (row_argmax && nan_at == c && ref != INFINITY && isnan(chunk_s) &&
-        (nan_at = range_first_nan(cache && !sc ? (__global const store_t *)g : z, j0, j1)) == j1)
+        (nan_at = range_first_nan((cache && !sc) || (cache == 3 && CLXENT_E_IN_G) ? (__global const store_t *)g : z, j0, j1)) == j1)
       nan_at = c; /* not reached: a NaN sum against a finite m has a NaN z */
   }
   if (row_argmax) row_argmax[first_row + i] = (int)(nan_at < c ? nan_at : best_at);
@@ -760,7 +784,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
       for (ulong j = j0; j < jv; j += CLXENT_VEC) {
         const floatv u = vloadv(0, sc + j), tv = u * inv_cap;
         PREFETCH_NEXT_ROW(j);
-        floatv gv = vloadv(0, se + j) * f;
+        floatv gv = (CLXENT_E_IN_G ? LOADV(g, j) : vloadv(0, se + j)) * f;
         if (B != 0.0f) gv -= B * (weight ? vloadv(0, weight + j) : (floatv)(1.0f));
         gv *= select(1.0f - tv * tv, (floatv)(0.0f), u == (floatv)(-INFINITY));
         STOREV(gv, g, j);
@@ -768,7 +792,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
       }
       for (ulong j = jv; j < j1; ++j) {
         const float u = sc[j], tj = u * inv_cap;
-        STORE((se[j] * f - B * (weight ? weight[j] : 1.0f)) * (u == -INFINITY ? 0.0f : 1.0f - tj * tj), g, j);
+        STORE(((CLXENT_E_IN_G ? LOAD(g, j) : se[j]) * f - B * (weight ? weight[j] : 1.0f)) * (u == -INFINITY ? 0.0f : 1.0f - tj * tj), g, j);
         if (acc) ACC_1(j);
       }
     }
