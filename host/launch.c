@@ -138,7 +138,11 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
                                             (CLXENT_SHORT_BLOCKS * ctx->vector_width)
                            : fused    ? chunks_touched(l->first_row, l->rows, CLXENT_BIAS_CHUNK) /* an item per chunk */
                                       : l->rows;
-      size_t item_local = grouped ? local : item_group(ctx, items, ctx->group_size);
+      /* the bias kernel's items are 64 rows each, few per call (64 at 4096 rows): a group each,
+       * so that a core the machine's other tenants slow down does not hold the call up with
+       * half of them (item_group made two groups of 32 on two cores: 0.93-0.97x the time at
+       * 4096 x 32000, 0.97-0.98x at 1024 x 128256, 2026-11-27) */
+      size_t item_local = grouped ? local : fused ? 1 : item_group(ctx, items, ctx->group_size);
       cl_ulong stride = 0;
       /* float32 without softcap may cache its e in its own gradient row (the kernel's cache 1
        * through g: the same values, the same bits) instead of the scratch: on the AVX-512 Xeon
