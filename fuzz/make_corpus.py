@@ -78,3 +78,17 @@ for i, name in enumerate(names):
     with open(os.path.join(env_dir, name.lower()), "wb") as f:
         f.write(bytes([i, config.get(name, i % 8)]) + tuning + values[name])
 print(f"{len(names)} seeds in {env_dir}")
+
+# fuzz_api.c inputs that once failed, spelled out byte by byte (no random numbers, so that every
+# seed above keeps its bytes). Each runs in every build through fuzz_corpus_replay.
+regressions = {
+    # softcap 3.59e-40, a subnormal (option mode 230: the float's own bits follow): z·(1/s) was
+    # 0·inf, the loss NaN against the reference's 0 (CI, 2026-11-27). Now rejected by validation.
+    "hard_subnormal_softcap": bytes([0, 10 - 1]) + struct.pack(">H", 0) + bytes([0, 0, 0b0010])
+    + bytes([0, 0, 230]) + struct.pack(">f", 3.59013e-40) + bytes([0])
+    + struct.pack(">f", 0.0) * 10 + bytes(10) + struct.pack(">H", 2) * 10,
+}
+for name, data in regressions.items():
+    with open(os.path.join(here, name), "wb") as f:
+        f.write(data)
+print(f"{len(regressions)} regression inputs in {here}")

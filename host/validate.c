@@ -156,6 +156,14 @@ clxent_status clxent_check_opts(clxent_ctx *ctx, const clxent_opts *o, enum clxe
     CHECK(check_scalar(ctx, "label_smoothing", o->label_smoothing, 0.0f, 1.0f, 1));
     CHECK(check_scalar(ctx, "z_loss", o->z_loss, 0.0f, INFINITY, 1));
     CHECK(check_scalar(ctx, "softcap", o->softcap, 0.0f, INFINITY, 1));
+    /* the kernels take z·(1/s): a subnormal s has no finite reciprocal (and a device that flushes
+     * subnormals reads it as 0: z·inf, NaN, found by fuzzing), and beyond 2^126 the reciprocal is
+     * itself subnormal, 0 on such a device (every u would be 0) */
+    if (o->softcap != 0.0f && !(o->softcap >= FLT_MIN && o->softcap <= 0x1p126f))
+      return clxent_fail(ctx, CLXENT_ERR_INVALID_ARG,
+                         "opts->softcap = %g must be 0 (off) or within [%g, %g] (2^-126 to 2^126, where 1/s "
+                         "is a normal float)",
+                         (double)o->softcap, (double)FLT_MIN, (double)0x1p126f);
     if (o->class_weight) CHECK(check_weights(ctx, "class_weight", o->class_weight, c, weight_sum));
     return CLXENT_OK;
   }

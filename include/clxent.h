@@ -224,7 +224,8 @@ typedef struct clxent_opts {
                                    MEAN divides it by the number of rows counted */
   float softcap;              /**< softmax: s ≥ 0; s > 0 replaces each logit z by s·tanh(z/s) before
                                    the softmax (Gemma 2), with the chain rule in the gradient;
-                                   z = -inf stays -inf (a mask). 0 = off */
+                                   z = -inf stays -inf (a mask). 0 = off; else 2^-126 ≤ s ≤ 2^126
+                                   (1/s a normal float), or CLXENT_ERR_INVALID_ARG */
   const float *pos_weight;    /**< binary: [c] p_j ≥ 0 and finite per column, or NULL (all 1):
                                    loss = -[p·y ln a + (1-y) ln(1-a)] (BCEWithLogitsLoss's pos_weight) */
   /* since 1.1 */

@@ -2,6 +2,7 @@
  * the lse and bias-gradient outputs, alone and combined, against the float64 reference
  * (reference.h), which follows the header's formulas (PyTorch's and Liger's semantics) term by term. */
 #define CLXENT_EXPERIMENTAL_API /* clxent_tuning */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,6 +356,21 @@ static void test_softcap_extremes(void **state) {
   assert_true(isnan(rows[1]));           /* NaN reaches the loss */
 }
 
+/* The ends of softcap's range, 2^-126 (every u is ±s: the softmax of a constant row, slope 0) and
+ * 2^126 (u = z, slope 1), against the reference on the short-row and row kernels. */
+static void test_softcap_range_ends(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  const size_t ends[][2] = {{7, 3}, {37, 64}, {5, 65}, {5, 4099}};
+  for (size_t s = 0; s < sizeof ends / sizeof ends[0]; ++s)
+    for (int end = 0; end < 2; ++end)
+      for (int kind = HARD; kind <= SOFT; ++kind) {
+        call_case k = {(enum loss_kind)kind, ends[s][0], ends[s][1], clxent_opts_default(), CLXENT_FLOAT32,
+                       GRAD_SEPARATE, 1, 1};
+        k.o.softcap = end ? 0x1p126f : FLT_MIN;
+        check_case(ctx, &k, 900 + 10 * s + (size_t)end);
+      }
+}
+
 /* Bias gradient: bit-identical run to run and whatever block size the batch streams in. */
 static void test_bias_deterministic(void **state) {
   clxent_ctx *ctx = test_ctx(state);
@@ -455,6 +471,15 @@ static void test_rejected_options(void **state) {
   }
   o = clxent_opts_default(), o.label_smoothing = 1.0f;
   REJECT(CLXENT_ERR_INVALID_ARG, "outside [0, 1)", clxent_softmax_xent(ctx, N, C, z, y, &o, loss, grad));
+  /* a cap whose reciprocal is not a normal float: subnormal (3.59e-40 gave NaN, found by fuzzing),
+   * or past 2^126 */
+  const float bad_caps[] = {3.59013e-40f, 0x1p-149f, 0x1.fffffcp-127f, 0x1.000002p126f, FLT_MAX};
+  for (size_t b = 0; b < sizeof bad_caps / sizeof bad_caps[0]; ++b) {
+    o = clxent_opts_default(), o.softcap = bad_caps[b];
+    REJECT(CLXENT_ERR_INVALID_ARG, "where 1/s is a normal float",
+           clxent_softmax_xent_ex(ctx, N, C, z, y, &o, &ex, loss, grad));
+    REJECT(CLXENT_ERR_INVALID_ARG, "opts->softcap", clxent_softmax_xent_soft(ctx, N, C, z, t, &o, loss, grad));
+  }
   /* an option on a loss it does not apply to */
   o = clxent_opts_default(), o.pos_weight = w;
   REJECT(CLXENT_ERR_INVALID_ARG, "binary losses only", clxent_softmax_xent(ctx, N, C, z, y, &o, loss, grad));
@@ -496,6 +521,7 @@ int main(void) {
       cmocka_unit_test(test_options_alone),    cmocka_unit_test(test_combinations),
       cmocka_unit_test(test_storage_types),    cmocka_unit_test(test_16bit_rounds_once),    cmocka_unit_test(test_pos_weight),
       cmocka_unit_test(test_softcap_extremes),
+      cmocka_unit_test(test_softcap_range_ends),
       cmocka_unit_test(test_bias_deterministic),
       cmocka_unit_test(test_rejected_options), cmocka_unit_test(test_zero_divisor),
   };

@@ -309,21 +309,30 @@ def _opts(code, ignore_index, weight, label_smoothing, z_loss, softcap, pos_weig
     """The clxent_opts struct; the ones without arrays or a denominator are built once and shared (the
     library only reads them)."""
     if weight is not None or pos_weight is not None or upstream is not None or mean_denominator is not None:
-        return _Opts(code, ignore_index, weight.ctypes.data if weight is not None else None, label_smoothing, z_loss,
-                     softcap, pos_weight.ctypes.data if pos_weight is not None else None,
-                     upstream.ctypes.data if upstream is not None else None,
-                     0.0 if mean_denominator is None else mean_denominator)
+        return _capped(_Opts(code, ignore_index, weight.ctypes.data if weight is not None else None, label_smoothing,
+                             z_loss, softcap, pos_weight.ctypes.data if pos_weight is not None else None,
+                             upstream.ctypes.data if upstream is not None else None,
+                             0.0 if mean_denominator is None else mean_denominator), softcap)
     key = (code, ignore_index, label_smoothing, z_loss, softcap)
     try:
         return _OPTS[key]
     except KeyError:
         pass
     except TypeError:  # an unhashable value: ctypes says whether it converts
-        return _Opts(code, ignore_index, None, label_smoothing, z_loss, softcap, None)
-    opts = _Opts(code, ignore_index, None, label_smoothing, z_loss, softcap, None)
+        return _capped(_Opts(code, ignore_index, None, label_smoothing, z_loss, softcap, None), softcap)
+    opts = _capped(_Opts(code, ignore_index, None, label_smoothing, z_loss, softcap, None), softcap)
     if len(_OPTS) >= 256:
         _OPTS.clear()
     _OPTS[key] = opts
+    return opts
+
+
+def _capped(opts, softcap):
+    """opts, unless a nonzero softcap became 0 in float32 (below 2^-150): that would turn the cap off,
+    where the library rejects every cap below 2^-126 (the ones it receives)."""
+    if opts.softcap == 0.0 and softcap:
+        raise _invalid(f"softcap = {softcap!r} is 0 in float32: a cap must be 0 (off) or within "
+                       f"[2^-126, 2^126] (1/s a normal float)")
     return opts
 
 

@@ -268,6 +268,10 @@ def test_errors_are_the_python_exceptions_users_catch(ctx, monkeypatch):
     assert isinstance(e.value, clxent.InvalidArgument) and e.value.status == "INVALID_ARG"
     with pytest.raises(clxent.InvalidArgument):  # the binding's own checks raise the same class
         ctx.softmax_xent(z, [0, 1, 2], reduction="avg")
+    for cap in [1e-40, 1e-50, 1e38]:  # subnormal in float32, 0 in float32 (not "off"), past 2^126
+        with pytest.raises(clxent.InvalidArgument, match="softcap"):
+            ctx.softmax_xent(z, [0, 1, 2, 0], softcap=cap)
+    assert np.isfinite(ctx.softmax_xent(z, [0, 1, 2, 0], softcap=2.0 ** -126)[0])
     with pytest.raises(clxent.InvalidArgument):
         ctx.softmax_xent(z, [0, 1, 2])
     with pytest.raises(clxent.NoDevice) as e:
