@@ -487,11 +487,7 @@ inline float range_exp_sum(__global const store_t *z, __global store_t *g, __loc
 #else /* 16-bit: cache 2 only with the scratch */
 #define CLXENT_KEEP_U vstorev_g(u, sc + j0 + k)
 #endif
-#if CLXENT_E_IN_G
-#define CLXENT_KEEP_UE (vstorev_g(u, sc + j0 + k), STOREV(e, g, j0 + k))
-#else
-#define CLXENT_KEEP_UE (vstorev_g(u, sc + j0 + k), vstorev_g(e, se + j0 + k))
-#endif
+#define CLXENT_KEEP_UE (vstorev_g(u, sc + j0 + k), KEEP_E_V(e, j0 + k))
 #define CLXENT_KEEP_SMOOTH(KEEP)                                                                   \
   {                                                                                                \
     KEEP;                                                                                          \
@@ -707,7 +703,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
     if (mc > m) {
       if (s != 0.0f) s *= clxent_exp(m - mc);
       if (wsum != 0.0f) wdev += wsum * (mc - m);
-      if (cache == 1 || cache == 3) { /* cache 3 keeps its e in se */
+      if (cache == 1 || cache == 3) { /* cache 3 keeps its e in se (or in g) */
         if (segs == CLXENT_ROW_SEGMENTS) {
           for (uint t = 0; t < segs; ++t)
             range_scale(g, cache == 3 ? (CLXENT_E_IN_G ? 0 : se) : sc, seg_start[t], t + 1 < segs ? seg_start[t + 1] : j0,
