@@ -4,8 +4,9 @@
  * the extra outputs and the gradient mode, and the logits' bits. Every call must
  *   - return a documented status;
  *   - leave every output untouched when it rejects the call (INVALID_ARG, LABEL_RANGE);
- *   - when it accepts a float32 hard-label call whose logits are finite, agree with the float64
- *     reference of the tests (tests/reference.c, all options) within tolerance.
+ *   - when it accepts a float32 call whose inputs are finite (any of the four functions), agree
+ *     with the float64 reference of the tests (tests/reference.c, all options) within tolerance:
+ *     the loss, and the gradient wherever the loss is a number.
  * Build: cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCLXENT_FUZZ=ON && cmake --build build-fuzz
  * Run:   ./build-fuzz/fuzz_api -max_total_time=60 fuzz/corpus
  * Every build also replays fuzz/corpus through this file without libFuzzer (fuzz/replay.c, the
@@ -60,6 +61,18 @@ static int poisoned(const void *p, size_t bytes) {
 
 static void destroy_ctx(void) { clxent_destroy(ctx); }
 
+/* A failed check: the input, in hex, then abort. Under ASan's abort_on_error libFuzzer writes no
+ * crash file, so CI's log is where the input survives: `xxd -r -p` turns the line back into a file
+ * for fuzz/corpus (the replay then runs it in every build). */
+static const uint8_t *input;
+static size_t input_size;
+static void fail(void) {
+  fprintf(stderr, "fuzz: the input (%zu bytes, hex): ", input_size);
+  for (size_t k = 0; k < input_size; ++k) fprintf(stderr, "%02x", input[k]);
+  fprintf(stderr, "\n");
+  abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!ctx) {
     if (clxent_create(&ctx, NULL) != CLXENT_OK) {
@@ -68,6 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     atexit(destroy_ctx); /* before the leak check at exit: what PoCL holds for the context goes */
   }
+  input = data, input_size = size;
   reader r = {data, size};
   const int function = (int)(take(&r, 1) % 4);
   const size_t n = 1 + take(&r, 1) % MAX_N, c = 1 + take(&r, 2) % MAX_C;
@@ -113,31 +127,56 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (st != CLXENT_OK && st != CLXENT_ERR_INVALID_ARG && st != CLXENT_ERR_LABEL_RANGE) {
     fprintf(stderr, "fuzz: unexpected status %s: %s\n", clxent_status_str(st), clxent_last_error(ctx));
-    abort();
+    fail();
   }
   if (st != CLXENT_OK) {
-    if (!*clxent_last_error(ctx)) abort(); /* a rejection always says why */
+    if (!*clxent_last_error(ctx)) fail(); /* a rejection always says why */
     if (!poisoned(grad, sizeof grad) || !poisoned(loss, sizeof loss) || !poisoned(lse, sizeof lse) ||
         !poisoned(bias, sizeof bias) || memcmp(saved, in, values * esize)) {
       fprintf(stderr, "fuzz: a rejected call (%s) wrote an output\n", clxent_last_error(ctx));
-      abort();
+      fail();
     }
     return 0;
   }
-  /* accepted: a float32 hard-label call on finite logits agrees with the reference */
-  if (function == 0 && ex.dtype == CLXENT_FLOAT32 && loss_out && o.reduction != CLXENT_NONE) {
+  /* accepted: a float32 call on finite inputs agrees with the reference, every function */
+  if (ex.dtype == CLXENT_FLOAT32 && loss_out && o.reduction != CLXENT_NONE) {
     int finite = 1;
     for (size_t k = 0; k < values; ++k) finite &= fabsf(saved[k]) < 1e4f;
     if (finite) {
-      ref_out ref = {.rows = NULL};
-      const double J = ref_softmax_xent(n, c, saved, labels, &o, &ref);
+      static double ref_grad[MAX_VALUES], ref_rows[MAX_VALUES];
+      ref_out ref = {.rows = ref_rows, .grad = g ? ref_grad : NULL};
+      const double J = function == 0   ? ref_softmax_xent(n, c, saved, labels, &o, &ref)
+                       : function == 1 ? ref_softmax_xent_soft(n, c, saved, aux, &o, &ref)
+                       : function == 2 ? ref_sigmoid_xent(n, c, saved, aux, &o, &ref)
+                                       : ref_bce(n, c, saved, aux, &o, &ref);
       const double tol = 1e-4 * (1 + fabs(J)) * (1 + log((double)c)) * (1 + 100 * o.z_loss);
+      /* Σ |loss terms| bounds every partial sum the reduction forms: past float's range the library
+       * may give +inf, as float32 PyTorch does (e.g. a pos_weight of 5e36 times a term of 100,
+       * divided by n·c afterwards); else the value must match */
+      double bound = 0;
+      for (size_t k = 0; k < (function <= 1 ? n : values); ++k) bound += fabs(ref_rows[k]);
+      const int may_overflow = !(bound <= 0x1p127) && isinf(loss[0]) && loss[0] > 0;
       /* NaN and ±inf (a zero MEAN divisor: every counted row's class weighs 0) must match exactly */
-      const int match = isnan(J) ? isnan(loss[0]) : isinf(J) ? (double)loss[0] == J : fabs(loss[0] - J) <= tol;
+      const int match = isnan(J) ? isnan(loss[0])
+                        : isinf(J) ? (double)loss[0] == J
+                                   : fabs(loss[0] - J) <= tol || may_overflow;
       if (!match) {
-        fprintf(stderr, "fuzz: loss %.9g, reference %.9g (n %zu, c %zu, eps %g, z %g, cap %g)\n", loss[0], J, n, c,
-                (double)o.label_smoothing, (double)o.z_loss, (double)o.softcap);
-        abort();
+        fprintf(stderr, "fuzz: function %d: loss %.9g, reference %.9g (n %zu, c %zu, eps %g, z %g, cap %g)\n", function,
+                loss[0], J, n, c, (double)o.label_smoothing, (double)o.z_loss, (double)o.softcap);
+        fail();
+      }
+      /* the gradient, where the loss is a number: each element within what float32 sums of terms
+       * as large as the largest (ref.gscale) err, NaN where the reference's is; values near float's
+       * overflow, and differences below its normal range (a subnormal ε's terms), are not what
+       * this checks */
+      const double gtol = 1e-5 * ref.gscale * (1 + log((double)c)) * (1 + 100 * o.z_loss) + 0x1p-126;
+      for (size_t k = 0; g && isfinite(J) && isfinite(gtol) && k < values; ++k) {
+        const double want = ref_grad[k], got = ((const float *)g)[k];
+        if (isnan(want) ? isnan(got) : fabs(want) > 0x1p120 || fabs(got - want) <= gtol + 1e-4 * fabs(want)) continue;
+        fprintf(stderr, "fuzz: function %d: grad[%zu] %.9g, reference %.9g, tolerance %.3g (n %zu, c %zu, eps %g, z %g, cap %g)\n",
+                function, k, got, want, gtol + 1e-4 * fabs(want), n, c, (double)o.label_smoothing, (double)o.z_loss,
+                (double)o.softcap);
+        fail();
       }
     }
   }
