@@ -51,8 +51,11 @@ typedef struct clxent_params {
  * work-item each, through local memory (softmax_xent_hard_tile in kernels/softmax_xent.cl; the
  * host gives it group size · c floats). H100, with the tile still inside softmax_xent_hard
  * (docs/PERFORMANCE.md, third GPU session): c = 10 and 16 took 0.67-0.75x the time, c = 3 1.17x
- * (a warp's reads 12 bytes apart are coalesced enough); c = 4 to 9 unmeasured. */
+ * (a warp's reads 12 bytes apart are coalesced enough). H200, as a kernel of its own (fourth
+ * session): from 3 classes up it cost 1.12x at c = 3, 1.09x at c = 4, and tied at c = 6. */
+#ifndef CLXENT_GROUP_TILE_MIN /* a compile-time option of the host (-D), to measure other ranges */
 #define CLXENT_GROUP_TILE_MIN 8
+#endif
 #define CLXENT_GROUP_TILE 16
 /* The row-per-item kernels' first pass walks a row in chunks of this many values (16 KiB of
  * float32: read twice from the L1 cache), and keeps at most this many segments of one running max. */
