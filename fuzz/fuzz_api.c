@@ -6,7 +6,9 @@
  *   - leave every output untouched when it rejects the call (INVALID_ARG, LABEL_RANGE);
  *   - when it accepts a float32 call whose inputs are finite (any of the four functions), agree
  *     with the float64 reference of the tests (tests/reference.c, all options) within tolerance:
- *     the loss, and the gradient wherever the loss is a number.
+ *     the loss, and the gradient wherever the loss is a number;
+ *   - when it accepts a 16-bit call, give the float32 call's results on the decoded inputs,
+ *     rounded once (check_16bit).
  * Build: cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCLXENT_FUZZ=ON && cmake --build build-fuzz
  * Run:   ./build-fuzz/fuzz_api -max_total_time=60 fuzz/corpus
  * Every build also replays fuzz/corpus through this file without libFuzzer (fuzz/replay.c, the
@@ -73,6 +75,60 @@ static void fail(void) {
   abort();
 }
 
+/* The same bits, stored in float32 or in 16 bits (README: float32 math, results rounded once): an
+ * accepted 16-bit call against the float32 call on the decoded logits and targets, with the same
+ * options, labels and outputs asked for. Its loss and lse are those floats exactly and its gradient
+ * the float32 one rounded to nearest even (NaN where it is NaN), for any input: NaN, inf, -inf
+ * masks and subnormal values included. (The bias gradient is left out: it adds the stored 16-bit
+ * values, as documented, so it differs from float32's by design.) */
+static float aux[MAX_VALUES]; /* targets / probabilities, 16-bit in a 16-bit call */
+static void check_16bit(int function, size_t n, size_t c, const void *saved, const int32_t *labels, const clxent_opts *o,
+                        const clxent_ex *ex, const float *loss16, const void *g16) {
+  static float z32[MAX_VALUES], t32[MAX_VALUES], g32[MAX_VALUES], loss32[MAX_VALUES], lse32[MAX_N], bias32[MAX_C];
+  const size_t values = n * c;
+  for (size_t k = 0; k < values; ++k) z32[k] = ref_decode(saved, k, ex->dtype), t32[k] = ref_decode(aux, k, ex->dtype);
+  clxent_ex x = *ex;
+  x.dtype = CLXENT_FLOAT32;
+  x.lse = ex->lse ? lse32 : NULL;
+  x.bias_grad = ex->bias_grad ? bias32 : NULL; /* the same kernels asked for (the fused bias one) */
+  float *loss = loss16 ? loss32 : NULL;
+  void *g = g16 ? g32 : NULL;
+  clxent_status st;
+  switch (function) {
+    case 0: st = clxent_softmax_xent_ex(ctx, n, c, z32, labels, o, &x, loss, g); break;
+    case 1: st = clxent_softmax_xent_soft_ex(ctx, n, c, z32, t32, o, &x, loss, g); break;
+    case 2: st = clxent_sigmoid_xent_ex(ctx, n, c, z32, t32, o, &x, loss, g); break;
+    default: st = clxent_bce_ex(ctx, n, c, z32, t32, o, &x, loss, g); break;
+  }
+  if (st != CLXENT_OK) {
+    fprintf(stderr, "fuzz: function %d: the 16-bit call was accepted, float32 on its values: %s (%s)\n", function,
+            clxent_status_str(st), clxent_last_error(ctx));
+    fail();
+  }
+  const size_t losses = !loss16 ? 0 : o->reduction != CLXENT_NONE ? 1 : function <= 1 ? n : values;
+  for (size_t k = 0; k < losses; ++k)
+    if (memcmp(&loss16[k], &loss32[k], 4) && !(isnan(loss16[k]) && isnan(loss32[k]))) {
+      fprintf(stderr, "fuzz: function %d, %s: loss[%zu] %a, float32 %a (n %zu, c %zu)\n", function,
+              ex->dtype == CLXENT_FLOAT16 ? "f16" : "bf16", k, (double)loss16[k], (double)loss32[k], n, c);
+      fail();
+    }
+  for (size_t i = 0; ex->lse && i < n; ++i)
+    if (memcmp(&ex->lse[i], &lse32[i], 4) && !(isnan(ex->lse[i]) && isnan(lse32[i]))) {
+      fprintf(stderr, "fuzz: function %d: lse[%zu] %a, float32 %a\n", function, i, (double)ex->lse[i], (double)lse32[i]);
+      fail();
+    }
+  for (size_t k = 0; g16 && k < values; ++k) {
+    uint16_t want;
+    ref_encode(&want, 0, g32[k], ex->dtype);
+    const uint16_t got = ((const uint16_t *)g16)[k];
+    const float gotf = ref_decode(g16, k, ex->dtype);
+    if (got == want || (isnan(gotf) && isnan(g32[k]))) continue;
+    fprintf(stderr, "fuzz: function %d, %s: grad[%zu] 0x%04x, float32 %a rounds to 0x%04x (n %zu, c %zu)\n", function,
+            ex->dtype == CLXENT_FLOAT16 ? "f16" : "bf16", k, got, (double)g32[k], want, n, c);
+    fail();
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!ctx) {
     if (clxent_create(&ctx, NULL) != CLXENT_OK) {
@@ -102,12 +158,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   clxent_ex ex = clxent_ex_default();
   ex.dtype = (clxent_dtype)(take(&r, 1) % 4); /* 3 is invalid */
   const size_t esize = ex.dtype == CLXENT_FLOAT32 ? 4 : 2, values = n * c;
-  static float in[MAX_VALUES], aux[MAX_VALUES], grad[MAX_VALUES], loss[MAX_VALUES], lse[MAX_N], bias[MAX_C];
+  static float in[MAX_VALUES], grad[MAX_VALUES], loss[MAX_VALUES], lse[MAX_N], bias[MAX_C];
   static int32_t labels[MAX_N];
   for (size_t k = 0; k < values; ++k) in[k] = take_float(&r);
   for (size_t k = 0; k < values; ++k) aux[k] = (float)(take(&r, 1) % 5) / 4.0f; /* targets / probabilities */
-  if (function == 3 && ex.dtype == CLXENT_FLOAT32)
-    for (size_t k = 0; k < values; ++k) in[k] = isnan(in[k]) ? in[k] : fabsf(fmodf(in[k], 1.0f));
+  if (function == 3) /* probabilities: mostly in [0, 1], where a call is accepted (NaN stays NaN) */
+    for (size_t k = 0; k < values; ++k) {
+      const float v = ex.dtype == CLXENT_FLOAT32 ? in[k] : ref_decode(in, k, ex.dtype);
+      if (ex.dtype == CLXENT_FLOAT32) in[k] = isnan(v) ? v : fabsf(fmodf(v, 1.0f));
+      else ref_encode(in, k, isnan(v) ? v : fabsf(fmodf(v, 1.0f)), ex.dtype);
+    }
   for (size_t i = 0; i < n; ++i) labels[i] = (int32_t)(take(&r, 2) % (c + 4)) - 2;
   const int grad_mode = (int)(flags >> 1 & 3); /* 0 none, 1 separate, 2 in place, 3 separate */
   void *g = grad_mode == 0 ? NULL : grad_mode == 2 ? (void *)in : (void *)grad;
@@ -138,6 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     return 0;
   }
+  if (ex.dtype != CLXENT_FLOAT32) check_16bit(function, n, c, saved, labels, &o, &ex, loss_out, g);
   /* accepted: a float32 call on finite inputs agrees with the reference, every function */
   if (ex.dtype == CLXENT_FLOAT32 && loss_out && o.reduction != CLXENT_NONE) {
     int finite = 1;
