@@ -241,6 +241,12 @@ clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, 
 clxent_status clxent_launch_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_mem partial, cl_mem out) {
   const cl_ulong chunks = clxent_chunk_count(n, CLXENT_BIAS_CHUNK), c_arg = c;
   const arg args[] = {ARG(chunks), ARG(c_arg), ARG_MEM(partial), ARG_MEM(out)};
+  if (ctx->variant == CLXENT_VARIANT_GROUP) { /* a group per CLXENT_COLSUM_COLS columns (fewer if the group is smaller) */
+    const size_t local = ctx->group_size, cols = local < CLXENT_COLSUM_COLS ? local : CLXENT_COLSUM_COLS;
+    const size_t global = (c + cols - 1) / cols * local;
+    return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_SUM_GROUP][0], "column_sum_group", args, COUNT(args), 1, &global,
+                   &local);
+  }
   const size_t items = (c + ctx->vector_width - 1) / ctx->vector_width;
   return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_SUM][0], "column_sum", args, COUNT(args), 1, &items, NULL);
 }

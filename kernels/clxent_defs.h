@@ -32,6 +32,10 @@ typedef struct clxent_params {
 #define CLXENT_BIAS_CHUNK 64
 /* Values each work-item adds in one stage of the batch reduction (reduce.cl reduce_sum). */
 #define CLXENT_REDUCE_ITEMS 16
+/* column_sum_group (reduce.cl, the group variant's second step of the bias gradient): columns a
+ * work-group sums, and values each of its items loads per tile (host and kernel share both) */
+#define CLXENT_COLSUM_COLS 8
+#define CLXENT_COLSUM_LOADS 4
 /* Rows of at most this many classes take the short-row kernel (softmax_xent.cl) on the
  * row-per-item variant: a work-item owns CLXENT_VEC rows, one per vector lane; with softcap, whose
  * slopes take a second array, at most CLXENT_SHORT_CAP_C (a work-item's two arrays of 64 vectors

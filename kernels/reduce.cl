@@ -39,6 +39,46 @@ __kernel void column_sum(const ulong chunks, const ulong c, __global const float
   }
 }
 
+/* column_sum for the group variant (GPUs): the same sums, Σ_k partial[k][j] from +0 in k order,
+ * bit for bit, with loads a GPU can keep in flight. column_sum gives an item CLXENT_VEC columns and
+ * walks all the chunks one load after the other: at c = 1000 that is 250 items on the whole GPU,
+ * each waiting on 1024 loads in turn. Here a work-group takes CLXENT_COLSUM_COLS columns: its items
+ * load a tile of chunks × columns into local memory (every load independent; a warp's loads fall in
+ * runs of CLXENT_COLSUM_COLS neighbouring floats), then one item per column adds its column of the
+ * tile in k order, then the next tile. Only the adding is sequential, as the bits require, and it
+ * reads local memory. */
+#define COLSUM_COLS (CLXENT_GROUP_SIZE < CLXENT_COLSUM_COLS ? CLXENT_GROUP_SIZE : CLXENT_COLSUM_COLS)
+#define COLSUM_TILE (CLXENT_GROUP_SIZE * CLXENT_COLSUM_LOADS)
+__kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
+void column_sum_group(const ulong chunks, const ulong c, __global const float *partial, __global float *out) {
+  __local float tile[COLSUM_TILE];
+  const uint lid = get_local_id(0), per_tile = COLSUM_TILE / COLSUM_COLS; /* chunks per tile */
+  const ulong j0 = (ulong)get_group_id(0) * COLSUM_COLS;
+  float acc = 0.0f;
+  for (ulong k0 = 0; k0 < chunks; k0 += per_tile) { /* the same trip count for every item: barriers in it */
+    for (uint u = 0; u < CLXENT_COLSUM_LOADS; ++u) {
+      const uint e = lid + u * CLXENT_GROUP_SIZE;
+      const ulong k = k0 + e / COLSUM_COLS, j = j0 + e % COLSUM_COLS;
+      tile[e] = k < chunks && j < c ? partial[k * c + j] : 0.0f;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const uint kn = (uint)min((ulong)per_tile, chunks - k0); /* not the padding: -0 + 0 would be +0 */
+    if (lid < COLSUM_COLS) {
+      uint kk = 0;
+      for (; kk + 8 <= kn; kk += 8) { /* eight reads in flight, then the adds in order */
+        float v[8];
+        for (uint q = 0; q < 8; ++q) v[q] = tile[(kk + q) * COLSUM_COLS + lid];
+        for (uint q = 0; q < 8; ++q) acc += v[q];
+      }
+      for (; kk < kn; ++kk) acc += tile[kk * COLSUM_COLS + lid];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (lid < COLSUM_COLS && j0 + lid < c) out[j0 + lid] = acc;
+}
+#undef COLSUM_COLS
+#undef COLSUM_TILE
+
 /* Device-resident hard-label calls (host/api_cl.c): the label statistics the host path computes
  * on the host, in a fixed order over the n labels:
  *   counted  rows whose label is not ignore_index;  bad  those outside [0, c);

@@ -601,7 +601,8 @@ static size_t config_shapes(size_t k, size_t G, size_t T, size_t shapes[][2]) {
   const size_t base[][2] = {{5, 1}, {7, 3}, {3, 17}, {5, T}, {3, T + 5}, {2, 2 * G + 3}};
   size_t count = sizeof base / sizeof base[0];
   memcpy(shapes, base, sizeof base);
-  if (k == 0) shapes[count][0] = 150, shapes[count++][1] = 3; /* two bias chunks, two reduce stages (G·16 = 256 < 450 values) */
+  /* ten bias chunks (column_sum_group's tiles hold 8 at G = 16), two reduce stages (G·16 = 256 < 1800 values) */
+  if (k == 0) shapes[count][0] = 600, shapes[count++][1] = 3;
   if (k == 1) shapes[count][0] = 70, shapes[count++][1] = 13; /* 27-row blocks: chunks cut by block ends */
   if (k == 2) shapes[count][0] = 37, shapes[count++][1] = 10; /* T = 1, the local tile (softmax_xent_hard_tile): two whole groups and a partial one */
   if (k == 3) shapes[count][0] = 2, shapes[count++][1] = 16 * G + 7; /* T = G: the longest rows */

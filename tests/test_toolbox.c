@@ -402,6 +402,43 @@ static void test_bias_deterministic(void **state) {
   free(z), free(g), free(y);
 }
 
+/* Bias gradient, bit for bit the documented order (bias.cl, reduce.cl): per chunk of 64 rows a sum
+ * from +0 in row order, then the chunks' sums from +0 in chunk order, here in float32 from the
+ * returned gradient. Every path that forms it (column_partial, the fused kernel, column_sum and the
+ * group variant's column_sum_group, whose tiles hold 128 chunks at group 256) must give these bits:
+ * shapes with one chunk and a part, many chunks, more chunks than one tile (8300 rows: 130), and
+ * columns off the group kernel's 8 and the vector widths. */
+static void test_bias_documented_order(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  static const size_t sizes[][2] = {{100, 37}, {1100, 9}, {8300, 13}, {65, 1001}, {20000, 3}};
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; ++s) {
+    const size_t n = sizes[s][0], c = sizes[s][1], chunks = (n + 63) / 64;
+    float *z = xmalloc(n * c * sizeof(float)), *g = xmalloc(n * c * sizeof(float)), *bias = xmalloc(c * sizeof(float));
+    float *want = xmalloc(c * sizeof(float)), loss;
+    int32_t *y = xmalloc(n * sizeof(int32_t));
+    rng_seed(7100 + s);
+    fill_uniform(z, n * c, -6, 6);
+    for (size_t i = 0; i < n; ++i) y[i] = (int32_t)rng_below((uint32_t)c);
+    clxent_ex ex = clxent_ex_default();
+    ex.bias_grad = bias;
+    poison(bias, c);
+    ASSERT_OK(ctx, clxent_softmax_xent_ex(ctx, n, c, z, y, NULL, &ex, &loss, g));
+    for (size_t j = 0; j < c; ++j) {
+      float total = 0.0f;
+      for (size_t k = 0; k < chunks; ++k) {
+        float part = 0.0f;
+        for (size_t i = k * 64; i < n && i < k * 64 + 64; ++i) part += g[i * c + j];
+        total += part;
+      }
+      want[j] = total;
+    }
+    for (size_t j = 0; j < c; ++j)
+      if (memcmp(&bias[j], &want[j], sizeof(float)))
+        fail_msg("%zux%zu: bias_grad[%zu] = %a, the documented order gives %a", n, c, j, (double)bias[j], (double)want[j]);
+    free(z), free(g), free(bias), free(want), free(y);
+  }
+}
+
 #define REJECT(status, needle, call)                                                                  \
   do {                                                                                               \
     poison(loss, 8), poison(grad, 64), poison(lse, 8), poison(bias, 8);                              \
@@ -522,7 +559,7 @@ int main(void) {
       cmocka_unit_test(test_storage_types),    cmocka_unit_test(test_16bit_rounds_once),    cmocka_unit_test(test_pos_weight),
       cmocka_unit_test(test_softcap_extremes),
       cmocka_unit_test(test_softcap_range_ends),
-      cmocka_unit_test(test_bias_deterministic),
+      cmocka_unit_test(test_bias_deterministic), cmocka_unit_test(test_bias_documented_order),
       cmocka_unit_test(test_rejected_options), cmocka_unit_test(test_zero_divisor),
   };
   if (!support_device_present()) return SUPPORT_SKIP;
