@@ -48,7 +48,10 @@ __kernel void column_sum(const ulong chunks, const ulong c, __global const float
  * tile in k order, then the next tile. Only the adding is sequential, as the bits require, and it
  * reads local memory. */
 #define COLSUM_COLS (CLXENT_GROUP_SIZE < CLXENT_COLSUM_COLS ? CLXENT_GROUP_SIZE : CLXENT_COLSUM_COLS)
-#define COLSUM_TILE (CLXENT_GROUP_SIZE * CLXENT_COLSUM_LOADS)
+/* at most 16 KiB of local memory, or reduce_sum's 4 bytes an item beyond 1024 items: every
+ * program holds this kernel, and a device must build it even where it never runs */
+#define COLSUM_LOADS (CLXENT_GROUP_SIZE <= 1024 ? CLXENT_COLSUM_LOADS : 1)
+#define COLSUM_TILE (CLXENT_GROUP_SIZE * COLSUM_LOADS)
 __kernel __attribute__((reqd_work_group_size(CLXENT_GROUP_SIZE, 1, 1)))
 void column_sum_group(const ulong chunks, const ulong c, __global const float *partial, __global float *out) {
   __local float tile[COLSUM_TILE];
@@ -56,7 +59,7 @@ void column_sum_group(const ulong chunks, const ulong c, __global const float *p
   const ulong j0 = (ulong)get_group_id(0) * COLSUM_COLS;
   float acc = 0.0f;
   for (ulong k0 = 0; k0 < chunks; k0 += per_tile) { /* the same trip count for every item: barriers in it */
-    for (uint u = 0; u < CLXENT_COLSUM_LOADS; ++u) {
+    for (uint u = 0; u < COLSUM_LOADS; ++u) {
       const uint e = lid + u * CLXENT_GROUP_SIZE;
       const ulong k = k0 + e / COLSUM_COLS, j = j0 + e % COLSUM_COLS;
       tile[e] = k < chunks && j < c ? partial[k * c + j] : 0.0f;
@@ -77,6 +80,7 @@ void column_sum_group(const ulong chunks, const ulong c, __global const float *p
   if (lid < COLSUM_COLS && j0 + lid < c) out[j0 + lid] = acc;
 }
 #undef COLSUM_COLS
+#undef COLSUM_LOADS
 #undef COLSUM_TILE
 
 /* Device-resident hard-label calls (host/api_cl.c): the label statistics the host path computes

@@ -404,13 +404,15 @@ static void test_bias_deterministic(void **state) {
 
 /* Bias gradient, bit for bit the documented order (bias.cl, reduce.cl): per chunk of 64 rows a sum
  * from +0 in row order, then the chunks' sums from +0 in chunk order, here in float32 from the
- * returned gradient. Every path that forms it (column_partial, the fused kernel, column_sum and the
- * group variant's column_sum_group, whose tiles hold 128 chunks at group 256) must give these bits:
- * shapes with one chunk and a part, many chunks, more chunks than one tile (8300 rows: 130), and
- * columns off the group kernel's 8 and the vector widths. */
+ * returned gradient. column_partial with column_sum (item variant) or column_sum_group (group
+ * variant, tiles of 128 chunks at group 256) must give these bits, and the fused kernel too where
+ * the automatic choice takes it (1100 x 70: 18 chunks, fused on devices of at most 9 compute units;
+ * test_bias_fused compares it with column_partial everywhere): shapes with one chunk and a part,
+ * many chunks, more chunks than one tile (8300 rows: 130), and columns off the group kernel's 8 and
+ * the vector widths. */
 static void test_bias_documented_order(void **state) {
   clxent_ctx *ctx = test_ctx(state);
-  static const size_t sizes[][2] = {{100, 37}, {1100, 9}, {8300, 13}, {65, 1001}, {20000, 3}};
+  static const size_t sizes[][2] = {{100, 37}, {1100, 9}, {8300, 13}, {65, 1001}, {20000, 3}, {1100, 70}};
   for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; ++s) {
     const size_t n = sizes[s][0], c = sizes[s][1], chunks = (n + 63) / 64;
     float *z = xmalloc(n * c * sizeof(float)), *g = xmalloc(n * c * sizeof(float)), *bias = xmalloc(c * sizeof(float));
