@@ -82,24 +82,31 @@ static void fail(void) {
  * masks and subnormal values included. (The bias gradient is left out: it adds the stored 16-bit
  * values, as documented, so it differs from float32's by design.) */
 static float aux[MAX_VALUES]; /* targets / probabilities, 16-bit in a 16-bit call */
+/* The function the input chose: logits z, labels (hard) or targets t (the others). */
+static clxent_status call(int function, size_t n, size_t c, const void *z, const int32_t *labels, const void *t,
+                          const clxent_opts *o, const clxent_ex *ex, float *loss, void *g) {
+  switch (function) {
+    case 0: return clxent_softmax_xent_ex(ctx, n, c, z, labels, o, ex, loss, g);
+    case 1: return clxent_softmax_xent_soft_ex(ctx, n, c, z, t, o, ex, loss, g);
+    case 2: return clxent_sigmoid_xent_ex(ctx, n, c, z, t, o, ex, loss, g);
+    default: return clxent_bce_ex(ctx, n, c, z, t, o, ex, loss, g);
+  }
+}
+/* the same bits, or both NaN */
+static int same_float(float a, float b) { return !memcmp(&a, &b, sizeof a) || (isnan(a) && isnan(b)); }
 static void check_16bit(int function, size_t n, size_t c, const void *saved, const int32_t *labels, const clxent_opts *o,
                         const clxent_ex *ex, const float *loss16, const void *g16) {
   static float z32[MAX_VALUES], t32[MAX_VALUES], g32[MAX_VALUES], loss32[MAX_VALUES], lse32[MAX_N], bias32[MAX_C];
   const size_t values = n * c;
-  for (size_t k = 0; k < values; ++k) z32[k] = ref_decode(saved, k, ex->dtype), t32[k] = ref_decode(aux, k, ex->dtype);
+  for (size_t k = 0; k < values; ++k) z32[k] = ref_decode(saved, k, ex->dtype);
+  for (size_t k = 0; function != 0 && k < values; ++k) t32[k] = ref_decode(aux, k, ex->dtype); /* hard labels: none */
   clxent_ex x = *ex;
   x.dtype = CLXENT_FLOAT32;
   x.lse = ex->lse ? lse32 : NULL;
   x.bias_grad = ex->bias_grad ? bias32 : NULL; /* the same kernels asked for (the fused bias one) */
   float *loss = loss16 ? loss32 : NULL;
   void *g = g16 ? g32 : NULL;
-  clxent_status st;
-  switch (function) {
-    case 0: st = clxent_softmax_xent_ex(ctx, n, c, z32, labels, o, &x, loss, g); break;
-    case 1: st = clxent_softmax_xent_soft_ex(ctx, n, c, z32, t32, o, &x, loss, g); break;
-    case 2: st = clxent_sigmoid_xent_ex(ctx, n, c, z32, t32, o, &x, loss, g); break;
-    default: st = clxent_bce_ex(ctx, n, c, z32, t32, o, &x, loss, g); break;
-  }
+  const clxent_status st = call(function, n, c, z32, labels, t32, o, &x, loss, g);
   if (st != CLXENT_OK) {
     fprintf(stderr, "fuzz: function %d: the 16-bit call was accepted, float32 on its values: %s (%s)\n", function,
             clxent_status_str(st), clxent_last_error(ctx));
@@ -107,13 +114,13 @@ static void check_16bit(int function, size_t n, size_t c, const void *saved, con
   }
   const size_t losses = !loss16 ? 0 : o->reduction != CLXENT_NONE ? 1 : function <= 1 ? n : values;
   for (size_t k = 0; k < losses; ++k)
-    if (memcmp(&loss16[k], &loss32[k], 4) && !(isnan(loss16[k]) && isnan(loss32[k]))) {
+    if (!same_float(loss16[k], loss32[k])) {
       fprintf(stderr, "fuzz: function %d, %s: loss[%zu] %a, float32 %a (n %zu, c %zu)\n", function,
               ex->dtype == CLXENT_FLOAT16 ? "f16" : "bf16", k, (double)loss16[k], (double)loss32[k], n, c);
       fail();
     }
   for (size_t i = 0; ex->lse && i < n; ++i)
-    if (memcmp(&ex->lse[i], &lse32[i], 4) && !(isnan(ex->lse[i]) && isnan(lse32[i]))) {
+    if (!same_float(ex->lse[i], lse32[i])) {
       fprintf(stderr, "fuzz: function %d: lse[%zu] %a, float32 %a\n", function, i, (double)ex->lse[i], (double)lse32[i]);
       fail();
     }
@@ -164,9 +171,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (size_t k = 0; k < values; ++k) aux[k] = (float)(take(&r, 1) % 5) / 4.0f; /* targets / probabilities */
   if (function == 3) /* probabilities: mostly in [0, 1], where a call is accepted (NaN stays NaN) */
     for (size_t k = 0; k < values; ++k) {
-      const float v = ex.dtype == CLXENT_FLOAT32 ? in[k] : ref_decode(in, k, ex.dtype);
-      if (ex.dtype == CLXENT_FLOAT32) in[k] = isnan(v) ? v : fabsf(fmodf(v, 1.0f));
-      else ref_encode(in, k, isnan(v) ? v : fabsf(fmodf(v, 1.0f)), ex.dtype);
+      const float v = ref_decode(in, k, ex.dtype); /* any storage type (the invalid one as fp16) */
+      ref_encode(in, k, isnan(v) ? v : fabsf(fmodf(v, 1.0f)), ex.dtype);
     }
   for (size_t i = 0; i < n; ++i) labels[i] = (int32_t)(take(&r, 2) % (c + 4)) - 2;
   const int grad_mode = (int)(flags >> 1 & 3); /* 0 none, 1 separate, 2 in place, 3 separate */
@@ -178,13 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(saved, in, values * esize);
   poison(grad, sizeof grad), poison(loss, sizeof loss), poison(lse, sizeof lse), poison(bias, sizeof bias);
 
-  clxent_status st;
-  switch (function) {
-    case 0: st = clxent_softmax_xent_ex(ctx, n, c, in, labels, &o, &ex, loss_out, g); break;
-    case 1: st = clxent_softmax_xent_soft_ex(ctx, n, c, in, aux, &o, &ex, loss_out, g); break;
-    case 2: st = clxent_sigmoid_xent_ex(ctx, n, c, in, aux, &o, &ex, loss_out, g); break;
-    default: st = clxent_bce_ex(ctx, n, c, in, aux, &o, &ex, loss_out, g); break;
-  }
+  const clxent_status st = call(function, n, c, in, labels, aux, &o, &ex, loss_out, g);
   if (st != CLXENT_OK && st != CLXENT_ERR_INVALID_ARG && st != CLXENT_ERR_LABEL_RANGE) {
     fprintf(stderr, "fuzz: unexpected status %s: %s\n", clxent_status_str(st), clxent_last_error(ctx));
     fail();
