@@ -6,7 +6,7 @@
  * range), then each build's device shares (several devices).
  *
  *   clxent_bench_ab [--in-place] [--after-env NAME=VALUE] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before]
- *                   BEFORE.so AFTER.so DEVICE ROUNDS NxC...
+ *                   [--sigmoid | --bce] BEFORE.so AFTER.so DEVICE ROUNDS NxC...
  *
  * --softcap S calls both with opts->softcap = S (the options struct is read by its size, so one
  * struct serves any two versions that know the field); --bf16 stores logits and gradient as
@@ -19,6 +19,11 @@
  * --after-env NAME=VALUE (repeatable) sets an environment variable after the before build's
  * context is made and before the after build's: one library against itself under two settings
  * (CLXENT_VEC=16, say), compared interleaved like two builds.
+ * --sigmoid times clxent_sigmoid_xent_ex instead (n x c independent binary values, targets 0 or 1
+ * in float32, API 1.1 and later): it moves the targets too, so the call's bytes are 1.5 times the
+ * copied array's and after_%copy is scaled to match (the copy's speed over the call's). --bce
+ * likewise times clxent_bce_ex on probabilities in [0, 1) (not in place: a gradient is no
+ * probability, and the next call would reject it).
  * --in-place writes the gradient over the logits (what a training loop does; the values then
  * change from call to call, which the timing does not depend on). Each round also times a copy
  * of the same bytes by two threads (memcpy, each half the array: the machine's two cores), the
@@ -43,6 +48,8 @@ typedef int (*create_fn)(void **, const char *);
 typedef int (*xent_fn)(void *, size_t, size_t, const float *, const int32_t *, const void *, float *, float *);
 typedef int (*xent_ex_fn)(void *, size_t, size_t, const void *, const int32_t *, const void *, const void *, float *,
                           void *);
+typedef int (*binary_ex_fn)(void *, size_t, size_t, const void *, const void *, const void *, const void *, float *,
+                             void *);
 typedef const char *(*error_fn)(const void *);
 typedef double (*share_fn)(const void *, size_t);
 
@@ -51,14 +58,17 @@ typedef struct build {
   create_fn create;
   xent_fn xent;       /* every version */
   xent_ex_fn xent_ex; /* API 1.1 on: --bf16 */
+  binary_ex_fn binary_ex; /* API 1.1 on: --sigmoid, --bce */
   error_fn error;
   share_fn share;
 } build;
 
 /* dlsym's object pointer into a function pointer, the way POSIX allows (ISO C has no cast for it). */
-/* One call of a build: the float32 entry that every version has, or _ex for 16-bit storage. */
-static int call(const build *b, size_t n, size_t c, const float *z, const int32_t *y, const clxent_opts *opts,
-                const clxent_ex *ex, float *loss, float *g) {
+/* One call of a build: the float32 entry that every version has, or _ex for 16-bit storage;
+ * with targets (--sigmoid) the binary loss instead. */
+static int call(const build *b, size_t n, size_t c, const float *z, const int32_t *y, const float *targets,
+                const clxent_opts *opts, const clxent_ex *ex, float *loss, float *g) {
+  if (targets) return b->binary_ex(b->ctx, n, c, z, targets, opts, ex, loss, g);
   return ex->dtype == CLXENT_FLOAT32 && !ex->bias_grad && !ex->lse ? b->xent(b->ctx, n, c, z, y, opts, loss, g)
                                                                     : b->xent_ex(b->ctx, n, c, z, y, opts, ex, loss, g);
 }
@@ -96,7 +106,7 @@ static double two_thread_copy(float *dst, const float *src, size_t count) {
 }
 
 int main(int argc, char **argv) {
-  int in_place = 0, bias = 0, plain_before = 0, weights = 0, lse = 0;
+  int in_place = 0, bias = 0, plain_before = 0, weights = 0, lse = 0, sigmoid = 0;
   clxent_opts opts = clxent_opts_default();
   clxent_ex ex = clxent_ex_default();
   const char *prog = argv[0];
@@ -130,6 +140,8 @@ int main(int argc, char **argv) {
       argc -= 2, argv += 2;
     } else if (argc > 1 && strcmp(argv[1], "--plain-before") == 0) {
       plain_before = 1, argc -= 1, argv += 1;
+    } else if (argc > 1 && (strcmp(argv[1], "--sigmoid") == 0 || strcmp(argv[1], "--bce") == 0)) {
+      sigmoid = argv[1][2] == 'b' ? 2 : 1, argc -= 1, argv += 1;
     } else if (argc > 1 && strcmp(argv[1], "--bf16") == 0) {
       ex.dtype = CLXENT_BFLOAT16, argc -= 1, argv += 1;
     } else if (argc > 2 && strcmp(argv[1], "--softcap") == 0) {
@@ -144,11 +156,13 @@ int main(int argc, char **argv) {
   argv[0] = (char *)prog;
   if (argc < 6) {
     fprintf(stderr,
-            "usage: %s [--in-place] [--after-env NAME=VALUE] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before] BEFORE.so AFTER.so "
-            "DEVICE ROUNDS NxC...\n",
+            "usage: %s [--in-place] [--after-env NAME=VALUE] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before] [--sigmoid | --bce] "
+            "BEFORE.so AFTER.so DEVICE ROUNDS NxC...\n",
             argv[0]);
     return 2;
   }
+  if (sigmoid && ex.dtype != CLXENT_FLOAT32) return fprintf(stderr, "--sigmoid, --bce: float32 only\n"), 2;
+  if (sigmoid == 2 && in_place) return fprintf(stderr, "--bce: not in place\n"), 2;
   build b[2];
   for (int l = 0; l < 2; ++l) {
     b[l].lib = dlopen(argv[1 + l], RTLD_NOW | RTLD_LOCAL);
@@ -156,6 +170,8 @@ int main(int argc, char **argv) {
     if (!symbol(b[l].lib, "clxent_create", &b[l].create, sizeof b[l].create) ||
         !symbol(b[l].lib, "clxent_softmax_xent", &b[l].xent, sizeof b[l].xent) ||
         ((ex.dtype != CLXENT_FLOAT32 || bias || lse) && !symbol(b[l].lib, "clxent_softmax_xent_ex", &b[l].xent_ex, sizeof b[l].xent_ex)) ||
+        (sigmoid && !symbol(b[l].lib, sigmoid == 2 ? "clxent_bce_ex" : "clxent_sigmoid_xent_ex", &b[l].binary_ex,
+                            sizeof b[l].binary_ex)) ||
         !symbol(b[l].lib, "clxent_last_error", &b[l].error, sizeof b[l].error) ||
         !symbol(b[l].lib, "clxent_device_share", &b[l].share, sizeof b[l].share))
       return 1;
@@ -170,6 +186,8 @@ int main(int argc, char **argv) {
   }
   const int rounds = atoi(argv[4]);
   if (rounds < 1 || rounds > 256) return fprintf(stderr, "ROUNDS: 1 to 256\n"), 2;
+  if (sigmoid)
+    printf("# %s: n x c binary values, targets 0/1 in float32\n", sigmoid == 2 ? "clxent_bce_ex" : "clxent_sigmoid_xent_ex");
   printf("# gradient %s; softcap %g; smoothing %g; z-loss %g; class weights %s; lse %s; bias gradient %s; %s%s\n",
          in_place ? "in place (over the logits)" : "in a separate array", (double)opts.softcap,
          (double)opts.label_smoothing, (double)opts.z_loss, weights ? "yes" : "no", lse ? "yes" : "no", bias ? "yes" : "no",
@@ -183,7 +201,8 @@ int main(int argc, char **argv) {
     float *w = malloc(c * sizeof *w), *row_lse = malloc(n * sizeof *row_lse);
     float *g = in_place ? z : g0;
     int32_t *y = malloc(n * sizeof *y);
-    if (!z || !g0 || !y || !b_grad || !w || !row_lse) return fprintf(stderr, "out of memory\n"), 1;
+    float *targets = sigmoid ? malloc(n * c * sizeof *targets) : NULL;
+    if (!z || !g0 || !y || !b_grad || !w || !row_lse || (sigmoid && !targets)) return fprintf(stderr, "out of memory\n"), 1;
     for (size_t j = 0; j < c; ++j) w[j] = 0.5f + (float)(j * 40503u % 1000) * 1.5e-3f; /* in [0.5, 2) */
     clxent_ex ex_opt = ex, ex_plain = ex;
     ex_opt.bias_grad = bias ? b_grad : NULL, ex_opt.lse = lse ? row_lse : NULL;
@@ -191,7 +210,8 @@ int main(int argc, char **argv) {
     /* build l's options: the before build's are the plain call's with --plain-before */
     const clxent_opts *o_of[2] = {plain_before ? &plain_opts : &opts, &opts};
     const clxent_ex *x_of[2] = {plain_before ? &ex_plain : &ex_opt, &ex_opt};
-    for (size_t i = 0; i < n * c; ++i) z[i] = (float)((i * 2654435761u) % 1000) * 0.01f - 5.0f;
+    for (size_t i = 0; i < n * c; ++i)
+      z[i] = sigmoid == 2 ? (float)((i * 2654435761u) % 1000) * 1e-3f : (float)((i * 2654435761u) % 1000) * 0.01f - 5.0f;
     const size_t esize = ex.dtype == CLXENT_BFLOAT16 ? 2 : 4;
     if (esize == 2) { /* bfloat16 in place, front to back: element i's bytes lie below float i's */
       uint16_t *h = (uint16_t *)(void *)z;
@@ -202,28 +222,29 @@ int main(int argc, char **argv) {
       }
     }
     for (size_t i = 0; i < n; ++i) y[i] = (int32_t)(i * 7919 % c);
+    for (size_t i = 0; targets && i < n * c; ++i) targets[i] = (float)(i * 7919 % 3 == 0);
     double t[2][256], ratio[256], copy[256], of_copy[256];
     memset(g0, 0, n * c * sizeof *g0); /* the copy's destination, faulted in before the rounds */
     for (int warm = 0; warm < 2; ++warm)
-      for (int l = 0; l < 2; ++l) call(&b[l], n, c, z, y, o_of[l], x_of[l], &loss, g);
+      for (int l = 0; l < 2; ++l) call(&b[l], n, c, z, y, targets, o_of[l], x_of[l], &loss, g);
     for (int r = 0; r < rounds; ++r) {
       for (int k = 0; k < 2; ++k) {
         const int l = (r + k) % 2; /* who goes first alternates */
         const double t0 = clxent_seconds();
-        if (call(&b[l], n, c, z, y, o_of[l], x_of[l], &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
+        if (call(&b[l], n, c, z, y, targets, o_of[l], x_of[l], &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
         t[l][r] = clxent_seconds() - t0;
       }
       ratio[r] = t[1][r] / t[0][r];
       copy[r] = two_thread_copy(g0, z, n * c * esize / 4); /* g0: the gradient, or (in place) a spare array */
-      of_copy[r] = copy[r] / t[1][r];
+      of_copy[r] = copy[r] * (targets ? 1.5 : 1.0) / t[1][r]; /* the call's bytes over the copy's */
     }
     double lo = ratio[0], hi = ratio[0];
     for (int r = 1; r < rounds; ++r) lo = ratio[r] < lo ? ratio[r] : lo, hi = ratio[r] > hi ? ratio[r] : hi;
-    const double after = clxent_median(t[1], rounds), copied = clxent_median(copy, rounds), bytes = 2.0 * (double)(n * c * esize);
+    const double after = clxent_median(t[1], rounds), copied = clxent_median(copy, rounds), bytes = (targets ? 3.0 : 2.0) * (double)(n * c * esize);
     printf("%zux%zu,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f,%.3f,%.1f,%.1f\n", n, c, 1e3 * clxent_median(t[0], rounds), 1e3 * after,
            clxent_median(ratio, rounds), lo, hi, bytes / after / 1e9, 1e3 * copied, bytes / copied / 1e9,
            100 * clxent_median(of_copy, rounds));
-    free(z), free(g0), free(y), free(b_grad), free(w), free(row_lse);
+    free(z), free(g0), free(y), free(b_grad), free(w), free(row_lse), free(targets);
   }
   for (int l = 0; l < 2; ++l) {
     printf("# %s shares:", l ? "after" : "before");
