@@ -195,17 +195,28 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
     }
     case KERNEL_SIGMOID_XENT:
     case KERNEL_BCE: { /* elementwise on every device */
+      /* CLXENT_VEC values per item (kernels/binary.cl), in an explicit power-of-two group as the
+       * row-per-item kernels: left to choose, PoCL made the group a divisor of the item count
+       * (780: one group of 780) and compiled a work-group function for every new count, 0.1-0.2 s
+       * each (a BCE loop whose batch sizes vary paid it per size; the fuzzer spent most of its
+       * time in LLVM). The kernels stop at count. */
+      const size_t items = (l->rows + ctx->vector_width - 1) / ctx->vector_width; /* a vector each */
+      const size_t item_local = item_group(ctx, items, ctx->group_size);
+      global = (items + item_local - 1) / item_local * item_local;
       const cl_int cols = l->cols;
       const cl_float scale = l->params.scale;
       const arg args[] = {ARG(rows), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight), ARG(cols),
                           ARG(scale), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->row_scale)};
-      return enqueue(ctx, k, l->kernel == KERNEL_BCE ? "bce" : "sigmoid_xent", args, COUNT(args), 1, &global, NULL);
+      return enqueue(ctx, k, l->kernel == KERNEL_BCE ? "bce" : "sigmoid_xent", args, COUNT(args), 1, &global,
+                     &item_local);
     }
     default: { /* KERNEL_ROW_INFORMATION */
-      if (grouped) global = l->rows * local;
+      /* a row per item: an explicit group, for the elementwise kernels' reason */
+      const size_t item_local = grouped ? local : item_group(ctx, l->rows, ctx->group_size);
+      global = grouped ? l->rows * local : (l->rows + item_local - 1) / item_local * item_local;
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG(l->mode),
                           ARG_MEM(l->out)};
-      return enqueue(ctx, k, "row_information", args, COUNT(args), 1, &global, grouped ? &local : NULL);
+      return enqueue(ctx, k, "row_information", args, COUNT(args), 1, &global, &item_local);
     }
   }
 }
@@ -216,8 +227,9 @@ size_t clxent_chunk_count(size_t values, size_t chunk) { return (values + chunk 
 clxent_status clxent_launch_chunk_sum(clxent_ctx *ctx, size_t first, size_t count, cl_mem values, cl_mem partial) {
   const cl_ulong count_arg = count, first_arg = first;
   const arg args[] = {ARG(count_arg), ARG(first_arg), ARG_MEM(values), ARG_MEM(partial)};
-  const size_t chunks = chunks_touched(first, count, CLXENT_SUM_CHUNK);
-  return enqueue(ctx, ctx->kernels[KERNEL_CHUNK_SUM][0], "chunk_sum", args, COUNT(args), 1, &chunks, NULL);
+  const size_t chunks = chunks_touched(first, count, CLXENT_SUM_CHUNK), local = item_group(ctx, chunks, ctx->group_size);
+  const size_t global = (chunks + local - 1) / local * local; /* explicit groups: see the elementwise kernels */
+  return enqueue(ctx, ctx->kernels[KERNEL_CHUNK_SUM][0], "chunk_sum", args, COUNT(args), 1, &global, &local);
 }
 
 /* Adds gradient rows [first, first + rows) to the bias gradient's chunk sums (kernels/bias.cl). */
@@ -226,15 +238,17 @@ clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, 
   const cl_ulong rows_arg = rows, c_arg = c, first_arg = first, inner_arg = inner;
   if (inner > 1) { /* the strided layout: an item per (column, chunk) */
     const arg args[] = {ARG(rows_arg), ARG(c_arg), ARG(inner_arg), ARG(first_arg), ARG_MEM(grad), ARG_MEM(partial)};
-    const size_t global[2] = {c, chunks_touched(first, rows, CLXENT_BIAS_CHUNK)};
+    const size_t local[2] = {item_group(ctx, c, ctx->group_size), 1};
+    const size_t global[2] = {(c + local[0] - 1) / local[0] * local[0], chunks_touched(first, rows, CLXENT_BIAS_CHUNK)};
     return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_PARTIAL_STRIDED][dtype], "column_partial_strided", args,
-                   COUNT(args), 2, global, NULL);
+                   COUNT(args), 2, global, local);
   }
   const arg args[] = {ARG(rows_arg), ARG(c_arg), ARG(first_arg), ARG_MEM(grad), ARG_MEM(partial)};
-  const size_t chunks = chunks_touched(first, rows, CLXENT_BIAS_CHUNK);
-  const size_t global[2] = {(c + ctx->vector_width - 1) / ctx->vector_width, chunks};
+  const size_t chunks = chunks_touched(first, rows, CLXENT_BIAS_CHUNK), items = (c + ctx->vector_width - 1) / ctx->vector_width;
+  const size_t local[2] = {item_group(ctx, items, ctx->group_size), 1}; /* the items past c stop */
+  const size_t global[2] = {(items + local[0] - 1) / local[0] * local[0], chunks};
   return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_PARTIAL][dtype], "column_partial", args, COUNT(args), 2, global,
-                 NULL);
+                 local);
 }
 
 /* out[j] = Σ_k partial[k][j] over the chunks of n rows (kernels/reduce.cl). */
@@ -247,8 +261,9 @@ clxent_status clxent_launch_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_m
     return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_SUM_GROUP][0], "column_sum_group", args, COUNT(args), 1, &global,
                    &local);
   }
-  const size_t items = (c + ctx->vector_width - 1) / ctx->vector_width;
-  return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_SUM][0], "column_sum", args, COUNT(args), 1, &items, NULL);
+  const size_t items = (c + ctx->vector_width - 1) / ctx->vector_width, local = item_group(ctx, items, ctx->group_size);
+  const size_t global = (items + local - 1) / local * local; /* the items past c stop */
+  return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_SUM][0], "column_sum", args, COUNT(args), 1, &global, &local);
 }
 
 clxent_status clxent_launch_reduce_stage(clxent_ctx *ctx, size_t count, cl_mem in, cl_mem out, float divisor,

@@ -1,7 +1,6 @@
 /*
- * Binary cross-entropy, elementwise: one work-item per value (the shape every device vectorises,
- * PoCL across work-items). A launch covers `count` values of the batch's n·cols, starting at flat
- * index `first` (the batch's value k is in column k mod cols); loss[i] receives the unscaled loss
+ * Binary cross-entropy, elementwise: CLXENT_VEC values per work-item (below). A launch covers
+ * `count` values of the batch's n·cols, starting at flat index `first` (the batch's value k is in column k mod cols); loss[i] receives the unscaled loss
  * of the launch's value i, which the host streams out or folds into chunk sums (reduce.cl), and
  * grad[i] its gradient times `scale` (the reduction's). With pos_weight p (per column,
  * BCEWithLogitsLoss's rule) the positive term is weighted:
@@ -16,49 +15,113 @@
       __global const float *pos_weight, const int cols, const float scale, __global store_t *grad,   \
       __global float *loss, __global const float *row_scale
 
-inline float pos_weight_of(__global const float *pos_weight, ulong k, int cols) {
-  return pos_weight ? pos_weight[k % (ulong)cols] : 1.0f;
-}
+/* A work-item takes CLXENT_VEC consecutive values as one vector (the row kernels' explicit vector
+ * loops), the last item's remainder one by one with the same operations, so that a value's bits do
+ * not depend on where a launch's blocks begin (a NaN's payload may: IEEE 754 leaves it open).
+ * Before, one value per item with the device's exp and log1p: PoCL's vectorisation across
+ * work-items stopped at the scalar log1p calls, 25-30 ns a value, 1-2% of the copy's speed
+ * (docs/PERFORMANCE.md, "The binary losses"). Contraction off, so that the vector and scalar
+ * forms round alike. */
+#pragma OPENCL FP_CONTRACT OFF
 
 /* From logits, sigmoid fused:  a = σ(z),  -ln a = softplus(-z),  -ln(1-a) = softplus(z), with
  *   softplus(±z) = max(±z, 0) + ln(1 + e^{-|z|})   (never overflows)
  *   dL/dz = S · (a (1-y) - p·y (1-a)),   a = σ(z) and 1-a = σ(-z) from e^{-|z|}: no overflow,
  *   and no 1 - a cancellation; at z = ±inf both are exact (a = 1 or 0).
- * Comparisons instead of fmax, so that a NaN z reaches the loss. */
+ * Selects on comparisons instead of fmax, so that a NaN z reaches the loss. A term whose weight is
+ * 0 adds 0, also where its softplus is +inf (z = ±inf): the limits z → +inf, y = 1 and z → -inf,
+ * y = 0 are 0, not inf - inf. One formula with and without pos_weight (p = 1), so that pos_weight
+ * all ones gives the same bits as none. T: float or floatv; EXP, LOG1P its forms (ln(1 + x) given
+ * 1 / (1 + x), which σ needs anyway). */
+#define SIGMOID_TERM(T, EXP, LOG1P, z, y, pw, loss, a, one_minus_a)                                        \
+  do {                                                                                                     \
+    const T e_ = EXP(-fabs(z)), inv_ = (T)(1.0f) / ((T)(1.0f) + e_);                                       \
+    const T log1p_e_ = LOG1P(e_, inv_); /* e in [0, 1]; NaN stays NaN */                                   \
+    const T sp_neg_ = select((T)(0.0f), -(z), (z) < (T)(0.0f)) + log1p_e_;                                 \
+    const T sp_pos_ = select((T)(0.0f), (z), (z) > (T)(0.0f)) + log1p_e_;                                  \
+    const T wp_ = (pw) * (y), wn_ = (T)(1.0f) - (y);                                                       \
+    (loss) = select(wp_ * sp_neg_, (T)(0.0f), wp_ == (T)(0.0f)) + select(wn_ * sp_pos_, (T)(0.0f), wn_ == (T)(0.0f)); \
+    const T e_inv_ = e_ * inv_;                                                                            \
+    (a) = select(e_inv_, inv_, (z) >= (T)(0.0f));                                                          \
+    (one_minus_a) = select(inv_, e_inv_, (z) >= (T)(0.0f));                                                \
+  } while (0)
+
+/* pos_weight of the launch's values i .. i + CLXENT_VEC (column (first + i) mod cols), or 1 */
+inline float pos_weight_of(__global const float *pos_weight, ulong k, int cols) {
+  return pos_weight ? pos_weight[k % (ulong)cols] : 1.0f;
+}
+inline floatv pos_weights_of(__global const float *pos_weight, ulong k, int cols) {
+  floatv w = (floatv)(1.0f);
+  if (pos_weight)
+    for (int l = 0; l < CLXENT_VEC; ++l) ((float *)&w)[l] = pos_weight[(k + (ulong)l) % (ulong)cols];
+  return w;
+}
+
 __kernel void sigmoid_xent(BINARY_ARGS(logits)) {
-  const ulong i = get_global_id(0);
-  if (i >= count) return;
-  const float z = LOAD(logits, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first + i, cols);
-  const float e = exp(-fabs(z)), log1p_e = log1p(e); /* e in (0, 1]; NaN stays NaN */
-  const float softplus_neg = (z < 0.0f ? -z : 0.0f) + log1p_e, softplus_pos = (z > 0.0f ? z : 0.0f) + log1p_e;
-  /* a term whose weight is 0 adds 0, also where its softplus is +inf (z = ±inf): the limits
-   * z → +inf, y = 1 and z → -inf, y = 0 are 0, not inf - inf. One formula with and without
-   * pos_weight (p = 1), so that pos_weight all ones gives the same bits as none. */
-  const float wp = pw * y, wn = 1.0f - y;
-  loss[i] = (wp == 0.0f ? 0.0f : wp * softplus_neg) + (wn == 0.0f ? 0.0f : wn * softplus_pos);
-  if (grad) {
-    const float a = z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-    const float one_minus_a = z >= 0.0f ? e / (1.0f + e) : 1.0f / (1.0f + e);
-    const float s = row_scale ? scale * row_scale[i] : scale;
-    STORE(s * (a * wn - wp * one_minus_a), grad, i);
+  const ulong i0 = get_global_id(0) * CLXENT_VEC;
+  if (i0 >= count) return;
+  if (i0 + CLXENT_VEC <= count) {
+    const floatv z = LOADV(logits, i0), y = LOADV(targets, i0), pw = pos_weights_of(pos_weight, first + i0, cols);
+    floatv l, a, oma;
+    SIGMOID_TERM(floatv, clxent_expv, clxent_log1pv_inv, z, y, pw, l, a, oma);
+    vstorev_g(l, loss + i0);
+    if (grad) {
+      const floatv s = row_scale ? scale * vloadv(0, row_scale + i0) : (floatv)(scale);
+      const floatv wp = pw * y, wn = 1.0f - y;
+      STOREV(s * (a * wn - wp * oma), grad, i0);
+    }
+    return;
+  }
+  for (ulong i = i0; i < count; ++i) {
+    const float z = LOAD(logits, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first + i, cols);
+    float l, a, oma;
+    SIGMOID_TERM(float, clxent_exp, clxent_log1p_inv, z, y, pw, l, a, oma);
+    loss[i] = l;
+    if (grad) {
+      const float s = row_scale ? scale * row_scale[i] : scale;
+      const float wp = pw * y, wn = 1.0f - y;
+      STORE(s * (a * wn - wp * oma), grad, i);
+    }
   }
 }
 
 /* From probabilities (PyTorch's BCELoss): each log clamped at -100 so a = 0 or 1 stays finite,
- * dL/da divided by max(a (1 - a), 1e-12). The clamps are comparisons, not fmax, because fmax
- * would swallow a NaN. */
+ * dL/da divided by max(a (1 - a), 1e-12). The clamps are selects on comparisons, not fmax, because
+ * fmax would swallow a NaN. ln(1 - a) is log1p(-a): exact near a = 0, where 1 - a rounds. */
+#define BCE_TERM(T, LOG, LOG1P, a, y, pw, loss, d)                                                          \
+  do {                                                                                                     \
+    const T log_a_ = LOG(a), log_1ma_ = LOG1P(-(a));                                                       \
+    const T la_ = select(log_a_, (T)(-100.0f), log_a_ < (T)(-100.0f));                                     \
+    const T l1a_ = select(log_1ma_, (T)(-100.0f), log_1ma_ < (T)(-100.0f));                                \
+    (loss) = -((pw) * (y) * la_ + ((T)(1.0f) - (y)) * l1a_);                                               \
+    const T d_ = (a) * ((T)(1.0f) - (a));                                                                  \
+    (d) = select(d_, (T)(1e-12f), d_ < (T)(1e-12f));                                                       \
+  } while (0)
+
 __kernel void bce(BINARY_ARGS(probs)) {
-  const ulong i = get_global_id(0);
-  if (i >= count) return;
-  const float a = LOAD(probs, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first + i, cols);
-  float log_a = log(a), log_1ma = log1p(-a);
-  if (log_a < -100.0f) log_a = -100.0f;
-  if (log_1ma < -100.0f) log_1ma = -100.0f;
-  loss[i] = -(pw * y * log_a + (1.0f - y) * log_1ma);
-  if (grad) {
-    float d = a * (1.0f - a);
-    if (d < 1e-12f) d = 1e-12f;
-    const float s = row_scale ? scale * row_scale[i] : scale;
-    STORE(s * (pos_weight ? a * (1.0f - y) - pw * y * (1.0f - a) : a - y) / d, grad, i);
+  const ulong i0 = get_global_id(0) * CLXENT_VEC;
+  if (i0 >= count) return;
+  if (i0 + CLXENT_VEC <= count) {
+    const floatv a = LOADV(probs, i0), y = LOADV(targets, i0), pw = pos_weights_of(pos_weight, first + i0, cols);
+    floatv l, d;
+    BCE_TERM(floatv, clxent_logv, clxent_log1pv, a, y, pw, l, d);
+    vstorev_g(l, loss + i0);
+    if (grad) {
+      const floatv s = row_scale ? scale * vloadv(0, row_scale + i0) : (floatv)(scale);
+      STOREV(s * (pos_weight ? a * (1.0f - y) - pw * y * (1.0f - a) : a - y) / d, grad, i0);
+    }
+    return;
+  }
+  for (ulong i = i0; i < count; ++i) {
+    const float a = LOAD(probs, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first + i, cols);
+    float l, d;
+    BCE_TERM(float, clxent_log, clxent_log1p, a, y, pw, l, d);
+    loss[i] = l;
+    if (grad) {
+      const float s = row_scale ? scale * row_scale[i] : scale;
+      STORE(s * (pos_weight ? a * (1.0f - y) - pw * y * (1.0f - a) : a - y) / d, grad, i);
+    }
   }
 }
+
+#pragma OPENCL FP_CONTRACT ON

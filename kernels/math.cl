@@ -39,16 +39,15 @@ CLXENT_LOG_DEFINE(clxent_logv_own, floatv, intv, uintv, CLXENT_CAT(as_uint, CLXE
 /* clxent_exp, clxent_expv: any x. clxent_expv_narrow: x known to be in [-87, 87] or NaN (the
  * softmax passes know it per chunk from the values' min and max), which skips the range test:
  * a vector test needs a horizontal reduction (any()), which PoCL compiles to a chain of shuffles
- * and branches costing as much as the exponential itself, so the general vector form selects
- * between both paths without a branch instead. On [-87, 87] the two paths give the same bits
- * (clxent_math.h), so which one a chunk takes never shows in a result.
+ * and branches costing as much as the exponential itself, so the general vector form is the wide
+ * path alone, without a branch. On [-87, 87] the two paths give the same bits (clxent_math.h), so
+ * which one a chunk takes never shows in a result.
  * clxent_log, clxent_logv: ln of the softmax sums (every softmax kernel), shared with the host. */
 #if CLXENT_OWN_MATH
 inline float clxent_exp(float x) { return clxent_exp_own(x); }
 inline floatv clxent_expv_narrow(floatv x) { return clxent_expv1_narrow(x); }
-inline floatv clxent_expv(floatv x) {
-  return select(clxent_expv1_narrow(x), clxent_expv1_wide(x), fabs(x) > CLXENT_EXP_FAST_LIMIT);
-}
+/* the wide path alone (once a select of both, two exponentials where one gives the same bits) */
+inline floatv clxent_expv(floatv x) { return clxent_expv1_wide(x); }
 inline float clxent_log(float x) { return clxent_log_own(x); }
 inline floatv clxent_logv(floatv x) { return clxent_logv_own(x); }
 #else
@@ -62,6 +61,63 @@ inline floatv clxent_logv(floatv x) { return log(x); }
 inline int clxent_exp_narrow_range(float lo, float hi) {
   return lo >= -CLXENT_EXP_FAST_LIMIT && hi <= CLXENT_EXP_FAST_LIMIT;
 }
+
+/* ln(1 + x) for x in [-1, 1] (the binary losses': ln(1 + e^-|z|) with e^-|z| in [0, 1], and
+ * ln(1 - a) for a probability a), musl's log1pf (from FreeBSD), branch-free for vectors:
+ *   1 + x in [√2/2, √2):  f = x itself, k = 0 (no rounding of 1 + x at all);
+ *   else u = 1 + x = 2^k (1 + f), 1 + f in [√2/2, √2), read off the bits as in ln x (clxent_math.h),
+ *        and c = (x - (u - 1)) / u the rounding of 1 + x, a correction: ln(1 + x) = ln u + c to
+ *        first order (x ≤ 1 gives k ≤ 1, where u - 1 is exact);
+ *   ln(1 + f) = f - f²/2 + s (f²/2 + R),  s = f / (2 + f), R ln x's polynomial, then k ln 2 in two
+ *   parts, the big terms last. x = -1: -inf; x < -1 or NaN: NaN.
+ * tests/test_math.c checks every float32 x in [0, 1] (the form given 1 / (1 + x), below) and every
+ * 8th in [-1, 0] against float64 log1p: ≤ 1 ulp, the scalar's bits. CLXENT_OWN_MATH 0: the
+ * device's log1p. */
+#pragma OPENCL FP_CONTRACT OFF
+#define CLXENT_LOG1P_DEFINE(NAME, T, I, U, AS_U, U_AS_I, U_AS_F, I_TO_F, INV_ARG, OVER_U)                   \
+  inline T NAME(T x INV_ARG) {                                                                             \
+    const I near = x >= (T)(-0x1.2bec32p-2f) && x < (T)(0x1.a827a0p-2f); /* 1 + x in [√2/2, √2) */          \
+    const T u = (T)(1.0f) + x;                                                                             \
+    const U iu = AS_U(u) + (U)(0x3f800000u - 0x3f3504f3u);                                                \
+    const T f = select(U_AS_F((iu & (U)(0x007fffffu)) + (U)(0x3f3504f3u)) - (T)(1.0f), x, near);            \
+    const T c = select((x - (u - (T)(1.0f))) OVER_U, (T)(0.0f), near);                                     \
+    const T dk = select(I_TO_F(U_AS_I(iu >> 23) - (I)(0x7f)), (T)(0.0f), near);                           \
+    const T s = f / ((T)(2.0f) + f), z = s * s, w = z * z;                                                 \
+    const T R = z * ((T)(CLXENT_LOG_LG1) + w * (T)(CLXENT_LOG_LG3)) +                                      \
+                w * ((T)(CLXENT_LOG_LG2) + w * (T)(CLXENT_LOG_LG4));                                       \
+    const T hfsq = (T)(0.5f) * f * f;                                                                      \
+    const T r = s * (hfsq + R) + (dk * (T)(CLXENT_LOG_LN2_LO) + c) - hfsq + f + dk * (T)(CLXENT_LOG_LN2_HI); \
+    const T v = select(select(r, (T)(-INFINITY), x == (T)(-1.0f)), U_AS_F((U)(0x7fc00000u)), x < (T)(-1.0f)); \
+    return select(v, x, x != x); /* NaN: itself */                                                        \
+  }
+#define CLXENT_NO_ARG
+#define CLXENT_OVER_U / u
+#define CLXENT_INV_ARG(T) , T inv
+#define CLXENT_TIMES_INV * inv
+CLXENT_LOG1P_DEFINE(clxent_log1p_own, float, int, uint, as_uint, as_int, as_float, convert_float, CLXENT_NO_ARG,
+                    CLXENT_OVER_U)
+CLXENT_LOG1P_DEFINE(clxent_log1pv_own, floatv, intv, uintv, CLXENT_CAT(as_uint, CLXENT_VEC), CLXENT_CAT(as_int, CLXENT_VEC),
+                    CLXENT_CAT(as_float, CLXENT_VEC), CLXENT_CAT(convert_float, CLXENT_VEC), CLXENT_NO_ARG, CLXENT_OVER_U)
+/* The same given inv = 1 / (1 + x), which the sigmoid's gradient needs anyway: the correction c
+ * multiplied by it instead of divided by 1 + x, one division fewer per value (c is below half an
+ * ulp of 1 + x, so its own extra rounding is far below the result's). */
+CLXENT_LOG1P_DEFINE(clxent_log1p_inv_own, float, int, uint, as_uint, as_int, as_float, convert_float,
+                    CLXENT_INV_ARG(float), CLXENT_TIMES_INV)
+CLXENT_LOG1P_DEFINE(clxent_log1pv_inv_own, floatv, intv, uintv, CLXENT_CAT(as_uint, CLXENT_VEC),
+                    CLXENT_CAT(as_int, CLXENT_VEC), CLXENT_CAT(as_float, CLXENT_VEC), CLXENT_CAT(convert_float, CLXENT_VEC),
+                    CLXENT_INV_ARG(floatv), CLXENT_TIMES_INV)
+#pragma OPENCL FP_CONTRACT ON
+#if CLXENT_OWN_MATH
+inline float clxent_log1p(float x) { return clxent_log1p_own(x); }
+inline floatv clxent_log1pv(floatv x) { return clxent_log1pv_own(x); }
+inline float clxent_log1p_inv(float x, float inv) { return clxent_log1p_inv_own(x, inv); }
+inline floatv clxent_log1pv_inv(floatv x, floatv inv) { return clxent_log1pv_inv_own(x, inv); }
+#else
+inline float clxent_log1p(float x) { return log1p(x); }
+inline floatv clxent_log1pv(floatv x) { return log1p(x); }
+inline float clxent_log1p_inv(float x, float inv) { return log1p(x); }
+inline floatv clxent_log1pv_inv(floatv x, floatv inv) { return log1p(x); }
+#endif
 
 /* tanh and sech² for x ≥ 0 (the softcap's), from the same pieces:
  *   x < 0.55:  tanh x = x + x·x²·R(x²), R of degree 5, a near-minimax fit for the relative error

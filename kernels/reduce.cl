@@ -178,6 +178,7 @@ void label_stats(const ulong n, const ulong c, __global const int *labels, __glo
  * size. reduce_sum then adds the chunk sums in its fixed tree. */
 __kernel void chunk_sum(const ulong count, const ulong first, __global const float *values, __global float *partial) {
   const ulong k = first / CLXENT_SUM_CHUNK + get_global_id(0), chunk_begin = k * CLXENT_SUM_CHUNK;
+  if (chunk_begin >= first + count) return; /* the launch's items are rounded up to whole groups */
   const ulong begin = chunk_begin > first ? chunk_begin : first;
   ulong end = chunk_begin + CLXENT_SUM_CHUNK;
   if (end > first + count) end = first + count;

@@ -69,6 +69,7 @@
 #undef row_add
 #undef softmax_xent_hard_bias
 #undef pos_weight_of
+#undef pos_weights_of
 #undef sigmoid_xent
 #undef bce
 #undef column_partial
@@ -109,6 +110,7 @@
 #define row_add CLXENT_TYPED(row_add)
 #define softmax_xent_hard_bias CLXENT_TYPED(softmax_xent_hard_bias)
 #define pos_weight_of CLXENT_TYPED(pos_weight_of)
+#define pos_weights_of CLXENT_TYPED(pos_weights_of)
 #define sigmoid_xent CLXENT_TYPED(sigmoid_xent)
 #define bce CLXENT_TYPED(bce)
 #define column_partial CLXENT_TYPED(column_partial)

@@ -3,7 +3,9 @@
  *     0; the opposite pairs +inf), and pos_weight all ones gives exactly what no pos_weight gives;
  *   - equal class weights of any positive size (subnormal to near FLT_MAX) give the unweighted
  *     answer under MEAN, where 1/Σ w once overflowed into a NaN gradient;
- *   - a zero MEAN divisor follows the README's (PyTorch's) rule on the device-resident path too. */
+ *   - a zero MEAN divisor follows the README's (PyTorch's) rule on the device-resident path too;
+ *   - the binary losses give a value the same bits whether a kernel's vector lane or its scalar
+ *     remainder computes it (kernels/binary.cl), edges included. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <float.h>
@@ -55,6 +57,49 @@ static void test_sigmoid_at_infinity(void **state) {
   ASSERT_OK(ctx, clxent_sigmoid_xent(ctx, N, zr, yr, &o, l1, g1));
   assert_memory_equal(l0, l1, sizeof l0);
   assert_memory_equal(g0, g1, sizeof g0);
+}
+
+/* kernels/binary.cl: a work-item's CLXENT_VEC values as one vector, the launch's remainder one by
+ * one with the same operations. Each value of a 16·5 + 7 batch (vector lanes for all but the last
+ * up to 15) against the same value alone (the scalar path): the same loss and gradient bits (NaN
+ * for NaN), for
+ * both functions, with pos_weight, at the edges (±inf, NaN, ±0, subnormal, ±1e4, the log1p
+ * split near 1 + x = √2) and on random values. */
+/* the same bits, or both NaN (a NaN's payload is left open by IEEE 754: which operand's an
+ * instruction keeps may differ between a vector and a scalar instruction) */
+static int same_bits(float a, float b) { return !memcmp(&a, &b, sizeof a) || (isnan(a) && isnan(b)); }
+static void test_binary_lanes_and_tail(void **state) {
+  clxent_ctx *ctx = test_ctx(state);
+  enum { K = 16 * 5 + 7 };
+  static const float edges[] = {INFINITY, -INFINITY, NAN, 0.0f, -0.0f, 0x1p-140f, -0x1p-140f, 1e4f, -1e4f,
+                                0.881373f, -0.881373f, 87.5f, -87.5f, 104.0f, 30.0f, -30.0f};
+  float z[K], p[K], y[K], w[K], loss[K], grad[K];
+  rng_seed(21);
+  fill_uniform(z, K, -12, 12), fill_uniform(p, K, 0, 1), fill_uniform(w, K, 0.25f, 4);
+  for (int k = 0; k < K; ++k) y[k] = k % 3 == 0 ? 0.0f : k % 3 == 1 ? 1.0f : 0.3f;
+  for (size_t k = 0; k < sizeof edges / sizeof edges[0]; ++k) z[3 * k] = edges[k]; /* every lane position */
+  static const float p_edges[] = {0.0f, 1.0f, 0x1p-130f, 1e-30f, 0.5f, 0x1.fffffep-1f, 0.2928932f, 0.7071068f};
+  for (size_t k = 0; k < sizeof p_edges / sizeof p_edges[0]; ++k) p[5 * k + 1] = p_edges[k], p[K - 1 - k] = p_edges[k];
+  for (int fn = 0; fn < 2; ++fn)
+    for (int weighted = 0; weighted < 2; ++weighted) {
+      clxent_opts o = clxent_opts_default();
+      o.reduction = CLXENT_NONE;
+      o.pos_weight = weighted ? w : NULL;
+      const float *in = fn ? p : z;
+      poison(loss, K), poison(grad, K);
+      ASSERT_OK(ctx, fn ? clxent_bce_ex(ctx, 1, K, in, y, &o, NULL, loss, grad)
+                        : clxent_sigmoid_xent_ex(ctx, 1, K, in, y, &o, NULL, loss, grad));
+      for (int k = 0; k < K; ++k) {
+        float l1, g1;
+        o.pos_weight = weighted ? &w[k] : NULL;
+        ASSERT_OK(ctx, fn ? clxent_bce_ex(ctx, 1, 1, &in[k], &y[k], &o, NULL, &l1, &g1)
+                          : clxent_sigmoid_xent_ex(ctx, 1, 1, &in[k], &y[k], &o, NULL, &l1, &g1));
+        if (!same_bits(l1, loss[k]) || !same_bits(g1, grad[k]))
+          fail_msg("%s, value %d (%a, y %g%s): batch loss %a grad %a, alone %a %a", fn ? "bce" : "sigmoid", k,
+                   (double)in[k], (double)y[k], weighted ? ", weighted" : "", (double)loss[k], (double)grad[k],
+                   (double)l1, (double)g1);
+      }
+    }
 }
 
 static void test_equal_weights_of_any_size(void **state) {
@@ -162,6 +207,7 @@ int main(void) {
   if (!support_device_present()) return SUPPORT_SKIP;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigmoid_at_infinity),
+      cmocka_unit_test(test_binary_lanes_and_tail),
       cmocka_unit_test(test_equal_weights_of_any_size),
       cmocka_unit_test(test_zero_divisor_on_buffers),
       cmocka_unit_test(test_label_counts_past_2_24),

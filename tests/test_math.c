@@ -11,6 +11,9 @@
  *            88.72): error ≤ 2 ulp; plus -inf → 0, +inf → inf, NaN → NaN;
  *   ln x     every x in [1, 2^40] (the softmax sums s ∈ [1, c]), every 64th other positive x,
  *            subnormals included: error ≤ 1 ulp; plus 0 → -inf, x < 0 → NaN, inf → inf, NaN → NaN;
+ *   ln(1+x)  every x in [0, 1] (ln(1 + e^{-|z|}), sigmoid cross-entropy's, in its form given
+ *            1 / (1 + x)) and every 8th in [-1, 0]
+ *            (ln(1 - a), BCE's): error ≤ 1 ulp; plus -1 → -inf, x < -1 → NaN, NaN → NaN;
  *   tanh x   every x in [0, 9.1] (tanh rounds to 1 beyond), and sech² x = 1 - tanh² x, which
  *            the softcap's slope uses: error ≤ 2 ulp (tanh) and ≤ 3 ulp (sech²); and tanh alone
  *            (tanh_nonnegv_value, softcap's pass 1, one exponential of a clamped argument) on
@@ -55,12 +58,15 @@ static const char test_kernels[] =
     "  const floatv x = CLXENT_CAT(as_float, CLXENT_VEC)(bits);\n"
     "  floatv y, y2 = (floatv)(0.0f);\n"
     "  if (fn == 0) y = clxent_expv(x); else if (fn == 2) y = clxent_logv(x);\n"
-    "  else if (fn == 3) y = tanh_nonnegv_value(x); else y = tanh_nonnegv(x, &y2);\n"
+    "  else if (fn == 3) y = tanh_nonnegv_value(x); else if (fn == 5) y = clxent_log1pv(x);\n"
+    "  else if (fn == 6) y = clxent_log1pv_inv(x, 1.0f / (1.0f + x));\n"
+    "  else y = tanh_nonnegv(x, &y2);\n"
     "  const uint n = min((uint)CLXENT_VEC, count - i);\n"
     "  for (uint l = 0; l < n; ++l) {\n"
     "    float s2 = 0.0f;\n"
     "    const float xl = as_float(first + step * (i + l));\n"
-    "    const float s = fn == 0 ? clxent_exp(xl) : fn == 2 ? clxent_log(xl) : tanh_nonneg(xl, &s2);\n"
+    "    const float s = fn == 0 ? clxent_exp(xl) : fn == 2 ? clxent_log(xl) : fn == 5 ? clxent_log1p(xl)\n"
+    "                  : fn == 6 ? clxent_log1p_inv(xl, 1.0f / (1.0f + xl)) : tanh_nonneg(xl, &s2);\n"
     "    if (fn == 3) s2 = 0.0f; /* the value alone: its t must be the scalar's */\n"
     "    const float v = ((float *)&y)[l], v2 = ((float *)&y2)[l];\n"
     "    out[i + l] = v, out2[i + l] = v2;\n"
@@ -123,6 +129,8 @@ static void *check(void *arg) {
                bits_of(h), bits_of(j->y[i]));
     } else if (j->fn == 3) {
       err = ulp_error(j->y[i], tanh((double)x));
+    } else if (j->fn == 5 || j->fn == 6) {
+      err = ulp_error(j->y[i], x < -1 ? NAN : log1p((double)x));
     } else {
       const double ch = cosh((double)x);
       err = ulp_error(j->y[i], tanh((double)x));
@@ -254,6 +262,8 @@ int main(int argc, char **argv) {
       {2, "log", NULL, 1.0f, 0x1p40f, 1},
       {2, "log", NULL, 0x1p-149f, 1.0f, 64},
       {2, "log", NULL, 0x1p40f, 0x1.fffffep127f, 64},
+      {6, "log1p", NULL, 0.0f, 1.0f, 1}, /* the sigmoid's form, given 1 / (1 + x) */
+      {5, "log1p", NULL, -0.0f, -1.0f, 8},
   };
   int status = 0;
   unsigned mismatches = 0;
@@ -268,7 +278,7 @@ int main(int argc, char **argv) {
            (double)ranges[r].to, (unsigned long long)count, worst, (double)wx);
     if (ranges[r].name2) printf("; %s %.3f ulp at x = %a", ranges[r].name2, worst2, (double)wx2);
     printf("\n");
-    if (!(worst <= (ranges[r].fn == 2 ? BOUND_LOG_ULP : BOUND_ULP)) || !(worst2 <= BOUND_SECH2_ULP)) status = 1;
+    if (!(worst <= (ranges[r].fn == 2 || ranges[r].fn >= 5 ? BOUND_LOG_ULP : BOUND_ULP)) || !(worst2 <= BOUND_SECH2_ULP)) status = 1;
   }
   /* the specials, through the same kernel */
   static const struct {
@@ -277,8 +287,10 @@ int main(int argc, char **argv) {
   } specials[] = {{0, -INFINITY, 0.0f}, {0, INFINITY, INFINITY}, {0, NAN, NAN},      {0, 88.8f, INFINITY},
                   {0, -150.0f, 0.0f},   {2, 0.0f, -INFINITY},    {2, -0.0f, -INFINITY}, {2, -1.0f, NAN},
                   {2, -INFINITY, NAN},  {2, INFINITY, INFINITY}, {2, NAN, NAN},      {2, 1.0f, 0.0f},
-                  {3, INFINITY, 1.0f},  {3, NAN, NAN}};
-  static const char *const fn_names[] = {"exp", "tanh", "log", "tanh"};
+                  {3, INFINITY, 1.0f},  {3, NAN, NAN},      {5, -1.0f, -INFINITY}, {5, -2.0f, NAN},
+                  {5, NAN, NAN},        {5, 0.0f, 0.0f},     {5, 1.0f, 0x1.62e43p-1f},
+                  {6, NAN, NAN},        {6, 0.0f, 0.0f},     {6, 1.0f, 0x1.62e43p-1f}};
+  static const char *const fn_names[] = {"exp", "tanh", "log", "tanh", "", "log1p", "log1p"};
   for (size_t s = 0; s < sizeof specials / sizeof specials[0]; ++s) {
     double worst = 0, worst2 = 0;
     float wx = 0, wx2 = 0;
