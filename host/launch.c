@@ -49,6 +49,21 @@ static size_t item_group(const clxent_ctx *ctx, size_t items, size_t most) {
   return g;
 }
 
+/* A 2-D launch of items0 × items1 (columns × chunks) in explicit power-of-two groups, for the
+ * elementwise kernels' reason (launch_rows): the first dimension (neighbouring columns, coalesced
+ * on GPUs) as wide as the items and the group allow, the second filling the group, and at least
+ * two groups per compute unit where the items make them. The kernels stop past both ranges. */
+static void groups_2d(const clxent_ctx *ctx, size_t items0, size_t items1, size_t local[2], size_t global[2]) {
+  const size_t want = 2 * ctx->compute_units;
+  size_t l0 = 1, l1 = 1;
+  while (l0 * 2 <= ctx->group_size && l0 * 2 <= items0 && (items0 + l0 * 2 - 1) / (l0 * 2) * items1 >= want) l0 *= 2;
+  while (l0 * l1 * 2 <= ctx->group_size && l1 * 2 <= items1 &&
+         (items0 + l0 - 1) / l0 * ((items1 + l1 * 2 - 1) / (l1 * 2)) >= want)
+    l1 *= 2;
+  local[0] = l0, local[1] = l1;
+  global[0] = (items0 + l0 - 1) / l0 * l0, global[1] = (items1 + l1 - 1) / l1 * l1;
+}
+
 /* Either softmax loss with the classes not innermost (kernels/softmax_strided.cl): one work-item
  * per CLXENT_VEC positions of a sample, on every device (neighbouring items read neighbouring
  * vectors: coalesced on GPUs). */
@@ -238,15 +253,15 @@ clxent_status clxent_launch_column_partial(clxent_ctx *ctx, clxent_dtype dtype, 
   const cl_ulong rows_arg = rows, c_arg = c, first_arg = first, inner_arg = inner;
   if (inner > 1) { /* the strided layout: an item per (column, chunk) */
     const arg args[] = {ARG(rows_arg), ARG(c_arg), ARG(inner_arg), ARG(first_arg), ARG_MEM(grad), ARG_MEM(partial)};
-    const size_t local[2] = {item_group(ctx, c, ctx->group_size), 1};
-    const size_t global[2] = {(c + local[0] - 1) / local[0] * local[0], chunks_touched(first, rows, CLXENT_BIAS_CHUNK)};
+    size_t local[2], global[2];
+    groups_2d(ctx, c, chunks_touched(first, rows, CLXENT_BIAS_CHUNK), local, global);
     return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_PARTIAL_STRIDED][dtype], "column_partial_strided", args,
                    COUNT(args), 2, global, local);
   }
   const arg args[] = {ARG(rows_arg), ARG(c_arg), ARG(first_arg), ARG_MEM(grad), ARG_MEM(partial)};
   const size_t chunks = chunks_touched(first, rows, CLXENT_BIAS_CHUNK), items = (c + ctx->vector_width - 1) / ctx->vector_width;
-  const size_t local[2] = {item_group(ctx, items, ctx->group_size), 1}; /* the items past c stop */
-  const size_t global[2] = {(items + local[0] - 1) / local[0] * local[0], chunks};
+  size_t local[2], global[2];
+  groups_2d(ctx, items, chunks, local, global);
   return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_PARTIAL][dtype], "column_partial", args, COUNT(args), 2, global,
                  local);
 }

@@ -15,6 +15,7 @@ __kernel void column_partial(const ulong rows, const ulong c, const ulong first_
   if (j0 >= c) return;
   const ulong k = first_row / CLXENT_BIAS_CHUNK + get_global_id(1);
   const ulong chunk_begin = k * CLXENT_BIAS_CHUNK;
+  if (chunk_begin >= first_row + rows) return; /* the launch's chunks are rounded up to whole groups */
   const ulong begin = chunk_begin > first_row ? chunk_begin : first_row;
   ulong end = chunk_begin + CLXENT_BIAS_CHUNK;
   if (end > first_row + rows) end = first_row + rows;
@@ -44,6 +45,7 @@ __kernel void column_partial_strided(const ulong rows, const ulong c, const ulon
   if (j >= c) return;
   const ulong k = first_row / CLXENT_BIAS_CHUNK + get_global_id(1);
   const ulong chunk_begin = k * CLXENT_BIAS_CHUNK;
+  if (chunk_begin >= first_row + rows) return; /* the launch's chunks are rounded up to whole groups */
   const ulong begin = chunk_begin > first_row ? chunk_begin : first_row;
   ulong end = chunk_begin + CLXENT_BIAS_CHUNK;
   if (end > first_row + rows) end = first_row + rows;

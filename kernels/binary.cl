@@ -19,8 +19,8 @@
  * loops), the last item's remainder one by one with the same operations, so that a value's bits do
  * not depend on where a launch's blocks begin (a NaN's payload may: IEEE 754 leaves it open).
  * Before, one value per item with the device's exp and log1p: PoCL's vectorisation across
- * work-items stopped at the scalar log1p calls, 25-30 ns a value, 1-2% of the copy's speed
- * (docs/PERFORMANCE.md, "The binary losses"). Contraction off, so that the vector and scalar
+ * work-items stopped at the scalar log1p calls, 32-36 ns a value, 1-2% of the copy's speed
+ * (docs/PERFORMANCE.md, "Ninth round: the binary losses"). Contraction off, so that the vector and scalar
  * forms round alike. */
 #pragma OPENCL FP_CONTRACT OFF
 

@@ -69,7 +69,7 @@ inline int clxent_exp_narrow_range(float lo, float hi) {
  *        and c = (x - (u - 1)) / u the rounding of 1 + x, a correction: ln(1 + x) = ln u + c to
  *        first order (x ≤ 1 gives k ≤ 1, where u - 1 is exact);
  *   ln(1 + f) = f - f²/2 + s (f²/2 + R),  s = f / (2 + f), R ln x's polynomial, then k ln 2 in two
- *   parts, the big terms last. x = -1: -inf; x < -1 or NaN: NaN.
+ *   parts, the big terms last. x = -1: -inf; x < -1 or NaN: NaN; ±0 itself (BCE's -(a) at a = 0).
  * tests/test_math.c checks every float32 x in [0, 1] (the form given 1 / (1 + x), below) and every
  * 8th in [-1, 0] against float64 log1p: ≤ 1 ulp, the scalar's bits. CLXENT_OWN_MATH 0: the
  * device's log1p. */
@@ -88,7 +88,7 @@ inline int clxent_exp_narrow_range(float lo, float hi) {
     const T hfsq = (T)(0.5f) * f * f;                                                                      \
     const T r = s * (hfsq + R) + (dk * (T)(CLXENT_LOG_LN2_LO) + c) - hfsq + f + dk * (T)(CLXENT_LOG_LN2_HI); \
     const T v = select(select(r, (T)(-INFINITY), x == (T)(-1.0f)), U_AS_F((U)(0x7fc00000u)), x < (T)(-1.0f)); \
-    return select(v, x, x != x); /* NaN: itself */                                                        \
+    return select(v, x, x != x || x == (T)(0.0f)); /* NaN and ±0: themselves (log1p(-0) = -0) */          \
   }
 #define CLXENT_NO_ARG
 #define CLXENT_OVER_U / u

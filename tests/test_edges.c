@@ -80,6 +80,7 @@ static void test_binary_lanes_and_tail(void **state) {
   for (size_t k = 0; k < sizeof edges / sizeof edges[0]; ++k) z[3 * k] = edges[k]; /* every lane position */
   static const float p_edges[] = {0.0f, 1.0f, 0x1p-130f, 1e-30f, 0.5f, 0x1.fffffep-1f, 0.2928932f, 0.7071068f};
   for (size_t k = 0; k < sizeof p_edges / sizeof p_edges[0]; ++k) p[5 * k + 1] = p_edges[k], p[K - 1 - k] = p_edges[k];
+  p[3] = 0.0f; /* with y = 0 */
   for (int fn = 0; fn < 2; ++fn)
     for (int weighted = 0; weighted < 2; ++weighted) {
       clxent_opts o = clxent_opts_default();
@@ -89,6 +90,10 @@ static void test_binary_lanes_and_tail(void **state) {
       poison(loss, K), poison(grad, K);
       ASSERT_OK(ctx, fn ? clxent_bce_ex(ctx, 1, K, in, y, &o, NULL, loss, grad)
                         : clxent_sigmoid_xent_ex(ctx, 1, K, in, y, &o, NULL, loss, grad));
+      if (fn) /* a = 0, y = 0: ln(1 - a) is -0, and the loss +0, as PyTorch's */
+        for (int k = 0; k < K; ++k)
+          if (in[k] == 0.0f && y[k] == 0.0f && (loss[k] != 0.0f || signbit(loss[k])))
+            fail_msg("bce, value %d: a = 0, y = 0 gives loss %a, want +0", k, (double)loss[k]);
       for (int k = 0; k < K; ++k) {
         float l1, g1;
         o.pos_weight = weighted ? &w[k] : NULL;

@@ -32,12 +32,12 @@ static void fill(void *x, size_t k, clxent_dtype t, double lo, double hi) {
     memcpy(&bits, &v, sizeof bits);
     if (t == CLXENT_FLOAT32) ((float *)x)[i] = v;
     else if (t == CLXENT_BFLOAT16) ((uint16_t *)x)[i] = (uint16_t)(bits >> 16);
-    else { /* float16 of a value in (-8, 8): rebias the exponent, truncate the mantissa; below float16's
-            * normal range (2^-14) a signed zero: from 2^-24 up, e - 112 once wrapped into an
-            * infinite or NaN input, whose NaN payload a vector lane and the scalar path may carry
-            * differently (IEEE 754 leaves it open) */
+    else { /* float16 of a value in (-8, 8): rebias the exponent, truncate the mantissa; in
+            * [2^-15, 2^-14) a float16 subnormal, below it a signed zero (from 2^-24 up, e - 112
+            * once wrapped into an infinite or NaN input, whose NaN payload a vector lane and the
+            * scalar path may carry differently: IEEE 754 leaves it open) */
       const uint32_t sign = bits >> 31, e = (bits >> 23) & 0xff, m = bits & 0x7fffff;
-      ((uint16_t *)x)[i] = e < 113 ? (uint16_t)(sign << 15) : (uint16_t)(sign << 15 | (e - 112) << 10 | m >> 13);
+      ((uint16_t *)x)[i] = e < 112 ? (uint16_t)(sign << 15) : (uint16_t)(sign << 15 | (e - 112) << 10 | m >> 13);
     }
   }
 }
