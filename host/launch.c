@@ -49,6 +49,8 @@ static size_t item_group(const clxent_ctx *ctx, size_t items, size_t most) {
   return g;
 }
 
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
 /* A 2-D launch of items0 × items1 (columns × chunks) in explicit power-of-two groups, for the
  * elementwise kernels' reason (launch_rows): the first dimension (neighbouring columns, coalesced
  * on GPUs) as wide as the items and the group allow, the second filling the group, and at least
@@ -61,7 +63,7 @@ static void groups_2d(const clxent_ctx *ctx, size_t items0, size_t items1, size_
          (items0 + l0 - 1) / l0 * ((items1 + l1 * 2 - 1) / (l1 * 2)) >= want)
     l1 *= 2;
   local[0] = l0, local[1] = l1;
-  global[0] = (items0 + l0 - 1) / l0 * l0, global[1] = (items1 + l1 - 1) / l1 * l1;
+  global[0] = round_up(items0, l0), global[1] = round_up(items1, l1);
 }
 
 /* Either softmax loss with the classes not innermost (kernels/softmax_strided.cl): one work-item
@@ -176,7 +178,7 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
         if (p.softcap != 0.0f && 2 * stride * sizeof(float) <= ctx->local_mem) stride *= 2;
         while (item_local > 1 && item_local * stride * sizeof(float) > ctx->local_mem / 2) item_local /= 2;
       }
-      if (!grouped) global = (items + item_local - 1) / item_local * item_local;
+      if (!grouped) global = round_up(items, item_local);
       /* the group variant's short rows, one item each: softmax_xent_hard_tile, with a tile of
        * the group's rows in local memory (row_cache) */
       const int tiled = grouped && !fused && l->kernel == KERNEL_SOFTMAX_HARD && p.row_threads == 1 &&
@@ -217,7 +219,7 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
        * time in LLVM). The kernels stop at count. */
       const size_t items = (l->rows + ctx->vector_width - 1) / ctx->vector_width; /* a vector each */
       const size_t item_local = item_group(ctx, items, ctx->group_size);
-      global = (items + item_local - 1) / item_local * item_local;
+      global = round_up(items, item_local);
       const cl_int cols = l->cols;
       const cl_float scale = l->params.scale;
       const arg args[] = {ARG(rows), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight), ARG(cols),
@@ -228,7 +230,7 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
     default: { /* KERNEL_ROW_INFORMATION */
       /* a row per item: an explicit group, for the elementwise kernels' reason */
       const size_t item_local = grouped ? local : item_group(ctx, l->rows, ctx->group_size);
-      global = grouped ? l->rows * local : (l->rows + item_local - 1) / item_local * item_local;
+      global = grouped ? l->rows * local : round_up(l->rows, item_local);
       const arg args[] = {ARG(rows), ARG(c), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG(l->mode),
                           ARG_MEM(l->out)};
       return enqueue(ctx, k, "row_information", args, COUNT(args), 1, &global, &item_local);
@@ -243,7 +245,7 @@ clxent_status clxent_launch_chunk_sum(clxent_ctx *ctx, size_t first, size_t coun
   const cl_ulong count_arg = count, first_arg = first;
   const arg args[] = {ARG(count_arg), ARG(first_arg), ARG_MEM(values), ARG_MEM(partial)};
   const size_t chunks = chunks_touched(first, count, CLXENT_SUM_CHUNK), local = item_group(ctx, chunks, ctx->group_size);
-  const size_t global = (chunks + local - 1) / local * local; /* explicit groups: see the elementwise kernels */
+  const size_t global = round_up(chunks, local); /* explicit groups: see the elementwise kernels */
   return enqueue(ctx, ctx->kernels[KERNEL_CHUNK_SUM][0], "chunk_sum", args, COUNT(args), 1, &global, &local);
 }
 
@@ -277,7 +279,7 @@ clxent_status clxent_launch_column_sum(clxent_ctx *ctx, size_t n, size_t c, cl_m
                    &local);
   }
   const size_t items = (c + ctx->vector_width - 1) / ctx->vector_width, local = item_group(ctx, items, ctx->group_size);
-  const size_t global = (items + local - 1) / local * local; /* the items past c stop */
+  const size_t global = round_up(items, local); /* the items past c stop */
   return enqueue(ctx, ctx->kernels[KERNEL_COLUMN_SUM][0], "column_sum", args, COUNT(args), 1, &global, &local);
 }
 
@@ -353,7 +355,6 @@ clxent_status clxent_launch_slice_grad(clxent_ctx *ctx, clxent_dtype dtype, size
 #define LINEAR_HR 4 /* rows (grad_hidden) or classes (grad_weight) × vectors of k */
 #define LINEAR_HK 2
 #define LINEAR_WC 4
-static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
 size_t clxent_linear_packed(const clxent_ctx *ctx, size_t rows, size_t d) {
   return rows * round_up(d, LINEAR_HK * ctx->vector_width);

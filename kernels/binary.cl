@@ -1,7 +1,7 @@
 /*
  * Binary cross-entropy, elementwise: CLXENT_VEC values per work-item (below). A launch covers
- * `count` values of the batch's n·cols, starting at flat index `first` (the batch's value k is in column k mod cols); loss[i] receives the unscaled loss
- * of the launch's value i, which the host streams out or folds into chunk sums (reduce.cl), and
+ * `count` values of the batch's n·cols, starting at flat index `first` (the batch's value k is in
+ * column k mod cols); loss[i] receives the unscaled loss of the launch's value i, which the host streams out or folds into chunk sums (reduce.cl), and
  * grad[i] its gradient times `scale` (the reduction's). With pos_weight p (per column,
  * BCEWithLogitsLoss's rule) the positive term is weighted:
  *   loss = -[p·y ln a + (1-y) ln(1-a)],   dL/da = (a (1-y) - p·y (1-a)) / (a (1-a))
@@ -32,8 +32,8 @@
  * 0 adds 0, also where its softplus is +inf (z = ±inf): the limits z → +inf, y = 1 and z → -inf,
  * y = 0 are 0, not inf - inf. One formula with and without pos_weight (p = 1), so that pos_weight
  * all ones gives the same bits as none. T: float or floatv; EXP, LOG1P its forms (ln(1 + x) given
- * 1 / (1 + x), which σ needs anyway). */
-#define SIGMOID_TERM(T, EXP, LOG1P, z, y, pw, loss, a, one_minus_a)                                        \
+ * 1 / (1 + x), which σ needs anyway); dz the gradient before the scale. */
+#define SIGMOID_TERM(T, EXP, LOG1P, z, y, pw, loss, dz)                                                    \
   do {                                                                                                     \
     const T e_ = EXP(-fabs(z)), inv_ = (T)(1.0f) / ((T)(1.0f) + e_);                                       \
     const T log1p_e_ = LOG1P(e_, inv_); /* e in [0, 1]; NaN stays NaN */                                   \
@@ -42,8 +42,8 @@
     const T wp_ = (pw) * (y), wn_ = (T)(1.0f) - (y);                                                       \
     (loss) = select(wp_ * sp_neg_, (T)(0.0f), wp_ == (T)(0.0f)) + select(wn_ * sp_pos_, (T)(0.0f), wn_ == (T)(0.0f)); \
     const T e_inv_ = e_ * inv_;                                                                            \
-    (a) = select(e_inv_, inv_, (z) >= (T)(0.0f));                                                          \
-    (one_minus_a) = select(inv_, e_inv_, (z) >= (T)(0.0f));                                                \
+    const T a_ = select(e_inv_, inv_, (z) >= (T)(0.0f)), one_minus_a_ = select(inv_, e_inv_, (z) >= (T)(0.0f)); \
+    (dz) = a_ * wn_ - wp_ * one_minus_a_;                                                                  \
   } while (0)
 
 /* pos_weight of the launch's values i .. i + CLXENT_VEC (column (first + i) mod cols), or 1 */
@@ -62,33 +62,26 @@ __kernel void sigmoid_xent(BINARY_ARGS(logits)) {
   if (i0 >= count) return;
   if (i0 + CLXENT_VEC <= count) {
     const floatv z = LOADV(logits, i0), y = LOADV(targets, i0), pw = pos_weights_of(pos_weight, first + i0, cols);
-    floatv l, a, oma;
-    SIGMOID_TERM(floatv, clxent_expv, clxent_log1pv_inv, z, y, pw, l, a, oma);
+    floatv l, dz;
+    SIGMOID_TERM(floatv, clxent_expv, clxent_log1pv_inv, z, y, pw, l, dz);
     vstorev_g(l, loss + i0);
-    if (grad) {
-      const floatv s = row_scale ? scale * vloadv(0, row_scale + i0) : (floatv)(scale);
-      const floatv wp = pw * y, wn = 1.0f - y;
-      STOREV(s * (a * wn - wp * oma), grad, i0);
-    }
+    if (grad) STOREV((row_scale ? scale * vloadv(0, row_scale + i0) : (floatv)(scale)) * dz, grad, i0);
     return;
   }
   for (ulong i = i0; i < count; ++i) {
     const float z = LOAD(logits, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first + i, cols);
-    float l, a, oma;
-    SIGMOID_TERM(float, clxent_exp, clxent_log1p_inv, z, y, pw, l, a, oma);
+    float l, dz;
+    SIGMOID_TERM(float, clxent_exp, clxent_log1p_inv, z, y, pw, l, dz);
     loss[i] = l;
-    if (grad) {
-      const float s = row_scale ? scale * row_scale[i] : scale;
-      const float wp = pw * y, wn = 1.0f - y;
-      STORE(s * (a * wn - wp * oma), grad, i);
-    }
+    if (grad) STORE((row_scale ? scale * row_scale[i] : scale) * dz, grad, i);
   }
 }
 
 /* From probabilities (PyTorch's BCELoss): each log clamped at -100 so a = 0 or 1 stays finite,
  * dL/da divided by max(a (1 - a), 1e-12). The clamps are selects on comparisons, not fmax, because
- * fmax would swallow a NaN. ln(1 - a) is log1p(-a): exact near a = 0, where 1 - a rounds. */
-#define BCE_TERM(T, LOG, LOG1P, a, y, pw, loss, d)                                                          \
+ * fmax would swallow a NaN. ln(1 - a) is log1p(-a): exact near a = 0, where 1 - a rounds. num / d
+ * is the gradient before the scale (num = a - y without pos_weight, weighted: which one, `weighted`). */
+#define BCE_TERM(T, LOG, LOG1P, a, y, pw, weighted, loss, num, d)                                           \
   do {                                                                                                     \
     const T log_a_ = LOG(a), log_1ma_ = LOG1P(-(a));                                                       \
     const T la_ = select(log_a_, (T)(-100.0f), log_a_ < (T)(-100.0f));                                     \
@@ -96,6 +89,7 @@ __kernel void sigmoid_xent(BINARY_ARGS(logits)) {
     (loss) = -((pw) * (y) * la_ + ((T)(1.0f) - (y)) * l1a_);                                               \
     const T d_ = (a) * ((T)(1.0f) - (a));                                                                  \
     (d) = select(d_, (T)(1e-12f), d_ < (T)(1e-12f));                                                       \
+    (num) = (weighted) ? (a) * ((T)(1.0f) - (y)) - (pw) * (y) * ((T)(1.0f) - (a)) : (a) - (y);             \
   } while (0)
 
 __kernel void bce(BINARY_ARGS(probs)) {
@@ -103,24 +97,18 @@ __kernel void bce(BINARY_ARGS(probs)) {
   if (i0 >= count) return;
   if (i0 + CLXENT_VEC <= count) {
     const floatv a = LOADV(probs, i0), y = LOADV(targets, i0), pw = pos_weights_of(pos_weight, first + i0, cols);
-    floatv l, d;
-    BCE_TERM(floatv, clxent_logv, clxent_log1pv, a, y, pw, l, d);
+    floatv l, num, d;
+    BCE_TERM(floatv, clxent_logv, clxent_log1pv, a, y, pw, pos_weight, l, num, d);
     vstorev_g(l, loss + i0);
-    if (grad) {
-      const floatv s = row_scale ? scale * vloadv(0, row_scale + i0) : (floatv)(scale);
-      STOREV(s * (pos_weight ? a * (1.0f - y) - pw * y * (1.0f - a) : a - y) / d, grad, i0);
-    }
+    if (grad) STOREV((row_scale ? scale * vloadv(0, row_scale + i0) : (floatv)(scale)) * num / d, grad, i0);
     return;
   }
   for (ulong i = i0; i < count; ++i) {
     const float a = LOAD(probs, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first + i, cols);
-    float l, d;
-    BCE_TERM(float, clxent_log, clxent_log1p, a, y, pw, l, d);
+    float l, num, d;
+    BCE_TERM(float, clxent_log, clxent_log1p, a, y, pw, pos_weight, l, num, d);
     loss[i] = l;
-    if (grad) {
-      const float s = row_scale ? scale * row_scale[i] : scale;
-      STORE(s * (pos_weight ? a * (1.0f - y) - pw * y * (1.0f - a) : a - y) / d, grad, i);
-    }
+    if (grad) STORE((row_scale ? scale * row_scale[i] : scale) * num / d, grad, i);
   }
 }
 
