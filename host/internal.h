@@ -140,6 +140,7 @@ typedef struct clxent_settings {
   clxent_switch zero_copy;
   clxent_switch own_math;  /* AUTO = the tuning table's */
   clxent_switch fused_bias; /* $CLXENT_FUSED_BIAS: OFF never, ON wherever the kernel exists, AUTO by chunk count */
+  clxent_switch stream_grad; /* $CLXENT_STREAM_GRAD: OFF never, ON wherever the kernel can, AUTO past the cache */
   size_t linear_rows;      /* linear_xent's block of logits; 0 = the tuning table's */
   size_t linear_classes;
   double split[CLXENT_MAX_MEMBERS];
@@ -191,6 +192,8 @@ struct clxent_ctx {
   int zero_copy;           /* the device uses host memory in place: wrap the caller's arrays */
   int own_math;            /* kernels built with CLXENT_OWN_MATH=1: clxent's e^x, not the device's */
   clxent_switch fused_bias; /* settings' fused_bias (launch.c: clxent_bias_fused) */
+  clxent_switch stream_grad; /* settings' stream_grad (launch.c) */
+  cl_ulong mem_cache;      /* CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, 0 where the device does not say */
   size_t linear_rows;      /* linear_xent: rows and classes per block of logits (tuning table) */
   int linear_rows_table;   /* linear_rows is the table's, not the caller's: a call may take fewer (linear.c) */
   size_t linear_classes;

@@ -123,6 +123,15 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
                                       l->rows / (elementwise ? cols : 1), cols, l->inner, l->grad, l->bias_partial);
 }
 
+/* A CPU device (PoCL) is the host's own CPU: the kernels' CLXENT_HAS_STREAM is set where this is */
+#if defined(__x86_64__) || defined(_M_X64)
+#define HOST_IS_X86 1
+#else
+#define HOST_IS_X86 0
+#endif
+
+#define STREAM_MIN_C 1536 /* the fewest classes whose rows gain from streamed stores (launch_rows) */
+
 /* fused: clxent_bias_fused(ctx, l), decided once by the caller */
 static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, const int fused) {
   if (l->inner > 1 && (l->kernel == KERNEL_SOFTMAX_HARD || l->kernel == KERNEL_SOFTMAX_SOFT))
@@ -166,7 +175,25 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
        * (vector width 16) that took 0.78-0.85x the time on long rows in place, 0.71-0.80x into a
        * separate gradient, 0.76-0.83x with the bias gradient; on the AVX2 EPYC (width 8) the
        * fifth round measured 1.00x and 1.14x (docs/PERFORMANCE.md, issue 14's seventh round) */
-      const int own_row = l->dtype == CLXENT_FLOAT32 && p.softcap == 0.0f && ctx->vector_width == 16;
+      /* The gradient streamed around the caches (kernels/common.cl, CLXENT_HAS_STREAM: an x86 CPU)
+       * from the scratch: into a separate gradient larger than the device's cache, which would
+       * leave it anyway (a smaller one stays there for whoever reads it next), with rows of at
+       * least STREAM_MIN_C classes; not with the bias's sums, which read each row back. Ordinary
+       * stores first read every line of the gradient from memory. On this project's AMD EPYC
+       * (Zen 4, AVX-512), interleaved against ordinary stores: 0.70-0.86x the time at c >= 8192,
+       * 0.86-0.97x at c = 1536 to 4096, but 1.14-1.19x at c = 1000 and 1008, float32 and bfloat16
+       * alike (docs/PERFORMANCE.md, tenth round). $CLXENT_STREAM_GRAD=1 streams wherever the
+       * kernel can (tests), =0 never. Not float16: its ordinary stores narrow a vector at an
+       * address off the vector's size with integer code, elsewhere with the device's conversion,
+       * and the two give a NaN different payloads; a streamed row, aligned differently, would move
+       * that boundary and change a NaN's bits. */
+      const size_t elem = l->dtype == CLXENT_FLOAT32 ? 4 : 2;
+      const int stream = l->dtype != CLXENT_FLOAT16 && !grouped && !short_rows && !fused && l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
+                         l->grad != l->in && (ctx->device_type & CL_DEVICE_TYPE_CPU) && HOST_IS_X86 &&
+                         (ctx->stream_grad == CLXENT_ON ||
+                          (ctx->stream_grad == CLXENT_AUTO && ctx->mem_cache && c >= STREAM_MIN_C &&
+                           rows * c * elem > ctx->mem_cache));
+      const int own_row = l->dtype == CLXENT_FLOAT32 && p.softcap == 0.0f && ctx->vector_width == 16 && !stream;
       if (!grouped && !short_rows && !own_row && l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
           (c + 15) / 16 * 16 * sizeof(float) <= ctx->local_mem) {
         stride = (c + 15) / 16 * 16;
@@ -177,6 +204,7 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
          * 0.93-0.96x the time in place, 0.80x into a separate gradient, at 4096 x 32000) */
         if (p.softcap != 0.0f && 2 * stride * sizeof(float) <= ctx->local_mem) stride *= 2;
         while (item_local > 1 && item_local * stride * sizeof(float) > ctx->local_mem / 2) item_local /= 2;
+        p.stream_grad = (cl_uint)stream;
       }
       if (!grouped) global = round_up(items, item_local);
       /* the group variant's short rows, one item each: softmax_xent_hard_tile, with a tile of

@@ -142,6 +142,7 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
   }
   ctx->own_math = s->own_math == CLXENT_AUTO ? t->own_math : s->own_math == CLXENT_ON;
   ctx->fused_bias = s->fused_bias;
+  ctx->stream_grad = s->stream_grad;
   ctx->linear_rows = s->linear_rows ? s->linear_rows : t->linear_rows;
   ctx->linear_rows_table = !s->linear_rows;
   ctx->linear_classes = s->linear_classes ? s->linear_classes : t->linear_classes;
@@ -176,6 +177,10 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
                     "clGetDeviceInfo(CL_DEVICE_GLOBAL_MEM_SIZE)"));
   CHECK(device_info(ctx, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem, &ctx->local_mem,
                     "clGetDeviceInfo(CL_DEVICE_LOCAL_MEM_SIZE)"));
+  /* a hint for launch.c, not a requirement: a device that does not answer has no cache to spare */
+  if (clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof ctx->mem_cache, &ctx->mem_cache, NULL) !=
+      CL_SUCCESS)
+    ctx->mem_cache = 0;
   CHECK(device_info(ctx, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof ctx->compute_units, &ctx->compute_units,
                     "clGetDeviceInfo(CL_DEVICE_MAX_COMPUTE_UNITS)"));
   if (ctx->compute_units == 0) ctx->compute_units = 1;

@@ -24,6 +24,7 @@ typedef struct clxent_params {
   CLXENT_F32 z_loss_row;  /* weight of the z-loss term in the per-row loss (host/plan.c) */
   CLXENT_F32 weight_sum;  /* Σ_j weight_j (c without weights) */
   CLXENT_U32 row_threads; /* group variant: work-items per row, a power of two */
+  CLXENT_U32 stream_grad; /* row-per-item on an x86 CPU: store the gradient around the caches (launch.c) */
 } clxent_params;
 
 /* Values per chunk sum of the elementwise losses' per-value results (reduce.cl chunk_sum). */

@@ -58,6 +58,19 @@
 #define CLXENT_HAS_GATHER_16 0
 #endif
 
+/* CLXENT_HAS_STREAM: stores that go around the caches (non-temporal: vmovntps/vmovntdq) through
+ * Clang's __builtin_nontemporal_store, where the kernels are compiled for the x86 CPU itself
+ * (PoCL). A gradient row written with ordinary stores is first read from memory (the cache takes
+ * the line before it is written: a third stream beside the logits read and the gradient written);
+ * streamed, it is only written. The host asks for it per launch (clxent_params.stream_grad) where
+ * the gradient is larger than the device's cache, so that it would leave the cache anyway. 0
+ * elsewhere (GPUs, Oclgrind's SPIR, other CPUs: not measured). */
+#if CLXENT_ROW_PER_ITEM && defined(__clang__) && defined(__x86_64__)
+#define CLXENT_HAS_STREAM 1
+#else
+#define CLXENT_HAS_STREAM 0
+#endif
+
 /* vstorev_g(v, p): vstorev(v, 0, p) for a __global or __local p. PoCL 3.1 compiles vstore16 into
  * three stores (16 + 16 + 32 bytes, seen in perf of the row kernel's loops); a store through a
  * vector type aligned to one float is one instruction. Against vstore16, interleaved

@@ -639,6 +639,39 @@ inline void row_fill(__global store_t *g, ulong c, float v) {
   for (ulong j = cv; j < c; ++j) STORE(v, g, j);
 }
 
+/* g[j0, j1) = sc[j]·f - b, pass 2 of the plain call (b = ±0) and of label smoothing without
+ * weights (b = B), with the gradient streamed around the caches (CLXENT_HAS_STREAM,
+ * clxent_params.stream_grad), each element with the bits the ordinary loops give it: their vector
+ * part [j0, jv) subtracts only a nonzero b (x - (-0) would turn -0 into +0), their tail [jv, j1)
+ * always does. The values before the first aligned address go one by one, then whole aligned
+ * vectors, the rest one by one. zn[0, pf): the next row's first chunk, asked for meanwhile as the
+ * ordinary loops do. */
+#if CLXENT_HAS_STREAM
+#undef stream_scaled
+#define stream_scaled CLXENT_TYPED(stream_scaled)
+inline void stream_scaled(__global store_t *g, __local const float *sc, ulong j0, ulong j1, float f, float b,
+                          __global const store_t *zn, ulong pf) {
+  const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
+  const ulong off = (ulong)(g + j0) % CLXENT_STREAM_ALIGN / sizeof(store_t);
+  const ulong head = min(jv - j0, off ? CLXENT_VEC - off : 0);
+  const int sub = b != 0.0f;
+  ulong j = j0;
+  for (; j < j0 + head; ++j) STORE(sub ? sc[j] * f - b : sc[j] * f, g, j);
+  if (sub) {
+    for (; j + CLXENT_VEC <= jv; j += CLXENT_VEC) {
+      if (j < pf) CLXENT_PREFETCH(zn, j);
+      STREAMV(vloadv(0, sc + j) * f - b, g, j);
+    }
+  } else {
+    for (; j + CLXENT_VEC <= jv; j += CLXENT_VEC) {
+      if (j < pf) CLXENT_PREFETCH(zn, j);
+      STREAMV(vloadv(0, sc + j) * f, g, j);
+    }
+  }
+  for (; j < j1; ++j) STORE(sub || j >= jv ? sc[j] * f - b : sc[j] * f, g, j);
+}
+#endif
+
 /* Row i of the launch (batch row first_row + i), all three passes: softmax_xent_hard's item, and
  * each of softmax_xent_hard_bias's rows in turn. p: call_params, made once per item.
  * acc (softmax_xent_hard_bias): the bias partial sums this row is added to, acc_j += g_j with g_j
@@ -771,6 +804,9 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
     if ((j) < pf_next) CLXENT_PREFETCH(z + c, j); \
   } while (0)
 #define CACHED(j) (sc ? sc[j] : LOAD(g, j))
+  /* the gradient streamed around the caches (stream_scaled): where the host asks, into a separate
+   * gradient, from the scratch, without the bias's sums (which read the row back) */
+  const int stream = CLXENT_HAS_STREAM && p.stream_grad && sc && !acc && (__global const store_t *)g != z;
   if (cache == 3) { /* se holds e^{u - m_seg}, the scratch u: u' = 1 - (u/s)², 0 where u = -inf */
     const float inv_cap = 1.0f / cap;
     for (uint t = 0; t < segs; ++t) {
@@ -797,6 +833,12 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
       const ulong j0 = seg_start[t], j1 = t + 1 < segs ? seg_start[t + 1] : c;
       const float f = t + 1 < segs ? k * clxent_exp(seg_m[t] - m) : k; /* the last segment's m is m */
       const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
+#if CLXENT_HAS_STREAM
+      if (stream && (B == 0.0f || !weight)) {
+        stream_scaled(g, sc, j0, j1, f, B, z + c, pf_next);
+        continue;
+      }
+#endif
       if (B == 0.0f && sc && acc) {
         for (ulong j = j0; j < jv; j += CLXENT_VEC) {
           PREFETCH_NEXT_ROW(j);
@@ -882,6 +924,12 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
 __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   const ulong i = get_global_id(0);
   if (i < rows) hard_row(SOFTMAX_HARD_PASS, call_params(p_host, dev_scales), i, 0);
+#if CLXENT_HAS_STREAM
+  /* streamed stores are ordered with nothing but a fence: one per group, after its last item (a
+   * group's items run one after the other on one thread), before the group is reported done. Per
+   * row it waited for each row's stores to reach memory: 1.13x the time at 65536 x 1000 */
+  if (p_host.stream_grad && get_local_id(0) == get_local_size(0) - 1) __builtin_ia32_sfence();
+#endif
 }
 
 /* acc[j] += g_j: one row's additions of column_partial (bias.cl), in the same order with the same

@@ -130,6 +130,28 @@
 #define lin_load_part CLXENT_TYPED(lin_load_part)
 #define lin_store_part CLXENT_TYPED(lin_store_part)
 
+/* STREAMV(v, p, j): STOREV's value and bits, stored around the caches (CLXENT_HAS_STREAM), at an
+ * address that is a multiple of CLXENT_STREAM_ALIGN bytes (the vector's size: a non-temporal store
+ * must be aligned). 16-bit values pass through an empty asm that holds them in a register: without
+ * it x86's backend folds the narrowing into the store (vpmovdw to memory), which cannot be
+ * non-temporal, and the hint is silently dropped. */
+#undef STREAMV
+#undef CLXENT_STREAM_ALIGN
+#define CLXENT_STREAM_ALIGN (CLXENT_VEC * sizeof(store_t))
+#if CLXENT_HAS_STREAM && CLXENT_STORAGE == CLXENT_STORAGE_F32
+#define STREAMV(v, p, j) __builtin_nontemporal_store((floatv)(v), (__global floatv *)((p) + (j)))
+#elif CLXENT_HAS_STREAM && CLXENT_STORAGE == CLXENT_STORAGE_BF16
+#undef clxent_stream_bits
+#define clxent_stream_bits CLXENT_TYPED(clxent_stream_bits)
+inline void clxent_stream_bits(ushortv b, __global ushort *p) {
+  __asm__("" : "+v"(b));
+  __builtin_nontemporal_store(b, (__global ushortv *)p);
+}
+#define STREAMV(v, p, j) clxent_stream_bits(float_to_bf16v(v), (p) + (j))
+#elif CLXENT_HAS_STREAM /* float16: never streamed (host/launch.c says why) */
+#define STREAMV(v, p, j) STOREV(v, p, j)
+#endif
+
 /* max_j z_j over a row (one-item-per-row variant): compare-select, one maxps per vector; a NaN is
  * skipped here and reaches the loss through the sum of exponentials instead. */
 inline float row_max(__global const store_t *z, ulong c) {

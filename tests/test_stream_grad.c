@@ -1,0 +1,161 @@
+/* The gradient streamed around the caches (launch.c, kernels/softmax_xent.cl's stream_scaled:
+ * non-temporal stores on an x86 CPU) gives the bits of the ordinary stores: loss, gradient, lse
+ * and argmax of every storage type, on rows whose gradient starts at every alignment (c off the
+ * vector widths, and the arrays themselves one element off a vector's boundary, so that each row
+ * has a head and a tail stored one value at a time), rows of several chunks whose max grows (the
+ * scratch's segments, each streamed on its own), and the options whose loops stream (plain,
+ * weights, label smoothing without weights, the upstream gradient per row) or do not (weights with
+ * smoothing, softcap, z-loss, in place), with ignored, NaN and masked rows among them.
+ * float16 is never streamed (launch.c says why): its calls check that the setting leaves it alone.
+ * $CLXENT_STREAM_GRAD=0 never streams (the reference), =1 wherever the kernel can, whatever the
+ * size; unset, only gradients larger than the device's cache, which these are not. The outputs are
+ * poisoned before each call, so a value the streamed loop skipped differs. Where the device is
+ * not an x86 CPU the two contexts run the same code and agree trivially. */
+#define CLXENT_EXPERIMENTAL_API
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reference.h"
+#include "support.h"
+
+typedef struct shape {
+  size_t n, c;
+} shape;
+/* c past the short rows (64), off every vector width and row alignment; several 4096-value chunks
+ * a row; a row past half the scratch (70001) */
+static const shape shapes[] = {{3, 65},  {17, 1000},       {9, 1001}, {5, 1536}, {6, 4099},
+                               {7, 4133}, {3, 7 * 4096 + 3}, {2, 32000}, {2, 70001}};
+
+enum { PLAIN, WEIGHTS, SMOOTHING, WEIGHTED_SMOOTHING, SOFTCAP, ZLOSS_UPSTREAM_NONE, IN_PLACE, LSE_ARGMAX, OPTION_SETS };
+static const char *const option_names[OPTION_SETS] = {"plain",   "weights",  "smoothing", "weights+smoothing",
+                                                      "softcap", "z-loss+grad_output NONE", "in place", "lse+argmax"};
+
+typedef struct outputs {
+  unsigned char *grad_base; /* grad is one element past its start: rows off the vector boundary */
+  void *grad;
+  float *loss, *lse;
+  int32_t *argmax;
+} outputs;
+
+static void store(void *x, size_t i, clxent_dtype t, float v) {
+  if (t == CLXENT_FLOAT32) ((float *)x)[i] = v;
+  else if (t == CLXENT_BFLOAT16) ((uint16_t *)x)[i] = ref_to_bf16(v);
+  else ((uint16_t *)x)[i] = ref_to_f16(v);
+}
+
+/* One call, its outputs poisoned first. */
+static void call(clxent_ctx *ctx, const shape *s, clxent_dtype t, int set, const void *logits, const int32_t *labels,
+                 const float *w, const float *up, outputs *o) {
+  const size_t n = s->n, c = s->c, esize = t == CLXENT_FLOAT32 ? 4 : 2;
+  const clxent_reduction r = set == ZLOSS_UPSTREAM_NONE ? CLXENT_NONE : CLXENT_MEAN;
+  const int weighted = set == WEIGHTS || set == WEIGHTED_SMOOTHING;
+  const int smoothing = set == SMOOTHING || set == WEIGHTED_SMOOTHING;
+  clxent_opts opts = support_opts(r, weighted ? w : NULL, smoothing, set == ZLOSS_UPSTREAM_NONE, set == SOFTCAP,
+                                  set == ZLOSS_UPSTREAM_NONE, up, 0);
+  opts.ignore_index = -100;
+  clxent_ex x = clxent_ex_default();
+  x.dtype = t;
+  if (set == LSE_ARGMAX) x.lse = o->lse, x.argmax = o->argmax;
+  o->grad = o->grad_base + esize;
+  memset(o->grad, 0xA5, n * c * esize);
+  poison(o->loss, n), poison(o->lse, n);
+  memset(o->argmax, 0xA5, n * sizeof(int32_t));
+  const void *in = logits;
+  if (set == IN_PLACE) memcpy(o->grad, logits, n * c * esize), in = o->grad;
+  const clxent_status st = clxent_softmax_xent_ex(ctx, n, c, in, labels, &opts, &x, o->loss, o->grad);
+  if (st != CLXENT_OK)
+    fail_msg("%zux%zu dtype %d %s: %s: %s", n, c, (int)t, option_names[set], clxent_status_str(st), clxent_last_error(ctx));
+}
+
+static void assert_same(const void *got, const void *want, size_t bytes, const char *what, const shape *s, clxent_dtype t,
+                        int set) {
+  if (memcmp(got, want, bytes) == 0) return;
+  const unsigned char *a = got, *b = want;
+  size_t at = 0;
+  while (a[at] == b[at]) ++at;
+  fail_msg("%zux%zu dtype %d %s: the streamed call's %s differs from the ordinary stores' at byte %zu", s->n, s->c,
+           (int)t, option_names[set], what, at);
+}
+
+static void test_streamed_gradient_gives_the_same_bits(void **state) {
+  (void)state;
+  /* the environment is read when a context is made */
+  env_set("CLXENT_STREAM_GRAD", "0");
+  clxent_ctx *plain = support_create(NULL, NULL, NULL);
+  env_set("CLXENT_STREAM_GRAD", "1");
+  clxent_ctx *streamed = support_create(NULL, NULL, NULL);
+  env_set("CLXENT_STREAM_GRAD", NULL);
+
+  size_t most = 0, most_n = 0, most_c = 0;
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; ++k) {
+    if (shapes[k].n * shapes[k].c > most) most = shapes[k].n * shapes[k].c;
+    if (shapes[k].n > most_n) most_n = shapes[k].n;
+    if (shapes[k].c > most_c) most_c = shapes[k].c;
+  }
+  /* the logits one element past an allocation's start too */
+  unsigned char *logits_base = xmalloc((most + 1) * 4);
+  int32_t *labels = xmalloc(most_n * sizeof(int32_t));
+  float *w = xmalloc(most_c * sizeof(float)), *up = xmalloc(most_n * sizeof(float));
+  outputs o[2];
+  for (int k = 0; k < 2; ++k)
+    o[k] = (outputs){.grad_base = xmalloc((most + 1) * 4), .loss = xmalloc(most_n * sizeof(float)),
+                     .lse = xmalloc(most_n * sizeof(float)), .argmax = xmalloc(most_n * sizeof(int32_t))};
+  rng_seed(23);
+  int compared = 0;
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; ++k) {
+    const shape *s = &shapes[k];
+    const size_t n = s->n, c = s->c;
+    for (size_t j = 0; j < c; ++j) w[j] = (float)rng_uniform(0.25, 2.0);
+    for (size_t i = 0; i < n; ++i) up[i] = (float)rng_uniform(-1.0, 1.0);
+    for (int t = CLXENT_FLOAT32; t <= CLXENT_BFLOAT16; ++t) {
+      const clxent_dtype dtype = (clxent_dtype)t;
+      const size_t esize = dtype == CLXENT_FLOAT32 ? 4 : 2;
+      void *logits = logits_base + esize;
+      for (size_t i = 0; i < n; ++i) {
+        labels[i] = (int32_t)rng_below((uint32_t)c);
+        /* row 0 rises along the row: its max grows chunk after chunk (the scratch's segments) */
+        for (size_t j = 0; j < c; ++j)
+          store(logits, i * c + j, dtype, (float)rng_uniform(-4.0, 4.0) + (i == 0 ? 8.0f * (float)j / (float)c : 0.0f));
+      }
+      /* rows that take other paths: an ignored row, a masked stretch with a +1e4 logit, a NaN */
+      if (n > 2) labels[n / 2] = -100;
+      if (n > 4) {
+        for (size_t j = 0; j < c / 2; ++j) store(logits, 3 * c + j, dtype, -INFINITY);
+        store(logits, 3 * c + c - 1, dtype, 1e4f);
+        labels[3] = (int32_t)(c - 1);
+      }
+      if (n > 5) store(logits, 5 * c + c / 3, dtype, NAN);
+      for (int set = 0; set < OPTION_SETS; ++set) {
+        call(plain, s, dtype, set, logits, labels, w, up, &o[0]);
+        call(streamed, s, dtype, set, logits, labels, w, up, &o[1]);
+        const size_t losses = set == ZLOSS_UPSTREAM_NONE ? n : 1;
+        assert_same(o[1].grad, o[0].grad, n * c * esize, "gradient", s, dtype, set);
+        assert_same(o[1].loss, o[0].loss, losses * sizeof(float), "loss", s, dtype, set);
+        if (set == LSE_ARGMAX) {
+          assert_same(o[1].lse, o[0].lse, n * sizeof(float), "lse", s, dtype, set);
+          assert_same(o[1].argmax, o[0].argmax, n * sizeof(int32_t), "argmax", s, dtype, set);
+        }
+        ++compared;
+      }
+    }
+  }
+  assert_int_equal(compared, (int)(sizeof shapes / sizeof shapes[0]) * 3 * OPTION_SETS);
+  for (int k = 0; k < 2; ++k) free(o[k].grad_base), free(o[k].loss), free(o[k].lse), free(o[k].argmax);
+  free(logits_base), free(labels), free(w), free(up);
+  clxent_destroy(plain), clxent_destroy(streamed);
+}
+
+static int save_env(void **state) {
+  (void)state;
+  static const env_setting list[] = {{"CLXENT_STREAM_GRAD", NULL}, {NULL, NULL}};
+  return env_override(list);
+}
+
+int main(void) {
+  if (!support_device_present()) return SUPPORT_SKIP;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_streamed_gradient_gives_the_same_bits, save_env, env_restore)};
+  return cmocka_run_group_tests(tests, support_setup, support_teardown);
+}
