@@ -74,6 +74,11 @@ typedef struct clxent_params {
  * ahead instead of 1024 did no better. */
 #define CLXENT_PREFETCH_AHEAD 1024
 #define CLXENT_PREFETCH_NEXT_ROW (CLXENT_ROW_CHUNK + CLXENT_PREFETCH_AHEAD)
+/* The short-row kernel asks for the block of CLXENT_VEC rows this many blocks ahead (logits and
+ * gradient): on the AVX-512 EPYC (Zen 4) its column gathers and scatters otherwise waited on
+ * memory (71% of its samples on the two instructions); 0.66-0.78x the time at 1048576 x 10,
+ * 0.56-0.60x at 524288 x 33; 4, 8 and 16 blocks ahead did alike (docs/PERFORMANCE.md, tenth round) */
+#define CLXENT_SHORT_PREFETCH 8
 /* Labels per work-item above which label_stats on a GPU (the group variant) counts in several
  * work-groups first (reduce.cl label_stats_part): more than CLXENT_GROUP_SIZE times this many. */
 #define CLXENT_LABEL_ITEMS 16

@@ -43,8 +43,10 @@
  * harmless. */
 #if CLXENT_ROW_PER_ITEM && defined(__clang__) && (defined(__x86_64__) || defined(__aarch64__))
 #define CLXENT_PREFETCH(p, j) __builtin_prefetch((p) + (j), 0, 2)
+#define CLXENT_PREFETCH_W(p, j) __builtin_prefetch((p) + (j), 1, 2) /* for writing: prefetchw */
 #else
 #define CLXENT_PREFETCH(p, j) ((void)0)
+#define CLXENT_PREFETCH_W(p, j) ((void)0)
 #endif
 
 /* CLXENT_HAS_GATHER_16: the 16-lane gather and scatter of AVX-512 (vgatherdps, vscatterdps) through

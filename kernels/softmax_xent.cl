@@ -117,6 +117,13 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   const clxent_params p = call_params(p_host, dev_scales);
   const uint cc = (uint)c;
   __global const store_t *z = logits + r0 * c;
+  /* the block CLXENT_SHORT_PREFETCH blocks ahead (this thread's next items' rows: a group's items
+   * run one after the other), its logits for reading and its gradient for writing: a line a
+   * column's gather or scatter touches first waits for memory otherwise */
+  for (uint o = 0, span = CLXENT_VEC * cc; o < span; o += 64 / sizeof(store_t)) {
+    CLXENT_PREFETCH(z, CLXENT_SHORT_PREFETCH * span + o);
+    if (grad) CLXENT_PREFETCH_W(grad + r0 * c, CLXENT_SHORT_PREFETCH * span + o);
+  }
   const intv lane = (intv)CLXENT_LANES(SHORT_LANE);
 #define SHORT_ROW(l) ((ulong)min((uint)(l), nr - 1) * c)
 #define SHORT_Y(l) labels[first_row + r0 + min((uint)(l), nr - 1)]
