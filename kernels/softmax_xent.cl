@@ -110,6 +110,56 @@
 #define SHORT_GATHER 1
 #define SHORT_GATHER16(p, off) __builtin_ia32_gathersiv16sf((floatv)(0.0f), (p), (off), (ushort)0xffffu, 4)
 #define SHORT_SCATTER16(p, mask, off, v) __builtin_ia32_scattersiv16sf((p), (mask), (off), (v), 4)
+/* 16 vectors transposed in registers: four steps, each swapping one bit between the row and the
+ * column index of every element ((r, c) -> (c, r) after the four), two two-source shuffles per
+ * pair of rows a step. For 8 <= c <= 16 a full block's rows come in by 16 masked loads and leave by
+ * 16 masked stores around two of these (128 shuffles), where c gathers and c scatters cost more:
+ * on the AVX-512 EPYC (Zen 4) one 16-lane gather or scatter took ~7 ns from L1, a shuffle ~1
+ * (docs/PERFORMANCE.md, tenth round). Data movement only: the same values in the same lanes. */
+#define SHORT_T_PAIR(R, i, d, LO, HI)                                                   \
+  {                                                                                     \
+    const floatv a_ = R[i], b_ = R[(i) + (d)];                                          \
+    R[i] = __builtin_shufflevector(a_, b_, LO);                                         \
+    R[(i) + (d)] = __builtin_shufflevector(a_, b_, HI);                                 \
+  }
+#define SHORT_T_LO1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define SHORT_T_HI1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define SHORT_T_LO2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define SHORT_T_HI2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define SHORT_T_LO4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define SHORT_T_HI4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define SHORT_T_LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define SHORT_T_HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define SHORT_T_STEP(R, d, a0, a1, a2, a3, a4, a5, a6, a7)                                                       \
+  SHORT_T_PAIR(R, a0, d, SHORT_T_LO##d, SHORT_T_HI##d) SHORT_T_PAIR(R, a1, d, SHORT_T_LO##d, SHORT_T_HI##d)      \
+  SHORT_T_PAIR(R, a2, d, SHORT_T_LO##d, SHORT_T_HI##d) SHORT_T_PAIR(R, a3, d, SHORT_T_LO##d, SHORT_T_HI##d)      \
+  SHORT_T_PAIR(R, a4, d, SHORT_T_LO##d, SHORT_T_HI##d) SHORT_T_PAIR(R, a5, d, SHORT_T_LO##d, SHORT_T_HI##d)      \
+  SHORT_T_PAIR(R, a6, d, SHORT_T_LO##d, SHORT_T_HI##d) SHORT_T_PAIR(R, a7, d, SHORT_T_LO##d, SHORT_T_HI##d)
+CLXENT_INLINE_ALWAYS void short_transpose16(floatv *R) {
+  SHORT_T_STEP(R, 1, 0, 2, 4, 6, 8, 10, 12, 14)
+  SHORT_T_STEP(R, 2, 0, 1, 4, 5, 8, 9, 12, 13)
+  SHORT_T_STEP(R, 4, 0, 1, 2, 3, 8, 9, 10, 11)
+  SHORT_T_STEP(R, 8, 0, 1, 2, 3, 4, 5, 6, 7)
+}
+#define SHORT_LOAD_ROW(r) R[r] = __builtin_ia32_loadups512_mask(z + (r) * cc, (floatv)(0.0f), cmask);
+#define SHORT_STORE_ROW(r) __builtin_ia32_storeups512_mask(g + (r) * cc, R[r], cmask);
+#define SHORT_EACH16(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15)
+/* a full block's columns 0..c-1 (c <= 16) into cols */
+CLXENT_INLINE_ALWAYS void short_columns(__global const float *z, uint cc, floatv *cols) {
+  const ushort cmask = (ushort)((1u << cc) - 1u);
+  floatv R[16];
+  SHORT_EACH16(SHORT_LOAD_ROW)
+  short_transpose16(R);
+  for (uint j = 0; j < 16; ++j) cols[j] = R[j];
+}
+/* a full block's gradient from its columns 0..c-1 (the others ignored) */
+CLXENT_INLINE_ALWAYS void short_rows_out(__global float *g, uint cc, const floatv *cols) {
+  const ushort cmask = (ushort)((1u << cc) - 1u);
+  floatv R[16];
+  for (uint j = 0; j < 16; ++j) R[j] = cols[j];
+  short_transpose16(R);
+  SHORT_EACH16(SHORT_STORE_ROW)
+}
 #else
 #define SHORT_GATHER 0
 #endif
@@ -140,7 +190,14 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   /* each lane's row offset (past the batch's last row a lane repeats it), and the lanes to store */
   const intv row_off = min(lane, (intv)((int)nr - 1)) * (int)cc;
   const ushort lanes = nr == CLXENT_VEC ? (ushort)0xffffu : (ushort)((1u << nr) - 1u);
-#define SHORT_COLUMN SHORT_GATHER16(z + j, row_off)
+  /* 8 <= c <= 16 in a full block: columns by a transpose (short_columns), not by gathers. Against
+   * the gathers and scatters on the Zen 4 EPYC, in place: 0.91x the time at c = 8, 0.83x at 10,
+   * 0.87x at 12, 0.72x at 16, but 0.98x at 6 and 1.05x at 5, 1.26x at 3 (the transposes' 128
+   * shuffles whatever c) */
+  const int tr = cc >= 8 && cc <= 16 && nr == CLXENT_VEC;
+  floatv cols[16];
+  if (tr) short_columns(z, cc, cols);
+#define SHORT_COLUMN (tr ? cols[j] : SHORT_GATHER16(z + j, row_off))
 #else
 #define SHORT_COLUMN (floatv)CLXENT_LANES(SHORT_Z)
 #endif
@@ -243,7 +300,9 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
 #define SHORT_PUT_IF(l) if ((l) < nr) STORE(out[l], g, (ulong)(l) * c + j);
   /* the stores: unrolled where the item has all its rows (constant lanes, no test per lane) */
 #if SHORT_GATHER
-#define SHORT_SCATTER(gv) SHORT_SCATTER16(g + j, lanes, row_off, select(gv, fill, skip));
+#define SHORT_SCATTER(gv)                                         \
+  if (tr) cols[j] = select(gv, fill, skip);                       \
+  else SHORT_SCATTER16(g + j, lanes, row_off, select(gv, fill, skip));
 #else
 #define SHORT_SCATTER(gv)                          \
   vstorev(select(gv, fill, skip), 0, out);         \
@@ -268,6 +327,9 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
 #undef SHORT_SCATTER
 #undef SHORT_PUT
 #undef SHORT_PUT_IF
+#if SHORT_GATHER
+  if (tr) short_rows_out(g, cc, cols); /* the columns gv, as rows */
+#endif
   /* the label's element, written again (a skipped lane's with its fill again) */
 #if SHORT_GATHER
   SHORT_SCATTER16(g, lanes, row_off + yv, select((k * ey - B * wy - K) * slope_y, fill, skip));
