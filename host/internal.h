@@ -78,6 +78,7 @@ typedef enum clxent_kernel_id {
   KERNEL_TYPED_COUNT,
   KERNEL_ROW_INFORMATION = KERNEL_TYPED_COUNT,
   KERNEL_REDUCE_SUM,
+  KERNEL_REDUCE_SUM_ITEMS, /* the row-per-item variant's (CPUs) */
   KERNEL_COLUMN_SUM,
   KERNEL_COLUMN_SUM_GROUP, /* the group variant's (GPUs) */
   KERNEL_LABEL_STATS,

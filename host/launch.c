@@ -315,9 +315,15 @@ clxent_status clxent_launch_reduce_stage(clxent_ctx *ctx, size_t count, cl_mem i
                                          cl_mem divisor_dev, size_t groups) {
   const cl_ulong count_arg = count;
   const cl_float d = divisor;
-  const arg args[] = {ARG(count_arg), ARG_MEM(in), ARG_MEM(out), ARG(d), ARG_MEM(divisor_dev)};
+  const cl_ulong groups_arg = groups;
+  const arg args[] = {ARG(count_arg), ARG_MEM(in), ARG_MEM(out), ARG(d), ARG_MEM(divisor_dev), ARG(groups_arg)};
+  if (ctx->variant == CLXENT_VARIANT_ITEM) { /* an item per group span, the same sums (kernels/reduce.cl) */
+    const size_t local = item_group(ctx, groups, ctx->group_size), global = round_up(groups, local);
+    return enqueue(ctx, ctx->kernels[KERNEL_REDUCE_SUM_ITEMS][0], "reduce_sum_items", args, COUNT(args), 1, &global,
+                   &local);
+  }
   const size_t local = ctx->group_size, global = groups * local;
-  return enqueue(ctx, ctx->kernels[KERNEL_REDUCE_SUM][0], "reduce_sum", args, COUNT(args), 1, &global, &local);
+  return enqueue(ctx, ctx->kernels[KERNEL_REDUCE_SUM][0], "reduce_sum", args, COUNT(args) - 1, 1, &global, &local);
 }
 
 clxent_status clxent_launch_label_stats(clxent_ctx *ctx, size_t n, size_t c, cl_mem labels, cl_mem weight,

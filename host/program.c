@@ -16,7 +16,7 @@ static const char *const kernel_names[KERNEL_COUNT] = {
     [KERNEL_SIGMOID_XENT] = "sigmoid_xent",      [KERNEL_BCE] = "bce",
     [KERNEL_COLUMN_PARTIAL] = "column_partial",
     [KERNEL_SOFTMAX_STRIDED] = "softmax_xent_strided", [KERNEL_COLUMN_PARTIAL_STRIDED] = "column_partial_strided",  [KERNEL_ROW_INFORMATION] = "row_information",
-    [KERNEL_REDUCE_SUM] = "reduce_sum",          [KERNEL_COLUMN_SUM] = "column_sum", [KERNEL_COLUMN_SUM_GROUP] = "column_sum_group",
+    [KERNEL_REDUCE_SUM] = "reduce_sum",          [KERNEL_REDUCE_SUM_ITEMS] = "reduce_sum_items",          [KERNEL_COLUMN_SUM] = "column_sum", [KERNEL_COLUMN_SUM_GROUP] = "column_sum_group",
     [KERNEL_LABEL_STATS] = "label_stats",        [KERNEL_LABEL_STATS_PART] = "label_stats_part",        [KERNEL_CHUNK_SUM] = "chunk_sum",
     [KERNEL_SLICE_STATS] = "softmax_slice_stats", [KERNEL_SLICE_GRAD] = "softmax_slice_grad",
     [KERNEL_LINEAR_LOGITS] = "linear_logits",    [KERNEL_LINEAR_STATS] = "linear_stats",

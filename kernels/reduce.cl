@@ -22,6 +22,53 @@ void reduce_sum(const ulong n, __global const float *in, __global float *out,
   if (lid == 0) out[get_group_id(0)] = acc / divisor;
 }
 
+/* reduce_sum's stage with one work-item per group span (the row-per-item variant: CPUs), the same
+ * additions in the same order, so the same bits: the group's G items become G lanes, CLXENT_VEC to a
+ * vector; lane i adds in[base + k·G + i] for k = 0..R-1 from +0 (a lane past n adds +0, which
+ * leaves a sum unchanged: a sum from +0 is never -0), then the tree adds lane i + step into lane i
+ * for step = G/2, ..., 1: whole vectors while step ≥ CLXENT_VEC, then hsum's halves. On PoCL the
+ * group kernel's barriers cost more than its loads: 1024 groups of 64 items took ~2 ms for 2^20
+ * values on the Zen 4 EPYC (docs/PERFORMANCE.md, tenth round). */
+__kernel void reduce_sum_items(const ulong n, __global const float *in, __global float *out, const float divisor_host,
+                               __global const float *divisor_dev, const ulong groups) {
+  const ulong g = get_global_id(0);
+  if (g >= groups) return;
+  const float divisor = divisor_dev ? divisor_dev[CLXENT_SCALES_COUNT - 1] : divisor_host;
+  const ulong base = g * CLXENT_GROUP_SIZE * CLXENT_REDUCE_ITEMS;
+#if CLXENT_GROUP_SIZE >= CLXENT_VEC
+#define LANE_VECTORS (CLXENT_GROUP_SIZE / CLXENT_VEC)
+  floatv acc[LANE_VECTORS];
+  for (uint q = 0; q < LANE_VECTORS; ++q) acc[q] = (floatv)(0.0f);
+  if (base + CLXENT_GROUP_SIZE * CLXENT_REDUCE_ITEMS <= n) {
+    for (uint k = 0; k < CLXENT_REDUCE_ITEMS; ++k)
+      for (uint q = 0; q < LANE_VECTORS; ++q) acc[q] += vloadv(0, in + base + k * CLXENT_GROUP_SIZE + q * CLXENT_VEC);
+  } else { /* the last span, cut by n */
+    for (uint k = 0; k < CLXENT_REDUCE_ITEMS; ++k)
+      for (uint q = 0; q < LANE_VECTORS; ++q) {
+        const ulong at = base + k * CLXENT_GROUP_SIZE + q * CLXENT_VEC;
+        float part[CLXENT_VEC];
+        for (uint l = 0; l < CLXENT_VEC; ++l) part[l] = at + l < n ? in[at + l] : 0.0f;
+        acc[q] += vloadv(0, part);
+      }
+  }
+  for (uint h = LANE_VECTORS / 2; h > 0; h /= 2)
+    for (uint q = 0; q < h; ++q) acc[q] += acc[q + h];
+  out[g] = hsum(acc[0]) / divisor;
+#undef LANE_VECTORS
+#else /* a group smaller than a vector: the lanes one by one */
+  float lane[CLXENT_GROUP_SIZE];
+  for (uint i = 0; i < CLXENT_GROUP_SIZE; ++i) lane[i] = 0.0f;
+  for (uint k = 0; k < CLXENT_REDUCE_ITEMS; ++k)
+    for (uint i = 0; i < CLXENT_GROUP_SIZE; ++i) {
+      const ulong at = base + k * CLXENT_GROUP_SIZE + i;
+      if (at < n) lane[i] += in[at];
+    }
+  for (uint step = CLXENT_GROUP_SIZE / 2; step > 0; step /= 2)
+    for (uint i = 0; i < step; ++i) lane[i] += lane[i + step];
+  out[g] = lane[0] / divisor;
+#endif
+}
+
 /* Second step of the bias gradient (bias.cl): out[j] = Σ_k partial[k][j], k in order. */
 __kernel void column_sum(const ulong chunks, const ulong c, __global const float *partial, __global float *out) {
   const ulong j0 = get_global_id(0) * CLXENT_VEC;
