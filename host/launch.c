@@ -183,13 +183,15 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
        * (Zen 4, AVX-512), interleaved against ordinary stores: 0.70-0.86x the time at c >= 8192,
        * 0.86-0.97x at c = 1536 to 4096, but 1.14-1.19x at c = 1000 and 1008, float32 and bfloat16
        * alike (docs/PERFORMANCE.md, tenth round). $CLXENT_STREAM_GRAD=1 streams wherever the
-       * kernel can (tests), =0 never. Not float16: its ordinary stores narrow a vector at an
+       * kernel can (tests), =0 never. Only the loops that stream: no softcap, no weights with
+       * smoothing (which would lose the float32 own-row cache and gain nothing). Not float16: its ordinary stores narrow a vector at an
        * address off the vector's size with integer code, elsewhere with the device's conversion,
        * and the two give a NaN different payloads; a streamed row, aligned differently, would move
        * that boundary and change a NaN's bits. */
       const size_t elem = l->dtype == CLXENT_FLOAT32 ? 4 : 2;
       const int stream = l->dtype != CLXENT_FLOAT16 && !grouped && !short_rows && !fused && l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
                          l->grad != l->in && (ctx->device_type & CL_DEVICE_TYPE_CPU) && HOST_IS_X86 &&
+                         ctx->vector_width >= 8 && p.softcap == 0.0f && !(l->weight && p.smoothing > 0.0f) &&
                          (ctx->stream_grad == CLXENT_ON ||
                           (ctx->stream_grad == CLXENT_AUTO && ctx->mem_cache && c >= STREAM_MIN_C &&
                            rows * c * elem > ctx->mem_cache));

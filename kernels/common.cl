@@ -66,8 +66,8 @@
  * the line before it is written: a third stream beside the logits read and the gradient written);
  * streamed, it is only written. The host asks for it per launch (clxent_params.stream_grad) where
  * the gradient is larger than the device's cache, so that it would leave the cache anyway. 0
- * elsewhere (GPUs, Oclgrind's SPIR, other CPUs: not measured). */
-#if CLXENT_ROW_PER_ITEM && defined(__clang__) && defined(__x86_64__)
+ * elsewhere (GPUs, Oclgrind's SPIR, other CPUs, vectors of 4: not measured). */
+#if CLXENT_ROW_PER_ITEM && defined(__clang__) && defined(__x86_64__) && CLXENT_VEC >= 8
 #define CLXENT_HAS_STREAM 1
 #else
 #define CLXENT_HAS_STREAM 0

@@ -708,18 +708,18 @@ inline void row_fill(__global store_t *g, ulong c, float v) {
   for (ulong j = cv; j < c; ++j) STORE(v, g, j);
 }
 
-/* g[j0, j1) = sc[j]·f - b, pass 2 of the plain call (b = ±0) and of label smoothing without
- * weights (b = B), with the gradient streamed around the caches (CLXENT_HAS_STREAM,
- * clxent_params.stream_grad), each element with the bits the ordinary loops give it: their vector
- * part [j0, jv) subtracts only a nonzero b (x - (-0) would turn -0 into +0), their tail [jv, j1)
- * always does. The values before the first aligned address go one by one, then whole aligned
- * vectors, the rest one by one. zn[0, pf): the next row's first chunk, asked for meanwhile as the
- * ordinary loops do. */
+/* g[j0, j1) = sc[j]·f - b·w_j, pass 2 of the plain call (b = ±0, with or without weights w) and
+ * of label smoothing without weights (b = B, w = 1), with the gradient streamed around the caches
+ * (CLXENT_HAS_STREAM, clxent_params.stream_grad), each element with the bits the ordinary loops
+ * give it: their vector part [j0, jv) subtracts only a nonzero b (x - (-0) would turn -0 into +0),
+ * their tail [jv, j1) always subtracts b·w_j (a -0 weight flips a zero's sign there). The values
+ * before the first aligned address go one by one, then whole aligned vectors, the rest one by one.
+ * zn[0, pf): the next row's first chunk, asked for meanwhile as the ordinary loops do. */
 #if CLXENT_HAS_STREAM
 #undef stream_scaled
 #define stream_scaled CLXENT_TYPED(stream_scaled)
 inline void stream_scaled(__global store_t *g, __local const float *sc, ulong j0, ulong j1, float f, float b,
-                          __global const store_t *zn, ulong pf) {
+                          __global const float *w, __global const store_t *zn, ulong pf) {
   const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
   const ulong off = (ulong)(g + j0) % CLXENT_STREAM_ALIGN / sizeof(store_t);
   const ulong head = min(jv - j0, off ? CLXENT_VEC - off : 0);
@@ -737,7 +737,8 @@ inline void stream_scaled(__global store_t *g, __local const float *sc, ulong j0
       STREAMV(vloadv(0, sc + j) * f, g, j);
     }
   }
-  for (; j < j1; ++j) STORE(sub || j >= jv ? sc[j] * f - b : sc[j] * f, g, j);
+  for (; j < jv; ++j) STORE(sub ? sc[j] * f - b : sc[j] * f, g, j);
+  for (; j < j1; ++j) STORE(sc[j] * f - b * (w ? w[j] : 1.0f), g, j);
 }
 #endif
 
@@ -904,7 +905,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
       const ulong jv = j1 - (j1 - j0) % CLXENT_VEC;
 #if CLXENT_HAS_STREAM
       if (stream && (B == 0.0f || !weight)) {
-        stream_scaled(g, sc, j0, j1, f, B, z + c, pf_next);
+        stream_scaled(g, sc, j0, j1, f, B, weight, z + c, pf_next);
         continue;
       }
 #endif

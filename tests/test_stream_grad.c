@@ -4,8 +4,10 @@
  * vector widths, and the arrays themselves one element off a vector's boundary, so that each row
  * has a head and a tail stored one value at a time), rows of several chunks whose max grows (the
  * scratch's segments, each streamed on its own), and the options whose loops stream (plain,
- * weights, label smoothing without weights, the upstream gradient per row) or do not (weights with
- * smoothing, softcap, z-loss, in place), with ignored, NaN and masked rows among them.
+ * weights, label smoothing without weights, the upstream gradient per row, also with weights and
+ * a -0 weight on a masked class: the sign of the zero it makes) or do not (weights with smoothing,
+ * softcap, in place), with ignored, NaN and masked rows among them. Every call goes to the kernels
+ * ($CLXENT_DIRECT_MAX=0: no host direct path for small float32 calls).
  * float16 is never streamed (launch.c says why): its calls check that the setting leaves it alone.
  * $CLXENT_STREAM_GRAD=0 never streams (the reference), =1 wherever the kernel can, whatever the
  * size; unset, only gradients larger than the device's cache, which these are not. The outputs are
@@ -28,9 +30,11 @@ typedef struct shape {
 static const shape shapes[] = {{3, 65},  {17, 1000},       {9, 1001}, {5, 1536}, {6, 4099},
                                {7, 4133}, {3, 7 * 4096 + 3}, {2, 32000}, {2, 70001}};
 
-enum { PLAIN, WEIGHTS, SMOOTHING, WEIGHTED_SMOOTHING, SOFTCAP, ZLOSS_UPSTREAM_NONE, IN_PLACE, LSE_ARGMAX, OPTION_SETS };
-static const char *const option_names[OPTION_SETS] = {"plain",   "weights",  "smoothing", "weights+smoothing",
-                                                      "softcap", "z-loss+grad_output NONE", "in place", "lse+argmax"};
+enum { PLAIN, WEIGHTS, SMOOTHING, WEIGHTED_SMOOTHING, SOFTCAP, ZLOSS_UPSTREAM_NONE, WEIGHTS_UPSTREAM_NONE, IN_PLACE,
+       LSE_ARGMAX, OPTION_SETS };
+static const char *const option_names[OPTION_SETS] = {
+    "plain", "weights", "smoothing", "weights+smoothing", "softcap", "z-loss+grad_output NONE", "weights+grad_output NONE",
+    "in place", "lse+argmax"};
 
 typedef struct outputs {
   unsigned char *grad_base; /* grad is one element past its start: rows off the vector boundary */
@@ -49,11 +53,12 @@ static void store(void *x, size_t i, clxent_dtype t, float v) {
 static void call(clxent_ctx *ctx, const shape *s, clxent_dtype t, int set, const void *logits, const int32_t *labels,
                  const float *w, const float *up, outputs *o) {
   const size_t n = s->n, c = s->c, esize = t == CLXENT_FLOAT32 ? 4 : 2;
-  const clxent_reduction r = set == ZLOSS_UPSTREAM_NONE ? CLXENT_NONE : CLXENT_MEAN;
-  const int weighted = set == WEIGHTS || set == WEIGHTED_SMOOTHING;
+  const int per_row = set == ZLOSS_UPSTREAM_NONE || set == WEIGHTS_UPSTREAM_NONE;
+  const clxent_reduction r = per_row ? CLXENT_NONE : CLXENT_MEAN;
+  const int weighted = set == WEIGHTS || set == WEIGHTED_SMOOTHING || set == WEIGHTS_UPSTREAM_NONE;
   const int smoothing = set == SMOOTHING || set == WEIGHTED_SMOOTHING;
   clxent_opts opts = support_opts(r, weighted ? w : NULL, smoothing, set == ZLOSS_UPSTREAM_NONE, set == SOFTCAP,
-                                  set == ZLOSS_UPSTREAM_NONE, up, 0);
+                                  per_row, up, 0);
   opts.ignore_index = -100;
   clxent_ex x = clxent_ex_default();
   x.dtype = t;
@@ -82,6 +87,7 @@ static void assert_same(const void *got, const void *want, size_t bytes, const c
 static void test_streamed_gradient_gives_the_same_bits(void **state) {
   (void)state;
   /* the environment is read when a context is made */
+  env_set("CLXENT_DIRECT_MAX", "0"); /* small float32 calls to the kernels, not the host's direct path */
   env_set("CLXENT_STREAM_GRAD", "0");
   clxent_ctx *plain = support_create(NULL, NULL, NULL);
   env_set("CLXENT_STREAM_GRAD", "1");
@@ -108,7 +114,10 @@ static void test_streamed_gradient_gives_the_same_bits(void **state) {
     const shape *s = &shapes[k];
     const size_t n = s->n, c = s->c;
     for (size_t j = 0; j < c; ++j) w[j] = (float)rng_uniform(0.25, 2.0);
+    w[c - 1] = -0.0f; /* a valid weight: where e = 0 and the row's upstream gradient is negative, the
+                       * tail's -B·w makes the zero's sign (the ordinary loops' bits) */
     for (size_t i = 0; i < n; ++i) up[i] = (float)rng_uniform(-1.0, 1.0);
+    if (n > 1) up[1] = -0.5f; /* row 1 (its masked tail) with a negative upstream gradient */
     for (int t = CLXENT_FLOAT32; t <= CLXENT_BFLOAT16; ++t) {
       const clxent_dtype dtype = (clxent_dtype)t;
       const size_t esize = dtype == CLXENT_FLOAT32 ? 4 : 2;
@@ -127,10 +136,11 @@ static void test_streamed_gradient_gives_the_same_bits(void **state) {
         labels[3] = (int32_t)(c - 1);
       }
       if (n > 5) store(logits, 5 * c + c / 3, dtype, NAN);
+      if (n > 1) store(logits, 1 * c + c - 1, dtype, -INFINITY), store(logits, 1 * c + c - 2, dtype, -INFINITY);
       for (int set = 0; set < OPTION_SETS; ++set) {
         call(plain, s, dtype, set, logits, labels, w, up, &o[0]);
         call(streamed, s, dtype, set, logits, labels, w, up, &o[1]);
-        const size_t losses = set == ZLOSS_UPSTREAM_NONE ? n : 1;
+        const size_t losses = set == ZLOSS_UPSTREAM_NONE || set == WEIGHTS_UPSTREAM_NONE ? n : 1;
         assert_same(o[1].grad, o[0].grad, n * c * esize, "gradient", s, dtype, set);
         assert_same(o[1].loss, o[0].loss, losses * sizeof(float), "loss", s, dtype, set);
         if (set == LSE_ARGMAX) {
@@ -149,7 +159,7 @@ static void test_streamed_gradient_gives_the_same_bits(void **state) {
 
 static int save_env(void **state) {
   (void)state;
-  static const env_setting list[] = {{"CLXENT_STREAM_GRAD", NULL}, {NULL, NULL}};
+  static const env_setting list[] = {{"CLXENT_STREAM_GRAD", NULL}, {"CLXENT_DIRECT_MAX", NULL}, {NULL, NULL}};
   return env_override(list);
 }
 
