@@ -179,6 +179,50 @@ void *xmalloc(size_t bytes) {
   return p;
 }
 
+void store_dtype(void *x, size_t i, clxent_dtype t, float v) {
+  if (t == CLXENT_FLOAT32) ((float *)x)[i] = v;
+  else if (t == CLXENT_BFLOAT16) ((uint16_t *)x)[i] = ref_to_bf16(v);
+  else ((uint16_t *)x)[i] = ref_to_f16(v);
+}
+
+double load_dtype(const void *x, size_t i, clxent_dtype t) {
+  if (t == CLXENT_FLOAT32) return ((const float *)x)[i];
+  return t == CLXENT_BFLOAT16 ? ref_from_bf16(((const uint16_t *)x)[i]) : ref_from_f16(((const uint16_t *)x)[i]);
+}
+
+void support_poisoned_call(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const int32_t *labels,
+                           const clxent_opts *opts, const clxent_ex *x, const support_outputs *o, int in_place,
+                           const char *what) {
+  const size_t esize = x->dtype == CLXENT_FLOAT32 ? 4 : 2;
+  if (o->grad) memset(o->grad, 0xA5, n * c * esize);
+  poison(o->loss, opts->reduction == CLXENT_NONE ? n : 1);
+  if (o->lse) poison(o->lse, n);
+  if (o->bias) poison(o->bias, c);
+  if (o->argmax) memset(o->argmax, 0xA5, n * sizeof(int32_t));
+  const void *in = logits;
+  if (in_place) memcpy(o->grad, logits, n * c * esize), in = o->grad;
+  const clxent_status st = clxent_softmax_xent_ex(ctx, n, c, in, labels, opts, x, o->loss, o->grad);
+  if (st != CLXENT_OK) fail_msg("%s: %s: %s", what, clxent_status_str(st), clxent_last_error(ctx));
+}
+
+void support_special_rows(void *logits, int32_t *labels, size_t n, size_t c, clxent_dtype t) {
+  if (n > 2) labels[n / 2] = -100;
+  if (n > 4) {
+    for (size_t j = 0; j < c / 2; ++j) store_dtype(logits, 3 * c + j, t, -INFINITY);
+    store_dtype(logits, 3 * c + c - 1, t, 1e4f);
+    labels[3] = (int32_t)(c - 1);
+  }
+  if (n > 5) store_dtype(logits, 5 * c + c / 3, t, NAN);
+}
+
+void assert_same_bytes(const void *got, const void *want, size_t bytes, const char *what) {
+  if (memcmp(got, want, bytes) == 0) return;
+  const unsigned char *a = got, *b = want;
+  size_t at = 0;
+  while (a[at] == b[at]) ++at;
+  fail_msg("%s: differs at byte %zu of %zu", what, at, bytes);
+}
+
 void assert_close(const float *got, const double *ref, size_t k, double atol, double rtol, const char *what) {
   for (size_t i = 0; i < k; ++i) {
     const double g = got[i], r = ref[i];

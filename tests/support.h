@@ -73,6 +73,31 @@ void env_set(const char *name, const char *value); /* value NULL: unset */
 int env_restore(void **state);                     /* a cmocka teardown */
 
 
+/* Dense arrays of a storage type: x[i] = v (16-bit types rounded to nearest even), and x[i] widened. */
+void store_dtype(void *x, size_t i, clxent_dtype t, float v);
+double load_dtype(const void *x, size_t i, clxent_dtype t);
+/* A softmax call's outputs (any may be NULL but loss), and the call with each poisoned first (the
+ * gradient's and argmax's bytes 0xA5, floats poison()), so that an element the call leaves unwritten
+ * differs between two calls; the call runs on a copy of the logits in grad when in_place. x->dtype
+ * says the storage; x's lse, argmax and bias_grad are the caller's to point at o's. Fails the test,
+ * naming what, unless the call succeeds. */
+typedef struct support_outputs {
+  void *grad;
+  float *loss, *lse, *bias;
+  int32_t *argmax;
+} support_outputs;
+void support_poisoned_call(clxent_ctx *ctx, size_t n, size_t c, const void *logits, const int32_t *labels,
+                           const clxent_opts *opts, const clxent_ex *x, const support_outputs *o, int in_place,
+                           const char *what);
+
+/* Rows of a random batch that take the kernels' other paths, where the batch has them: row n/2
+ * ignored (label -100), row 3 masked (its first half -inf) with a +1e4 logit at its label c - 1,
+ * row 5 holding a NaN. */
+void support_special_rows(void *logits, int32_t *labels, size_t n, size_t c, clxent_dtype t);
+
+/* The two byte ranges equal, else a failure naming what and the first byte that differs. */
+void assert_same_bytes(const void *got, const void *want, size_t bytes, const char *what);
+
 /* got[k] ≈ ref[k] within atol + rtol·|ref| (NaN only where ref is NaN, same-signed inf where ref is
  * inf); reports the first mismatch with its index and what. */
 void assert_close(const float *got, const double *ref, size_t k, double atol, double rtol, const char *what);

@@ -10,6 +10,7 @@
  * fails too. Row-per-item variant only: the group variant has no fused kernel. */
 #define CLXENT_EXPERIMENTAL_API
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,26 +33,12 @@ enum { PLAIN, WEIGHTED_SMOOTHING, SOFTCAP, SOFTCAP_SMOOTHING, ZLOSS_UPSTREAM_NON
 static const char *const option_names[OPTION_SETS] = {"plain",   "weights+smoothing", "softcap", "softcap+weights+smoothing",
                                                       "z-loss+grad_output NONE", "in place", "lse+argmax"};
 
-typedef struct outputs {
-  void *grad;
-  float *loss, *lse, *bias;
-  int32_t *argmax;
-} outputs;
+typedef support_outputs outputs;
 
-static void store(void *x, size_t i, clxent_dtype t, float v) {
-  if (t == CLXENT_FLOAT32) ((float *)x)[i] = v;
-  else if (t == CLXENT_BFLOAT16) ((uint16_t *)x)[i] = ref_to_bf16(v);
-  else ((uint16_t *)x)[i] = ref_to_f16(v);
-}
-static double load(const void *x, size_t i, clxent_dtype t) {
-  if (t == CLXENT_FLOAT32) return ((const float *)x)[i];
-  return t == CLXENT_BFLOAT16 ? ref_from_bf16(((const uint16_t *)x)[i]) : ref_from_f16(((const uint16_t *)x)[i]);
-}
 
-/* One call: the outputs poisoned first, so an element the call left unwritten differs. */
+/* One call, its outputs poisoned first (support_poisoned_call). */
 static void call(clxent_ctx *ctx, const shape *s, clxent_dtype t, int set, const void *logits, const int32_t *labels,
                  const float *w, const float *up, outputs *o) {
-  const size_t n = s->n, c = s->c, esize = t == CLXENT_FLOAT32 ? 4 : 2;
   const clxent_reduction r = set == ZLOSS_UPSTREAM_NONE ? CLXENT_NONE : CLXENT_MEAN;
   const int smoothing = set == WEIGHTED_SMOOTHING || set == SOFTCAP_SMOOTHING;
   clxent_opts opts = support_opts(r, smoothing ? w : NULL, smoothing, set == ZLOSS_UPSTREAM_NONE,
@@ -60,24 +47,17 @@ static void call(clxent_ctx *ctx, const shape *s, clxent_dtype t, int set, const
   clxent_ex x = clxent_ex_default();
   x.dtype = t, x.bias_grad = o->bias;
   if (set == LSE_ARGMAX) x.lse = o->lse, x.argmax = o->argmax;
-  memset(o->grad, 0xA5, n * c * esize);
-  poison(o->loss, n), poison(o->lse, n), poison(o->bias, c);
-  memset(o->argmax, 0xA5, n * sizeof(int32_t));
-  const void *in = logits;
-  if (set == IN_PLACE) memcpy(o->grad, logits, n * c * esize), in = o->grad;
-  const clxent_status st = clxent_softmax_xent_ex(ctx, n, c, in, labels, &opts, &x, o->loss, o->grad);
-  if (st != CLXENT_OK)
-    fail_msg("%zux%zu dtype %d %s: %s: %s", n, c, (int)t, option_names[set], clxent_status_str(st), clxent_last_error(ctx));
+  char what[128];
+  snprintf(what, sizeof what, "%zux%zu dtype %d %s", s->n, s->c, (int)t, option_names[set]);
+  support_poisoned_call(ctx, s->n, s->c, logits, labels, &opts, &x, o, set == IN_PLACE, what);
 }
 
 static void assert_same(const void *got, const void *want, size_t bytes, const char *what, const shape *s, clxent_dtype t,
                         int set, const char *how) {
-  if (memcmp(got, want, bytes) == 0) return;
-  const unsigned char *a = got, *b = want;
-  size_t at = 0;
-  while (a[at] == b[at]) ++at;
-  fail_msg("%s, %zux%zu dtype %d %s: %s differs from the unfused call's at byte %zu", how, s->n, s->c, (int)t,
-           option_names[set], what, at);
+  char context[256];
+  snprintf(context, sizeof context, "%s, %zux%zu dtype %d %s: %s against the unfused call's", how, s->n, s->c, (int)t,
+           option_names[set], what);
+  assert_same_bytes(got, want, bytes, context);
 }
 
 static void test_fused_bias_gives_column_partial_bits(void **state) {
@@ -119,16 +99,9 @@ static void test_fused_bias_gives_column_partial_bits(void **state) {
       const size_t esize = dtype == CLXENT_FLOAT32 ? 4 : 2;
       for (size_t i = 0; i < n; ++i) {
         labels[i] = (int32_t)rng_below((uint32_t)c);
-        for (size_t j = 0; j < c; ++j) store(logits, i * c + j, dtype, (float)rng_uniform(-4.0, 4.0));
+        for (size_t j = 0; j < c; ++j) store_dtype(logits, i * c + j, dtype, (float)rng_uniform(-4.0, 4.0));
       }
-      /* rows that take other paths: an ignored row, a masked stretch with a +1e4 logit, a NaN */
-      if (n > 2) labels[n / 2] = -100;
-      if (n > 4) {
-        for (size_t j = 0; j < c / 2; ++j) store(logits, 3 * c + j, dtype, -INFINITY);
-        store(logits, 3 * c + c - 1, dtype, 1e4f);
-        labels[3] = (int32_t)(c - 1);
-      }
-      if (n > 5) store(logits, 5 * c + c / 3, dtype, NAN);
+      support_special_rows(logits, labels, n, c, dtype); /* ignored, masked with +1e4, NaN */
       for (int set = 0; set < OPTION_SETS; ++set) {
         call(unfused, s, dtype, set, logits, labels, w, up, &o[0]);
         clxent_ctx *const others[] = {fused, blocked, automatic};
@@ -151,7 +124,7 @@ static void test_fused_bias_gives_column_partial_bits(void **state) {
         for (size_t j = 0; j < c; ++j) {
           double acc = 0;
           for (size_t i = 0; i < n; ++i) {
-            const double g = load(o[0].grad, i * c + j, dtype);
+            const double g = load_dtype(o[0].grad, i * c + j, dtype);
             acc += g;
             if (fabs(g) > gmax) gmax = fabs(g);
           }

@@ -15,6 +15,7 @@
  * not an x86 CPU the two contexts run the same code and agree trivially. */
 #define CLXENT_EXPERIMENTAL_API
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,22 +38,14 @@ static const char *const option_names[OPTION_SETS] = {
     "in place", "lse+argmax"};
 
 typedef struct outputs {
-  unsigned char *grad_base; /* grad is one element past its start: rows off the vector boundary */
-  void *grad;
-  float *loss, *lse;
-  int32_t *argmax;
+  unsigned char *grad_base; /* the gradient starts one element past it: rows off the vector boundary */
+  support_outputs at;
 } outputs;
 
-static void store(void *x, size_t i, clxent_dtype t, float v) {
-  if (t == CLXENT_FLOAT32) ((float *)x)[i] = v;
-  else if (t == CLXENT_BFLOAT16) ((uint16_t *)x)[i] = ref_to_bf16(v);
-  else ((uint16_t *)x)[i] = ref_to_f16(v);
-}
 
-/* One call, its outputs poisoned first. */
+/* One call, its outputs poisoned first (support_poisoned_call). */
 static void call(clxent_ctx *ctx, const shape *s, clxent_dtype t, int set, const void *logits, const int32_t *labels,
                  const float *w, const float *up, outputs *o) {
-  const size_t n = s->n, c = s->c, esize = t == CLXENT_FLOAT32 ? 4 : 2;
   const int per_row = set == ZLOSS_UPSTREAM_NONE || set == WEIGHTS_UPSTREAM_NONE;
   const clxent_reduction r = per_row ? CLXENT_NONE : CLXENT_MEAN;
   const int weighted = set == WEIGHTS || set == WEIGHTED_SMOOTHING || set == WEIGHTS_UPSTREAM_NONE;
@@ -62,26 +55,19 @@ static void call(clxent_ctx *ctx, const shape *s, clxent_dtype t, int set, const
   opts.ignore_index = -100;
   clxent_ex x = clxent_ex_default();
   x.dtype = t;
-  if (set == LSE_ARGMAX) x.lse = o->lse, x.argmax = o->argmax;
-  o->grad = o->grad_base + esize;
-  memset(o->grad, 0xA5, n * c * esize);
-  poison(o->loss, n), poison(o->lse, n);
-  memset(o->argmax, 0xA5, n * sizeof(int32_t));
-  const void *in = logits;
-  if (set == IN_PLACE) memcpy(o->grad, logits, n * c * esize), in = o->grad;
-  const clxent_status st = clxent_softmax_xent_ex(ctx, n, c, in, labels, &opts, &x, o->loss, o->grad);
-  if (st != CLXENT_OK)
-    fail_msg("%zux%zu dtype %d %s: %s: %s", n, c, (int)t, option_names[set], clxent_status_str(st), clxent_last_error(ctx));
+  if (set == LSE_ARGMAX) x.lse = o->at.lse, x.argmax = o->at.argmax;
+  o->at.grad = o->grad_base + (t == CLXENT_FLOAT32 ? 4 : 2);
+  char what[128];
+  snprintf(what, sizeof what, "%zux%zu dtype %d %s", s->n, s->c, (int)t, option_names[set]);
+  support_poisoned_call(ctx, s->n, s->c, logits, labels, &opts, &x, &o->at, set == IN_PLACE, what);
 }
 
 static void assert_same(const void *got, const void *want, size_t bytes, const char *what, const shape *s, clxent_dtype t,
                         int set) {
-  if (memcmp(got, want, bytes) == 0) return;
-  const unsigned char *a = got, *b = want;
-  size_t at = 0;
-  while (a[at] == b[at]) ++at;
-  fail_msg("%zux%zu dtype %d %s: the streamed call's %s differs from the ordinary stores' at byte %zu", s->n, s->c,
-           (int)t, option_names[set], what, at);
+  char context[256];
+  snprintf(context, sizeof context, "%zux%zu dtype %d %s: the streamed call's %s against the ordinary stores'", s->n,
+           s->c, (int)t, option_names[set], what);
+  assert_same_bytes(got, want, bytes, context);
 }
 
 static void test_streamed_gradient_gives_the_same_bits(void **state) {
@@ -106,8 +92,9 @@ static void test_streamed_gradient_gives_the_same_bits(void **state) {
   float *w = xmalloc(most_c * sizeof(float)), *up = xmalloc(most_n * sizeof(float));
   outputs o[2];
   for (int k = 0; k < 2; ++k)
-    o[k] = (outputs){.grad_base = xmalloc((most + 1) * 4), .loss = xmalloc(most_n * sizeof(float)),
-                     .lse = xmalloc(most_n * sizeof(float)), .argmax = xmalloc(most_n * sizeof(int32_t))};
+    o[k] = (outputs){.grad_base = xmalloc((most + 1) * 4),
+                     .at = {.loss = xmalloc(most_n * sizeof(float)), .lse = xmalloc(most_n * sizeof(float)),
+                            .argmax = xmalloc(most_n * sizeof(int32_t))}};
   rng_seed(23);
   int compared = 0;
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; ++k) {
@@ -126,33 +113,26 @@ static void test_streamed_gradient_gives_the_same_bits(void **state) {
         labels[i] = (int32_t)rng_below((uint32_t)c);
         /* row 0 rises along the row: its max grows chunk after chunk (the scratch's segments) */
         for (size_t j = 0; j < c; ++j)
-          store(logits, i * c + j, dtype, (float)rng_uniform(-4.0, 4.0) + (i == 0 ? 8.0f * (float)j / (float)c : 0.0f));
+          store_dtype(logits, i * c + j, dtype, (float)rng_uniform(-4.0, 4.0) + (i == 0 ? 8.0f * (float)j / (float)c : 0.0f));
       }
-      /* rows that take other paths: an ignored row, a masked stretch with a +1e4 logit, a NaN */
-      if (n > 2) labels[n / 2] = -100;
-      if (n > 4) {
-        for (size_t j = 0; j < c / 2; ++j) store(logits, 3 * c + j, dtype, -INFINITY);
-        store(logits, 3 * c + c - 1, dtype, 1e4f);
-        labels[3] = (int32_t)(c - 1);
-      }
-      if (n > 5) store(logits, 5 * c + c / 3, dtype, NAN);
-      if (n > 1) store(logits, 1 * c + c - 1, dtype, -INFINITY), store(logits, 1 * c + c - 2, dtype, -INFINITY);
+      support_special_rows(logits, labels, n, c, dtype); /* ignored, masked with +1e4, NaN */
+      if (n > 1) store_dtype(logits, 1 * c + c - 1, dtype, -INFINITY), store_dtype(logits, 1 * c + c - 2, dtype, -INFINITY);
       for (int set = 0; set < OPTION_SETS; ++set) {
         call(plain, s, dtype, set, logits, labels, w, up, &o[0]);
         call(streamed, s, dtype, set, logits, labels, w, up, &o[1]);
         const size_t losses = set == ZLOSS_UPSTREAM_NONE || set == WEIGHTS_UPSTREAM_NONE ? n : 1;
-        assert_same(o[1].grad, o[0].grad, n * c * esize, "gradient", s, dtype, set);
-        assert_same(o[1].loss, o[0].loss, losses * sizeof(float), "loss", s, dtype, set);
+        assert_same(o[1].at.grad, o[0].at.grad, n * c * esize, "gradient", s, dtype, set);
+        assert_same(o[1].at.loss, o[0].at.loss, losses * sizeof(float), "loss", s, dtype, set);
         if (set == LSE_ARGMAX) {
-          assert_same(o[1].lse, o[0].lse, n * sizeof(float), "lse", s, dtype, set);
-          assert_same(o[1].argmax, o[0].argmax, n * sizeof(int32_t), "argmax", s, dtype, set);
+          assert_same(o[1].at.lse, o[0].at.lse, n * sizeof(float), "lse", s, dtype, set);
+          assert_same(o[1].at.argmax, o[0].at.argmax, n * sizeof(int32_t), "argmax", s, dtype, set);
         }
         ++compared;
       }
     }
   }
   assert_int_equal(compared, (int)(sizeof shapes / sizeof shapes[0]) * 3 * OPTION_SETS);
-  for (int k = 0; k < 2; ++k) free(o[k].grad_base), free(o[k].loss), free(o[k].lse), free(o[k].argmax);
+  for (int k = 0; k < 2; ++k) free(o[k].grad_base), free(o[k].at.loss), free(o[k].at.lse), free(o[k].at.argmax);
   free(logits_base), free(labels), free(w), free(up);
   clxent_destroy(plain), clxent_destroy(streamed);
 }
