@@ -112,8 +112,9 @@
 #define SHORT_SCATTER16(p, mask, off, v) __builtin_ia32_scattersiv16sf((p), (mask), (off), (v), 4)
 /* 16 vectors transposed in registers: four steps, each swapping one bit between the row and the
  * column index of every element ((r, c) -> (c, r) after the four), two two-source shuffles per
- * pair of rows a step. For 8 <= c <= 16 a full block's rows come in by 16 masked loads and leave by
- * 16 masked stores around two of these (128 shuffles), where c gathers and c scatters cost more:
+ * pair of rows a step. A full block's tile of 8 to 16 columns comes in by 16 masked loads and
+ * leaves by 16 masked stores around two of these (128 shuffles), where gathers and scatters, one
+ * per column, cost more:
  * on the AVX-512 EPYC (Zen 4) one 16-lane gather or scatter took ~7 ns from L1, a shuffle ~1
  * (docs/PERFORMANCE.md, tenth round). Data movement only: the same values in the same lanes. */
 #define SHORT_T_PAIR(R, i, d, LO, HI)                                                   \
@@ -141,20 +142,20 @@ CLXENT_INLINE_ALWAYS void short_transpose16(floatv *R) {
   SHORT_T_STEP(R, 4, 0, 1, 2, 3, 8, 9, 10, 11)
   SHORT_T_STEP(R, 8, 0, 1, 2, 3, 4, 5, 6, 7)
 }
-#define SHORT_LOAD_ROW(r) R[r] = __builtin_ia32_loadups512_mask(z + (r) * cc, (floatv)(0.0f), cmask);
-#define SHORT_STORE_ROW(r) __builtin_ia32_storeups512_mask(g + (r) * cc, R[r], cmask);
+#define SHORT_LOAD_ROW(r) R[r] = __builtin_ia32_loadups512_mask(z + (r) * stride, (floatv)(0.0f), cmask);
+#define SHORT_STORE_ROW(r) __builtin_ia32_storeups512_mask(g + (r) * stride, R[r], cmask);
 #define SHORT_EACH16(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15)
-/* a full block's columns 0..c-1 (c <= 16) into cols */
-CLXENT_INLINE_ALWAYS void short_columns(__global const float *z, uint cc, floatv *cols) {
-  const ushort cmask = (ushort)((1u << cc) - 1u);
+/* a full block's columns [0, width) (width <= 16) of rows `stride` floats apart, into cols */
+CLXENT_INLINE_ALWAYS void short_columns(__global const float *z, uint stride, uint width, floatv *cols) {
+  const ushort cmask = (ushort)((1u << width) - 1u);
   floatv R[16];
   SHORT_EACH16(SHORT_LOAD_ROW)
   short_transpose16(R);
   for (uint j = 0; j < 16; ++j) cols[j] = R[j];
 }
-/* a full block's gradient from its columns 0..c-1 (the others ignored) */
-CLXENT_INLINE_ALWAYS void short_rows_out(__global float *g, uint cc, const floatv *cols) {
-  const ushort cmask = (ushort)((1u << cc) - 1u);
+/* a full block's gradient columns [0, width) from cols (the others ignored) */
+CLXENT_INLINE_ALWAYS void short_rows_out(__global float *g, uint stride, uint width, const floatv *cols) {
+  const ushort cmask = (ushort)((1u << width) - 1u);
   floatv R[16];
   for (uint j = 0; j < 16; ++j) R[j] = cols[j];
   short_transpose16(R);
@@ -190,14 +191,16 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   /* each lane's row offset (past the batch's last row a lane repeats it), and the lanes to store */
   const intv row_off = min(lane, (intv)((int)nr - 1)) * (int)cc;
   const ushort lanes = nr == CLXENT_VEC ? (ushort)0xffffu : (ushort)((1u << nr) - 1u);
-  /* 8 <= c <= 16 in a full block: columns by a transpose (short_columns), not by gathers. Against
-   * the gathers and scatters on the Zen 4 EPYC, in place: 0.91x the time at c = 8, 0.83x at 10,
-   * 0.87x at 12, 0.72x at 16, but 0.98x at 6 and 1.05x at 5, 1.26x at 3 (the transposes' 128
-   * shuffles whatever c) */
-  const int tr = cc >= 8 && cc <= 16 && nr == CLXENT_VEC;
-  floatv cols[16];
-  if (tr) short_columns(z, cc, cols);
-#define SHORT_COLUMN (tr ? cols[j] : SHORT_GATHER16(z + j, row_off))
+  /* c >= 8 in a full block: columns by transposes (short_columns), not by gathers. Against the
+   * gathers and scatters on the Zen 4 EPYC, in place: 0.91x the time at c = 8, 0.83x at 10,
+   * 0.87x at 12, 0.72x at 16, by tiles 0.74x at 20 and 24, 0.70x at 33, 0.71x at 40, 0.65x at 64;
+   * but 0.98x at 6, 1.05x at 5, 1.26x at 3 (a tile's 128 shuffles whatever its width) */
+  /* Wider rows by tiles of 16 columns, a last tile of at least 8 too; the columns past them
+   * (fewer than 8) by gathers: trc of them by transposes */
+  const uint trc = nr != CLXENT_VEC || cc < 8 ? 0 : cc / 16 * 16 + (cc % 16 >= 8 ? cc % 16 : 0);
+  floatv cols[CLXENT_SHORT_C];
+  for (uint t = 0; t < trc; t += 16) short_columns(z + t, cc, min(16u, trc - t), cols + t);
+#define SHORT_COLUMN (j < trc ? cols[j] : SHORT_GATHER16(z + j, row_off))
 #else
 #define SHORT_COLUMN (floatv)CLXENT_LANES(SHORT_Z)
 #endif
@@ -301,7 +304,7 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   /* the stores: unrolled where the item has all its rows (constant lanes, no test per lane) */
 #if SHORT_GATHER
 #define SHORT_SCATTER(gv)                                         \
-  if (tr) cols[j] = select(gv, fill, skip);                       \
+  if (j < trc) cols[j] = select(gv, fill, skip);                  \
   else SHORT_SCATTER16(g + j, lanes, row_off, select(gv, fill, skip));
 #else
 #define SHORT_SCATTER(gv)                          \
@@ -328,7 +331,7 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
 #undef SHORT_PUT
 #undef SHORT_PUT_IF
 #if SHORT_GATHER
-  if (tr) short_rows_out(g, cc, cols); /* the columns gv, as rows */
+  for (uint t = 0; t < trc; t += 16) short_rows_out(g + t, cc, min(16u, trc - t), cols + t); /* the columns gv, as rows */
 #endif
   /* the label's element, written again (a skipped lane's with its fill again) */
 #if SHORT_GATHER
