@@ -8,7 +8,9 @@
  * float64 value of the same function (glibc's exp, tanh, cosh), in ulps of the float32 result:
  *   e^x      every x in [-104, -0] (the losses' arguments: x = u - max ≤ 0, e^{-|z|}, e^{-2|z|};
  *            below -103.97 the result rounds to 0), and every 16th x in [0, 89] (overflow past
- *            88.72): error ≤ 2 ulp; plus -inf → 0, +inf → inf, NaN → NaN;
+ *            88.72): error ≤ 2 ulp; plus -inf → 0, +inf → inf, NaN → NaN; and its narrow vector
+ *            form (chunks whose arguments all lie in [-87, 87]) on every x in [-87, -0] and every
+ *            16th in [0, 87]: the scalar's bits;
  *   ln x     every x in [1, 2^40] (the softmax sums s ∈ [1, c]), every 64th other positive x,
  *            subnormals included: error ≤ 1 ulp; plus 0 → -inf, x < 0 → NaN, inf → inf, NaN → NaN;
  *   ln(1+x)  every x in [0, 1] (ln(1 + e^{-|z|}), sigmoid cross-entropy's, in its form given
@@ -60,12 +62,13 @@ static const char test_kernels[] =
     "  if (fn == 0) y = clxent_expv(x); else if (fn == 2) y = clxent_logv(x);\n"
     "  else if (fn == 3) y = tanh_nonnegv_value(x); else if (fn == 5) y = clxent_log1pv(x);\n"
     "  else if (fn == 6) y = clxent_log1pv_inv(x, 1.0f / (1.0f + x));\n"
+    "  else if (fn == 7) y = clxent_expv_narrow(x);\n"
     "  else y = tanh_nonnegv(x, &y2);\n"
     "  const uint n = min((uint)CLXENT_VEC, count - i);\n"
     "  for (uint l = 0; l < n; ++l) {\n"
     "    float s2 = 0.0f;\n"
     "    const float xl = as_float(first + step * (i + l));\n"
-    "    const float s = fn == 0 ? clxent_exp(xl) : fn == 2 ? clxent_log(xl) : fn == 5 ? clxent_log1p(xl)\n"
+    "    const float s = fn == 0 || fn == 7 ? clxent_exp(xl) : fn == 2 ? clxent_log(xl) : fn == 5 ? clxent_log1p(xl)\n"
     "                  : fn == 6 ? clxent_log1p_inv(xl, 1.0f / (1.0f + xl)) : tanh_nonneg(xl, &s2);\n"
     "    if (fn == 3) s2 = 0.0f; /* the value alone: its t must be the scalar's */\n"
     "    const float v = ((float *)&y)[l], v2 = ((float *)&y2)[l];\n"
@@ -115,7 +118,7 @@ static void *check(void *arg) {
     float x;
     memcpy(&x, &bits, sizeof x);
     double err, err2 = 0;
-    if (j->fn == 0) {
+    if (j->fn == 0 || j->fn == 7) {
       err = ulp_error(j->y[i], exp((double)x));
       const float h = clxent_exp_own(x);
       if (!same_result(h, j->y[i]) && j->host_differs++ < 4)
@@ -254,6 +257,10 @@ int main(int argc, char **argv) {
   } ranges[] = {
       {0, "exp", NULL, -0.0f, -104.0f, 1},
       {0, "exp", NULL, 0.0f, 89.0f, 16},
+      /* the narrow form (the softmax passes' chunks whose arguments all lie in [-87, 87]): the
+       * general form's bits, which the scalar's are */
+      {7, "exp", NULL, -0.0f, -87.0f, 1},
+      {7, "exp", NULL, 0.0f, 87.0f, 16},
       {1, "tanh", "sech^2", 0.0f, 9.1f, 1},
       /* softcap's pass 1: tanh alone, one narrow exponential; the same bits as the scalar tanh on
        * all of [0, inf] (the kernel counts any difference), thinned past the losses' range */
@@ -289,8 +296,9 @@ int main(int argc, char **argv) {
                   {2, -INFINITY, NAN},  {2, INFINITY, INFINITY}, {2, NAN, NAN},      {2, 1.0f, 0.0f},
                   {3, INFINITY, 1.0f},  {3, NAN, NAN},      {5, -1.0f, -INFINITY}, {5, -2.0f, NAN},
                   {5, NAN, NAN},        {5, 0.0f, 0.0f},     {5, -0.0f, -0.0f},      {5, 1.0f, 0x1.62e43p-1f},
-                  {6, NAN, NAN},        {6, 0.0f, 0.0f},     {6, 1.0f, 0x1.62e43p-1f}};
-  static const char *const fn_names[] = {"exp", "tanh", "log", "tanh", "", "log1p", "log1p"};
+                  {6, NAN, NAN},        {6, 0.0f, 0.0f},     {6, 1.0f, 0x1.62e43p-1f},
+                  {7, NAN, NAN},        {7, 0.0f, 1.0f},     {7, -87.0f, 0x1.666d0ep-126f}};
+  static const char *const fn_names[] = {"exp", "tanh", "log", "tanh", "", "log1p", "log1p", "exp"};
   for (size_t s = 0; s < sizeof specials / sizeof specials[0]; ++s) {
     double worst = 0, worst2 = 0;
     float wx = 0, wx2 = 0;
