@@ -237,6 +237,7 @@ static clxent_status from_environment(clxent_settings *s) {
   if (s->own_math == CLXENT_AUTO) CHECK(env_switch("CLXENT_OWN_MATH", &s->own_math));
   if (s->fused_bias == CLXENT_AUTO) CHECK(env_switch("CLXENT_FUSED_BIAS", &s->fused_bias));
   if (s->stream_grad == CLXENT_AUTO) CHECK(env_switch("CLXENT_STREAM_GRAD", &s->stream_grad));
+  if (s->bf16_cvt == CLXENT_AUTO) CHECK(env_switch("CLXENT_BF16_CVT", &s->bf16_cvt));
   if (!s->split_count && (v = env_value("CLXENT_SPLIT"))) CHECK(parse_split(v, s));
   if (!s->build_options[0] && (v = env_value("CLXENT_BUILD_OPTIONS")))
     CHECK(copy_text("CLXENT_BUILD_OPTIONS", v, s->build_options, sizeof s->build_options));

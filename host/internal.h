@@ -142,6 +142,7 @@ typedef struct clxent_settings {
   clxent_switch own_math;  /* AUTO = the tuning table's */
   clxent_switch fused_bias; /* $CLXENT_FUSED_BIAS: OFF never, ON wherever the kernel exists, AUTO by chunk count */
   clxent_switch stream_grad; /* $CLXENT_STREAM_GRAD: OFF never, ON wherever the kernel can, AUTO past the cache */
+  clxent_switch bf16_cvt;    /* $CLXENT_BF16_CVT: OFF the bit operations, else the CPU's instruction where it has one */
   size_t linear_rows;      /* linear_xent's block of logits; 0 = the tuning table's */
   size_t linear_classes;
   double split[CLXENT_MAX_MEMBERS];
@@ -194,6 +195,7 @@ struct clxent_ctx {
   int own_math;            /* kernels built with CLXENT_OWN_MATH=1: clxent's e^x, not the device's */
   clxent_switch fused_bias; /* settings' fused_bias (launch.c: clxent_bias_fused) */
   clxent_switch stream_grad; /* settings' stream_grad (launch.c) */
+  int bf16_cvt;            /* kernels built with CLXENT_HOST_CVT_BF16=1 (host_cpu.c, kernels/common.cl) */
   cl_ulong mem_cache;      /* CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, 0 where the device does not say */
   size_t linear_rows;      /* linear_xent: rows and classes per block of logits (tuning table) */
   int linear_rows_table;   /* linear_rows is the table's, not the caller's: a call may take fewer (linear.c) */
@@ -286,6 +288,15 @@ void clxent_clear_error(clxent_ctx *ctx);
 
 /* config.c */
 clxent_status clxent_resolve_settings(const clxent_config *config, clxent_settings *out);
+
+/* A CPU device (PoCL) is the host's own CPU: the kernels' CLXENT_HAS_STREAM is set where this is
+ * (launch.c), and host_cpu.c asks it for instructions the kernels may write out themselves. */
+#if defined(__x86_64__) || defined(_M_X64)
+#define CLXENT_HOST_IS_X86 1
+#else
+#define CLXENT_HOST_IS_X86 0
+#endif
+int clxent_host_cpu_has_bf16_cvt(void); /* AVX-512 BF16's vcvtneps2bf16 (host_cpu.c) */
 /* Copies the fields of a caller's sized struct (leading size_t size) that lie wholly within its
  * size over `known` (which holds the defaults); bytes past the known fields must be 0. field_ends
  * lists each field's end offset in order. Errors name `what` ("opts", "ex", ...). */

@@ -123,13 +123,6 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
                                       l->rows / (elementwise ? cols : 1), cols, l->inner, l->grad, l->bias_partial);
 }
 
-/* A CPU device (PoCL) is the host's own CPU: the kernels' CLXENT_HAS_STREAM is set where this is */
-#if defined(__x86_64__) || defined(_M_X64)
-#define HOST_IS_X86 1
-#else
-#define HOST_IS_X86 0
-#endif
-
 #define STREAM_MIN_C 1536 /* the fewest classes whose rows gain from streamed stores (launch_rows) */
 
 /* fused: clxent_bias_fused(ctx, l), decided once by the caller */
@@ -190,7 +183,7 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
        * that boundary and change a NaN's bits. */
       const size_t elem = l->dtype == CLXENT_FLOAT32 ? 4 : 2;
       const int stream = l->dtype != CLXENT_FLOAT16 && !grouped && !short_rows && !fused && l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
-                         l->grad != l->in && (ctx->device_type & CL_DEVICE_TYPE_CPU) && HOST_IS_X86 &&
+                         l->grad != l->in && (ctx->device_type & CL_DEVICE_TYPE_CPU) && CLXENT_HOST_IS_X86 &&
                          ctx->vector_width >= 8 && p.softcap == 0.0f && !(l->weight && p.smoothing > 0.0f) &&
                          (ctx->stream_grad == CLXENT_ON ||
                           (ctx->stream_grad == CLXENT_AUTO && ctx->mem_cache && c >= STREAM_MIN_C &&

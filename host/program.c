@@ -113,8 +113,9 @@ clxent_status clxent_build_program(clxent_ctx *ctx, const clxent_settings *s) {
   char options[768];
   /* the options are part of the cache key, so programs of either exponential never mix */
   snprintf(options, sizeof options,
-           "-cl-std=CL1.2 -DCLXENT_ROW_PER_ITEM=%d -DCLXENT_VEC=%u -DCLXENT_GROUP_SIZE=%zu -DCLXENT_OWN_MATH=%d %s %s",
-           ctx->variant == CLXENT_VARIANT_ITEM, ctx->vector_width, ctx->group_size, ctx->own_math,
+           "-cl-std=CL1.2 -DCLXENT_ROW_PER_ITEM=%d -DCLXENT_VEC=%u -DCLXENT_GROUP_SIZE=%zu -DCLXENT_OWN_MATH=%d "
+           "-DCLXENT_HOST_CVT_BF16=%d %s %s",
+           ctx->variant == CLXENT_VARIANT_ITEM, ctx->vector_width, ctx->group_size, ctx->own_math, ctx->bf16_cvt,
            clxent_division_option(ctx->device), s->build_options);
   char key[2048], path[1200], dir[1100];
   program_key(ctx, options, key, sizeof key);

@@ -120,11 +120,35 @@ inline ushort float_to_bf16(float f) {
   if (isnan(f)) return (ushort)((u >> 16) | 0x40);
   return (ushort)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
-inline ushortv float_to_bf16v(floatv f) {
+inline ushortv float_to_bf16v_bits(floatv f) {
   const uintv u = CLXENT_CAT(as_uint, CLXENT_VEC)(f);
   const uintv rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16, quiet_nan = (u >> 16) | 0x40u;
   return CLXENT_CAT(convert_ushort, CLXENT_VEC)(select(rounded, quiet_nan, isnan(f)));
 }
+/* CLXENT_HAS_CVT_BF16: AVX-512 BF16's vcvtneps2bf16 narrows 16 values in one instruction, with the
+ * same rounding (to nearest even, x + 0x7fff + lsb), the same quiet NaN (high half | 0x40) and the
+ * same infinities as float_to_bf16v_bits, but a denormal input becomes a signed zero; a vector
+ * holding one (vfpclassps, class 0x20) takes the bit operations instead, so every value keeps its
+ * bits. The host asks for it (-DCLXENT_HOST_CVT_BF16=1) where the device is its own CPU and that
+ * CPU has the instruction: PoCL compiles for the CPU model it knows, which may lack the feature
+ * (skylake-avx512 on a Zen 4), so the instruction is written as inline assembly. */
+#if defined(CLXENT_HOST_CVT_BF16) && CLXENT_HOST_CVT_BF16 && defined(__clang__) && defined(__AVX512F__) && CLXENT_VEC == 16
+#define CLXENT_HAS_CVT_BF16 1
+inline ushortv float_to_bf16v(floatv f) {
+  ushortv r;
+  ushort classes;
+  int denormal;
+  __asm__("vcvtneps2bf16 %[f], %[r]\n\t"
+          "vfpclassps $0x20, %[f], %[k]\n\t"
+          "kortestw %[k], %[k]"
+          : [r] "=&v"(r), [k] "=&Yk"(classes), "=@ccnz"(denormal)
+          : [f] "v"(f));
+  return denormal ? float_to_bf16v_bits(f) : r;
+}
+#else
+#define CLXENT_HAS_CVT_BF16 0
+inline ushortv float_to_bf16v(floatv f) { return float_to_bf16v_bits(f); }
+#endif
 
 /* Horizontal reductions of one vector. fmax ignores NaN; callers rely on a later sum to carry it. */
 #if CLXENT_VEC == 16

@@ -1,18 +1,25 @@
-/* The gradient streamed around the caches (launch.c, kernels/softmax_xent.cl's stream_scaled:
- * non-temporal stores on an x86 CPU) gives the bits of the ordinary stores: loss, gradient, lse
- * and argmax of every storage type, on rows whose gradient starts at every alignment (c off the
- * vector widths, and the arrays themselves one element off a vector's boundary, so that each row
- * has a head and a tail stored one value at a time), rows of several chunks whose max grows (the
- * scratch's segments, each streamed on its own), and the options whose loops stream (plain,
- * weights, label smoothing without weights, the upstream gradient per row, also with weights and
- * a -0 weight on a masked class: the sign of the zero it makes) or do not (weights with smoothing,
- * softcap, in place), with ignored, NaN and masked rows among them. Every call goes to the kernels
- * ($CLXENT_DIRECT_MAX=0: no host direct path for small float32 calls).
- * float16 is never streamed (launch.c says why): its calls check that the setting leaves it alone.
- * $CLXENT_STREAM_GRAD=0 never streams (the reference), =1 wherever the kernel can, whatever the
- * size; unset, only gradients larger than the device's cache, which these are not. The outputs are
- * poisoned before each call, so a value the streamed loop skipped differs. Where the device is
- * not an x86 CPU the two contexts run the same code and agree trivially. */
+/* The gradient's store paths against the ordinary one, bit for bit: loss, gradient, lse and argmax,
+ * on rows whose gradient starts at every alignment (c off the vector widths, and the arrays
+ * themselves one element off a vector's boundary, so that each row has a head and a tail stored
+ * one value at a time), rows of several chunks whose max grows (the scratch's segments), a row
+ * whose gradient is all subnormal (e^{z-m} of -88 to -92), and the option sets below, with
+ * ignored, NaN and masked rows among them. Every call goes to the kernels ($CLXENT_DIRECT_MAX=0:
+ * no host direct path for small float32 calls). The outputs are poisoned before each call, so a
+ * value a path skipped differs.
+ *
+ * - Streamed stores (launch.c, kernels/softmax_xent.cl's stream_scaled: non-temporal stores on an
+ *   x86 CPU), every storage type: $CLXENT_STREAM_GRAD=0 never streams (the reference), =1 wherever
+ *   the kernel can, whatever the size; unset, only gradients larger than the device's cache, which
+ *   these are not. The options whose loops stream (plain, weights, label smoothing without
+ *   weights, the upstream gradient per row, also with weights and a -0 weight on a masked class:
+ *   the sign of the zero it makes) or do not (weights with smoothing, softcap, in place). float16
+ *   is never streamed (launch.c says why): its calls check that the setting leaves it alone.
+ * - bfloat16 narrowed by the CPU's vcvtneps2bf16 (kernels/common.cl, CLXENT_HAS_CVT_BF16; the host
+ *   asks for it where its CPU has AVX-512 BF16) against the bit operations ($CLXENT_BF16_CVT=0):
+ *   the instruction flushes a subnormal to zero, which the kernels must catch (the subnormal row).
+ *
+ * Where the device is not an x86 CPU, or the CPU lacks the instruction, the two contexts run the
+ * same code and agree trivially. */
 #define CLXENT_EXPERIMENTAL_API
 #include <math.h>
 #include <stdio.h>
@@ -65,20 +72,13 @@ static void call(clxent_ctx *ctx, const shape *s, clxent_dtype t, int set, const
 static void assert_same(const void *got, const void *want, size_t bytes, const char *what, const shape *s, clxent_dtype t,
                         int set) {
   char context[256];
-  snprintf(context, sizeof context, "%zux%zu dtype %d %s: the streamed call's %s against the ordinary stores'", s->n,
+  snprintf(context, sizeof context, "%zux%zu dtype %d %s: the other path's %s against the ordinary one's", s->n,
            s->c, (int)t, option_names[set], what);
   assert_same_bytes(got, want, bytes, context);
 }
 
-static void test_streamed_gradient_gives_the_same_bits(void **state) {
-  (void)state;
-  /* the environment is read when a context is made */
-  env_set("CLXENT_DIRECT_MAX", "0"); /* small float32 calls to the kernels, not the host's direct path */
-  env_set("CLXENT_STREAM_GRAD", "0");
-  clxent_ctx *plain = support_create(NULL, NULL, NULL);
-  env_set("CLXENT_STREAM_GRAD", "1");
-  clxent_ctx *streamed = support_create(NULL, NULL, NULL);
-  env_set("CLXENT_STREAM_GRAD", NULL);
+/* The calls of every shape, storage type in [first, last] and option set on both contexts, compared. */
+static void compare_paths(clxent_ctx *plain, clxent_ctx *other, clxent_dtype first, clxent_dtype last) {
 
   size_t most = 0, most_n = 0, most_c = 0;
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; ++k) {
@@ -105,7 +105,7 @@ static void test_streamed_gradient_gives_the_same_bits(void **state) {
                        * tail's -B·w makes the zero's sign (the ordinary loops' bits) */
     for (size_t i = 0; i < n; ++i) up[i] = (float)rng_uniform(-1.0, 1.0);
     if (n > 1) up[1] = -0.5f; /* row 1 (its masked tail) with a negative upstream gradient */
-    for (int t = CLXENT_FLOAT32; t <= CLXENT_BFLOAT16; ++t) {
+    for (int t = (int)first; t <= (int)last; ++t) {
       const clxent_dtype dtype = (clxent_dtype)t;
       const size_t esize = dtype == CLXENT_FLOAT32 ? 4 : 2;
       void *logits = logits_base + esize;
@@ -117,9 +117,17 @@ static void test_streamed_gradient_gives_the_same_bits(void **state) {
       }
       support_special_rows(logits, labels, n, c, dtype); /* ignored, masked with +1e4, NaN */
       if (n > 1) store_dtype(logits, 1 * c + c - 1, dtype, -INFINITY), store_dtype(logits, 1 * c + c - 2, dtype, -INFINITY);
+      /* the last row's gradient subnormal but for its max: e^{z-m} from e^-88 to e^-92, a - y with
+       * its label at the max (float32 subnormals in [2^-133, 2^-126]: nonzero in bfloat16 too) */
+      const size_t sub = n - 1; /* unless it is one of support_special_rows' */
+      if (n > 3 && sub != 3 && sub != 5 && sub != n / 2) {
+        for (size_t j = 0; j < c; ++j)
+          store_dtype(logits, sub * c + j, dtype, j == 0 ? 0.0f : -88.0f - 4.0f * (float)j / (float)c);
+        labels[sub] = 0;
+      }
       for (int set = 0; set < OPTION_SETS; ++set) {
         call(plain, s, dtype, set, logits, labels, w, up, &o[0]);
-        call(streamed, s, dtype, set, logits, labels, w, up, &o[1]);
+        call(other, s, dtype, set, logits, labels, w, up, &o[1]);
         const size_t losses = set == ZLOSS_UPSTREAM_NONE || set == WEIGHTS_UPSTREAM_NONE ? n : 1;
         assert_same(o[1].at.grad, o[0].at.grad, n * c * esize, "gradient", s, dtype, set);
         assert_same(o[1].at.loss, o[0].at.loss, losses * sizeof(float), "loss", s, dtype, set);
@@ -131,21 +139,48 @@ static void test_streamed_gradient_gives_the_same_bits(void **state) {
       }
     }
   }
-  assert_int_equal(compared, (int)(sizeof shapes / sizeof shapes[0]) * 3 * OPTION_SETS);
+  assert_int_equal(compared, (int)(sizeof shapes / sizeof shapes[0]) * ((int)last - (int)first + 1) * OPTION_SETS);
   for (int k = 0; k < 2; ++k) free(o[k].grad_base), free(o[k].at.loss), free(o[k].at.lse), free(o[k].at.argmax);
   free(logits_base), free(labels), free(w), free(up);
-  clxent_destroy(plain), clxent_destroy(streamed);
+}
+
+/* $name=ref against $name=alt (NULL: unset), the storage types in [first, last] */
+static void compare_setting(const char *name, const char *ref, const char *alt, clxent_dtype first, clxent_dtype last) {
+  /* the environment is read when a context is made */
+  env_set("CLXENT_DIRECT_MAX", "0"); /* small float32 calls to the kernels, not the host's direct path */
+  env_set(name, ref);
+  clxent_ctx *plain = support_create(NULL, NULL, NULL);
+  env_set(name, alt);
+  clxent_ctx *other = support_create(NULL, NULL, NULL);
+  env_set(name, NULL);
+  compare_paths(plain, other, first, last);
+  clxent_destroy(plain), clxent_destroy(other);
+}
+
+static void test_streamed_gradient_gives_the_same_bits(void **state) {
+  (void)state;
+  compare_setting("CLXENT_STREAM_GRAD", "0", "1", CLXENT_FLOAT32, CLXENT_BFLOAT16);
+}
+
+static void test_bf16_narrowing_instruction_gives_the_same_bits(void **state) {
+  (void)state;
+  /* both store paths of bfloat16 with the instruction: ordinary and streamed stores */
+  compare_setting("CLXENT_BF16_CVT", "0", NULL, CLXENT_BFLOAT16, CLXENT_BFLOAT16);
+  env_set("CLXENT_STREAM_GRAD", "1");
+  compare_setting("CLXENT_BF16_CVT", "0", NULL, CLXENT_BFLOAT16, CLXENT_BFLOAT16);
 }
 
 static int save_env(void **state) {
   (void)state;
-  static const env_setting list[] = {{"CLXENT_STREAM_GRAD", NULL}, {"CLXENT_DIRECT_MAX", NULL}, {NULL, NULL}};
+  static const env_setting list[] = {
+      {"CLXENT_STREAM_GRAD", NULL}, {"CLXENT_BF16_CVT", NULL}, {"CLXENT_DIRECT_MAX", NULL}, {NULL, NULL}};
   return env_override(list);
 }
 
 int main(void) {
   if (!support_device_present()) return SUPPORT_SKIP;
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_streamed_gradient_gives_the_same_bits, save_env, env_restore)};
+      cmocka_unit_test_setup_teardown(test_streamed_gradient_gives_the_same_bits, save_env, env_restore),
+      cmocka_unit_test_setup_teardown(test_bf16_narrowing_instruction_gives_the_same_bits, save_env, env_restore)};
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }
