@@ -5,12 +5,17 @@
  * the same arrays. Prints each build's median time and the per-round ratio after/before (median,
  * range), then each build's device shares (several devices).
  *
- *   clxent_bench_ab [--in-place] [--after-env NAME=VALUE] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before]
+ *   clxent_bench_ab [--in-place] [--after-env NAME=VALUE] [--softcap S] [--bf16 | --bf16-after] [--bias] [--options LIST] [--plain-before]
  *                   [--sigmoid | --bce] BEFORE.so AFTER.so DEVICE ROUNDS NxC...
  *
  * --softcap S calls both with opts->softcap = S (the options struct is read by its size, so one
  * struct serves any two versions that know the field); --bf16 stores logits and gradient as
- * bfloat16 (clxent_softmax_xent_ex, API 1.1 and later); the copy then moves those bytes. --bias
+ * bfloat16 (clxent_softmax_xent_ex, API 1.1 and later); the copy then moves those bytes.
+ * --bf16-after keeps the before build's call float32 and makes the after build's bfloat16, each on
+ * arrays of its own (the same values, rounded): with one library as both builds, the ratio is
+ * bfloat16's time over float32's, measured interleaved (issue 14's 16-bit goal); the copy moves
+ * float32's bytes, so after_%copy is the bfloat16 call against float32's copy (after_GBps counts
+ * bfloat16's bytes). --bias
  * asks both for the bias gradient (ex->bias_grad, API 1.1 and later). --options LIST takes
  * `clxent bench`'s list and values (weights, smoothing 0.1, zloss 1e-4, softcap 30, lse, bias, all).
  * --plain-before calls the before build without any option: with the same library as both
@@ -106,7 +111,7 @@ static double two_thread_copy(float *dst, const float *src, size_t count) {
 }
 
 int main(int argc, char **argv) {
-  int in_place = 0, bias = 0, plain_before = 0, weights = 0, lse = 0, sigmoid = 0;
+  int in_place = 0, bias = 0, plain_before = 0, weights = 0, lse = 0, sigmoid = 0, bf16_after = 0;
   clxent_opts opts = clxent_opts_default();
   clxent_ex ex = clxent_ex_default();
   const char *prog = argv[0];
@@ -144,6 +149,8 @@ int main(int argc, char **argv) {
       sigmoid = argv[1][2] == 'b' ? 2 : 1, argc -= 1, argv += 1;
     } else if (argc > 1 && strcmp(argv[1], "--bf16") == 0) {
       ex.dtype = CLXENT_BFLOAT16, argc -= 1, argv += 1;
+    } else if (argc > 1 && strcmp(argv[1], "--bf16-after") == 0) {
+      bf16_after = 1, argc -= 1, argv += 1;
     } else if (argc > 2 && strcmp(argv[1], "--softcap") == 0) {
       char *end;
       opts.softcap = strtof(argv[2], &end);
@@ -156,12 +163,14 @@ int main(int argc, char **argv) {
   argv[0] = (char *)prog;
   if (argc < 6) {
     fprintf(stderr,
-            "usage: %s [--in-place] [--after-env NAME=VALUE] [--softcap S] [--bf16] [--bias] [--options LIST] [--plain-before] [--sigmoid | --bce] "
+            "usage: %s [--in-place] [--after-env NAME=VALUE] [--softcap S] [--bf16 | --bf16-after] [--bias] [--options LIST] [--plain-before] [--sigmoid | --bce] "
             "BEFORE.so AFTER.so DEVICE ROUNDS NxC...\n",
             argv[0]);
     return 2;
   }
-  if (sigmoid && ex.dtype != CLXENT_FLOAT32) return fprintf(stderr, "--sigmoid, --bce: float32 only\n"), 2;
+  if (sigmoid && (ex.dtype != CLXENT_FLOAT32 || bf16_after)) return fprintf(stderr, "--sigmoid, --bce: float32 only\n"), 2;
+  if (bf16_after && (ex.dtype != CLXENT_FLOAT32 || plain_before))
+    return fprintf(stderr, "--bf16-after: not with --bf16 or --plain-before\n"), 2;
   if (sigmoid == 2 && in_place) return fprintf(stderr, "--bce: not in place\n"), 2;
   build b[2];
   for (int l = 0; l < 2; ++l) {
@@ -169,7 +178,7 @@ int main(int argc, char **argv) {
     if (!b[l].lib) return fprintf(stderr, "%s\n", dlerror()), 1;
     if (!symbol(b[l].lib, "clxent_create", &b[l].create, sizeof b[l].create) ||
         !symbol(b[l].lib, "clxent_softmax_xent", &b[l].xent, sizeof b[l].xent) ||
-        ((ex.dtype != CLXENT_FLOAT32 || bias || lse) && !symbol(b[l].lib, "clxent_softmax_xent_ex", &b[l].xent_ex, sizeof b[l].xent_ex)) ||
+        ((ex.dtype != CLXENT_FLOAT32 || bias || lse || bf16_after) && !symbol(b[l].lib, "clxent_softmax_xent_ex", &b[l].xent_ex, sizeof b[l].xent_ex)) ||
         (sigmoid && !symbol(b[l].lib, sigmoid == 2 ? "clxent_bce_ex" : "clxent_sigmoid_xent_ex", &b[l].binary_ex,
                             sizeof b[l].binary_ex)) ||
         !symbol(b[l].lib, "clxent_last_error", &b[l].error, sizeof b[l].error) ||
@@ -191,7 +200,7 @@ int main(int argc, char **argv) {
   printf("# gradient %s; softcap %g; smoothing %g; z-loss %g; class weights %s; lse %s; bias gradient %s; %s%s\n",
          in_place ? "in place (over the logits)" : "in a separate array", (double)opts.softcap,
          (double)opts.label_smoothing, (double)opts.z_loss, weights ? "yes" : "no", lse ? "yes" : "no", bias ? "yes" : "no",
-         ex.dtype == CLXENT_BFLOAT16 ? "bfloat16" : "float32", plain_before ? "; before: the plain call (no option)" : "");
+         bf16_after ? "before float32, after bfloat16" : ex.dtype == CLXENT_BFLOAT16 ? "bfloat16" : "float32", plain_before ? "; before: the plain call (no option)" : "");
   const clxent_opts plain_opts = clxent_opts_default();
   printf("shape,before_ms,after_ms,ratio_median,ratio_min,ratio_max,after_GBps,copy_ms,copy_GBps,after_pct_copy\n");
   for (int s = 5; s < argc; ++s) {
@@ -209,7 +218,9 @@ int main(int argc, char **argv) {
     opts.class_weight = weights ? w : NULL;
     /* build l's options: the before build's are the plain call's with --plain-before */
     const clxent_opts *o_of[2] = {plain_before ? &plain_opts : &opts, &opts};
-    const clxent_ex *x_of[2] = {plain_before ? &ex_plain : &ex_opt, &ex_opt};
+    clxent_ex ex_after = ex_opt;
+    if (bf16_after) ex_after.dtype = CLXENT_BFLOAT16;
+    const clxent_ex *x_of[2] = {plain_before ? &ex_plain : &ex_opt, &ex_after};
     for (size_t i = 0; i < n * c; ++i)
       z[i] = sigmoid == 2 ? (float)((i * 2654435761u) % 1000) * 1e-3f : (float)((i * 2654435761u) % 1000) * 0.01f - 5.0f;
     const size_t esize = ex.dtype == CLXENT_BFLOAT16 ? 2 : 4;
@@ -221,17 +232,28 @@ int main(int argc, char **argv) {
         h[i] = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
       }
     }
+    /* --bf16-after: the after build's logits and gradient, bfloat16, rounded from z */
+    uint16_t *z16 = bf16_after ? malloc(n * c * sizeof *z16) : NULL, *g16 = bf16_after ? malloc(n * c * sizeof *g16) : NULL;
+    if (bf16_after && (!z16 || !g16)) return fprintf(stderr, "out of memory\n"), 1;
+    for (size_t i = 0; z16 && i < n * c; ++i) {
+      uint32_t u;
+      memcpy(&u, &z[i], sizeof u);
+      z16[i] = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    }
+    if (g16) memset(g16, 0, n * c * sizeof *g16);
+    const float *z_of[2] = {z, z16 ? (const float *)(void *)z16 : z};
+    float *g_of[2] = {g, !g16 ? g : in_place ? (float *)(void *)z16 : (float *)(void *)g16};
     for (size_t i = 0; i < n; ++i) y[i] = (int32_t)(i * 7919 % c);
     for (size_t i = 0; targets && i < n * c; ++i) targets[i] = (float)(i * 7919 % 3 == 0);
     double t[2][256], ratio[256], copy[256], of_copy[256];
     memset(g0, 0, n * c * sizeof *g0); /* the copy's destination, faulted in before the rounds */
     for (int warm = 0; warm < 2; ++warm)
-      for (int l = 0; l < 2; ++l) call(&b[l], n, c, z, y, targets, o_of[l], x_of[l], &loss, g);
+      for (int l = 0; l < 2; ++l) call(&b[l], n, c, z_of[l], y, targets, o_of[l], x_of[l], &loss, g_of[l]);
     for (int r = 0; r < rounds; ++r) {
       for (int k = 0; k < 2; ++k) {
         const int l = (r + k) % 2; /* who goes first alternates */
         const double t0 = clxent_seconds();
-        if (call(&b[l], n, c, z, y, targets, o_of[l], x_of[l], &loss, g)) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
+        if (call(&b[l], n, c, z_of[l], y, targets, o_of[l], x_of[l], &loss, g_of[l])) return fprintf(stderr, "%s\n", b[l].error(b[l].ctx)), 1;
         t[l][r] = clxent_seconds() - t0;
       }
       ratio[r] = t[1][r] / t[0][r];
@@ -240,11 +262,11 @@ int main(int argc, char **argv) {
     }
     double lo = ratio[0], hi = ratio[0];
     for (int r = 1; r < rounds; ++r) lo = ratio[r] < lo ? ratio[r] : lo, hi = ratio[r] > hi ? ratio[r] : hi;
-    const double after = clxent_median(t[1], rounds), copied = clxent_median(copy, rounds), bytes = (targets ? 3.0 : 2.0) * (double)(n * c * esize);
+    const double after = clxent_median(t[1], rounds), copied = clxent_median(copy, rounds), bytes = (targets ? 3.0 : 2.0) * (double)(n * c * (bf16_after ? 2 : esize));
     printf("%zux%zu,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f,%.3f,%.1f,%.1f\n", n, c, 1e3 * clxent_median(t[0], rounds), 1e3 * after,
            clxent_median(ratio, rounds), lo, hi, bytes / after / 1e9, 1e3 * copied, bytes / copied / 1e9,
            100 * clxent_median(of_copy, rounds));
-    free(z), free(g0), free(y), free(b_grad), free(w), free(row_lse), free(targets);
+    free(z16), free(g16), free(z), free(g0), free(y), free(b_grad), free(w), free(row_lse), free(targets);
   }
   for (int l = 0; l < 2; ++l) {
     printf("# %s shares:", l ? "after" : "before");
