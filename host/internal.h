@@ -297,6 +297,7 @@ clxent_status clxent_resolve_settings(const clxent_config *config, clxent_settin
 #define CLXENT_HOST_IS_X86 0
 #endif
 int clxent_host_cpu_has_bf16_cvt(void); /* AVX-512 BF16's vcvtneps2bf16 (host_cpu.c) */
+int clxent_host_cpu_is_device(const char *device_name); /* a CPU device named after this host's CPU */
 /* Copies the fields of a caller's sized struct (leading size_t size) that lie wholly within its
  * size over `known` (which holds the defaults); bytes past the known fields must be 0. field_ends
  * lists each field's end offset in order. Errors name `what` ("opts", "ex", ...). */

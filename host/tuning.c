@@ -144,8 +144,10 @@ clxent_status clxent_choose_parameters(clxent_ctx *ctx, const clxent_settings *s
   ctx->fused_bias = s->fused_bias;
   ctx->stream_grad = s->stream_grad;
   /* bfloat16 narrowed by the CPU's own instruction: the same bits (kernels/common.cl); on (1) or
-   * unset alike, where the device is the host's CPU and it has the instruction */
-  ctx->bf16_cvt = s->bf16_cvt != CLXENT_OFF && (ctx->device_type & CL_DEVICE_TYPE_CPU) && clxent_host_cpu_has_bf16_cvt();
+   * unset alike, where the device is the host's own CPU (by name: not a remote one) and it has the
+   * instruction */
+  ctx->bf16_cvt = s->bf16_cvt != CLXENT_OFF && (ctx->device_type & CL_DEVICE_TYPE_CPU) &&
+                  clxent_host_cpu_has_bf16_cvt() && clxent_host_cpu_is_device(ctx->device_name);
   ctx->linear_rows = s->linear_rows ? s->linear_rows : t->linear_rows;
   ctx->linear_rows_table = !s->linear_rows;
   ctx->linear_classes = s->linear_classes ? s->linear_classes : t->linear_classes;

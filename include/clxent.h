@@ -614,10 +614,13 @@ typedef struct clxent_info {
   size_t direct_max;           /**< small float32 hard-label calls of at most this many values (n·c)
                                     are computed on the host with the kernels' bits (CPU devices;
                                     $CLXENT_DIRECT_MAX, 0 = off); 0: never */
+  int bf16_cvt;                /**< bfloat16 gradients are rounded by the CPU's vcvtneps2bf16 (CPU
+                                    devices of a host with AVX-512 BF16; $CLXENT_BF16_CVT=0: off);
+                                    the same bits either way */
 } clxent_info;
 
 /** Initializer of a clxent_info before clxent_get_info() fills it. */
-#define CLXENT_INFO_INIT {sizeof(clxent_info), 0, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define CLXENT_INFO_INIT {sizeof(clxent_info), 0, CLXENT_VARIANT_AUTO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /**
  * @brief Describes what device k of ctx settled on (experimental).

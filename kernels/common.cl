@@ -128,11 +128,14 @@ inline ushortv float_to_bf16v_bits(floatv f) {
 /* CLXENT_HAS_CVT_BF16: AVX-512 BF16's vcvtneps2bf16 narrows 16 values in one instruction, with the
  * same rounding (to nearest even, x + 0x7fff + lsb), the same quiet NaN (high half | 0x40) and the
  * same infinities as float_to_bf16v_bits, but a denormal input becomes a signed zero; a vector
- * holding one (vfpclassps, class 0x20) takes the bit operations instead, so every value keeps its
- * bits. The host asks for it (-DCLXENT_HOST_CVT_BF16=1) where the device is its own CPU and that
- * CPU has the instruction: PoCL compiles for the CPU model it knows, which may lack the feature
+ * holding one (vfpclassps, class 0x20, AVX-512 DQ) takes the bit operations instead, so every value
+ * keeps its bits. (vfpclassps sees a denormal as zero under MXCSR.DAZ; PoCL sets DAZ only with FTZ,
+ * and then no subnormal reaches a store.) The host asks for it (-DCLXENT_HOST_CVT_BF16=1; set by
+ * hand on a CPU without the instruction, it faults) where the device is its own CPU and that CPU
+ * has the instruction: PoCL compiles for the CPU model LLVM knows, which may lack the feature
  * (skylake-avx512 on a Zen 4), so the instruction is written as inline assembly. */
-#if defined(CLXENT_HOST_CVT_BF16) && CLXENT_HOST_CVT_BF16 && defined(__clang__) && defined(__AVX512F__) && CLXENT_VEC == 16
+#if defined(CLXENT_HOST_CVT_BF16) && CLXENT_HOST_CVT_BF16 && defined(__clang__) && defined(__AVX512F__) && \
+    defined(__AVX512DQ__) && CLXENT_VEC == 16
 #define CLXENT_HAS_CVT_BF16 1
 inline ushortv float_to_bf16v(floatv f) {
   ushortv r;

@@ -49,7 +49,6 @@ typedef struct outputs {
   support_outputs at;
 } outputs;
 
-
 /* One call, its outputs poisoned first (support_poisoned_call). */
 static void call(clxent_ctx *ctx, const shape *s, clxent_dtype t, int set, const void *logits, const int32_t *labels,
                  const float *w, const float *up, outputs *o) {
@@ -117,8 +116,9 @@ static void compare_paths(clxent_ctx *plain, clxent_ctx *other, clxent_dtype fir
       }
       support_special_rows(logits, labels, n, c, dtype); /* ignored, masked with +1e4, NaN */
       if (n > 1) store_dtype(logits, 1 * c + c - 1, dtype, -INFINITY), store_dtype(logits, 1 * c + c - 2, dtype, -INFINITY);
-      /* the last row's gradient subnormal but for its max: e^{z-m} from e^-88 to e^-92, a - y with
-       * its label at the max (float32 subnormals in [2^-133, 2^-126]: nonzero in bfloat16 too) */
+      /* the last row's gradient subnormal but for its max: e^{z-m} from e^-88 to e^-92 (2^-127 to
+       * 2^-133), a - y with its label at the max; scaled by 1/n, weights and the upstream gradient,
+       * the largest stay nonzero in bfloat16 (whose smallest subnormal is 2^-133) */
       const size_t sub = n - 1; /* unless it is one of support_special_rows' */
       if (n > 3 && sub != 3 && sub != 5 && sub != n / 2) {
         for (size_t j = 0; j < c; ++j)
@@ -153,6 +153,14 @@ static void compare_setting(const char *name, const char *ref, const char *alt, 
   env_set(name, alt);
   clxent_ctx *other = support_create(NULL, NULL, NULL);
   env_set(name, NULL);
+  if (strcmp(name, "CLXENT_BF16_CVT") == 0) { /* say which paths met: the instruction needs an AVX-512 BF16 host */
+    clxent_info info[2] = {CLXENT_INFO_INIT, CLXENT_INFO_INIT};
+    ASSERT_OK(plain, clxent_get_info(plain, 0, &info[0]));
+    ASSERT_OK(other, clxent_get_info(other, 0, &info[1]));
+    assert_int_equal(info[0].bf16_cvt, 0); /* =0 turns it off */
+    print_message("bfloat16 rounding: %s\n", info[1].bf16_cvt ? "vcvtneps2bf16 against the bit operations"
+                                                                  : "the bit operations on both sides (no AVX-512 BF16 CPU device)");
+  }
   compare_paths(plain, other, first, last);
   clxent_destroy(plain), clxent_destroy(other);
 }

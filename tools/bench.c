@@ -253,7 +253,9 @@ static const char *row_threads_text(const clxent_info *info, char *text, size_t 
   snprintf(text, size, "%zu", info->row_threads);
   return text;
 }
-static const char *exp_text(const clxent_info *info) { return info->own_math ? "clxent's own" : "the device's"; }
+static const char *exp_text(const clxent_info *info) {
+  return !info->own_math ? "the device's" : info->bf16_cvt ? "clxent's own; bfloat16 by vcvtneps2bf16" : "clxent's own";
+}
 
 static int bench_usage(FILE *to) {
   fprintf(to, "usage: clxent bench [--device D] [--shape NxC]... [--repeat R] [--warmup W] [--csv] [--quick]\n"
