@@ -145,22 +145,25 @@ CLXENT_INLINE_ALWAYS void short_transpose16(floatv *R) {
 #define SHORT_LOAD_ROW(r) R[r] = __builtin_ia32_loadups512_mask(z + (r) * stride, (floatv)(0.0f), cmask);
 #define SHORT_STORE_ROW(r) __builtin_ia32_storeups512_mask(g + (r) * stride, R[r], cmask);
 #define SHORT_EACH16(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15)
-/* a full block's columns [0, width) (width <= 16) of rows `stride` floats apart, into cols */
-CLXENT_INLINE_ALWAYS void short_columns(__global const float *z, uint stride, uint width, floatv *cols) {
+/* a full block's columns [0, width) (width <= 16) of rows `stride` floats apart, into R[0, width);
+ * R[width, 16) get zeros, so R must hold 16 vectors. R is the caller's column array itself: a
+ * copy through an array of its own cost 9% of the kernel's samples at c = 10 (perf: the stack
+ * copies, R's 16 vectors being spilled anyway beside the block's other values) */
+CLXENT_INLINE_ALWAYS void short_columns(__global const float *z, uint stride, uint width, floatv *R) {
   const ushort cmask = (ushort)((1u << width) - 1u);
-  floatv R[16];
   SHORT_EACH16(SHORT_LOAD_ROW)
   short_transpose16(R);
-  for (uint j = 0; j < 16; ++j) cols[j] = R[j];
 }
-/* a full block's gradient columns [0, width) from cols (the others ignored) */
-CLXENT_INLINE_ALWAYS void short_rows_out(__global float *g, uint stride, uint width, const floatv *cols) {
+/* a full block's gradient columns R[0, width) stored as its rows' [0, width) (R[width, 16) are
+ * read and ignored; R is transposed in place) */
+CLXENT_INLINE_ALWAYS void short_rows_out(__global float *g, uint stride, uint width, floatv *R) {
   const ushort cmask = (ushort)((1u << width) - 1u);
-  floatv R[16];
-  for (uint j = 0; j < 16; ++j) R[j] = cols[j];
   short_transpose16(R);
   SHORT_EACH16(SHORT_STORE_ROW)
 }
+#if CLXENT_SHORT_C % 16 != 0
+#error "the transposes write 16 columns a tile into u: CLXENT_SHORT_C must be a multiple of 16"
+#endif
 #else
 #define SHORT_GATHER 0
 #endif
@@ -197,12 +200,16 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
    * but 0.98x at 6, 1.05x at 5, 1.26x at 3 (a tile's 128 shuffles whatever its width) */
   /* Wider rows by tiles of 16 columns, a last tile of at least 8 too; the columns past them
    * (fewer than 8) by gathers: trc of them by transposes */
+  /* into u itself: a last tile of fewer than 16 columns fills u up to its 16th (u holds a multiple
+   * of 16 columns), and the gathered columns past trc overwrite those */
   const uint trc = nr != CLXENT_VEC || cc < 8 ? 0 : cc / 16 * 16 + (cc % 16 >= 8 ? cc % 16 : 0);
-  floatv cols[CLXENT_SHORT_C];
-  for (uint t = 0; t < trc; t += 16) short_columns(z + t, cc, min(16u, trc - t), cols + t);
-#define SHORT_COLUMN (j < trc ? cols[j] : SHORT_GATHER16(z + j, row_off))
+  for (uint t = 0; t < trc; t += 16) short_columns(z + t, cc, min(16u, trc - t), u + t);
+#define SHORT_COLUMN (j < trc ? u[j] : SHORT_GATHER16(z + j, row_off))
+/* the raw z of column j again (argmax under softcap, where u holds the capped values) */
+#define SHORT_RAW_COLUMN SHORT_GATHER16(z + j, row_off)
 #else
 #define SHORT_COLUMN (floatv)CLXENT_LANES(SHORT_Z)
+#define SHORT_RAW_COLUMN SHORT_COLUMN
 #endif
   if (cap == 0.0f) { /* without the test per column */
     for (uint j = 0; j < cc; ++j) {
@@ -225,7 +232,7 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
     floatv best = (floatv)(-INFINITY);
     intv at = (intv)(0), nan_at = (intv)(-1);
     for (uint j = 0; j < cc; ++j) {
-      const floatv v = cap != 0.0f ? SHORT_COLUMN : u[j];
+      const floatv v = cap != 0.0f ? SHORT_RAW_COLUMN : u[j];
       const intv gt = v > best;
       best = select(best, v, gt), at = select(at, (intv)((int)j), gt);
       nan_at = select(nan_at, (intv)((int)j), isnan(v) & (nan_at < 0));
@@ -304,7 +311,7 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   /* the stores: unrolled where the item has all its rows (constant lanes, no test per lane) */
 #if SHORT_GATHER
 #define SHORT_SCATTER(gv)                                         \
-  if (j < trc) cols[j] = select(gv, fill, skip);                  \
+  if (j < trc) u[j] = select(gv, fill, skip);                     \
   else SHORT_SCATTER16(g + j, lanes, row_off, select(gv, fill, skip));
 #else
 #define SHORT_SCATTER(gv)                          \
@@ -331,7 +338,7 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
 #undef SHORT_PUT
 #undef SHORT_PUT_IF
 #if SHORT_GATHER
-  for (uint t = 0; t < trc; t += 16) short_rows_out(g + t, cc, min(16u, trc - t), cols + t); /* the columns gv, as rows */
+  for (uint t = 0; t < trc; t += 16) short_rows_out(g + t, cc, min(16u, trc - t), u + t); /* the columns gv, as rows */
 #endif
   /* the label's element, written again (a skipped lane's with its fill again) */
 #if SHORT_GATHER
@@ -341,6 +348,7 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   for (uint l = 0; l < nr; ++l) STORE(out[l], g, (ulong)l * c + (uint)yl[l]);
 #endif
 #undef SHORT_COLUMN
+#undef SHORT_RAW_COLUMN
 #undef SHORT_ROW
 #undef SHORT_Y
 #undef SHORT_Z
