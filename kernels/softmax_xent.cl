@@ -181,7 +181,12 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   const intv lane = (intv)CLXENT_LANES(SHORT_LANE);
 #define SHORT_ROW(l) ((ulong)min((uint)(l), nr - 1) * c)
 #define SHORT_Y(l) labels[first_row + r0 + min((uint)(l), nr - 1)]
-  const intv y = select((intv)CLXENT_LANES(SHORT_Y), (intv)(ignore_index), lane >= (int)nr);
+  /* the per-row values of a full block (labels; losses, lse, argmax; upstream gradients) by one
+   * vector load or store, the last block's lane by lane (sixteen scalar loads and inserts, or
+   * extracts and stores, were 3-5% of the kernel's time at c = 10) */
+  const int full = nr == CLXENT_VEC;
+  const intv y = full ? vloadv(0, labels + first_row + r0)
+                      : select((intv)CLXENT_LANES(SHORT_Y), (intv)(ignore_index), lane >= (int)nr);
   const intv ignored = y == ignore_index, bad = !ignored & ((y < 0) | (y >= (int)cc));
   const float eps = p.smoothing, cap = p.softcap, zl = p.z_loss, W = p.weight_sum;
   const int smooth = eps > 0.0f;
@@ -238,8 +243,12 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
       nan_at = select(nan_at, (intv)((int)j), isnan(v) & (nan_at < 0));
     }
     int idx[CLXENT_VEC];
-    vstorev(select(at, nan_at, nan_at >= 0), 0, idx);
-    for (uint l = 0; l < nr; ++l) row_argmax[first_row + r0 + l] = idx[l];
+    if (full) {
+      vstorev(select(at, nan_at, nan_at >= 0), 0, row_argmax + first_row + r0);
+    } else {
+      vstorev(select(at, nan_at, nan_at >= 0), 0, idx);
+      for (uint l = 0; l < nr; ++l) row_argmax[first_row + r0 + l] = idx[l];
+    }
   }
   /* one range test per item (math.cl): every lane's u - m within the narrow exponential's range */
   const int narrow = hmax(m - lo) <= CLXENT_EXP_FAST_LIMIT;
@@ -287,17 +296,22 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
   if (zl != 0.0f) loss += p.z_loss_row * zl * lse * lse;
   loss = select(select(loss, (floatv)(0.0f), ignored), (floatv)(NAN), bad);
   float out[CLXENT_VEC];
-  vstorev(loss, 0, out);
-  for (uint l = 0; l < nr; ++l) row_loss[first_row + r0 + l] = out[l];
-  if (row_lse) {
-    vstorev(select(lse, (floatv)(NAN), bad), 0, out);
-    for (uint l = 0; l < nr; ++l) row_lse[first_row + r0 + l] = out[l];
+  if (full) {
+    vstorev_g(loss, row_loss + first_row + r0);
+    if (row_lse) vstorev_g(select(lse, (floatv)(NAN), bad), row_lse + first_row + r0);
+  } else {
+    vstorev(loss, 0, out);
+    for (uint l = 0; l < nr; ++l) row_loss[first_row + r0 + l] = out[l];
+    if (row_lse) {
+      vstorev(select(lse, (floatv)(NAN), bad), 0, out);
+      for (uint l = 0; l < nr; ++l) row_lse[first_row + r0 + l] = out[l];
+    }
   }
   if (!grad) return;
 
   /* the gradient's scales, per lane when the rows have their own upstream gradient */
 #define SHORT_G(l) row_scale[first_row + r0 + min((uint)(l), nr - 1)]
-  const floatv g_up = row_scale ? (floatv)CLXENT_LANES(SHORT_G) : (floatv)(1.0f);
+  const floatv g_up = !row_scale ? (floatv)(1.0f) : full ? vloadv(0, row_scale + first_row + r0) : (floatv)CLXENT_LANES(SHORT_G);
 #undef SHORT_G
   const floatv S = p.scale * g_up, Sz = p.z_scale * g_up;
   const floatv k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Sz) / sv;
