@@ -79,8 +79,9 @@
  * and write nothing). The math is the row kernel's, lane by lane;
  * the label's column is gathered once per block (column 0 for a lane whose label is out of range:
  * its results are replaced by 0 or NaN) and its gradient element written after the row's.
- * (Vectors are built element by element: through a private array, PoCL's code stalls on
- * store-to-load forwarding.) */
+ * (Vectors of the last block's per-row values and, without AVX-512, of columns are built element
+ * by element: through a private array, PoCL's code stalls on store-to-load forwarding. A full
+ * block's labels and upstream gradients come by one vector load.) */
 #if CLXENT_VEC == 4
 #define CLXENT_LANES(F) (F(0), F(1), F(2), F(3))
 #define CLXENT_EACH_LANE(F) F(0) F(1) F(2) F(3)
@@ -205,8 +206,9 @@ CLXENT_INLINE_ALWAYS void short_block(SOFTMAX_HARD_ARGS, const ulong r0, const u
    * but 0.98x at 6, 1.05x at 5, 1.26x at 3 (a tile's 128 shuffles whatever its width) */
   /* Wider rows by tiles of 16 columns, a last tile of at least 8 too; the columns past them
    * (fewer than 8) by gathers: trc of them by transposes */
-  /* into u itself: a last tile of fewer than 16 columns fills u up to its 16th (u holds a multiple
-   * of 16 columns), and the gathered columns past trc overwrite those */
+  /* into u itself. A last tile narrower than 16 occurs only where trc == cc: its extra vectors
+   * fill u[cc, 16·ceil(cc/16)) with zeros (u holds a multiple of 16 columns), never read: every
+   * loop runs j < cc */
   const uint trc = nr != CLXENT_VEC || cc < 8 ? 0 : cc / 16 * 16 + (cc % 16 >= 8 ? cc % 16 : 0);
   for (uint t = 0; t < trc; t += 16) short_columns(z + t, cc, min(16u, trc - t), u + t);
 #define SHORT_COLUMN (j < trc ? u[j] : SHORT_GATHER16(z + j, row_off))

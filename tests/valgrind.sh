@@ -50,7 +50,10 @@ elif [ "$native" != "$emulated" ]; then
   echo "valgrind.sh: PoCL's device is $native natively, $emulated under valgrind: compiling for it natively first" >&2
   caches="$(mktemp -d)"
   trap 'rm -rf "$caches"' EXIT
-  export POCL_CACHE_DIR="$caches/pocl" CLXENT_VEC=$vec
+  # CLXENT_BF16_CVT=0 in both: the host's CPUID may offer AVX-512 BF16 natively and not under
+  # valgrind, and the build option it sets (-DCLXENT_HOST_CVT_BF16, host/host_cpu.c) is part of
+  # PoCL's key: a mismatch compiled every program again under valgrind (2026-11-28)
+  export POCL_CACHE_DIR="$caches/pocl" CLXENT_VEC=$vec CLXENT_BF16_CVT=0
   warm() {
     echo "== natively, as under valgrind: $*" >&2
     if ! POCL_KERNELLIB_NAME=$lib CLXENT_CACHE_DIR="$caches/warm" "$@" > "$caches/warm.log" 2>&1; then
