@@ -78,6 +78,13 @@ static int call(const build *b, size_t n, size_t c, const float *z, const int32_
                                                                     : b->xent_ex(b->ctx, n, c, z, y, opts, ex, loss, g);
 }
 
+/* float32 to bfloat16, rounded to nearest even (the values here are finite) */
+static uint16_t to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
 static int symbol(void *lib, const char *name, void *fn, size_t size) {
   void *p = dlsym(lib, name);
   if (!p) return fprintf(stderr, "%s: %s\n", name, dlerror()), 0;
@@ -226,20 +233,12 @@ int main(int argc, char **argv) {
     const size_t esize = ex.dtype == CLXENT_BFLOAT16 ? 2 : 4;
     if (esize == 2) { /* bfloat16 in place, front to back: element i's bytes lie below float i's */
       uint16_t *h = (uint16_t *)(void *)z;
-      for (size_t i = 0; i < n * c; ++i) {
-        uint32_t u;
-        memcpy(&u, &z[i], sizeof u);
-        h[i] = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-      }
+      for (size_t i = 0; i < n * c; ++i) h[i] = to_bf16(z[i]);
     }
     /* --bf16-after: the after build's logits and gradient, bfloat16, rounded from z */
     uint16_t *z16 = bf16_after ? malloc(n * c * sizeof *z16) : NULL, *g16 = bf16_after ? malloc(n * c * sizeof *g16) : NULL;
     if (bf16_after && (!z16 || !g16)) return fprintf(stderr, "out of memory\n"), 1;
-    for (size_t i = 0; z16 && i < n * c; ++i) {
-      uint32_t u;
-      memcpy(&u, &z[i], sizeof u);
-      z16[i] = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-    }
+    for (size_t i = 0; z16 && i < n * c; ++i) z16[i] = to_bf16(z[i]);
     if (g16) memset(g16, 0, n * c * sizeof *g16);
     const float *z_of[2] = {z, z16 ? (const float *)(void *)z16 : z};
     float *g_of[2] = {g, !g16 ? g : in_place ? (float *)(void *)z16 : (float *)(void *)g16};
