@@ -134,8 +134,11 @@ inline ushortv float_to_bf16v_bits(floatv f) {
  * hand on a CPU without the instruction, it faults) where the device is its own CPU and that CPU
  * has the instruction: PoCL compiles for the CPU model LLVM knows, which may lack the feature
  * (skylake-avx512 on a Zen 4), so the instruction is written as inline assembly. */
+/* Clang 15 (PoCL 3.1) only: PoCL 5.0's LLVM 16 aborts compiling this inline assembly (an assertion
+ * in CallBase::getArgOperand, on an AVX-512 BF16 Xeon, 2026-11-28; also with the statement split
+ * in two of one output each), so newer compilers keep the bit operations until one is measured. */
 #if defined(CLXENT_HOST_CVT_BF16) && CLXENT_HOST_CVT_BF16 && defined(__clang__) && defined(__AVX512F__) && \
-    defined(__AVX512DQ__) && CLXENT_VEC == 16
+    defined(__AVX512DQ__) && CLXENT_VEC == 16 && __clang_major__ <= 15
 #define CLXENT_HAS_CVT_BF16 1
 inline ushortv float_to_bf16v(floatv f) {
   ushortv r;
