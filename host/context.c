@@ -123,7 +123,7 @@ clxent_status clxent_get_info(const clxent_ctx *ctx, size_t k, clxent_info *info
                       .linear_rows = d->linear_rows,
                       .linear_classes = d->linear_classes,
                       .direct_max = d->direct_max,
-                      .bf16_cvt = d->bf16_cvt};
+                      .bf16_cvt = d->bf16_cvt_built};
   /* an older caller's smaller struct gets the fields that fit */
   memcpy(info, &full, info->size < sizeof full ? info->size : sizeof full);
   return CLXENT_OK;

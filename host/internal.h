@@ -196,6 +196,7 @@ struct clxent_ctx {
   clxent_switch fused_bias; /* settings' fused_bias (launch.c: clxent_bias_fused) */
   clxent_switch stream_grad; /* settings' stream_grad (launch.c) */
   int bf16_cvt;            /* kernels built with CLXENT_HOST_CVT_BF16=1 (host_cpu.c, kernels/common.cl) */
+  int bf16_cvt_built;      /* ... and their compiler took it: they round by the instruction (program.c) */
   cl_ulong mem_cache;      /* CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, 0 where the device does not say */
   size_t linear_rows;      /* linear_xent: rows and classes per block of logits (tuning table) */
   int linear_rows_table;   /* linear_rows is the table's, not the caller's: a call may take fewer (linear.c) */

@@ -138,5 +138,13 @@ clxent_status clxent_build_program(clxent_ctx *ctx, const clxent_settings *s) {
         return clxent_fail(ctx, clxent_cl_status(err), "clCreateKernel(%s) failed: %s (%d)", name,
                            clxent_cl_error_name(err), (int)err);
     }
+  /* the kernels' compiler may refuse the host's request (kernels/common.cl's gates: Clang 15 or
+   * older, AVX-512 DQ, 16 lanes): the marker kernel exists only where they took it */
+  ctx->bf16_cvt_built = 0;
+  if (ctx->bf16_cvt) {
+    cl_int err;
+    cl_kernel marker = clCreateKernel(ctx->program, "clxent_built_with_cvt_bf16", &err);
+    if (err == CL_SUCCESS) ctx->bf16_cvt_built = 1, clReleaseKernel(marker);
+  }
   return CLXENT_OK;
 }

@@ -615,7 +615,8 @@ typedef struct clxent_info {
                                     are computed on the host with the kernels' bits (CPU devices;
                                     $CLXENT_DIRECT_MAX, 0 = off); 0: never */
   int bf16_cvt;                /**< bfloat16 gradients are rounded by the CPU's vcvtneps2bf16 (CPU
-                                    devices of a host with AVX-512 BF16; $CLXENT_BF16_CVT=0: off);
+                                    devices of a host with AVX-512 BF16 whose kernel compiler takes
+                                    it: PoCL with Clang 15 or older; $CLXENT_BF16_CVT=0: off);
                                     the same bits either way */
 } clxent_info;
 

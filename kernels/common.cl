@@ -151,6 +151,10 @@ inline ushortv float_to_bf16v(floatv f) {
           : [f] "v"(f));
   return denormal ? float_to_bf16v_bits(f) : r;
 }
+/* Never launched: its presence tells the host that the kernels took the instruction (the host's
+ * request passes the gates above only where this compiler allows; clxent_info.bf16_cvt reports
+ * what was built, host/program.c). */
+__kernel void clxent_built_with_cvt_bf16(void) {}
 #else
 #define CLXENT_HAS_CVT_BF16 0
 inline ushortv float_to_bf16v(floatv f) { return float_to_bf16v_bits(f); }

@@ -178,10 +178,28 @@ static void test_bf16_narrowing_instruction_gives_the_same_bits(void **state) {
   compare_setting("CLXENT_BF16_CVT", "0", NULL, CLXENT_BFLOAT16, CLXENT_BFLOAT16);
 }
 
+/* clxent_info.bf16_cvt says what the kernels were built with, not what the host asked for: with 8
+ * lanes (CLXENT_VEC=8) the host still asks, and kernels/common.cl's gate (16 lanes) refuses, as a
+ * compiler outside its gates would; the same host then reports the bit operations */
+static void test_bf16_instruction_reported_as_built(void **state) {
+  (void)state;
+  clxent_ctx *sixteen = support_create(NULL, NULL, NULL);
+  env_set("CLXENT_VEC", "8");
+  clxent_ctx *eight = support_create(NULL, NULL, NULL);
+  clxent_info info[2] = {CLXENT_INFO_INIT, CLXENT_INFO_INIT};
+  ASSERT_OK(sixteen, clxent_get_info(sixteen, 0, &info[0]));
+  ASSERT_OK(eight, clxent_get_info(eight, 0, &info[1]));
+  print_message("bfloat16 rounding as built: %s with %u lanes, %s with %u\n",
+                info[0].bf16_cvt ? "the instruction" : "the bit operations", info[0].vector_width,
+                info[1].bf16_cvt ? "the instruction" : "the bit operations", info[1].vector_width);
+  if (info[1].vector_width != 16) assert_int_equal(info[1].bf16_cvt, 0);
+  clxent_destroy(sixteen), clxent_destroy(eight);
+}
+
 static int save_env(void **state) {
   (void)state;
   static const env_setting list[] = {
-      {"CLXENT_STREAM_GRAD", NULL}, {"CLXENT_BF16_CVT", NULL}, {"CLXENT_DIRECT_MAX", NULL}, {NULL, NULL}};
+      {"CLXENT_STREAM_GRAD", NULL}, {"CLXENT_BF16_CVT", NULL}, {"CLXENT_DIRECT_MAX", NULL}, {"CLXENT_VEC", NULL}, {NULL, NULL}};
   return env_override(list);
 }
 
@@ -189,6 +207,7 @@ int main(void) {
   if (!support_device_present()) return SUPPORT_SKIP;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_streamed_gradient_gives_the_same_bits, save_env, env_restore),
-      cmocka_unit_test_setup_teardown(test_bf16_narrowing_instruction_gives_the_same_bits, save_env, env_restore)};
+      cmocka_unit_test_setup_teardown(test_bf16_narrowing_instruction_gives_the_same_bits, save_env, env_restore),
+      cmocka_unit_test_setup_teardown(test_bf16_instruction_reported_as_built, save_env, env_restore)};
   return cmocka_run_group_tests(tests, support_setup, support_teardown);
 }
