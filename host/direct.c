@@ -5,7 +5,8 @@
  * On PoCL a call's fixed cost is ~100 µs, most of it waking the device's worker threads and
  * waiting for them; a 1×10 call has well under a microsecond of arithmetic. Where the device is
  * the host's own CPU the host can do that arithmetic itself, and does, for calls of at most
- * ctx->direct_max values (the tuning table's, or $CLXENT_DIRECT_MAX; 0 turns it off).
+ * ctx->direct_max values (the tuning table's, or $CLXENT_DIRECT_MAX; 0 turns it off), an eighth of
+ * that for rows it computes lane by lane (direct_limit).
  *
  * The promise is the project's determinism guarantee: a row's loss, lse and gradient bits do not
  * depend on which path ran. So each row is computed with exactly the operations of the kernel the
@@ -104,6 +105,68 @@ DIRECT_INLINE float short_row(const direct_call *d, size_t i) {
   return loss;
 }
 
+/* Every u - ref of z[0, jv) in [-87, 0] (the narrow exponential's range, where it and the general
+ * one agree bit for bit, clxent_math.h), or NaN, or u = -inf (a masked class, whose e^{-inf} the
+ * vector loop takes from the general exponential): ref is the row's max, so only the low end needs
+ * a look. A spread past 87 takes the general loop. */
+DIRECT_INLINE int narrow_row(const float *z, size_t jv, float ref) {
+  int ok = 1;
+  for (size_t j = 0; j < jv; ++j) ok &= !(z[j] - ref < -CLXENT_EXP_FAST_LIMIT) | (z[j] == -INFINITY);
+  return ok;
+}
+/* The lanes of W = 16 or 8 (the context's CLXENT_VEC), in GCC's vector types where the compiler
+ * has them: a lane's adds (or compare-selects) one after the other in a register, the same order
+ * as the kernel's lanes and as the scalar loops below, so the same bits. Loaded by memcpy (no
+ * alignment assumed), and no vector in a signature: the default clone's ABI passes vectors
+ * otherwise than the AVX-512 clone's (-Wpsabi). */
+#if defined(__GNUC__)
+#define DIRECT_VECTORS 1
+#define DIRECT_LANES_FNS(W)                                                                         \
+  typedef float direct_v##W##f __attribute__((vector_size(4 * (W))));                             \
+  typedef int direct_v##W##i __attribute__((vector_size(4 * (W))));                               \
+  /* the exponentials (narrow_row's: in [-87, 0], NaN or -inf) into e, their sums into the lanes */\
+  DIRECT_INLINE void exp_lanes##W##_narrow(const float *z, size_t jv, float ref, float *e, float *lanes) { \
+    const float e_masked = clxent_exp_own(-INFINITY - ref); /* the general loop's, for u = -inf */ \
+    for (size_t j = 0; j < jv; ++j) e[j] = z[j] == -INFINITY ? e_masked : clxent_exp1_narrow(z[j] - ref); \
+    direct_v##W##f acc, v;                                                                         \
+    memcpy(&acc, lanes, sizeof acc);                                                               \
+    for (size_t j = 0; j < jv; j += (W)) memcpy(&v, e + j, sizeof v), acc = acc + v;               \
+    memcpy(lanes, &acc, sizeof acc);                                                               \
+  }                                                                                                \
+  /* range_max's lanes: compare-select, a NaN never replaces the lane */                         \
+  DIRECT_INLINE void max_lanes##W(const float *z, size_t jv, float *lanes) {                      \
+    direct_v##W##f acc, v;                                                                         \
+    memcpy(&acc, lanes, sizeof acc);                                                               \
+    for (size_t j = 0; j < jv; j += (W)) {                                                         \
+      memcpy(&v, z + j, sizeof v);                                                                 \
+      const direct_v##W##i take = v > acc;                                                         \
+      acc = (direct_v##W##f)(((direct_v##W##i)v & take) | ((direct_v##W##i)acc & ~take));          \
+    }                                                                                              \
+    memcpy(lanes, &acc, sizeof acc);                                                               \
+  }                                                                                                \
+  /* label smoothing's lanes: w (ref - u), 0 where w = 0 (w = 1 without weights: 1·x is x) */     \
+  DIRECT_INLINE void smooth_lanes##W(const float *z, const float *weight, size_t jv, float ref, float *wl) { \
+    direct_v##W##f acc, v, w;                                                                      \
+    memcpy(&acc, wl, sizeof acc);                                                                  \
+    for (size_t j = 0; j < jv; j += (W)) {                                                         \
+      memcpy(&v, z + j, sizeof v);                                                                 \
+      const direct_v##W##f dev = ref - v;                                                          \
+      if (!weight) {                                                                               \
+        acc = acc + dev;                                                                           \
+        continue;                                                                                  \
+      }                                                                                            \
+      memcpy(&w, weight + j, sizeof w);                                                            \
+      const direct_v##W##i zero = w == 0.0f;                                                       \
+      acc = acc + (direct_v##W##f)((direct_v##W##i)(w * dev) & ~zero);                            \
+    }                                                                                              \
+    memcpy(wl, &acc, sizeof acc);                                                                  \
+  }
+DIRECT_LANES_FNS(16)
+DIRECT_LANES_FNS(8)
+#else
+#define DIRECT_VECTORS 0
+#endif
+
 /* One row as softmax_xent_hard (row per item) computes it, for c ≤ CLXENT_ROW_CHUNK: one chunk.
  * Returns the row's loss. */
 DIRECT_INLINE float item_row(const direct_call *d, size_t i) {
@@ -124,9 +187,16 @@ DIRECT_INLINE float item_row(const direct_call *d, size_t i) {
   float lanes[16], wl[16];
 
   /* range_max over the chunk: compare-select per lane (NaN skipped), hmax, fmax over the tail */
-  for (size_t l = 0; l < V; ++l) lanes[l] = -INFINITY;
-  for (size_t j = 0; j < jv; j += V)
-    for (size_t l = 0; l < V; ++l) lanes[l] = z[j + l] > lanes[l] ? z[j + l] : lanes[l];
+  for (size_t l = 0; l < 16; ++l) lanes[l] = -INFINITY; /* all 16: fold_max reads [0, V) */
+#if DIRECT_VECTORS
+  if (V == 16)
+    max_lanes16(z, jv, lanes);
+  else if (V == 8)
+    max_lanes8(z, jv, lanes);
+  else
+#endif
+    for (size_t j = 0; j < jv; j += V)
+      for (size_t l = 0; l < V; ++l) lanes[l] = z[j + l] > lanes[l] ? z[j + l] : lanes[l];
   float hi = fold_max(lanes, (unsigned)V);
   for (size_t j = jv; j < c; ++j) hi = fmaxf(hi, z[j]);
   const float m = hi; /* the kernel's m: -inf, raised to the chunk's max (never NaN) */
@@ -135,16 +205,28 @@ DIRECT_INLINE float item_row(const direct_call *d, size_t i) {
   /* range_exp_sum against ref: lanes, then the tail from 0, then the folded lanes */
   float wdev = 0.0f;
   for (size_t l = 0; l < V; ++l) lanes[l] = 0.0f, wl[l] = 0.0f;
-  for (size_t j = 0; j < jv; j += V)
-    for (size_t l = 0; l < V; ++l) {
-      const float u = z[j + l], e = clxent_exp_own(u - ref);
-      d->e[j + l] = e;
-      lanes[l] = lanes[l] + e;
-      if (smooth) {
-        const float w = weight ? weight[j + l] : 1.0f;
-        wl[l] = wl[l] + (w == 0.0f ? 0.0f : w * (ref - u));
+#if DIRECT_VECTORS
+  if ((V == 16 || V == 8) && narrow_row(z, jv, ref)) {
+    if (V == 16)
+      exp_lanes16_narrow(z, jv, ref, d->e, lanes);
+    else
+      exp_lanes8_narrow(z, jv, ref, d->e, lanes);
+    if (smooth && V == 16)
+      smooth_lanes16(z, weight, jv, ref, wl);
+    else if (smooth)
+      smooth_lanes8(z, weight, jv, ref, wl);
+  } else
+#endif
+    for (size_t j = 0; j < jv; j += V)
+      for (size_t l = 0; l < V; ++l) {
+        const float u = z[j + l], e = clxent_exp_own(u - ref);
+        d->e[j + l] = e;
+        lanes[l] = lanes[l] + e;
+        if (smooth) {
+          const float w = weight ? weight[j + l] : 1.0f;
+          wl[l] = wl[l] + (w == 0.0f ? 0.0f : w * (ref - u));
+        }
       }
-    }
   float tail = 0.0f;
   for (size_t j = jv; j < c; ++j) {
     const float u = z[j], w = weight ? weight[j] : 1.0f, e = clxent_exp_own(u - ref);
@@ -199,7 +281,7 @@ DIRECT_INLINE float item_row(const direct_call *d, size_t i) {
 #endif
 #if defined(__x86_64__) && defined(__ELF__) && defined(__has_attribute) && !defined(CLXENT_NO_CLONES)
 #if __has_attribute(target_clones)
-__attribute__((target_clones("fma", "default")))
+__attribute__((target_clones("arch=x86-64-v4", "fma", "default")))
 #endif
 #endif
 static void direct_rows(const direct_call *d, float *out) {
@@ -210,13 +292,24 @@ static void direct_rows(const direct_call *d, float *out) {
     for (size_t i = 0; i < pl->n; ++i) out[i] = item_row(d, i);
 }
 
+/* The most values a call the host takes may have: direct_max where item_row's loops are vectors
+ * (8 or 16 lanes), an eighth of it where the rows go lane by lane (short rows, 4 lanes, a compiler
+ * without vector types), ~8 times slower a value (docs/PERFORMANCE.md, "Small calls: the direct
+ * path in vectors"). */
+#define DIRECT_SCALAR_SHARE 8
+static size_t direct_limit(const clxent_ctx *ctx, const clxent_plan *plan) {
+  const int vectors = DIRECT_VECTORS && (ctx->vector_width == 8 || ctx->vector_width == 16) &&
+                      !CLXENT_SHORT_ROWS(plan->c, plan->params.softcap);
+  return vectors ? ctx->direct_max : ctx->direct_max / DIRECT_SCALAR_SHARE;
+}
+
 /* Besides the options: a call the kernels' path would refuse for its buffers (a row longer than a
  * streaming block, per-row results past the largest allocation: settings that cap them) goes to
  * it and is refused there, so that no call's status depends on the path either. */
 int clxent_direct_takes(const clxent_ctx *ctx, const clxent_plan *plan) {
   return ctx->direct_max && !ctx->group && plan->kernel == KERNEL_SOFTMAX_HARD && plan->dtype == CLXENT_FLOAT32 &&
          plan->inner <= 1 && !plan->elementwise && !plan->argmax && !plan->bias_grad &&
-         plan->params.softcap == 0.0f && plan->c <= CLXENT_ROW_CHUNK && plan->n <= ctx->direct_max / plan->c &&
+         plan->params.softcap == 0.0f && plan->c <= CLXENT_ROW_CHUNK && plan->n <= direct_limit(ctx, plan) / plan->c &&
          (cl_ulong)(plan->c * sizeof(float)) <= ctx->block_bytes &&
          (cl_ulong)(plan->n * sizeof(float)) <= ctx->max_alloc && clxent_host_float_is_devices();
 }

@@ -27,12 +27,13 @@ static const clxent_tuning_entry table[] = {
      * exp (1024 x 32000: kernel 26 ms against 34 ms with CLXENT_OWN_MATH=0). */
     /* linear_xent (kernels/linear_xent.cl): blocks of 256 rows × 512 classes (512 KiB of
      * logits), measured in docs/PERFORMANCE.md ("Fused linear + cross-entropy"). */
-    /* direct_max: calls of at most 8192 values computed on the host with the kernels' bits
-     * (host/direct.c; docs/PERFORMANCE.md, "Small calls: the direct path"). */
+    /* direct_max: calls of at most 65536 values computed on the host with the kernels' bits
+     * where its loops are vectors, 8192 where they go lane by lane (host/direct.c;
+     * docs/PERFORMANCE.md, "Small calls: the direct path" and "... in vectors"). */
     /* The vector width follows the CPU's (CLXENT_VEC_NATIVE): 8 with AVX2 (the AMD EPYC runs),
      * 16 with AVX-512, where float16 loops were 0.72-0.94x float8's time on every shape, option
      * and storage (Xeon, skylake-avx512; docs/PERFORMANCE.md, "Sixth round"). */
-    {CL_DEVICE_TYPE_CPU, NULL, NULL, CLXENT_VARIANT_ITEM, CLXENT_VEC_NATIVE, 64, 0, 1, 256, 512, 8192},
+    {CL_DEVICE_TYPE_CPU, NULL, NULL, CLXENT_VARIANT_ITEM, CLXENT_VEC_NATIVE, 64, 0, 1, 256, 512, 65536},
 
     /* GPUs: a work-group per row (or per few rows), coalesced loads, and the device's exp, a
      * hardware instruction. Defaults, not measured yet: no GPU has run clxent. linear_xent:

@@ -33,10 +33,25 @@ static const char *const opt_names[] = {"mean",        "sum",         "none",   
                                         "everything",  "grad_output (none)", "grad_output (mean)",
                                         "mean_denominator", "in place", "loss only"};
 
-/* Logits: uniform in [-6, 6], with (kind > 0) some of ±1e4, -inf, NaN, ±0. */
+/* Logits: uniform in [-6, 6], with (kind 1, 2) some of ±1e4, -inf, NaN, ±0; or (kind 3) rows at
+ * the edges of the direct path's narrow exponential (one value 86.99, 87, 87.01 or 95 below its
+ * row's max, or one NaN among ordinary values; every other row with -inf masks): the vector loop of 16 lanes against the general one. */
 static void make_logits(float *z, size_t n, size_t c, int kind) {
   fill_uniform(z, n * c, -6, 6);
   if (kind == 0) return;
+  if (kind == 3) {
+    static const float spread[] = {86.99f, 87.0f, 87.01f, 95.0f};
+    for (size_t i = 0; i < n; ++i) {
+      const size_t j = rng_below((uint32_t)c), k = i % 5;
+      float hi = -INFINITY;
+      for (size_t q = 0; q < c; ++q) hi = z[i * c + q] > hi ? z[i * c + q] : hi;
+      z[i * c + j] = k < 4 ? hi - spread[k] : NAN;
+      if (i % 2 == 0) /* and masked classes, the vector loop's e^{-inf} */
+        for (size_t q = 0; q < c; ++q)
+          if (rng_below(10) == 0) z[i * c + q] = -INFINITY;
+    }
+    return;
+  }
   for (size_t e = 0; e < n * c; ++e) {
     const uint32_t r = rng_below(100);
     if (r < 3) z[e] = rng_below(2) ? 1e4f : -1e4f;
@@ -114,7 +129,7 @@ static void test_same_bits(void **state) {
       const size_t n = rows_list[a], c = classes_list[b];
       for (int opt = 0; opt < OPT_COUNT; ++opt) {
         rng_seed(1000003u * n + 1009u * c + (uint64_t)opt);
-        const int kind = (int)((n + c + (size_t)opt) % 3);
+        const int kind = (int)((n + c + (size_t)opt) % 4);
         make_logits(z, n, c, kind);
         for (size_t i = 0; i < n; ++i) labels[i] = rng_below(5) == 0 ? 3 : (int32_t)rng_below((uint32_t)c);
         for (size_t i = 0; i < n; ++i) /* 3: ignore_index of OPT_IGNORE; OPT_ALL ignores 0 */
