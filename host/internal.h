@@ -62,8 +62,10 @@ typedef enum clxent_kernel_id {
   KERNEL_SOFTMAX_HARD_SHORT,
   KERNEL_SOFTMAX_HARD_BIAS, /* the row-per-item variant only (NULL in the group variant's program) */
   KERNEL_SOFTMAX_HARD_TILE, /* the group variant only (NULL in the row-per-item variant's program) */
-  KERNEL_SIGMOID_XENT,
+  KERNEL_SIGMOID_XENT, /* these four in this order: launch.c names them by their offset */
   KERNEL_BCE,
+  KERNEL_SIGMOID_XENT_SUMS, /* the two above with the batch's chunk sums (binary.cl): NULL where */
+  KERNEL_BCE_SUMS,          /* the kernels' compiler lacks them (16 lanes and Clang only) */
   KERNEL_COLUMN_PARTIAL,
   KERNEL_SOFTMAX_STRIDED,         /* both softmax losses, classes not innermost (inner S > 1) */
   KERNEL_COLUMN_PARTIAL_STRIDED,

@@ -117,7 +117,8 @@ clxent_status clxent_launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l) {
   if (!l->bias_partial || fused) return CLXENT_OK;
   /* elementwise launches count values (rows · cols from value first_row · cols); the partial
    * sums are over their rows of cols classes */
-  const int elementwise = l->kernel == KERNEL_SIGMOID_XENT || l->kernel == KERNEL_BCE;
+  const int elementwise = l->kernel == KERNEL_SIGMOID_XENT || l->kernel == KERNEL_BCE ||
+                          l->kernel == KERNEL_SIGMOID_XENT_SUMS || l->kernel == KERNEL_BCE_SUMS;
   const size_t cols = elementwise ? (size_t)l->cols : l->c;
   return clxent_launch_column_partial(ctx, l->dtype, l->first_row / (elementwise ? cols : 1),
                                       l->rows / (elementwise ? cols : 1), cols, l->inner, l->grad, l->bias_partial);
@@ -234,21 +235,26 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
       return enqueue(ctx, k, "softmax_xent_soft", args, COUNT(args), 1, &global, &item_local);
     }
     case KERNEL_SIGMOID_XENT:
-    case KERNEL_BCE: { /* elementwise on every device */
-      /* CLXENT_VEC values per item (kernels/binary.cl), in an explicit power-of-two group as the
+    case KERNEL_BCE:
+    case KERNEL_SIGMOID_XENT_SUMS:
+    case KERNEL_BCE_SUMS: { /* elementwise on every device */
+      /* CLXENT_VEC values per item (kernels/binary.cl), or with the chunk sums 16 chunks of 64
+       * values, the out buffer then the chunk sums; in an explicit power-of-two group as the
        * row-per-item kernels: left to choose, PoCL made the group a divisor of the item count
        * (780: one group of 780) and compiled a work-group function for every new count, 0.1-0.2 s
        * each (a BCE loop whose batch sizes vary paid it per size; the fuzzer spent most of its
        * time in LLVM). The kernels stop at count. */
-      const size_t items = (l->rows + ctx->vector_width - 1) / ctx->vector_width; /* a vector each */
+      static const char *const names[] = {"sigmoid_xent", "bce", "sigmoid_xent_sums", "bce_sums"};
+      const int sums = l->kernel == KERNEL_SIGMOID_XENT_SUMS || l->kernel == KERNEL_BCE_SUMS;
+      const size_t items = sums ? (chunks_touched(l->first_row, l->rows, CLXENT_SUM_CHUNK) + 15) / 16
+                                : (l->rows + ctx->vector_width - 1) / ctx->vector_width; /* a vector each */
       const size_t item_local = item_group(ctx, items, ctx->group_size);
       global = round_up(items, item_local);
       const cl_int cols = l->cols;
       const cl_float scale = l->params.scale;
       const arg args[] = {ARG(rows), ARG(first), ARG_MEM(l->in), ARG_MEM(l->aux), ARG_MEM(l->weight), ARG(cols),
                           ARG(scale), ARG_MEM(l->grad), ARG_MEM(l->out), ARG_MEM(l->row_scale)};
-      return enqueue(ctx, k, l->kernel == KERNEL_BCE ? "bce" : "sigmoid_xent", args, COUNT(args), 1, &global,
-                     &item_local);
+      return enqueue(ctx, k, names[l->kernel - KERNEL_SIGMOID_XENT], args, COUNT(args), 1, &global, &item_local);
     }
     default: { /* KERNEL_ROW_INFORMATION */
       /* a row per item: an explicit group, for the elementwise kernels' reason */

@@ -18,8 +18,13 @@ clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, siz
                                    cl_mem aux, cl_mem grad, const clxent_results *res, cl_mem labels, cl_mem weight,
                                    cl_mem row_scale) {
   const size_t c = plan->c;
+  /* a binary loss to be reduced: its kernel with the chunk sums, where the program has it (the
+   * same sums, without the per-value losses and chunk_sum) */
+  const int sums_kernel = plan->kernel == KERNEL_SIGMOID_XENT ? KERNEL_SIGMOID_XENT_SUMS : KERNEL_BCE_SUMS;
+  const int sums = plan->elementwise && plan->loss && plan->reduction != CLXENT_NONE &&
+                   ctx->kernels[sums_kernel][plan->dtype] != NULL;
   /* elementwise: the block's per-value results land at the start of the results buffer */
-  const clxent_rows_launch l = {.kernel = plan->kernel,
+  const clxent_rows_launch l = {.kernel = sums ? (clxent_kernel_id)sums_kernel : plan->kernel,
                                 .dtype = plan->dtype,
                                 .rows = plan->elementwise ? rows * c : rows,
                                 .c = plan->elementwise ? 1 : c,
@@ -34,14 +39,14 @@ clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, siz
                                 .mode = plan->mode,
                                 .params = plan->params,
                                 .grad = grad,
-                                .out = res->rows,
+                                .out = sums ? res->chunks : res->rows,
                                 .lse = res->lse,
                                 .scales = NULL,
                                 .row_scale = grad ? row_scale : NULL,
                                 .argmax = res->argmax,
                                 .bias_partial = res->bias_partial};
   CHECK(clxent_launch_rows(ctx, &l));
-  if (plan->elementwise && plan->loss) {
+  if (plan->elementwise && plan->loss && !sums) {
     if (plan->reduction != CLXENT_NONE) {
       CHECK(clxent_launch_chunk_sum(ctx, first * c, rows * c, res->rows, res->chunks));
     } else {

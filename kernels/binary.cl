@@ -57,23 +57,36 @@ inline floatv pos_weights_of(__global const float *pos_weight, ulong k, int cols
   return w;
 }
 
+/* The launch's values i .. i + CLXENT_VEC (SIGMOID_V) or value i alone (SIGMOID_1): loss into l, the
+ * gradient stored. The vector and scalar forms round alike (contraction off). */
+#define SIGMOID_V(i, l)                                                                                   \
+  {                                                                                                       \
+    const floatv z_ = LOADV(logits, i), y_ = LOADV(targets, i), pw_ = pos_weights_of(pos_weight, first + (i), cols); \
+    floatv dz_;                                                                                           \
+    SIGMOID_TERM(floatv, clxent_expv, clxent_log1pv_inv, z_, y_, pw_, l, dz_);                             \
+    if (grad) STOREV((row_scale ? scale * vloadv(0, row_scale + (i)) : (floatv)(scale)) * dz_, grad, i);  \
+  }
+#define SIGMOID_1(i, l)                                                                                   \
+  {                                                                                                       \
+    const float z_ = LOAD(logits, i), y_ = LOAD(targets, i), pw_ = pos_weight_of(pos_weight, first + (i), cols); \
+    float dz_;                                                                                            \
+    SIGMOID_TERM(float, clxent_exp, clxent_log1p_inv, z_, y_, pw_, l, dz_);                                \
+    if (grad) STORE((row_scale ? scale * row_scale[i] : scale) * dz_, grad, i);                           \
+  }
+
 __kernel void sigmoid_xent(BINARY_ARGS(logits)) {
   const ulong i0 = get_global_id(0) * CLXENT_VEC;
   if (i0 >= count) return;
   if (i0 + CLXENT_VEC <= count) {
-    const floatv z = LOADV(logits, i0), y = LOADV(targets, i0), pw = pos_weights_of(pos_weight, first + i0, cols);
-    floatv l, dz;
-    SIGMOID_TERM(floatv, clxent_expv, clxent_log1pv_inv, z, y, pw, l, dz);
+    floatv l;
+    SIGMOID_V(i0, l);
     vstorev_g(l, loss + i0);
-    if (grad) STOREV((row_scale ? scale * vloadv(0, row_scale + i0) : (floatv)(scale)) * dz, grad, i0);
     return;
   }
   for (ulong i = i0; i < count; ++i) {
-    const float z = LOAD(logits, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first + i, cols);
-    float l, dz;
-    SIGMOID_TERM(float, clxent_exp, clxent_log1p_inv, z, y, pw, l, dz);
+    float l;
+    SIGMOID_1(i, l);
     loss[i] = l;
-    if (grad) STORE((row_scale ? scale * row_scale[i] : scale) * dz, grad, i);
   }
 }
 
@@ -92,24 +105,87 @@ __kernel void sigmoid_xent(BINARY_ARGS(logits)) {
     (num) = (weighted) ? (a) * ((T)(1.0f) - (y)) - (pw) * (y) * ((T)(1.0f) - (a)) : (a) - (y);             \
   } while (0)
 
+#define BCE_V(i, l)                                                                                       \
+  {                                                                                                       \
+    const floatv a_ = LOADV(probs, i), y_ = LOADV(targets, i), pw_ = pos_weights_of(pos_weight, first + (i), cols); \
+    floatv bnum_, bden_;                                                                                      \
+    BCE_TERM(floatv, clxent_logv, clxent_log1pv, a_, y_, pw_, pos_weight, l, bnum_, bden_);                   \
+    if (grad) STOREV((row_scale ? scale * vloadv(0, row_scale + (i)) : (floatv)(scale)) * bnum_ / bden_, grad, i); \
+  }
+#define BCE_1(i, l)                                                                                       \
+  {                                                                                                       \
+    const float a_ = LOAD(probs, i), y_ = LOAD(targets, i), pw_ = pos_weight_of(pos_weight, first + (i), cols); \
+    float bnum_, bden_;                                                                                       \
+    BCE_TERM(float, clxent_log, clxent_log1p, a_, y_, pw_, pos_weight, l, bnum_, bden_);                      \
+    if (grad) STORE((row_scale ? scale * row_scale[i] : scale) * bnum_ / bden_, grad, i);                     \
+  }
+
 __kernel void bce(BINARY_ARGS(probs)) {
   const ulong i0 = get_global_id(0) * CLXENT_VEC;
   if (i0 >= count) return;
   if (i0 + CLXENT_VEC <= count) {
-    const floatv a = LOADV(probs, i0), y = LOADV(targets, i0), pw = pos_weights_of(pos_weight, first + i0, cols);
-    floatv l, num, d;
-    BCE_TERM(floatv, clxent_logv, clxent_log1pv, a, y, pw, pos_weight, l, num, d);
+    floatv l;
+    BCE_V(i0, l);
     vstorev_g(l, loss + i0);
-    if (grad) STOREV((row_scale ? scale * vloadv(0, row_scale + i0) : (floatv)(scale)) * num / d, grad, i0);
     return;
   }
   for (ulong i = i0; i < count; ++i) {
-    const float a = LOAD(probs, i), y = LOAD(targets, i), pw = pos_weight_of(pos_weight, first + i, cols);
-    float l, num, d;
-    BCE_TERM(float, clxent_log, clxent_log1p, a, y, pw, pos_weight, l, num, d);
+    float l;
+    BCE_1(i, l);
     loss[i] = l;
-    if (grad) STORE((row_scale ? scale * row_scale[i] : scale) * num / d, grad, i);
   }
 }
+
+/* The batch sum's chunk sums computed in the loss kernel itself (CLXENT_HAS_TRANSPOSE_16: Clang, 16
+ * lanes). The batch loss of the binary losses is the sum of chunk sums, chunk k being the batch's
+ * values [64k, 64k + 64) added one after the other from 0 (reduce.cl's chunk_sum, whose order is
+ * the documented one). Through chunk_sum every value's loss went out to memory and back: 20 bytes a
+ * value moved where 12 must, and chunk_sum's 64 sequential additions per chunk took 15% of the
+ * call (perf, docs/PERFORMANCE.md "Ninth round"). Here a work-item owns 16 chunks, one per lane:
+ * it computes its 1024 values' losses front to back (the vector form above, or value by value
+ * at the launch's edges, the same bits) into a private array, then for each quarter b of a chunk
+ * transposes the 16 chunks' b-th vectors (row j = chunk j's 16 values -> vector t = every chunk's
+ * value t) and adds vector after vector: lane j adds chunk j's values one after the other,
+ * chunk_sum's order exactly. (Computed quarter by quarter, the 16 chunks 256 bytes apart, the
+ * loads were 16 streams: 1.06x chunk_sum's time at 4096 x 32000.) A chunk cut by the launch's first
+ * value starts from the sum the previous launch left in partial[k] (as chunk_sum does); values
+ * outside the launch add +0, which changes no sum (a sum started from +0 is never -0). partial is
+ * the `loss` argument: partial[k] for every chunk k the launch touches. */
+#if CLXENT_HAS_TRANSPOSE_16
+#define BINARY_SUMS_KERNEL(NAME, INPUT, TERM_V, TERM_1)                                                   \
+  __kernel void NAME(BINARY_ARGS(INPUT)) {                                                                \
+    const ulong k0 = first / CLXENT_SUM_CHUNK + get_global_id(0) * 16, end = first + count;                \
+    if (k0 * CLXENT_SUM_CHUNK >= end) return;                                                             \
+    floatv acc = (floatv)(0.0f), L[CLXENT_SUM_CHUNK];                                                    \
+    if (k0 * CLXENT_SUM_CHUNK < first) acc.s0 = loss[k0]; /* the launch's first chunk, cut */            \
+    /* the item's 1024 values front to back (one stream from memory), their losses into L */             \
+    const long i0 = (long)(k0 * CLXENT_SUM_CHUNK) - (long)first; /* in the launch */                      \
+    for (uint q = 0; q < CLXENT_SUM_CHUNK; ++q) {                                                         \
+      const long i = i0 + 16 * (long)q;                                                                   \
+      if (i >= 0 && (ulong)i + 16 <= count) {                                                             \
+        TERM_V((ulong)i, L[q]);                                                                           \
+      } else {                                                                                            \
+        float lanes[16];                                                                                  \
+        for (int l = 0; l < 16; ++l) {                                                                    \
+          lanes[l] = 0.0f;                                                                                \
+          if (i + l >= 0 && (ulong)(i + l) < count) TERM_1((ulong)(i + l), lanes[l]);                     \
+        }                                                                                                 \
+        L[q] = vload16(0, lanes);                                                                         \
+      }                                                                                                   \
+    }                                                                                                     \
+    /* quarter b of every chunk: L[4j + b] is chunk j's values 16b .. 16b + 15 */                         \
+    for (uint b = 0; b < 4; ++b) {                                                                        \
+      floatv R[16];                                                                                       \
+      for (uint j = 0; j < 16; ++j) R[j] = L[4 * j + b];                                                  \
+      clxent_transpose16(R);                                                                              \
+      for (uint t = 0; t < 16; ++t) acc += R[t];                                                          \
+    }                                                                                                     \
+    float sums[16];                                                                                       \
+    vstore16(acc, 0, sums);                                                                               \
+    for (uint j = 0; j < 16 && (k0 + j) * CLXENT_SUM_CHUNK < end; ++j) loss[k0 + j] = sums[j];            \
+  }
+BINARY_SUMS_KERNEL(sigmoid_xent_sums, logits, SIGMOID_V, SIGMOID_1)
+BINARY_SUMS_KERNEL(bce_sums, probs, BCE_V, BCE_1)
+#endif
 
 #pragma OPENCL FP_CONTRACT ON

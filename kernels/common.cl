@@ -49,6 +49,42 @@
 #define CLXENT_PREFETCH_W(p, j) ((void)0)
 #endif
 
+/* CLXENT_HAS_TRANSPOSE_16: 16 vectors of 16 lanes transposed in registers, R[r][c] -> R[c][r]:
+ * four steps, each swapping one bit between the row and the column index of every element, two
+ * two-source shuffles (Clang's __builtin_shufflevector) per pair of rows a step, 64 in all. Data
+ * movement only: the same values, so the same bits. Where the compiler is Clang (PoCL, Oclgrind)
+ * and the kernels have 16 lanes. */
+#if defined(__clang__) && CLXENT_VEC == 16
+#define CLXENT_HAS_TRANSPOSE_16 1
+#define CLXENT_T_PAIR(R, i, d, LO, HI)                                                  \
+  {                                                                                     \
+    const floatv a_ = R[i], b_ = R[(i) + (d)];                                          \
+    R[i] = __builtin_shufflevector(a_, b_, LO);                                         \
+    R[(i) + (d)] = __builtin_shufflevector(a_, b_, HI);                                 \
+  }
+#define CLXENT_T_LO1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define CLXENT_T_HI1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define CLXENT_T_LO2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define CLXENT_T_HI2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define CLXENT_T_LO4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define CLXENT_T_HI4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define CLXENT_T_LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define CLXENT_T_HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define CLXENT_T_STEP(R, d, a0, a1, a2, a3, a4, a5, a6, a7)                                                        \
+  CLXENT_T_PAIR(R, a0, d, CLXENT_T_LO##d, CLXENT_T_HI##d) CLXENT_T_PAIR(R, a1, d, CLXENT_T_LO##d, CLXENT_T_HI##d)  \
+  CLXENT_T_PAIR(R, a2, d, CLXENT_T_LO##d, CLXENT_T_HI##d) CLXENT_T_PAIR(R, a3, d, CLXENT_T_LO##d, CLXENT_T_HI##d)  \
+  CLXENT_T_PAIR(R, a4, d, CLXENT_T_LO##d, CLXENT_T_HI##d) CLXENT_T_PAIR(R, a5, d, CLXENT_T_LO##d, CLXENT_T_HI##d)  \
+  CLXENT_T_PAIR(R, a6, d, CLXENT_T_LO##d, CLXENT_T_HI##d) CLXENT_T_PAIR(R, a7, d, CLXENT_T_LO##d, CLXENT_T_HI##d)
+__attribute__((always_inline)) inline void clxent_transpose16(floatv *R) {
+  CLXENT_T_STEP(R, 1, 0, 2, 4, 6, 8, 10, 12, 14)
+  CLXENT_T_STEP(R, 2, 0, 1, 4, 5, 8, 9, 12, 13)
+  CLXENT_T_STEP(R, 4, 0, 1, 2, 3, 8, 9, 10, 11)
+  CLXENT_T_STEP(R, 8, 0, 1, 2, 3, 4, 5, 6, 7)
+}
+#else
+#define CLXENT_HAS_TRANSPOSE_16 0
+#endif
+
 /* CLXENT_HAS_GATHER_16: the 16-lane gather and scatter of AVX-512 (vgatherdps, vscatterdps) through
  * Clang's builtins, where the kernels are compiled for such an x86 CPU (PoCL passes the CPU's
  * features: __AVX512F__) with 16 lanes. OpenCL has no gather; built lane by lane, a 16-row block's

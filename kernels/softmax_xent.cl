@@ -111,38 +111,10 @@
 #define SHORT_GATHER 1
 #define SHORT_GATHER16(p, off) __builtin_ia32_gathersiv16sf((floatv)(0.0f), (p), (off), (ushort)0xffffu, 4)
 #define SHORT_SCATTER16(p, mask, off, v) __builtin_ia32_scattersiv16sf((p), (mask), (off), (v), 4)
-/* 16 vectors transposed in registers: four steps, each swapping one bit between the row and the
- * column index of every element ((r, c) -> (c, r) after the four), two two-source shuffles per
- * pair of rows a step. A full block's tile of 8 to 16 columns comes in by 16 masked loads and
- * leaves by 16 masked stores around two of these (128 shuffles), where gathers and scatters, one
- * per column, cost more:
- * on the AVX-512 EPYC (Zen 4) one 16-lane gather or scatter took ~7 ns from L1, a shuffle ~1
- * (docs/PERFORMANCE.md, tenth round). Data movement only: the same values in the same lanes. */
-#define SHORT_T_PAIR(R, i, d, LO, HI)                                                   \
-  {                                                                                     \
-    const floatv a_ = R[i], b_ = R[(i) + (d)];                                          \
-    R[i] = __builtin_shufflevector(a_, b_, LO);                                         \
-    R[(i) + (d)] = __builtin_shufflevector(a_, b_, HI);                                 \
-  }
-#define SHORT_T_LO1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
-#define SHORT_T_HI1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
-#define SHORT_T_LO2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
-#define SHORT_T_HI2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
-#define SHORT_T_LO4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
-#define SHORT_T_HI4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
-#define SHORT_T_LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
-#define SHORT_T_HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
-#define SHORT_T_STEP(R, d, a0, a1, a2, a3, a4, a5, a6, a7)                                                       \
-  SHORT_T_PAIR(R, a0, d, SHORT_T_LO##d, SHORT_T_HI##d) SHORT_T_PAIR(R, a1, d, SHORT_T_LO##d, SHORT_T_HI##d)      \
-  SHORT_T_PAIR(R, a2, d, SHORT_T_LO##d, SHORT_T_HI##d) SHORT_T_PAIR(R, a3, d, SHORT_T_LO##d, SHORT_T_HI##d)      \
-  SHORT_T_PAIR(R, a4, d, SHORT_T_LO##d, SHORT_T_HI##d) SHORT_T_PAIR(R, a5, d, SHORT_T_LO##d, SHORT_T_HI##d)      \
-  SHORT_T_PAIR(R, a6, d, SHORT_T_LO##d, SHORT_T_HI##d) SHORT_T_PAIR(R, a7, d, SHORT_T_LO##d, SHORT_T_HI##d)
-CLXENT_INLINE_ALWAYS void short_transpose16(floatv *R) {
-  SHORT_T_STEP(R, 1, 0, 2, 4, 6, 8, 10, 12, 14)
-  SHORT_T_STEP(R, 2, 0, 1, 4, 5, 8, 9, 12, 13)
-  SHORT_T_STEP(R, 4, 0, 1, 2, 3, 8, 9, 10, 11)
-  SHORT_T_STEP(R, 8, 0, 1, 2, 3, 4, 5, 6, 7)
-}
+/* A full block's tile of 8 to 16 columns comes in by 16 masked loads and leaves by 16 masked
+ * stores around two 16 x 16 transposes in registers (common.cl, 128 shuffles), where gathers and
+ * scatters, one per column, cost more: on the AVX-512 EPYC (Zen 4) one 16-lane gather or scatter
+ * took ~7 ns from L1, a shuffle ~1 (docs/PERFORMANCE.md, tenth round). */
 #define SHORT_LOAD_ROW(r) R[r] = __builtin_ia32_loadups512_mask(z + (r) * stride, (floatv)(0.0f), cmask);
 #define SHORT_STORE_ROW(r) __builtin_ia32_storeups512_mask(g + (r) * stride, R[r], cmask);
 #define SHORT_EACH16(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15)
@@ -153,13 +125,13 @@ CLXENT_INLINE_ALWAYS void short_transpose16(floatv *R) {
 CLXENT_INLINE_ALWAYS void short_columns(__global const float *z, uint stride, uint width, floatv *R) {
   const ushort cmask = (ushort)((1u << width) - 1u);
   SHORT_EACH16(SHORT_LOAD_ROW)
-  short_transpose16(R);
+  clxent_transpose16(R);
 }
 /* a full block's gradient columns R[0, width) stored as its rows' [0, width) (R[width, 16) are
  * read and ignored; R is transposed in place) */
 CLXENT_INLINE_ALWAYS void short_rows_out(__global float *g, uint stride, uint width, floatv *R) {
   const ushort cmask = (ushort)((1u << width) - 1u);
-  short_transpose16(R);
+  clxent_transpose16(R);
   SHORT_EACH16(SHORT_STORE_ROW)
 }
 #if CLXENT_SHORT_C % 16 != 0

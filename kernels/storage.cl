@@ -72,6 +72,8 @@
 #undef pos_weights_of
 #undef sigmoid_xent
 #undef bce
+#undef sigmoid_xent_sums
+#undef bce_sums
 #undef column_partial
 #undef column_partial_strided
 #undef strided_load
@@ -113,6 +115,8 @@
 #define pos_weights_of CLXENT_TYPED(pos_weights_of)
 #define sigmoid_xent CLXENT_TYPED(sigmoid_xent)
 #define bce CLXENT_TYPED(bce)
+#define sigmoid_xent_sums CLXENT_TYPED(sigmoid_xent_sums)
+#define bce_sums CLXENT_TYPED(bce_sums)
 #define column_partial CLXENT_TYPED(column_partial)
 #define column_partial_strided CLXENT_TYPED(column_partial_strided)
 #define strided_load CLXENT_TYPED(strided_load)
