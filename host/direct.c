@@ -20,8 +20,9 @@
  * kernels' own (kernels/clxent_math.h, the same source compiled as C); the kernels there and in
  * softmax_xent.cl are compiled without contraction and this file with -ffp-contract=off, so every
  * a*b + c is two roundings on both sides and every fused step is an explicit fma. Where the
- * kernel picks the narrow or the general exponential per chunk, the host takes the general one:
- * they agree bit for bit on the narrow range (clxent_math.h). tests/test_math.c checks the host's
+ * kernel picks the narrow or the general exponential per chunk, the host takes the general one,
+ * or the narrow one for a row whose values all lie in its range (narrow_row): they agree bit for
+ * bit there (clxent_math.h). tests/test_math.c checks the host's
  * e^x and ln x against the device's on every input of their sweeps; tests/test_direct.c checks
  * whole calls, direct against kernels, byte for byte.
  *
@@ -266,11 +267,12 @@ DIRECT_INLINE float item_row(const direct_call *d, size_t i) {
   return loss;
 }
 
-/* Every row: the row losses into out (n floats). Compiled twice where the compiler can (GCC,
- * clang on x86-64 ELF): with FMA instructions for the fmaf of clxent_math.h, and without (fmaf
- * from libm, the same bits, slower), picked once by the loader. Not under ThreadSanitizer: the
- * loader runs the clones' ifunc resolver while relocating the library, before TSan's runtime is
- * up, and every program linking the library then crashes before main. */
+/* Every row: the row losses into out (n floats). Compiled more than once where the compiler can
+ * (GCC, clang on x86-64 ELF): with FMA instructions for the fmaf of clxent_math.h, without (fmaf
+ * from libm, the same bits, slower) and, where the compiler can, with AVX-512 (DIRECT_CLONES);
+ * the loader picks one. Not under ThreadSanitizer: the loader runs the clones' ifunc resolver
+ * while relocating the library, before TSan's runtime is up, and every program linking the
+ * library then crashes before main. */
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define CLXENT_NO_CLONES 1
@@ -279,9 +281,17 @@ DIRECT_INLINE float item_row(const direct_call *d, size_t i) {
 #if defined(__SANITIZE_THREAD__)
 #define CLXENT_NO_CLONES 1
 #endif
+/* An AVX-512 clone (x86-64-v4: the 16-lane vectors in one register) where the compiler handles an
+ * arch in target_clones: GCC 12 and later, Clang 18 and later (Clang before 18 builds a resolver
+ * that never picks it, LLVM issue 55830; GCC 11 refuses the attribute). */
+#if defined(__clang__) ? __clang_major__ >= 18 : (defined(__GNUC__) && __GNUC__ >= 12)
+#define DIRECT_CLONES "arch=x86-64-v4", "fma", "default"
+#else
+#define DIRECT_CLONES "fma", "default"
+#endif
 #if defined(__x86_64__) && defined(__ELF__) && defined(__has_attribute) && !defined(CLXENT_NO_CLONES)
 #if __has_attribute(target_clones)
-__attribute__((target_clones("arch=x86-64-v4", "fma", "default")))
+__attribute__((target_clones(DIRECT_CLONES)))
 #endif
 #endif
 static void direct_rows(const direct_call *d, float *out) {

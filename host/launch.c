@@ -245,6 +245,9 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
        * each (a BCE loop whose batch sizes vary paid it per size; the fuzzer spent most of its
        * time in LLVM). The kernels stop at count. */
       static const char *const names[] = {"sigmoid_xent", "bce", "sigmoid_xent_sums", "bce_sums"};
+      _Static_assert(KERNEL_BCE == KERNEL_SIGMOID_XENT + 1 && KERNEL_SIGMOID_XENT_SUMS == KERNEL_SIGMOID_XENT + 2 &&
+                         KERNEL_BCE_SUMS == KERNEL_SIGMOID_XENT + 3,
+                     "names[] follows the enum's order");
       const int sums = l->kernel == KERNEL_SIGMOID_XENT_SUMS || l->kernel == KERNEL_BCE_SUMS;
       const size_t items = sums ? (chunks_touched(l->first_row, l->rows, CLXENT_SUM_CHUNK) + 15) / 16
                                 : (l->rows + ctx->vector_width - 1) / ctx->vector_width; /* a vector each */

@@ -121,7 +121,7 @@ static int program_has_kernel(cl_program program, const char *name) {
   if (names && clGetProgramInfo(program, CL_PROGRAM_KERNEL_NAMES, size, names, NULL) == CL_SUCCESS) {
     names[size - 1] = '\0';
     const size_t len = strlen(name);
-    for (const char *p = names; (p = strstr(p, name)) != NULL; p += len)
+    for (const char *p = names; (p = strstr(p, name)) != NULL; ++p)
       if ((p == names || p[-1] == ';') && (p[len] == ';' || p[len] == '\0')) {
         found = 1;
         break;

@@ -14,17 +14,23 @@ static void release_mems(cl_mem *mems, int count) {
     if (mems[i]) clReleaseMemObject(mems[i]), mems[i] = NULL;
 }
 
+/* The kernel of a binary loss to be reduced that adds the chunk sums itself (binary.cl), where the
+ * program has it: the same sums without the per-value losses and chunk_sum; else KERNEL_COUNT. */
+static clxent_kernel_id binary_sums_kernel(const clxent_ctx *ctx, const clxent_plan *plan) {
+  const clxent_kernel_id k = plan->kernel == KERNEL_SIGMOID_XENT ? KERNEL_SIGMOID_XENT_SUMS : KERNEL_BCE_SUMS;
+  const int reduced = plan->elementwise && plan->loss && plan->reduction != CLXENT_NONE;
+  return reduced && ctx->kernels[k][plan->dtype] ? k : KERNEL_COUNT;
+}
+
 clxent_status clxent_block_kernels(clxent_ctx *ctx, const clxent_plan *plan, size_t first, size_t rows, cl_mem in,
                                    cl_mem aux, cl_mem grad, const clxent_results *res, cl_mem labels, cl_mem weight,
                                    cl_mem row_scale) {
   const size_t c = plan->c;
-  /* a binary loss to be reduced: its kernel with the chunk sums, where the program has it (the
-   * same sums, without the per-value losses and chunk_sum) */
-  const int sums_kernel = plan->kernel == KERNEL_SIGMOID_XENT ? KERNEL_SIGMOID_XENT_SUMS : KERNEL_BCE_SUMS;
-  const int sums = plan->elementwise && plan->loss && plan->reduction != CLXENT_NONE &&
-                   ctx->kernels[sums_kernel][plan->dtype] != NULL;
-  /* elementwise: the block's per-value results land at the start of the results buffer */
-  const clxent_rows_launch l = {.kernel = sums ? (clxent_kernel_id)sums_kernel : plan->kernel,
+  const clxent_kernel_id sums_kernel = binary_sums_kernel(ctx, plan);
+  const int sums = sums_kernel != KERNEL_COUNT;
+  /* elementwise: the block's per-value results land at the start of the results buffer (with the
+   * chunk sums' kernel, no per-value results: its out is the chunk sums) */
+  const clxent_rows_launch l = {.kernel = sums ? sums_kernel : plan->kernel,
                                 .dtype = plan->dtype,
                                 .rows = plan->elementwise ? rows * c : rows,
                                 .c = plan->elementwise ? 1 : c,
@@ -154,7 +160,8 @@ static clxent_status stream(clxent_ctx *ctx, const clxent_plan *plan, clxent_res
   const size_t rows = block_rows(ctx, plan, row_bytes);
   /* per-row results: the whole batch's for the row kernels; a block's for the elementwise ones,
    * which stream them out (any n·c then works, even past one allocation) */
-  CHECK(clxent_buffer(ctx, SLOT_ROW_OUT, (plan->elementwise ? rows * c : n) * sizeof(float), &res->rows));
+  if (binary_sums_kernel(ctx, plan) == KERNEL_COUNT)
+    CHECK(clxent_buffer(ctx, SLOT_ROW_OUT, (plan->elementwise ? rows * c : n) * sizeof(float), &res->rows));
   if (plan->elementwise && plan->loss && plan->reduction != CLXENT_NONE)
     CHECK(clxent_buffer(ctx, SLOT_SUM_PARTIAL, clxent_chunk_count(n * c, CLXENT_SUM_CHUNK) * sizeof(float),
                         &res->chunks));

@@ -612,8 +612,9 @@ typedef struct clxent_info {
   size_t linear_classes;       /**< ... × classes (its scratch: rows·classes floats) */
   /* since 1.1 */
   size_t direct_max;           /**< small float32 hard-label calls of at most this many values (n·c;
-                                    an eighth of it for rows of at most 64 classes) are computed
-                                    on the host with the kernels' bits (CPU devices;
+                                    an eighth of it where the host computes rows lane by lane:
+                                    rows of at most 64 classes, 4-lane contexts) are computed on
+                                    the host with the kernels' bits (CPU devices;
                                     $CLXENT_DIRECT_MAX, 0 = off); 0: never */
   int bf16_cvt;                /**< bfloat16 gradients are rounded by the CPU's vcvtneps2bf16 (CPU
                                     devices of a host with AVX-512 BF16 whose kernel compiler takes
