@@ -149,17 +149,19 @@ inline floatv clxent_log1pv_inv(floatv x, floatv inv) { return log1p(x); }
 #endif
 
 /* tanh and sech² for x ≥ 0 (the softcap's), from the same pieces:
- *   x < 0.55:  tanh x = x + x·x²·R(x²), R of degree 5, a near-minimax fit for the relative error
- *              (0.08 ulp), and sech² x = 1 - tanh² x (tanh² < 1/4 there: no cancellation);
+ *   x < 0.55:  tanh x = x + x·x²·R(x²), R of degree 3, a minimax fit for the relative error
+ *              (3.7e-8, 0.62 of 2^-24; degree 4 and 5 fits err 1.0e-9 and 3e-11, but cost one and
+ *              two operations more a value in softcap's pass 1, bound by its arithmetic: 0.96x and
+ *              0.92x the time with degree 3, docs/PERFORMANCE.md, "Thirteenth round"), and
+ *              sech² x = 1 - tanh² x (tanh² < 1/4 there: no cancellation);
  *   x ≥ 0.55:  with e = e^{-2x} ≤ 1/3:  tanh x = 1 - 2e/(1+e),  sech² x = 4e/(1+e)²  (no 1 - t²
  *              cancelling near saturation; e = 0 gives 1 and 0, x = inf too). NaN stays NaN.
  * tests/test_math.c checks both against float64 over every float32 x in [0, 9.1] (tanh rounds to
  * 1 beyond). */
 #define CLXENT_TANH_SPLIT 0.55f
-#define CLXENT_TANH_POLY(x, s)                                                                     \
-  ((x) + (x) * (s) * (-0x1.555554p-2f +                                                           \
-                      (s) * (0x1.1110dcp-3f +                                                     \
-                             (s) * (-0x1.ba0996p-5f + (s) * (0x1.64e3ccp-6f + (s) * (-0x1.13b564p-7f + (s) * 0x1.3a0676p-9f))))))
+#define CLXENT_TANH_R(s)                                                                            \
+  (-0x1.555452p-2f + (s) * (0x1.10cef8p-3f + (s) * (-0x1.af7cdep-5f + (s) * 0x1.0d507ap-6f)))
+#define CLXENT_TANH_POLY(x, s) ((x) + (x) * (s) * CLXENT_TANH_R(s))
 
 inline float tanh_nonneg(float x, float *sech2) {
   if (x < CLXENT_TANH_SPLIT) {
@@ -179,54 +181,83 @@ inline floatv tanh_nonnegv(floatv x, floatv *sech2) {
   return t;
 }
 
+/* tanh x for x ≥ CLXENT_TANH_SPLIT (or NaN), one narrow exponential (tanh_nonnegv_value's and
+ * softcap's cap_logitv's) */
+inline floatv tanh_nonnegv_exp(floatv x) {
+  const floatv a = -2.0f * x;
+  const floatv e = clxent_expv_narrow(select(a, (floatv)(-CLXENT_EXP_FAST_LIMIT), a < -CLXENT_EXP_FAST_LIMIT));
+  return 1.0f - 2.0f * e / (1.0f + e);
+}
 /* tanh x alone, x ≥ 0 (softcap's pass 1, which needs no slope): tanh_nonnegv's t bit for bit, with
  * one exponential instead of clxent_expv's two paths. e^{-2x} is taken at max(-2x, -87), in the
  * narrow exponential's range: below it, any e ≤ e^-87 gives 2e/(1+e) < 2^-124, and 1 minus that
  * rounds to 1, as the true e does (x = +inf too); NaN stays NaN (the select keeps it). The slope
  * needs the true e (sech² x = 4e/(1+e)² underflows gradually), so tanh_nonnegv keeps both paths. */
 inline floatv tanh_nonnegv_value(floatv x) {
-  const floatv a = -2.0f * x;
-  const floatv e = clxent_expv_narrow(select(a, (floatv)(-CLXENT_EXP_FAST_LIMIT), a < -CLXENT_EXP_FAST_LIMIT));
-  return select(1.0f - 2.0f * e / (1.0f + e), CLXENT_TANH_POLY(x, x * x), x < CLXENT_TANH_SPLIT);
+  return select(tanh_nonnegv_exp(x), CLXENT_TANH_POLY(x, x * x), x < CLXENT_TANH_SPLIT);
 }
 
 /* Logit softcap with its slope, for s > 0:  u = s·tanh(z/s),  du/dz = 1 - tanh²(z/s) = sech²(z/s).
  * z = -inf stays -inf with slope 0: a masked class remains masked. s = 0 means no cap: u = z,
- * slope 1. */
-inline float cap_logit(float z, float s) {
-  if (s == 0.0f || z == -INFINITY) return z;
-  float sech2;
-  return copysign(s * tanh_nonneg(fabs(z) / s, &sech2), z);
-}
-inline float cap_slope(float z, float s) {
-  if (s == 0.0f) return 1.0f;
-  if (z == -INFINITY) return 0.0f;
-  float sech2;
-  tanh_nonneg(fabs(z) / s, &sech2);
-  return sech2;
-}
-/* u and du/dz from one tanh, for the gradient passes. */
+ * slope 1. x0 = |z|·(1/s) (one division a call, not a value) picks the branch, the same test as
+ * the chunks' (softmax_xent.cl: the max and min of z times 1/s); scalar and vector forms do the
+ * same operations, so that a row's tail takes its vector lanes' bits.
+ *   x0 < CLXENT_TANH_SPLIT:  u = z + z·q·R(q), q = x0² (CLXENT_CAP_SERIES): the tanh series times
+ *       s with s folded into z. It is odd in z, so it needs no |z|, no copysign and no product by
+ *       s: softcap's pass 1, bound by its arithmetic, does 7 vector operations for the cap instead
+ *       of 12 (with R's degree 3). No rounding of |z|/s feeds its leading term: tests/test_math.c
+ *       checks every float32 z in [0, 0.55 s) for s = 30 (1.48 ulp at most; 0.82 with the old
+ *       form and degree 5). Slope 1 - t², t the tanh series at x0;
+ *   else:  u = ±s·tanh(x0), tanh = 1 - 2e/(1 + e), e = e^{-2·x0}, slope 4e/(1 + e(2 + e)):
+ *       4.37 ulp at most at s = 30 (every z in [16.5, 273]): tanh's 1.5 ulp counted in ulps of
+ *       s·t (up to 2 of t's for s = 30), and x0's two roundings carried by tanh's slope. x0
+ *       corrected by its residual (|z| - s·x0 by an fma, times 1/s) gave 3.82 ulp, but 1.07x the
+ *       time of a chunk past the series (docs/PERFORMANCE.md, "Thirteenth round"). */
+#define CLXENT_CAP_SERIES(z, q) ((z) + (z) * (q) * CLXENT_TANH_R(q))
 inline float cap_logit_slope(float z, float s, float *slope) {
   if (s == 0.0f) return *slope = 1.0f, z;
   if (z == -INFINITY) return *slope = 0.0f, z;
-  return copysign(s * tanh_nonneg(fabs(z) / s, slope), z);
+  const float x0 = fabs(z) * (1.0f / s);
+  if (x0 < CLXENT_TANH_SPLIT) {
+    const float t = CLXENT_TANH_POLY(x0, x0 * x0);
+    *slope = 1.0f - t * t;
+    return CLXENT_CAP_SERIES(z, x0 * x0);
+  }
+  const float e = clxent_exp(-2.0f * x0), d = 1.0f + e;
+  *slope = 4.0f * e / (1.0f + e * (2.0f + e));
+  return copysign(s * (1.0f - 2.0f * e / d), z);
 }
-/* u and du/dz, vectors. */
+inline float cap_logit(float z, float s) {
+  float slope;
+  return cap_logit_slope(z, s, &slope);
+}
+inline float cap_slope(float z, float s) {
+  float slope;
+  cap_logit_slope(z, s, &slope);
+  return slope;
+}
+/* u and du/dz, vectors: cap_logit_slope lane by lane (e^{-2x} by the wide exponential, whose bits
+ * are the narrow one's on [-87, 0], and whose smaller values give tanh = 1 as e^-87 does) */
 inline floatv cap_logit_slopev(floatv z, float s, floatv *slope) {
   const intv masked = z == (floatv)(-INFINITY);
-  const floatv t = tanh_nonnegv(fabs(z) * (1.0f / s), slope); /* 1/s: one division per call, not per value */
-  *slope = select(*slope, (floatv)(0.0f), masked);
-  return select(copysign(s * t, z), z, masked);
+  const floatv x0 = fabs(z) * (1.0f / s);
+  const intv small = x0 < CLXENT_TANH_SPLIT;
+  const floatv e = clxent_expv(-2.0f * x0), d = 1.0f + e;
+  const floatv ts = CLXENT_TANH_POLY(x0, x0 * x0);
+  *slope = select(select(4.0f * e / (1.0f + e * (2.0f + e)), 1.0f - ts * ts, small), (floatv)(0.0f), masked);
+  return select(select(copysign(s * (1.0f - 2.0f * e / d), z), CLXENT_CAP_SERIES(z, x0 * x0), small), z, masked);
 }
 /* u where every |z|/s < CLXENT_TANH_SPLIT (a softcap chunk whose max and min say so): the series
  * alone, which the general form selects there anyway: the same bits, at a fraction of the cost
  * (no exponential, no division). Logits within ±0.55·s, the common case (s = 30: |z| < 16.5). */
 inline floatv cap_logitv_small(floatv z, float s) {
-  const floatv x = fabs(z) * (1.0f / s);
-  return copysign(s * CLXENT_TANH_POLY(x, x * x), z);
+  const floatv x0 = z * (1.0f / s); /* x0² = |x0|² */
+  return CLXENT_CAP_SERIES(z, x0 * x0);
 }
-/* u alone, vectors (pass 1) */
+/* u alone, vectors (pass 1): past the series tanh_nonnegv_exp, one narrow exponential of a
+ * clamped argument (the same bits as clxent_expv's tanh, above) */
 inline floatv cap_logitv(floatv z, float s) {
-  const floatv t = tanh_nonnegv_value(fabs(z) * (1.0f / s));
-  return select(copysign(s * t, z), z, z == (floatv)(-INFINITY));
+  const floatv x0 = fabs(z) * (1.0f / s);
+  return select(select(copysign(s * tanh_nonnegv_exp(x0), z), CLXENT_CAP_SERIES(z, x0 * x0), x0 < CLXENT_TANH_SPLIT), z,
+                z == (floatv)(-INFINITY));
 }
