@@ -203,10 +203,11 @@ inline floatv tanh_nonnegv_value(floatv x) {
  * the chunks' (softmax_xent.cl: the max and min of z times 1/s); scalar and vector forms do the
  * same operations, so that a row's tail takes its vector lanes' bits.
  *   x0 < CLXENT_TANH_SPLIT:  u = z + z·q·R(q), q = x0² (CLXENT_CAP_SERIES): the tanh series times
- *       s with s folded into z. It is odd in z, so it needs no |z|, no copysign and no product by
- *       s: softcap's pass 1, bound by its arithmetic, does 7 vector operations for the cap instead
+ *       s with s folded into z. It is odd in z (but at -0, which gives +0: the correction -z³/3
+ *       is +0 there; no loss or gradient sees a zero's sign), so it needs no |z|, no copysign
+ *       and no product by s: softcap's pass 1, bound by its arithmetic, does 7 vector operations for the cap instead
  *       of 12 (with R's degree 3). No rounding of |z|/s feeds its leading term: tests/test_math.c
- *       checks every float32 z in [0, 0.55 s) for s = 30 (1.48 ulp at most; 0.82 with the old
+ *       checks every float32 z in [0, 0.55 s] for s = 30 (1.48 ulp at most; 0.82 with the old
  *       form and degree 5). Slope 1 - t², t the tanh series at x0;
  *   else:  u = ±s·tanh(x0), tanh = 1 - 2e/(1 + e), e = e^{-2·x0}, slope 4e/(1 + e(2 + e)):
  *       4.37 ulp at most at s = 30 (every z in [16.5, 273]): tanh's 1.5 ulp counted in ulps of

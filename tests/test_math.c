@@ -21,10 +21,12 @@
  *            (tanh_nonnegv_value, softcap's pass 1, one exponential of a clamped argument) on
  *            the same inputs and every 256th x up to +inf: error ≤ 2 ulp, the scalar tanh's bits;
  *            plus +inf → 1, NaN → NaN;
- *   softcap  u = s·tanh(z/s) for s = 30 and 1: every z in [0, 0.55 s) (the tanh series' range,
+ *   softcap  u = s·tanh(z/s) for s = 30 and 1: every z in [0, 0.55 s] (the tanh series' range,
  *            where softcap's form is z + z·q·R(q); s = 1: every 16th), and every z past it to
- *            saturation: error ≤ 2 ulp in the series' range, ≤ 4.5 past it (BOUND_CAP_ULP);
- *            its general, slope-giving and series-only vector forms give the same bits, and
+ *            saturation: error ≤ 2 ulp in the series' range, ≤ 4.5 past it at s = 30
+ *            (BOUND_CAP_ULP; at s = 1, u is tanh itself: ≤ 2 ulp, and its slope sech² ≤ 3 ulp);
+ *            its general, slope-giving and series-only vector forms give the same bits (the
+ *            slope's too: the vector form's against the scalar's), and
  *            u(-z) = -u(z) bit for bit but at 0 (-0 gives +0: the series' correction, -z³/3, is +0
  *            there, and -0 + +0 is +0; no loss or gradient sees a zero's sign); plus -inf → -inf
  *            (a mask stays one), +inf → s, NaN → NaN.
@@ -75,11 +77,10 @@ static const char test_kernels[] =
     "  else if (fn == 3) y = tanh_nonnegv_value(x); else if (fn == 5) y = clxent_log1pv(x);\n"
     "  else if (fn == 6) y = clxent_log1pv_inv(x, 1.0f / (1.0f + x));\n"
     "  else if (fn == 7) y = clxent_expv_narrow(x);\n"
-    "  else if (fn == 8 || fn == 9) { /* softcap's u: its forms and its oddness agree bit for bit */\n"
+    "  else if (fn == 8 || fn == 9) { /* softcap's u and slope: their forms and u's oddness agree bit for bit */\n"
     "    const float cs = fn == 8 ? 30.0f : 1.0f;\n"
-    "    floatv slope;\n"
     "    y = cap_logitv(x, cs);\n"
-    "    const floatv u2 = cap_logit_slopev(x, cs, &slope), u3 = cap_logitv_small(x, cs), un = cap_logitv(-x, cs);\n"
+    "    const floatv u2 = cap_logit_slopev(x, cs, &y2), u3 = cap_logitv_small(x, cs), un = cap_logitv(-x, cs);\n"
     "    const intv bad = (CLXENT_CAT(as_uint, CLXENT_VEC)(u2) != CLXENT_CAT(as_uint, CLXENT_VEC)(y)) |\n"
     "                     ((CLXENT_CAT(as_uint, CLXENT_VEC)(-un) != CLXENT_CAT(as_uint, CLXENT_VEC)(y)) & isfinite(x) & (x != 0.0f)) |\n"
     "                     ((fabs(x) * (1.0f / cs) < CLXENT_TANH_SPLIT) &\n"
@@ -93,7 +94,7 @@ static const char test_kernels[] =
     "    const float xl = as_float(first + step * (i + l));\n"
     "    const float s = fn == 0 || fn == 7 ? clxent_exp(xl) : fn == 2 ? clxent_log(xl) : fn == 5 ? clxent_log1p(xl)\n"
     "                  : fn == 6 ? clxent_log1p_inv(xl, 1.0f / (1.0f + xl))\n"
-    "                  : fn == 8 ? cap_logit(xl, 30.0f) : fn == 9 ? cap_logit(xl, 1.0f) : tanh_nonneg(xl, &s2);\n"
+    "                  : fn == 8 || fn == 9 ? cap_logit_slope(xl, fn == 8 ? 30.0f : 1.0f, &s2) : tanh_nonneg(xl, &s2);\n"
     "    if (fn == 3) s2 = 0.0f; /* the value alone: its t must be the scalar's */\n"
     "    const float v = ((float *)&y)[l], v2 = ((float *)&y2)[l];\n"
     "    out[i + l] = v, out2[i + l] = v2;\n"
@@ -159,6 +160,10 @@ static void *check(void *arg) {
     } else if (j->fn == 8 || j->fn == 9) {
       const double cs = j->fn == 8 ? 30 : 1;
       err = ulp_error(j->y[i], cs * tanh((double)x / cs));
+      if (j->fn == 9) { /* s = 1: x0 = |z| exactly, so the slope is sech² x itself (s = 30: bits only) */
+        const double ch = cosh((double)x);
+        err2 = ulp_error(j->y2[i], 1.0 / (ch * ch));
+      }
     } else if (j->fn == 5 || j->fn == 6) {
       err = ulp_error(j->y[i], x < -1 ? NAN : log1p((double)x));
     } else {
@@ -293,14 +298,14 @@ int main(int argc, char **argv) {
        * all of [0, inf] (the kernel counts any difference), thinned past the losses' range */
       {3, "tanh", NULL, 0.0f, 9.1f, 1},
       {3, "tanh", NULL, 9.1f, INFINITY, 256},
-      /* softcap's u = s·tanh(z/s) (s = 30 and 1): every z of the series' range, |z| < 0.55 s, and
+      /* softcap's u = s·tanh(z/s) (s = 30 and 1): every z of the series' range, |z| ≤ 0.55 s, and
        * past it every z up to the saturation (and every 4096th to +inf): the forms' bits agree
        * (general, with the slope, the series alone, and u(-z) = -u(z)) */
       {8, "cap30", NULL, 0.0f, 16.5f, 1},
       {8, "cap30", NULL, 16.5f, 273.0f, 1},
       {8, "cap30", NULL, 273.0f, INFINITY, 4096},
-      {9, "cap1", NULL, 0.0f, 0.55f, 16},
-      {9, "cap1", NULL, 0.55f, 9.1f, 1},
+      {9, "cap1", "slope", 0.0f, 0.55f, 16},
+      {9, "cap1", "slope", 0.55f, 9.1f, 1},
       {2, "log", NULL, 1.0f, 0x1p40f, 1},
       {2, "log", NULL, 0x1p-149f, 1.0f, 64},
       {2, "log", NULL, 0x1p40f, 0x1.fffffep127f, 64},
@@ -322,8 +327,9 @@ int main(int argc, char **argv) {
     if (ranges[r].name2) printf("; %s %.3f ulp at x = %a", ranges[r].name2, worst2, (double)wx2);
     if (mismatches != mismatches_before) printf("; the forms differ on %u inputs", mismatches - mismatches_before);
     printf("\n");
-    const int cap = ranges[r].fn == 8 || ranges[r].fn == 9;
-    const double bound = cap ? (ranges[r].from > 0.0f ? BOUND_CAP_ULP : BOUND_ULP)
+    /* s = 30 past the series: BOUND_CAP_ULP; s = 1 is tanh itself (x0 = |z|, s·t = t): BOUND_ULP */
+    const double bound = ranges[r].fn == 8 ? (ranges[r].from > 0.0f ? BOUND_CAP_ULP : BOUND_ULP)
+                         : ranges[r].fn == 9 ? BOUND_ULP
                          : ranges[r].fn == 2 || ranges[r].fn >= 5 ? BOUND_LOG_ULP : BOUND_ULP;
     if (!(worst <= bound) || !(worst2 <= BOUND_SECH2_ULP)) status = 1;
   }
