@@ -205,11 +205,13 @@ inline floatv tanh_nonnegv_value(floatv x) {
  *   x0 < CLXENT_TANH_SPLIT:  u = z + z·q·R(q), q = x0² (CLXENT_CAP_SERIES): the tanh series times
  *       s with s folded into z. It is odd in z (but at -0, which gives +0: the correction -z³/3
  *       is +0 there; no loss or gradient sees a zero's sign), so it needs no |z|, no copysign
- *       and no product by s: softcap's pass 1, bound by its arithmetic, does 7 vector operations for the cap instead
- *       of 12 (with R's degree 3). No rounding of |z|/s feeds its leading term: tests/test_math.c
- *       checks every float32 z in [0, 0.55 s] for s = 30 (1.48 ulp at most; 0.82 with the old
- *       form and degree 5). Slope 1 - t², t the tanh series at x0;
- *   else:  u = ±s·tanh(x0), tanh = 1 - 2e/(1 + e), e = e^{-2·x0}, slope 4e/(1 + e(2 + e)):
+ *       and no product by s: softcap's pass 1, bound by its arithmetic, does 7 vector
+ *       operations for the cap instead of 12 (with R's degree 3). No rounding of |z|/s feeds
+ *       its leading term: tests/test_math.c checks every float32 z in [0, 0.55 s] for s = 30
+ *       (1.48 ulp at most; 0.82 with this form and R of degree 5, every 64th z). Slope 1 - t²,
+ *       t the tanh series at x0 (tanh_nonneg's);
+ *   else:  u = ±s·tanh(x0), tanh = 1 - 2e/(1 + e), e = e^{-2·x0}, slope 4e/(1 + e(2 + e))
+ *       (tanh_nonneg's, whose t and sech² the slope-giving forms take):
  *       4.37 ulp at most at s = 30 (every z in [16.5, 273]): tanh's 1.5 ulp counted in ulps of
  *       s·t (up to 2 of t's for s = 30), and x0's two roundings carried by tanh's slope. x0
  *       corrected by its residual (|z| - s·x0 by an fma, times 1/s) gave 3.82 ulp, but 1.07x the
@@ -218,15 +220,8 @@ inline floatv tanh_nonnegv_value(floatv x) {
 inline float cap_logit_slope(float z, float s, float *slope) {
   if (s == 0.0f) return *slope = 1.0f, z;
   if (z == -INFINITY) return *slope = 0.0f, z;
-  const float x0 = fabs(z) * (1.0f / s);
-  if (x0 < CLXENT_TANH_SPLIT) {
-    const float t = CLXENT_TANH_POLY(x0, x0 * x0);
-    *slope = 1.0f - t * t;
-    return CLXENT_CAP_SERIES(z, x0 * x0);
-  }
-  const float e = clxent_exp(-2.0f * x0), d = 1.0f + e;
-  *slope = 4.0f * e / (1.0f + e * (2.0f + e));
-  return copysign(s * (1.0f - 2.0f * e / d), z);
+  const float x0 = fabs(z) * (1.0f / s), t = tanh_nonneg(x0, slope);
+  return x0 < CLXENT_TANH_SPLIT ? CLXENT_CAP_SERIES(z, x0 * x0) : copysign(s * t, z);
 }
 inline float cap_logit(float z, float s) {
   float slope;
@@ -237,16 +232,13 @@ inline float cap_slope(float z, float s) {
   cap_logit_slope(z, s, &slope);
   return slope;
 }
-/* u and du/dz, vectors: cap_logit_slope lane by lane (e^{-2x} by the wide exponential, whose bits
- * are the narrow one's on [-87, 0], and whose smaller values give tanh = 1 as e^-87 does) */
+/* u and du/dz, vectors: tanh_nonnegv's t and sech² at x0 (its series' R(x0²) is the cap's too: the
+ * compiler computes it once) */
 inline floatv cap_logit_slopev(floatv z, float s, floatv *slope) {
   const intv masked = z == (floatv)(-INFINITY);
-  const floatv x0 = fabs(z) * (1.0f / s);
-  const intv small = x0 < CLXENT_TANH_SPLIT;
-  const floatv e = clxent_expv(-2.0f * x0), d = 1.0f + e;
-  const floatv ts = CLXENT_TANH_POLY(x0, x0 * x0);
-  *slope = select(select(4.0f * e / (1.0f + e * (2.0f + e)), 1.0f - ts * ts, small), (floatv)(0.0f), masked);
-  return select(select(copysign(s * (1.0f - 2.0f * e / d), z), CLXENT_CAP_SERIES(z, x0 * x0), small), z, masked);
+  const floatv x0 = fabs(z) * (1.0f / s), t = tanh_nonnegv(x0, slope);
+  *slope = select(*slope, (floatv)(0.0f), masked);
+  return select(select(copysign(s * t, z), CLXENT_CAP_SERIES(z, x0 * x0), x0 < CLXENT_TANH_SPLIT), z, masked);
 }
 /* u where every |z|/s < CLXENT_TANH_SPLIT (a softcap chunk whose max and min say so): the series
  * alone, which the general form selects there anyway: the same bits, at a fraction of the cost
