@@ -753,7 +753,99 @@ inline void stream_scaled(__global store_t *g, __local const float *sc, ulong j0
 #define ACC_V(j, v) vstorev_g(vloadv(0, acc + (j)) + LOADV(g, j), acc + (j))
 #endif
 #define ACC_1(j) (acc[j] += LOAD(g, j))
-inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __global float *acc) {
+
+/* A row's pass 2 left undone by hard_row for softmax_xent_hard_bias, which runs two rows' as one
+ * loop (row_tail_pass2): their gradients from e cached in each row itself, g_j = e_j · f (f: k, times
+ * e^{m_seg - m} in a segment before the last) and the label's element gy, with no smoothing term.
+ * Two rows' sums in one pass over the partial sums, acc_j = (acc_j + g_r,j) + g_r+1,j, the order
+ * and operands of two rows one after the other: the same bits, and one load and store of the
+ * partial sums from L2 per two rows instead of two (their traffic was all of the option's cost:
+ * docs/PERFORMANCE.md, thirteenth round). */
+typedef struct {
+  __global store_t *g;       /* the row's gradient, holding e (float32 in the row itself) */
+  __global const store_t *zn; /* the next row's logits, asked for meanwhile */
+  __global const float *w;   /* the class weights or 0: the scalar tail's B·w (below) */
+  float k, m, B, gy;         /* pass 2's scale, the row's max, ±0, the label's element */
+  int y;
+  uint segs;
+  ulong seg_start[CLXENT_ROW_SEGMENTS];
+  float seg_m[CLXENT_ROW_SEGMENTS];
+} row_tail;
+
+/* f in segment t of row tail r: k, times e^{m_t - m} before the last segment (hard_row's) */
+#define TAIL_F(r, t) ((t) + 1 < (r)->segs ? (r)->k * clxent_exp((r)->seg_m[t] - (r)->m) : (r)->k)
+#define TAIL_END(r, t) ((t) + 1 < (r)->segs ? (r)->seg_start[(t) + 1] : c)
+/* hard_row's scalar tail subtracts B·w even where B is ±0 (a negative scale: -0), which turns a
+ * product of -0 into +0 where its vectors leave -0: the same here, for the same bits */
+#define TAIL_BW(r, j) ((r)->B * ((r)->w ? (r)->w[j] : 1.0f))
+
+/* Rows a, then b (b may be 0: a alone), added to acc as they are stored. */
+inline void row_tail_pass2(const row_tail *a, const row_tail *b, __global float *acc, const ulong c) {
+  __global const store_t *zn = b ? b->zn : a->zn;
+  const ulong pf_next = min(c, (ulong)CLXENT_PREFETCH_NEXT_ROW);
+  /* the label columns' sums before either row: each is written again below from the stored
+   * elements, as hard_row writes acc_y + g_y after its loop */
+  const float acc_ya = acc[a->y], acc_yb = b ? acc[b->y] : 0.0f;
+  uint ta = 0, tb = 0;
+  for (ulong j0 = 0; j0 < c;) { /* the segments of both rows, merged: f is constant between */
+    const ulong ea = TAIL_END(a, ta), eb = b ? TAIL_END(b, tb) : c, j1 = min(ea, eb);
+    const float fa = TAIL_F(a, ta), fb = b ? TAIL_F(b, tb) : 0.0f;
+    const ulong jv = j1 - (j1 - j0) % CLXENT_VEC; /* segments start at multiples of the vector */
+    __global store_t *ga = a->g, *gb = b ? b->g : 0;
+    if (b) {
+      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+        if (j < pf_next) CLXENT_PREFETCH(zn, j);
+        const floatv va = LOADV(ga, j) * fa, vb = LOADV(gb, j) * fb;
+        STOREV(va, ga, j);
+        STOREV(vb, gb, j);
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+        vstorev_g(vloadv(0, acc + j) + va + vb, acc + j);
+#else
+        vstorev_g(vloadv(0, acc + j) + LOADV(ga, j) + LOADV(gb, j), acc + j);
+#endif
+      }
+      for (ulong j = jv; j < j1; ++j) {
+        STORE(LOAD(ga, j) * fa - TAIL_BW(a, j), ga, j);
+        STORE(LOAD(gb, j) * fb - TAIL_BW(b, j), gb, j);
+        acc[j] = acc[j] + LOAD(ga, j) + LOAD(gb, j);
+      }
+    } else {
+      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
+        if (j < pf_next) CLXENT_PREFETCH(zn, j);
+        const floatv va = LOADV(ga, j) * fa;
+        STOREV(va, ga, j);
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+        vstorev_g(vloadv(0, acc + j) + va, acc + j);
+#else
+        vstorev_g(vloadv(0, acc + j) + LOADV(ga, j), acc + j);
+#endif
+      }
+      for (ulong j = jv; j < j1; ++j) {
+        STORE(LOAD(ga, j) * fa - TAIL_BW(a, j), ga, j);
+        acc[j] += LOAD(ga, j);
+      }
+    }
+    if (j1 == ea) ++ta;
+    if (b && j1 == eb) ++tb;
+    j0 = j1;
+  }
+  /* the labels' elements, then their columns' sums from the stored values in the rows' order */
+  STORE(a->gy, a->g, a->y);
+  if (!b) {
+    acc[a->y] = acc_ya + LOAD(a->g, a->y);
+    return;
+  }
+  STORE(b->gy, b->g, b->y);
+  acc[a->y] = acc_ya + LOAD(a->g, a->y) + LOAD(b->g, a->y);
+  acc[b->y] = acc_yb + LOAD(a->g, b->y) + LOAD(b->g, b->y);
+}
+#undef TAIL_F
+#undef TAIL_END
+#undef TAIL_BW
+
+/* tail (softmax_xent_hard_bias; 0 elsewhere): where a row whose pass 2 row_tail_pass2 can run is
+ * left for it (hard_row returns 2), pass 2 not done and acc untouched */
+inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __global float *acc, row_tail *tail) {
   __global const store_t *z = logits + i * c;
   __global store_t *g = grad ? grad + i * c : 0;
   const int y = labels[first_row + i];
@@ -862,6 +954,12 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   const float S = p.scale * g_up, Sz = p.z_scale * g_up;
   const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Sz) / s;
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy; /* smoothing's and the label's terms */
+  if (tail && cache == 1 && !sc && B == 0.0f) {
+    tail->g = g, tail->zn = z + c, tail->w = weight, tail->B = B, tail->k = k, tail->m = m, tail->y = y, tail->segs = segs;
+    tail->gy = (k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap); /* the label's store below */
+    for (uint t = 0; t < segs; ++t) tail->seg_start[t] = seg_start[t], tail->seg_m[t] = seg_m[t];
+    return 2;
+  }
   /* CACHED(j): the cached vector at j, from the scratch or the gradient row (macros: OpenCL 1.2
    * has no pointer that spans both address spaces) */
 #define CACHED_V(j) (sc ? vloadv(0, sc + (j)) : LOADV(g, j))
@@ -992,7 +1090,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
 
 __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   const ulong i = get_global_id(0);
-  if (i < rows) hard_row(SOFTMAX_HARD_PASS, call_params(p_host, dev_scales), i, 0);
+  if (i < rows) hard_row(SOFTMAX_HARD_PASS, call_params(p_host, dev_scales), i, 0, 0);
 #if CLXENT_HAS_STREAM
   /* streamed stores are ordered with nothing but a fence: one per group, after its last item (a
    * group's items run one after the other on one thread), before the group is reported done. Per
@@ -1014,8 +1112,11 @@ inline void row_add(__global float *acc, __global const store_t *g, ulong c) {
  * CLXENT_BIAS_CHUNK batch rows (column_partial's chunks), its rows of this launch in order, each
  * added to partial[k] as its gradient is written (hard_row), or right after. The row is then in the cache
  * (L2 on a CPU, with partial[k]'s c floats beside it), where column_partial, a launch of its
- * own, read the whole gradient from memory again: a third pass over the largest array. A chunk
- * cut by a streaming block is continued from the stored partial sums, as column_partial does. */
+ * own, read the whole gradient from memory again: a third pass over the largest array. Rows that
+ * cache e in themselves (float32 on AVX-512 CPUs) are added two at a time (row_tail): one pass
+ * over partial[k] per two rows, 0.93x the time at 4096 x 32000 and 1024 x 128256 (1.02x at 1000
+ * classes, whose sums stay in L1). A chunk cut by a streaming block is continued from the stored
+ * partial sums, as column_partial does. */
 __kernel void softmax_xent_hard_bias(SOFTMAX_HARD_ARGS, __global float *partial) {
   const ulong k = first_row / CLXENT_BIAS_CHUNK + get_global_id(0), chunk_begin = k * CLXENT_BIAS_CHUNK;
   const ulong begin = max(chunk_begin, first_row), end = min(chunk_begin + CLXENT_BIAS_CHUNK, first_row + rows);
@@ -1027,8 +1128,20 @@ __kernel void softmax_xent_hard_bias(SOFTMAX_HARD_ARGS, __global float *partial)
     for (ulong j = 0; j < cv; j += CLXENT_VEC) vstorev((floatv)(0.0f), 0, acc + j);
     for (ulong j = cv; j < c; ++j) acc[j] = 0.0f;
   }
-  for (ulong r = begin; r < end; ++r)
-    if (!hard_row(SOFTMAX_HARD_PASS, p, r - first_row, acc)) row_add(acc, grad + (r - first_row) * c, c);
+  /* rows whose pass 2 hard_row leaves (row_tail) are held and run in pairs; while one is held,
+   * the next row is given no acc, so that a row which is not left is added after the held one */
+  row_tail t[2];
+  int held = 0;
+  for (ulong r = begin; r < end; ++r) {
+    const int done = hard_row(SOFTMAX_HARD_PASS, p, r - first_row, held ? 0 : acc, &t[held]);
+    if (done == 2 && !held) {
+      held = 1;
+      continue;
+    }
+    if (held) row_tail_pass2(&t[0], done == 2 ? &t[1] : 0, acc, c), held = 0;
+    if (!done) row_add(acc, grad + (r - first_row) * c, c);
+  }
+  if (held) row_tail_pass2(&t[0], 0, acc, c);
 }
 #undef SOFTMAX_HARD_PASS
 
