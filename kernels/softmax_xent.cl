@@ -762,7 +762,8 @@ inline void stream_scaled(__global store_t *g, __local const float *sc, ulong j0
  * partial sums from L2 per two rows instead of two (their traffic was all of the option's cost:
  * docs/PERFORMANCE.md, thirteenth round). */
 typedef struct {
-  __global store_t *g;       /* the row's gradient, holding e (float32 in the row itself) */
+  __global store_t *g;       /* the row's gradient, holding e where sc is 0 (float32) */
+  __local const float *sc;   /* the row's e in the item's scratch (one half of it), or 0 */
   __global const store_t *zn; /* the next row's logits, asked for meanwhile */
   __global const float *w;   /* the class weights or 0: the scalar tail's B·w (below) */
   float k, m, B, gy;         /* pass 2's scale, the row's max, ±0, the label's element */
@@ -772,12 +773,15 @@ typedef struct {
   float seg_m[CLXENT_ROW_SEGMENTS];
 } row_tail;
 
-/* f in segment t of row tail r: k, times e^{m_t - m} before the last segment (hard_row's) */
+/* f in segment t of row tail r: k, times e^{m_t - m} before the last segment (hard_row's); the
+ * cached e at j, a vector or one value */
 #define TAIL_F(r, t) ((t) + 1 < (r)->segs ? (r)->k * clxent_exp((r)->seg_m[t] - (r)->m) : (r)->k)
 #define TAIL_END(r, t) ((t) + 1 < (r)->segs ? (r)->seg_start[(t) + 1] : c)
 /* hard_row's scalar tail subtracts B·w even where B is ±0 (a negative scale: -0), which turns a
  * product of -0 into +0 where its vectors leave -0: the same here, for the same bits */
 #define TAIL_BW(r, j) ((r)->B * ((r)->w ? (r)->w[j] : 1.0f))
+#define TAIL_EV(r, j) ((r)->sc ? vloadv(0, (r)->sc + (j)) : LOADV((r)->g, j))
+#define TAIL_E1(r, j) ((r)->sc ? (r)->sc[j] : LOAD((r)->g, j))
 
 /* Rows a, then b (b may be 0: a alone), added to acc as they are stored. */
 inline void row_tail_pass2(const row_tail *a, const row_tail *b, __global float *acc, const ulong c) {
@@ -795,7 +799,7 @@ inline void row_tail_pass2(const row_tail *a, const row_tail *b, __global float 
     if (b) {
       for (ulong j = j0; j < jv; j += CLXENT_VEC) {
         if (j < pf_next) CLXENT_PREFETCH(zn, j);
-        const floatv va = LOADV(ga, j) * fa, vb = LOADV(gb, j) * fb;
+        const floatv va = TAIL_EV(a, j) * fa, vb = TAIL_EV(b, j) * fb;
         STOREV(va, ga, j);
         STOREV(vb, gb, j);
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
@@ -805,14 +809,14 @@ inline void row_tail_pass2(const row_tail *a, const row_tail *b, __global float 
 #endif
       }
       for (ulong j = jv; j < j1; ++j) {
-        STORE(LOAD(ga, j) * fa - TAIL_BW(a, j), ga, j);
-        STORE(LOAD(gb, j) * fb - TAIL_BW(b, j), gb, j);
+        STORE(TAIL_E1(a, j) * fa - TAIL_BW(a, j), ga, j);
+        STORE(TAIL_E1(b, j) * fb - TAIL_BW(b, j), gb, j);
         acc[j] = acc[j] + LOAD(ga, j) + LOAD(gb, j);
       }
     } else {
       for (ulong j = j0; j < jv; j += CLXENT_VEC) {
         if (j < pf_next) CLXENT_PREFETCH(zn, j);
-        const floatv va = LOADV(ga, j) * fa;
+        const floatv va = TAIL_EV(a, j) * fa;
         STOREV(va, ga, j);
 #if CLXENT_STORAGE == CLXENT_STORAGE_F32
         vstorev_g(vloadv(0, acc + j) + va, acc + j);
@@ -821,7 +825,7 @@ inline void row_tail_pass2(const row_tail *a, const row_tail *b, __global float 
 #endif
       }
       for (ulong j = jv; j < j1; ++j) {
-        STORE(LOAD(ga, j) * fa - TAIL_BW(a, j), ga, j);
+        STORE(TAIL_E1(a, j) * fa - TAIL_BW(a, j), ga, j);
         acc[j] += LOAD(ga, j);
       }
     }
@@ -842,10 +846,15 @@ inline void row_tail_pass2(const row_tail *a, const row_tail *b, __global float 
 #undef TAIL_F
 #undef TAIL_END
 #undef TAIL_BW
+#undef TAIL_EV
+#undef TAIL_E1
 
 /* tail (softmax_xent_hard_bias; 0 elsewhere): where a row whose pass 2 row_tail_pass2 can run is
- * left for it (hard_row returns 2), pass 2 not done and acc untouched */
-inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __global float *acc, row_tail *tail) {
+ * left for it (hard_row returns 2), pass 2 not done and acc untouched. second: the row caches in
+ * the second half of the item's scratch (the bias kernel's second row of a pair, whose scratch
+ * the host made two rows long where they fit) */
+inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __global float *acc, row_tail *tail,
+                    const int second) {
   __global const store_t *z = logits + i * c;
   __global store_t *g = grad ? grad + i * c : 0;
   const int y = labels[first_row + i];
@@ -872,7 +881,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   /* the cache: the item's stretch of the group's local scratch when the host gave one (rows that
    * fit: every storage type), else the gradient row itself (float32 only; 16-bit storage then
    * computes the exponentials again in pass 2) */
-  __local float *sc = row_cache_stride ? row_cache + get_local_id(0) * row_cache_stride : 0;
+  __local float *sc = row_cache_stride ? row_cache + get_local_id(0) * row_cache_stride + (second ? row_cache_stride / 2 : 0) : 0;
   __local float *se = sc && cap != 0.0f && row_cache_stride / 2 >= c ? sc + row_cache_stride / 2 : 0;
   const int cache = !ignored && g && (sc || CLXENT_STORAGE == CLXENT_STORAGE_F32) ? (cap == 0.0f ? 1 : se ? 3 : 2) : 0;
   const float zy = ignored ? 0.0f : LOAD(z, y); /* before an in-place pass overwrites it */
@@ -954,8 +963,8 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   const float S = p.scale * g_up, Sz = p.z_scale * g_up;
   const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Sz) / s;
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy; /* smoothing's and the label's terms */
-  if (tail && cache == 1 && !sc && B == 0.0f) {
-    tail->g = g, tail->zn = z + c, tail->w = weight, tail->B = B, tail->k = k, tail->m = m, tail->y = y, tail->segs = segs;
+  if (tail && cache == 1 && (!sc || row_cache_stride / 2 >= c) && B == 0.0f) {
+    tail->g = g, tail->sc = sc, tail->zn = z + c, tail->w = weight, tail->B = B, tail->k = k, tail->m = m, tail->y = y, tail->segs = segs;
     tail->gy = (k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap); /* the label's store below */
     for (uint t = 0; t < segs; ++t) tail->seg_start[t] = seg_start[t], tail->seg_m[t] = seg_m[t];
     return 2;
@@ -1090,7 +1099,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
 
 __kernel void softmax_xent_hard(SOFTMAX_HARD_ARGS) {
   const ulong i = get_global_id(0);
-  if (i < rows) hard_row(SOFTMAX_HARD_PASS, call_params(p_host, dev_scales), i, 0, 0);
+  if (i < rows) hard_row(SOFTMAX_HARD_PASS, call_params(p_host, dev_scales), i, 0, 0, 0);
 #if CLXENT_HAS_STREAM
   /* streamed stores are ordered with nothing but a fence: one per group, after its last item (a
    * group's items run one after the other on one thread), before the group is reported done. Per
@@ -1133,7 +1142,7 @@ __kernel void softmax_xent_hard_bias(SOFTMAX_HARD_ARGS, __global float *partial)
   row_tail t[2];
   int held = 0;
   for (ulong r = begin; r < end; ++r) {
-    const int done = hard_row(SOFTMAX_HARD_PASS, p, r - first_row, held ? 0 : acc, &t[held]);
+    const int done = hard_row(SOFTMAX_HARD_PASS, p, r - first_row, held ? 0 : acc, &t[held], held);
     if (done == 2 && !held) {
       held = 1;
       continue;
