@@ -768,6 +768,7 @@ typedef struct {
   __global const float *w;   /* the class weights or 0: the scalar tail's B·w (below) */
   float k, m, B, gy;         /* pass 2's scale, the row's max, ±0, the label's element */
   int y;
+  int stream; /* store the gradient around the caches (hard_row's stream) */
   uint segs;
   ulong seg_start[CLXENT_ROW_SEGMENTS];
   float seg_m[CLXENT_ROW_SEGMENTS];
@@ -796,6 +797,44 @@ inline void row_tail_pass2(const row_tail *a, const row_tail *b, __global float 
     const float fa = TAIL_F(a, ta), fb = b ? TAIL_F(b, tb) : 0.0f;
     const ulong jv = j1 - (j1 - j0) % CLXENT_VEC; /* segments start at multiples of the vector */
     __global store_t *ga = a->g, *gb = b ? b->g : 0;
+#if CLXENT_HAS_STREAM
+    if (a->stream) { /* float32 only (the host's choice): the sums take the values, not the stored bits */
+      /* the vector part streamed from a's first aligned address (stream_scaled), b's too where
+       * its row has the same alignment, else stored as usual; before and after it one by one */
+      const ulong off = (ulong)(ga + j0) % CLXENT_STREAM_ALIGN / sizeof(store_t);
+      const ulong head = min(jv - j0, off ? CLXENT_VEC - off : 0);
+      const int b_stream = b && b->stream && (ulong)(gb + j0) % CLXENT_STREAM_ALIGN / sizeof(store_t) == off;
+      /* one value with the vector formula (no B·w), and its column's sum */
+#define TAIL_STREAM_1(j)                                                               \
+  do {                                                                                 \
+    STORE(TAIL_E1(a, j) * fa, ga, j);                                                  \
+    if (b) STORE(TAIL_E1(b, j) * fb, gb, j), acc[j] = acc[j] + LOAD(ga, j) + LOAD(gb, j); \
+    else acc[j] += LOAD(ga, j);                                                        \
+  } while (0)
+      ulong j = j0;
+      for (; j < j0 + head; ++j) TAIL_STREAM_1(j);
+      for (; j + CLXENT_VEC <= jv; j += CLXENT_VEC) {
+        if (j < pf_next) CLXENT_PREFETCH(zn, j);
+        const floatv va = TAIL_EV(a, j) * fa;
+        STREAMV(va, ga, j);
+        if (!b) {
+          vstorev_g(vloadv(0, acc + j) + va, acc + j);
+          continue;
+        }
+        const floatv vb = TAIL_EV(b, j) * fb;
+        if (b_stream) STREAMV(vb, gb, j);
+        else STOREV(vb, gb, j);
+        vstorev_g(vloadv(0, acc + j) + va + vb, acc + j);
+      }
+      for (; j < jv; ++j) TAIL_STREAM_1(j);
+#undef TAIL_STREAM_1
+      for (; j < j1; ++j) { /* the segment's tail, with B·w as ever */
+        STORE(TAIL_E1(a, j) * fa - TAIL_BW(a, j), ga, j);
+        if (b) STORE(TAIL_E1(b, j) * fb - TAIL_BW(b, j), gb, j), acc[j] = acc[j] + LOAD(ga, j) + LOAD(gb, j);
+        else acc[j] += LOAD(ga, j);
+      }
+    } else
+#endif
     if (b) {
       for (ulong j = j0; j < jv; j += CLXENT_VEC) {
         if (j < pf_next) CLXENT_PREFETCH(zn, j);
@@ -964,6 +1003,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Sz) / s;
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy; /* smoothing's and the label's terms */
   if (tail && cache == 1 && (!sc || row_cache_stride / 2 >= c) && B == 0.0f) {
+    tail->stream = CLXENT_HAS_STREAM && p.stream_grad && sc && (__global const store_t *)g != z;
     tail->g = g, tail->sc = sc, tail->zn = z + c, tail->w = weight, tail->B = B, tail->k = k, tail->m = m, tail->y = y, tail->segs = segs;
     tail->gy = (k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap); /* the label's store below */
     for (uint t = 0; t < segs; ++t) tail->seg_start[t] = seg_start[t], tail->seg_m[t] = seg_m[t];
@@ -982,7 +1022,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
 #define CACHED(j) (sc ? sc[j] : LOAD(g, j))
   /* the gradient streamed around the caches (stream_scaled): where the host asks, into a separate
    * gradient, from the scratch, without the bias's sums (which read the row back) */
-  const int stream = CLXENT_HAS_STREAM && p.stream_grad && sc && !acc && (__global const store_t *)g != z;
+  const int stream = CLXENT_HAS_STREAM && p.stream_grad && sc && !acc && !tail && (__global const store_t *)g != z;
   if (cache == 3) { /* se holds e^{u - m_seg}, the scratch u: u' = 1 - (u/s)², 0 where u = -inf */
     const float inv_cap = 1.0f / cap;
     for (uint t = 0; t < segs; ++t) {
@@ -1151,6 +1191,9 @@ __kernel void softmax_xent_hard_bias(SOFTMAX_HARD_ARGS, __global float *partial)
     if (!done) row_add(acc, grad + (r - first_row) * c, c);
   }
   if (held) row_tail_pass2(&t[0], 0, acc, c);
+#if CLXENT_HAS_STREAM
+  if (p.stream_grad) __builtin_ia32_sfence(); /* the rows' streamed stores, before the item is done */
+#endif
 }
 #undef SOFTMAX_HARD_PASS
 

@@ -4,7 +4,8 @@
  * and the kernel's paths (several chunks in a row, the local-memory cache and the gradient row
  * as cache, softcap's u-and-e cache, the weights' and smoothing's loops, rows that write no
  * cached values: ignored, bad-free NaN and -inf rows), in place and not, in one block and in
- * blocks that cut the chunks (a small block_bytes: the partial sums continued by the next block).
+ * blocks that cut the chunks (a small block_bytes: the partial sums continued by the next block),
+ * and with the gradient streamed around the caches ($CLXENT_STREAM_GRAD=1, float32 on x86 CPUs).
  * $CLXENT_FUSED_BIAS=1 fuses wherever the kernel can, =0 never (the reference). The bias is also
  * checked against the float64 sum of the stored gradient, so that both agreeing on a wrong value
  * fails too. Row-per-item variant only: the group variant has no fused kernel. */
@@ -27,7 +28,7 @@ typedef struct shape {
  * 16-bit computes again and adds the row after it), and short-row shapes (never fused; 40 only
  * without softcap) */
 static const shape shapes[] = {{1, 65},     {63, 72},    {64, 100},  {65, 1001}, {130, 4099}, {200, 300},
-                               {3, 7 * 4096 + 3}, {66, 40003}, {70, 70001}, {129, 12},  {65, 40}};
+                               {67, 1040},  {3, 7 * 4096 + 3}, {66, 40003}, {70, 70001}, {129, 12},  {65, 40}};
 
 enum { PLAIN, WEIGHTED_SMOOTHING, SOFTCAP, SOFTCAP_SMOOTHING, ZLOSS_UPSTREAM_NONE, IN_PLACE, LSE_ARGMAX, OPTION_SETS };
 static const char *const option_names[OPTION_SETS] = {"plain",   "weights+smoothing", "softcap", "softcap+weights+smoothing",
@@ -70,6 +71,11 @@ static void test_fused_bias_gives_column_partial_bits(void **state) {
   clxent_tuning small = CLXENT_TUNING_INIT;
   small.block_bytes = 288 * 1024; /* one row of the widest shape; 73 of c = 1001: the chunks cut */
   clxent_ctx *blocked = support_create(NULL, &small, NULL);
+  /* and with the gradient streamed around the caches wherever the kernel can (float32 on an x86
+   * CPU: rows paired in one loop whose alignments differ, or agree at c = 1040) */
+  env_set("CLXENT_STREAM_GRAD", "1");
+  clxent_ctx *streamed = support_create(NULL, NULL, NULL);
+  env_set("CLXENT_STREAM_GRAD", NULL);
   env_set("CLXENT_FUSED_BIAS", NULL);
   clxent_ctx *automatic = support_create(NULL, NULL, NULL); /* fuses where the chunks fill the device */
 
@@ -104,9 +110,9 @@ static void test_fused_bias_gives_column_partial_bits(void **state) {
       support_special_rows(logits, labels, n, c, dtype); /* ignored, masked with +1e4, NaN */
       for (int set = 0; set < OPTION_SETS; ++set) {
         call(unfused, s, dtype, set, logits, labels, w, up, &o[0]);
-        clxent_ctx *const others[] = {fused, blocked, automatic};
-        const char *const how[] = {"fused", "fused in small blocks", "automatic"};
-        for (int v = 0; v < 3; ++v) {
+        clxent_ctx *const others[] = {fused, blocked, automatic, streamed};
+        const char *const how[] = {"fused", "fused in small blocks", "automatic", "fused and streamed"};
+        for (int v = 0; v < 4; ++v) {
           call(others[v], s, dtype, set, logits, labels, w, up, &o[1]);
           const size_t losses = set == ZLOSS_UPSTREAM_NONE ? n : 1;
           assert_same(o[1].grad, o[0].grad, n * c * esize, "gradient", s, dtype, set, how[v]);
@@ -135,15 +141,15 @@ static void test_fused_bias_gives_column_partial_bits(void **state) {
       }
     }
   }
-  assert_int_equal(compared, (int)(sizeof shapes / sizeof shapes[0]) * 3 * OPTION_SETS * 3);
+  assert_int_equal(compared, (int)(sizeof shapes / sizeof shapes[0]) * 3 * OPTION_SETS * 4);
   for (int k = 0; k < 2; ++k) free(o[k].grad), free(o[k].loss), free(o[k].lse), free(o[k].bias), free(o[k].argmax);
   free(logits), free(labels), free(w), free(up);
-  clxent_destroy(unfused), clxent_destroy(fused), clxent_destroy(blocked), clxent_destroy(automatic);
+  clxent_destroy(unfused), clxent_destroy(fused), clxent_destroy(blocked), clxent_destroy(automatic), clxent_destroy(streamed);
 }
 
 static int save_env(void **state) {
   (void)state;
-  static const env_setting list[] = {{"CLXENT_FUSED_BIAS", NULL}, {NULL, NULL}};
+  static const env_setting list[] = {{"CLXENT_FUSED_BIAS", NULL}, {"CLXENT_STREAM_GRAD", NULL}, {NULL, NULL}};
   return env_override(list);
 }
 
