@@ -200,8 +200,14 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
          * type, whose results must stay float32's rounded once (float32 on AVX-512 CPUs keeps
          * its e in the gradient row instead, CLXENT_E_IN_G, and leaves the second half unused:
          * 0.93-0.96x the time in place, 0.80x into a separate gradient, at 4096 x 32000) */
-        /* and the bias kernel's rows in pairs (kernels/softmax_xent.cl, row_tail): a row each half */
-        if ((p.softcap != 0.0f || fused) && 2 * stride * sizeof(float) <= ctx->local_mem) stride *= 2;
+        if (p.softcap != 0.0f && 2 * stride * sizeof(float) <= ctx->local_mem) stride *= 2;
+        /* the bias kernel's rows held together (kernels/softmax_xent.cl, row_tail): up to 4 rows'
+         * e, each in a slot of one row, as many as fit */
+        else if (p.softcap == 0.0f && fused) {
+          size_t slots = CLXENT_BIAS_ROWS;
+          while (slots > 1 && slots * stride * sizeof(float) > ctx->local_mem) slots /= 2;
+          stride *= slots;
+        }
         while (item_local > 1 && item_local * stride * sizeof(float) > ctx->local_mem / 2) item_local /= 2;
         p.stream_grad = (cl_uint)stream;
       }

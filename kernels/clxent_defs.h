@@ -31,6 +31,7 @@ typedef struct clxent_params {
 #define CLXENT_SUM_CHUNK 64
 /* Rows per partial sum of the bias gradient (bias.cl column_partial). */
 #define CLXENT_BIAS_CHUNK 64
+#define CLXENT_BIAS_ROWS 4 /* the most rows the fused bias kernel adds in one pass (softmax_xent.cl) */
 /* Values each work-item adds in one stage of the batch reduction (reduce.cl reduce_sum). */
 #define CLXENT_REDUCE_ITEMS 16
 /* column_sum_group (reduce.cl, the group variant's second step of the bias gradient): columns a

@@ -754,19 +754,24 @@ inline void stream_scaled(__global store_t *g, __local const float *sc, ulong j0
 #endif
 #define ACC_1(j) (acc[j] += LOAD(g, j))
 
-/* A row's pass 2 left undone by hard_row for softmax_xent_hard_bias, which runs two rows' as one
- * loop (row_tail_pass2): their gradients from e cached in each row itself, g_j = e_j · f (f: k, times
- * e^{m_seg - m} in a segment before the last) and the label's element gy, with no smoothing term.
- * Two rows' sums in one pass over the partial sums, acc_j = (acc_j + g_r,j) + g_r+1,j, the order
- * and operands of two rows one after the other: the same bits, and one load and store of the
- * partial sums from L2 per two rows instead of two (their traffic was all of the option's cost:
- * docs/PERFORMANCE.md, thirteenth round). */
+/* A row's pass 2 left undone by hard_row for softmax_xent_hard_bias, which runs up to
+ * CLXENT_BIAS_ROWS rows' as one loop (row_tails_pass2): their gradients from e cached in each row
+ * itself or in the scratch, g_j = e_j · f - B·w_j (f: k, times e^{m_seg - m} in a segment before
+ * the last; B·w: label smoothing's term, w the class weights or 1) and the label's element gy;
+ * not softcap's (its cache holds u as well). The rows' sums in one pass over the partial
+ * sums, acc_j = ((acc_j + g_r,j) + g_r+1,j) + ..., the order and operands of the rows one after
+ * the other: the same bits, and one load and store of the partial sums from L2 per group of rows
+ * instead of one per row (their traffic was all of the option's cost: docs/PERFORMANCE.md,
+ * thirteenth round; fourteenth for what the groups gained). */
+#if CLXENT_BIAS_ROWS != 4 /* clxent_defs.h; row_tails_pass2 names its rows 0 to 3 */
+#error "row_tails_pass2 is written for 4 rows"
+#endif
 typedef struct {
   __global store_t *g;       /* the row's gradient, holding e where sc is 0 (float32) */
-  __local const float *sc;   /* the row's e in the item's scratch (one half of it), or 0 */
+  __local const float *sc;   /* the row's e in its slot of the item's scratch, or 0 */
   __global const store_t *zn; /* the next row's logits, asked for meanwhile */
-  __global const float *w;   /* the class weights or 0: the scalar tail's B·w (below) */
-  float k, m, B, gy;         /* pass 2's scale, the row's max, ±0, the label's element */
+  __global const float *w;   /* the class weights or 0 (all ones) */
+  float k, m, B, gy;         /* pass 2's scale, the row's max, smoothing's B, the label's element */
   int y;
   int stream; /* store the gradient around the caches (hard_row's stream) */
   uint segs;
@@ -775,125 +780,177 @@ typedef struct {
 } row_tail;
 
 /* f in segment t of row tail r: k, times e^{m_t - m} before the last segment (hard_row's); the
- * cached e at j, a vector or one value */
+ * segment's end */
 #define TAIL_F(r, t) ((t) + 1 < (r)->segs ? (r)->k * clxent_exp((r)->seg_m[t] - (r)->m) : (r)->k)
 #define TAIL_END(r, t) ((t) + 1 < (r)->segs ? (r)->seg_start[(t) + 1] : c)
-/* hard_row's scalar tail subtracts B·w even where B is ±0 (a negative scale: -0), which turns a
- * product of -0 into +0 where its vectors leave -0: the same here, for the same bits */
-#define TAIL_BW(r, j) ((r)->B * ((r)->w ? (r)->w[j] : 1.0f))
-#define TAIL_EV(r, j) ((r)->sc ? vloadv(0, (r)->sc + (j)) : LOADV((r)->g, j))
-#define TAIL_E1(r, j) ((r)->sc ? (r)->sc[j] : LOAD((r)->g, j))
 
-/* Rows a, then b (b may be 0: a alone), added to acc as they are stored. */
-inline void row_tail_pass2(const row_tail *a, const row_tail *b, __global float *acc, const ulong c) {
-  __global const store_t *zn = b ? b->zn : a->zn;
+/* Rows t[0..n) (1 ≤ n ≤ CLXENT_BIAS_ROWS), in order, added to acc as they are stored. The rows'
+ * values are held in locals named by their place (g0, f0, ...) and each row's steps are guarded
+ * by n, a test the same for the whole loop, so that no per-row array is indexed per vector. */
+inline void row_tails_pass2(const row_tail *t, const uint n, __global float *acc, const ulong c) {
+  __global const store_t *zn = t[n - 1].zn;
   const ulong pf_next = min(c, (ulong)CLXENT_PREFETCH_NEXT_ROW);
-  /* the label columns' sums before either row: each is written again below from the stored
+  /* the label columns' sums before the rows: each is written again below from the stored
    * elements, as hard_row writes acc_y + g_y after its loop */
-  const float acc_ya = acc[a->y], acc_yb = b ? acc[b->y] : 0.0f;
-  uint ta = 0, tb = 0;
-  for (ulong j0 = 0; j0 < c;) { /* the segments of both rows, merged: f is constant between */
-    const ulong ea = TAIL_END(a, ta), eb = b ? TAIL_END(b, tb) : c, j1 = min(ea, eb);
-    const float fa = TAIL_F(a, ta), fb = b ? TAIL_F(b, tb) : 0.0f;
-    const ulong jv = j1 - (j1 - j0) % CLXENT_VEC; /* segments start at multiples of the vector */
-    __global store_t *ga = a->g, *gb = b ? b->g : 0;
+  float acc_y[CLXENT_BIAS_ROWS];
+  uint seg[CLXENT_BIAS_ROWS];
+  for (uint q = 0; q < n; ++q) acc_y[q] = acc[t[q].y], seg[q] = 0;
+  /* row q's gradient, its cached e (scratch, or 0: the gradient row), whether it is streamed */
+#define ROW_LOCALS(q)                                              \
+  __global store_t *g##q = t[n > q ? q : 0].g;                     \
+  __local const float *sc##q = t[n > q ? q : 0].sc;                \
+  const float B##q = t[n > q ? q : 0].B;                           \
+  float f##q = 0.0f;                                               \
+  int st##q = 0;
+  ROW_LOCALS(0) ROW_LOCALS(1) ROW_LOCALS(2) ROW_LOCALS(3)
+#undef ROW_LOCALS
+  __global const float *w = t[0].w; /* the call's class weights, or 0 */
+  /* the cached e of row q at j, one value; what the sums add of a stored vector v: v itself in
+   * float32, the stored bits read back in 16-bit storage */
+#define E_1(q, j) (sc##q ? sc##q[j] : LOAD(g##q, j))
+#if CLXENT_STORAGE == CLXENT_STORAGE_F32
+#define ADDED_V(v, q, j) (v)
+#else
+#define ADDED_V(v, q, j) LOADV(g##q, j)
+#endif
+  /* The vector loop, written out for each number of rows (ROWS1..ROWS4) and for what the rows
+   * have in common: e from the scratch (E_SC), the gradient row (E_G) or either (E_ANY); stores
+   * ordinary (S_PLAIN), streamed (S_STREAM) or either (S_ANY); smoothing's B·w subtracted where
+   * B is nonzero (BW_ANY, as hard_row's vector loops do) or B zero in every row (BW_NONE). The
+   * general instance (E_ANY, S_ANY, BW_ANY, rows guarded by n) tests each row's case per vector,
+   * which cost the rows held together all they gained (1.00-1.09x two rows' time). */
+#define E_SC(q, j) vloadv(0, sc##q + (j))
+#define E_G(q, j) LOADV(g##q, j)
+#define E_ANY(q, j) (sc##q ? E_SC(q, j) : E_G(q, j))
+#define S_PLAIN(v, q, j) STOREV(v, g##q, j)
 #if CLXENT_HAS_STREAM
-    if (a->stream) { /* float32 only (the host's choice): the sums take the values, not the stored bits */
-      /* the vector part streamed from a's first aligned address (stream_scaled), b's too where
-       * its row has the same alignment, else stored as usual; before and after it one by one */
-      const ulong off = (ulong)(ga + j0) % CLXENT_STREAM_ALIGN / sizeof(store_t);
-      const ulong head = min(jv - j0, off ? CLXENT_VEC - off : 0);
-      const int b_stream = b && b->stream && (ulong)(gb + j0) % CLXENT_STREAM_ALIGN / sizeof(store_t) == off;
-      /* one value with the vector formula (no B·w), and its column's sum */
-#define TAIL_STREAM_1(j)                                                               \
-  do {                                                                                 \
-    STORE(TAIL_E1(a, j) * fa, ga, j);                                                  \
-    if (b) STORE(TAIL_E1(b, j) * fb, gb, j), acc[j] = acc[j] + LOAD(ga, j) + LOAD(gb, j); \
-    else acc[j] += LOAD(ga, j);                                                        \
+#define S_STREAM(v, q, j) STREAMV(v, g##q, j)
+#define S_ANY(v, q, j) \
+  if (st##q) S_STREAM(v, q, j); \
+  else S_PLAIN(v, q, j)
+#else
+#define S_STREAM(v, q, j) S_PLAIN(v, q, j)
+#define S_ANY(v, q, j) S_PLAIN(v, q, j)
+#endif
+#define BW_NONE(v, q, j)
+#define BW_ANY(v, q, j) \
+  if (B##q != 0.0f) v -= B##q * (w ? vloadv(0, w + (j)) : (floatv)(1.0f))
+#define ROW_V(q, E, S, BW)          \
+  {                                 \
+    floatv v = E(q, j) * f##q;      \
+    BW(v, q, j);                    \
+    S(v, q, j);                     \
+    sum += ADDED_V(v, q, j);        \
+  }
+#define ROW_V_GUARDED(q, E, S, BW) \
+  if (n > q) ROW_V(q, E, S, BW)
+#define ROWS1(M, E, S, BW) M(0, E, S, BW)
+#define ROWS2(M, E, S, BW) ROWS1(M, E, S, BW) M(1, E, S, BW)
+#define ROWS3(M, E, S, BW) ROWS2(M, E, S, BW) M(2, E, S, BW)
+#define ROWS4(M, E, S, BW) ROWS3(M, E, S, BW) M(3, E, S, BW)
+#define VLOOP(ROWS, M, E, S, BW)                      \
+  for (; j + CLXENT_VEC <= jv; j += CLXENT_VEC) {     \
+    if (j < pf_next) CLXENT_PREFETCH(zn, j);          \
+    floatv sum = vloadv(0, acc + (j));                \
+    ROWS(M, E, S, BW)                                 \
+    vstorev_g(sum, acc + (j));                        \
+  }
+#define VLOOPS(E, S)                                    \
+  switch (n) {                                          \
+    case 4: VLOOP(ROWS4, ROW_V, E, S, BW_NONE); break;  \
+    case 3: VLOOP(ROWS3, ROW_V, E, S, BW_NONE); break;  \
+    case 2: VLOOP(ROWS2, ROW_V, E, S, BW_NONE); break;  \
+    default: VLOOP(ROWS1, ROW_V, E, S, BW_NONE); break; \
+  }
+  /* row q's value at j with the vector loops' formula (B·w subtracted where B is nonzero), or
+   * with the scalar tails' (B·w subtracted even where B is ±0, as hard_row's tails do: a product
+   * of -0 minus -0 gives +0 where the vectors leave -0) */
+#define ROW_1(q, j, tail)                                                                         \
+  if (n > q) {                                                                                    \
+    const float e = E_1(q, j) * f##q, bw = B##q * (w ? w[j] : 1.0f);                              \
+    STORE((tail) || B##q != 0.0f ? e - bw : e, g##q, j);                                          \
+    sum += LOAD(g##q, j);                                                                         \
+  }
+#define ROWS_1(j, tail)                   \
+  do {                                    \
+    float sum = acc[j];                   \
+    ROW_1(0, j, tail) ROW_1(1, j, tail) ROW_1(2, j, tail) ROW_1(3, j, tail) \
+    acc[j] = sum;                         \
   } while (0)
-      ulong j = j0;
-      for (; j < j0 + head; ++j) TAIL_STREAM_1(j);
-      for (; j + CLXENT_VEC <= jv; j += CLXENT_VEC) {
-        if (j < pf_next) CLXENT_PREFETCH(zn, j);
-        const floatv va = TAIL_EV(a, j) * fa;
-        STREAMV(va, ga, j);
-        if (!b) {
-          vstorev_g(vloadv(0, acc + j) + va, acc + j);
-          continue;
-        }
-        const floatv vb = TAIL_EV(b, j) * fb;
-        if (b_stream) STREAMV(vb, gb, j);
-        else STOREV(vb, gb, j);
-        vstorev_g(vloadv(0, acc + j) + va + vb, acc + j);
-      }
-      for (; j < jv; ++j) TAIL_STREAM_1(j);
-#undef TAIL_STREAM_1
-      for (; j < j1; ++j) { /* the segment's tail, with B·w as ever */
-        STORE(TAIL_E1(a, j) * fa - TAIL_BW(a, j), ga, j);
-        if (b) STORE(TAIL_E1(b, j) * fb - TAIL_BW(b, j), gb, j), acc[j] = acc[j] + LOAD(ga, j) + LOAD(gb, j);
-        else acc[j] += LOAD(ga, j);
-      }
-    } else
-#endif
-    if (b) {
-      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
-        if (j < pf_next) CLXENT_PREFETCH(zn, j);
-        const floatv va = TAIL_EV(a, j) * fa, vb = TAIL_EV(b, j) * fb;
-        STOREV(va, ga, j);
-        STOREV(vb, gb, j);
-#if CLXENT_STORAGE == CLXENT_STORAGE_F32
-        vstorev_g(vloadv(0, acc + j) + va + vb, acc + j);
-#else
-        vstorev_g(vloadv(0, acc + j) + LOADV(ga, j) + LOADV(gb, j), acc + j);
-#endif
-      }
-      for (ulong j = jv; j < j1; ++j) {
-        STORE(TAIL_E1(a, j) * fa - TAIL_BW(a, j), ga, j);
-        STORE(TAIL_E1(b, j) * fb - TAIL_BW(b, j), gb, j);
-        acc[j] = acc[j] + LOAD(ga, j) + LOAD(gb, j);
-      }
-    } else {
-      for (ulong j = j0; j < jv; j += CLXENT_VEC) {
-        if (j < pf_next) CLXENT_PREFETCH(zn, j);
-        const floatv va = TAIL_EV(a, j) * fa;
-        STOREV(va, ga, j);
-#if CLXENT_STORAGE == CLXENT_STORAGE_F32
-        vstorev_g(vloadv(0, acc + j) + va, acc + j);
-#else
-        vstorev_g(vloadv(0, acc + j) + LOADV(ga, j), acc + j);
-#endif
-      }
-      for (ulong j = jv; j < j1; ++j) {
-        STORE(TAIL_E1(a, j) * fa - TAIL_BW(a, j), ga, j);
-        acc[j] += LOAD(ga, j);
-      }
+  for (ulong j0 = 0; j0 < c;) { /* the rows' segments, merged: each f is constant between */
+    ulong j1 = c;
+    for (uint q = 0; q < n; ++q) j1 = min(j1, TAIL_END(&t[q], seg[q]));
+    f0 = TAIL_F(&t[0], seg[0]);
+    if (n > 1) f1 = TAIL_F(&t[1], seg[1]);
+    if (n > 2) f2 = TAIL_F(&t[2], seg[2]);
+    if (n > 3) f3 = TAIL_F(&t[3], seg[3]);
+    const ulong jv = j1 - (j1 - j0) % CLXENT_VEC; /* segments start at multiples of the vector */
+    /* streamed (float32 only, the host's choice): the vectors from row 0's first aligned address,
+     * as stream_scaled's, and each other row's too where its alignment is row 0's, else stored
+     * as usual; the values before and after them one by one */
+    ulong head = 0;
+#if CLXENT_HAS_STREAM
+    if (t[0].stream) {
+      const ulong off = (ulong)(g0 + j0) % CLXENT_STREAM_ALIGN / sizeof(store_t);
+      head = min(jv - j0, off ? CLXENT_VEC - off : 0);
+#define ROW_ST(q) st##q = n > q && t[q].stream && (ulong)(g##q + j0) % CLXENT_STREAM_ALIGN / sizeof(store_t) == off;
+      ROW_ST(0) ROW_ST(1) ROW_ST(2) ROW_ST(3)
+#undef ROW_ST
     }
-    if (j1 == ea) ++ta;
-    if (b && j1 == eb) ++tb;
+#endif
+    ulong j = j0;
+    for (; j < j0 + head; ++j) ROWS_1(j, 0);
+    /* the rows' scratch use is the call's (every row or none); B and streaming are per row */
+    const int any_b = B0 != 0.0f || (n > 1 && B1 != 0.0f) || (n > 2 && B2 != 0.0f) || (n > 3 && B3 != 0.0f);
+    const int any_st = st0 || st1 || st2 || st3, all_st = st0 && (n < 2 || st1) && (n < 3 || st2) && (n < 4 || st3);
+    if (!any_b && !any_st && sc0) VLOOPS(E_SC, S_PLAIN)
+    else if (!any_b && !any_st) VLOOPS(E_G, S_PLAIN)
+    else if (!any_b && all_st && sc0) VLOOPS(E_SC, S_STREAM)
+    else VLOOP(ROWS4, ROW_V_GUARDED, E_ANY, S_ANY, BW_ANY)
+    for (; j < jv; ++j) ROWS_1(j, 0);
+    for (; j < j1; ++j) ROWS_1(j, 1);
+    for (uint q = 0; q < n; ++q)
+      if (j1 == TAIL_END(&t[q], seg[q])) ++seg[q];
     j0 = j1;
   }
   /* the labels' elements, then their columns' sums from the stored values in the rows' order */
-  STORE(a->gy, a->g, a->y);
-  if (!b) {
-    acc[a->y] = acc_ya + LOAD(a->g, a->y);
-    return;
+  for (uint q = 0; q < n; ++q) STORE(t[q].gy, t[q].g, t[q].y);
+  for (uint q = 0; q < n; ++q) {
+    const ulong y = t[q].y;
+    float sum = acc_y[q];
+    for (uint r = 0; r < n; ++r) sum += LOAD(t[r].g, y);
+    acc[y] = sum;
   }
-  STORE(b->gy, b->g, b->y);
-  acc[a->y] = acc_ya + LOAD(a->g, a->y) + LOAD(b->g, a->y);
-  acc[b->y] = acc_yb + LOAD(a->g, b->y) + LOAD(b->g, b->y);
+#undef E_1
+#undef ADDED_V
+#undef E_SC
+#undef E_G
+#undef E_ANY
+#undef S_PLAIN
+#undef S_STREAM
+#undef S_ANY
+#undef BW_NONE
+#undef BW_ANY
+#undef ROW_V
+#undef ROW_V_GUARDED
+#undef ROWS1
+#undef ROWS2
+#undef ROWS3
+#undef ROWS4
+#undef VLOOP
+#undef VLOOPS
+#undef ROW_1
+#undef ROWS_1
 }
 #undef TAIL_F
 #undef TAIL_END
-#undef TAIL_BW
-#undef TAIL_EV
-#undef TAIL_E1
 
-/* tail (softmax_xent_hard_bias; 0 elsewhere): where a row whose pass 2 row_tail_pass2 can run is
- * left for it (hard_row returns 2), pass 2 not done and acc untouched. second: the row caches in
- * the second half of the item's scratch (the bias kernel's second row of a pair, whose scratch
- * the host made two rows long where they fit) */
+/* tail (softmax_xent_hard_bias; 0 elsewhere): where a row whose pass 2 row_tails_pass2 can run is
+ * left for it (hard_row returns 2), pass 2 not done and acc untouched. slot: where in the item's
+ * scratch the row caches, in rows of c rounded up to 16 values (the bias kernel's rows held
+ * together: the host made its scratch up to CLXENT_BIAS_ROWS rows long where they fit) */
 inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __global float *acc, row_tail *tail,
-                    const int second) {
+                    const uint slot) {
   __global const store_t *z = logits + i * c;
   __global store_t *g = grad ? grad + i * c : 0;
   const int y = labels[first_row + i];
@@ -920,8 +977,8 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   /* the cache: the item's stretch of the group's local scratch when the host gave one (rows that
    * fit: every storage type), else the gradient row itself (float32 only; 16-bit storage then
    * computes the exponentials again in pass 2) */
-  __local float *sc = row_cache_stride ? row_cache + get_local_id(0) * row_cache_stride + (second ? row_cache_stride / 2 : 0) : 0;
-  __local float *se = sc && cap != 0.0f && row_cache_stride / 2 >= c ? sc + row_cache_stride / 2 : 0;
+  __local float *sc = row_cache_stride ? row_cache + get_local_id(0) * row_cache_stride + slot * ((c + 15) / 16 * 16) : 0;
+  __local float *se = sc && cap != 0.0f && !slot && row_cache_stride / 2 >= c ? sc + row_cache_stride / 2 : 0;
   const int cache = !ignored && g && (sc || CLXENT_STORAGE == CLXENT_STORAGE_F32) ? (cap == 0.0f ? 1 : se ? 3 : 2) : 0;
   const float zy = ignored ? 0.0f : LOAD(z, y); /* before an in-place pass overwrites it */
 
@@ -1002,7 +1059,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   const float S = p.scale * g_up, Sz = p.z_scale * g_up;
   const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Sz) / s;
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy; /* smoothing's and the label's terms */
-  if (tail && cache == 1 && (!sc || row_cache_stride / 2 >= c) && B == 0.0f) {
+  if (tail && cache == 1) {
     tail->stream = CLXENT_HAS_STREAM && p.stream_grad && sc && (__global const store_t *)g != z;
     tail->g = g, tail->sc = sc, tail->zn = z + c, tail->w = weight, tail->B = B, tail->k = k, tail->m = m, tail->y = y, tail->segs = segs;
     tail->gy = (k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap); /* the label's store below */
@@ -1177,20 +1234,23 @@ __kernel void softmax_xent_hard_bias(SOFTMAX_HARD_ARGS, __global float *partial)
     for (ulong j = 0; j < cv; j += CLXENT_VEC) vstorev((floatv)(0.0f), 0, acc + j);
     for (ulong j = cv; j < c; ++j) acc[j] = 0.0f;
   }
-  /* rows whose pass 2 hard_row leaves (row_tail) are held and run in pairs; while one is held,
-   * the next row is given no acc, so that a row which is not left is added after the held one */
-  row_tail t[2];
-  int held = 0;
+  /* rows whose pass 2 hard_row leaves (row_tail) are held, as many as the scratch has slots for
+   * (CLXENT_BIAS_ROWS where the rows cache in themselves), and run together; while one is held,
+   * the next row is given no acc, so that a row which is not left is added after the held ones */
+  const ulong slots = row_cache_stride ? min((ulong)CLXENT_BIAS_ROWS, row_cache_stride / ((c + 15) / 16 * 16))
+                                       : CLXENT_BIAS_ROWS;
+  row_tail t[CLXENT_BIAS_ROWS];
+  uint held = 0;
   for (ulong r = begin; r < end; ++r) {
     const int done = hard_row(SOFTMAX_HARD_PASS, p, r - first_row, held ? 0 : acc, &t[held], held);
-    if (done == 2 && !held) {
-      held = 1;
+    if (done == 2) {
+      if (++held == slots) row_tails_pass2(t, held, acc, c), held = 0;
       continue;
     }
-    if (held) row_tail_pass2(&t[0], done == 2 ? &t[1] : 0, acc, c), held = 0;
+    if (held) row_tails_pass2(t, held, acc, c), held = 0;
     if (!done) row_add(acc, grad + (r - first_row) * c, c);
   }
-  if (held) row_tail_pass2(&t[0], 0, acc, c);
+  if (held) row_tails_pass2(t, held, acc, c);
 #if CLXENT_HAS_STREAM
   if (p.stream_grad) __builtin_ia32_sfence(); /* the rows' streamed stores, before the item is done */
 #endif

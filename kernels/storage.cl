@@ -68,7 +68,7 @@
 #undef hard_row
 #undef row_add
 #undef row_tail
-#undef row_tail_pass2
+#undef row_tails_pass2
 #undef softmax_xent_hard_bias
 #undef pos_weight_of
 #undef pos_weights_of
@@ -113,7 +113,7 @@
 #define hard_row CLXENT_TYPED(hard_row)
 #define row_add CLXENT_TYPED(row_add)
 #define row_tail CLXENT_TYPED(row_tail)
-#define row_tail_pass2 CLXENT_TYPED(row_tail_pass2)
+#define row_tails_pass2 CLXENT_TYPED(row_tails_pass2)
 #define softmax_xent_hard_bias CLXENT_TYPED(softmax_xent_hard_bias)
 #define pos_weight_of CLXENT_TYPED(pos_weight_of)
 #define pos_weights_of CLXENT_TYPED(pos_weights_of)
