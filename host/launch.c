@@ -173,7 +173,8 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
        * from the scratch: into a separate gradient larger than the device's cache, which would
        * leave it anyway (a smaller one stays there for whoever reads it next), with rows of at
        * least STREAM_MIN_C classes; with the bias's fused sums float32 only (they add the values
-       * as computed; 16-bit ones would read the stored row back from memory). Ordinary
+       * as computed; 16-bit ones would read the stored row back from memory) and only where the
+       * kernel holds rows together (CLXENT_BIAS_ROWS_MIN_C: rows alone gained nothing). Ordinary
        * stores first read every line of the gradient from memory. On this project's AMD EPYC
        * (Zen 4, AVX-512), interleaved against ordinary stores: 0.70-0.86x the time at c >= 8192,
        * 0.86-0.97x at c = 1536 to 4096, but 1.14-1.19x at c = 1000 and 1008, float32 and bfloat16
@@ -184,7 +185,8 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
        * and the two give a NaN different payloads; a streamed row, aligned differently, would move
        * that boundary and change a NaN's bits. */
       const size_t elem = l->dtype == CLXENT_FLOAT32 ? 4 : 2;
-      const int stream = l->dtype != CLXENT_FLOAT16 && !grouped && !short_rows && (!fused || l->dtype == CLXENT_FLOAT32) &&
+      const int stream = l->dtype != CLXENT_FLOAT16 && !grouped && !short_rows &&
+                         (!fused || (l->dtype == CLXENT_FLOAT32 && c >= CLXENT_BIAS_ROWS_MIN_C)) &&
                          l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
                          l->grad != l->in && (ctx->device_type & CL_DEVICE_TYPE_CPU) && CLXENT_HOST_IS_X86 &&
                          ctx->vector_width >= 8 && p.softcap == 0.0f && !(l->weight && p.smoothing > 0.0f) &&

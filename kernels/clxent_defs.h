@@ -32,6 +32,20 @@ typedef struct clxent_params {
 /* Rows per partial sum of the bias gradient (bias.cl column_partial). */
 #define CLXENT_BIAS_CHUNK 64
 #define CLXENT_BIAS_ROWS 4 /* the most rows the fused bias kernel adds in one pass (softmax_xent.cl) */
+/* The fewest classes whose rows the fused bias kernel holds together, e cached in the item's
+ * scratch (and then streamed into a separate float32 gradient, launch.c) or in the gradient rows
+ * themselves (_OWN). Measured on the Zen 4 (32 KiB of L1 and 1 MiB of L2 a core), rows held
+ * together against rows alone, in place (e in the gradient rows): 1.18x the time at c = 4096,
+ * 1.11x at 8192, 1.08x at 16384, 1.06x at 24576, 0.97x at 32000, 0.94x at 128256; into a separate
+ * gradient (e in the scratch, streamed): 0.95x at 16384, 0.93x at 24576, 0.95x at 32000, 0.93x
+ * at 128256; streamed rows alone gained nothing at c = 2048 to 8192 (1.00-1.09x), so they are not
+ * streamed (docs/PERFORMANCE.md, fourteenth round). */
+#ifndef CLXENT_BIAS_ROWS_MIN_C
+#define CLXENT_BIAS_ROWS_MIN_C 16384
+#endif
+#ifndef CLXENT_BIAS_ROWS_MIN_C_OWN
+#define CLXENT_BIAS_ROWS_MIN_C_OWN 28672
+#endif
 /* Values each work-item adds in one stage of the batch reduction (reduce.cl reduce_sum). */
 #define CLXENT_REDUCE_ITEMS 16
 /* column_sum_group (reduce.cl, the group variant's second step of the bias gradient): columns a

@@ -763,6 +763,9 @@ inline void stream_scaled(__global store_t *g, __local const float *sc, ulong j0
  * the other: the same bits, and one load and store of the partial sums from L2 per group of rows
  * instead of one per row (their traffic was all of the option's cost: docs/PERFORMANCE.md,
  * thirteenth round; fourteenth for what the groups gained). */
+/* Rows are held together from CLXENT_BIAS_ROWS_MIN_C classes on where e is cached in the item's
+ * scratch, from CLXENT_BIAS_ROWS_MIN_C_OWN where in the gradient rows themselves (clxent_defs.h);
+ * shorter rows run alone, in hard_row, as before the rows were held. */
 #if CLXENT_BIAS_ROWS != 4 /* clxent_defs.h; row_tails_pass2 names its rows 0 to 3 */
 #error "row_tails_pass2 is written for 4 rows"
 #endif
@@ -1237,12 +1240,14 @@ __kernel void softmax_xent_hard_bias(SOFTMAX_HARD_ARGS, __global float *partial)
   /* rows whose pass 2 hard_row leaves (row_tail) are held, as many as the scratch has slots for
    * (CLXENT_BIAS_ROWS where the rows cache in themselves), and run together; while one is held,
    * the next row is given no acc, so that a row which is not left is added after the held ones */
-  const ulong slots = row_cache_stride ? min((ulong)CLXENT_BIAS_ROWS, row_cache_stride / ((c + 15) / 16 * 16))
-                                       : CLXENT_BIAS_ROWS;
+  const ulong slots = c < (row_cache_stride ? CLXENT_BIAS_ROWS_MIN_C : CLXENT_BIAS_ROWS_MIN_C_OWN) ? 1
+                      : row_cache_stride ? min((ulong)CLXENT_BIAS_ROWS, row_cache_stride / ((c + 15) / 16 * 16))
+                                         : CLXENT_BIAS_ROWS;
   row_tail t[CLXENT_BIAS_ROWS];
+  const int hold = slots > 1 || p.stream_grad; /* else each row alone in hard_row (streams only held rows) */
   uint held = 0;
   for (ulong r = begin; r < end; ++r) {
-    const int done = hard_row(SOFTMAX_HARD_PASS, p, r - first_row, held ? 0 : acc, &t[held], held);
+    const int done = hard_row(SOFTMAX_HARD_PASS, p, r - first_row, held ? 0 : acc, hold ? &t[held] : 0, held);
     if (done == 2) {
       if (++held == slots) row_tails_pass2(t, held, acc, c), held = 0;
       continue;

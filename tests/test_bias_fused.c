@@ -24,12 +24,12 @@ typedef struct shape {
 } shape;
 /* around 64-row chunks; c past the short rows (64, with softcap 32), off the vector widths, several 4096-value
  * chunks per row (1 row fewer than a chunk's rows too), rows whose u alone fits the scratch with
- * softcap (40003), rows of which the scratch holds 4, 2 (70001 with PoCL's 1 MiB of local memory)
- * or 1 (140001; with 512 KiB none: float32 caches in the gradient row, 16-bit computes again and
- * adds the row after it) for the rows held together, and short-row shapes (never fused; 40 only
- * without softcap) */
+ * softcap (40003), rows held together (c ≥ 16384 with e in the scratch, ≥ 28672 in the gradient
+ * row: kernels/softmax_xent.cl) of which the scratch holds 4, 2 (70001 with PoCL's 1 MiB of local
+ * memory) or 1 (140001; with 512 KiB none: float32 caches in the gradient row, 16-bit computes
+ * again and adds the row after it), and short-row shapes (never fused; 40 only without softcap) */
 static const shape shapes[] = {{1, 65},     {63, 72},    {64, 100},  {65, 1001}, {130, 4099}, {200, 300},
-                               {67, 1040},  {3, 7 * 4096 + 3}, {66, 40003}, {70, 70001}, {3, 140001}, {129, 12}, {65, 40}};
+                               {67, 16400}, {3, 7 * 4096 + 3}, {66, 40003}, {70, 70001}, {3, 140001}, {129, 12}, {65, 40}};
 
 /* smoothing+grad_output NONE: rows whose upstream gradient is +0, -0 or negative (B = ±0 or < 0)
  * among the others, held together */
@@ -80,7 +80,7 @@ static void test_fused_bias_gives_column_partial_bits(void **state) {
                                      * refused); 73 of c = 1001: the chunks cut */
   clxent_ctx *blocked = support_create(NULL, &small, NULL);
   /* and with the gradient streamed around the caches wherever the kernel can (float32 on an x86
-   * CPU: rows paired in one loop whose alignments differ, or agree at c = 1040) */
+   * CPU: rows held together whose alignments differ, or agree at c = 16400) */
   env_set("CLXENT_STREAM_GRAD", "1");
   clxent_ctx *streamed = support_create(NULL, NULL, NULL);
   env_set("CLXENT_STREAM_GRAD", NULL);
