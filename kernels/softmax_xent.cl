@@ -858,12 +858,12 @@ inline void row_tails_pass2(const row_tail *t, const uint n, __global float *acc
     ROWS(M, E, S, BW)                                 \
     vstorev_g(sum, acc + (j));                        \
   }
-#define VLOOPS(E, S)                                    \
-  switch (n) {                                          \
-    case 4: VLOOP(ROWS4, ROW_V, E, S, BW_NONE); break;  \
-    case 3: VLOOP(ROWS3, ROW_V, E, S, BW_NONE); break;  \
-    case 2: VLOOP(ROWS2, ROW_V, E, S, BW_NONE); break;  \
-    default: VLOOP(ROWS1, ROW_V, E, S, BW_NONE); break; \
+#define VLOOPS(E, S, BW)                           \
+  switch (n) {                                     \
+    case 4: VLOOP(ROWS4, ROW_V, E, S, BW); break;  \
+    case 3: VLOOP(ROWS3, ROW_V, E, S, BW); break;  \
+    case 2: VLOOP(ROWS2, ROW_V, E, S, BW); break;  \
+    default: VLOOP(ROWS1, ROW_V, E, S, BW); break; \
   }
   /* row q's value at j with the vector loops' formula (B·w subtracted where B is nonzero), or
    * with the scalar tails' (B·w subtracted even where B is ±0, as hard_row's tails do: a product
@@ -906,10 +906,13 @@ inline void row_tails_pass2(const row_tail *t, const uint n, __global float *acc
     /* the rows' scratch use is the call's (every row or none); B and streaming are per row */
     const int any_b = B0 != 0.0f || (n > 1 && B1 != 0.0f) || (n > 2 && B2 != 0.0f) || (n > 3 && B3 != 0.0f);
     const int any_st = st0 || st1 || st2 || st3, all_st = st0 && (n < 2 || st1) && (n < 3 || st2) && (n < 4 || st3);
-    if (!any_b && !any_st && sc0) VLOOPS(E_SC, S_PLAIN)
-    else if (!any_b && !any_st) VLOOPS(E_G, S_PLAIN)
-    else if (!any_b && all_st && sc0) VLOOPS(E_SC, S_STREAM)
-    else VLOOP(ROWS4, ROW_V_GUARDED, E_ANY, S_ANY, BW_ANY)
+    if (!any_b && !any_st && sc0) VLOOPS(E_SC, S_PLAIN, BW_NONE)
+    else if (!any_b && !any_st) VLOOPS(E_G, S_PLAIN, BW_NONE)
+    else if (!any_b && all_st && sc0) VLOOPS(E_SC, S_STREAM, BW_NONE)
+    else if (!any_st && sc0) VLOOPS(E_SC, S_PLAIN, BW_ANY) /* label smoothing */
+    else if (!any_st) VLOOPS(E_G, S_PLAIN, BW_ANY)
+    else if (all_st && sc0) VLOOPS(E_SC, S_STREAM, BW_ANY)
+    else VLOOP(ROWS4, ROW_V_GUARDED, E_ANY, S_ANY, BW_ANY) /* rows streamed and not: alignments differ */
     for (; j < jv; ++j) ROWS_1(j, 0);
     for (; j < j1; ++j) ROWS_1(j, 1);
     for (uint q = 0; q < n; ++q)
