@@ -195,8 +195,8 @@ static clxent_status launch_rows(clxent_ctx *ctx, const clxent_rows_launch *l, c
                            rows * c * elem > ctx->mem_cache));
       const int own_row = l->dtype == CLXENT_FLOAT32 && p.softcap == 0.0f && ctx->vector_width == 16 && !stream;
       if (!grouped && !short_rows && !own_row && l->kernel == KERNEL_SOFTMAX_HARD && l->grad &&
-          (c + 15) / 16 * 16 * sizeof(float) <= ctx->local_mem) {
-        stride = (c + 15) / 16 * 16;
+          CLXENT_CACHE_ROW(c) * sizeof(float) <= ctx->local_mem) {
+        stride = CLXENT_CACHE_ROW(c);
         /* softcap: u and e side by side (a stride of two rows, where it fits), so that pass 2
          * needs no exponential (kernels/softmax_xent.cl, cache 3); the same for every storage
          * type, whose results must stay float32's rounded once (float32 on AVX-512 CPUs keeps

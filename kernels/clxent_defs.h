@@ -32,6 +32,9 @@ typedef struct clxent_params {
 /* Rows per partial sum of the bias gradient (bias.cl column_partial). */
 #define CLXENT_BIAS_CHUNK 64
 #define CLXENT_BIAS_ROWS 4 /* the most rows the fused bias kernel adds in one pass (softmax_xent.cl) */
+/* One row's stretch of the row kernel's local scratch: c floats rounded up to 16 (launch.c gives
+ * an item one or more of them; the bias kernel's held rows take one each) */
+#define CLXENT_CACHE_ROW(c) (((c) + 15) / 16 * 16)
 /* The fewest classes whose rows the fused bias kernel holds together, e cached in the item's
  * scratch (and then streamed into a separate float32 gradient, launch.c) or in the gradient rows
  * themselves (_OWN). Measured on the Zen 4 (32 KiB of L1 and 1 MiB of L2 a core), rows held

@@ -762,10 +762,10 @@ inline void stream_scaled(__global store_t *g, __local const float *sc, ulong j0
  * sums, acc_j = ((acc_j + g_r,j) + g_r+1,j) + ..., the order and operands of the rows one after
  * the other: the same bits, and one load and store of the partial sums from L2 per group of rows
  * instead of one per row (their traffic was all of the option's cost: docs/PERFORMANCE.md,
- * thirteenth round; fourteenth for what the groups gained). */
-/* Rows are held together from CLXENT_BIAS_ROWS_MIN_C classes on where e is cached in the item's
- * scratch, from CLXENT_BIAS_ROWS_MIN_C_OWN where in the gradient rows themselves (clxent_defs.h);
- * shorter rows run alone, in hard_row, as before the rows were held. */
+ * thirteenth round; fourteenth for what the groups gained). Rows are held together from
+ * CLXENT_BIAS_ROWS_MIN_C classes on where e is cached in the item's scratch, from
+ * CLXENT_BIAS_ROWS_MIN_C_OWN where in the gradient rows themselves (clxent_defs.h); shorter rows
+ * run alone, in hard_row, as before the rows were held. */
 #if CLXENT_BIAS_ROWS != 4 /* clxent_defs.h; row_tails_pass2 names its rows 0 to 3 */
 #error "row_tails_pass2 is written for 4 rows"
 #endif
@@ -983,7 +983,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   /* the cache: the item's stretch of the group's local scratch when the host gave one (rows that
    * fit: every storage type), else the gradient row itself (float32 only; 16-bit storage then
    * computes the exponentials again in pass 2) */
-  __local float *sc = row_cache_stride ? row_cache + get_local_id(0) * row_cache_stride + slot * ((c + 15) / 16 * 16) : 0;
+  __local float *sc = row_cache_stride ? row_cache + get_local_id(0) * row_cache_stride + slot * CLXENT_CACHE_ROW(c) : 0;
   __local float *se = sc && cap != 0.0f && !slot && row_cache_stride / 2 >= c ? sc + row_cache_stride / 2 : 0;
   const int cache = !ignored && g && (sc || CLXENT_STORAGE == CLXENT_STORAGE_F32) ? (cap == 0.0f ? 1 : se ? 3 : 2) : 0;
   const float zy = ignored ? 0.0f : LOAD(z, y); /* before an in-place pass overwrites it */
@@ -1065,10 +1065,13 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
   const float S = p.scale * g_up, Sz = p.z_scale * g_up;
   const float k = (S * ((1.0f - eps) * wy + eps * W * inv_c) + 2.0f * zl * lse * Sz) / s;
   const float B = S * eps * inv_c, K = S * (1.0f - eps) * wy; /* smoothing's and the label's terms */
+  /* the label's element, stored last (over the loops' value there), from scratch so that a
+   * 16-bit gradient is rounded once */
+  const float gy = (k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap);
   if (tail && cache == 1) {
     tail->stream = CLXENT_HAS_STREAM && p.stream_grad && sc && (__global const store_t *)g != z;
     tail->g = g, tail->sc = sc, tail->zn = z + c, tail->w = weight, tail->B = B, tail->k = k, tail->m = m, tail->y = y, tail->segs = segs;
-    tail->gy = (k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap); /* the label's store below */
+    tail->gy = gy;
     for (uint t = 0; t < segs; ++t) tail->seg_start[t] = seg_start[t], tail->seg_m[t] = seg_m[t];
     return 2;
   }
@@ -1189,8 +1192,7 @@ inline int hard_row(SOFTMAX_HARD_ARGS, const clxent_params p, const ulong i, __g
 #undef CACHED_V
 #undef CACHED
 #undef PREFETCH_NEXT_ROW
-  /* the label's element, from scratch so that a 16-bit gradient is rounded once */
-  STORE((k * clxent_exp(uy - m) - B * wy - K) * cap_slope(zy, cap), g, y);
+  STORE(gy, g, y);
   if (fused) acc[y] = acc_y + LOAD(g, y);
   return fused;
 }
@@ -1224,10 +1226,9 @@ inline void row_add(__global float *acc, __global const store_t *g, ulong c) {
  * CLXENT_BIAS_CHUNK batch rows (column_partial's chunks), its rows of this launch in order, each
  * added to partial[k] as its gradient is written (hard_row), or right after. The row is then in the cache
  * (L2 on a CPU, with partial[k]'s c floats beside it), where column_partial, a launch of its
- * own, read the whole gradient from memory again: a third pass over the largest array. Rows that
- * cache e in themselves (float32 on AVX-512 CPUs) are added two at a time (row_tail): one pass
- * over partial[k] per two rows, 0.93x the time at 4096 x 32000 and 1024 x 128256 (1.02x at 1000
- * classes, whose sums stay in L1). A chunk cut by a streaming block is continued from the stored
+ * own, read the whole gradient from memory again: a third pass over the largest array. Long
+ * rows are added up to CLXENT_BIAS_ROWS at a time (row_tail, row_tails_pass2): one pass over
+ * partial[k] per group of rows. A chunk cut by a streaming block is continued from the stored
  * partial sums, as column_partial does. */
 __kernel void softmax_xent_hard_bias(SOFTMAX_HARD_ARGS, __global float *partial) {
   const ulong k = first_row / CLXENT_BIAS_CHUNK + get_global_id(0), chunk_begin = k * CLXENT_BIAS_CHUNK;
@@ -1244,7 +1245,7 @@ __kernel void softmax_xent_hard_bias(SOFTMAX_HARD_ARGS, __global float *partial)
    * (CLXENT_BIAS_ROWS where the rows cache in themselves), and run together; while one is held,
    * the next row is given no acc, so that a row which is not left is added after the held ones */
   const ulong slots = c < (row_cache_stride ? CLXENT_BIAS_ROWS_MIN_C : CLXENT_BIAS_ROWS_MIN_C_OWN) ? 1
-                      : row_cache_stride ? min((ulong)CLXENT_BIAS_ROWS, row_cache_stride / ((c + 15) / 16 * 16))
+                      : row_cache_stride ? min((ulong)CLXENT_BIAS_ROWS, row_cache_stride / CLXENT_CACHE_ROW(c))
                                          : CLXENT_BIAS_ROWS;
   row_tail t[CLXENT_BIAS_ROWS];
   const int hold = slots > 1 || p.stream_grad; /* else each row alone in hard_row (streams only held rows) */
